@@ -1,0 +1,31 @@
+"""The Celery app. Queues and routes are named here, and only here."""
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whalesite.settings.dev")
+
+PIPELINE_QUEUE = "pipeline"  # GPU workers: preprocess, embed, search
+TRAINING_QUEUE = "training"  # GPU, one run at a time (run that worker with --concurrency=1)
+DEFAULT_QUEUE = "default"  # email, housekeeping
+
+app = Celery("whalesite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue(PIPELINE_QUEUE), Queue(TRAINING_QUEUE), Queue(DEFAULT_QUEUE))
+app.conf.task_default_queue = DEFAULT_QUEUE
+app.conf.task_routes = {
+    "identification.tasks.process_photo": {"queue": PIPELINE_QUEUE},
+    "identification.tasks.reembed_gallery": {"queue": PIPELINE_QUEUE},
+    "identification.tasks.run_training": {"queue": TRAINING_QUEUE},
+}
+app.autodiscover_tasks()
+
+
+def ensure_broker_folders() -> None:
+    """The filesystem transport needs its folders before the first message."""
+    from django.conf import settings
+
+    if str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
+        for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+            os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
