@@ -61,6 +61,7 @@ class Localization:
     confidence: float
     source: BoxSource
     flagged: bool  # True when a moderator should check the box (no localizer, or it was unsure)
+    upside_down: bool = False  # the localizer thinks the photo is rotated 180 degrees (seed 000 step 2)
 
 
 @dataclass(frozen=True)
