@@ -1,0 +1,211 @@
+"""The catalogue (species, individuals), the model's suggestions, moderators' decisions,
+training data, model versions and training runs."""
+from django.conf import settings
+from django.db import models
+
+
+class Species(models.Model):
+    common_name = models.CharField(max_length=100, unique=True)
+    scientific_name = models.CharField(max_length=100, blank=True)
+    code = models.CharField(max_length=8, unique=True, help_text="Catalogue id prefix, e.g. HW")
+
+    class Meta:
+        ordering = ["common_name"]
+        verbose_name_plural = "species"
+
+    def __str__(self) -> str:
+        return self.common_name
+
+
+class IndividualQuerySet(models.QuerySet):
+    def active(self):
+        """Individuals not merged into another."""
+        return self.filter(merged_into__isnull=True)
+
+
+class Individual(models.Model):
+    catalogue_id = models.CharField(max_length=20, unique=True)
+    nickname = models.CharField(max_length=100, blank=True)
+    species = models.ForeignKey(Species, on_delete=models.PROTECT, related_name="individuals")
+    merged_into = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="merged")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    objects = IndividualQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["catalogue_id"]
+
+    def __str__(self) -> str:
+        return f"{self.catalogue_id} ({self.nickname})" if self.nickname else self.catalogue_id
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True)
+
+
+class ModelVersion(models.Model):
+    """A trained model folder written by ``ml.train`` under ``settings.ML_ROOT``."""
+
+    name = models.CharField(max_length=64, unique=True)
+    artifact_dir = models.CharField(max_length=500, help_text="Model folder, relative to ML_ROOT")
+    config = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict)
+    history = models.JSONField(default=list)
+    training_snapshot = models.JSONField(default=dict, help_text="Counts and photo ids it was trained on")
+    new_threshold = models.FloatField(default=0.5)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    gallery_ready = models.BooleanField(default=False, help_text="Gallery embeddings exist for this version")
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("manage_models", "Can start training runs and promote model versions")]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Embedding(models.Model):
+    """A gallery vector: one photo embedded by one model version (float32 bytes)."""
+
+    photo = models.ForeignKey("submissions.Photo", on_delete=models.CASCADE, related_name="embeddings")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="embeddings")
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["photo", "model_version"], name="one_embedding_per_version")]
+
+
+class Suggestion(models.Model):
+    """One ranked candidate for a photo. ``individual`` is null for "new individual"."""
+
+    photo = models.ForeignKey("submissions.Photo", on_delete=models.CASCADE, related_name="suggestions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="suggestions")
+    rank = models.PositiveSmallIntegerField()
+    individual = models.ForeignKey(Individual, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    score = models.FloatField()
+    best_photo = models.ForeignKey(
+        "submissions.Photo", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["photo", "model_version", "rank"], name="one_suggestion_per_rank")
+        ]
+
+    @property
+    def is_new_individual(self) -> bool:
+        return self.individual_id is None
+
+
+class Decision(models.Model):
+    """Every moderator action, kept as the audit log (never deleted; undo marks it)."""
+
+    class Action(models.TextChoices):
+        CONFIRM = "confirm", "Confirmed a match"
+        NEW_INDIVIDUAL = "new_individual", "Named a new individual"
+        REJECT = "reject", "Rejected"
+        SKIP = "skip", "Skipped"
+        RETRY = "retry", "Retried processing"
+        BOX = "box", "Corrected the crop box"
+        MERGE = "merge", "Merged individuals"
+        SPLIT = "split", "Split a photo out"
+
+    class RejectReason(models.TextChoices):
+        NOT_A_FLUKE = "not_a_fluke", "Not a fluke"
+        POOR_QUALITY = "poor_quality", "Poor quality"
+        DUPLICATE = "duplicate", "Duplicate"
+        OTHER_SPECIES = "other_species", "Other species"
+
+    photo = models.ForeignKey("submissions.Photo", on_delete=models.CASCADE, null=True, blank=True, related_name="decisions")
+    moderator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    individual = models.ForeignKey(Individual, on_delete=models.SET_NULL, null=True, blank=True, related_name="decisions")
+    reject_reason = models.CharField(max_length=20, choices=RejectReason.choices, blank=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    scores = models.JSONField(default=list, blank=True, help_text="The suggestions shown when deciding")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class TrainingExampleQuerySet(models.QuerySet):
+    def queued(self):
+        return self.filter(status=TrainingExample.Status.QUEUED)
+
+    def usable(self):
+        """Everything a new run may train on: queued and already used, not excluded."""
+        return self.exclude(status=TrainingExample.Status.EXCLUDED)
+
+
+class TrainingExample(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        USED = "used", "Used by a run"
+        EXCLUDED = "excluded", "Excluded"
+
+    photo = models.OneToOneField("submissions.Photo", on_delete=models.CASCADE, related_name="training_example")
+    individual = models.ForeignKey(Individual, on_delete=models.CASCADE, related_name="training_examples")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    used_by = models.ForeignKey("TrainingRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="examples")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TrainingExampleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class TrainingRunQuerySet(models.QuerySet):
+    def in_progress(self):
+        return self.filter(status__in=(TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING))
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    options = models.JSONField(default=dict, help_text="epochs, arch, image_size, fine_tune")
+    progress = models.JSONField(default=dict, help_text="Latest TrainProgress: epoch, step, loss, val_map5, eta")
+    log = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    model_version = models.OneToOneField(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="training_run"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TrainingRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="running"), name="one_running_training_run"
+            )
+        ]

@@ -1,0 +1,156 @@
+"""Sightings and the photos watchers upload with them.
+
+A photo's ``status`` is its place in the pipeline; the QuerySet methods name each state so that
+views and tasks never spell out raw filters.
+"""
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def photo_upload_to(instance: "Photo", filename: str) -> str:
+    """Unguessable storage names; the original name is kept in ``original_filename``."""
+    ext = (filename.rsplit(".", 1)[-1] if "." in filename else "jpg").lower()[:5]
+    return f"photos/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.{ext}"
+
+
+def crop_upload_to(instance: "Photo", filename: str) -> str:
+    return f"crops/{uuid.uuid4().hex}.png"
+
+
+class Sighting(models.Model):
+    species = models.ForeignKey("identification.Species", on_delete=models.PROTECT, related_name="sightings")
+    observed_at = models.DateTimeField()
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    place_name = models.CharField(max_length=200, blank=True)
+    observer_name = models.CharField(max_length=200, blank=True)
+    notes = models.TextField(blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="sightings"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-observed_at"]
+
+    def __str__(self) -> str:
+        return f"Sighting {self.pk} on {self.observed_at:%Y-%m-%d}"
+
+
+class PhotoQuerySet(models.QuerySet):
+    def uploaded(self):
+        return self.filter(status=Photo.Status.UPLOADED)
+
+    def processing(self):
+        return self.filter(status=Photo.Status.PROCESSING)
+
+    def awaiting_review(self):
+        return self.filter(status=Photo.Status.AWAITING_REVIEW)
+
+    def in_gallery(self):
+        """Photos assigned to an individual: they are matched against every new upload."""
+        return self.filter(status__in=(Photo.Status.CONFIRMED, Photo.Status.NEW_INDIVIDUAL), individual__isnull=False)
+
+    def failed(self):
+        return self.filter(status=Photo.Status.FAILED)
+
+    def rejected(self):
+        return self.filter(status=Photo.Status.REJECTED)
+
+    def stuck(self, older_than: timedelta = timedelta(minutes=30)):
+        """Queued or processing for too long: the worker died or the message was lost."""
+        cutoff = timezone.now() - older_than
+        return self.filter(status__in=(Photo.Status.UPLOADED, Photo.Status.PROCESSING), updated_at__lt=cutoff)
+
+    def unclaimed_or_claimed_by(self, user, ttl: timedelta = timedelta(minutes=15)):
+        cutoff = timezone.now() - ttl
+        return self.filter(
+            models.Q(claimed_by__isnull=True) | models.Q(claimed_by=user) | models.Q(claimed_at__lt=cutoff)
+        )
+
+
+class Photo(models.Model):
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", "Uploaded"
+        PROCESSING = "processing", "Processing"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        CONFIRMED = "confirmed", "Confirmed"
+        NEW_INDIVIDUAL = "new_individual", "New individual"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+
+    class BoxSource(models.TextChoices):
+        LOCALIZER = "localizer", "Localizer"
+        DEFAULT = "default", "Default (no localizer)"
+        MODERATOR = "moderator", "Corrected by a moderator"
+        GIVEN = "given", "Given with the photo"
+
+    sighting = models.ForeignKey(Sighting, on_delete=models.CASCADE, related_name="photos")
+    image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
+    crop = models.ImageField(upload_to=crop_upload_to, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    phash = models.CharField(max_length=16, blank=True, db_index=True)
+    duplicate_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates")
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED, db_index=True)
+    failure_code = models.CharField(max_length=40, blank=True)
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    box_x0 = models.FloatField(null=True, blank=True)
+    box_y0 = models.FloatField(null=True, blank=True)
+    box_x1 = models.FloatField(null=True, blank=True)
+    box_y1 = models.FloatField(null=True, blank=True)
+    box_source = models.CharField(max_length=20, choices=BoxSource.choices, blank=True)
+    box_confidence = models.FloatField(null=True, blank=True)
+    box_flagged = models.BooleanField(default=False)
+    upside_down = models.BooleanField(default=False)
+
+    individual = models.ForeignKey(
+        "identification.Individual", on_delete=models.SET_NULL, null=True, blank=True, related_name="photos"
+    )
+    reject_reason = models.CharField(max_length=40, blank=True)
+    model_version = models.ForeignKey(
+        "identification.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PhotoQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+        permissions = [("review_photo", "Can review photos and decide matches")]
+
+    def __str__(self) -> str:
+        return f"Photo {self.pk} ({self.get_status_display()})"
+
+    @property
+    def box(self):
+        """The stored box as an ``ml.types.Box``, or None."""
+        if self.box_x0 is None:
+            return None
+        from ml.types import Box
+
+        return Box(self.box_x0, self.box_y0, self.box_x1, self.box_y1)
+
+    def set_box(self, box, source: str, confidence: float | None = None, flagged: bool = False) -> None:
+        self.box_x0, self.box_y0, self.box_x1, self.box_y1 = box.x0, box.y0, box.x1, box.y1
+        self.box_source = source
+        self.box_confidence = confidence
+        self.box_flagged = flagged
