@@ -1,0 +1,120 @@
+"""Ranking metrics for whale identification (Kaggle humpback conventions, seed 001)."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+
+from ml.types import NEW_WHALE
+
+
+def _check(truth: Sequence[str], predictions: Sequence[Sequence[str]]) -> None:
+    if len(truth) != len(predictions):
+        raise ValueError(f"{len(truth)} truth labels but {len(predictions)} predictions")
+
+
+def average_precision_at_k(truth: str, predicted: Sequence[str], k: int = 5) -> float:
+    """1 / rank of the first correct guess within the top k, else 0 (Kaggle MAP@k,
+    one relevant label per image; repeats of a wrong label are not skipped)."""
+    for i, p in enumerate(list(predicted)[:k]):
+        if p == truth:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def map_at_k(truth: Sequence[str], predictions: Sequence[Sequence[str]], k: int = 5) -> float:
+    """Mean average precision at k. Empty input gives 0.0."""
+    _check(truth, predictions)
+    if not truth:
+        return 0.0
+    return float(np.mean([average_precision_at_k(t, p, k) for t, p in zip(truth, predictions)]))
+
+
+def top_k_accuracy(truth: Sequence[str], predictions: Sequence[Sequence[str]], k: int = 1) -> float:
+    """Fraction of queries whose true label is among the first k predictions."""
+    _check(truth, predictions)
+    if not truth:
+        return 0.0
+    return float(np.mean([t in list(p)[:k] for t, p in zip(truth, predictions)]))
+
+
+def new_whale_precision_recall(truth: Sequence[str], predictions: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """(precision, recall) of "this is a new whale", where predicted new = ``new_whale``
+    ranked first. A ratio with an empty denominator is 0.0."""
+    _check(truth, predictions)
+    pred_new = np.array([bool(p) and p[0] == NEW_WHALE for p in predictions])
+    true_new = np.array([t == NEW_WHALE for t in truth])
+    tp = int(np.sum(pred_new & true_new))
+    precision = tp / int(pred_new.sum()) if pred_new.any() else 0.0
+    recall = tp / int(true_new.sum()) if true_new.any() else 0.0
+    return float(precision), float(recall)
+
+
+def apply_new_threshold(ranked: Sequence[tuple[str, float]], threshold: float, k: int = 5) -> list[str]:
+    """Labels of one ranking with ``new_whale`` inserted before the first score below
+    ``threshold`` (Kaggle style), cut to k."""
+    labels = [lab for lab, _ in ranked if lab != NEW_WHALE]
+    scores = [s for lab, s in ranked if lab != NEW_WHALE]
+    pos = 0
+    while pos < len(scores) and scores[pos] >= threshold:
+        pos += 1
+    return (labels[:pos] + [NEW_WHALE] + labels[pos:])[:k]
+
+
+def choose_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str],
+                         candidates=None, k: int = 5) -> tuple[float, float]:
+    """Pick the similarity threshold for inserting ``new_whale`` that maximises MAP@k.
+
+    ``ranked_scores[i]`` is query i's ranking as (label, score) pairs, best first, without
+    ``new_whale``; ``truth[i]`` may be ``new_whale``. Default candidates: a 0.01 grid
+    over [-1, 1] plus every observed score (so the optimum between grid points is found).
+    Ties go to the lowest threshold. Returns (threshold, map@k at that threshold).
+    """
+    _check(truth, ranked_scores)
+    if not truth:
+        raise ValueError("choose_new_threshold needs at least one query")
+    if candidates is None:
+        observed = [s for r in ranked_scores for _, s in list(r)[:k]]
+        candidates = np.concatenate([np.linspace(-1.0, 1.0, 201), np.asarray(observed, dtype=np.float64),
+                                     [np.inf]])
+    cand = np.unique(np.asarray(candidates, dtype=np.float64))
+    total = np.zeros(len(cand))
+    for ranking, t in zip(ranked_scores, truth):
+        ranking = [(lab, s) for lab, s in ranking if lab != NEW_WHALE][:k]
+        scores = np.array([s for _, s in ranking], dtype=np.float64)
+        # new_whale's 0-based position for every candidate: how many scores are >= threshold
+        pos_new = (scores[None, :] >= cand[:, None]).sum(axis=1) if len(scores) else np.zeros(len(cand), int)
+        if t == NEW_WHALE:
+            rank = pos_new  # 0-based
+        else:
+            labels = [lab for lab, _ in ranking]
+            if t not in labels:
+                continue
+            j = labels.index(t)
+            rank = j + (pos_new <= j)
+        total += np.where(rank < k, 1.0 / (rank + 1), 0.0)
+    mean = total / len(truth)
+    best = int(np.argmax(mean))
+    return float(cand[best]), float(mean[best])
+
+
+def most_frequent_labels(truth: Sequence[str], n: int = 20, include_new: bool = False) -> list[str]:
+    counts = Counter(t for t in truth if include_new or t != NEW_WHALE)
+    return [lab for lab, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+def confusion_matrix(truth: Sequence[str], top1: Sequence[str], labels: Sequence[str] | None = None,
+                     n: int = 20) -> tuple[np.ndarray, list[str]]:
+    """Counts ``M[i, j]`` of (true = labels[i], top-1 = labels[j]) over queries whose true
+    label is in ``labels`` (default: the ``n`` most frequent ids). The last column,
+    ``"other"``, counts top-1 guesses outside ``labels``. Returns (M, column labels)."""
+    if len(truth) != len(top1):
+        raise ValueError(f"{len(truth)} truth labels but {len(top1)} top-1 predictions")
+    labels = list(labels) if labels is not None else most_frequent_labels(truth, n)
+    index = {lab: i for i, lab in enumerate(labels)}
+    m = np.zeros((len(labels), len(labels) + 1), dtype=np.int64)
+    for t, p in zip(truth, top1):
+        if t in index:
+            m[index[t], index.get(p, len(labels))] += 1
+    return m, labels + ["other"]
