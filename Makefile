@@ -1,0 +1,28 @@
+# The two commands a fresh machine needs (see README):
+#   make run   - set up and run the site (web + worker) on the embedded default
+#   make test  - run the whole test suite against PostgreSQL, Redis and a real Celery worker
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install run test test-fast bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) manage.py run_site --port $(PORT)
+
+test: install
+	bash scripts/test.sh
+
+clean:
+	rm -rf $(VENV) var staticfiles
