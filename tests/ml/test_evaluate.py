@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pytest
+
+from ml.evaluate import (EvaluationError, evaluate_rankings, evaluate_submission, read_submission, read_truth,
+                         write_report, write_submission)
+from ml.metrics import confusion_matrix
+from ml.types import NEW_WHALE
+
+
+def test_evaluate_rankings_values():
+    truth = ["a", "b", NEW_WHALE, "d"]
+    pred = [["a", "x"], ["x", "b"], [NEW_WHALE, "a"], ["x", "y", "z", "w", "d"]]
+    m = evaluate_rankings(truth, pred)
+    assert m["map5"] == pytest.approx((1 + 0.5 + 1 + 0.2) / 4)
+    assert m["top1"] == pytest.approx(0.5)
+    assert m["top5"] == pytest.approx(1.0)
+    assert m["new_precision"] == pytest.approx(1.0) and m["new_recall"] == pytest.approx(1.0)
+    assert m["n"] == 4
+
+
+def test_write_report_writes_json_and_pngs(tmp_path):
+    history = [{"epoch": 1, "loss": 2.0, "val_map5": 0.2}, {"epoch": 2, "loss": 1.5, "val_map5": None},
+               {"epoch": 3, "loss": 1.0, "val_map5": 0.5}]
+    conf = confusion_matrix(["a", "a", "b"], ["a", "b", "b"])
+    paths = write_report({"map5": 0.5, "arr": np.arange(3), "nan": float("nan")}, history, tmp_path / "r",
+                         confusion=conf)
+    names = sorted(p.name for p in paths)
+    assert names == ["confusion.png", "loss.png", "map5.png", "metrics.json"]
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+    assert (tmp_path / "r" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert data == {"map5": 0.5, "arr": [0, 1, 2], "nan": None}
+    # no history, no confusion: just the json
+    assert [p.name for p in write_report({"x": 1}, [], tmp_path / "s")] == ["metrics.json"]
+
+
+def test_submission_roundtrip_and_errors(tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("Image,Id\n1.jpg,a\n2.jpg,new_whale\n")
+    sub = write_submission({"1.jpg": ["b", "a"], "2.jpg": [NEW_WHALE]}, tmp_path / "sub.csv")
+    assert read_truth(truth) == {"1.jpg": "a", "2.jpg": NEW_WHALE}
+    assert read_submission(sub) == {"1.jpg": ["b", "a"], "2.jpg": [NEW_WHALE]}
+    assert evaluate_submission(sub, truth)["map5"] == pytest.approx(0.75)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,label\n1.jpg,a\n")
+    with pytest.raises(EvaluationError, match="missing column"):
+        read_truth(bad)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("Image,Id\n1.jpg,a\n1.jpg,b\n")
+    with pytest.raises(EvaluationError, match="line 3.*twice"):
+        read_submission(dup)
+    with pytest.raises(EvaluationError, match="not found"):
+        read_truth(tmp_path / "nope.csv")
+    partial = write_submission({"1.jpg": ["a"]}, tmp_path / "partial.csv")
+    with pytest.raises(EvaluationError, match="no prediction"):
+        evaluate_submission(partial, truth)
+    many = tmp_path / "many.csv"
+    many.write_text("Image,Id\n1.jpg,a b c d e f\n")
+    with pytest.raises(EvaluationError, match="at most 5"):
+        read_submission(many)
