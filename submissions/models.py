@@ -112,6 +112,9 @@ class Photo(models.Model):
     box_confidence = models.FloatField(null=True, blank=True)
     box_flagged = models.BooleanField(default=False)
     upside_down = models.BooleanField(default=False)
+    batch_matches = models.JSONField(
+        default=list, blank=True, help_text="Similarity to other photos of the same sighting: [{photo_id, score}]"
+    )
 
     individual = models.ForeignKey(
         "identification.Individual", on_delete=models.SET_NULL, null=True, blank=True, related_name="photos"

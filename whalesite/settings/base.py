@@ -70,6 +70,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["whalesite.auth.EmailBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -137,6 +138,11 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 ML_ROOT = Path(env.str("ML_ROOT", default=str(VAR_DIR / "ml")))
 ML_INIT_WEIGHTS = env.str("ML_INIT_WEIGHTS", default="")  # optional local backbone weights (.pt)
 ML_DEVICE = env.str("ML_DEVICE", default="")  # "" = CUDA when present, else CPU
+ML_DEFAULT_ARCH = env.str("ML_DEFAULT_ARCH", default="resnet18")
+ML_DEFAULT_IMAGE_SIZE = env.int("ML_DEFAULT_IMAGE_SIZE", default=128)
+ML_DEFAULT_EPOCHS = env.int("ML_DEFAULT_EPOCHS", default=10)
+ML_DEFAULT_BATCH_SIZE = env.int("ML_DEFAULT_BATCH_SIZE", default=32)
+ML_TRAIN_MAX_STEPS = env.int("ML_TRAIN_MAX_STEPS", default=0)  # 0 = no cap (tests set a small cap)
 AUTO_PROMOTE_BETTER_MODELS = env.bool("AUTO_PROMOTE_BETTER_MODELS", default=False)
 REVIEW_CONSENSUS = env.int("REVIEW_CONSENSUS", default=1)
 
