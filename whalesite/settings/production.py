@@ -24,3 +24,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Email: EMAIL_URL such as smtp+tls://user:password@smtp.example.org:587 (console when unset).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}  # noqa: F405
