@@ -183,3 +183,33 @@ def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: 
     if init_weights:
         model.init_report = load_weights_file(model, init_weights)
     return model
+
+
+def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=None) -> "np.ndarray":
+    """Embed float32 (S, S) crops (or (1, S, S) tensors) -> (N, D) float32 L2-normalised numpy."""
+    import numpy as np
+
+    from ml.device import autocast
+
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(crops), batch_size):
+                chunk = crops[i:i + batch_size]
+                xs = []
+                for c in chunk:
+                    t = transform(c) if transform is not None else torch.as_tensor(np.asarray(c, dtype=np.float32))
+                    if t.ndim == 2:
+                        t = t[None]
+                    xs.append(t)
+                x = torch.stack(xs).to(device, non_blocking=True)
+                with autocast(device):
+                    e = model.embed(x)
+                out.append(F.normalize(e.float(), dim=1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, model.embedding_dim), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)

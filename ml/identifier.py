@@ -1,0 +1,150 @@
+"""Load a trained model folder once and turn photos into crops and embeddings."""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ml.device import pick_device
+from ml.models import create_model, embed_crops
+from ml.types import Box, Localization
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be loaded; ``str()`` names the folder and the problem."""
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    crop: np.ndarray  # float32 (image_size, image_size), standardised grayscale
+    localization: Localization
+    upside_down: bool
+
+
+class Identifier:
+    """A trained FlukeNet (+ optional localizer) ready for inference.
+
+    ``Identifier.load(model_dir)`` reads ``model.pt`` (and ``localizer.pt`` when present) once;
+    the object can then be shared by threads (inference only).
+    """
+
+    def __init__(self, model, classes: Sequence[str], new_threshold: float, image_size: int, version: str,
+                 device: torch.device, localizer=None, config: dict | None = None, model_dir: str | None = None,
+                 batch_size: int = 64):
+        self.model = model.eval()
+        self.classes = list(classes)
+        self.new_threshold = float(new_threshold)
+        self.image_size = int(image_size)
+        self.version = str(version)
+        self.device = device
+        self.localizer = localizer
+        self.config = dict(config or {})
+        self.model_dir = model_dir
+        self.batch_size = batch_size
+        self.embedding_dim = int(model.embedding_dim)
+        self._lock = threading.Lock()
+        from ml.preprocess import EvalTransform
+
+        self._transform = EvalTransform(self.image_size)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Identifier":
+        model_dir = Path(model_dir)
+        path = model_dir / "model.pt"
+        if not path.is_file():
+            raise ModelFolderError(f"{model_dir}: not a model folder (no model.pt)")
+        dev = device if isinstance(device, torch.device) else pick_device(device or "")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelFolderError(f"{path}: cannot read the model ({exc})") from None
+        try:
+            cfg = blob.get("config") or {}
+            model = create_model(blob.get("arch", cfg.get("arch", "resnet50")),
+                                 int(blob.get("embedding_dim", cfg.get("embedding_dim", 512))),
+                                 int(blob.get("num_classes", len(blob["classes"]))),
+                                 blob.get("head", cfg.get("head", "arcface")))
+            model.load_state_dict(blob["state_dict"])
+        except (KeyError, RuntimeError) as exc:
+            raise ModelFolderError(f"{path}: model file does not match its architecture ({exc})") from None
+        model.to(dev).eval()
+        localizer = None
+        loc_path = model_dir / "localizer.pt"
+        if loc_path.is_file():
+            from ml.localizer import Localizer
+
+            localizer = Localizer.load(loc_path, device=dev)
+        return cls(model, blob["classes"], blob.get("new_threshold", 0.5),
+                   int(blob.get("image_size", cfg.get("image_size", 224))), blob.get("version", "unknown"), dev,
+                   localizer=localizer, config=cfg, model_dir=str(model_dir))
+
+    # ----------------------------------------------------------------- images
+    @staticmethod
+    def _image(image):
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return image
+        from ml.images import load_image
+
+        return load_image(image)
+
+    def localize(self, image) -> Localization:
+        """Where the fluke is: the localizer's box, or the whole photo flagged for a moderator."""
+        img = self._image(image)
+        if self.localizer is not None:
+            with self._lock:
+                return self.localizer.predict([img])[0]
+        from ml.localizer import default_localization
+
+        return default_localization(*img.size)
+
+    def prepare(self, image, box: Box | None = None, upside_down: bool | None = None) -> PreparedImage:
+        """Crop a photo (path, bytes, file or PIL image) for embedding.
+
+        ``box`` (original pixels, e.g. drawn by a moderator) wins over the localizer.
+        """
+        from ml.preprocess import preprocess
+
+        img = self._image(image)
+        if box is not None:
+            loc = Localization(box=box, confidence=1.0, source="given", flagged=False,
+                               upside_down=bool(upside_down))
+        else:
+            loc = self.localize(img)
+        flip = bool(loc.upside_down if upside_down is None else upside_down)
+        crop_box = None if loc.source == "default" else loc.box
+        crop = np.asarray(preprocess(img, crop_box, size=self.image_size, upside_down=flip), dtype=np.float32)
+        return PreparedImage(crop=crop, localization=loc, upside_down=flip)
+
+    # ----------------------------------------------------------------- embeddings
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, D) float32 L2-normalised embeddings of prepared crops (batched, inference mode)."""
+        crops = [c.crop if isinstance(c, PreparedImage) else c for c in crops]
+        for c in crops:
+            if np.asarray(c).shape[-2:] != (self.image_size, self.image_size):
+                raise ValueError(f"crop of shape {np.asarray(c).shape}, expected ({self.image_size}, {self.image_size})")
+        with self._lock:
+            return embed_crops(self.model, list(crops), self.device, self.batch_size, self._transform)
+
+    def embed_paths(self, paths: Sequence, boxes: Sequence[Box | None] | None = None) -> np.ndarray:
+        boxes = list(boxes) if boxes is not None else [None] * len(paths)
+        if len(boxes) != len(paths):
+            raise ValueError("boxes must have one entry per path")
+        crops = [self.prepare(p, b).crop for p, b in zip(paths, boxes)]
+        return self.embed(crops)
+
+    def describe(self) -> dict:
+        metrics = {}
+        if self.model_dir and (Path(self.model_dir) / "metrics.json").is_file():
+            try:
+                metrics = json.loads((Path(self.model_dir) / "metrics.json").read_text())
+            except ValueError:
+                metrics = {}
+        return {"version": self.version, "image_size": self.image_size, "classes": len(self.classes),
+                "new_threshold": self.new_threshold, "localizer": self.localizer is not None, "metrics": metrics}

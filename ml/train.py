@@ -1,0 +1,454 @@
+"""Train a fluke identifier and write a model folder.
+
+Model folder (``config.out_dir``):
+- ``model.pt``: ``{"config", "state_dict", "classes", "new_threshold", "version", "arch", "image_size",
+  "embedding_dim", "head"}`` (best-validation weights),
+- ``config.json``, ``metrics.json`` (held-out metrics of the best model), ``history.json`` (per epoch),
+  ``*.png`` plots (``ml.evaluate.write_report``), ``split.json`` (which photos were used where),
+- ``localizer.pt`` when boxes were given (``ml.localizer.train_localizer``),
+- ``checkpoint.pt`` (last epoch: model, optimizer, scheduler, rng states) for ``resume=True``,
+- ``cache/`` preprocessed crops (reused by later runs pointing at the same folder or ``cache_dir``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ml.data import (CropCache, DatasetError, FlukeDataset, add_flipped_ids, compute_sample_hashes,
+                     default_num_workers, group_near_duplicates, load_samples, make_loader, split_dataset)
+from ml.device import autocast, pick_device
+from ml.models import create_model, embed_crops
+from ml.types import NEW_WHALE, TrainProgress, TrainResult
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = 1
+
+
+class TrainingCancelled(RuntimeError):
+    """Raised by ``train`` when ``should_stop()`` returned True."""
+
+
+@dataclass
+class TrainConfig:
+    csv: str
+    images_dir: str
+    out_dir: str
+    boxes_csv: str | None = None
+    arch: str = "resnet50"
+    image_size: int = 224
+    embedding_dim: int = 512
+    head: str = "arcface"  # "arcface" | "softmax" (seed 000)
+    arcface_s: float = 30.0
+    arcface_m: float = 0.5
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 0.005  # seed 000 Adam; use 0.01 with optimizer="sgd" (seed 001)
+    optimizer: str = "adam"  # "adam": lr * 0.9**epoch; "sgd": momentum .9, wd 1e-4, x0.1 at 80% and 95%
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    hflip: bool = False
+    flip_as_new_id: bool = False
+    rotation: float = 20.0
+    zoom: float = 0.2
+    shift: float = 0.2
+    oversample_to: int = 4
+    seed: int = 0
+    val_fraction: float = 0.2
+    new_individual_fraction: float = 0.1
+    num_workers: int | None = None  # default min(4, cpu_count)
+    init_from: str | None = None  # a previous model folder to fine-tune from
+    init_weights: str | None = None  # a local state-dict file (operator's weights), loaded non-strictly
+    resume: bool = False
+    max_steps: int | None = None
+    device: str = ""
+    train_localizer: bool | None = None  # default: when boxes_csv is given
+    localizer_epochs: int | None = None
+    time_budget_s: float | None = None
+    cache_dir: str | None = None  # default <out_dir>/cache
+    eval_batch_size: int = 64
+    progress_bar: bool = False  # tqdm bars for preprocessing (the CLI turns it on)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _make_optimizer(model, config: TrainConfig):
+    if config.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.9 ** e)
+    elif config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay)
+        milestones = sorted({max(1, int(round(config.epochs * 0.8))), max(1, int(round(config.epochs * 0.95)))})
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
+    return opt, sched
+
+
+def _init_from_model_dir(model, model_dir: str, classes: list[str]) -> dict:
+    """Fine-tune: copy backbone + embedding (+ head when the class list is the same)."""
+    path = Path(model_dir) / "model.pt"
+    if not path.is_file():
+        raise DatasetError(f"{model_dir}: no model.pt to initialise from")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    state = blob["state_dict"]
+    same_classes = list(blob.get("classes", [])) == list(classes)
+    own = model.state_dict()
+    keep = {k: v for k, v in state.items()
+            if k in own and own[k].shape == v.shape and (same_classes or not k.startswith("head."))}
+    result = model.load_state_dict(keep, strict=False)
+    return {"loaded": len(keep), "missing": list(result.missing_keys), "head_reinitialised": not same_classes}
+
+
+def chance_map5(n_ids: int, k: int = 5) -> float:
+    """Expected MAP@k of a random ranking of ``n_ids`` candidates (the true one among them)."""
+    if n_ids <= 0:
+        return 0.0
+    return sum(1.0 / (r * n_ids) for r in range(1, min(k, n_ids) + 1))
+
+
+@dataclass
+class _Validation:
+    map5: float | None
+    map5_known: float | None
+    threshold: float | None
+    ranked: list = field(default_factory=list)
+    truth: list = field(default_factory=list)
+
+
+def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: list[str], device,
+              eval_transform, batch_size: int, default_threshold: float) -> _Validation:
+    from ml.gallery import GalleryIndex
+    from ml.metrics import choose_new_threshold, map_at_k
+
+    if len(query_ds) == 0 or len(gallery_ds) == 0:
+        return _Validation(None, None, None)
+    g = embed_crops(model, [gallery_ds.crop(i) for i in range(len(gallery_ds))], device, batch_size, eval_transform)
+    q = embed_crops(model, [query_ds.crop(i) for i in range(len(query_ds))], device, batch_size, eval_transform)
+    index = GalleryIndex(g.shape[1])
+    index.add([f"g{i}" for i in range(len(g))], [s.label for s in gallery_ds.samples], g)
+    matches = index.rank_batch(q, k=5)
+    ranked = [[(m.label, m.score) for m in ms] for ms in matches]
+    known = [i for i, t in enumerate(truth) if t != NEW_WHALE]
+    map5_known = map_at_k([truth[i] for i in known], [[lab for lab, _ in ranked[i]] for i in known]) if known else None
+    if any(t == NEW_WHALE for t in truth):
+        threshold, map5 = choose_new_threshold(ranked, truth)
+        if not math.isfinite(threshold):
+            threshold = 1.0  # "never new" won: anything below a perfect match is new
+    else:
+        threshold, map5 = default_threshold, map5_known
+    return _Validation(map5, map5_known, threshold, ranked, truth)
+
+
+def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
+    from ml.evaluate import evaluate_rankings
+    from ml.metrics import apply_new_threshold
+
+    metrics: dict = dict(extra)
+    metrics.update({k: v for k, v in split.stats.items()})
+    metrics["new_individuals"] = split.new_individuals
+    metrics["duplicates_dropped"] = len(dup_report.dropped)
+    metrics["duplicate_images"] = dup_report.duplicate_images
+    metrics["near_duplicate_groups"] = dup_report.groups
+    metrics["chance_map5"] = chance_map5(metrics.get("n_train_ids", 0))
+    if val.map5 is None:
+        metrics.update({"map5": None, "top1": None, "top5": None, "new_precision": None, "new_recall": None})
+        return metrics
+    preds = [apply_new_threshold(r, val.threshold) for r in val.ranked]
+    metrics.update(evaluate_rankings(val.truth, preds))
+    metrics["map5_known_only"] = val.map5_known
+    metrics["new_threshold"] = val.threshold
+    return metrics
+
+
+def _version(state_dict: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state_dict)[:50]:
+        h.update(k.encode())
+        h.update(state_dict[k].detach().cpu().float().numpy().tobytes()[:4096])
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + h.hexdigest()[:8]
+
+
+def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train, validate each epoch, keep the best, and write the model folder (see module doc)."""
+    t_start = time.monotonic()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
+    num_workers = default_num_workers() if config.num_workers is None else int(config.num_workers)
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+
+    def report(**kw):
+        if progress is not None:
+            progress(TrainProgress(**kw))
+
+    def check_stop():
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled("training cancelled")
+
+    # ---- data
+    samples = load_samples(config.csv, config.images_dir, config.boxes_csv)
+    compute_sample_hashes(samples, cache_dir, num_workers=max(1, num_workers), progress=config.progress_bar)
+    check_stop()
+    samples, dup_report = group_near_duplicates(samples)
+    split = split_dataset(samples, config.val_fraction, config.new_individual_fraction, config.seed)
+    if not split.train:
+        raise DatasetError(f"{config.csv}: no training photos left after the split")
+    train_samples = add_flipped_ids(split.train) if config.flip_as_new_id else list(split.train)
+    classes = sorted({s.label for s in train_samples})
+    class_index = {c: i for i, c in enumerate(classes)}
+    cache = CropCache(cache_dir, config.image_size)
+
+    from ml.preprocess import EvalTransform, TrainTransform
+
+    train_tf = TrainTransform(config.image_size, hflip=config.hflip, rotation=config.rotation, zoom=config.zoom,
+                              shift=config.shift)
+    eval_tf = EvalTransform(config.image_size)
+    prep_workers = max(1, num_workers)
+    train_ds = FlukeDataset(train_samples, class_index, cache, train_tf, prep_workers, config.progress_bar)
+    gallery_ds = FlukeDataset(split.train, class_index, cache, None, prep_workers, config.progress_bar)
+    query_ds = FlukeDataset(split.val, None, cache, None, prep_workers, config.progress_bar)
+    check_stop()
+    atomic_write_text(out / "split.json", json.dumps({
+        "train": [s.image for s in split.train],
+        "val": [{"image": s.image, "label": s.label, "truth": t} for s, t in zip(split.val, split.val_truth)],
+        "new_individuals": split.new_individuals,
+        "dropped": [{"image": i, "reason": r} for i, r in dup_report.dropped],
+        "stats": split.stats,
+    }, indent=1))
+
+    # ---- model
+    model = create_model(config.arch, config.embedding_dim, len(classes), config.head,
+                         init_weights=config.init_weights, arcface_s=config.arcface_s, arcface_m=config.arcface_m)
+    init_report = {"init_weights": model.init_report} if config.init_weights else {}
+    if config.init_from:
+        init_report["init_from"] = _init_from_model_dir(model, config.init_from, classes)
+    model.to(device)
+    optimizer, scheduler = _make_optimizer(model, config)
+
+    loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=num_workers, seed=config.seed,
+                         drop_last=True, oversample_to=config.oversample_to)
+    steps_per_epoch = max(1, len(loader))
+
+    history: list[dict] = []
+    start_epoch = 0
+    global_step = 0
+    best = {"map5": -1.0, "epoch": -1, "state_dict": None, "threshold": 0.5}
+    ckpt_path = out / "checkpoint.pt"
+    if config.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt.get("classes") != classes:
+            raise DatasetError(f"{ckpt_path}: checkpoint was trained on other individuals; cannot resume")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch = int(ckpt["epoch"])
+        global_step = int(ckpt.get("global_step", 0))
+        history = list(ckpt.get("history", []))
+        best = ckpt.get("best", best)
+        _set_rng_state(ckpt["rng"])
+        log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
+
+    # ---- loop
+    stop_reason = None
+    if config.max_steps is not None and global_step >= config.max_steps:
+        stop_reason = "max_steps"
+    t_loop = time.monotonic()
+    steps_this_run = 0
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    epoch = start_epoch
+    last_val = None
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if stop_reason:
+                break
+            model.train()
+            loader.generator.manual_seed(config.seed * 1000 + epoch)
+            running, n_loss = 0.0, 0
+            for step, (x, y) in enumerate(loader):
+                check_stop()
+                if x.shape[0] < 2:  # BatchNorm needs two samples
+                    continue
+                x = x.to(device, non_blocking=True)
+                y = torch.as_tensor(y).to(device, non_blocking=True)
+                with autocast(device):
+                    logits = model(x, y)
+                loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    raise FloatingPointError(f"loss became {lv} at epoch {epoch + 1} step {step + 1}; lower the lr")
+                running += lv
+                n_loss += 1
+                global_step += 1
+                steps_this_run += 1
+                elapsed = time.monotonic() - t_loop
+                remaining = max(0, total_steps - global_step)
+                report(epoch=epoch + 1, epochs=config.epochs, step=step + 1, steps_per_epoch=steps_per_epoch,
+                       loss=lv, eta_seconds=elapsed / steps_this_run * remaining, phase="train")
+                if config.max_steps is not None and global_step >= config.max_steps:
+                    stop_reason = "max_steps"
+                    break
+                if config.time_budget_s is not None and time.monotonic() - t_start > config.time_budget_s:
+                    stop_reason = "time_budget"
+                    break
+            scheduler.step()
+            check_stop()
+            report(epoch=epoch + 1, epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
+                   loss=running / max(1, n_loss), phase="validate", message="validating")
+            last_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf,
+                                 config.eval_batch_size, 0.5)
+            entry = {"epoch": epoch + 1, "loss": running / max(1, n_loss) if n_loss else None,
+                     "val_map5": last_val.map5, "val_map5_known": last_val.map5_known,
+                     "new_threshold": last_val.threshold, "lr": optimizer.param_groups[0]["lr"],
+                     "steps": global_step, "time_s": round(time.monotonic() - t_start, 2)}
+            history.append(entry)
+            score = last_val.map5 if last_val.map5 is not None else -entry["loss"] if entry["loss"] else 0.0
+            if best["state_dict"] is None or score > best["map5"]:
+                best = {"map5": score, "epoch": epoch + 1,
+                        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                        "threshold": last_val.threshold if last_val.threshold is not None else 0.5}
+            atomic_torch_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "global_step": global_step,
+                "rng": _rng_state(), "history": history, "best": best, "classes": classes,
+                "config": config.to_dict(),
+            }, ckpt_path)
+            report(epoch=epoch + 1, epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
+                   loss=entry["loss"] or 0.0, val_map5=last_val.map5,
+                   eta_seconds=(time.monotonic() - t_loop) / max(1, steps_this_run) * max(0, total_steps - global_step),
+                   phase="validate", message=f"epoch {epoch + 1}: val MAP@5 {last_val.map5}")
+    finally:
+        it = getattr(loader, "_iterator", None)
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+
+    # ---- final: best weights, held-out metrics
+    if best["state_dict"] is not None:
+        model.load_state_dict(best["state_dict"])
+    final_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size, 0.5)
+    new_threshold = float(final_val.threshold) if final_val.threshold is not None else 0.5
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    version = _version(state_dict)
+    extra = {
+        "version": version, "arch": config.arch, "head": config.head, "image_size": config.image_size,
+        "embedding_dim": config.embedding_dim, "n_classes": len(classes), "best_epoch": best["epoch"],
+        "epochs_run": len(history), "steps": global_step, "stop_reason": stop_reason or "epochs",
+        "device": str(device), "train_time_s": round(time.monotonic() - t_start, 2),
+        "oversample_to": config.oversample_to, "seed": config.seed, **init_report,
+    }
+    metrics = _final_metrics(final_val, split, dup_report, extra)
+
+    # ---- localizer
+    do_loc = config.train_localizer if config.train_localizer is not None else bool(config.boxes_csv)
+    if do_loc and config.boxes_csv:
+        check_stop()
+        report(epoch=len(history), epochs=config.epochs, step=0, steps_per_epoch=steps_per_epoch, loss=0.0,
+               phase="localizer", message="training the fluke localizer")
+        metrics["localizer"] = _train_localizer(samples, out, config)
+
+    payload = {
+        "format": MODEL_FORMAT, "config": config.to_dict(), "state_dict": state_dict, "classes": classes,
+        "new_threshold": new_threshold, "version": version, "arch": config.arch, "image_size": config.image_size,
+        "embedding_dim": config.embedding_dim, "head": config.head, "num_classes": len(classes),
+    }
+    atomic_torch_save(payload, out / "model.pt")
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
+    _write_report(metrics, history, out)
+    report(epoch=len(history), epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
+           loss=history[-1]["loss"] if history and history[-1]["loss"] is not None else 0.0,
+           val_map5=metrics.get("map5"), eta_seconds=0.0, phase="done", message="done")
+    return TrainResult(model_dir=str(out), metrics=metrics, history=history, new_threshold=new_threshold)
+
+
+def _write_report(metrics: dict, history: list[dict], out: Path) -> None:
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=str))
+    try:
+        from ml.evaluate import write_report
+        write_report(metrics, history, out)
+    except Exception as exc:  # plots are a nicety: never lose a trained model over them
+        log.warning("could not write the report plots: %s", exc)
+
+
+def _train_localizer(samples, out: Path, config: TrainConfig) -> dict:
+    from ml.localizer import train_localizer
+
+    with_boxes = [s for s in samples if s.box is not None]
+    if len(with_boxes) < 4:
+        return {"skipped": f"only {len(with_boxes)} photos with boxes"}
+    kwargs = {"seed": config.seed, "device": str(pick_device(config.device))}
+    if config.localizer_epochs is not None:
+        kwargs["epochs"] = config.localizer_epochs
+    if config.max_steps is not None:
+        kwargs["max_steps"] = config.max_steps
+    localizer, loc_metrics = train_localizer([s.path for s in with_boxes], [s.box for s in with_boxes], **kwargs)
+    path = out / "localizer.pt"
+    tmp = out / f"localizer.pt.{os.getpid()}.tmp"
+    localizer.save(tmp)
+    os.replace(tmp, path)
+    return dict(loc_metrics) if isinstance(loc_metrics, dict) else {"result": str(loc_metrics)}
