@@ -1,0 +1,354 @@
+"""Fluke localizer (seed 003): a small CNN that regresses the fluke's box.
+
+Input: the photo in grayscale, letterboxed (aspect kept, centred, padded with the
+image mean) onto an ``image_size`` square (default 128), standardised per image,
+plus two coordinate channels (CoordConv: x and y in -1..1) that make position
+regression easy for a small network.
+
+Network: five conv3x3-BN-ReLU blocks with 2x max-pooling (16-32-64-96-128 channels),
+adaptive average pooling to 4x4, a 128-unit hidden layer, then three heads
+(~450k parameters in all):
+
+* box: ``(cx, cy, w, h)`` with sigmoid outputs, normalised to the letterbox canvas;
+* upside-down logit: trained by rotating half the training photos by 180 degrees
+  (boxes mapped accordingly), so the pipeline can turn such photos upright
+  (seed 000, step 2) -- exposed as ``Localization.upside_down``;
+* confidence = a **predicted-IoU head**: a sigmoid output trained (MSE) to predict
+  the IoU between the predicted box and the true box of the same training
+  sample. We chose it over flip-TTA agreement because it costs no extra forward
+  pass and is directly in IoU units, so the threshold has a meaning ("the
+  localizer expects its box to overlap the fluke by at least 50%").
+
+When the confidence is below ``conf_threshold`` (default 0.5) ``predict`` falls back
+to ``default_localization``: the central region x 5%..95%, y 15%..85% of the photo,
+``flagged=True`` so that a moderator checks the box.
+
+Loss: smooth-L1 on (cx, cy, w, h) + (1 - IoU) + BCE(upside-down) + 0.5 * MSE(IoU head).
+Augmentation: random 180-degree rotation (p=0.5), horizontal flip (p=0.5; fine for
+*where* the fluke is, even though markings are not symmetric), contrast/noise jitter.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from ml.types import Box, Localization, TrainProgress
+
+FORMAT_VERSION = 1
+DEFAULT_FRACTIONS = (0.05, 0.15, 0.95, 0.85)  # x0, y0, x1, y1 of the default box
+
+
+def default_localization(width: int, height: int, confidence: float = 0.0, upside_down: bool = False) -> Localization:
+    """The documented fallback box: x 5%..95%, y 15%..85% of the photo; always flagged."""
+    fx0, fy0, fx1, fy1 = DEFAULT_FRACTIONS
+    box = Box(fx0 * width, fy0 * height, fx1 * width, fy1 * height)
+    return Localization(box=box, confidence=float(confidence), source="default", flagged=True,
+                        upside_down=upside_down)
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0.0 when either is empty)."""
+    ix = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    inter = ix * iy
+    union = max(0.0, a.width) * max(0.0, a.height) + max(0.0, b.width) * max(0.0, b.height) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _iou_cxcywh(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    px0, py0, px1, py1 = p[:, 0] - p[:, 2] / 2, p[:, 1] - p[:, 3] / 2, p[:, 0] + p[:, 2] / 2, p[:, 1] + p[:, 3] / 2
+    tx0, ty0, tx1, ty1 = t[:, 0] - t[:, 2] / 2, t[:, 1] - t[:, 3] / 2, t[:, 0] + t[:, 2] / 2, t[:, 1] + t[:, 3] / 2
+    iw = (torch.minimum(px1, tx1) - torch.maximum(px0, tx0)).clamp(min=0)
+    ih = (torch.minimum(py1, ty1) - torch.maximum(py0, ty0)).clamp(min=0)
+    inter = iw * ih
+    union = p[:, 2] * p[:, 3] + t[:, 2] * t[:, 3] - inter
+    return inter / union.clamp(min=1e-6)
+
+
+# ---------------------------------------------------------------------- input
+def _as_image(item) -> Image.Image:
+    if isinstance(item, Image.Image):
+        return item
+    from ml.images import load_image
+
+    return load_image(item)
+
+
+def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, float, float]:
+    """Grayscale, aspect-preserving resize onto a size x size canvas (centred, padded
+    with the mean), standardised. Returns (canvas float32, scale, offset_x, offset_y):
+    canvas pixel = original pixel * scale + offset."""
+    gray = image.convert("L")
+    w, h = gray.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = np.asarray(gray.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    mean = float(small.mean())
+    canvas = np.full((size, size), mean, dtype=np.float32)
+    ox, oy = (size - nw) // 2, (size - nh) // 2
+    canvas[oy:oy + nh, ox:ox + nw] = small
+    canvas = (canvas - mean) / (float(small.std()) + 1e-6)
+    return canvas, scale, float(ox), float(oy)
+
+
+def _coord_channels(size: int) -> torch.Tensor:
+    lin = torch.linspace(-1, 1, size)
+    yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+    return torch.stack([xx, yy])
+
+
+# ---------------------------------------------------------------------- network
+class LocalizerNet(nn.Module):
+    def __init__(self, widths=(16, 32, 64, 96, 128), hidden: int = 128):
+        super().__init__()
+        layers, c = [], 3
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4))
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), nn.ReLU(inplace=True))
+        self.box = nn.Linear(hidden, 4)
+        self.upside = nn.Linear(hidden, 1)
+        self.conf = nn.Linear(hidden, 1)
+        with torch.no_grad():  # start near the default box: centre, 90% x 70%
+            self.box.bias.copy_(torch.logit(torch.tensor([0.5, 0.5, 0.9, 0.7])))
+
+    def forward(self, x: torch.Tensor):
+        """x: (B, 1, S, S) standardised canvases -> (box (B,4) in 0..1, upside logit (B,), conf (B,))."""
+        coords = _coord_channels(x.shape[-1]).to(x.device, x.dtype).expand(x.shape[0], -1, -1, -1)
+        h = self.hidden(self.features(torch.cat([x, coords], dim=1)))
+        return torch.sigmoid(self.box(h)), self.upside(h).squeeze(1), torch.sigmoid(self.conf(h)).squeeze(1)
+
+
+# ---------------------------------------------------------------------- inference
+class Localizer:
+    def __init__(self, net: LocalizerNet | None = None, image_size: int = 128, conf_threshold: float = 0.5,
+                 metrics: dict | None = None, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.net = (net or LocalizerNet()).to(self.device).eval()
+        self.image_size = int(image_size)
+        self.conf_threshold = float(conf_threshold)
+        self.metrics = dict(metrics or {})
+
+    @torch.no_grad()
+    def _forward(self, canvases: np.ndarray, batch_size: int = 64):
+        self.net.eval()
+        boxes, ups, confs = [], [], []
+        for i in range(0, len(canvases), batch_size):
+            x = torch.from_numpy(canvases[i:i + batch_size]).unsqueeze(1).to(self.device)
+            b, u, c = self.net(x)
+            boxes.append(b.float().cpu()), ups.append(torch.sigmoid(u).float().cpu()), confs.append(c.float().cpu())
+        return torch.cat(boxes).numpy(), torch.cat(ups).numpy(), torch.cat(confs).numpy()
+
+    def predict_raw(self, images: Sequence) -> list[Localization]:
+        """Predictions without the low-confidence fallback (used for evaluation)."""
+        images = [_as_image(im) for im in images]
+        if not images:
+            return []
+        lb = [letterbox(im, self.image_size) for im in images]
+        boxes, ups, confs = self._forward(np.stack([c for c, *_ in lb]))
+        out = []
+        for im, (_, scale, ox, oy), b, u, c in zip(images, lb, boxes, ups, confs):
+            w, h = im.size
+            s = self.image_size
+            cx, cy, bw, bh = b * s
+            x0, x1 = (cx - bw / 2 - ox) / scale, (cx + bw / 2 - ox) / scale
+            y0, y1 = (cy - bh / 2 - oy) / scale, (cy + bh / 2 - oy) / scale
+            box = Box(float(np.clip(x0, 0, w)), float(np.clip(y0, 0, h)), float(np.clip(x1, 0, w)),
+                      float(np.clip(y1, 0, h)))
+            out.append(Localization(box=box, confidence=float(c), source="localizer", flagged=False,
+                                    upside_down=bool(u > 0.5)))
+        return out
+
+    def predict(self, images: Sequence) -> list[Localization]:
+        """One ``Localization`` per photo (PIL images or paths), box in original pixels.
+
+        Below ``conf_threshold`` (or for a degenerate box) the default box is returned,
+        flagged, with source "default"; ``upside_down`` is kept from the network.
+        """
+        images = [_as_image(im) for im in images]
+        out = []
+        for im, loc in zip(images, self.predict_raw(images)):
+            w, h = im.size
+            tiny = loc.box.width < 0.02 * w or loc.box.height < 0.02 * h
+            if loc.confidence < self.conf_threshold or tiny:
+                out.append(default_localization(w, h, loc.confidence, loc.upside_down))
+            else:
+                out.append(loc)
+        return out
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        torch.save({"format": FORMAT_VERSION, "state_dict": state, "image_size": self.image_size,
+                    "conf_threshold": self.conf_threshold, "metrics": _plain(self.metrics)}, str(path))
+        return path
+
+    @classmethod
+    def load(cls, path, device: str | torch.device = "cpu") -> "Localizer":
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unknown localizer format {data.get('format')!r}")
+        net = LocalizerNet()
+        net.load_state_dict(data["state_dict"])
+        return cls(net, image_size=data["image_size"], conf_threshold=data["conf_threshold"],
+                   metrics=data.get("metrics") or {}, device=device)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return value
+
+
+# ---------------------------------------------------------------------- training
+def _targets(box: Box, scale: float, ox: float, oy: float, size: int) -> np.ndarray:
+    x0, x1 = (box.x0 * scale + ox) / size, (box.x1 * scale + ox) / size
+    y0, y1 = (box.y0 * scale + oy) / size, (box.y1 * scale + oy) / size
+    x0, x1, y0, y1 = (float(np.clip(v, 0, 1)) for v in (x0, x1, y0, y1))
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1e-3), max(y1 - y0, 1e-3)], dtype=np.float32)
+
+
+def _augment(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
+    """Random 180-degree rotations (label 1) and horizontal flips; boxes mapped."""
+    n = x.shape[0]
+    rot = torch.rand(n, generator=gen) < 0.5
+    flip = torch.rand(n, generator=gen) < 0.5
+    x, t = x.clone(), t.clone()
+    x[rot] = torch.flip(x[rot], dims=(2, 3))
+    t[rot, 0], t[rot, 1] = 1 - t[rot, 0], 1 - t[rot, 1]
+    x[flip] = torch.flip(x[flip], dims=(3,))
+    t[flip, 0] = 1 - t[flip, 0]
+    contrast = 0.75 + 0.5 * torch.rand(n, 1, 1, 1, generator=gen)
+    x = x * contrast + 0.1 * torch.randn(x.shape, generator=gen)
+    return x, t, rot.float()
+
+
+def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int = 30, image_size: int = 128,
+                    seed: int = 0, progress: Callable[[TrainProgress], None] | None = None,
+                    val_fraction: float = 0.2, batch_size: int = 32, lr: float = 3e-3,
+                    conf_threshold: float = 0.5, device: str | torch.device = "cpu",
+                    max_steps: int | None = None) -> tuple[Localizer, dict]:
+    """Train on photos (PIL images or paths) with their fluke boxes (original pixels).
+
+    Returns (Localizer, metrics): ``val_iou_mean`` (raw predicted box vs truth on the
+    held-out photos), ``iou_default_mean`` (the default box on the same photos: the
+    "before" number), ``val_iou_flipped_mean`` (same photos rotated 180 degrees),
+    ``val_upside_accuracy`` (upright + rotated copies), ``val_flagged_fraction``,
+    ``n_train``, ``n_val``, ``seconds``, ``history``.
+    """
+    if len(images) != len(boxes):
+        raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
+    if len(images) < 2:
+        raise ValueError("train_localizer needs at least 2 photos")
+    started = time.monotonic()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = torch.device(device)
+
+    pil = [_as_image(im) for im in images]
+    lb = [letterbox(im, image_size) for im in pil]
+    x_all = torch.from_numpy(np.stack([c for c, *_ in lb])).unsqueeze(1)
+    t_all = torch.from_numpy(np.stack([_targets(b, s, ox, oy, image_size) for b, (_, s, ox, oy) in zip(boxes, lb)]))
+
+    order = rng.permutation(len(pil))
+    n_val = int(round(len(pil) * val_fraction)) if val_fraction > 0 else 0
+    n_val = min(n_val, len(pil) - 1)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    x_train, t_train = x_all[train_idx], t_all[train_idx]
+
+    net = LocalizerNet().to(device)
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+    total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.15)
+    localizer = Localizer(net, image_size=image_size, conf_threshold=conf_threshold, device=device)
+
+    history, step = [], 0
+    for epoch in range(epochs):
+        if step >= total_steps:
+            break
+        net.train()
+        perm = torch.randperm(len(train_idx), generator=gen)
+        losses = []
+        for i in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            if len(idx) < 2:  # BatchNorm needs 2+
+                continue
+            x, t, up = _augment(x_train[idx], t_train[idx], gen)
+            x, t, up = x.to(device), t.to(device), up.to(device)
+            pb, pu, pc = net(x)
+            ious = _iou_cxcywh(pb, t)
+            loss = (F.smooth_l1_loss(pb, t, beta=0.05) * 4 + (1 - ious).mean()
+                    + F.binary_cross_entropy_with_logits(pu, up) + 0.5 * F.mse_loss(pc, ious.detach()))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if progress:
+                progress(TrainProgress(epoch=epoch + 1, epochs=epochs, step=i + 1, steps_per_epoch=steps_per_epoch,
+                                       loss=losses[-1], phase="localizer"))
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")})
+
+    metrics = evaluate_localizer(localizer, [pil[i] for i in val_idx], [boxes[i] for i in val_idx])
+    if history:
+        history[-1]["val_iou"] = metrics["val_iou_mean"]
+    metrics.update(n_train=int(len(train_idx)), n_val=int(n_val), epochs=epochs, steps=step,
+                   image_size=image_size, seconds=round(time.monotonic() - started, 2), history=history)
+    localizer.metrics = metrics
+    if progress:
+        progress(TrainProgress(epoch=epochs, epochs=epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
+                               loss=history[-1]["loss"] if history else float("nan"), phase="localizer",
+                               message=f"localizer val IoU {metrics['val_iou_mean']:.3f} "
+                                       f"(default box {metrics['iou_default_mean']:.3f})"))
+    return localizer, metrics
+
+
+def evaluate_localizer(localizer: Localizer, images: Sequence, boxes: Sequence[Box]) -> dict:
+    """IoU of the raw predictions and of the default box, upright and rotated 180 degrees."""
+    pil = [_as_image(im) for im in images]
+    if not pil:
+        nan = float("nan")
+        return {"val_iou_mean": nan, "iou_default_mean": nan, "val_iou_flipped_mean": nan,
+                "val_upside_accuracy": nan, "val_flagged_fraction": nan}
+    raw = localizer.predict_raw(pil)
+    rotated = [im.rotate(180) for im in pil]
+    rot_boxes = [Box(im.size[0] - b.x1, im.size[1] - b.y1, im.size[0] - b.x0, im.size[1] - b.y0)
+                 for im, b in zip(pil, boxes)]
+    raw_rot = localizer.predict_raw(rotated)
+    ious = [iou(p.box, b) for p, b in zip(raw, boxes)]
+    default = [iou(default_localization(*im.size).box, b) for im, b in zip(pil, boxes)]
+    ious_rot = [iou(p.box, b) for p, b in zip(raw_rot, rot_boxes)]
+    upside = [not p.upside_down for p in raw] + [p.upside_down for p in raw_rot]
+    flagged = [p.confidence < localizer.conf_threshold for p in raw]
+    return {
+        "val_iou_mean": float(np.mean(ious)),
+        "iou_default_mean": float(np.mean(default)),
+        "val_iou_flipped_mean": float(np.mean(ious_rot)),
+        "val_upside_accuracy": float(np.mean(upside)),
+        "val_flagged_fraction": float(np.mean(flagged)),
+        "val_confidence_mean": float(np.mean([p.confidence for p in raw])),
+    }
+
+
+__all__ = ["Localizer", "LocalizerNet", "default_localization", "iou", "letterbox", "train_localizer",
+           "evaluate_localizer"]

@@ -1,0 +1,83 @@
+"""Localizer: learns boxes and orientation on toy flukes, falls back to a flagged default box."""
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from ml.localizer import Localizer, default_localization, iou, train_localizer
+from ml.types import Box
+
+
+def toy_photo(seed):
+    """A dark fluke-like polygon (wide notched wings on top, narrow stock below) on a noisy sea."""
+    rng = np.random.default_rng(seed)
+    w, h = int(rng.integers(140, 220)), int(rng.integers(100, 160))
+    im = Image.fromarray(rng.normal(140, 25, (h, w)).clip(0, 255).astype(np.uint8)).convert("RGB")
+    bw = rng.uniform(0.3, 0.7) * w
+    bh = min(bw / rng.uniform(1.8, 2.6), 0.8 * h)
+    x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+    c = int(rng.integers(0, 50))
+    ImageDraw.Draw(im).polygon(
+        [(x0, y0), (x0 + bw * 0.45, y0 + bh * 0.25), (x0 + bw / 2, y0 + bh * 0.1), (x0 + bw * 0.55, y0 + bh * 0.25),
+         (x0 + bw, y0), (x0 + bw * 0.6, y0 + bh * 0.6), (x0 + bw * 0.55, y0 + bh), (x0 + bw * 0.45, y0 + bh),
+         (x0 + bw * 0.4, y0 + bh * 0.6)], fill=(c, c, c))
+    return im, Box(x0, y0, x0 + bw, y0 + bh)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = [toy_photo(i) for i in range(200)]
+    return train_localizer([d[0] for d in data], [d[1] for d in data], epochs=30, image_size=64, seed=0)
+
+
+def test_iou():
+    a = Box(0, 0, 10, 10)
+    assert iou(a, a) == pytest.approx(1.0)
+    assert iou(a, Box(5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou(a, Box(20, 20, 30, 30)) == 0.0
+    assert iou(a, Box(3, 3, 3, 3)) == 0.0
+
+
+def test_default_localization_is_documented_box_and_flagged():
+    loc = default_localization(200, 100)
+    assert loc.box == Box(10, 15, 190, 85)
+    assert loc.flagged and loc.source == "default" and not loc.upside_down
+
+
+def test_training_beats_default_box_and_learns_orientation(trained):
+    loc, m = trained
+    assert m["n_train"] == 160 and m["n_val"] == 40
+    assert m["val_iou_mean"] > m["iou_default_mean"] + 0.3
+    assert m["val_iou_mean"] > 0.6
+    assert m["val_upside_accuracy"] >= 0.9
+    # predict on fresh photos, upright and rotated: boxes in original pixels
+    fresh = [toy_photo(1000 + i) for i in range(10)]
+    preds = loc.predict([im for im, _ in fresh])
+    assert np.mean([iou(p.box, b) for p, (_, b) in zip(preds, fresh)]) > 0.55
+    assert sum(not p.upside_down for p in preds) >= 8
+    rotated = loc.predict([im.rotate(180) for im, _ in fresh])
+    assert sum(p.upside_down for p in rotated) >= 8
+
+
+def test_save_load_roundtrip_and_fallback(trained, tmp_path):
+    loc, _ = trained
+    path = loc.save(tmp_path / "localizer.pt")
+    again = Localizer.load(path)
+    photos = [toy_photo(2000 + i)[0] for i in range(4)]
+    a, b = loc.predict_raw(photos), again.predict_raw(photos)
+    for p, q in zip(a, b):
+        assert iou(p.box, q.box) > 0.999
+        assert p.confidence == pytest.approx(q.confidence, abs=1e-5)
+        assert p.upside_down == q.upside_down
+    assert all(p.source == "localizer" and not p.flagged for p in a)
+    # a threshold no prediction can reach: every photo falls back to the flagged default box
+    again.conf_threshold = 1.01
+    for im, p in zip(photos, again.predict(photos)):
+        assert p.flagged and p.source == "default"
+        assert p.box == default_localization(*im.size).box
+
+
+def test_untrained_localizer_is_flagged_on_plain_noise():
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 180), dtype=np.uint8))
+    loc = Localizer(image_size=64, conf_threshold=0.9)
+    (p,) = loc.predict([noise])
+    assert p.flagged and p.box == default_localization(180, 120).box
