@@ -1,0 +1,237 @@
+"""From a photo and a fluke box to the network's input — seed 000, exactly.
+
+1. margins around the box: ``x0 -= 0.10*dx; x1 += 0.15*dx + 1; y0 -= 0.10*dy; y1 += 0.10*dy + 1``,
+   clipped to the image (:func:`expand_box`);
+2. widen to the fluke anisotropy 2.09: if ``dx > 2.09*dy`` grow y symmetrically to ``dx/2.09``,
+   else grow x symmetrically to ``2.09*dy`` — *not* clipped, the outside is filled (:func:`widen_to_aspect`);
+3. affine map of that box onto ``size x size``, bilinear, border filled with the image mean, in
+   grayscale (:func:`affine_crop`);
+4. per-image standardisation ``z = (x - mean) / (std + eps)`` (:func:`standardize`).
+
+Geometry convention: continuous pixel coordinates, pixel ``i`` covers ``[i, i+1)``; the box
+``[x0, x1) x [y0, y1)`` maps exactly onto the output ``[0, size) x [0, size)``, so output pixel
+centre ``u + 0.5`` samples the input at ``x0 + (u + 0.5) * (x1 - x0) / size``.
+
+One addition to the seed, on by default in :func:`affine_crop` (``antialias=True``): when the box is
+at least twice as large as the output, the picture is first reduced by an integer factor with a box
+filter (same geometry, coordinates divided by the factor), so that bilinear sampling of a large photo
+does not alias. Training and inference go through the same function, so they stay consistent.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .types import Box
+
+ASPECT = 2.09
+DEFAULT_SIZE = 224
+
+__all__ = [
+    "ASPECT",
+    "DEFAULT_SIZE",
+    "expand_box",
+    "widen_to_aspect",
+    "crop_box",
+    "flip_box_180",
+    "affine_crop",
+    "standardize",
+    "preprocess",
+    "EvalTransform",
+    "TrainTransform",
+]
+
+
+def expand_box(box: Box, width: int, height: int) -> Box:
+    """Seed-000 error margins (+1 makes the right/bottom edge exclusive), clipped to the image."""
+    dx = box.x1 - box.x0
+    dy = box.y1 - box.y0
+    x0 = box.x0 - 0.10 * dx
+    x1 = box.x1 + 0.15 * dx + 1
+    y0 = box.y0 - 0.10 * dy
+    y1 = box.y1 + 0.10 * dy + 1
+    return Box(max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
+
+
+def widen_to_aspect(box: Box, aspect: float = ASPECT) -> Box:
+    """Grow the short direction symmetrically so that width / height == ``aspect``."""
+    x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
+    dx, dy = x1 - x0, y1 - y0
+    if dx > aspect * dy:
+        grow = (dx / aspect - dy) / 2
+        y0, y1 = y0 - grow, y1 + grow
+    else:
+        grow = (aspect * dy - dx) / 2
+        x0, x1 = x0 - grow, x1 + grow
+    return Box(x0, y0, x1, y1)
+
+
+def crop_box(box: Box, width: int, height: int, aspect: float = ASPECT) -> Box:
+    """:func:`expand_box` then :func:`widen_to_aspect`: the region that becomes the network input."""
+    return widen_to_aspect(expand_box(box, width, height), aspect)
+
+
+def flip_box_180(box: Box, width: int, height: int) -> Box:
+    """Where ``box`` lands after the picture is rotated by 180 degrees."""
+    return Box(width - box.x1, height - box.y1, width - box.x0, height - box.y0)
+
+
+def _to_pil(image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def _grayscale(image: Image.Image) -> Image.Image:
+    if image.mode in ("L", "F"):
+        return image
+    if image.mode not in ("RGB",):
+        from .images import to_rgb_or_l  # local import: images imports nothing from here
+
+        image = to_rgb_or_l(image)
+    return image.convert("L")
+
+
+def affine_crop(image, box: Box, size: int = DEFAULT_SIZE, *, antialias: bool = True) -> np.ndarray:
+    """Map ``box`` (already expanded/widened, may extend outside) onto a ``size x size`` grayscale
+    float32 array (values 0..255), bilinear, outside filled with the picture's mean."""
+    gray = _grayscale(_to_pil(image))
+    if box.x1 <= box.x0 or box.y1 <= box.y0:
+        raise ValueError(f"empty box {box}")
+    mean = float(np.asarray(gray, dtype=np.float64).mean())
+    x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
+    if antialias:
+        factor = int(min((x1 - x0) / size, (y1 - y0) / size))
+        if factor >= 2:
+            gray = gray.reduce(factor)
+            x0, y0, x1, y1 = x0 / factor, y0 / factor, x1 / factor, y1 / factor
+    fimg = gray.convert("F") if gray.mode != "F" else gray
+    sx = (x1 - x0) / size
+    sy = (y1 - y0) / size
+    out = fimg.transform(
+        (size, size),
+        Image.Transform.AFFINE,
+        (sx, 0.0, x0, 0.0, sy, y0),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=mean,
+    )
+    return np.asarray(out, dtype=np.float32).copy()
+
+
+def standardize(a: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Per-image ``(a - mean) / (std + eps)`` as float32 (a flat image becomes zeros)."""
+    a = np.asarray(a, dtype=np.float32)
+    return ((a - a.mean()) / (a.std() + eps)).astype(np.float32)
+
+
+def preprocess(image, box: Box | None = None, size: int = DEFAULT_SIZE, upside_down: bool = False) -> np.ndarray:
+    """Photo (+ fluke box in its pixels, or ``None`` for the whole picture) → standardized float32
+    ``(size, size)`` crop. ``upside_down`` rotates the picture by 180 degrees first (the box with it)."""
+    pil = _to_pil(image)
+    width, height = pil.size
+    if box is None:
+        box = Box(0.0, 0.0, float(width), float(height))
+    if upside_down:
+        pil = pil.rotate(180)
+        box = flip_box_180(box, width, height)
+    return standardize(affine_crop(pil, crop_box(box, width, height), size))
+
+
+# --------------------------------------------------------------------------- tensor presets
+
+
+def _as_tensor(crop, size: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(crop, dtype=np.float32)) if not isinstance(crop, torch.Tensor) else crop.float()
+    if t.dim() == 2:
+        t = t.unsqueeze(0)
+    if t.dim() != 3 or t.shape[0] != 1:
+        raise ValueError(f"expected a (size, size) crop, got shape {tuple(t.shape)}")
+    if t.shape[-2:] != (size, size):
+        t = torch.nn.functional.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    return t.contiguous()
+
+
+class EvalTransform:
+    """Standardized ``(size, size)`` crop → ``torch.FloatTensor`` ``(1, size, size)``; no augmentation."""
+
+    def __init__(self, size: int = DEFAULT_SIZE):
+        self.size = int(size)
+
+    def __call__(self, crop) -> torch.Tensor:
+        return _as_tensor(crop, self.size)
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(size={self.size})"
+
+
+class TrainTransform:
+    """Seed-000 augmentation on the standardized crop: rotation up to ``±rotation`` degrees, zoom
+    ``1±zoom``, shift up to ``±shift`` of width/height, horizontal flip only when ``hflip`` (never a
+    vertical flip). Bilinear, outside filled with 0 (the crop mean after standardisation).
+
+    ``seed`` makes the sequence reproducible. In ``DataLoader`` workers the generator is re-seeded
+    from the worker's own seed, so workers never repeat each other's augmentations.
+    """
+
+    def __init__(self, size: int = DEFAULT_SIZE, hflip: bool = False, rotation: float = 20, zoom: float = 0.2,
+                 shift: float = 0.2, seed: int | None = None):
+        self.size = int(size)
+        self.hflip = bool(hflip)
+        self.rotation = float(rotation)
+        self.zoom = float(zoom)
+        self.shift = float(shift)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._pid = os.getpid()
+        self._worker_seed = None
+
+    def _generator(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self._worker_seed = info.seed
+            self._rng = np.random.default_rng([info.seed % (2**63), 0 if self.seed is None else int(self.seed)])
+        elif info is None and os.getpid() != self._pid:  # forked by something else than a DataLoader
+            self._pid = os.getpid()
+            self._rng = np.random.default_rng(None if self.seed is None else [int(self.seed), self._pid])
+        return self._rng
+
+    def sample_params(self) -> dict:
+        rng = self._generator()
+        return {
+            "angle": float(rng.uniform(-self.rotation, self.rotation)),
+            "scale": float(rng.uniform(1 - self.zoom, 1 + self.zoom)),
+            "translate": [
+                float(rng.uniform(-self.shift, self.shift) * self.size),
+                float(rng.uniform(-self.shift, self.shift) * self.size),
+            ],
+            "flip": bool(self.hflip and rng.random() < 0.5),
+        }
+
+    def __call__(self, crop) -> torch.Tensor:
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
+        t = _as_tensor(crop, self.size)
+        p = self.sample_params()
+        if p["flip"]:
+            t = torch.flip(t, dims=[-1])
+        t = TF.affine(
+            t,
+            angle=p["angle"],
+            translate=p["translate"],
+            scale=p["scale"],
+            shear=[0.0, 0.0],
+            interpolation=InterpolationMode.BILINEAR,
+            fill=0.0,
+        )
+        return t.contiguous().float()
+
+    def __repr__(self) -> str:
+        return (f"TrainTransform(size={self.size}, hflip={self.hflip}, rotation={self.rotation}, "
+                f"zoom={self.zoom}, shift={self.shift}, seed={self.seed})")
