@@ -262,7 +262,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     from ml.preprocess import EvalTransform, TrainTransform
 
     train_tf = TrainTransform(config.image_size, hflip=config.hflip, rotation=config.rotation, zoom=config.zoom,
-                              shift=config.shift)
+                              shift=config.shift, seed=config.seed)
     eval_tf = EvalTransform(config.image_size)
     prep_workers = max(1, num_workers)
     train_ds = FlukeDataset(train_samples, class_index, cache, train_tf, prep_workers, config.progress_bar)

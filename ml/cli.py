@@ -1,0 +1,343 @@
+"""``python -m ml {synth,train,predict,evaluate,localize}``.
+
+Errors a user can fix (bad paths, malformed CSVs, unreadable model folders) print one line
+``error: ...`` on stderr and exit with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"}
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [CliError, FileNotFoundError, NotADirectoryError, PermissionError]
+    from ml.data import DatasetError
+    errors.append(DatasetError)
+    try:
+        from ml.evaluate import EvaluationError
+        errors.append(EvaluationError)
+    except ImportError:  # pragma: no cover
+        pass
+    from ml.identifier import ModelFolderError
+    errors.append(ModelFolderError)
+    try:
+        from ml.errors import ImageRejected
+        errors.append(ImageRejected)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def _existing_dir(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"{what} {p} does not exist")
+    if not p.is_dir():
+        raise CliError(f"{what} {p} is not a folder")
+    return p
+
+
+def _existing_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"{what} {p} does not exist")
+    if not p.is_file():
+        raise CliError(f"{what} {p} is not a file")
+    return p
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _tqdm(iterable=None, **kw):
+    from tqdm import tqdm
+
+    return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kw)
+
+
+# --------------------------------------------------------------------------- synth
+
+def cmd_synth(args) -> int:
+    from ml.synth import generate_dataset
+
+    if args.individuals < 1 or args.photos < 1:
+        raise CliError("--individuals and --photos must be at least 1")
+    summary = generate_dataset(args.out, individuals=args.individuals, photos=args.photos, seed=args.seed)
+    out = Path(args.out)
+    print(f"wrote {out / 'images'}, {out / 'train.csv'} and {out / 'boxes.csv'}")
+    if summary is not None:
+        print(summary)
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+def cmd_train(args) -> int:
+    from ml.train import TrainConfig, TrainingCancelled, train
+
+    _existing_file(args.csv, "labels CSV")
+    _existing_dir(args.images, "images folder")
+    if args.boxes:
+        _existing_file(args.boxes, "boxes CSV")
+    if args.init_from:
+        _existing_dir(args.init_from, "--init-from model folder")
+    if args.init_weights:
+        _existing_file(args.init_weights, "--init-weights file")
+    lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 0.005)
+    config = TrainConfig(
+        csv=args.csv, images_dir=args.images, out_dir=args.out, boxes_csv=args.boxes, arch=args.arch,
+        image_size=args.image_size, embedding_dim=args.embedding_dim, head=args.head, epochs=args.epochs,
+        batch_size=args.batch_size, lr=lr, optimizer=args.optimizer, seed=args.seed, max_steps=args.max_steps,
+        init_from=args.init_from, init_weights=args.init_weights, resume=args.resume, hflip=args.hflip,
+        flip_as_new_id=args.flip_as_new_id, oversample_to=args.oversample_to, num_workers=args.num_workers,
+        device=args.device, time_budget_s=args.time_budget, val_fraction=args.val_fraction,
+        train_localizer=False if args.no_localizer else None, localizer_epochs=args.localizer_epochs,
+        progress_bar=True,
+    )
+    bar = {"bar": None, "epoch": None}
+
+    def progress(p):
+        if p.phase == "train":
+            if bar["epoch"] != p.epoch:
+                if bar["bar"] is not None:
+                    bar["bar"].close()
+                bar["bar"] = _tqdm(total=p.steps_per_epoch, desc=f"epoch {p.epoch}/{p.epochs}", unit="step")
+                bar["epoch"] = p.epoch
+            bar["bar"].update(1)
+            bar["bar"].set_postfix(loss=f"{p.loss:.3f}")
+        elif p.phase == "validate" and p.val_map5 is not None:
+            if bar["bar"] is not None:
+                bar["bar"].close()
+                bar["bar"] = None
+            print(f"epoch {p.epoch}: loss {p.loss:.4f}  val MAP@5 {p.val_map5:.4f}", file=sys.stderr)
+        elif p.phase == "localizer":
+            print("training the localizer", file=sys.stderr)
+
+    try:
+        result = train(config, progress=progress)
+    except TrainingCancelled:
+        print("error: training cancelled", file=sys.stderr)
+        return 130
+    finally:
+        if bar["bar"] is not None:
+            bar["bar"].close()
+    m = result.metrics
+    for key in ("n_train", "n_val", "n_classes", "n_new_individuals", "duplicates_dropped", "best_epoch",
+                "new_threshold", "top1", "top5", "new_precision", "new_recall", "map5_known_only", "chance_map5"):
+        if key in m:
+            print(f"{key} {m[key]}")
+    print(f"model {result.model_dir}")
+    if m.get("map5") is not None:
+        print(f"MAP@5 {m['map5']:.4f}")
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+
+def _prepare_all(identifier, paths: Sequence[Path], desc: str, boxes: dict | None = None):
+    from ml.errors import ImageRejected
+
+    crops, ok, bad = [], [], []
+    for p in _tqdm(paths, desc=desc, unit="img"):
+        try:
+            crops.append(identifier.prepare(p, (boxes or {}).get(p.name)).crop)
+            ok.append(p)
+        except (ImageRejected, OSError) as exc:
+            bad.append((p, str(exc)))
+    return crops, ok, bad
+
+
+def _embed_all(identifier, crops, desc: str):
+    import numpy as np
+
+    out = []
+    step = 64
+    for i in _tqdm(range(0, len(crops), step), desc=desc, unit="batch"):
+        out.append(identifier.embed(crops[i:i + step]))
+    if not out:
+        return np.zeros((0, identifier.embedding_dim), dtype=np.float32)
+    return np.concatenate(out)
+
+
+def cmd_predict(args) -> int:
+    from ml.data import load_samples, read_boxes_csv
+    from ml.evaluate import write_submission
+    from ml.gallery import GalleryIndex
+    from ml.identifier import Identifier
+    from ml.types import NEW_WHALE
+
+    _existing_dir(args.model, "model folder")
+    _existing_file(args.gallery_csv, "gallery CSV")
+    _existing_dir(args.gallery_images, "gallery images folder")
+    query_dir = _existing_dir(args.images, "query images folder")
+    identifier = Identifier.load(args.model, device=args.device or None)
+    samples = [s for s in load_samples(args.gallery_csv, args.gallery_images, args.gallery_boxes)
+               if s.label != NEW_WHALE]
+    queries = list_images(query_dir)
+    if not queries:
+        raise CliError(f"no images found in {query_dir}")
+    if not samples:
+        raise CliError(f"{args.gallery_csv}: no known individuals in the gallery")
+    gboxes = {Path(s.path).name: s.box for s in samples if s.box is not None}
+    g_crops, g_ok, g_bad = _prepare_all(identifier, [Path(s.path) for s in samples], "gallery", gboxes)
+    qboxes = read_boxes_csv(args.boxes) if args.boxes else None
+    q_crops, q_ok, q_bad = _prepare_all(identifier, queries, "queries", qboxes)
+    for p, why in g_bad + q_bad:
+        print(f"warning: skipped {p}: {why}", file=sys.stderr)
+    label_of = {str(Path(s.path).resolve()): s.label for s in samples}
+    g_vec = _embed_all(identifier, g_crops, "embedding gallery")
+    q_vec = _embed_all(identifier, q_crops, "embedding queries")
+    index = GalleryIndex(g_vec.shape[1])
+    g_ids = [str(p.resolve()) for p in g_ok]
+    index.add(g_ids, [label_of[i] for i in g_ids], g_vec)
+    threshold = identifier.new_threshold if args.new_threshold is None else args.new_threshold
+    excludes = [{str(p.resolve())} for p in q_ok]  # a query never matches its own file
+    ranked = index.rank_batch(q_vec, k=5, new_threshold=threshold, exclude_items=excludes) if len(q_ok) else []
+    predictions = {p.name: [m.label for m in ms] for p, ms in zip(q_ok, ranked)}
+    for p, _ in q_bad:
+        predictions[p.name] = [NEW_WHALE]
+    write_submission(predictions, args.out)
+    print(f"wrote {args.out}: {len(predictions)} predictions (gallery {len(g_ok)} photos, "
+          f"{len(set(label_of.values()))} individuals, new_whale threshold {threshold:.3f}, model {identifier.version})")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def cmd_evaluate(args) -> int:
+    from ml.evaluate import evaluate_submission
+
+    _existing_file(args.truth, "truth CSV")
+    _existing_file(args.submission, "submission CSV")
+    result = evaluate_submission(args.submission, args.truth)
+    for key in ("n", "top1", "top5", "new_precision", "new_recall", "extra_predictions"):
+        if key in result:
+            v = result[key]
+            print(f"{key} {v:.4f}" if isinstance(v, float) else f"{key} {v}")
+    print(f"MAP@5 {result['map5']:.4f}")
+    return 0
+
+
+# --------------------------------------------------------------------------- localize
+
+def cmd_localize(args) -> int:
+    from ml.data import write_csv
+    from ml.errors import ImageRejected
+    from ml.identifier import Identifier
+
+    _existing_dir(args.model, "model folder")
+    folder = _existing_dir(args.images, "images folder")
+    identifier = Identifier.load(args.model, device=args.device or None)
+    if identifier.localizer is None:
+        print(f"warning: {args.model} has no localizer.pt; writing the default (flagged) boxes", file=sys.stderr)
+    paths = list_images(folder)
+    if not paths:
+        raise CliError(f"no images found in {folder}")
+    rows, flagged = [], 0
+    for p in _tqdm(paths, desc="localizing", unit="img"):
+        try:
+            loc = identifier.localize(p)
+        except (ImageRejected, OSError) as exc:
+            print(f"warning: skipped {p}: {exc}", file=sys.stderr)
+            continue
+        flagged += loc.flagged
+        b = loc.box
+        rows.append([p.name, f"{b.x0:.1f}", f"{b.y0:.1f}", f"{b.x1:.1f}", f"{b.y1:.1f}"])
+    write_csv(args.out, ["Image", "x0", "y0", "x1", "y1"], rows)
+    print(f"wrote {args.out}: {len(rows)} boxes ({flagged} flagged for review)")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml", description="Humpback fluke identification tools.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic fluke data set")
+    p.add_argument("--out", required=True)
+    p.add_argument("--individuals", type=int, default=20)
+    p.add_argument("--photos", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train an identifier and write a model folder")
+    p.add_argument("--csv", required=True, help="Kaggle train.csv (Image,Id)")
+    p.add_argument("--images", required=True, help="folder of the photos")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--boxes", help="Image,x0,y0,x1,y1 CSV; also trains the localizer")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50"])
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--embedding-dim", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="default 0.005 (adam) or 0.01 (sgd)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--head", default="arcface", choices=["arcface", "softmax"])
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--init-from", default=None, help="previous model folder to fine-tune")
+    p.add_argument("--init-weights", default=None, help="local state-dict file to start from")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hflip", action="store_true")
+    p.add_argument("--flip-as-new-id", action="store_true")
+    p.add_argument("--oversample-to", type=int, default=4)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--device", default="")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds")
+    p.add_argument("--no-localizer", action="store_true")
+    p.add_argument("--localizer-epochs", type=int, default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="write a Kaggle submission for a folder of photos")
+    p.add_argument("--model", required=True)
+    p.add_argument("--gallery-csv", required=True)
+    p.add_argument("--gallery-images", required=True)
+    p.add_argument("--gallery-boxes", default=None)
+    p.add_argument("--images", required=True, help="folder of query photos")
+    p.add_argument("--boxes", default=None, help="boxes for the query photos (else the localizer)")
+    p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--new-threshold", type=float, default=None)
+    p.add_argument("--device", default="")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a submission; the last line is MAP@5")
+    p.add_argument("--truth", required=True)
+    p.add_argument("--submission", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("localize", help="predict fluke boxes for a folder of photos")
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="")
+    p.set_defaults(func=cmd_localize)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    errors = _user_errors()
+    try:
+        return int(args.func(args) or 0)
+    except errors as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
