@@ -117,7 +117,8 @@ def embed_photo(photo, version, ident):
     from ml.images import load_image
 
     image = load_image(_read_image_bytes(photo))
-    prepared = ident.prepare(image, box=_given_box(photo))
+    box = _given_box(photo)
+    prepared = ident.prepare(image, box=box, upside_down=photo.upside_down if box is not None else None)
     vector = np.asarray(ident.embed([prepared.crop]), dtype=np.float32)[0]
     return vector, prepared
 
