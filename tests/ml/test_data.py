@@ -164,7 +164,7 @@ def test_crop_cache_reused(tmp_path):
     img_dir.mkdir()
     rng = np.random.default_rng(0)
     for n in range(3):
-        Image.fromarray(rng.integers(0, 255, (60, 120), dtype=np.uint8)).save(img_dir / f"{n}.png")
+        Image.fromarray(rng.integers(0, 255, (120, 240), dtype=np.uint8)).save(img_dir / f"{n}.png")
     csv = write(tmp_path / "t.csv", "Image,Id\n0.png,a\n1.png,b\n2.png,b\n")
     samples = load_samples(csv, img_dir)
     cache = CropCache(tmp_path / "cache", size=32)
