@@ -4,16 +4,30 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
 ROLE_GROUPS = {"watcher": "Watchers", "moderator": "Moderators", "admin": "Admins"}
+ROLE_PERMISSIONS = {
+    "Watchers": [],
+    "Moderators": ["submissions.review_photo"],
+    "Admins": ["submissions.review_photo", "identification.manage_models"],
+}
+
+
+def ensure_role_groups() -> None:
+    """The groups (normally made by migration identification 0003_roles; recreated if flushed)."""
+    from django.contrib.auth.models import Permission
+
+    for name, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
 
 
 def grant_role(user, role: str) -> None:
     """The user ends up in exactly that role's group (roles are exclusive; admins can review)."""
-    try:
-        group = Group.objects.get(name=ROLE_GROUPS[role])
-    except KeyError:
-        raise CommandError(f"unknown role {role!r}; choose one of {', '.join(ROLE_GROUPS)}") from None
-    except Group.DoesNotExist:
-        raise CommandError("role groups are missing: run `python manage.py migrate` first") from None
+    if role not in ROLE_GROUPS:
+        raise CommandError(f"unknown role {role!r}; choose one of {', '.join(ROLE_GROUPS)}")
+    ensure_role_groups()
+    group = Group.objects.get(name=ROLE_GROUPS[role])
     user.groups.remove(*Group.objects.filter(name__in=ROLE_GROUPS.values()))
     user.groups.add(group)
     if role == "admin" and not user.is_staff:

@@ -1,0 +1,214 @@
+"""``python manage.py seed_demo``: a working demo from nothing.
+
+Species, synthetic flukes (``ml.synth``) stored as confirmed gallery photos, a small trained
+model registered as the active version with its gallery embedded, demo users with their roles,
+and held-out photos in ``var/demo/uploads/`` to try an upload with.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+DEMO_PASSWORD = "whales-demo"
+DEMO_USERS = [("admin@example.org", "admin"), ("moderator@example.org", "moderator"), ("watcher@example.org", "watcher")]
+SPECIES = [
+    ("Humpback whale", "Megaptera novaeangliae", "HW"),
+    ("Southern right whale", "Eubalaena australis", "SRW"),
+    ("Sperm whale", "Physeter macrocephalus", "SPW"),
+]
+PLACES = [("Hervey Bay", -25.0, 152.9), ("Monterey Bay", 36.8, -121.9), ("Husavik", 66.05, -17.35), ("Tonga", -18.65, -173.98)]
+NEW_INDIVIDUALS_HELD_OUT = 2
+
+
+def create_demo_users(stdout=None) -> dict:
+    from .grant_role import ensure_role_groups, grant_role
+
+    ensure_role_groups()
+    User = get_user_model()
+    users = {}
+    for email, role in DEMO_USERS:
+        user, created = User.objects.get_or_create(username=email, defaults={"email": email})
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        grant_role(user, role)
+        users[role] = user
+        if stdout is not None:
+            stdout.write(f"  {role:<10} {email} / {DEMO_PASSWORD}")
+    return users
+
+
+def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, user=None, species=None,
+                  uploads_dir: Path | None = None, image_size: int | None = None):
+    """Generate synthetic flukes and store them as confirmed gallery photos.
+
+    Returns (individual objects, list of held-out (path, catalogue id or "new")).
+    """
+    from ml.data import read_boxes_csv, read_labels_csv
+    from ml.images import compute_hashes, load_image
+    from ml.synth import generate_dataset
+    from submissions.models import Photo, Sighting
+
+    from identification.models import Individual, Species, TrainingExample
+
+    species = species or Species.objects.get(code="HW")
+    generate_dataset(str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed)
+    labels = read_labels_csv(out_dir / "train.csv")
+    boxes = read_boxes_csv(out_dir / "boxes.csv") if (out_dir / "boxes.csv").exists() else {}
+    by_id: dict[str, list[str]] = defaultdict(list)
+    for image, label, _ in labels:
+        by_id[label].append(image)
+    ids = sorted(by_id)
+    known, new = ids[: len(ids) - NEW_INDIVIDUALS_HELD_OUT], ids[len(ids) - NEW_INDIVIDUALS_HELD_OUT:]
+    held_out: list[tuple[Path, str]] = []
+    created = []
+    now = timezone.now()
+    from identification.services import next_catalogue_id
+
+    for n, label in enumerate(known):
+        images = sorted(by_id[label])
+        individual = Individual.objects.create(
+            catalogue_id=next_catalogue_id(species), species=species, nickname="", created_by=user
+        )
+        created.append(individual)
+        gallery, rest = (images[:-1], images[-1:]) if len(images) > 1 else (images, [])
+        for i, image in enumerate(gallery):
+            place, lat, lon = PLACES[(n + i) % len(PLACES)]
+            sighting = Sighting.objects.create(
+                species=species, observed_at=now - timedelta(days=30 * (i + 1) + n), latitude=lat, longitude=lon,
+                place_name=place, observer_name="Demo data", submitted_by=user,
+            )
+            data = (out_dir / "images" / image).read_bytes()
+            hashes = compute_hashes(data)
+            width, height = load_image(data, min_side=1).size
+            photo = Photo(
+                sighting=sighting, original_filename=image, sha256=hashes.sha256, phash=hashes.phash,
+                status=Photo.Status.CONFIRMED, individual=individual, decided_at=now,
+            )
+            photo.image.save(image, ContentFile(data), save=False)
+            photo.width, photo.height = width, height
+            if image in boxes:
+                photo.set_box(boxes[image], Photo.BoxSource.GIVEN, confidence=1.0, flagged=False)
+            photo.save()
+            TrainingExample.objects.create(photo=photo, individual=individual, status=TrainingExample.Status.USED)
+        for image in rest:
+            held_out.append((out_dir / "images" / image, individual.catalogue_id))
+    for label in new:
+        for image in sorted(by_id[label])[:2]:
+            held_out.append((out_dir / "images" / image, "new"))
+    if uploads_dir is not None:
+        uploads_dir.mkdir(parents=True, exist_ok=True)
+        for k, (path, who) in enumerate(held_out):
+            shutil.copyfile(path, uploads_dir / f"demo-{k + 1:02d}-{who}{path.suffix}")
+    return created, held_out
+
+
+def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None, max_steps=None, user=None):
+    """Train on the current gallery with ml.train, register the version, embed the gallery and activate it."""
+    from ml.train import TrainConfig, train
+
+    from identification.models import ModelVersion, TrainingExample, TrainingRun
+    from identification.tasks import reembed_gallery
+    from identification.training import export_dataset, register_version, run_dir
+
+    run = TrainingRun.objects.create(
+        status=TrainingRun.Status.RUNNING, started_by=user, started_at=timezone.now(),
+        options={"epochs": epochs, "arch": arch, "image_size": image_size, "fine_tune": False, "seed_demo": True},
+    )
+    data_dir = run_dir(run.pk) / "data"
+    snapshot = export_dataset(data_dir)
+    out_dir = Path(settings.ML_ROOT) / "models" / f"demo-{run.pk}"
+    config = TrainConfig(
+        csv=str(data_dir / "train.csv"), images_dir=str(data_dir / "images"), boxes_csv=str(data_dir / "boxes.csv"),
+        out_dir=str(out_dir), arch=arch, image_size=image_size, epochs=epochs, num_workers=0,
+        batch_size=min(32, settings.ML_DEFAULT_BATCH_SIZE), device=settings.ML_DEVICE, max_steps=max_steps,
+        init_weights=settings.ML_INIT_WEIGHTS or None,
+    )
+    result = train(config, progress=progress)
+    with transaction.atomic():
+        version = register_version(result, run=run, config=config, snapshot=snapshot, name=f"demo-{run.pk}")
+        TrainingExample.objects.filter(photo_id__in=snapshot["photo_ids"]).update(
+            status=TrainingExample.Status.USED, used_by=run
+        )
+        run.status = TrainingRun.Status.SUCCEEDED
+        run.model_version = version
+        run.metrics = result.metrics
+        run.finished_at = timezone.now()
+        run.save()
+    ModelVersion.objects.filter(pk=version.pk).update(promoted_by=user)
+    reembed_gallery(version.pk)  # in this process: embeds the gallery, then activates it
+    version.refresh_from_db()
+    return version
+
+
+class Command(BaseCommand):
+    help = "Seed a demo: species, synthetic whales, a trained active model, demo users and photos to upload."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--individuals", type=int, default=40)
+        parser.add_argument("--photos", type=int, default=4, help="gallery photos per individual")
+        parser.add_argument("--image-size", type=int, default=128)
+        parser.add_argument("--epochs", type=int, default=8)
+        parser.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
+        parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--fast", action="store_true", help="tiny settings (tests): 6 whales, 3 photos, 64px, 1 epoch")
+        parser.add_argument("--force", action="store_true", help="seed again even if demo data exists")
+        parser.add_argument("--uploads-dir", default=None, help="where to write held-out photos (var/demo/uploads)")
+
+    def handle(self, *args, **o):
+        from identification.models import Individual, ModelVersion, Species
+
+        if o["fast"]:
+            o.update(individuals=6, photos=3, image_size=64, epochs=1)
+        if o["individuals"] < 2 or o["photos"] < 1:
+            raise CommandError("--individuals must be at least 2 and --photos at least 1")
+        species = {}
+        for common, scientific, code in SPECIES:
+            species[code], _ = Species.objects.get_or_create(
+                code=code, defaults={"common_name": common, "scientific_name": scientific}
+            )
+        self.stdout.write("Demo users:")
+        users = create_demo_users(self.stdout)
+        if Individual.objects.filter(species=species["HW"]).exists() and ModelVersion.objects.active().exists():
+            if not o["force"]:
+                self.stdout.write(self.style.WARNING("Demo data already present (use --force to add another seed)."))
+                return
+        uploads = Path(o["uploads_dir"]) if o["uploads_dir"] else Path(settings.VAR_DIR) / "demo" / "uploads"
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="whalesite-synth-") as tmp:
+            with transaction.atomic():
+                individuals, held_out = build_gallery(
+                    Path(tmp), individuals=o["individuals"], photos=o["photos"], seed=o["seed"],
+                    user=users["watcher"], species=species["HW"], uploads_dir=uploads,
+                )
+        self.stdout.write(f"Created {len(individuals)} individuals with {o['photos']} photos each "
+                          f"({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}")
+
+        last = [0.0]
+
+        def progress(p):
+            now = time.monotonic()
+            if p.phase != "train" or now - last[0] > 2:
+                last[0] = now
+                msg = p.message or f"loss {p.loss:.3f}"
+                self.stdout.write(f"  epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps_per_epoch} [{p.phase}] {msg}")
+
+        self.stdout.write(f"Training {o['arch']} at {o['image_size']}px for {o['epochs']} epoch(s)...")
+        version = train_and_activate(
+            epochs=o["epochs"], arch=o["arch"], image_size=o["image_size"], progress=progress, user=users["admin"]
+        )
+        self.stdout.write(self.style.SUCCESS(
+            f"Active model {version.name}: MAP@5 {version.metrics.get('map5')}, gallery embedded "
+            f"({time.monotonic() - t0:.0f}s in all)."
+        ))
