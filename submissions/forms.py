@@ -1,0 +1,146 @@
+import datetime as dt
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from identification.models import Species
+
+ACCEPT_TYPES = "image/jpeg,image/png,image/webp,image/tiff,image/heic,image/heif"
+
+
+class EmailLoginForm(AuthenticationForm):
+    username = forms.EmailField(
+        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )
+
+    error_messages = {
+        "invalid_login": "That email and password don't match an account.",
+        "inactive": "This account is inactive.",
+    }
+
+
+class SignUpForm(forms.Form):
+    email = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    password1 = forms.CharField(
+        label="Password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label="Confirm password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        User = get_user_model()
+        if User._default_manager.filter(username__iexact=email).exists() or User._default_manager.filter(
+            email__iexact=email
+        ).exists():
+            raise forms.ValidationError("An account with this email already exists. Try logging in.")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        p1, p2 = cleaned.get("password1"), cleaned.get("password2")
+        if p1 and p2 and p1 != p2:
+            self.add_error("password2", "The two passwords don't match.")
+        elif p1 and cleaned.get("email"):
+            user = get_user_model()(username=cleaned["email"], email=cleaned["email"])
+            try:
+                password_validation.validate_password(p1, user)
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return cleaned
+
+    def save(self):
+        email = self.cleaned_data["email"]
+        user = get_user_model().objects.create_user(username=email, email=email, password=self.cleaned_data["password1"])
+        watchers = Group.objects.filter(name="Watchers").first()
+        if watchers:
+            user.groups.add(watchers)
+        return user
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, (list, tuple)) else ([data] if data else [])
+        files = [f for f in files if f]
+        if not files:
+            raise forms.ValidationError("Add at least one photo of a fluke.", code="required")
+        limit = settings.MAX_PHOTOS_PER_SIGHTING
+        if len(files) > limit:
+            raise forms.ValidationError(f"At most {limit} photos per sighting; you added {len(files)}.", code="too_many")
+        return files
+
+
+class SightingForm(forms.Form):
+    species = forms.ModelChoiceField(queryset=Species.objects.all(), empty_label="Choose a species…")
+    observed_date = forms.DateField(label="Date", widget=forms.DateInput(attrs={"type": "date"}))
+    observed_time = forms.TimeField(
+        label="Time", required=False, widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="Optional; local time of the sighting.",
+    )
+    latitude = forms.FloatField(
+        required=False, min_value=-90, max_value=90,
+        widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. 64.1466", "inputmode": "decimal"}),
+    )
+    longitude = forms.FloatField(
+        required=False, min_value=-180, max_value=180,
+        widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. -21.9426", "inputmode": "decimal"}),
+    )
+    place_name = forms.CharField(label="Place", max_length=200, required=False,
+                                 widget=forms.TextInput(attrs={"placeholder": "e.g. Skjálfandi Bay, Iceland"}))
+    observer_name = forms.CharField(label="Observer name", max_length=200, required=False,
+                                    help_text="Who took the photos, if not you.")
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    photos = MultipleFileField(
+        label="Fluke photos",
+        widget=MultipleFileInput(attrs={"accept": ACCEPT_TYPES}),
+        help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP or TIFF).",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if Species.objects.count() == 1 and not self.is_bound:
+            self.initial.setdefault("species", Species.objects.first())
+
+    def clean(self):
+        cleaned = super().clean()
+        lat, lon = cleaned.get("latitude"), cleaned.get("longitude")
+        if (lat is None) != (lon is None) and "latitude" not in self.errors and "longitude" not in self.errors:
+            self.add_error("longitude" if lon is None else "latitude", "Give both latitude and longitude, or neither.")
+        day = cleaned.get("observed_date")
+        if day:
+            when = timezone.make_aware(dt.datetime.combine(day, cleaned.get("observed_time") or dt.time(12, 0)))
+            if when > timezone.now() + dt.timedelta(days=1):
+                self.add_error("observed_date", "The sighting date can't be in the future.")
+            cleaned["observed_at"] = when
+        return cleaned
+
+    def service_kwargs(self) -> dict:
+        c = self.cleaned_data
+        return {
+            "species": c["species"],
+            "observed_at": c["observed_at"],
+            "latitude": c.get("latitude"),
+            "longitude": c.get("longitude"),
+            "place_name": c.get("place_name", ""),
+            "observer_name": c.get("observer_name", ""),
+            "notes": c.get("notes", ""),
+            "files": c["photos"],
+        }
+
+
+class ExifForm(forms.Form):
+    photo = forms.FileField()

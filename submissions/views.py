@@ -1,0 +1,122 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_POST
+
+from identification.models import Decision
+
+from .forms import ExifForm, SightingForm
+from .models import Photo, Sighting
+
+PENDING = (Photo.Status.UPLOADED, Photo.Status.PROCESSING)
+REJECT_LABELS = {**dict(Decision.RejectReason.choices), "duplicate": "Already in our catalogue"}
+
+
+def _label_rejections(sightings):
+    for sighting in sightings:
+        for photo in sighting.photos.all():
+            photo.reject_label = REJECT_LABELS.get(photo.reject_reason, photo.reject_reason)
+
+
+def add_service_errors(form, exc: ValidationError) -> None:
+    """Show a service's ValidationError on the form: on its field when the form has one."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def _report(request, outcome) -> None:
+    if outcome.accepted:
+        n = len(outcome.accepted)
+        messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and queued for identification.")
+    for photo in outcome.duplicates:
+        name = getattr(photo, "original_filename", "") or f"photo {photo.pk}"
+        messages.warning(request, f"{name}: already in our catalogue, so it was not added again.")
+    for filename, message in outcome.rejected:
+        messages.error(request, f"{filename}: {message}")
+
+
+@login_required
+def submit(request):
+    form = SightingForm(request.POST or None, request.FILES or None)
+    outcome = None
+    if request.method == "POST" and form.is_valid():
+        from . import services
+
+        try:
+            outcome = services.submit_sighting(user=request.user, **form.service_kwargs())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            if outcome.accepted:
+                _report(request, outcome)
+                return redirect("submissions:my_sightings")
+            form.add_error("photos", "None of the photos could be added; see the message for each file below.")
+    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome})
+
+
+@login_required
+@require_POST
+def exif(request):
+    form = ExifForm(files=request.FILES)
+    if not form.is_valid():
+        return JsonResponse({"error": "Send one photo as 'photo'."}, status=400)
+    from . import services
+
+    data = services.exif_prefill(form.cleaned_data["photo"]) or {}
+    when = data.get("observed_at")
+    if isinstance(when, str):
+        when = parse_datetime(when)
+    return JsonResponse({
+        "observed_at": when.isoformat() if when else None,
+        "date": when.strftime("%Y-%m-%d") if when else None,
+        "time": when.strftime("%H:%M") if when else None,
+        "latitude": data.get("latitude"),
+        "longitude": data.get("longitude"),
+    })
+
+
+def _my_sightings(user):
+    photos = Photo.objects.select_related("individual").order_by("pk")
+    return (
+        Sighting.objects.filter(submitted_by=user)
+        .select_related("species")
+        .prefetch_related(Prefetch("photos", queryset=photos))
+        .order_by("-created_at")
+    )
+
+
+@login_required
+def my_sightings(request):
+    page = Paginator(_my_sightings(request.user), 10).get_page(request.GET.get("page"))
+    _label_rejections(page)
+    pending = Photo.objects.filter(sighting__submitted_by=request.user, status__in=PENDING).exists()
+    return render(request, "submissions/my_sightings.html", {"page": page, "pending": pending})
+
+
+@login_required
+def my_sightings_status(request):
+    photos = Photo.objects.filter(sighting__submitted_by=request.user).values_list("pk", "status")
+    statuses = {str(pk): status for pk, status in photos}
+    pending = sum(1 for s in statuses.values() if s in PENDING)
+    return JsonResponse({"pending": pending, "photos": statuses})
+
+
+def sightings(request):
+    confirmed = Photo.objects.in_gallery().select_related("individual").order_by("pk")
+    qs = (
+        Sighting.objects.filter(photos__in=Photo.objects.in_gallery())
+        .distinct()
+        .select_related("species")
+        .prefetch_related(Prefetch("photos", queryset=confirmed, to_attr="public_photos"))
+        .order_by("-observed_at")
+    )
+    page = Paginator(qs, 20).get_page(request.GET.get("page"))
+    return render(request, "submissions/sightings.html", {"page": page})

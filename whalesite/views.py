@@ -1,0 +1,48 @@
+from django.contrib import messages
+from django.contrib.auth import login
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from identification.models import Individual
+from submissions.forms import SignUpForm
+from submissions.models import Photo, Sighting
+
+
+def home(request):
+    gallery = Photo.objects.in_gallery()
+    context = {
+        "counts": {
+            "individuals": Individual.objects.active().count(),
+            "photos": gallery.count(),
+            "sightings": Sighting.objects.filter(photos__in=gallery).distinct().count(),
+        },
+        "recent": gallery.select_related("individual", "sighting__species").order_by("-decided_at", "-pk")[:8],
+    }
+    return render(request, "home.html", context)
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
+        return JsonResponse({"status": "error", "database": str(exc)[:200]}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="whalesite.auth.EmailBackend")
+        messages.success(request, "Welcome aboard! You can now submit your fluke photos.")
+        return redirect("submissions:submit")
+    return render(request, "registration/signup.html", {"form": form})
