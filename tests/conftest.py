@@ -1,0 +1,247 @@
+"""Fixtures shared by every site test.
+
+* ``media_root`` (session, autouse): a temporary MEDIA_ROOT and ML_ROOT, so tests never touch var/.
+* ``demo_data`` / ``demo_model`` (session): a synthetic fluke data set (``ml.synth``) and a tiny model
+  trained on it once with ``ml.train`` (resnet18, 64 px, a few steps).
+* ``active_model`` (function): that model registered as the active ModelVersion with a gallery of
+  confirmed photos of known whales, embedded.
+* ``celery_worker`` (session): a REAL worker subprocess (``celery -A whalesite worker --pool=solo``)
+  on Redis db 15 and pytest-django's test database; ``.restart()`` / ``.kill()`` for crash tests.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_BROKER = "redis://127.0.0.1:6379/15"
+VISIBILITY_TIMEOUT_S = 10
+MODEL_IMAGE_SIZE = 64
+DEMO_INDIVIDUALS = 6
+DEMO_PHOTOS = 4  # per individual: 3 in the gallery, 1 held out as "a new photo of a known whale"
+
+
+def wait_for(predicate, timeout=120.0, interval=0.25, message="condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def media_root(tmp_path_factory):
+    from django.test import override_settings
+
+    root = tmp_path_factory.mktemp("site")
+    media, ml_root = root / "media", root / "ml"
+    media.mkdir()
+    ml_root.mkdir()
+    override = override_settings(MEDIA_ROOT=str(media), ML_ROOT=ml_root, ML_DEVICE="cpu")
+    override.enable()
+    yield media
+    override.disable()
+
+
+# --------------------------------------------------------------------------- model
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """(folder, {label: [images]}, {image: Box}) of synthetic flukes."""
+    pytest.importorskip("ml.synth", reason="ml.synth has not landed yet")
+    from tests.factories import fluke_dataset, read_dataset
+
+    out = fluke_dataset(tmp_path_factory.mktemp("synth"), DEMO_INDIVIDUALS + 1, DEMO_PHOTOS, seed=11)
+    by_id, boxes = read_dataset(out)
+    return out, by_id, boxes
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_data, media_root):
+    """A tiny model folder (under ML_ROOT) trained on the gallery part of ``demo_data``."""
+    from django.conf import settings
+
+    from ml.train import TrainConfig, train
+    from tests.factories import write_csv
+
+    folder, by_id, boxes = demo_data
+    known = list(by_id)[:DEMO_INDIVIDUALS]
+    train_dir = Path(settings.ML_ROOT) / "demo-train"
+    train_dir.mkdir(parents=True, exist_ok=True)
+    rows = [(img, label) for label in known for img in by_id[label][:-1]]
+    write_csv(train_dir / "train.csv", ["Image", "Id"], rows)
+    write_csv(train_dir / "boxes.csv", ["Image", "x0", "y0", "x1", "y1"],
+              [(img, b.x0, b.y0, b.x1, b.y1) for img, b in boxes.items() if any(img == r[0] for r in rows)])
+    out = Path(settings.ML_ROOT) / "models" / "demo"
+    config = TrainConfig(
+        csv=str(train_dir / "train.csv"), images_dir=str(folder / "images"), out_dir=str(out),
+        boxes_csv=str(train_dir / "boxes.csv"), arch="resnet18", image_size=MODEL_IMAGE_SIZE, epochs=1,
+        batch_size=16, num_workers=0, max_steps=4, device="cpu", train_localizer=False,
+    )
+    result = train(config)
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_identifier(demo_model):
+    from ml.identifier import Identifier
+
+    return Identifier.load(demo_model.model_dir, device="cpu")
+
+
+@dataclass
+class Demo:
+    version: object
+    species: object
+    individuals: dict  # label -> Individual
+    gallery: dict  # label -> [Photo]
+    held_out: dict  # label -> path of a photo not in the gallery
+    new_whale: list  # paths of photos of a whale not in the catalogue
+    users: dict = field(default_factory=dict)
+
+
+def register_model(result, **extra):
+    from django.conf import settings
+
+    from identification.models import ModelVersion
+
+    rel = Path(result.model_dir).resolve().relative_to(Path(settings.ML_ROOT).resolve())
+    return ModelVersion.objects.create(
+        name=f"demo-{time.monotonic_ns()}", artifact_dir=str(rel), metrics=result.metrics, history=result.history,
+        new_threshold=result.new_threshold, **extra,
+    )
+
+
+@pytest.fixture
+def active_model(demo_data, demo_model, demo_identifier, db):
+    """The demo model active, with a gallery of the known whales' photos embedded (in this process)."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from identification.models import Embedding, Individual, TrainingExample
+    from ml.images import compute_hashes, load_image
+    from submissions.models import Photo, Sighting
+    from tests.factories import SpeciesFactory, UserFactory
+
+    folder, by_id, boxes = demo_data
+    species = SpeciesFactory()
+    users = {role: UserFactory(email=f"{role}@example.org", role=role) for role in ("watcher", "moderator", "admin")}
+    version = register_model(demo_model, is_active=True, gallery_ready=True, promoted_at=timezone.now())
+    labels = list(by_id)
+    individuals, gallery, held_out = {}, {}, {}
+    for n, label in enumerate(labels[:DEMO_INDIVIDUALS]):
+        ind = Individual.objects.create(catalogue_id=f"HW-{n + 1:04d}", species=species, nickname=f"Whale {n + 1}")
+        individuals[label], gallery[label] = ind, []
+        sighting = Sighting.objects.create(species=species, observed_at=timezone.now(),
+                                           submitted_by=users["watcher"])
+        for img in by_id[label][:-1]:
+            data = (folder / "images" / img).read_bytes()
+            h = compute_hashes(data)
+            photo = Photo(sighting=sighting, sha256=h.sha256, phash=h.phash, original_filename=img,
+                          status=Photo.Status.CONFIRMED, individual=ind)
+            photo.image.save(img, ContentFile(data), save=False)
+            if img in boxes:
+                photo.set_box(boxes[img], Photo.BoxSource.GIVEN, 1.0, False)
+            photo.save()
+            TrainingExample.objects.create(photo=photo, individual=ind, status=TrainingExample.Status.USED)
+            prepared = demo_identifier.prepare(load_image(data), box=photo.box)
+            vec = demo_identifier.embed([prepared.crop])[0]
+            Embedding.objects.create(photo=photo, model_version=version, vector=vec.astype("float32").tobytes())
+            gallery[label].append(photo)
+        held_out[label] = folder / "images" / by_id[label][-1]
+    new_whale = [folder / "images" / img for img in by_id[labels[DEMO_INDIVIDUALS]]]
+    return Demo(version, species, individuals, gallery, held_out, new_whale, users)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class Worker:
+    """A real ``celery worker`` subprocess on the test database and test broker."""
+
+    def __init__(self, env: dict, log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout=60.0) -> None:
+        from whalesite.celery import app
+
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "-Q", "pipeline,training,default",
+             "-c", "1", "--pool=solo", "--without-gossip", "--without-mingle", "-l", "INFO",
+             "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+        def answered():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}; see {self.log_path}")
+            return app.control.ping(timeout=0.5)
+
+        wait_for(answered, timeout=timeout, interval=0.5, message="the Celery worker to answer ping")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, n=4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, media_root, tmp_path_factory):
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    redis.Redis.from_url(TEST_BROKER).flushdb()
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="whalesite.settings.test",
+        DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        CELERY_BROKER_URL=TEST_BROKER,
+        CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S),
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        ML_ROOT=str(settings.ML_ROOT),
+        ML_DEVICE="cpu",
+        ML_TRAIN_MAX_STEPS="3",
+        OMP_NUM_THREADS="2",
+        PYTHONPATH=str(REPO),
+    )
+    worker = Worker(env, tmp_path_factory.mktemp("worker") / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()

@@ -1,0 +1,134 @@
+"""factory_boy factories and test images shared by the site tests."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from pathlib import Path
+
+import factory
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from PIL import Image
+
+from identification.models import Individual, ModelVersion, Species
+from submissions.models import Photo, Sighting
+
+PASSWORD = "whales-test"
+
+
+# --------------------------------------------------------------------------- images
+
+
+def jpeg_bytes(size=(320, 200), seed=0, fmt="JPEG") -> bytes:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 255, size=(size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    im = Image.fromarray(a, "RGB").resize(size, Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, fmt)
+    return buf.getvalue()
+
+
+def upload(name: str, data: bytes, content_type="image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def bomb_png() -> bytes:
+    """A small file whose header claims ~72 megapixels (over ml's pixel cap)."""
+    buf = io.BytesIO()
+    Image.new("1", (9000, 8000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def fluke_dataset(out_dir: Path, individuals: int, photos: int, seed: int = 0) -> Path:
+    """A labelled data set (images/, train.csv, boxes.csv) from ``ml.synth``."""
+    from ml.synth import generate_dataset
+
+    generate_dataset(str(out_dir), individuals=individuals, photos=photos, seed=seed)
+    return out_dir
+
+
+def read_dataset(out_dir: Path) -> tuple[dict[str, list[str]], dict]:
+    from ml.data import read_boxes_csv, read_labels_csv
+
+    by_id: dict[str, list[str]] = {}
+    for image, label, _ in read_labels_csv(out_dir / "train.csv"):
+        by_id.setdefault(label, []).append(image)
+    boxes = read_boxes_csv(out_dir / "boxes.csv") if (out_dir / "boxes.csv").exists() else {}
+    return {k: sorted(v) for k, v in sorted(by_id.items())}, boxes
+
+
+# --------------------------------------------------------------------------- factories
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.org")
+    username = factory.SelfAttribute("email")
+    password = factory.django.Password(PASSWORD)
+
+    @factory.post_generation
+    def role(obj, create, extracted, **kwargs):
+        if extracted:
+            from identification.management.commands.grant_role import grant_role
+
+            grant_role(obj, extracted)
+
+
+class SpeciesFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Species
+        django_get_or_create = ("code",)
+
+    common_name = "Humpback whale"
+    scientific_name = "Megaptera novaeangliae"
+    code = "HW"
+
+
+class IndividualFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Individual
+
+    species = factory.SubFactory(SpeciesFactory)
+    catalogue_id = factory.Sequence(lambda n: f"HW-{n + 1:04d}")
+
+
+class SightingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Sighting
+
+    species = factory.SubFactory(SpeciesFactory)
+    observed_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=3))
+    submitted_by = factory.SubFactory(UserFactory)
+
+
+class PhotoFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Photo
+
+    sighting = factory.SubFactory(SightingFactory)
+    image = factory.LazyAttributeSequence(lambda o, n: ContentFile(jpeg_bytes(seed=1000 + n), name="photo.jpg"))
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    original_filename = "photo.jpg"
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelVersion
+
+    name = factory.Sequence(lambda n: f"test-model-{n}")
+    artifact_dir = "models/test"
+
+
+def write_csv(path: Path, header, rows) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
