@@ -1,0 +1,142 @@
+/* Upload form: drag & drop, previews, per-file remove, size/type hints, EXIF prefill. */
+(function () {
+  "use strict";
+  var form = document.getElementById("submit-form");
+  if (!form) return;
+  document.documentElement.classList.add("js");
+  var input = form.querySelector('input[type="file"][name="photos"]');
+  var zone = document.getElementById("dropzone");
+  var list = document.getElementById("previews");
+  var count = document.getElementById("file-count");
+  var exifStatus = document.getElementById("exif-status");
+  var maxFiles = parseInt(form.dataset.maxFiles || "20", 10);
+  var maxBytes = parseInt(form.dataset.maxBytes || "26214400", 10);
+  var okTypes = /^image\/(jpeg|png|webp|tiff|gif|heic|heif)$/;
+  var okExt = /\.(jpe?g|jpe|png|webp|tiff?|gif|mpo)$/i;
+  var files = [];
+  var canSync = typeof DataTransfer !== "undefined";
+
+  function mb(n) { return (n / 1048576).toFixed(1) + " MB"; }
+
+  function hintFor(file) {
+    if (file.size > maxBytes) return "Too large (" + mb(file.size) + "); max " + mb(maxBytes) + ".";
+    if (!(okTypes.test(file.type) || okExt.test(file.name))) return "This doesn't look like a photo.";
+    return "";
+  }
+
+  function sync() {
+    if (canSync) {
+      var dt = new DataTransfer();
+      files.forEach(function (f) { dt.items.add(f.file); });
+      input.files = dt.files;
+    }
+    var n = files.length;
+    count.textContent = n ? n + " photo" + (n === 1 ? "" : "s") + " selected" + (n >= maxFiles ? " (maximum reached)" : "") : "";
+  }
+
+  function render() {
+    list.innerHTML = "";
+    files.forEach(function (item, i) {
+      var li = document.createElement("li");
+      li.className = "preview" + (item.hint ? " is-bad" : "");
+      var img = document.createElement("img");
+      img.alt = "Preview of " + item.file.name;
+      img.src = item.url;
+      img.onerror = function () { img.replaceWith(Object.assign(document.createElement("div"), { className: "noimg", textContent: "No preview" })); };
+      var meta = document.createElement("div");
+      meta.className = "meta";
+      meta.innerHTML = '<div class="name"></div><div class="muted"></div>' + (item.hint ? '<div class="hint"></div>' : "");
+      meta.querySelector(".name").textContent = item.file.name;
+      meta.querySelector(".name").title = item.file.name;
+      meta.querySelector(".muted").textContent = mb(item.file.size);
+      if (item.hint) meta.querySelector(".hint").textContent = item.hint;
+      var rm = document.createElement("button");
+      rm.type = "button";
+      rm.className = "remove";
+      rm.setAttribute("aria-label", "Remove " + item.file.name);
+      rm.textContent = "×";
+      rm.addEventListener("click", function () { remove(i); });
+      li.append(img, meta, rm);
+      list.appendChild(li);
+    });
+    sync();
+  }
+
+  function remove(i) {
+    URL.revokeObjectURL(files[i].url);
+    files.splice(i, 1);
+    render();
+  }
+
+  function add(fileList) {
+    var wasEmpty = files.length === 0;
+    var skipped = 0;
+    Array.prototype.forEach.call(fileList, function (file) {
+      if (files.length >= maxFiles) { skipped++; return; }
+      var dupe = files.some(function (f) { return f.file.name === file.name && f.file.size === file.size; });
+      if (!dupe) files.push({ file: file, url: URL.createObjectURL(file), hint: hintFor(file) });
+    });
+    render();
+    if (skipped) count.textContent += " — " + skipped + " not added: at most " + maxFiles + " photos per sighting.";
+    var first = files.find(function (f) { return !f.hint; });
+    if (wasEmpty && first) prefill(first.file);
+  }
+
+  function setIfEmpty(name, value) {
+    var el = form.elements[name];
+    if (el && !el.value && value !== null && value !== undefined && value !== "") {
+      el.value = value;
+      el.classList.add("prefilled");
+      return true;
+    }
+    return false;
+  }
+
+  function prefill(file) {
+    var url = form.dataset.exifUrl;
+    if (!url || !window.fetch) return;
+    var body = new FormData();
+    body.append("photo", file);
+    exifStatus.textContent = "Reading date and position from the photo…";
+    fetch(url, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "X-CSRFToken": form.elements.csrfmiddlewaretoken.value }
+    }).then(function (r) { return r.ok ? r.json() : {}; }).then(function (d) {
+      var filled = [];
+      if (setIfEmpty("observed_date", d.date)) filled.push("date");
+      if (setIfEmpty("observed_time", d.time)) filled.push("time");
+      if (setIfEmpty("latitude", d.latitude)) filled.push("latitude");
+      if (setIfEmpty("longitude", d.longitude)) filled.push("longitude");
+      exifStatus.textContent = filled.length ? "Filled in " + filled.join(", ") + " from the photo's EXIF data — please check." : "";
+    }).catch(function () { exifStatus.textContent = ""; });
+  }
+
+  if (canSync) {
+    input.addEventListener("change", function () {
+      var picked = Array.prototype.slice.call(input.files);
+      add(picked);
+    });
+  } else {
+    input.addEventListener("change", function () {
+      count.textContent = input.files.length + " photo(s) selected";
+    });
+  }
+
+  ["dragenter", "dragover"].forEach(function (ev) {
+    zone.addEventListener(ev, function (e) { e.preventDefault(); zone.classList.add("is-over"); });
+  });
+  ["dragleave", "drop"].forEach(function (ev) {
+    zone.addEventListener(ev, function (e) { e.preventDefault(); zone.classList.remove("is-over"); });
+  });
+  zone.addEventListener("drop", function (e) {
+    if (e.dataTransfer && e.dataTransfer.files.length) add(e.dataTransfer.files);
+  });
+  // Stop a photo dropped next to the zone from navigating away from the form.
+  window.addEventListener("dragover", function (e) { e.preventDefault(); });
+  window.addEventListener("drop", function (e) { if (!zone.contains(e.target)) e.preventDefault(); });
+
+  form.addEventListener("submit", function () {
+    var btn = document.getElementById("submit-btn");
+    if (btn) { btn.disabled = true; btn.textContent = "Uploading…"; }
+  });
+})();
