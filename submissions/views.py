@@ -45,7 +45,7 @@ def _report(request, outcome) -> None:
 
 @login_required
 def submit(request):
-    form = SightingForm(request.POST or None, request.FILES or None)
+    form = SightingForm(request.POST, request.FILES) if request.method == "POST" else SightingForm()
     outcome = None
     if request.method == "POST" and form.is_valid():
         from . import services

@@ -39,7 +39,7 @@ def healthz(request):
 def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
-    form = SignUpForm(request.POST or None)
+    form = SignUpForm(request.POST) if request.method == "POST" else SignUpForm()
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="whalesite.auth.EmailBackend")

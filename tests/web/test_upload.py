@@ -1,0 +1,132 @@
+import pytest
+from django.urls import reverse
+
+from submissions.models import Photo, Sighting
+from tests.factories import jpeg_bytes, upload
+from tests.web.helpers import PhotoFactory, SpeciesFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def watcher(client):
+    user = UserFactory(email="watcher@example.org", role="watcher")
+    client.force_login(user)
+    return user
+
+
+def form_data(species, **overrides):
+    data = {"species": species.pk, "observed_date": "2024-07-01", "observed_time": "14:30",
+            "latitude": "66.05", "longitude": "-17.35", "place_name": "Skjálfandi", "observer_name": "", "notes": ""}
+    data.update(overrides)
+    return data
+
+
+def test_upload_form_renders(client, watcher):
+    SpeciesFactory()
+    response = client.get(reverse("submissions:submit"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="dropzone"' in html and 'name="photos"' in html and "multiple" in html
+    assert "Humpback whale" in html
+    assert reverse("submissions:exif") in html
+    assert "js/upload.js" in html
+
+
+def test_upload_requires_login(client):
+    response = client.get(reverse("submissions:submit"))
+    assert response.status_code == 302 and reverse("login") in response["Location"]
+
+
+def test_missing_fields_show_field_errors(client, watcher):
+    SpeciesFactory()
+    response = client.post(reverse("submissions:submit"), {})
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert {"species", "observed_date", "photos"} <= set(form.errors)
+    assert b"Add at least one photo" in response.content
+    assert Sighting.objects.count() == 0
+
+
+def test_latitude_without_longitude(client, watcher):
+    species = SpeciesFactory()
+    data = form_data(species, longitude="")
+    data["photos"] = [upload("a.jpg", jpeg_bytes(seed=1))]
+    response = client.post(reverse("submissions:submit"), data)
+    assert response.status_code == 200
+    assert "longitude" in response.context["form"].errors
+    assert Sighting.objects.count() == 0
+
+
+def test_rejected_file_message_rendered(client, watcher):
+    species = SpeciesFactory()
+    data = form_data(species)
+    data["photos"] = [upload("not-a-photo.jpg", b"hello, I am text, not a JPEG", content_type="image/jpeg")]
+    response = client.post(reverse("submissions:submit"), data)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "not-a-photo.jpg" in html
+    assert "None of the photos could be added" in html
+    assert Sighting.objects.count() == 0 and Photo.objects.count() == 0
+
+
+def test_good_upload_redirects_with_per_file_results(client, watcher):
+    species = SpeciesFactory()
+    existing = PhotoFactory(sha256=__import__("hashlib").sha256(jpeg_bytes(seed=3)).hexdigest())
+    data = form_data(species)
+    data["photos"] = [
+        upload("good.jpg", jpeg_bytes(seed=2)),
+        upload("again.jpg", jpeg_bytes(seed=3)),
+        upload("junk.jpg", b"not an image at all"),
+    ]
+    response = client.post(reverse("submissions:submit"), data, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("submissions:my_sightings")
+    html = response.content.decode()
+    assert "1 photo received" in html
+    assert "again.jpg: already in our catalogue" in html
+    assert "junk.jpg" in html
+    sighting = Sighting.objects.get(submitted_by=watcher)
+    assert sighting.place_name == "Skjálfandi" and sighting.latitude == pytest.approx(66.05)
+    assert sighting.observed_at.hour == 14
+    names = set(sighting.photos.values_list("original_filename", flat=True))
+    assert names == {"good.jpg", "again.jpg"}
+    assert sighting.photos.get(original_filename="again.jpg").duplicate_of == existing
+
+
+def test_too_many_photos(client, watcher, settings):
+    species = SpeciesFactory()
+    data = form_data(species)
+    data["photos"] = [upload(f"{i}.jpg", b"x") for i in range(settings.MAX_PHOTOS_PER_SIGHTING + 1)]
+    response = client.post(reverse("submissions:submit"), data)
+    assert response.status_code == 200
+    assert "At most 20 photos" in response.content.decode()
+
+
+def test_exif_endpoint_returns_json(client, watcher):
+    response = client.post(reverse("submissions:exif"), {"photo": upload("a.jpg", jpeg_bytes(seed=1))})
+    assert response.status_code == 200
+    data = response.json()
+    assert set(data) >= {"observed_at", "date", "time", "latitude", "longitude"}
+    assert client.post(reverse("submissions:exif"), {}).status_code == 400
+    assert client.get(reverse("submissions:exif")).status_code == 405
+
+
+def test_my_sightings_badges_and_status_json(client, watcher):
+    from tests.web.helpers import IndividualFactory, gallery_photo
+
+    sighting_kwargs = {"sighting__submitted_by": watcher}
+    processing = PhotoFactory(status=Photo.Status.PROCESSING, **sighting_kwargs)
+    rejected = PhotoFactory(status=Photo.Status.REJECTED, reject_reason="not_a_fluke", sighting=processing.sighting)
+    failed = PhotoFactory(status=Photo.Status.FAILED, failure_reason="The image is too small.", sighting=processing.sighting)
+    whale = IndividualFactory(nickname="Sprinkles")
+    confirmed = gallery_photo(whale, sighting=processing.sighting)
+    PhotoFactory()  # someone else's
+    response = client.get(reverse("submissions:my_sightings"))
+    html = response.content.decode()
+    assert response.context["pending"] is True
+    assert "Not a fluke" in html and "The image is too small." in html
+    assert whale.catalogue_id in html and "Sprinkles" in html
+    assert 'data-status-url="/me/sightings/status.json"' in html
+    status = client.get(reverse("submissions:my_sightings_status")).json()
+    assert status["pending"] == 1
+    assert status["photos"] == {str(p.pk): p.status for p in (processing, rejected, failed, confirmed)}
