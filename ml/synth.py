@@ -1,0 +1,511 @@
+"""Synthetic humpback flukes, for tests and the demo.
+
+An *individual* (everything derived from ``individual_seed``) is a fluke seen from below, the
+side photographed for identification: the silhouette (span, sweep of the lobes, tip shape,
+central notch, lobe asymmetry), the trailing edge (scalloped serrations and missing chunks), the
+pigmentation (black/white patches, dark margins, speckles: the main identity signal) and scars
+(white lines, rake marks, barnacle rings and spots). It is drawn once on a canonical canvas.
+
+A *photo* (``photo_seed``) puts that fluke in a sea picture: scale, position, in-plane rotation,
+mild perspective (yaw/pitch), how much of the tail stock shows above the water, lighting and
+contrast (back-lit flukes lose their pattern), sea colour and waves, sometimes a horizon, water
+running off the trailing edge, splash hiding part of the edge, blur, noise, colour or grayscale
+and a JPEG quality of 50-95. The true fluke box (original pixels, x1/y1 exclusive) comes with it.
+
+Photo-to-photo variation is deliberately of the same order as the differences between
+individuals, so identification on this data is not trivial.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .types import Box
+
+DEFAULT_IMAGE_SIZE = (320, 214)  # the Kaggle photos' most common 1050x700, scaled down
+CANVAS_W, CANVAS_H = 480, 240  # canonical fluke canvas
+_CX = CANVAS_W / 2
+_HALF_SPAN = 215.0
+
+__all__ = ["DEFAULT_IMAGE_SIZE", "SynthSummary", "Individual", "render_individual", "render_photo",
+           "generate_dataset", "preview_grid"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
+    """Gaussian noise on a ``cells`` grid, bicubically upsampled to ``shape`` (h, w); unit-ish std."""
+    small = rng.standard_normal((max(2, cells[0]), max(2, cells[1]))).astype(np.float32)
+    img = Image.fromarray(small).resize((shape[1], shape[0]), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.float32)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+def _perspective_coeffs(dst: np.ndarray, src: np.ndarray) -> tuple:
+    """PIL PERSPECTIVE data mapping output points ``dst`` (4x2) to input points ``src`` (4x2)."""
+    a = []
+    b = []
+    for (x, y), (u, v) in zip(dst, src):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        b.extend([u, v])
+    return tuple(np.linalg.solve(np.asarray(a, float), np.asarray(b, float)).tolist())
+
+
+def _apply_homography(coeffs: tuple, pts: np.ndarray) -> np.ndarray:
+    a, b, c, d, e, f, g, h = coeffs
+    x, y = pts[:, 0], pts[:, 1]
+    w = g * x + h * y + 1
+    return np.stack([(a * x + b * y + c) / w, (d * x + e * y + f) / w], axis=1)
+
+
+# --------------------------------------------------------------------------- individuals
+
+
+@dataclass(frozen=True)
+class Individual:
+    """A fluke on the canonical canvas: ``albedo`` 0..1 and ``alpha`` 0..1, both (CANVAS_H, CANVAS_W)."""
+
+    albedo: np.ndarray
+    alpha: np.ndarray
+    bbox: tuple[float, float, float, float]  # canvas box of the lobes (without the tail stock)
+    trailing_edge: np.ndarray  # y of the trailing edge for every canvas column (nan outside)
+    join_y: float  # where the tail stock meets the lobes
+
+
+@lru_cache(maxsize=2048)
+def render_individual(individual_seed: int) -> Individual:
+    """Draw one individual's fluke (deterministic in ``individual_seed``)."""
+    rng = np.random.default_rng([int(individual_seed), 1])
+    H, W = CANVAS_H, CANVAS_W
+    xs = np.arange(W, dtype=np.float32) + 0.5
+    ys = (np.arange(H, dtype=np.float32) + 0.5)[:, None]
+    signed_u = (xs - _CX) / _HALF_SPAN
+    u = np.abs(signed_u)
+    side = np.where(signed_u < 0, 0, 1)
+
+    # ---- silhouette, per lobe parameters with some asymmetry
+    sweep = rng.uniform(8, 70)
+    tip_y = rng.uniform(22, 40)
+    p_sweep = rng.uniform(1.0, 2.2)
+    chord0 = rng.uniform(58, 92)
+    k_tip = rng.uniform(1.4, 3.5)  # blunt (large) or pointed (small) tips
+    m_tip = rng.uniform(0.35, 0.75)
+    bend = rng.uniform(-25, 25)  # S-curve of the trailing edge
+    asym = 1 + rng.uniform(-0.12, 0.12, size=2)  # left/right lobe differences
+    span_l, span_r = 1 - rng.uniform(0, 0.05, size=2)
+    lobe_span = np.where(side == 0, span_l, span_r)
+    uu = np.clip(u / lobe_span, 0, 1.2)
+    inside_span = uu < 1.0
+    top_smooth = tip_y + sweep * asym[side] * (1 - uu ** p_sweep) + bend * uu * (1 - uu) * (1 if rng.random() < 0.5 else -1)
+    chord = chord0 * asym[::-1][side] ** 0.5 * np.clip(1 - uu ** k_tip, 0, 1) ** m_tip
+    # central notch
+    notch_depth = rng.uniform(5, 18)
+    notch_w = rng.uniform(0.02, 0.06)
+    notch = notch_depth * np.exp(-((signed_u - rng.uniform(-0.01, 0.01)) / notch_w) ** 2)
+    # trailing edge: scallops + random serration + missing chunks
+    serr = np.zeros(W, np.float32)
+    amp = rng.uniform(0.6, 3.0)
+    for _ in range(3):
+        freq = rng.uniform(8, 45)
+        serr += amp * rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * freq * signed_u + rng.uniform(0, 2 * np.pi))
+    serr += rng.uniform(0.3, 1.5) * np.abs(_smooth_noise(rng, (1, W), (1, int(rng.uniform(40, 120))))[0])
+    for _ in range(int(rng.integers(0, 5))):  # bites, nicks out of the trailing edge
+        c = rng.uniform(-0.95, 0.95)
+        serr += rng.uniform(3, 12) * np.exp(-((signed_u - c) / rng.uniform(0.01, 0.05)) ** 2)
+    top = top_smooth + notch + serr
+    bottom = top_smooth + chord + 2.0
+    # anti-aliased lobe mask, column by column
+    lobe = np.clip(ys - top + 0.5, 0, 1) * np.clip(bottom - ys + 0.5, 0, 1) * inside_span
+    # tail stock (peduncle) from under the notch down to the canvas bottom, flaring into the lobes
+    join_y = float(tip_y + sweep + chord0 * 0.55)
+    pw0 = rng.uniform(16, 26)
+    flare = 38 * np.exp(-np.clip(ys - join_y, 0, None) / rng.uniform(10, 20))
+    half_w = pw0 + flare
+    ped = np.clip(half_w - np.abs(xs - _CX) + 0.5, 0, 1) * np.clip(ys - (top_smooth[int(_CX)] + notch_depth) + 0.5, 0, 1)
+    alpha = np.maximum(lobe, ped).astype(np.float32)
+
+    # ---- pigmentation
+    mask = lobe > 0.5
+    kind = rng.random()
+    white_frac = rng.uniform(0.0, 0.15) if kind < 0.25 else (rng.uniform(0.15, 0.6) if kind < 0.7 else rng.uniform(0.6, 0.92))
+    field = (
+        1.0 * _smooth_noise(rng, (H, W), (3, 6))
+        + 0.7 * _smooth_noise(rng, (H, W), (6, 12))
+        + 0.45 * _smooth_noise(rng, (H, W), (12, 24))
+        + 0.25 * _smooth_noise(rng, (H, W), (24, 48))
+    )
+    sym = rng.uniform(0.0, 0.7)  # left/right lobes partly mirror each other
+    field = (1 - sym) * field + sym * 0.5 * (field + field[:, ::-1])
+    dist_te = ys - top  # distance below the trailing edge
+    dist_le = bottom - ys
+    field += rng.uniform(0.3, 1.5) * (1 - np.exp(-np.clip(dist_te, 0, None) / rng.uniform(4, 12)))  # dark trailing margin
+    field += rng.uniform(0.0, 1.0) * (1 - np.exp(-np.clip(dist_le, 0, None) / rng.uniform(4, 15)))
+    field -= rng.uniform(0.3, 1.5) * np.exp(-(signed_u / rng.uniform(0.08, 0.2)) ** 2)  # dark centre
+    field -= rng.uniform(0.0, 1.0) * np.clip(uu - 0.85, 0, None) * 6  # dark tips
+    field += rng.uniform(0.1, 0.35) * _smooth_noise(rng, (H, W), (60, 120))  # ragged boundaries
+    values = field[mask]
+    thr = np.quantile(values, 1 - white_frac) if values.size else 0.0
+    white = _sigmoid((field - thr) / (0.04 * (values.std() + 1e-6)))
+    black_level = rng.uniform(0.06, 0.16)
+    white_level = rng.uniform(0.82, 0.95)
+    albedo = black_level + (white_level - black_level) * white
+    albedo *= 1 + 0.06 * _smooth_noise(rng, (H, W), (30, 60))  # skin texture
+
+    # ---- speckles, scars, rake marks, barnacle marks
+    marks = Image.new("L", (W, H), 128)  # 128 = nothing; >128 whiter, <128 darker
+    draw = ImageDraw.Draw(marks)
+    lobe_ys, lobe_xs = np.nonzero(mask)
+
+    def random_point():
+        i = int(rng.integers(0, lobe_xs.size))
+        return float(lobe_xs[i]), float(lobe_ys[i])
+
+    if lobe_xs.size:
+        for _ in range(int(rng.integers(0, 40))):  # dark speckles
+            x, y = random_point()
+            r = rng.uniform(0.8, 2.5)
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(0, 50)))
+        for _ in range(int(rng.integers(0, 30))):  # white speckles
+            x, y = random_point()
+            r = rng.uniform(0.6, 2.0)
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(210, 256)))
+        for _ in range(int(rng.integers(0, 6))):  # single scars (slightly curved)
+            x, y = random_point()
+            ang = rng.uniform(0, np.pi)
+            length = rng.uniform(15, 70)
+            pts = [(x + t * length * np.cos(ang) + rng.normal(0, 1.5), y + t * length * np.sin(ang) + rng.normal(0, 1.5))
+                   for t in np.linspace(-0.5, 0.5, 5)]
+            draw.line(pts, fill=int(rng.integers(200, 256)), width=int(rng.integers(1, 3)))
+        for _ in range(int(rng.integers(0, 3))):  # rake marks: parallel lines
+            x, y = random_point()
+            ang = rng.uniform(0, np.pi)
+            length = rng.uniform(20, 60)
+            gap = rng.uniform(4, 8)
+            nx, ny = -np.sin(ang), np.cos(ang)
+            for j in range(int(rng.integers(2, 5))):
+                ox, oy = x + j * gap * nx, y + j * gap * ny
+                draw.line([(ox - length / 2 * np.cos(ang), oy - length / 2 * np.sin(ang)),
+                           (ox + length / 2 * np.cos(ang), oy + length / 2 * np.sin(ang))],
+                          fill=int(rng.integers(210, 256)), width=int(rng.integers(1, 3)))
+        for _ in range(int(rng.integers(0, 8))):  # barnacle rings
+            x, y = random_point()
+            r = rng.uniform(2, 4.5)
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=int(rng.integers(200, 256)), width=1)
+    m = (np.asarray(marks, np.float32) - 128) / 127.0
+    albedo = np.where(m > 0, albedo + (white_level - albedo) * m, albedo * (1 + m))
+    # trailing edge: a thin dark rim (the edge seen against the sky)
+    albedo = np.where(dist_te < 2.5, np.minimum(albedo, black_level + 0.1), albedo)
+    # tail stock: dark dorsal skin
+    albedo = np.where((lobe < 0.5) & (ped > 0), black_level, albedo)
+    albedo = np.clip(albedo, 0, 1).astype(np.float32)
+
+    cols = np.nonzero(mask.any(axis=0))[0]
+    rows = np.nonzero(mask.any(axis=1))[0]
+    bbox = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+    te = np.where(inside_span, top, np.nan).astype(np.float32)
+    return Individual(albedo=albedo, alpha=alpha, bbox=bbox, trailing_edge=te, join_y=join_y)
+
+
+# --------------------------------------------------------------------------- photos
+
+
+def _sea(rng: np.random.Generator, W: int, H: int, colour: bool) -> tuple[np.ndarray, int | None]:
+    """Sea background (H, W, 3) in 0..1 and the horizon row (or None)."""
+    palettes = [(0.16, 0.28, 0.40), (0.30, 0.38, 0.45), (0.18, 0.30, 0.30), (0.42, 0.46, 0.50), (0.10, 0.16, 0.24)]
+    base = (np.array(palettes[int(rng.integers(0, len(palettes)))]) * rng.uniform(0.7, 1.5)).astype(np.float32)
+    if not colour:
+        base = np.full(3, base.mean())
+    yy = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
+    grad = 1 + np.float32(rng.uniform(-0.35, 0.35)) * (yy - 0.5)
+    waves = (
+        0.045 * _smooth_noise(rng, (H, W), (max(2, H // 6), max(2, W // 60)))
+        + 0.035 * _smooth_noise(rng, (H, W), (max(2, H // 3), max(2, W // 25)))
+        + 0.02 * rng.standard_normal((H, W), dtype=np.float32)
+    )
+    crests = np.clip(_smooth_noise(rng, (H, W), (max(2, H // 4), max(2, W // 30))) - rng.uniform(1.3, 2.2), 0, None)
+    sea = base[None, None, :] * grad + waves[..., None] * np.float32(rng.uniform(0.6, 1.4)) + 0.35 * crests[..., None]
+    horizon = None
+    if rng.random() < 0.2:
+        horizon = int(rng.uniform(0.04, 0.2) * H)
+        sky = np.array([0.75, 0.80, 0.86] if colour else [0.8] * 3) * rng.uniform(0.8, 1.15)
+        sea[:horizon] = sky[None, None, :] + 0.02 * rng.standard_normal((horizon, W, 1))
+    return np.clip(sea, 0, 1).astype(np.float32), horizon
+
+
+def render_photo(individual_seed: int, photo_seed: int, size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+                 grayscale: bool | None = None, jpeg_quality: int | None = None) -> tuple[Image.Image, Box]:
+    """One photo of individual ``individual_seed``: ``(PIL image, true fluke box)``.
+
+    ``grayscale=None`` decides from ``photo_seed`` (half the photos); the picture has already been
+    through a JPEG round trip at ``jpeg_quality`` (50-95 from the seed when ``None``), so saving it
+    again at quality 95 keeps its look.
+    """
+    pil, box, quality = _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality)
+    buf = io.BytesIO()
+    pil.save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out, box
+
+
+def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) -> tuple[Image.Image, Box, int]:
+    """The picture before JPEG encoding, its box and the JPEG quality to use."""
+    W, H = int(size[0]), int(size[1])
+    ind = render_individual(int(individual_seed))
+    rng = np.random.default_rng([int(individual_seed), int(photo_seed), 2])
+    if grayscale is None:
+        grayscale = bool(rng.random() < 0.5)
+    colour = not grayscale
+    sea, horizon = _sea(rng, W, H, colour)
+
+    # ---- where the fluke goes: similarity + perspective, fitted inside the frame
+    bx0, by0, bx1, by1 = ind.bbox
+    cut = rng.uniform(ind.join_y + 5, CANVAS_H)  # water line on the tail stock, canvas rows
+    angle = np.deg2rad(rng.normal(0, 6))
+    yaw = rng.uniform(-0.25, 0.25)  # one lobe nearer the camera
+    pitch = rng.uniform(0.75, 1.15)  # vertical foreshortening
+    width_frac = rng.uniform(0.5, 0.92)
+    src = np.array([[0, 0], [CANVAS_W, 0], [CANVAS_W, CANVAS_H], [0, CANVAS_H]], float)
+    fluke_pts = np.array([[bx0, by0], [bx1, by0], [bx1, cut], [bx0, cut], [_CX, cut]], float)
+
+    def quad(scale: float) -> np.ndarray:
+        q = (src - [_CX, CANVAS_H / 2]) * [scale, scale * pitch]
+        q[:, 1] *= 1 + yaw * np.sign(q[:, 0]) * 0.5  # nearer lobe looks taller
+        q[:, 0] *= 1 + yaw * np.sign(q[:, 0]) * 0.3
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        return q @ rot.T
+
+    scale = width_frac * W / (bx1 - bx0)
+    jitter = rng.normal(0, 0.012, size=(4, 2)) * [W, H]
+    for _ in range(6):
+        dst = quad(scale) + jitter * scale * (bx1 - bx0) / W
+        fwd = _perspective_coeffs(src, dst)  # canvas -> photo (centred)
+        pts = _apply_homography(fwd, fluke_pts)
+        ext = pts.max(axis=0) - pts.min(axis=0)
+        if ext[0] <= W * 0.96 and ext[1] <= H * 0.94:
+            break
+        scale *= 0.9 * min(W * 0.96 / ext[0], H * 0.94 / ext[1], 1.0)
+    lo = -pts.min(axis=0) + [2, 2]
+    hi = np.array([W, H]) - pts.max(axis=0) - [2, 2]
+    low_y = lo[1] + (0 if horizon is None else max(0, horizon - pts.min(axis=0)[1] - lo[1]) * 0)
+    tx = rng.uniform(lo[0], max(lo[0], hi[0]))
+    ty = rng.uniform(low_y + 0.3 * max(0, hi[1] - low_y), max(low_y, hi[1]))  # flukes sit low in the frame
+    dst = dst + [tx, ty]
+    inv = _perspective_coeffs(dst, src)  # photo -> canvas, for PIL
+
+    # ---- warp the fluke (albedo, alpha cut at the water line)
+    rows = (np.arange(CANVAS_H, dtype=np.float32) + 0.5)[:, None]
+    water = np.clip((cut - rows) / 3.0, 0, 1)
+    alpha_c = ind.alpha * water
+    la = np.stack([ind.albedo * 255, alpha_c * 255], axis=-1).astype(np.uint8)
+    warped = Image.fromarray(la, "LA").transform((W, H), Image.Transform.PERSPECTIVE, inv,
+                                                 resample=Image.Resampling.BILINEAR, fillcolor=(0, 0))
+    wa = np.asarray(warped, np.float32) / 255.0
+    albedo, alpha = wa[..., 0], wa[..., 1]
+    ys_a, xs_a = np.nonzero(alpha > 0.5)
+    box = Box(float(xs_a.min()), float(ys_a.min()), float(xs_a.max() + 1), float(ys_a.max() + 1))
+
+    # ---- lighting and contrast of the fluke (back-light flattens the pattern)
+    contrast = rng.uniform(0.35, 1.1)
+    brightness = rng.uniform(0.6, 1.15)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    light_dir = rng.normal(size=2)
+    ramp = ((xx - W / 2) * np.float32(light_dir[0]) + (yy - H / 2) * np.float32(light_dir[1])) / np.float32(np.hypot(*light_dir) * W)
+    shade = 1 + np.float32(rng.uniform(0, 0.6)) * ramp + 0.08 * _smooth_noise(rng, (H, W), (6, 9))
+    mid = np.float32(0.45)
+    lum = np.clip((mid + (albedo - mid) * np.float32(contrast)) * np.float32(brightness) * shade, 0, 1)
+    if colour:
+        tint = (np.array([1.0, 1.0, 1.0]) + rng.normal(0, 0.04, 3)).astype(np.float32)
+        dark_tint = (np.array([0.9, 0.95, 1.08]) * rng.uniform(0.9, 1.1, 3)).astype(np.float32)
+        fluke = lum[..., None] * np.where(lum[..., None] > 0.5, tint, dark_tint)
+    else:
+        fluke = np.repeat(lum[..., None], 3, axis=2)
+    a3 = alpha[..., None]
+    img = sea * (1 - a3) + fluke.astype(np.float32) * a3
+
+    # ---- occluders: water running off the edge, splash at the water line or on a lobe
+    over = Image.new("L", (W, H), 0)
+    draw = ImageDraw.Draw(over)
+    te = ind.trailing_edge
+    good_cols = np.nonzero(np.isfinite(te))[0]
+    for _ in range(int(rng.integers(0, 7))):  # sheets of water falling from the trailing edge
+        c = int(rng.choice(good_cols))
+        p0 = _apply_homography(_perspective_coeffs(src, dst), np.array([[c, te[c]]], float))[0]
+        length = rng.uniform(0.1, 0.6) * H
+        draw.line([(p0[0], p0[1]), (p0[0] + rng.normal(0, 3), p0[1] + length)], fill=int(rng.integers(60, 170)),
+                  width=int(rng.integers(1, 4)))
+    fwd = _perspective_coeffs(src, dst)
+    base_pt = _apply_homography(fwd, np.array([[_CX, cut]], float))[0]
+    n_splash = int(rng.integers(0, 4)) if rng.random() < 0.7 else 0
+    for _ in range(n_splash):
+        if rng.random() < 0.7:  # at the water line
+            cx, cy = base_pt + rng.normal(0, 1, 2) * [box.width * 0.15, box.height * 0.05]
+        else:  # thrown over a lobe
+            cx = rng.uniform(box.x0, box.x1)
+            cy = rng.uniform(box.y0 + box.height * 0.3, box.y1)
+        rx = rng.uniform(0.04, 0.18) * box.width
+        ry = rng.uniform(0.08, 0.3) * box.height
+        for _ in range(int(rng.integers(3, 9))):  # a blob made of droplets
+            ox, oy = rng.normal(0, 0.5, 2) * [rx, ry]
+            r = rng.uniform(0.3, 0.8)
+            draw.ellipse([cx + ox - rx * r, cy + oy - ry * r, cx + ox + rx * r, cy + oy + ry * r],
+                         fill=int(rng.integers(170, 256)))
+    over = over.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 2.5)))
+    o = np.asarray(over, np.float32)[..., None] / 255.0
+    foam = np.clip(np.float32(rng.uniform(0.8, 1.0)) + 0.1 * rng.standard_normal((H, W, 1), dtype=np.float32), 0, 1)
+    img = img * (1 - o) + foam * o
+
+    # ---- camera: exposure, gamma, noise, blur, grayscale, JPEG
+    img = np.clip(img, 0, 1, dtype=np.float32) ** np.float32(rng.uniform(0.8, 1.25))
+    img += np.float32(rng.uniform(0.005, 0.03)) * rng.standard_normal(img.shape, dtype=np.float32)
+    pil = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
+    blur = rng.uniform(0, 1.3) if rng.random() < 0.6 else 0.0
+    if blur > 0.2:
+        pil = pil.filter(ImageFilter.GaussianBlur(blur))
+    if grayscale:
+        pil = pil.convert("L")
+    quality = int(jpeg_quality) if jpeg_quality is not None else int(rng.integers(50, 96))
+    return pil, box, quality
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    out_dir: str
+    n_images: int
+    n_individuals: int
+    csv_path: str
+    boxes_path: str
+    images_dir: str = ""
+    n_new_whale: int = 0
+
+
+def _write_photo(task) -> Box:
+    images_dir, name, ind_seed, photo_seed, gray, quality, size = task
+    pil, box, _ = _render_photo(ind_seed, photo_seed, size, gray, quality)
+    tmp = os.path.join(images_dir, name + ".part")
+    pil.save(tmp, "JPEG", quality=quality)
+    os.replace(tmp, os.path.join(images_dir, name))
+    return box
+
+
+def _photo_counts(rng: np.random.Generator, individuals: int, photos, min_photos: int | None) -> np.ndarray:
+    if isinstance(photos, (tuple, list)):
+        lo, hi = int(photos[0]), int(photos[1])
+    else:
+        hi = int(photos)
+        lo = hi if min_photos is None else int(min_photos)
+    if lo < 1 or hi < lo:
+        raise ValueError(f"photos per individual must satisfy 1 <= min <= max, got {lo}..{hi}")
+    return rng.integers(lo, hi + 1, size=individuals)
+
+
+def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+                     grayscale_fraction: float = 0.5, progress: bool = True, min_photos: int | None = None,
+                     new_whale_fraction: float = 0.0, workers: int | None = None) -> SynthSummary:
+    """Write a Kaggle-style data set of synthetic flukes.
+
+    ``photos`` is the number of photos per individual, or a ``(min, max)`` pair (each individual gets
+    a uniform count in that range; ``min_photos=k`` with an int ``photos`` does the same). Ids look
+    like Kaggle's (``w_`` + 7 hex digits). With ``new_whale_fraction`` > 0 that share of the
+    individuals is written with the label ``new_whale`` (as Kaggle's unknown animals).
+
+    Writes ``images/*.jpg``, ``train.csv`` (``Image,Id``) and ``boxes.csv`` (``Image,x0,y0,x1,y1``,
+    original pixels, x1/y1 exclusive). ``workers`` processes render in parallel (default: up to 4
+    for 200 images or more); the output does not depend on it.
+    """
+    from .types import NEW_WHALE
+
+    out = Path(out_dir)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([int(seed), 3])
+    counts = _photo_counts(rng, int(individuals), photos, min_photos)
+    ind_seeds = rng.choice(16**7, size=int(individuals), replace=False)
+    is_new = rng.random(int(individuals)) < float(new_whale_fraction)
+    jobs = []
+    for i, (ind_seed, n) in enumerate(zip(ind_seeds, counts)):
+        label = NEW_WHALE if is_new[i] else f"w_{int(ind_seed):07x}"
+        for j in range(int(n)):
+            photo_seed = int(rng.integers(0, 2**31))
+            gray = bool(rng.random() < grayscale_fraction)
+            name = hashlib.sha1(f"{seed}:{ind_seed}:{j}".encode()).hexdigest()[:9] + ".jpg"
+            quality = int(rng.integers(50, 96))
+            jobs.append((name, label, int(ind_seed), photo_seed, gray, quality))
+    # rendered individual by individual (the canvas cache stays warm); listed by file name
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if len(jobs) >= 200 else 1
+    tasks = [(str(images_dir), name, ind_seed, photo_seed, gray, quality, tuple(image_size))
+             for name, _label, ind_seed, photo_seed, gray, quality in jobs]
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ctx.Pool(workers)
+        results = pool.imap(_write_photo, tasks, chunksize=16)
+    else:
+        results = map(_write_photo, tasks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        results = tqdm(results, total=len(tasks), desc="synthetic flukes", unit="img")
+    rows, boxes = [], []
+    try:
+        for (name, label, *_), box in zip(jobs, results):
+            rows.append((name, label))
+            boxes.append((name, box))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    render_individual.cache_clear()
+    rows.sort()
+    boxes.sort(key=lambda nb: nb[0])
+    csv_path = out / "train.csv"
+    boxes_path = out / "boxes.csv"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Image", "Id"])
+        w.writerows(rows)
+    with open(boxes_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Image", "x0", "y0", "x1", "y1"])
+        for name, b in boxes:
+            w.writerow([name, f"{b.x0:.1f}", f"{b.y0:.1f}", f"{b.x1:.1f}", f"{b.y1:.1f}"])
+    return SynthSummary(out_dir=str(out), n_images=len(rows), n_individuals=int(individuals), csv_path=str(csv_path),
+                        boxes_path=str(boxes_path), images_dir=str(images_dir), n_new_whale=int(is_new.sum()))
+
+
+def preview_grid(path, individuals: int = 3, photos: int = 2, seed: int = 0, size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+                 draw_boxes: bool = True) -> str:
+    """A grid (one row per individual) of rendered photos with their true boxes, for a quick look."""
+    W, H = size
+    grid = Image.new("RGB", (W * photos, H * individuals), "white")
+    draw = ImageDraw.Draw(grid)
+    rng = np.random.default_rng(seed)
+    for i in range(individuals):
+        ind_seed = int(rng.integers(0, 16**7))
+        for j in range(photos):
+            img, box = render_photo(ind_seed, int(rng.integers(0, 2**31)), size=size)
+            grid.paste(img.convert("RGB"), (j * W, i * H))
+            if draw_boxes:
+                draw.rectangle([j * W + box.x0, i * H + box.y0, j * W + box.x1 - 1, i * H + box.y1 - 1], outline=(255, 0, 0))
+    grid.save(path)
+    return str(path)
