@@ -7,9 +7,10 @@ squares covering it, clipped at 0 and scaled to 0..1: hot = the part of the quer
 fluke that made it look like the candidate.
 
 Cost: ``n*n + 2`` forwards with ``n = 1 + (size - patch) / stride``. The default is a
-quarter-size patch on a 6x6 grid (38 forwards at 224 px), which keeps one ResNet50
-pair under ~2 s on a 2-core CPU (see bench/README.md); pass ``patch``/``stride`` for a
-finer map on a GPU.
+64 px square (2/7 of the crop) on a 4x4 grid, stride 54 (18 forwards at
+224 px): a ResNet50 forward costs ~70-100 ms per image on the 2-core CPU, so that keeps
+one pair near the ~2 s budget (bench/occlusion_speed.py, bench/README.md). Pass
+``patch``/``stride`` (e.g. 56/28 = 7x7, 51 forwards) for a finer map on a GPU.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-DEFAULT_GRID = 6
+DEFAULT_GRID = 4
 
 
 class Embedder(Protocol):
@@ -47,7 +48,7 @@ def _positions(size: int, patch: int, stride: int) -> list[int]:
 
 
 def default_patch_stride(size: int, grid: int = DEFAULT_GRID) -> tuple[int, int]:
-    patch = max(1, size // 4)
+    patch = max(1, round(size * 2 / 7))  # 64 px at 224: neighbouring squares overlap a little
     stride = max(1, int(np.ceil((size - patch) / max(1, grid - 1))))
     return patch, stride
 
