@@ -44,7 +44,7 @@ def gallery_photo(individual: Individual, **kwargs) -> Photo:
 def review_setup(n_candidates: int = 5, new_rank: int = 3):
     """A photo awaiting review with ``n_candidates`` individuals suggested and "new" at ``new_rank``."""
     species = SpeciesFactory()
-    version = ModelVersionFactory(is_active=True, metrics={"map5": 0.81, "top1": 0.7, "top5": 0.9})
+    version = ModelVersionFactory(metrics={"map5": 0.81, "top1": 0.7, "top5": 0.9})
     individuals = [IndividualFactory(species=species, nickname=f"Nick {i}") for i in range(n_candidates)]
     for ind in individuals:
         gallery_photo(ind)

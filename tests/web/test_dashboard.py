@@ -1,0 +1,83 @@
+import pytest
+from django.urls import reverse
+
+from identification.models import ModelVersion, TrainingRun
+from tests.web.helpers import UserFactory, model_with_plots, running_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin(client):
+    user = UserFactory(email="admin@example.org", role="admin")
+    client.force_login(user)
+    return user
+
+
+def test_dashboard_renders_metrics_runs_and_progress(client, admin):
+    active = model_with_plots(is_active=True, metrics={"map5": 0.812, "top1": 0.7, "top5": 0.9,
+                                                       "new_precision": 0.6, "new_recall": 0.5})
+    model_with_plots(name="candidate-2", metrics={"map5": 0.85})
+    run = running_run(admin)
+    response = client.get(reverse("identification:dashboard"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert active.name in html and "0.812" in html and "candidate-2" in html and "0.850" in html
+    assert reverse("identification:run_progress", args=[run.pk]) in html
+    assert reverse("identification:model_plot", args=[active.pk, "loss"]) in html
+    assert "js/dashboard.js" in html
+
+
+def test_progress_json(client, admin):
+    run = running_run(admin)
+    data = client.get(reverse("identification:run_progress", args=[run.pk])).json()
+    assert data["status"] == "running" and data["done"] is False
+    assert (data["epoch"], data["epochs"], data["step"], data["steps_per_epoch"]) == (3, 10, 5, 10)
+    assert data["loss"] == pytest.approx(1.234) and data["val_map5"] == pytest.approx(0.42)
+    assert data["eta_seconds"] == pytest.approx(95.0)
+    assert data["percent"] == pytest.approx(25.0)
+    assert "loss 1.9" in data["log_tail"]
+    run.status = TrainingRun.Status.SUCCEEDED
+    run.save()
+    data = client.get(reverse("identification:run_progress", args=[run.pk])).json()
+    assert data["done"] is True and data["percent"] == 100.0
+
+
+def test_start_training_and_cancel(client, admin):
+    response = client.post(reverse("identification:start_training"),
+                           {"epochs": 3, "arch": "resnet34", "image_size": 224, "fine_tune": ""})
+    assert response.status_code == 302
+    run = TrainingRun.objects.get()
+    assert run.options == {"epochs": 3, "arch": "resnet34", "image_size": 224, "fine_tune": False}
+    again = client.post(reverse("identification:start_training"), {"epochs": 3, "arch": "resnet34", "image_size": 224},
+                        follow=True)
+    assert "already queued or running" in again.content.decode()
+    client.post(reverse("identification:cancel_run", args=[run.pk]))
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.CANCELLED
+
+
+def test_invalid_training_form_rerenders(client, admin):
+    response = client.post(reverse("identification:start_training"), {"epochs": 0, "arch": "vgg", "image_size": 224})
+    assert response.status_code == 200
+    assert {"epochs", "arch"} <= set(response.context["form"].errors)
+    assert not TrainingRun.objects.exists()
+
+
+def test_promote_and_rollback_messages(client, admin):
+    version = model_with_plots()
+    response = client.post(reverse("identification:promote", args=[version.pk]), follow=True)
+    assert f"Promoting {version.name}" in response.content.decode()
+    version.refresh_from_db()
+    assert version.promoted_by == admin
+    response = client.post(reverse("identification:rollback"), follow=True)
+    assert "no earlier model version" in response.content.decode()
+
+
+def test_model_plot_view(client, admin):
+    version = model_with_plots()
+    response = client.get(reverse("identification:model_plot", args=[version.pk, "map5"]))
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert client.get(reverse("identification:model_plot", args=[version.pk, "secrets"])).status_code == 404
+    other = ModelVersion.objects.create(name="escape", artifact_dir="../../etc")
+    assert client.get(reverse("identification:model_plot", args=[other.pk, "loss"])).status_code == 404

@@ -1,0 +1,98 @@
+"""Every named URL × anonymous / watcher / moderator / admin."""
+import pytest
+from django.urls import reverse
+
+from submissions.models import Photo
+from tests.web.helpers import (
+    ROLES, IndividualFactory, PhotoFactory, gallery_photo, login, make_user, model_with_plots, review_setup,
+    running_run,
+)
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC = {"anonymous": 200, "watcher": 200, "moderator": 200, "admin": 200}
+LOGGED_IN = {"anonymous": 302, "watcher": 200, "moderator": 200, "admin": 200}
+LOGGED_IN_POST = {"anonymous": 302, "watcher": 302, "moderator": 302, "admin": 302}
+MODERATOR = {"anonymous": 302, "watcher": 403, "moderator": 200, "admin": 200}
+MODERATOR_REDIRECT = {"anonymous": 302, "watcher": 403, "moderator": 302, "admin": 302}
+ADMIN = {"anonymous": 302, "watcher": 403, "moderator": 403, "admin": 200}
+ADMIN_REDIRECT = {"anonymous": 302, "watcher": 403, "moderator": 403, "admin": 302}
+
+# (name, method, kwargs-builder key, data, expected)
+MATRIX = [
+    ("home", "get", None, None, PUBLIC),
+    ("healthz", "get", None, None, PUBLIC),
+    ("signup", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
+    ("login", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
+    ("logout", "post", None, None, LOGGED_IN_POST),
+    ("identification:individuals", "get", None, None, PUBLIC),
+    ("identification:individual_detail", "get", "individual", None, PUBLIC),
+    ("submissions:sightings", "get", None, None, PUBLIC),
+    ("submissions:submit", "get", None, None, LOGGED_IN),
+    ("submissions:exif", "post", None, "photo", {"anonymous": 302, "watcher": 200, "moderator": 200, "admin": 200}),
+    ("submissions:my_sightings", "get", None, None, LOGGED_IN),
+    ("submissions:my_sightings_status", "get", None, None, LOGGED_IN),
+    ("identification:review_queue", "get", None, None, MODERATOR),
+    ("identification:review_start", "get", None, None, MODERATOR_REDIRECT),
+    ("identification:failed_photos", "get", None, None, MODERATOR),
+    ("identification:review_photo", "get", "photo", None, MODERATOR),
+    ("identification:review_decide", "post", "photo", "confirm", MODERATOR_REDIRECT),
+    ("identification:retry", "post", "failed", None, MODERATOR_REDIRECT),
+    ("identification:dashboard", "get", None, None, ADMIN),
+    ("identification:start_training", "post", None, "train", ADMIN_REDIRECT),
+    ("identification:run_progress", "get", "run", None, ADMIN),
+    ("identification:cancel_run", "post", "run", None, ADMIN_REDIRECT),
+    ("identification:promote", "post", "version", None, ADMIN_REDIRECT),
+    ("identification:rollback", "post", None, None, ADMIN_REDIRECT),
+    ("identification:model_plot", "get", "plot", None, ADMIN),
+]
+
+
+def test_matrix_covers_every_named_url():
+    from django.urls import get_resolver
+
+    def names(resolver, prefix=""):
+        for p in resolver.url_patterns:
+            if hasattr(p, "url_patterns"):
+                ns = getattr(p, "namespace", None)
+                if ns == "admin":
+                    continue
+                yield from names(p, f"{prefix}{ns}:" if ns else prefix)
+            elif p.name:
+                yield prefix + p.name
+
+    assert set(names(get_resolver())) == {row[0] for row in MATRIX}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name,method,target,data,expected", MATRIX, ids=[row[0] for row in MATRIX])
+def test_permission_matrix(client, role, name, method, target, data, expected):
+    from tests.factories import jpeg_bytes, upload
+
+    photo, individuals, _ = review_setup()
+    individual = IndividualFactory()
+    gallery_photo(individual)
+    failed = PhotoFactory(status=Photo.Status.FAILED, failure_code="corrupt")
+    run = running_run()
+    version = model_with_plots()
+    kwargs = {
+        None: {},
+        "individual": {"catalogue_id": individual.catalogue_id},
+        "photo": {"photo_id": photo.pk},
+        "failed": {"photo_id": failed.pk},
+        "run": {"run_id": run.pk},
+        "version": {"version_id": version.pk},
+        "plot": {"version_id": version.pk, "name": "loss"},
+    }[target]
+    payload = {
+        None: {},
+        "photo": {"photo": upload("a.jpg", jpeg_bytes(seed=1))},
+        "confirm": {"action": "confirm", "individual": individuals[0].pk},
+        "train": {"epochs": 2, "arch": "resnet18", "image_size": 128, "fine_tune": "on"},
+    }[data]
+    login(client, make_user(role))
+    url = reverse(name, kwargs=kwargs)
+    response = getattr(client, method)(url, payload)
+    assert response.status_code == expected[role], (name, role, response.status_code)
+    if response.status_code == 302 and role == "anonymous" and name not in ("logout", "signup", "login"):
+        assert response["Location"].startswith(reverse("login"))
