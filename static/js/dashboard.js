@@ -42,5 +42,7 @@
       })
       .catch(function () { setTimeout(poll, 5000); });
   }
+  var initialLog = box.querySelector('[data-field="log_tail"]');
+  if (initialLog) initialLog.scrollTop = initialLog.scrollHeight;
   poll();
 })();
