@@ -47,7 +47,7 @@ def fluke_dataset(out_dir: Path, individuals: int, photos: int, seed: int = 0) -
     """A labelled data set (images/, train.csv, boxes.csv) from ``ml.synth``."""
     from ml.synth import generate_dataset
 
-    generate_dataset(str(out_dir), individuals=individuals, photos=photos, seed=seed)
+    generate_dataset(str(out_dir), individuals=individuals, photos=photos, seed=seed, progress=False)
     return out_dir
 
 

@@ -63,7 +63,8 @@ def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, us
     from identification.models import Individual, Species, TrainingExample
 
     species = species or Species.objects.get(code="HW")
-    generate_dataset(str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed)
+    generate_dataset(str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed,
+                     progress=False)
     labels = read_labels_csv(out_dir / "train.csv")
     boxes = read_boxes_csv(out_dir / "boxes.csv") if (out_dir / "boxes.csv").exists() else {}
     by_id: dict[str, list[str]] = defaultdict(list)
