@@ -81,3 +81,14 @@ def test_untrained_localizer_is_flagged_on_plain_noise():
     loc = Localizer(image_size=64, conf_threshold=0.9)
     (p,) = loc.predict([noise])
     assert p.flagged and p.box == default_localization(180, 120).box
+
+
+def test_learns_boxes_on_synthetic_flukes():
+    from ml.synth import render_photo
+
+    data = [render_photo(i % 40, 500 + i, size=(160, 107)) for i in range(120)]
+    _, m = train_localizer([d[0] for d in data], [d[1] for d in data], epochs=30, image_size=64, seed=1,
+                           batch_size=16)
+    assert m["n_val"] == 24
+    assert m["val_iou_mean"] > m["iou_default_mean"] + 0.1
+    assert m["val_upside_accuracy"] >= 0.8
