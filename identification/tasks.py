@@ -278,7 +278,7 @@ def process_photo(photo_id: int) -> str:
 
 
 @shared_task(
-    name="identification.tasks.rerank_photo", queue="pipeline", acks_late=True, reject_on_worker_lost=True,
+    name="identification.tasks.rerank_photo", acks_late=True, reject_on_worker_lost=True,
     **RETRY_OPTIONS,
 )
 def rerank_photo(photo_id: int) -> str:
@@ -351,7 +351,7 @@ def run_training(run_id: int) -> str:
     return execute_run(run_id)
 
 
-@shared_task(name="identification.tasks.notify_watchers", queue="default", **RETRY_OPTIONS)
+@shared_task(name="identification.tasks.notify_watchers", **RETRY_OPTIONS)
 def notify_watchers(decision_id: int) -> int:
     from .services import send_decision_emails
 

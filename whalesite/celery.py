@@ -16,8 +16,11 @@ app.conf.task_queues = (Queue(PIPELINE_QUEUE), Queue(TRAINING_QUEUE), Queue(DEFA
 app.conf.task_default_queue = DEFAULT_QUEUE
 app.conf.task_routes = {
     "identification.tasks.process_photo": {"queue": PIPELINE_QUEUE},
+    "identification.tasks.rerank_photo": {"queue": PIPELINE_QUEUE},
     "identification.tasks.reembed_gallery": {"queue": PIPELINE_QUEUE},
     "identification.tasks.run_training": {"queue": TRAINING_QUEUE},
+    "identification.tasks.notify_watchers": {"queue": DEFAULT_QUEUE},
+    "identification.tasks.requeue_stuck_photos": {"queue": DEFAULT_QUEUE},
 }
 app.autodiscover_tasks()
 
