@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_BROKER = "redis://127.0.0.1:6379/15"
+TEST_BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")  # settings.test uses the same default
 VISIBILITY_TIMEOUT_S = 10
 MODEL_IMAGE_SIZE = 64
 DEMO_INDIVIDUALS = 6
