@@ -111,6 +111,15 @@ class Suggestion(models.Model):
         return self.individual_id is None
 
 
+class DecisionQuerySet(models.QuerySet):
+    def not_undone(self):
+        return self.filter(undone_at__isnull=True)
+
+    def open_votes(self):
+        """Confirm / new / reject votes waiting for REVIEW_CONSENSUS agreeing moderators."""
+        return self.filter(pending=True, undone_at__isnull=True)
+
+
 class Decision(models.Model):
     """Every moderator action, kept as the audit log (never deleted; undo marks it)."""
 
@@ -140,6 +149,11 @@ class Decision(models.Model):
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     undone_at = models.DateTimeField(null=True, blank=True)
+    pending = models.BooleanField(
+        default=False, help_text="A vote that is not final yet (REVIEW_CONSENSUS > 1) or was disputed"
+    )
+
+    objects = DecisionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

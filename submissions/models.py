@@ -66,6 +66,42 @@ class PhotoQuerySet(models.QuerySet):
         cutoff = timezone.now() - older_than
         return self.filter(status__in=(Photo.Status.UPLOADED, Photo.Status.PROCESSING), updated_at__lt=cutoff)
 
+    def disputed(self):
+        """Awaiting review, but moderators disagreed: an administrator decides."""
+        return self.filter(status=Photo.Status.AWAITING_REVIEW, needs_admin=True)
+
+    def with_corrected_boxes(self):
+        """Photos whose crop box a moderator drew: training data for the localizer."""
+        return self.filter(box_source=Photo.BoxSource.MODERATOR, box_x0__isnull=False)
+
+    def with_top_score(self):
+        """Annotate ``top_score``: the best individual candidate's score under the photo's model version."""
+        from identification.models import Suggestion
+
+        best = Suggestion.objects.filter(
+            photo=models.OuterRef("pk"), model_version=models.OuterRef("model_version"), individual__isnull=False
+        ).order_by("rank")
+        return self.annotate(top_score=models.Subquery(best.values("score")[:1]))
+
+    def observed_between(self, start=None, end=None):
+        qs = self
+        if start:
+            qs = qs.filter(sighting__observed_at__date__gte=start)
+        if end:
+            qs = qs.filter(sighting__observed_at__date__lte=end)
+        return qs
+
+    def in_region(self, place="", lat_min=None, lat_max=None, lon_min=None, lon_max=None):
+        """Place name contains ``place`` and/or the sighting lies in the lat/lon box (bounds optional)."""
+        qs = self
+        if place:
+            qs = qs.filter(sighting__place_name__icontains=place)
+        for field, lookup, value in (("latitude", "gte", lat_min), ("latitude", "lte", lat_max),
+                                     ("longitude", "gte", lon_min), ("longitude", "lte", lon_max)):
+            if value is not None:
+                qs = qs.filter(**{f"sighting__{field}__{lookup}": value})
+        return qs
+
     def unclaimed_or_claimed_by(self, user, ttl: timedelta = timedelta(minutes=15)):
         cutoff = timezone.now() - ttl
         return self.filter(
@@ -127,6 +163,9 @@ class Photo(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
+    needs_admin = models.BooleanField(
+        default=False, db_index=True, help_text="Moderators disagreed (consensus review): an administrator decides"
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
