@@ -1,8 +1,8 @@
 from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.static import serve
 
 from submissions.forms import EmailLoginForm
 
@@ -23,5 +23,12 @@ urlpatterns = [
     path("django-admin/", admin.site.urls),
 ]
 
-if settings.DEBUG:
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+def media(request, path):
+    """Uploaded photos and crops from MEDIA_ROOT (read per request, so tests may move it). Only
+    with DEBUG or SERVE_MEDIA (dev and test settings); production serves media from S3 or a proxy."""
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+if (settings.DEBUG or getattr(settings, "SERVE_MEDIA", False)) and settings.MEDIA_URL.strip("/"):
+    urlpatterns += [re_path(r"^%s/(?P<path>.*)$" % settings.MEDIA_URL.strip("/"), media, name="media")]

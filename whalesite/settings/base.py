@@ -85,6 +85,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)  # Django serves MEDIA_URL itself (dev and tests only)
 
 # Storage: "local" (default) or "s3" through django-storages.
 STORAGE_BACKEND = env.str("STORAGE_BACKEND", default="local")
