@@ -223,3 +223,58 @@ class TrainingRun(models.Model):
                 fields=["status"], condition=models.Q(status="running"), name="one_running_training_run"
             )
         ]
+
+
+class HoldoutSet(models.Model):
+    """The benchmark: gallery photos set aside once, with their truth, and never trained on.
+
+    Created the first time a version is evaluated and frozen afterwards (``items`` is never
+    rewritten), so every model version is scored on exactly the same photos. ``items`` is a list
+    of ``{"photo_id", "individual_id", "catalogue_id", "new"}``; ``new`` is true when the whale had
+    no other gallery photo at freeze time (the correct answer is then "new individual").
+    """
+
+    items = models.JSONField(default=list)
+    seed = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"Holdout set {self.pk} ({len(self.items)} photos)"
+
+    @property
+    def photo_ids(self) -> list[int]:
+        return [int(item["photo_id"]) for item in self.items]
+
+
+class HoldoutEvaluation(models.Model):
+    """One model version scored on the holdout set (map5, top1, top5, new_precision, new_recall, n)."""
+
+    holdout = models.ForeignKey(HoldoutSet, on_delete=models.CASCADE, related_name="evaluations")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="holdout_evaluations")
+    metrics = models.JSONField(default=dict)
+    gallery_size = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["holdout", "model_version"], name="one_evaluation_per_holdout")
+        ]
+
+
+class WorkerHeartbeat(models.Model):
+    """Written by every Celery worker when it starts and then every ``WORKER_HEARTBEAT_S`` seconds
+    (``identification.health``): the health page lists workers, their device and queues."""
+
+    hostname = models.CharField(max_length=200, unique=True)
+    device = models.CharField(max_length=100, blank=True)
+    queues = models.JSONField(default=list)
+    pid = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["hostname"]
