@@ -32,3 +32,40 @@ def textured_rgb() -> Image.Image:
 @pytest.fixture
 def encode_image():
     return encode
+
+
+# --------------------------------------------------------------------------- training fixtures (models/train/identifier/cli)
+
+TINY = dict(arch="resnet18", image_size=64, embedding_dim=32)
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory):
+    """12 synthetic individuals x 4 photos (with boxes), generated once per session."""
+    from ml.synth import generate_dataset
+
+    out = tmp_path_factory.mktemp("synth12x4")
+    generate_dataset(out, individuals=12, photos=4, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(synth_small, tmp_path_factory):
+    """One tiny model (resnet18, 64 px, 32-d) trained for a few dozen steps, plus its localizer."""
+    from ml.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    progress = []
+    config = TrainConfig(csv=str(synth_small / "train.csv"), images_dir=str(synth_small / "images"),
+                         out_dir=str(out), boxes_csv=str(synth_small / "boxes.csv"), epochs=6, batch_size=8,
+                         lr=0.001, num_workers=0, seed=0, localizer_epochs=1,
+                         cache_dir=str(synth_small / "cache"), **TINY)
+    result = train(config, progress=progress.append)
+    return result, progress
+
+
+@pytest.fixture(scope="session", autouse=True)
+def media_root(tmp_path_factory):
+    """Overrides the site-wide autouse ``media_root`` (tests/conftest.py), which needs Django settings:
+    the ``ml`` tests must run without Django (``pytest tests/ml -p no:django``)."""
+    return tmp_path_factory.mktemp("ml-media")

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.identifier import Identifier, ModelFolderError, PreparedImage
+from ml.types import Box, Localization
+
+
+@pytest.fixture(scope="module")
+def identifier(tiny_trained):
+    result, _ = tiny_trained
+    return Identifier.load(result.model_dir)
+
+
+def _images(synth_small):
+    return sorted((synth_small / "images").iterdir())
+
+
+def test_loads_folder(identifier, tiny_trained):
+    result, _ = tiny_trained
+    assert identifier.version == result.metrics["version"]
+    assert identifier.new_threshold == pytest.approx(result.new_threshold)
+    assert identifier.image_size == 64
+    assert identifier.localizer is not None
+    assert len(identifier.classes) == result.metrics["n_classes"]
+
+
+def test_prepare_and_embed(identifier, synth_small):
+    paths = _images(synth_small)[:5]
+    prepared = identifier.prepare(paths[0])
+    assert isinstance(prepared, PreparedImage)
+    assert prepared.crop.shape == (64, 64) and prepared.crop.dtype == np.float32
+    assert isinstance(prepared.localization, Localization)
+    assert prepared.localization.source in ("localizer", "default")
+    vecs = identifier.embed([identifier.prepare(p).crop for p in paths])
+    assert vecs.shape == (5, 32) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    again = identifier.embed_paths(paths)
+    assert np.allclose(vecs, again, atol=1e-5)
+    # different photos give different embeddings
+    assert not np.allclose(vecs[0], vecs[1])
+
+
+def test_given_box_wins(identifier, synth_small):
+    path = _images(synth_small)[0]
+    with Image.open(path) as im:
+        w, h = im.size
+    box = Box(0, 0, w / 2, h / 2)
+    prepared = identifier.prepare(path, box=box)
+    assert prepared.localization.source == "given" and prepared.localization.box == box
+    assert not np.allclose(prepared.crop, identifier.prepare(path, box=Box(w / 2, h / 2, w, h)).crop)
+
+
+def test_localize_box_inside_photo(identifier, synth_small):
+    path = _images(synth_small)[0]
+    loc = identifier.localize(path)
+    with Image.open(path) as im:
+        w, h = im.size
+    assert 0 <= loc.box.x0 < loc.box.x1 <= w and 0 <= loc.box.y0 < loc.box.y1 <= h
+
+
+def test_bad_crop_shape(identifier):
+    with pytest.raises(ValueError):
+        identifier.embed([np.zeros((32, 32), dtype=np.float32)])
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ModelFolderError, match="no model.pt"):
+        Identifier.load(tmp_path)

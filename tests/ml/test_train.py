@@ -1,0 +1,144 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from ml.train import TrainConfig, TrainingCancelled, chance_map5, train
+from ml.types import NEW_WHALE
+
+TINY = dict(arch="resnet18", image_size=64, embedding_dim=32)
+
+
+def random_map5(n_ids: int, k: int = 5) -> float:
+    """Expected MAP@5 when the true id is at a uniformly random rank among n_ids."""
+    return sum(1.0 / r for r in range(1, min(k, n_ids) + 1)) / n_ids
+
+
+def test_chance_formula():
+    assert chance_map5(12) == pytest.approx(random_map5(12))
+    assert chance_map5(1) == 1.0
+
+
+def test_training_learns(tiny_trained):
+    result, progress = tiny_trained
+    hist = result.history
+    assert len(hist) == 6
+    steps = result.metrics["steps"]
+    assert steps >= 24  # a few dozen steps
+    assert hist[-1]["loss"] < hist[0]["loss"], [h["loss"] for h in hist]
+    m = result.metrics
+    chance = random_map5(m["n_train_ids"])
+    assert m["map5_known_only"] > chance + 0.1, (m["map5_known_only"], chance)
+    best = max(h["val_map5"] for h in hist)
+    assert best > chance
+    # progress: every step reported, with an ETA, and a final "done"
+    train_steps = [p for p in progress if p.phase == "train"]
+    assert len(train_steps) == steps
+    assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in train_steps)
+    assert progress[-1].phase == "done"
+
+
+def test_model_folder(tiny_trained):
+    result, _ = tiny_trained
+    from pathlib import Path
+
+    out = Path(result.model_dir)
+    for name in ("model.pt", "config.json", "metrics.json", "history.json", "checkpoint.pt", "localizer.pt",
+                 "loss.png", "map5.png"):
+        assert (out / name).is_file(), name
+    blob = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert set(blob) >= {"config", "state_dict", "classes", "new_threshold", "version"}
+    assert blob["classes"] == sorted(blob["classes"]) and NEW_WHALE not in blob["classes"]
+    assert -1.0 <= blob["new_threshold"] <= 1.0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("map5", "top1", "top5", "new_precision", "new_recall", "n_train", "n_val", "n_new_individuals"):
+        assert key in metrics, key
+    assert metrics["n_new_individuals"] >= 1  # 12 ids: one held out as "new"
+    assert metrics["n_train"] + metrics["n_val"] == metrics["n_images"]
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 7))
+    assert json.loads((out / "config.json").read_text())["arch"] == "resnet18"
+    # split: no photo both sides, held-out individuals absent from training
+    split = json.loads((out / "split.json").read_text())
+    val_images = {v["image"] for v in split["val"]}
+    assert not (val_images & set(split["train"]))
+    assert "iou" in json.dumps(metrics["localizer"]).lower() or metrics["localizer"]
+
+
+def _config(synth, out, **kw):
+    base = dict(csv=str(synth / "train.csv"), images_dir=str(synth / "images"), out_dir=str(out), epochs=2,
+                batch_size=16, lr=0.001, num_workers=0, seed=1, train_localizer=False,
+                cache_dir=str(synth / "cache"), **TINY)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _subset_csv(synth, path, n_ids):
+    rows = (synth / "train.csv").read_text().splitlines()
+    ids = sorted({r.split(",")[1] for r in rows[1:]})[:n_ids]
+    path.write_text("\n".join([rows[0]] + [r for r in rows[1:] if r.split(",")[1] in ids]) + "\n")
+    return str(path)
+
+
+def test_resume_continues_from_checkpoint(synth_small, tmp_path):
+    out = tmp_path / "m"
+    csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
+    first = train(_config(synth_small, out, csv=csv, epochs=2, batch_size=8))
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 2
+    steps_after_two = first.metrics["steps"]
+    seen = []
+    second = train(_config(synth_small, out, csv=csv, epochs=3, batch_size=8, resume=True), progress=seen.append)
+    assert [h["epoch"] for h in second.history] == [1, 2, 3]
+    assert second.history[:2] == first.history  # the first two epochs were not re-run
+    assert {p.epoch for p in seen if p.phase == "train"} == {3}
+    assert second.metrics["steps"] > steps_after_two
+    assert torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["epoch"] == 3
+
+
+def test_init_from_previous_model_reinitialises_head(synth_small, tiny_trained, tmp_path):
+    result, _ = tiny_trained
+    # fine-tune on a subset of individuals: backbone/embedding copied, head re-initialised
+    sub = _subset_csv(synth_small, tmp_path / "sub.csv", 8)
+    cfg = _config(synth_small, tmp_path / "ft", csv=sub, epochs=1, max_steps=1,
+                  init_from=result.model_dir)
+    res = train(cfg)
+    info = res.metrics["init_from"]
+    assert info["head_reinitialised"] is True
+    assert info["loaded"] > 50
+
+
+def test_cancel(synth_small, tmp_path):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(TrainingCancelled):
+        train(_config(synth_small, tmp_path / "c"), should_stop=stop)
+    assert not (tmp_path / "c" / "model.pt").exists()
+
+
+def test_tiny_awkward_dataset(synth_small, tmp_path):
+    """Few ids, single-photo ids and new_whale rows: trains without crashing, SGD recipe."""
+    rows = (synth_small / "train.csv").read_text().splitlines()
+    body = rows[1:]
+    keep = []
+    per_id = {}
+    for r in body:
+        img, lab = r.split(",")
+        per_id.setdefault(lab, []).append(img)
+    labs = sorted(per_id)
+    for i, lab in enumerate(labs[:6]):
+        imgs = per_id[lab][: (1 if i < 2 else 3)]
+        keep += [f"{im},{lab}" for im in imgs]
+    keep += [f"{im},{NEW_WHALE}" for im in per_id[labs[7]][:2]]
+    csv = tmp_path / "t.csv"
+    csv.write_text(rows[0] + "\n" + "\n".join(keep) + "\n")
+    res = train(_config(synth_small, tmp_path / "t", csv=str(csv), epochs=2, optimizer="sgd", lr=0.01,
+                        head="softmax", batch_size=4))
+    assert (tmp_path / "t" / "model.pt").is_file()
+    assert res.metrics["n_new_whale_photos"] == 2
+    assert NEW_WHALE not in torch.load(tmp_path / "t" / "model.pt", weights_only=True)["classes"]
