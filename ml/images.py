@@ -151,9 +151,11 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
         except Exception as exc:  # OSError (truncated), SyntaxError, struct.error, EOFError, ...
             raise CorruptImage(detail=f"{type(exc).__name__}: {exc}") from exc
     try:
-        oriented = ImageOps.exif_transpose(im)
-        if oriented is not None:
-            im = oriented
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" from garbage segments
+            oriented = ImageOps.exif_transpose(im)
+            if oriented is not None:
+                im = oriented
     except Exception:  # garbage orientation tag: keep the pixels as stored
         pass
     out = to_rgb_or_l(im)
