@@ -356,3 +356,36 @@ def notify_watchers(decision_id: int) -> int:
     from .services import send_decision_emails
 
     return send_decision_emails(decision_id)
+
+
+@shared_task(
+    name="identification.tasks.evaluate_holdout", acks_late=True, reject_on_worker_lost=True, **RETRY_OPTIONS
+)
+def evaluate_holdout(version_id: int) -> str:
+    """Score a model version on the frozen holdout set (``identification.registry``)."""
+    from django.core.exceptions import ValidationError
+
+    from .models import ModelVersion
+    from .registry import evaluate_on_holdout
+
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        return "gone"
+    try:
+        evaluation = evaluate_on_holdout(version)
+    except ValidationError as exc:
+        log.warning("holdout evaluation of %s skipped: %s", version.name, exc.messages[0])
+        return "skipped"
+    return f"map5={evaluation.metrics.get('map5')}"
+
+
+@shared_task(
+    name="identification.tasks.retrain_localizer", acks_late=True, reject_on_worker_lost=True, **RETRY_OPTIONS
+)
+def retrain_localizer(run_id: int) -> str:
+    from .registry import execute_localizer_retrain
+
+    return execute_localizer_retrain(run_id)
+
+
+from . import health  # noqa: E402,F401  (worker heartbeat signals)

@@ -38,6 +38,8 @@ def run_dir(run_id: int) -> Path:
 
 def training_photos():
     """Photos a run trains on: usable training examples plus every gallery photo."""
+    from .registry import holdout_photo_ids
+
     example_photos = TrainingExample.objects.usable().values_list("photo_id", flat=True)
     from django.db.models import Q
 
@@ -45,6 +47,8 @@ def training_photos():
         Photo.objects.filter(Q(pk__in=example_photos) | Q(pk__in=Photo.objects.in_gallery().values("pk")))
         .filter(individual__isnull=False)
         .exclude(status=Photo.Status.REJECTED)
+        .exclude(pk__in=holdout_photo_ids())  # the frozen benchmark is never trained on
+        .exclude(training_example__status=TrainingExample.Status.EXCLUDED)  # an admin excluded it
         .select_related("individual")
         .order_by("pk")
     )
@@ -248,9 +252,21 @@ def execute_run(run_id: int) -> str:
             finished_at=timezone.now(),
         )
     reporter.log(f"Created model version {version.name} (MAP@5 {version.metrics.get('map5')}).")
+    _queue_holdout_evaluations(version)
     if settings.AUTO_PROMOTE_BETTER_MODELS:
         _maybe_auto_promote(version, run)
     return "succeeded"
+
+
+def _queue_holdout_evaluations(version: ModelVersion) -> None:
+    """Score the new version, and the active one when it has no score yet, on the holdout set."""
+    from .models import HoldoutEvaluation
+    from .tasks import evaluate_holdout
+
+    evaluate_holdout.delay(version.pk)
+    active = ModelVersion.objects.active().first()
+    if active is not None and not HoldoutEvaluation.objects.filter(model_version=active).exists():
+        evaluate_holdout.delay(active.pk)
 
 
 def _maybe_auto_promote(version: ModelVersion, run: TrainingRun) -> None:

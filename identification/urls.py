@@ -21,3 +21,7 @@ urlpatterns = [
     path("dashboard/models/rollback/", views.rollback, name="rollback"),
     path("dashboard/models/<int:version_id>/plot/<str:name>.png", views.model_plot, name="model_plot"),
 ]
+
+from . import admin_urls  # noqa: E402  (registry, runs, training data, health: the admin pages)
+
+urlpatterns += admin_urls.urlpatterns

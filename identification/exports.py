@@ -1,0 +1,210 @@
+"""Training data for administrators: the filterable list of ``TrainingExample``s, exclude /
+include, and streamed exports for outside tools.
+
+* Kaggle ZIP: ``train.csv`` (``Image,Id``; Id = catalogue id, merges resolved) + ``images/<photo id>.<ext>``.
+* COCO JSON: ``images`` (id = photo id, file_name as in the ZIP, width, height), ``annotations``
+  (one per photo with a trusted box: given, moderator-corrected or a confident localizer box;
+  ``bbox`` = [x, y, w, h] in pixels, clipped to the image), ``categories`` = [fluke].
+
+Both export the *included* (not excluded) examples matching the list's filters, minus the frozen
+holdout photos (they are never training data). Both are generated while streaming: the ZIP is
+written entry by entry into the response (no temporary file), the JSON object by object.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from submissions.models import Photo
+
+from .models import Individual, Species, TrainingExample
+
+MANAGE_MODELS_PERMISSION = "identification.manage_models"
+CHUNK = 256 * 1024
+
+
+def _require(user) -> None:
+    if user is None or not getattr(user, "is_authenticated", False) or not user.has_perm(MANAGE_MODELS_PERMISSION):
+        raise PermissionDenied("You do not have permission to do this.")
+
+
+class TrainingDataFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *TrainingExample.Status.choices])
+    individual = forms.CharField(required=False, max_length=20, label="Catalogue id")
+    species = forms.ModelChoiceField(queryset=Species.objects.all(), required=False, empty_label="All species")
+    date_from = forms.DateField(required=False, label="Observed from", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def apply(self, queryset):
+        if not self.is_valid():
+            return queryset
+        c = self.cleaned_data
+        if c.get("status"):
+            queryset = queryset.filter(status=c["status"])
+        if c.get("individual"):
+            queryset = queryset.filter(individual__catalogue_id__iexact=c["individual"].strip())
+        if c.get("species"):
+            queryset = queryset.filter(individual__species=c["species"])
+        if c.get("date_from"):
+            queryset = queryset.filter(photo__sighting__observed_at__date__gte=c["date_from"])
+        if c.get("date_to"):
+            queryset = queryset.filter(photo__sighting__observed_at__date__lte=c["date_to"])
+        return queryset
+
+
+def training_examples(params=None):
+    """(form, queryset) of training examples filtered by ``params`` (a QueryDict or dict)."""
+    form = TrainingDataFilterForm(params or None)
+    qs = TrainingExample.objects.select_related(
+        "photo__sighting", "individual__species", "used_by"
+    ).order_by("-created_at", "-pk")
+    return form, form.apply(qs)
+
+
+def _set_status(ids, user, *, exclude: bool) -> int:
+    _require(user)
+    ids = [int(i) for i in ids]
+    changed = 0
+    with transaction.atomic():
+        rows = TrainingExample.objects.select_for_update().filter(pk__in=ids)
+        for ex in rows:
+            if exclude and ex.status != TrainingExample.Status.EXCLUDED:
+                ex.status = TrainingExample.Status.EXCLUDED
+            elif not exclude and ex.status == TrainingExample.Status.EXCLUDED:
+                ex.status = TrainingExample.Status.USED if ex.used_by_id else TrainingExample.Status.QUEUED
+            else:
+                continue
+            ex.save(update_fields=["status"])
+            changed += 1
+    return changed
+
+
+def exclude_training_examples(ids, user) -> int:
+    """Leave these examples out of every future run and export. Returns how many changed."""
+    return _set_status(ids, user, exclude=True)
+
+
+def include_training_examples(ids, user) -> int:
+    """Undo an exclusion: back to *used* (if a run used it before) or *queued*."""
+    return _set_status(ids, user, exclude=False)
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def export_rows(params=None) -> list[dict]:
+    """The examples an export contains: included, filtered, not in the holdout."""
+    from .registry import holdout_photo_ids
+
+    _, qs = training_examples(params)
+    held = holdout_photo_ids()
+    merged = dict(Individual.objects.filter(merged_into__isnull=False).values_list("pk", "merged_into_id"))
+    names = dict(Individual.objects.values_list("pk", "catalogue_id"))
+    rows = []
+    for ex in qs.exclude(status=TrainingExample.Status.EXCLUDED).order_by("photo_id"):
+        if ex.photo_id in held or not ex.photo.image:
+            continue
+        ind = ex.individual_id
+        seen = set()
+        while ind in merged and ind not in seen:
+            seen.add(ind)
+            ind = merged[ind]
+        photo = ex.photo
+        ext = Path(photo.image.name).suffix.lower() or ".jpg"
+        rows.append({"photo": photo, "file_name": f"{photo.pk}{ext}", "label": names.get(ind, str(ind))})
+    return rows
+
+
+def _trusted_box(photo):
+    trusted = photo.box_source in (Photo.BoxSource.GIVEN, Photo.BoxSource.MODERATOR) or (
+        photo.box_source == Photo.BoxSource.LOCALIZER and not photo.box_flagged
+    )
+    return photo.box if trusted and photo.box is not None else None
+
+
+class _Sink:
+    """A write-only file object that hands what was written to the streaming generator."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.offset = 0
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def kaggle_zip_stream(rows):
+    """Yield a ZIP (``train.csv`` + ``images/``) chunk by chunk."""
+    import csv
+    import io
+
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["Image", "Id"])
+        for row in rows:
+            writer.writerow([row["file_name"], row["label"]])
+        zf.writestr("train.csv", buf.getvalue())
+        yield sink.take()
+        for row in rows:
+            try:
+                src = default_storage.open(row["photo"].image.name, "rb")
+            except FileNotFoundError:
+                continue
+            with src, zf.open(f"images/{row['file_name']}", "w", force_zip64=True) as dst:
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+                    if len(sink.parts) > 8:
+                        yield sink.take()
+            yield sink.take()
+    yield sink.take()
+
+
+def coco_document_stream(rows):
+    """Yield a COCO detection JSON document (images, annotations, categories) piece by piece."""
+    info = {"description": "Whalesite fluke boxes", "version": "1.0",
+            "date_created": datetime.now(dt_timezone.utc).isoformat(timespec="seconds")}
+    yield '{"info": ' + json.dumps(info) + ', "categories": [{"id": 1, "name": "fluke", "supercategory": "whale"}]'
+    yield ', "images": ['
+    for n, row in enumerate(rows):
+        p = row["photo"]
+        image = {"id": p.pk, "file_name": f"images/{row['file_name']}", "width": p.width, "height": p.height,
+                 "individual": row["label"]}
+        yield ("," if n else "") + json.dumps(image)
+    yield '], "annotations": ['
+    n = 0
+    for row in rows:
+        p = row["photo"]
+        box = _trusted_box(p)
+        if box is None or not p.width or not p.height:
+            continue
+        x0, y0 = max(0.0, min(box.x0, p.width)), max(0.0, min(box.y0, p.height))
+        x1, y1 = max(0.0, min(box.x1, p.width)), max(0.0, min(box.y1, p.height))
+        w, h = x1 - x0, y1 - y0
+        if w <= 0 or h <= 0:
+            continue
+        n += 1
+        ann = {"id": n, "image_id": p.pk, "category_id": 1, "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
+               "area": round(w * h, 2), "iscrowd": 0, "attributes": {"box_source": p.box_source}}
+        yield ("," if n > 1 else "") + json.dumps(ann)
+    yield "]}\n"
