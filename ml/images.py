@@ -311,6 +311,12 @@ def _gps_coordinate(value, ref, positive: str, negative: str, limit: float) -> f
 
 def read_exif(source: Source) -> ExifInfo:
     """Capture time and GPS position from EXIF. Never raises for bad or missing EXIF."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF; we just skip it
+        return _read_exif(source)
+
+
+def _read_exif(source: Source) -> ExifInfo:
     try:
         data = read_bytes(source)
         with warnings.catch_warnings():
