@@ -79,7 +79,7 @@ def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
         rng.shuffle(multi)
         rng.shuffle(single)
         n_known = min(len(multi), max(HOLDOUT_MIN_KNOWN, round(len(multi) * HOLDOUT_FRACTION)))
-        n_new = round(len(single) * HOLDOUT_NEW_FRACTION)
+        n_new = min(len(single), max(1, round(len(single) * HOLDOUT_NEW_FRACTION))) if single else 0
         items = []
         for ind_id in multi[:n_known]:
             pk, cid = rng.choice(by_individual[ind_id])
