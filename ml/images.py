@@ -99,6 +99,7 @@ def _open(data: bytes) -> Image.Image:
         raise NotAnImage(detail="empty file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # corrupt EXIF is not our problem here
         try:
             return Image.open(io.BytesIO(data), formats=FORMATS)
         except Image.DecompressionBombError as exc:
@@ -136,6 +137,7 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
         raise_truncated = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
         try:
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
