@@ -7,18 +7,54 @@ class ReviewFilterForm(forms.Form):
     species = forms.ModelChoiceField(queryset=Species.objects.all(), required=False, empty_label="All species")
     date_from = forms.DateField(required=False, label="Observed from", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
+    place = forms.CharField(required=False, max_length=100, label="Place contains")
+    lat_min = forms.FloatField(required=False, min_value=-90, max_value=90, label="Lat ≥")
+    lat_max = forms.FloatField(required=False, min_value=-90, max_value=90, label="Lat ≤")
+    lon_min = forms.FloatField(required=False, min_value=-180, max_value=180, label="Lon ≥")
+    lon_max = forms.FloatField(required=False, min_value=-180, max_value=180, label="Lon ≤")
+    score_min = forms.FloatField(required=False, label="Top-1 score ≥")
+    score_max = forms.FloatField(required=False, label="Top-1 score ≤")
+    order = forms.ChoiceField(required=False, choices=[("oldest", "Oldest first"), ("confident", "Most confident first")])
 
     def apply(self, queryset):
+        """Filter a ``services.review_queue`` QuerySet (annotated with ``top_score``) and order it."""
         if not self.is_valid():
             return queryset
         c = self.cleaned_data
         if c.get("species"):
             queryset = queryset.filter(sighting__species=c["species"])
-        if c.get("date_from"):
-            queryset = queryset.filter(sighting__observed_at__date__gte=c["date_from"])
-        if c.get("date_to"):
-            queryset = queryset.filter(sighting__observed_at__date__lte=c["date_to"])
+        queryset = queryset.observed_between(c.get("date_from"), c.get("date_to")).in_region(
+            place=c.get("place", ""), lat_min=c.get("lat_min"), lat_max=c.get("lat_max"),
+            lon_min=c.get("lon_min"), lon_max=c.get("lon_max"),
+        )
+        if c.get("score_min") is not None:
+            queryset = queryset.filter(top_score__gte=c["score_min"])
+        if c.get("score_max") is not None:
+            queryset = queryset.filter(top_score__lte=c["score_max"])
+        if c.get("order") == "confident":
+            from django.db.models import F
+
+            queryset = queryset.order_by(F("top_score").desc(nulls_last=True), "created_at", "pk")
         return queryset
+
+
+class BoxForm(forms.Form):
+    """A crop box in original-image pixels, drawn by a moderator."""
+
+    x0 = forms.FloatField(min_value=0)
+    y0 = forms.FloatField(min_value=0)
+    x1 = forms.FloatField(min_value=0)
+    y1 = forms.FloatField(min_value=0)
+
+    def box(self):
+        from ml.types import Box
+
+        c = self.cleaned_data
+        return Box(c["x0"], c["y0"], c["x1"], c["y1"])
+
+
+class MergeForm(forms.Form):
+    target = forms.CharField(max_length=20, label="Merge into (catalogue id)")
 
 
 class ConfirmForm(forms.Form):

@@ -2,19 +2,21 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Min, Prefetch, Q
-from django.http import FileResponse, Http404, HttpResponseBadRequest, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from submissions.models import Photo, Sighting
 
-from .forms import ConfirmForm, NewIndividualForm, RejectForm, ReviewFilterForm, TrainingForm
+from .forms import BoxForm, ConfirmForm, MergeForm, NewIndividualForm, RejectForm, ReviewFilterForm, TrainingForm
 from .models import Decision, Individual, ModelVersion, TrainingExample, TrainingRun
-from .permissions import admin_required, moderator_required
+from .permissions import admin_required, is_model_admin, is_moderator, moderator_required
 
 GALLERY_STATUSES = (Photo.Status.CONFIRMED, Photo.Status.NEW_INDIVIDUAL)
 PLOTS = ("loss", "map5", "confusion")
@@ -22,6 +24,7 @@ PIPELINE_STATS = (
     ("awaiting_review", "Awaiting review"), ("processing", "Processing"), ("failed", "Failed"), ("stuck", "Stuck"),
     ("usable_examples", "Usable examples"), ("gallery_photos", "Gallery photos"), ("individuals", "Individuals"),
 )
+REJECT_KEYS = {"not_a_fluke": "F", "poor_quality": "Q", "duplicate": "D", "other_species": "O"}
 METRIC_ALIASES = {
     "map5": ("map5", "map@5", "map_at_5", "val_map5"),
     "top1": ("top1", "top1_accuracy", "top_1", "acc@1", "top1_acc"),
@@ -72,8 +75,11 @@ def individual_detail(request, catalogue_id):
         Sighting.objects.filter(photos__in=photos).distinct().select_related("species").order_by("-observed_at")
     )
     span = sightings.aggregate(first=Min("observed_at"), last=Max("observed_at"))
+    moderator = is_moderator(request.user)
     return render(request, "identification/individual_detail.html", {
-        "individual": individual, "photos": photos, "sightings": sightings, "span": span,
+        "individual": individual, "photos": photos, "sightings": sightings, "span": span, "is_moderator": moderator,
+        "audit": _services().audit_log(individual=individual)[:100] if moderator else [],
+        "merge_form": MergeForm() if moderator else None,
     })
 
 
@@ -87,7 +93,7 @@ def _filtered_queue(request):
 def _next_photo(request, exclude=None):
     skipped = request.session.get("review_skipped", [])
     queue = _filtered_queue(request).exclude(pk__in=[*skipped, *([exclude] if exclude else [])])
-    photo = queue.first()
+    photo = _services().claim_next(moderator=request.user, queue=queue)
     if photo is None:
         messages.info(request, "The review queue is empty. Nice work!")
         return redirect("identification:review_queue")
@@ -101,6 +107,7 @@ def review_queue(request):
     queue = form.apply(_services().review_queue(request.user)).select_related("sighting__species")
     return render(request, "identification/review_queue.html", {
         "form": form, "count": queue.count(), "photos": queue[:50], "query": request.GET.urlencode(),
+        "disputed_count": Photo.objects.disputed().count() if is_model_admin(request.user) else None,
     })
 
 
@@ -129,7 +136,9 @@ def _candidates(photo):
             key = str(n) if n <= 5 else ""
         else:
             key = "N"
-        rows.append({"suggestion": s, "reference": _reference_photo(s), "key": key})
+        photos = _services().candidate_photos(photo, s.individual_id, s.best_photo_id) if s.individual_id else []
+        rows.append({"suggestion": s, "reference": photos[0] if photos else _reference_photo(s), "key": key,
+                     "photos": photos})
     return rows
 
 
@@ -147,6 +156,9 @@ def review_photo(request, photo_id):
         Photo.objects.select_related("sighting__species", "model_version", "claimed_by"), pk=photo_id
     )
     reviewable = photo.status == Photo.Status.AWAITING_REVIEW
+    if reviewable and photo.needs_admin and not is_model_admin(request.user):
+        reviewable = False
+        messages.warning(request, "Moderators disagreed on this photo; an administrator decides it.")
     if reviewable:
         try:
             _services().claim_photo(photo=photo, moderator=request.user)
@@ -162,8 +174,11 @@ def review_photo(request, photo_id):
         "has_new_row": any(row["key"] == "N" for row in candidates),
         "batch_matches": _batch_matches(photo),
         "next_catalogue_id": _services().next_catalogue_id(photo.sighting.species) if reviewable else "",
-        "reject_reasons": Decision.RejectReason.choices,
+        "reject_reasons": [(v, label, REJECT_KEYS.get(v, "")) for v, label in Decision.RejectReason.choices],
         "queue_count": _filtered_queue(request).count(),
+        "votes": Decision.objects.open_votes().filter(photo=photo).select_related("moderator", "individual"),
+        "consensus_needed": _services().consensus_needed(),
+        "audit": _services().audit_log(photo=photo)[:50],
     })
 
 
@@ -172,8 +187,21 @@ def _confirm(request, photo):
     if not form.is_valid():
         raise ValidationError("Choose one of the candidates to confirm.")
     individual = form.cleaned_data["individual"]
-    _services().confirm_match(photo=photo, moderator=request.user, individual=individual)
-    messages.success(request, f"Photo {photo.pk} confirmed as {individual}.")
+    decision = _services().confirm_match(photo=photo, moderator=request.user, individual=individual)
+    if not _vote_message(request, photo, decision):
+        messages.success(request, f"Photo {photo.pk} confirmed as {individual}.")
+
+
+def _vote_message(request, photo, decision) -> bool:
+    """A consensus vote that is not final yet: say so ("1 of 2 agreeing decisions")."""
+    if decision is None or not getattr(decision, "pending", False):
+        return False
+    photo.refresh_from_db()
+    if photo.needs_admin:
+        messages.warning(request, f"Photo {photo.pk}: your decision disagrees with another moderator's; an administrator will decide.")
+    else:
+        messages.info(request, f"Photo {photo.pk}: your decision is recorded ({decision.details.get('consensus')} agreeing decisions needed).")
+    return True
 
 
 def _new(request, photo):
@@ -181,6 +209,9 @@ def _new(request, photo):
     if not form.is_valid():
         raise ValidationError("The nickname is too long.")
     individual = _services().name_new_individual(photo=photo, moderator=request.user, nickname=form.cleaned_data["nickname"])
+    if individual is None:
+        _vote_message(request, photo, Decision.objects.open_votes().filter(photo=photo, moderator=request.user).first())
+        return
     messages.success(request, f"New individual {individual or ''} added to the catalogue.".replace("  ", " "))
 
 
@@ -188,7 +219,9 @@ def _reject(request, photo):
     form = RejectForm(request.POST)
     if not form.is_valid():
         raise ValidationError("Choose a reason to reject the photo.")
-    _services().reject_photo(photo=photo, moderator=request.user, reason=form.cleaned_data["reason"])
+    decision = _services().reject_photo(photo=photo, moderator=request.user, reason=form.cleaned_data["reason"])
+    if _vote_message(request, photo, decision):
+        return
     messages.success(request, f"Photo {photo.pk} rejected ({Decision.RejectReason(form.cleaned_data['reason']).label}).")
 
 
@@ -214,6 +247,102 @@ def review_decide(request, photo_id):
         _show_errors(request, exc)
         return redirect("identification:review_photo", photo_id=photo.pk)
     return _next_photo(request, exclude=photo.pk)
+
+
+@moderator_required
+def explain(request, photo_id, individual_id):
+    photo = get_object_or_404(Photo, pk=photo_id)
+    individual = get_object_or_404(Individual, pk=individual_id)
+    try:
+        png = _services().explain_png(photo=photo, individual=individual, user=request.user)
+    except ValidationError as exc:
+        raise Http404(" ".join(exc.messages))
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@moderator_required
+@require_POST
+def correct_box(request, photo_id):
+    photo = get_object_or_404(Photo, pk=photo_id)
+    form = BoxForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError("Draw a box on the original photo first.")
+        _services().correct_box(photo=photo, moderator=request.user, box=form.box())
+        messages.success(request, f"Photo {photo.pk}: crop box saved; it is being matched again with the new crop.")
+    except ValidationError as exc:
+        _show_errors(request, exc)
+    return redirect(request.POST.get("next") == "photo" and "identification:photo_detail" or "identification:review_photo",
+                    photo_id=photo.pk)
+
+
+@moderator_required
+@require_POST
+def undo(request):
+    try:
+        decision = _services().undo_last_decision(moderator=request.user)
+    except ValidationError as exc:
+        _show_errors(request, exc)
+        return redirect("identification:review_queue")
+    messages.success(request, f"Undid your decision on photo {decision.photo_id} ({decision.get_action_display().lower()}).")
+    request.session["review_skipped"] = [p for p in request.session.get("review_skipped", []) if p != decision.photo_id]
+    return redirect("identification:review_photo", photo_id=decision.photo_id)
+
+
+@admin_required
+def disputed(request):
+    photos = Photo.objects.disputed().select_related("sighting__species").order_by("created_at")
+    votes = Decision.objects.open_votes().filter(photo__in=photos).select_related("moderator", "individual")
+    by_photo = {}
+    for v in votes:
+        by_photo.setdefault(v.photo_id, []).append(v)
+    rows = [{"photo": p, "votes": by_photo.get(p.pk, [])} for p in photos]
+    return render(request, "identification/disputed.html", {"rows": rows})
+
+
+@login_required
+def photo_detail(request, photo_id):
+    photo = get_object_or_404(Photo.objects.select_related("sighting__species", "individual", "model_version"), pk=photo_id)
+    moderator = is_moderator(request.user)
+    if not moderator and photo.sighting.submitted_by_id != request.user.pk:
+        raise PermissionDenied("You can only see your own photos.")
+    return render(request, "identification/photo_detail.html", {
+        "photo": photo, "is_moderator": moderator,
+        "audit": _services().audit_log(photo=photo) if moderator else [],
+        "in_gallery": photo.status in GALLERY_STATUSES and photo.individual_id is not None,
+    })
+
+
+@moderator_required
+@require_POST
+def split(request, photo_id):
+    photo = get_object_or_404(Photo, pk=photo_id)
+    try:
+        decision = _services().split_photo(photo=photo, moderator=request.user)
+        messages.success(request, f"Photo {photo.pk} was taken out of {decision.details.get('from')} and is awaiting review again.")
+    except ValidationError as exc:
+        _show_errors(request, exc)
+    return redirect("identification:photo_detail", photo_id=photo.pk)
+
+
+@moderator_required
+@require_POST
+def merge(request, catalogue_id):
+    source = get_object_or_404(Individual, catalogue_id=catalogue_id)
+    form = MergeForm(request.POST)
+    target = Individual.objects.filter(catalogue_id=form.data.get("target", "").strip()).first()
+    if target is None:
+        messages.error(request, "No individual with that catalogue id.")
+        return redirect("identification:individual_detail", catalogue_id=source.catalogue_id)
+    try:
+        _services().merge_individuals(source=source, target=target, moderator=request.user)
+        messages.success(request, f"{source.catalogue_id} was merged into {target.catalogue_id}.")
+    except ValidationError as exc:
+        _show_errors(request, exc)
+        return redirect("identification:individual_detail", catalogue_id=source.catalogue_id)
+    return redirect("identification:individual_detail", catalogue_id=target.catalogue_id)
 
 
 @moderator_required

@@ -1,9 +1,22 @@
-/* Review shortcuts: 1-5 confirm candidate n, N new individual, R reject (focus reason), S skip, ? help. */
+/* Review shortcuts: 1-5 confirm candidate n, N new individual, R reject (then F/Q/D/O picks the reason),
+   S skip, U undo, arrows move between candidates (Enter confirms), H heat-map, V crop/original,
+   B crop-box editor, 0 reset zoom, ? help. */
 (function () {
   "use strict";
   var help = document.getElementById("shortcut-help");
   var helpBtn = document.getElementById("help-btn");
   var busy = false;
+  var rejecting = false;
+  var cands = Array.prototype.slice.call(document.querySelectorAll(".cand[data-candidate]"));
+  var active = -1;
+  var viewer = function () { return window.WhaleViewer || {}; };
+
+  function select(i) {
+    if (!cands.length) return;
+    active = (i + cands.length) % cands.length;
+    cands.forEach(function (c, j) { c.classList.toggle("is-active", j === active); });
+    cands[active].scrollIntoView({ block: "nearest" });
+  }
 
   function toggleHelp(force) {
     if (!help) return;
@@ -32,7 +45,35 @@
       return;
     }
     var key = e.key;
-    if (/^[1-5]$/.test(key)) {
+    if (rejecting) {
+      rejecting = false;
+      var opt = document.querySelector('#reject-reason option[data-reason-key="' + key.toUpperCase() + '"]');
+      if (key === "Enter") opt = document.querySelector("#reject-reason option:checked");
+      if (opt) {
+        e.preventDefault();
+        document.getElementById("reject-reason").value = opt.value;
+        submit(document.getElementById("reject-form"));
+        return;
+      }
+    }
+    if (key === "ArrowDown" || key === "ArrowRight") {
+      e.preventDefault(); select(active + 1);
+    } else if (key === "ArrowUp" || key === "ArrowLeft") {
+      e.preventDefault(); select(active < 0 ? 0 : active - 1);
+    } else if (key === "Enter" && active >= 0) {
+      e.preventDefault(); submit(cands[active].querySelector(".confirm-form"));
+    } else if (key === "u" || key === "U") {
+      e.preventDefault(); submit(document.getElementById("undo-form"));
+    } else if (key === "h" || key === "H") {
+      e.preventDefault();
+      if (viewer().explain) viewer().explain(cands[active < 0 ? 0 : active]);
+    } else if (key === "v" || key === "V") {
+      e.preventDefault(); if (viewer().toggleView) viewer().toggleView();
+    } else if (key === "b" || key === "B") {
+      e.preventDefault(); if (viewer().editBox) viewer().editBox();
+    } else if (key === "0") {
+      e.preventDefault(); if (viewer().resetZoom) viewer().resetZoom();
+    } else if (/^[1-5]$/.test(key)) {
       var form = document.querySelector('.confirm-form[data-shortcut="' + key + '"]');
       if (form) { e.preventDefault(); submit(form); }
     } else if (key === "n" || key === "N") {
@@ -40,7 +81,7 @@
       submit(document.getElementById("new-form"));
     } else if (key === "r" || key === "R") {
       var sel = document.getElementById("reject-reason");
-      if (sel) { e.preventDefault(); sel.focus(); }
+      if (sel) { e.preventDefault(); rejecting = true; sel.classList.add("is-armed"); }
     } else if (key === "s" || key === "S") {
       e.preventDefault();
       submit(document.getElementById("skip-form"));
@@ -49,6 +90,7 @@
       toggleHelp();
     } else if (key === "Escape") {
       toggleHelp(false);
+      if (viewer().editBox) viewer().editBox(false);
     }
   });
 

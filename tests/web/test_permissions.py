@@ -45,6 +45,14 @@ MATRIX = [
     ("identification:promote", "post", "version", None, ADMIN_REDIRECT),
     ("identification:rollback", "post", None, None, ADMIN_REDIRECT),
     ("identification:model_plot", "get", "plot", None, ADMIN),
+    ("identification:photo_detail", "get", "photo", None, MODERATOR),  # a watcher sees only their own photos
+    ("identification:split", "post", "gallery", None, MODERATOR_REDIRECT),
+    ("identification:merge", "post", "individual", "merge", MODERATOR_REDIRECT),
+    ("identification:disputed", "get", None, None, ADMIN),
+    ("identification:undo", "post", None, None, MODERATOR_REDIRECT),
+    ("identification:correct_box", "post", "photo", "box", MODERATOR_REDIRECT),
+    # no active model in this matrix: allowed roles get 404 (the PNG itself: tests/web/test_review_depth.py)
+    ("identification:explain", "get", "explain", None, {"anonymous": 302, "watcher": 403, "moderator": 404, "admin": 404}),
 ]
 
 
@@ -71,7 +79,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
 
     photo, individuals, _ = review_setup()
     individual = IndividualFactory()
-    gallery_photo(individual)
+    in_gallery = gallery_photo(individual)
     failed = PhotoFactory(status=Photo.Status.FAILED, failure_code="corrupt")
     run = running_run()
     version = model_with_plots()
@@ -83,12 +91,16 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "run": {"run_id": run.pk},
         "version": {"version_id": version.pk},
         "plot": {"version_id": version.pk, "name": "loss"},
+        "gallery": {"photo_id": in_gallery.pk},
+        "explain": {"photo_id": photo.pk, "individual_id": individuals[0].pk},
     }[target]
     payload = {
         None: {},
         "photo": {"photo": upload("a.jpg", jpeg_bytes(seed=1))},
         "confirm": {"action": "confirm", "individual": individuals[0].pk},
         "train": {"epochs": 2, "arch": "resnet18", "image_size": 128, "fine_tune": "on"},
+        "merge": {"target": individuals[0].catalogue_id},
+        "box": {"x0": 10, "y0": 10, "x1": 200, "y1": 120},
     }[data]
     login(client, make_user(role))
     url = reverse(name, kwargs=kwargs)
