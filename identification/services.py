@@ -635,7 +635,8 @@ def send_decision_emails(decision_id: int) -> int:
     """Tell the watcher whose photo was identified, and earlier watchers of the same whale that it
     was seen again. Returns the number of emails sent."""
     decision = (
-        Decision.objects.filter(pk=decision_id, action__in=(Decision.Action.CONFIRM, Decision.Action.NEW_INDIVIDUAL))
+        Decision.objects.filter(pk=decision_id, action__in=(Decision.Action.CONFIRM, Decision.Action.NEW_INDIVIDUAL),
+                                pending=False)
         .select_related("photo__sighting__submitted_by", "individual")
         .first()
     )
