@@ -87,8 +87,8 @@ def login(page, email: str, password: str = PASSWORD) -> None:
     from playwright.sync_api import expect
 
     page.goto("/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
+    page.locator("[name=username]").fill(email)
+    page.locator("[name=password]").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.locator(".nav-user")).to_contain_text(email)
 
