@@ -88,11 +88,8 @@ def _device_name() -> str:
 
 
 def write_heartbeat(hostname: str, queues, started_at=None, device: str | None = None) -> None:
-    from django.db import close_old_connections
-
     from .models import WorkerHeartbeat
 
-    close_old_connections()
     defaults = {"queues": sorted(queues), "pid": os.getpid(), "last_seen": timezone.now()}
     if device is not None:
         defaults["device"] = device
