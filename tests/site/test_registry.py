@@ -115,3 +115,21 @@ def test_localizer_retrain_reports_iou_before_and_after(client, active_model):
     assert f"{m['iou_after']:.3f}" in html and f"{m['iou_before_default']:.3f}" in html
     detail = client.get(reverse("identification:model_detail", args=[version.pk])).content.decode()
     assert "IoU after" in detail and f"{m['iou_after']:.3f}" in detail
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_real_worker_writes_heartbeat_with_device_and_queues(celery_worker, client):
+    """The worker_ready signal in identification.health stores hostname, device and queues."""
+    from identification.models import WorkerHeartbeat
+    from tests.conftest import wait_for
+    from tests.factories import UserFactory
+
+    beat = wait_for(lambda: WorkerHeartbeat.objects.filter(hostname__startswith="test-").first(), timeout=60,
+                    message="the worker heartbeat row")
+    assert beat.device.startswith("CPU")  # ML_DEVICE=cpu in the worker fixture
+    assert set(beat.queues) == {"pipeline", "training", "default"} and beat.pid
+    client.force_login(UserFactory(email="hb-admin@example.org", role="admin"))
+    response = client.get(reverse("identification:health"))
+    row = next(w for w in response.context["workers"] if w["hostname"] == beat.hostname)
+    assert row["alive"] and row["answered_ping"] and not row["gpu"]
