@@ -96,3 +96,27 @@ def login(page, email: str, password: str = PASSWORD) -> None:
 def image_loaded(page, selector: str) -> bool:
     """True when the <img> matched by ``selector`` loaded (served and decoded) with a non-zero size."""
     return page.locator(selector).first.evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+def awaiting_review_queue(n: int, individuals: int = 5):
+    """``n`` photos awaiting review (factories), each with the five individuals ranked plus a "new
+    individual" row, as the worker would have written them. Returns (photos oldest first, individuals)."""
+    from identification.models import Suggestion
+    from submissions.models import Photo
+    from tests.factories import IndividualFactory, ModelVersionFactory, PhotoFactory, SpeciesFactory
+
+    species = SpeciesFactory()
+    version = ModelVersionFactory(is_active=True, gallery_ready=True)
+    whales = [IndividualFactory(species=species, nickname=f"Whale {i + 1}") for i in range(individuals)]
+    photos = []
+    for i in range(n):
+        photo = PhotoFactory(sighting__species=species, status=Photo.Status.AWAITING_REVIEW, model_version=version,
+                             original_filename=f"fluke-{i + 1:03d}.jpg")
+        ranked = whales[i % individuals:] + whales[:i % individuals]
+        Suggestion.objects.bulk_create(
+            [Suggestion(photo=photo, model_version=version, rank=r, individual=w, score=round(0.9 - 0.1 * r, 3))
+             for r, w in enumerate(ranked, 1)]
+            + [Suggestion(photo=photo, model_version=version, rank=len(ranked) + 1, individual=None, score=0.2)]
+        )
+        photos.append(photo)
+    return photos, whales
