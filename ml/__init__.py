@@ -1,0 +1,52 @@
+"""Humpback fluke identification library (Django-free).
+
+Public names are importable from their modules (see docs/ML_CONTRACT.md) and, lazily, from
+``ml`` itself: ``from ml import Identifier, TrainConfig`` imports torch only when used (the training
+function itself is ``ml.train.train``: ``ml.train`` is the module).
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # types
+    "Box": "ml.types", "Localization": "ml.types", "ImageHashes": "ml.types", "Match": "ml.types",
+    "TrainProgress": "ml.types", "TrainResult": "ml.types", "NEW_WHALE": "ml.types",
+    # images / preprocessing
+    "load_image": "ml.images", "compute_hashes": "ml.images", "phash": "ml.images", "hamming": "ml.images",
+    "NEAR_DUPLICATE_BITS": "ml.images", "read_exif": "ml.images",
+    "preprocess": "ml.preprocess", "crop_box": "ml.preprocess", "EvalTransform": "ml.preprocess",
+    "TrainTransform": "ml.preprocess",
+    # models / training / inference
+    "pick_device": "ml.device", "autocast": "ml.device",
+    "create_model": "ml.models", "FlukeNet": "ml.models",
+    "DatasetError": "ml.data",
+    "TrainConfig": "ml.train", "TrainingCancelled": "ml.train",  # the function: ml.train.train
+    "Identifier": "ml.identifier", "PreparedImage": "ml.identifier", "ModelFolderError": "ml.identifier",
+    # search / evaluation
+    "GalleryIndex": "ml.gallery",
+    "map_at_k": "ml.metrics", "top_k_accuracy": "ml.metrics", "new_whale_precision_recall": "ml.metrics",
+    "choose_new_threshold": "ml.metrics",
+    "write_report": "ml.evaluate",
+    "Localizer": "ml.localizer", "train_localizer": "ml.localizer", "default_localization": "ml.localizer",
+    "iou": "ml.localizer",
+    "generate_dataset": "ml.synth",
+    "occlusion_map": "ml.explain",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
