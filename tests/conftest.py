@@ -180,6 +180,7 @@ class Worker:
         from whalesite.celery import app
 
         log = open(self.log_path, "ab")
+        offset = log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "-Q", "pipeline,training,default",
              "-c", "1", "--pool=solo", "--without-gossip", "--without-mingle", "-l", "INFO",
@@ -191,6 +192,11 @@ class Worker:
         def answered():
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}; see {self.log_path}")
+            # a solo worker busy with a redelivered task cannot answer ping; its "ready." line says it is up
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                if b" ready." in fh.read():
+                    return True
             return app.control.ping(timeout=0.5)
 
         wait_for(answered, timeout=timeout, interval=0.5, message="the Celery worker to answer ping")
