@@ -59,32 +59,50 @@ def test_end_to_end(tmp_path):
     assert all(float(b["x1"]) > float(b["x0"]) and float(b["y1"]) > float(b["y0"]) for b in brows)
 
 
+def cli(capsys, *args):
+    """In-process ``main`` (same code path as ``python -m ml``, without a torch import per call)."""
+    from ml.cli import main
+
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
 @pytest.mark.parametrize("content,needle", [
     (None, "does not exist"),
     ("Image,Label\na.jpg,w\n", "missing column"),
     ("Image,Id\na.jpg,w,extra\n", ":2: expected 2 fields"),
+    ("Image,Id\nghost.jpg,w\n", "ghost.jpg (line 2)"),
 ])
-def test_train_bad_csv_one_line_error(tmp_path, content, needle):
+def test_train_bad_csv_one_line_error(tmp_path, capsys, content, needle):
     csv_path = tmp_path / "t.csv"
     if content is not None:
         csv_path.write_text(content)
     (tmp_path / "img").mkdir()
-    proc = run("train", "--csv", csv_path, "--images", tmp_path / "img", "--out", tmp_path / "m", check=False)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    rc, _, err = cli(capsys, "train", "--csv", csv_path, "--images", tmp_path / "img", "--out", tmp_path / "m")
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
 
 
-def test_evaluate_bad_paths(tmp_path):
+def test_subprocess_error_has_no_traceback(tmp_path):
     proc = run("evaluate", "--truth", tmp_path / "no.csv", "--submission", tmp_path / "no2.csv", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "does not exist" in proc.stderr
 
 
-def test_predict_missing_model(tmp_path):
+def test_evaluate_malformed_submission(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("Image,Id\na.jpg,w_1\n")
+    (tmp_path / "s.csv").write_text("Image,Id\na.jpg,w_1 w_2 w_3 w_4 w_5 w_6\n")
+    rc, _, err = cli(capsys, "evaluate", "--truth", tmp_path / "t.csv", "--submission", tmp_path / "s.csv")
+    assert rc == 2 and err.startswith("error: ") and "at most 5" in err
+    (tmp_path / "s.csv").write_text("Image,Id\na.jpg,x w_1\n")
+    rc, out, _ = cli(capsys, "evaluate", "--truth", tmp_path / "t.csv", "--submission", tmp_path / "s.csv")
+    assert rc == 0 and out.strip().splitlines()[-1] == "MAP@5 0.5000"
+
+
+def test_predict_missing_model(tmp_path, capsys):
     (tmp_path / "m").mkdir()
     (tmp_path / "g.csv").write_text("Image,Id\n")
-    proc = run("predict", "--model", tmp_path / "m", "--gallery-csv", tmp_path / "g.csv", "--gallery-images",
-               tmp_path, "--images", tmp_path, "--out", tmp_path / "s.csv", check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "model.pt" in proc.stderr
+    rc, _, err = cli(capsys, "predict", "--model", tmp_path / "m", "--gallery-csv", tmp_path / "g.csv",
+                     "--gallery-images", tmp_path, "--images", tmp_path, "--out", tmp_path / "s.csv")
+    assert rc == 2 and "model.pt" in err and len(err.strip().splitlines()) == 1
