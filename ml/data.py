@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ml.types import NEW_WHALE, Box
+from ml.types import NEW_WHALE, Box, ImageHashes
 
 
 class DatasetError(ValueError):
@@ -181,9 +181,14 @@ def _hash_cache_key(path: str) -> str:
 
 
 def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = None, num_workers: int = 1,
-                          progress: bool = False) -> None:
-    """Fill ``sha256`` and ``phash`` on each sample (memoised in ``cache_dir/hashes.json``)."""
-    from ml.images import compute_hashes
+                          progress: bool = False) -> list[tuple[Sample, str]]:
+    """Fill ``sha256`` and ``phash`` on each sample (memoised in ``cache_dir/hashes.json``).
+
+    Returns the samples whose file is not a usable photo (corrupt, too small, ...) with the reason;
+    seed 000 lists and drops such photos rather than failing the whole run.
+    """
+    from ml.errors import ImageRejected
+    from ml.images import load_image, phash
 
     memo: dict[str, list[str]] = {}
     memo_path = Path(cache_dir) / "hashes.json" if cache_dir else None
@@ -193,6 +198,7 @@ def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = 
         except (OSError, ValueError):
             memo = {}
     todo = []
+    rejected: list[tuple[Sample, str]] = []
     for s in samples:
         key = _hash_cache_key(s.path)
         if key in memo:
@@ -203,9 +209,11 @@ def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = 
     def work(item):
         s, key = item
         try:
-            h = compute_hashes(s.path)
-        except Exception as exc:  # ImageRejected and friends
-            raise DatasetError(f"{s.path}: {exc}") from None
+            data = Path(s.path).read_bytes()
+            image = load_image(data)  # the same checks (min side, pixel cap) the crop will face
+            h = ImageHashes(sha256=hashlib.sha256(data).hexdigest(), phash=phash(image))
+        except (ImageRejected, OSError) as exc:
+            return s, key, exc
         return s, key, h
 
     if todo:
@@ -214,6 +222,9 @@ def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = 
             from tqdm import tqdm
             it = tqdm(it, total=len(todo), desc="hashing", unit="img")
         for s, key, h in it:
+            if isinstance(h, Exception):
+                rejected.append((s, str(h)))
+                continue
             s.sha256, s.phash = h.sha256, h.phash
             memo[key] = [h.sha256, h.phash]
         if memo_path:
@@ -221,6 +232,7 @@ def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = 
             tmp = memo_path.with_name("hashes.json.tmp")
             tmp.write_text(json.dumps(memo))
             os.replace(tmp, memo_path)
+    return rejected
 
 
 def _maybe_pool_map(fn, items, num_workers):

@@ -205,7 +205,9 @@ def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
     metrics: dict = dict(extra)
     metrics.update({k: v for k, v in split.stats.items()})
     metrics["new_individuals"] = split.new_individuals
-    metrics["duplicates_dropped"] = len(dup_report.dropped)
+    unusable = sum(1 for _, why in dup_report.dropped if why.startswith("unusable"))
+    metrics["duplicates_dropped"] = len(dup_report.dropped) - unusable
+    metrics["unusable_dropped"] = unusable
     metrics["duplicate_images"] = dup_report.duplicate_images
     metrics["near_duplicate_groups"] = dup_report.groups
     metrics["chance_map5"] = chance_map5(metrics.get("n_train_ids", 0))
@@ -248,9 +250,16 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
 
     # ---- data
     samples = load_samples(config.csv, config.images_dir, config.boxes_csv)
-    compute_sample_hashes(samples, cache_dir, num_workers=max(1, num_workers), progress=config.progress_bar)
+    rejected = compute_sample_hashes(samples, cache_dir, num_workers=max(1, num_workers),
+                                     progress=config.progress_bar)
+    if rejected:
+        bad = {id(s) for s, _ in rejected}
+        samples = [s for s in samples if id(s) not in bad]
+        for s, why in rejected[:5]:
+            log.warning("dropped %s (line %d): %s", s.image, s.line, why)
     check_stop()
     samples, dup_report = group_near_duplicates(samples)
+    dup_report.dropped.extend((s.image, f"unusable photo: {why}") for s, why in rejected)
     split = split_dataset(samples, config.val_fraction, config.new_individual_fraction, config.seed)
     if not split.train:
         raise DatasetError(f"{config.csv}: no training photos left after the split")

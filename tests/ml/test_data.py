@@ -184,3 +184,24 @@ def test_crop_cache_reused(tmp_path):
     cache3 = CropCache(tmp_path / "cache", size=16)
     FlukeDataset(samples, {"a": 0, "b": 1}, cache3)
     assert cache3.misses == 3
+
+
+def test_unusable_photos_reported_not_fatal(tmp_path):
+    from ml.data import compute_sample_hashes
+
+    img_dir = tmp_path / "img"
+    img_dir.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (120, 240), dtype=np.uint8)).save(img_dir / "good.png")
+    Image.fromarray(rng.integers(0, 255, (20, 30), dtype=np.uint8)).save(img_dir / "tiny.png")
+    (img_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    csv = write(tmp_path / "t.csv", "Image,Id\ngood.png,a\ntiny.png,a\nbroken.jpg,b\n")
+    samples = load_samples(csv, img_dir)
+    rejected = compute_sample_hashes(samples, tmp_path / "cache")
+    assert sorted(s.image for s, _ in rejected) == ["broken.jpg", "tiny.png"]
+    good = [s for s in samples if s.image == "good.png"][0]
+    assert len(good.phash) == 16 and len(good.sha256) == 64
+    # memoised: a second pass reads hashes.json
+    again = load_samples(csv, img_dir)
+    compute_sample_hashes(again, tmp_path / "cache")
+    assert [s.phash for s in again if s.image == "good.png"] == [good.phash]
