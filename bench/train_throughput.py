@@ -52,7 +52,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=12, help="timed steps (after --warmup)")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--individuals", type=int, default=30)
+    ap.add_argument("--individuals", type=int, default=40)
     ap.add_argument("--workers", type=int, default=None, help="ml.train num_workers (default: its own)")
     ap.add_argument("--head", default="arcface")
     args = ap.parse_args(argv)
@@ -61,25 +61,27 @@ def main(argv=None):
         tmp = Path(tmp)
         summary = generate_dataset(tmp / "synth", individuals=args.individuals, photos=(4, 8), seed=0,
                                    progress=False)
-        stamps: list[float] = []
+        stamps: list[tuple[int, float]] = []
         bar = tqdm(total=steps_needed, desc="ml.train loop", leave=False)
 
         def progress(p):
             if p.phase == "train":
-                stamps.append(time.perf_counter())
+                stamps.append((p.epoch, time.perf_counter()))
                 bar.update(1)
 
         cfg = TrainConfig(csv=str(tmp / "synth" / "train.csv"), images_dir=str(tmp / "synth" / "images"),
                           out_dir=str(tmp / "model"), boxes_csv=str(tmp / "synth" / "boxes.csv"), arch=args.arch,
-                          image_size=args.size, head=args.head, epochs=1, batch_size=args.batch,
+                          image_size=args.size, head=args.head, epochs=1000, batch_size=args.batch,
                           max_steps=steps_needed, train_localizer=False, oversample_to=8, device="cpu",
                           num_workers=args.workers)
         result = train(cfg, progress=progress)
         bar.close()
-        if len(stamps) < steps_needed:
-            raise SystemExit(f"ml.train ran only {len(stamps)} steps (data set too small for --batch/--steps?)")
-        # stamps[i] is taken after step i+1; the window covers steps warmup+1 .. warmup+steps
-        ours = args.steps * args.batch / (stamps[steps_needed - 1] - stamps[args.warmup - 1])
+        # stamps[i] is taken after step i+1: an interval between two stamps of the same epoch is one
+        # full step (loader + forward + backward); intervals across epochs (validation) are skipped
+        intervals = [b - a for (ea, a), (eb, b) in zip(stamps, stamps[1:]) if ea == eb][args.warmup - 1:]
+        if not intervals:
+            raise SystemExit("ml.train ran too few steps within an epoch; use more --individuals")
+        ours = args.batch / float(np.mean(intervals))
         n_classes = int(result.metrics.get("n_classes", args.individuals))
     bare = bare_loop(args.arch, args.size, args.batch, args.steps, args.warmup, n_classes, args.head, 0.005)
     print(f"{args.arch} {args.size}px batch {args.batch}, {args.steps} timed steps, torch threads "
