@@ -22,6 +22,7 @@ ADMIN_REDIRECT = {"anonymous": 302, "watcher": 403, "moderator": 403, "admin": 3
 MATRIX = [
     ("home", "get", None, None, PUBLIC),
     ("healthz", "get", None, None, PUBLIC),
+    ("media", "get", "media", None, PUBLIC),  # unguessable names; served only when SERVE_MEDIA/DEBUG
     ("signup", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
     ("login", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
     ("logout", "post", None, None, LOGGED_IN_POST),
@@ -104,6 +105,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "version": {"version_id": version.pk},
         "plot": {"version_id": version.pk, "name": "loss"},
         "gallery": {"photo_id": in_gallery.pk},
+        "media": {"path": in_gallery.image.name},
         "explain": {"photo_id": photo.pk, "individual_id": individuals[0].pk},
     }[target]
     payload = {
