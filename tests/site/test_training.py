@@ -108,22 +108,24 @@ def test_run_without_training_data_fails_with_its_error(celery_worker):
     assert services.start_training_run(user=admin, epochs=1).status == TrainingRun.Status.QUEUED
 
 
-def test_corrupt_image_in_export_fails_run_and_keeps_active_model(active_model, celery_worker):
+def test_corrupt_export_fails_run_and_keeps_active_model(active_model, celery_worker):
+    """ml drops single unusable photos; when no photo of the export is usable the run fails."""
     demo = active_model
     admin = fresh(demo.users["admin"])
-    broken = list(demo.gallery.values())[0][0]
-    TrainingExample.objects.filter(photo=broken).update(status=TrainingExample.Status.QUEUED)
-    with default_storage.open(broken.image.name, "wb") as fh:
-        fh.write(b"\xff\xd8\xff\xe0 this is not a whole JPEG")
+    photos = [p for photos in demo.gallery.values() for p in photos]
+    TrainingExample.objects.filter(photo=photos[0]).update(status=TrainingExample.Status.QUEUED)
+    for photo in photos:
+        with default_storage.open(photo.image.name, "wb") as fh:
+            fh.write(b"\xff\xd8\xff\xe0 this is not a whole JPEG")
 
     run = services.start_training_run(user=admin, epochs=1, image_size=64)
     finished(run, celery_worker)
     assert run.status == TrainingRun.Status.FAILED
-    assert f"{broken.pk}.jpg" in run.error and run.finished_at is not None
+    assert "DatasetError" in run.error and run.finished_at is not None and "Failed:" in run.log
     assert run.model_version is None
     assert list(ModelVersion.objects.values_list("pk", "is_active")) == [(demo.version.pk, True)]
     # the examples were not consumed by a run that produced nothing
-    assert TrainingExample.objects.get(photo=broken).status == TrainingExample.Status.QUEUED
+    assert TrainingExample.objects.get(photo=photos[0]).status == TrainingExample.Status.QUEUED
 
 
 def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_model, celery_worker):
