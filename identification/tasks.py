@@ -358,6 +358,49 @@ def notify_watchers(decision_id: int) -> int:
     return send_decision_emails(decision_id)
 
 
+STUCK_MAX_ATTEMPTS = 5  # a photo that keeps killing its worker (say, out of memory) stops being re-queued
+
+
+@shared_task(name="identification.tasks.requeue_stuck_photos", **RETRY_OPTIONS)
+def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 500) -> int:
+    """Beat (``whalesite.celery`` beat_schedule): photos left UPLOADED or PROCESSING for longer than
+    ``older_than_minutes`` (settings.STUCK_PHOTO_MINUTES) lost their message or their worker; queue
+    ``process_photo`` for them again. Returns how many were queued.
+
+    Idempotent: ``updated_at`` is touched, so a photo is queued again only after another full
+    period, and ``process_photo`` returns quietly for a photo that was finished meanwhile. After
+    STUCK_MAX_ATTEMPTS attempts the photo is failed instead (a moderator can retry it).
+    """
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    Photo = _photo_model()
+    minutes = older_than_minutes if older_than_minutes is not None else settings.STUCK_PHOTO_MINUTES
+    now = timezone.now()
+    with transaction.atomic():
+        stuck = Photo.objects.stuck(older_than=timedelta(minutes=minutes)).order_by("updated_at", "pk")
+        rows = list(stuck.select_for_update(skip_locked=True).values_list("pk", "attempts")[:limit])
+        give_up = [pk for pk, attempts in rows if attempts >= STUCK_MAX_ATTEMPTS]
+        requeue = [pk for pk, attempts in rows if attempts < STUCK_MAX_ATTEMPTS]
+        if give_up:
+            Photo.objects.filter(pk__in=give_up).update(
+                status=Photo.Status.FAILED, failure_code="stuck", updated_at=now,
+                failure_reason=f"Processing did not finish after {STUCK_MAX_ATTEMPTS} attempts. A moderator can retry it.",
+            )
+        Photo.objects.filter(pk__in=requeue).update(updated_at=now)
+
+        def queue():
+            for pk in requeue:
+                process_photo.delay(pk)
+
+        transaction.on_commit(queue)
+    if rows:
+        log.warning("re-queued %d stuck photo(s); failed %d after %d attempts", len(requeue), len(give_up),
+                    STUCK_MAX_ATTEMPTS)
+    return len(requeue)
+
+
 @shared_task(
     name="identification.tasks.evaluate_holdout", acks_late=True, reject_on_worker_lost=True, **RETRY_OPTIONS
 )

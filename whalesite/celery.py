@@ -24,6 +24,10 @@ app.conf.task_routes = {
     "identification.tasks.notify_watchers": {"queue": DEFAULT_QUEUE},
     "identification.tasks.requeue_stuck_photos": {"queue": DEFAULT_QUEUE},
 }
+app.conf.beat_schedule = {
+    # photos whose message or worker was lost go round again (see the task for the rules)
+    "requeue-stuck-photos": {"task": "identification.tasks.requeue_stuck_photos", "schedule": 300.0},
+}
 app.autodiscover_tasks()
 
 

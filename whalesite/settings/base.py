@@ -155,6 +155,7 @@ ML_DEFAULT_BATCH_SIZE = env.int("ML_DEFAULT_BATCH_SIZE", default=32)
 ML_TRAIN_MAX_STEPS = env.int("ML_TRAIN_MAX_STEPS", default=0)  # 0 = no cap (tests set a small cap)
 AUTO_PROMOTE_BETTER_MODELS = env.bool("AUTO_PROMOTE_BETTER_MODELS", default=False)
 REVIEW_CONSENSUS = env.int("REVIEW_CONSENSUS", default=1)
+STUCK_PHOTO_MINUTES = env.float("STUCK_PHOTO_MINUTES", default=30)  # beat re-queues photos waiting longer
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="whalesite <noreply@whalesite.local>")
