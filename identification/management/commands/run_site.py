@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
@@ -35,7 +37,9 @@ class Command(BaseCommand):
         env = {**os.environ}
         celery = [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "--loglevel=INFO"]
         procs = [
-            subprocess.Popen(celery + ["-Q", f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}", "-c", "1", "-n", "pipeline@%h"], env=env),
+            # the pipeline worker also runs beat (housekeeping such as re-queuing stuck photos)
+            subprocess.Popen(celery + ["-Q", f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}", "-c", "1", "-n", "pipeline@%h",
+                                       "-B", "-s", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], env=env),
             subprocess.Popen(celery + ["-Q", TRAINING_QUEUE, "-c", "1", "-n", "training@%h"], env=env),
         ]
         if gunicorn:

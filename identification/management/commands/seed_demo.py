@@ -115,7 +115,8 @@ def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, us
     return created, held_out
 
 
-def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None, max_steps=None, user=None):
+def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None, max_steps=None, user=None,
+                       localizer_epochs: int | None = None):
     """Train on the current gallery with ml.train, register the version, embed the gallery and activate it."""
     from ml.train import TrainConfig, train
 
@@ -134,7 +135,7 @@ def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None
         csv=str(data_dir / "train.csv"), images_dir=str(data_dir / "images"), boxes_csv=str(data_dir / "boxes.csv"),
         out_dir=str(out_dir), arch=arch, image_size=image_size, epochs=epochs, num_workers=0,
         batch_size=min(32, settings.ML_DEFAULT_BATCH_SIZE), device=settings.ML_DEVICE, max_steps=max_steps,
-        init_weights=settings.ML_INIT_WEIGHTS or None,
+        init_weights=settings.ML_INIT_WEIGHTS or None, localizer_epochs=localizer_epochs,
     )
     result = train(config, progress=progress)
     with transaction.atomic():
@@ -163,15 +164,18 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=8)
         parser.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--localizer-epochs", type=int, default=None, help="fluke localizer epochs (ml default 30)")
         parser.add_argument("--fast", action="store_true", help="tiny settings (tests): 6 whales, 3 photos, 64px, 1 epoch")
         parser.add_argument("--force", action="store_true", help="seed again even if demo data exists")
         parser.add_argument("--uploads-dir", default=None, help="where to write held-out photos (var/demo/uploads)")
 
     def handle(self, *args, **o):
         from identification.models import Individual, ModelVersion, Species
+        from whalesite.celery import ensure_broker_folders
 
+        ensure_broker_folders()  # promotion queues photos that waited for a model
         if o["fast"]:
-            o.update(individuals=6, photos=3, image_size=64, epochs=1)
+            o.update(individuals=6, photos=3, image_size=64, epochs=1, localizer_epochs=2)
         if o["individuals"] < 2 or o["photos"] < 1:
             raise CommandError("--individuals must be at least 2 and --photos at least 1")
         species = {}
@@ -207,7 +211,8 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Training {o['arch']} at {o['image_size']}px for {o['epochs']} epoch(s)...")
         version = train_and_activate(
-            epochs=o["epochs"], arch=o["arch"], image_size=o["image_size"], progress=progress, user=users["admin"]
+            epochs=o["epochs"], arch=o["arch"], image_size=o["image_size"], progress=progress, user=users["admin"],
+            localizer_epochs=o["localizer_epochs"],
         )
         self.stdout.write(self.style.SUCCESS(
             f"Active model {version.name}: MAP@5 {version.metrics.get('map5')}, gallery embedded "

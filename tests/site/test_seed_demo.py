@@ -1,0 +1,68 @@
+"""``manage.py seed_demo --fast``: a working demo from nothing (in process, tiny model)."""
+import io
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+
+from identification import runtime
+from identification.management.commands.seed_demo import DEMO_PASSWORD
+from identification.models import Embedding, Individual, ModelVersion, TrainingExample, TrainingRun
+from submissions.models import Photo
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+
+def test_seed_demo_fast_builds_a_working_demo(tmp_path):
+    uploads = tmp_path / "uploads"
+    out = io.StringIO()
+    try:
+        call_command("seed_demo", "--fast", "--uploads-dir", str(uploads), stdout=out)
+    finally:
+        runtime.reset()  # the in-process promotion loaded the model into this process's cache
+    text = out.getvalue()
+
+    individuals = Individual.objects.filter(species__code="HW")
+    assert individuals.count() == 6
+    assert sorted(individuals.values_list("catalogue_id", flat=True)) == [f"HW-{n:04d}" for n in range(1, 7)]
+    gallery = Photo.objects.in_gallery()
+    assert gallery.count() == 6 * 3
+    assert all(default_storage.exists(p.image.name) for p in gallery)
+    assert TrainingExample.objects.filter(status=TrainingExample.Status.USED).count() == 18
+
+    version = ModelVersion.objects.get(is_active=True)
+    assert version.gallery_ready and version.promoted_at is not None
+    assert "map5" in version.metrics and version.history
+    assert (runtime.model_dir(version) / "model.pt").is_file()
+    assert TrainingRun.objects.get().model_version_id == version.pk
+    vectors = Embedding.objects.filter(model_version=version)
+    assert set(vectors.values_list("photo_id", flat=True)) == set(gallery.values_list("pk", flat=True))
+    v = np.frombuffer(bytes(vectors.first().vector), dtype=np.float32)
+    assert v.size == version.metrics.get("embedding_dim", v.size) and abs(float(np.linalg.norm(v)) - 1) < 1e-3
+    assert f"Active model {version.name}" in text
+
+    User = get_user_model()
+    roles = {"admin@example.org": "Admins", "moderator@example.org": "Moderators", "watcher@example.org": "Watchers"}
+    for email, group in roles.items():
+        user = User.objects.get(email=email)
+        assert user.check_password(DEMO_PASSWORD)
+        assert list(user.groups.values_list("name", flat=True)) == [group]
+    assert User.objects.get(email="admin@example.org").has_perm("identification.manage_models")
+    moderator = User.objects.get(email="moderator@example.org")
+    assert moderator.has_perm("submissions.review_photo") and not moderator.has_perm("identification.manage_models")
+    assert not User.objects.get(email="watcher@example.org").has_perm("submissions.review_photo")
+
+    files = sorted(uploads.iterdir())
+    assert len(files) == 6 + 2 * 2  # one held-out photo of each known whale, two of each of two new whales
+    assert sum("-new" in f.name for f in files) == 4
+    assert all(f.stat().st_size > 1000 for f in files)
+    known = {f.name.split("-", 2)[2].rsplit(".", 1)[0] for f in files if "-new" not in f.name}
+    assert known == set(individuals.values_list("catalogue_id", flat=True))
+
+    # running it again is a no-op
+    again = io.StringIO()
+    call_command("seed_demo", "--fast", "--uploads-dir", str(uploads), stdout=again)
+    assert "already present" in again.getvalue()
+    assert Individual.objects.count() == 6 and ModelVersion.objects.count() == 1
