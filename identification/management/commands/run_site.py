@@ -49,6 +49,10 @@ class Command(BaseCommand):
             web = [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
         procs.append(subprocess.Popen(web, env=env))
         self.stdout.write(self.style.SUCCESS(f"whalesite is running at http://{host}:{port}/  (Ctrl-C stops it)"))
+        def stop(signum, frame):  # `kill`, systemd, docker stop: stop the children too, not just this process
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
         try:
             while all(p.poll() is None for p in procs):
                 signal.sigtimedwait([signal.SIGCHLD], 1.0) if hasattr(signal, "sigtimedwait") else None
