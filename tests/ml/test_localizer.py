@@ -26,7 +26,7 @@ def toy_photo(seed):
 @pytest.fixture(scope="module")
 def trained():
     data = [toy_photo(i) for i in range(200)]
-    return train_localizer([d[0] for d in data], [d[1] for d in data], epochs=30, image_size=64, seed=0)
+    return train_localizer([d[0] for d in data], [d[1] for d in data], epochs=24, image_size=64, seed=0)
 
 
 def test_iou():
