@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
@@ -62,23 +63,8 @@ def apply_new_threshold(ranked: Sequence[tuple[str, float]], threshold: float, k
     return (labels[:pos] + [NEW_WHALE] + labels[pos:])[:k]
 
 
-def choose_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str],
-                         candidates=None, k: int = 5) -> tuple[float, float]:
-    """Pick the similarity threshold for inserting ``new_whale`` that maximises MAP@k.
-
-    ``ranked_scores[i]`` is query i's ranking as (label, score) pairs, best first, without
-    ``new_whale``; ``truth[i]`` may be ``new_whale``. Default candidates: a 0.01 grid
-    over [-1, 1] plus every observed score (so the optimum between grid points is found).
-    Ties go to the lowest threshold. Returns (threshold, map@k at that threshold).
-    """
-    _check(truth, ranked_scores)
-    if not truth:
-        raise ValueError("choose_new_threshold needs at least one query")
-    if candidates is None:
-        observed = [s for r in ranked_scores for _, s in list(r)[:k]]
-        candidates = np.concatenate([np.linspace(-1.0, 1.0, 201), np.asarray(observed, dtype=np.float64),
-                                     [np.inf]])
-    cand = np.unique(np.asarray(candidates, dtype=np.float64))
+def _map_curve(ranked_scores, truth, cand: np.ndarray, k: int) -> np.ndarray:
+    """MAP@k of every candidate threshold in ``cand`` (new_whale inserted Kaggle style)."""
     total = np.zeros(len(cand))
     for ranking, t in zip(ranked_scores, truth):
         ranking = [(lab, s) for lab, s in ranking if lab != NEW_WHALE][:k]
@@ -94,9 +80,107 @@ def choose_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], t
             j = labels.index(t)
             rank = j + (pos_new <= j)
         total += np.where(rank < k, 1.0 / (rank + 1), 0.0)
-    mean = total / len(truth)
+    return total / max(1, len(truth))
+
+
+def choose_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str],
+                         candidates=None, k: int = 5) -> tuple[float, float]:
+    """Pick the similarity threshold for inserting ``new_whale`` that maximises MAP@k.
+
+    ``ranked_scores[i]`` is query i's ranking as (label, score) pairs, best first, without
+    ``new_whale``; ``truth[i]`` may be ``new_whale``. Default candidates: a 0.01 grid
+    over [-1, 1] plus every observed score (so the optimum between grid points is found).
+    Ties go to the lowest threshold. Returns (threshold, map@k at that threshold).
+    This is the raw optimum; training uses the guarded ``select_new_threshold``.
+    """
+    _check(truth, ranked_scores)
+    if not truth:
+        raise ValueError("choose_new_threshold needs at least one query")
+    if candidates is None:
+        observed = [s for r in ranked_scores for _, s in list(r)[:k]]
+        candidates = np.concatenate([np.linspace(-1.0, 1.0, 201), np.asarray(observed, dtype=np.float64),
+                                     [np.inf]])
+    cand = np.unique(np.asarray(candidates, dtype=np.float64))
+    mean = _map_curve(ranked_scores, truth, cand, k)
     best = int(np.argmax(mean))
     return float(cand[best]), float(mean[best])
+
+
+# Used when validation cannot tune the threshold (too few new or known queries): a cosine
+# similarity of 0.5 (60 degrees) between the query and its best gallery match.
+DEFAULT_NEW_THRESHOLD = 0.5
+MIN_NEW_QUERIES = 5
+MIN_KNOWN_QUERIES = 5
+THRESHOLD_CAP_QUANTILES = (0.05, 0.95)
+
+
+@dataclass
+class NewThresholdChoice:
+    threshold: float
+    map5: float | None  # MAP@k of all queries at ``threshold``
+    reason: str  # "tuned" | "too_few_new" | "too_few_known" | "no_queries"
+    n_new: int = 0
+    n_known: int = 0
+    raw_best: float | None = None  # the lowest MAP-maximising threshold (``choose_new_threshold``)
+    raw_map5: float | None = None
+    plateau: tuple[float, float] | None = None  # widest run of thresholds reaching the maximum
+    cap: tuple[float, float] | None = None  # allowed range from the top-1 score distribution
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str], *,
+                         min_new: int = MIN_NEW_QUERIES, min_known: int = MIN_KNOWN_QUERIES,
+                         default: float = DEFAULT_NEW_THRESHOLD, cap_quantiles=THRESHOLD_CAP_QUANTILES,
+                         k: int = 5, tol: float = 1e-9) -> NewThresholdChoice:
+    """A ``new_whale`` threshold that does not overfit a small validation set.
+
+    - Fewer than ``min_new`` new-whale queries or ``min_known`` known queries: ``default``
+      (``DEFAULT_NEW_THRESHOLD``), reason ``too_few_new`` / ``too_few_known``.
+    - Otherwise MAP@k is a step function of the threshold; take the widest contiguous run of
+      thresholds within ``tol`` of the maximum (a 0.001 grid plus every observed score) and its
+      **midpoint** (not its lowest edge), then clip it to the ``cap_quantiles`` (5%..95%) of the
+      queries' top-1 scores, so that at least ~5% of queries are called known and ~5% new.
+    """
+    _check(truth, ranked_scores)
+    n_new = sum(1 for t in truth if t == NEW_WHALE)
+    n_known = len(truth) - n_new
+
+    def at(th: float) -> float | None:
+        return float(_map_curve(ranked_scores, truth, np.array([th]), k)[0]) if truth else None
+
+    if not truth:
+        return NewThresholdChoice(float(default), None, "no_queries")
+    if n_new < min_new or n_known < min_known:
+        reason = "too_few_new" if n_new < min_new else "too_few_known"
+        return NewThresholdChoice(float(default), at(default), reason, n_new, n_known)
+    observed = np.asarray([s for r in ranked_scores for lab, s in list(r)[:k] if lab != NEW_WHALE], dtype=np.float64)
+    cand = np.unique(np.concatenate([np.linspace(-1.0, 1.0, 2001), observed]))
+    curve = _map_curve(ranked_scores, truth, cand, k)
+    best = float(curve.max())
+    good = curve >= best - tol
+    runs, start = [], None
+    for i, g in enumerate(good):
+        if g and start is None:
+            start = i
+        if (not g or i == len(good) - 1) and start is not None:
+            end = i if g else i - 1
+            runs.append((start, end))
+            start = None
+    lo_i, hi_i = max(runs, key=lambda r: (cand[r[1]] - cand[r[0]], -r[0]))
+    plateau = (float(cand[lo_i]), float(cand[hi_i]))
+    mid = (plateau[0] + plateau[1]) / 2
+    top1 = np.asarray([max(s for lab, s in r if lab != NEW_WHALE) for r in ranked_scores
+                       if any(lab != NEW_WHALE for lab, _ in r)], dtype=np.float64)
+    cap = None
+    threshold = mid
+    if len(top1):
+        cap = (float(np.quantile(top1, cap_quantiles[0])), float(np.quantile(top1, cap_quantiles[1])))
+        threshold = float(np.clip(mid, cap[0], cap[1]))
+    raw_i = int(np.argmax(curve))
+    return NewThresholdChoice(float(threshold), at(threshold), "tuned", n_new, n_known, float(cand[raw_i]),
+                              float(curve[raw_i]), plateau, cap)
 
 
 def most_frequent_labels(truth: Sequence[str], n: int = 20, include_new: bool = False) -> list[str]:

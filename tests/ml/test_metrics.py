@@ -86,3 +86,55 @@ def test_confusion_matrix():
     m, cols = confusion_matrix(truth, top1, n=2)
     assert cols == ["a", "b", "other"]
     assert m.tolist() == [[1, 1, 1], [0, 2, 0]]
+
+
+# --------------------------------------------------------------------------- guarded new_whale threshold
+from ml.metrics import DEFAULT_NEW_THRESHOLD, select_new_threshold  # noqa: E402
+
+
+def _separable(n_known=6, n_new=6, known_top=0.9, new_top=0.3):
+    ranked = [[(f"k{i}", known_top - 0.01 * i), ("z", 0.1)] for i in range(n_known)]
+    ranked += [[("z", new_top + 0.01 * i), ("y", 0.05)] for i in range(n_new)]
+    truth = [f"k{i}" for i in range(n_known)] + [NEW_WHALE] * n_new
+    return ranked, truth
+
+
+def test_select_threshold_midpoint_of_plateau_not_its_edge():
+    ranked, truth = _separable()
+    raw_t, raw_m = choose_new_threshold(ranked, truth)
+    c = select_new_threshold(ranked, truth)
+    assert c.reason == "tuned" and c.n_new == 6 and c.n_known == 6
+    assert raw_m == pytest.approx(1.0) and c.map5 == pytest.approx(1.0)
+    # every threshold in (0.35, 0.85] is perfect: raw takes the lowest edge, the guard the middle
+    assert raw_t == pytest.approx(0.35, abs=0.002)
+    lo, hi = c.plateau
+    assert lo == pytest.approx(0.35, abs=0.002) and hi == pytest.approx(0.85, abs=0.002)
+    assert c.threshold == pytest.approx(0.6, abs=0.01)
+    assert c.cap[0] <= c.threshold <= c.cap[1]
+
+
+def test_select_threshold_capped_to_score_distribution():
+    # an overfit optimum: the known queries' truth is absent (they score 0 whatever the threshold) and
+    # the new ones score highest, so MAP@5 is maximal for "everything new" (the ~0.9995 failure)
+    ranked = [[("x", 0.5 + 0.02 * i), ("y", 0.4)] for i in range(8)]
+    ranked += [[("x", 0.7 + 0.02 * i), ("y", 0.6)] for i in range(8)]
+    truth = [f"k{i}" for i in range(8)] + [NEW_WHALE] * 8
+    raw_t, _ = choose_new_threshold(ranked, truth)
+    assert raw_t > max(r[0][1] for r in ranked)  # above every top-1 score: all queries "new"
+    c = select_new_threshold(ranked, truth)
+    top1 = np.array([r[0][1] for r in ranked])
+    assert c.threshold <= np.quantile(top1, 0.95) + 1e-9
+    assert np.mean(top1 >= c.threshold) >= 0.05  # some queries are still called known
+    assert c.map5 == pytest.approx(map_at_k(truth, [apply_new_threshold(r, c.threshold) for r in ranked]))
+
+
+@pytest.mark.parametrize("n_known,n_new,reason", [(10, 4, "too_few_new"), (4, 10, "too_few_known"),
+                                                  (10, 0, "too_few_new")])
+def test_select_threshold_falls_back_on_small_validation(n_known, n_new, reason):
+    ranked, truth = _separable(n_known, n_new)
+    c = select_new_threshold(ranked, truth)
+    assert c.reason == reason and c.threshold == DEFAULT_NEW_THRESHOLD
+    assert c.map5 == pytest.approx(map_at_k(truth, [apply_new_threshold(r, DEFAULT_NEW_THRESHOLD) for r in ranked]))
+    # the minimums are parameters
+    assert select_new_threshold(ranked, truth, min_new=0, min_known=0).reason == "tuned" or n_new == 0
+    assert select_new_threshold([], []).reason == "no_queries"
