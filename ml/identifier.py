@@ -68,7 +68,8 @@ class Identifier:
             model = create_model(blob.get("arch", cfg.get("arch", "resnet50")),
                                  int(blob.get("embedding_dim", cfg.get("embedding_dim", 512))),
                                  int(blob.get("num_classes", len(blob["classes"]))),
-                                 blob.get("head", cfg.get("head", "arcface")))
+                                 blob.get("head", cfg.get("head", "arcface")),
+                                 pooling=cfg.get("pooling", "avg"))
             model.load_state_dict(blob["state_dict"])
         except (KeyError, RuntimeError) as exc:
             raise ModelFolderError(f"{path}: model file does not match its architecture ({exc})") from None
@@ -79,6 +80,9 @@ class Identifier:
             from ml.localizer import Localizer
 
             localizer = Localizer.load(loc_path, device=dev)
+            if localizer.metrics.get("shipped") is False:
+                # validated worse than the default box: use the flagged default box instead
+                localizer = None
         return cls(model, blob["classes"], blob.get("new_threshold", 0.5),
                    int(blob.get("image_size", cfg.get("image_size", 224))), blob.get("version", "unknown"), dev,
                    localizer=localizer, config=cfg, model_dir=str(model_dir))
@@ -95,7 +99,9 @@ class Identifier:
         return load_image(image)
 
     def localize(self, image) -> Localization:
-        """Where the fluke is: the localizer's box, or the whole photo flagged for a moderator."""
+        """Where the fluke is: the localizer's box, or the default box (``default_localization``,
+        flagged for a moderator) when the folder has no localizer, or one that did not beat the
+        default box on validation (``metrics["shipped"] is False``)."""
         img = self._image(image)
         if self.localizer is not None:
             with self._lock:

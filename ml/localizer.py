@@ -23,9 +23,15 @@ When the confidence is below ``conf_threshold`` (default 0.5) ``predict`` falls 
 to ``default_localization``: the central region x 5%..95%, y 15%..85% of the photo,
 ``flagged=True`` so that a moderator checks the box.
 
-Loss: smooth-L1 on (cx, cy, w, h) + (1 - IoU) + BCE(upside-down) + 0.5 * MSE(IoU head).
+Loss: smooth-L1 on (cx, cy, w, h) + (1 - GIoU) + BCE(upside-down) + 0.5 * MSE(IoU head).
 Augmentation: random 180-degree rotation (p=0.5), horizontal flip (p=0.5; fine for
-*where* the fluke is, even though markings are not symmetric), contrast/noise jitter.
+*where* the fluke is, even though markings are not symmetric), random shift (+-12%) and
+zoom (0.8..1.2) of the canvas, contrast/noise jitter.
+
+Guard: a localizer that does not beat the default box on its validation photos is not
+shipped (``metrics["shipped"] is False``): ``train_localizer`` sets its threshold to infinity,
+``ml.train`` writes no ``localizer.pt``, and ``ml.identifier.Identifier`` ignores such a file,
+so every photo gets the flagged default box.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from PIL import Image
 from ml.types import Box, Localization, TrainProgress
 
 FORMAT_VERSION = 1
+MIN_STEPS = 400  # default training length floor for train_localizer (see its doc)
 DEFAULT_FRACTIONS = (0.05, 0.15, 0.95, 0.85)  # x0, y0, x1, y1 of the default box
 
 
@@ -63,14 +70,20 @@ def iou(a: Box, b: Box) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def _iou_cxcywh(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _iou_cxcywh(p: torch.Tensor, t: torch.Tensor, generalized: bool = False) -> torch.Tensor:
     px0, py0, px1, py1 = p[:, 0] - p[:, 2] / 2, p[:, 1] - p[:, 3] / 2, p[:, 0] + p[:, 2] / 2, p[:, 1] + p[:, 3] / 2
     tx0, ty0, tx1, ty1 = t[:, 0] - t[:, 2] / 2, t[:, 1] - t[:, 3] / 2, t[:, 0] + t[:, 2] / 2, t[:, 1] + t[:, 3] / 2
     iw = (torch.minimum(px1, tx1) - torch.maximum(px0, tx0)).clamp(min=0)
     ih = (torch.minimum(py1, ty1) - torch.maximum(py0, ty0)).clamp(min=0)
     inter = iw * ih
     union = p[:, 2] * p[:, 3] + t[:, 2] * t[:, 3] - inter
-    return inter / union.clamp(min=1e-6)
+    iou_ = inter / union.clamp(min=1e-6)
+    if not generalized:
+        return iou_
+    # GIoU: minus the fraction of the enclosing box covered by neither (a gradient even without overlap)
+    enclosing = ((torch.maximum(px1, tx1) - torch.minimum(px0, tx0))
+                 * (torch.maximum(py1, ty1) - torch.minimum(py0, ty0))).clamp(min=1e-6)
+    return iou_ - (enclosing - union) / enclosing
 
 
 # ---------------------------------------------------------------------- input
@@ -223,7 +236,7 @@ def _targets(box: Box, scale: float, ox: float, oy: float, size: int) -> np.ndar
     return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1e-3), max(y1 - y0, 1e-3)], dtype=np.float32)
 
 
-def _augment(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
+def _augment(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator, shift_scale: bool = True):
     """Random 180-degree rotations (label 1) and horizontal flips; boxes mapped."""
     n = x.shape[0]
     rot = torch.rand(n, generator=gen) < 0.5
@@ -233,23 +246,55 @@ def _augment(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
     t[rot, 0], t[rot, 1] = 1 - t[rot, 0], 1 - t[rot, 1]
     x[flip] = torch.flip(x[flip], dims=(3,))
     t[flip, 0] = 1 - t[flip, 0]
+    if shift_scale:
+        x, t = _shift_scale(x, t, gen)
     contrast = 0.75 + 0.5 * torch.rand(n, 1, 1, 1, generator=gen)
     x = x * contrast + 0.1 * torch.randn(x.shape, generator=gen)
     return x, t, rot.float()
 
 
-def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int = 30, image_size: int = 128,
+def _shift_scale(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator, max_shift: float = 0.12,
+                 scale_range: tuple[float, float] = (0.8, 1.2)):
+    """Random zoom and translation of the canvas (padding = 0 = the standardised mean); boxes mapped
+    and clipped to the canvas."""
+    n = x.shape[0]
+    s = scale_range[0] + (scale_range[1] - scale_range[0]) * torch.rand(n, generator=gen)  # >1: zoom out
+    tx, ty = ((torch.rand(n, generator=gen) * 2 - 1) * max_shift * 2 for _ in range(2))
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = s, s, tx, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # input point v (in -1..1) lands at output u = (v - t) / s
+    x0 = ((2 * (t[:, 0] - t[:, 2] / 2) - 1 - tx) / s + 1) / 2
+    x1 = ((2 * (t[:, 0] + t[:, 2] / 2) - 1 - tx) / s + 1) / 2
+    y0 = ((2 * (t[:, 1] - t[:, 3] / 2) - 1 - ty) / s + 1) / 2
+    y1 = ((2 * (t[:, 1] + t[:, 3] / 2) - 1 - ty) / s + 1) / 2
+    x0, x1, y0, y1 = (v.clamp(0, 1) for v in (x0, x1, y0, y1))
+    t = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0).clamp(min=1e-3), (y1 - y0).clamp(min=1e-3)], dim=1)
+    return x, t
+
+
+def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int | None = None, image_size: int = 128,
                     seed: int = 0, progress: Callable[[TrainProgress], None] | None = None,
                     val_fraction: float = 0.2, batch_size: int = 32, lr: float = 3e-3,
                     conf_threshold: float = 0.5, device: str | torch.device = "cpu",
-                    max_steps: int | None = None) -> tuple[Localizer, dict]:
+                    max_steps: int | None = None, min_steps: int = MIN_STEPS,
+                    augment_shift_scale: bool = True, giou: bool = True) -> tuple[Localizer, dict]:
     """Train on photos (PIL images or paths) with their fluke boxes (original pixels).
 
     Returns (Localizer, metrics): ``val_iou_mean`` (raw predicted box vs truth on the
     held-out photos), ``iou_default_mean`` (the default box on the same photos: the
     "before" number), ``val_iou_flipped_mean`` (same photos rotated 180 degrees),
     ``val_upside_accuracy`` (upright + rotated copies), ``val_flagged_fraction``,
-    ``n_train``, ``n_val``, ``seconds``, ``history``.
+    ``n_train``, ``n_val``, ``seconds``, ``history``, ``shipped``.
+
+    ``epochs`` defaults to 30, raised so that training makes at least ``min_steps`` steps (small
+    photo sets give only a few steps per epoch). Loss: smooth-L1 + (1 - GIoU) (``giou=False``: 1 - IoU);
+    augmentation adds a random shift/zoom of the canvas (``augment_shift_scale``).
+
+    Guard: with a validation split (``n_val > 0``), a localizer whose ``val_iou_mean`` is not above
+    ``iou_default_mean`` is returned with ``shipped=False`` and ``conf_threshold=inf``, so its ``predict``
+    always gives the flagged default box (``ml.train`` then writes no ``localizer.pt``).
     """
     if len(images) != len(boxes):
         raise ValueError(f"{len(images)} images but {len(boxes)} boxes")
@@ -274,6 +319,8 @@ def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int = 30, im
 
     net = LocalizerNet().to(device)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+    if epochs is None:
+        epochs = max(30, math.ceil(min_steps / steps_per_epoch))
     total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.15)
@@ -292,11 +339,12 @@ def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int = 30, im
             idx = perm[i * batch_size:(i + 1) * batch_size]
             if len(idx) < 2:  # BatchNorm needs 2+
                 continue
-            x, t, up = _augment(x_train[idx], t_train[idx], gen)
+            x, t, up = _augment(x_train[idx], t_train[idx], gen, shift_scale=augment_shift_scale)
             x, t, up = x.to(device), t.to(device), up.to(device)
             pb, pu, pc = net(x)
             ious = _iou_cxcywh(pb, t)
-            loss = (F.smooth_l1_loss(pb, t, beta=0.05) * 4 + (1 - ious).mean()
+            overlap = _iou_cxcywh(pb, t, generalized=True) if giou else ious
+            loss = (F.smooth_l1_loss(pb, t, beta=0.05) * 4 + (1 - overlap).mean()
                     + F.binary_cross_entropy_with_logits(pu, up) + 0.5 * F.mse_loss(pc, ious.detach()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -314,6 +362,12 @@ def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int = 30, im
         history[-1]["val_iou"] = metrics["val_iou_mean"]
     metrics.update(n_train=int(len(train_idx)), n_val=int(n_val), epochs=epochs, steps=step,
                    image_size=image_size, seconds=round(time.monotonic() - started, 2), history=history)
+    if n_val > 0:
+        metrics["shipped"] = bool(metrics["val_iou_mean"] > metrics["iou_default_mean"])
+        if not metrics["shipped"]:
+            localizer.conf_threshold = float("inf")  # predict() -> the flagged default box, always
+    else:
+        metrics["shipped"] = None  # not validated here: the caller must compare it with the default box
     localizer.metrics = metrics
     if progress:
         progress(TrainProgress(epoch=epochs, epochs=epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,

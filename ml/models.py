@@ -18,6 +18,21 @@ log = logging.getLogger(__name__)
 
 ARCHS = ("resnet18", "resnet34", "resnet50")
 HEADS = ("arcface", "softmax")
+POOLINGS = ("avg", "gem")
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling (Happywhale 2022 1st place): ``(mean(x^p))^(1/p)``, p learnable
+    (p=1: average pooling, p->inf: max pooling). Output (B, C)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.p.clamp(min=1.0)
+        return x.clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
 
 
 class ArcMarginHead(nn.Module):
@@ -35,6 +50,11 @@ class ArcMarginHead(nn.Module):
         self.easy_margin = easy_margin
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
         nn.init.xavier_uniform_(self.weight)
+        self.set_margin(m)
+
+    def set_margin(self, m: float) -> None:
+        """Change the margin (training ramps it up from 0: margin warm-up)."""
+        self.m = float(m)
         self.cos_m = math.cos(m)
         self.sin_m = math.sin(m)
         # cos(pi - m): beyond it theta + m would wrap past pi and cos(theta + m) stops decreasing.
@@ -76,12 +96,14 @@ class SoftmaxHead(nn.Module):
 class FlukeNet(nn.Module):
     def __init__(self, arch: str = "resnet50", embedding_dim: int = 512, num_classes: int = 2,
                  head: str = "arcface", in_channels: int = 1, arcface_s: float = 30.0,
-                 arcface_m: float = 0.5, easy_margin: bool = False):
+                 arcface_m: float = 0.5, easy_margin: bool = False, pooling: str = "avg"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         if num_classes < 1:
             raise ValueError("num_classes must be >= 1")
         self.arch = arch
@@ -94,6 +116,9 @@ class FlukeNet(nn.Module):
         nn.init.kaiming_normal_(backbone.conv1.weight, mode="fan_out", nonlinearity="relu")
         feat_dim = backbone.fc.in_features
         backbone.fc = nn.Identity()  # avgpool (global average pooling) + flatten stay
+        self.pooling = pooling
+        if pooling == "gem":
+            backbone.avgpool = GeM()  # (B, C): torchvision's flatten then is a no-op
         self.backbone = backbone
         self.feature_dim = feat_dim
         self.embedding = nn.Linear(feat_dim, embedding_dim)

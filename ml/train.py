@@ -5,7 +5,8 @@ Model folder (``config.out_dir``):
   "embedding_dim", "head"}`` (best-validation weights),
 - ``config.json``, ``metrics.json`` (held-out metrics of the best model), ``history.json`` (per epoch),
   ``*.png`` plots (``ml.evaluate.write_report``), ``split.json`` (which photos were used where),
-- ``localizer.pt`` when boxes were given (``ml.localizer.train_localizer``),
+- ``localizer.pt`` when boxes were given (``ml.localizer.train_localizer``) and the localizer beat the default
+  box on its validation photos (``metrics.json`` ``localizer``: ``val_iou_mean``, ``iou_default_mean``, ``shipped``),
 - ``checkpoint.pt`` (last epoch: model, optimizer, scheduler, rng states) for ``resume=True``,
 - ``cache/`` preprocessed crops (reused by later runs pointing at the same folder or ``cache_dir``).
 """
@@ -55,6 +56,13 @@ class TrainConfig:
     head: str = "arcface"  # "arcface" | "softmax" (seed 000)
     arcface_s: float = 30.0
     arcface_m: float = 0.5
+    margin_warmup_epochs: float = 3.0  # ArcFace margin ramps 0 -> arcface_m over these epochs (per step)
+    softmax_weight: float = 0.0  # + this x cross-entropy on the margin-free scaled cosines (ArcFace+softmax combo)
+    pooling: str = "avg"  # "avg" | "gem" (generalised mean, learnable p)
+    lr_warmup_epochs: float = 1.0  # linear lr warm-up over the first steps (0 = off)
+    bn_recalibrate: bool = True  # recompute BatchNorm running stats on the training crops before validating
+    new_threshold_min_new: int = 5  # fewer new-whale (or known) validation queries -> DEFAULT_NEW_THRESHOLD
+    new_threshold_min_known: int = 5
     epochs: int = 20
     batch_size: int = 32
     lr: float = 0.005  # seed 000 Adam; use 0.01 with optimizer="sgd" (seed 001)
@@ -172,13 +180,48 @@ class _Validation:
     threshold: float | None
     ranked: list = field(default_factory=list)
     truth: list = field(default_factory=list)
+    threshold_info: dict = field(default_factory=dict)
+
+
+@torch.no_grad()
+def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: int = 64,
+                   max_batches: int = 8) -> None:
+    """Recompute every BatchNorm's running mean/var as the exact average over (up to ``max_batches``
+    batches of) the un-augmented training crops. After a few dozen steps the momentum-0.1 running stats
+    still lag far behind the weights, so eval-mode embeddings would be computed with stale stats."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(dataset) < 2:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    try:
+        n = min(len(dataset), batch_size * max_batches)
+        order = np.random.default_rng(0).permutation(len(dataset))[:n]
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:
+                break
+            x = torch.stack([transform(dataset.crop(int(j))) for j in idx]).to(device)
+            with autocast(device):
+                model.features(x)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was_training)
 
 
 def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: list[str], device,
-              eval_transform, batch_size: int, default_threshold: float) -> _Validation:
+              eval_transform, batch_size: int, default_threshold: float | None = None, min_new: int = 5,
+              min_known: int = 5) -> _Validation:
     from ml.gallery import GalleryIndex
-    from ml.metrics import choose_new_threshold, map_at_k
+    from ml.metrics import DEFAULT_NEW_THRESHOLD, map_at_k, select_new_threshold
 
+    if default_threshold is None:
+        default_threshold = DEFAULT_NEW_THRESHOLD
     if len(query_ds) == 0 or len(gallery_ds) == 0:
         return _Validation(None, None, None)
     g = embed_crops(model, [gallery_ds.crop(i) for i in range(len(gallery_ds))], device, batch_size, eval_transform)
@@ -189,13 +232,8 @@ def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: li
     ranked = [[(m.label, m.score) for m in ms] for ms in matches]
     known = [i for i, t in enumerate(truth) if t != NEW_WHALE]
     map5_known = map_at_k([truth[i] for i in known], [[lab for lab, _ in ranked[i]] for i in known]) if known else None
-    if any(t == NEW_WHALE for t in truth):
-        threshold, map5 = choose_new_threshold(ranked, truth)
-        if not math.isfinite(threshold):
-            threshold = 1.0  # "never new" won: anything below a perfect match is new
-    else:
-        threshold, map5 = default_threshold, map5_known
-    return _Validation(map5, map5_known, threshold, ranked, truth)
+    choice = select_new_threshold(ranked, truth, min_new=min_new, min_known=min_known, default=default_threshold)
+    return _Validation(choice.map5, map5_known, choice.threshold, ranked, truth, choice.as_dict())
 
 
 def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
@@ -218,6 +256,7 @@ def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
     metrics.update(evaluate_rankings(val.truth, preds))
     metrics["map5_known_only"] = val.map5_known
     metrics["new_threshold"] = val.threshold
+    metrics["new_threshold_choice"] = val.threshold_info
     return metrics
 
 
@@ -288,7 +327,8 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
 
     # ---- model
     model = create_model(config.arch, config.embedding_dim, len(classes), config.head,
-                         init_weights=config.init_weights, arcface_s=config.arcface_s, arcface_m=config.arcface_m)
+                         init_weights=config.init_weights, arcface_s=config.arcface_s, arcface_m=config.arcface_m,
+                         pooling=config.pooling)
     init_report = {"init_weights": model.init_report} if config.init_weights else {}
     if config.init_from:
         init_report["init_from"] = _init_from_model_dir(model, config.init_from, classes)
@@ -329,6 +369,24 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
         total_steps = min(total_steps, config.max_steps)
     epoch = start_epoch
     last_val = None
+    warm_lr_steps = int(round(config.lr_warmup_epochs * steps_per_epoch))
+    warm_m_steps = int(round(config.margin_warmup_epochs * steps_per_epoch))
+    is_arc = config.head == "arcface"
+
+    def validate() -> _Validation:
+        if config.bn_recalibrate:
+            recalibrate_bn(model, gallery_ds, device, eval_tf, config.eval_batch_size)
+        return _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size,
+                         min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known)
+
+    if start_epoch == 0 and not history:
+        # epoch 0: the untrained network, measured the same way (the baseline training must beat)
+        report(epoch=0, epochs=config.epochs, step=0, steps_per_epoch=steps_per_epoch, loss=0.0,
+               phase="validate", message="validating the untrained model")
+        v0 = validate()
+        history.append({"epoch": 0, "loss": None, "val_map5": v0.map5, "val_map5_known": v0.map5_known,
+                        "new_threshold": v0.threshold, "lr": 0.0, "steps": 0,
+                        "time_s": round(time.monotonic() - t_start, 2)})
     try:
         for epoch in range(start_epoch, config.epochs):
             if stop_reason:
@@ -342,12 +400,25 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
                     continue
                 x = x.to(device, non_blocking=True)
                 y = torch.as_tensor(y).to(device, non_blocking=True)
+                if is_arc and warm_m_steps > 0:
+                    model.head.set_margin(config.arcface_m * min(1.0, global_step / warm_m_steps))
                 with autocast(device):
-                    logits = model(x, y)
+                    feats = model.features(x)
+                    logits = model.head(feats, y)
                 loss = F.cross_entropy(logits.float(), y)
+                if is_arc and config.softmax_weight > 0:
+                    loss = loss + config.softmax_weight * F.cross_entropy(model.head(feats).float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                if global_step < warm_lr_steps:
+                    scheduled = [g["lr"] for g in optimizer.param_groups]
+                    for g in optimizer.param_groups:
+                        g["lr"] = g["lr"] * (global_step + 1) / warm_lr_steps
+                    optimizer.step()
+                    for g, lr_ in zip(optimizer.param_groups, scheduled):
+                        g["lr"] = lr_
+                else:
+                    optimizer.step()
                 lv = float(loss.detach())
                 if not math.isfinite(lv):
                     raise FloatingPointError(f"loss became {lv} at epoch {epoch + 1} step {step + 1}; lower the lr")
@@ -369,14 +440,17 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
             check_stop()
             report(epoch=epoch + 1, epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
                    loss=running / max(1, n_loss), phase="validate", message="validating")
-            last_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf,
-                                 config.eval_batch_size, 0.5)
+            last_val = validate()
             entry = {"epoch": epoch + 1, "loss": running / max(1, n_loss) if n_loss else None,
                      "val_map5": last_val.map5, "val_map5_known": last_val.map5_known,
                      "new_threshold": last_val.threshold, "lr": optimizer.param_groups[0]["lr"],
+                     "margin": float(model.head.m) if is_arc else None,
                      "steps": global_step, "time_s": round(time.monotonic() - t_start, 2)}
             history.append(entry)
-            score = last_val.map5 if last_val.map5 is not None else -entry["loss"] if entry["loss"] else 0.0
+            # best = identification quality (known queries, threshold-free): with few validation photos the
+            # all-inclusive MAP@5 can be won by a collapsed model that calls everything new_whale
+            score = (last_val.map5_known if last_val.map5_known is not None else last_val.map5
+                     if last_val.map5 is not None else -entry["loss"] if entry["loss"] else 0.0)
             if best["state_dict"] is None or score > best["map5"]:
                 best = {"map5": score, "epoch": epoch + 1,
                         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -399,8 +473,13 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     # ---- final: best weights, held-out metrics
     if best["state_dict"] is not None:
         model.load_state_dict(best["state_dict"])
-    final_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size, 0.5)
-    new_threshold = float(final_val.threshold) if final_val.threshold is not None else 0.5
+    if is_arc:
+        model.head.set_margin(config.arcface_m)
+    final_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size,
+                          min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known)
+    from ml.metrics import DEFAULT_NEW_THRESHOLD
+
+    new_threshold = float(final_val.threshold) if final_val.threshold is not None else DEFAULT_NEW_THRESHOLD
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     version = _version(state_dict)
     extra = {
@@ -457,6 +536,12 @@ def _train_localizer(samples, out: Path, config: TrainConfig) -> dict:
         kwargs["max_steps"] = config.max_steps
     localizer, loc_metrics = train_localizer([s.path for s in with_boxes], [s.box for s in with_boxes], **kwargs)
     path = out / "localizer.pt"
+    if not loc_metrics.get("shipped"):
+        # not better than the default box on its validation photos: ship none, the Identifier then
+        # uses the flagged default box (both IoUs stay in metrics.json)
+        if path.exists():
+            path.unlink()
+        return dict(loc_metrics)
     tmp = out / f"localizer.pt.{os.getpid()}.tmp"
     localizer.save(tmp)
     os.replace(tmp, path)

@@ -42,9 +42,17 @@ def wait_for(predicate, timeout=120.0, interval=0.25, message="condition"):
 
 @pytest.fixture(scope="session", autouse=True)
 def media_root(tmp_path_factory):
-    from django.test import override_settings
-
     root = tmp_path_factory.mktemp("site")
+    try:  # no-op without Django settings (``pytest tests/ml -p no:django``)
+        from django.conf import settings
+        from django.test import override_settings
+
+        configured = settings.configured
+    except ImportError:
+        configured = False
+    if not configured:
+        yield root
+        return
     media, ml_root = root / "media", root / "ml"
     media.mkdir()
     ml_root.mkdir()

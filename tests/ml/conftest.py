@@ -62,10 +62,3 @@ def tiny_trained(synth_small, tmp_path_factory):
                          cache_dir=str(synth_small / "cache"), **TINY)
     result = train(config, progress=progress.append)
     return result, progress
-
-
-@pytest.fixture(scope="session", autouse=True)
-def media_root(tmp_path_factory):
-    """Overrides the site-wide autouse ``media_root`` (tests/conftest.py), which needs Django settings:
-    the ``ml`` tests must run without Django (``pytest tests/ml -p no:django``)."""
-    return tmp_path_factory.mktemp("ml-media")

@@ -1,4 +1,5 @@
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -26,7 +27,9 @@ def test_end_to_end(tmp_path):
     out = run("train", "--csv", data / "train.csv", "--images", data / "images", "--boxes", data / "boxes.csv",
               "--out", model, "--epochs", 2, "--arch", "resnet18", "--image-size", 64, "--embedding-dim", 16,
               "--batch-size", 8, "--max-steps", 3, "--num-workers", 0, "--localizer-epochs", 1, "--seed", 1)
-    assert (model / "model.pt").is_file() and (model / "localizer.pt").is_file()
+    assert (model / "model.pt").is_file()
+    loc = json.loads((model / "metrics.json").read_text())["localizer"]  # shipped only if it beat the default box
+    assert (model / "localizer.pt").is_file() == loc["shipped"] == (loc["val_iou_mean"] > loc["iou_default_mean"])
     assert out.stdout.strip().splitlines()[-1].startswith("MAP@5 ")
     # queries: a copy of every photo under a new name, truth = its id
     rows = list(csv.DictReader((data / "train.csv").open()))

@@ -21,7 +21,8 @@ def test_loads_folder(identifier, tiny_trained):
     assert identifier.version == result.metrics["version"]
     assert identifier.new_threshold == pytest.approx(result.new_threshold)
     assert identifier.image_size == 64
-    assert identifier.localizer is not None
+    # a localizer is used only when it beat the default box on validation (else: flagged default boxes)
+    assert (identifier.localizer is not None) == result.metrics["localizer"]["shipped"]
     assert len(identifier.classes) == result.metrics["n_classes"]
 
 
@@ -67,3 +68,19 @@ def test_bad_crop_shape(identifier):
 def test_missing_folder(tmp_path):
     with pytest.raises(ModelFolderError, match="no model.pt"):
         Identifier.load(tmp_path)
+
+
+def test_localizer_not_better_than_default_box_is_ignored(tiny_trained, tmp_path, synth_small):
+    import shutil
+
+    from ml.localizer import Localizer
+
+    result, _ = tiny_trained
+    folder = tmp_path / "m"
+    shutil.copytree(result.model_dir, folder, ignore=shutil.ignore_patterns("checkpoint.pt", "cache"))
+    Localizer(image_size=64, metrics={"val_iou_mean": 0.2, "iou_default_mean": 0.4, "shipped": False}).save(
+        folder / "localizer.pt")
+    ident = Identifier.load(folder)
+    assert ident.localizer is None
+    loc = ident.localize(_images(synth_small)[0])
+    assert loc.flagged and loc.source == "default"

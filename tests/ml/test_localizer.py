@@ -48,6 +48,7 @@ def test_training_beats_default_box_and_learns_orientation(trained):
     assert m["n_train"] == 160 and m["n_val"] == 40
     assert m["val_iou_mean"] > m["iou_default_mean"] + 0.3
     assert m["val_iou_mean"] > 0.6
+    assert m["shipped"] is True and loc.conf_threshold == 0.5
     assert m["val_upside_accuracy"] >= 0.9
     # predict on fresh photos, upright and rotated: boxes in original pixels
     fresh = [toy_photo(1000 + i) for i in range(10)]
@@ -92,3 +93,17 @@ def test_learns_boxes_on_synthetic_flukes():
     assert m["n_val"] == 24
     assert m["val_iou_mean"] > m["iou_default_mean"] + 0.1
     assert m["val_upside_accuracy"] >= 0.8
+
+
+def test_guard_does_not_ship_a_localizer_worse_than_the_default_box():
+    data = [toy_photo(3000 + i) for i in range(20)]
+    loc, m = train_localizer([d[0] for d in data], [d[1] for d in data], image_size=64, seed=0, max_steps=0)
+    assert m["steps"] == 0 and m["n_val"] == 4
+    assert m["val_iou_mean"] <= m["iou_default_mean"] and m["shipped"] is False
+    for im, _ in data[:3]:
+        (p,) = loc.predict([im])
+        assert p.flagged and p.source == "default" and p.box == default_localization(*im.size).box
+    # no validation split: not judged here (the caller compares with the default box)
+    _, m0 = train_localizer([d[0] for d in data], [d[1] for d in data], image_size=64, val_fraction=0.0,
+                            max_steps=0)
+    assert m0["shipped"] is None
