@@ -112,19 +112,20 @@ def render_individual(individual_seed: int) -> Individual:
     top_smooth = tip_y + sweep * asym[side] * (1 - uu ** p_sweep) + bend * uu * (1 - uu) * (1 if rng.random() < 0.5 else -1)
     chord = chord0 * asym[::-1][side] ** 0.5 * np.clip(1 - uu ** k_tip, 0, 1) ** m_tip
     # central notch
-    notch_depth = rng.uniform(5, 18)
-    notch_w = rng.uniform(0.02, 0.06)
+    notch_depth = rng.uniform(6, 22)
+    notch_w = rng.uniform(0.02, 0.07)
     notch = notch_depth * np.exp(-((signed_u - rng.uniform(-0.01, 0.01)) / notch_w) ** 2)
-    # trailing edge: scallops + random serration + missing chunks
+    # trailing edge profile: broad scallops + fine serration + missing chunks (bites) deep enough to see at 64 px
     serr = np.zeros(W, np.float32)
-    amp = rng.uniform(0.6, 3.0)
-    for _ in range(3):
-        freq = rng.uniform(8, 45)
-        serr += amp * rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * freq * signed_u + rng.uniform(0, 2 * np.pi))
+    amp = rng.uniform(1.0, 3.5)
+    for _ in range(2):
+        freq = rng.uniform(3, 12)
+        serr += amp * rng.uniform(0.4, 1.0) * np.sin(2 * np.pi * freq * signed_u + rng.uniform(0, 2 * np.pi))
+    serr += rng.uniform(0.3, 1.2) * np.sin(2 * np.pi * rng.uniform(20, 45) * signed_u + rng.uniform(0, 2 * np.pi))
     serr += rng.uniform(0.3, 1.5) * np.abs(_smooth_noise(rng, (1, W), (1, int(rng.uniform(40, 120))))[0])
-    for _ in range(int(rng.integers(0, 5))):  # bites, nicks out of the trailing edge
-        c = rng.uniform(-0.95, 0.95)
-        serr += rng.uniform(3, 12) * np.exp(-((signed_u - c) / rng.uniform(0.01, 0.05)) ** 2)
+    for _ in range(int(rng.integers(0, 4))):  # bites, nicks out of the trailing edge
+        c = rng.uniform(-0.9, 0.9)
+        serr += rng.uniform(5, 16) * np.exp(-((signed_u - c) / rng.uniform(0.02, 0.06)) ** 2)
     top = top_smooth + notch + serr
     bottom = top_smooth + chord + 2.0
     # anti-aliased lobe mask, column by column
@@ -137,34 +138,35 @@ def render_individual(individual_seed: int) -> Individual:
     ped = np.clip(half_w - np.abs(xs - _CX) + 0.5, 0, 1) * np.clip(ys - (top_smooth[int(_CX)] + notch_depth) + 0.5, 0, 1)
     alpha = np.maximum(lobe, ped).astype(np.float32)
 
-    # ---- pigmentation
+    # ---- pigmentation: a large-scale black/white patch layout (what human matchers use; it must survive
+    # a 64-128 px crop, so patches are tens of canvas pixels at least), a dark trailing margin, then a
+    # few bold marks (big spots, long scars, rake marks) and some fine speckle
     mask = lobe > 0.5
     kind = rng.random()
-    white_frac = rng.uniform(0.0, 0.15) if kind < 0.25 else (rng.uniform(0.15, 0.6) if kind < 0.7 else rng.uniform(0.6, 0.92))
+    white_frac = rng.uniform(0.05, 0.25) if kind < 0.3 else (rng.uniform(0.25, 0.6) if kind < 0.7 else rng.uniform(0.6, 0.88))
     field = (
-        1.0 * _smooth_noise(rng, (H, W), (3, 6))
-        + 0.7 * _smooth_noise(rng, (H, W), (6, 12))
-        + 0.45 * _smooth_noise(rng, (H, W), (12, 24))
-        + 0.25 * _smooth_noise(rng, (H, W), (24, 48))
+        1.0 * _smooth_noise(rng, (H, W), (2, 4))
+        + 0.8 * _smooth_noise(rng, (H, W), (3, 7))
+        + 0.35 * _smooth_noise(rng, (H, W), (6, 12))
     )
-    sym = rng.uniform(0.0, 0.7)  # left/right lobes partly mirror each other
+    sym = rng.uniform(0.0, 0.6)  # left/right lobes partly mirror each other
     field = (1 - sym) * field + sym * 0.5 * (field + field[:, ::-1])
     dist_te = ys - top  # distance below the trailing edge
     dist_le = bottom - ys
-    field += rng.uniform(0.3, 1.5) * (1 - np.exp(-np.clip(dist_te, 0, None) / rng.uniform(4, 12)))  # dark trailing margin
-    field += rng.uniform(0.0, 1.0) * (1 - np.exp(-np.clip(dist_le, 0, None) / rng.uniform(4, 15)))
-    field -= rng.uniform(0.3, 1.5) * np.exp(-(signed_u / rng.uniform(0.08, 0.2)) ** 2)  # dark centre
-    field -= rng.uniform(0.0, 1.0) * np.clip(uu - 0.85, 0, None) * 6  # dark tips
-    field += rng.uniform(0.1, 0.35) * _smooth_noise(rng, (H, W), (60, 120))  # ragged boundaries
+    field -= rng.uniform(0.3, 1.2) * np.exp(-np.clip(dist_te, 0, None) / rng.uniform(5, 14))  # dark trailing margin
+    field -= rng.uniform(0.0, 0.8) * np.exp(-np.clip(dist_le, 0, None) / rng.uniform(5, 15))  # dark leading edge
+    field -= rng.uniform(0.0, 1.2) * np.exp(-(signed_u / rng.uniform(0.06, 0.16)) ** 2)  # dark centre
+    field -= rng.uniform(0.0, 0.8) * np.clip(uu - 0.85, 0, None) * 6  # dark tips
+    field += rng.uniform(0.05, 0.15) * _smooth_noise(rng, (H, W), (24, 48))  # ragged patch boundaries
     values = field[mask]
     thr = np.quantile(values, 1 - white_frac) if values.size else 0.0
     white = _sigmoid((field - thr) / (0.04 * (values.std() + 1e-6)))
-    black_level = rng.uniform(0.06, 0.16)
-    white_level = rng.uniform(0.82, 0.95)
+    black_level = rng.uniform(0.06, 0.14)
+    white_level = rng.uniform(0.85, 0.95)
     albedo = black_level + (white_level - black_level) * white
-    albedo *= 1 + 0.06 * _smooth_noise(rng, (H, W), (30, 60))  # skin texture
+    albedo *= 1 + 0.04 * _smooth_noise(rng, (H, W), (30, 60))  # skin texture
 
-    # ---- speckles, scars, rake marks, barnacle marks
+    # ---- bold marks, scars, rake marks, barnacle marks, speckle
     marks = Image.new("L", (W, H), 128)  # 128 = nothing; >128 whiter, <128 darker
     draw = ImageDraw.Draw(marks)
     lobe_ys, lobe_xs = np.nonzero(mask)
@@ -174,36 +176,41 @@ def render_individual(individual_seed: int) -> Individual:
         return float(lobe_xs[i]), float(lobe_ys[i])
 
     if lobe_xs.size:
-        for _ in range(int(rng.integers(0, 40))):  # dark speckles
+        for _ in range(int(rng.integers(1, 5))):  # big spots: black on white, white on black
             x, y = random_point()
-            r = rng.uniform(0.8, 2.5)
+            rx, ry = rng.uniform(6, 16), rng.uniform(5, 12)
+            fill = int(rng.integers(0, 30)) if white[int(y), int(x)] > 0.5 else int(rng.integers(225, 256))
+            draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
+        for _ in range(int(rng.integers(0, 15))):  # dark speckles
+            x, y = random_point()
+            r = rng.uniform(1.0, 3.0)
             draw.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(0, 50)))
-        for _ in range(int(rng.integers(0, 30))):  # white speckles
+        for _ in range(int(rng.integers(0, 12))):  # white speckles
             x, y = random_point()
-            r = rng.uniform(0.6, 2.0)
+            r = rng.uniform(1.0, 2.5)
             draw.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(210, 256)))
-        for _ in range(int(rng.integers(0, 6))):  # single scars (slightly curved)
+        for _ in range(int(rng.integers(0, 4))):  # long scars (slightly curved), a few pixels wide
             x, y = random_point()
             ang = rng.uniform(0, np.pi)
-            length = rng.uniform(15, 70)
-            pts = [(x + t * length * np.cos(ang) + rng.normal(0, 1.5), y + t * length * np.sin(ang) + rng.normal(0, 1.5))
+            length = rng.uniform(30, 100)
+            pts = [(x + t * length * np.cos(ang) + rng.normal(0, 2), y + t * length * np.sin(ang) + rng.normal(0, 2))
                    for t in np.linspace(-0.5, 0.5, 5)]
-            draw.line(pts, fill=int(rng.integers(200, 256)), width=int(rng.integers(1, 3)))
-        for _ in range(int(rng.integers(0, 3))):  # rake marks: parallel lines
+            draw.line(pts, fill=int(rng.integers(215, 256)), width=int(rng.integers(3, 6)))
+        for _ in range(int(rng.integers(0, 2))):  # rake marks: parallel lines
             x, y = random_point()
             ang = rng.uniform(0, np.pi)
-            length = rng.uniform(20, 60)
-            gap = rng.uniform(4, 8)
+            length = rng.uniform(30, 70)
+            gap = rng.uniform(6, 10)
             nx, ny = -np.sin(ang), np.cos(ang)
             for j in range(int(rng.integers(2, 5))):
                 ox, oy = x + j * gap * nx, y + j * gap * ny
                 draw.line([(ox - length / 2 * np.cos(ang), oy - length / 2 * np.sin(ang)),
                            (ox + length / 2 * np.cos(ang), oy + length / 2 * np.sin(ang))],
-                          fill=int(rng.integers(210, 256)), width=int(rng.integers(1, 3)))
-        for _ in range(int(rng.integers(0, 8))):  # barnacle rings
+                          fill=int(rng.integers(215, 256)), width=int(rng.integers(2, 4)))
+        for _ in range(int(rng.integers(0, 6))):  # barnacle rings
             x, y = random_point()
-            r = rng.uniform(2, 4.5)
-            draw.ellipse([x - r, y - r, x + r, y + r], outline=int(rng.integers(200, 256)), width=1)
+            r = rng.uniform(3, 6)
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=int(rng.integers(200, 256)), width=2)
     m = (np.asarray(marks, np.float32) - 128) / 127.0
     albedo = np.where(m > 0, albedo + (white_level - albedo) * m, albedo * (1 + m))
     # trailing edge: a thin dark rim (the edge seen against the sky)
@@ -274,10 +281,10 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
 
     # ---- where the fluke goes: similarity + perspective, fitted inside the frame
     bx0, by0, bx1, by1 = ind.bbox
-    cut = rng.uniform(ind.join_y + 5, CANVAS_H)  # water line on the tail stock, canvas rows
-    angle = np.deg2rad(rng.normal(0, 6))
-    yaw = rng.uniform(-0.25, 0.25)  # one lobe nearer the camera
-    pitch = rng.uniform(0.75, 1.15)  # vertical foreshortening
+    cut = rng.uniform(ind.join_y + 5, min(CANVAS_H, ind.join_y + 60))  # water line on the tail stock, canvas rows
+    angle = np.deg2rad(np.clip(rng.normal(0, 5), -12, 12))
+    yaw = rng.uniform(-0.2, 0.2)  # one lobe nearer the camera
+    pitch = rng.uniform(0.8, 1.1)  # vertical foreshortening
     width_frac = rng.uniform(0.5, 0.92)
     src = np.array([[0, 0], [CANVAS_W, 0], [CANVAS_W, CANVAS_H], [0, CANVAS_H]], float)
     fluke_pts = np.array([[bx0, by0], [bx1, by0], [bx1, cut], [bx0, cut], [_CX, cut]], float)
@@ -320,12 +327,12 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     box = Box(float(xs_a.min()), float(ys_a.min()), float(xs_a.max() + 1), float(ys_a.max() + 1))
 
     # ---- lighting and contrast of the fluke (back-light flattens the pattern)
-    contrast = rng.uniform(0.35, 1.1)
-    brightness = rng.uniform(0.6, 1.15)
+    contrast = rng.uniform(0.55, 1.05)
+    brightness = rng.uniform(0.7, 1.12)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     light_dir = rng.normal(size=2)
     ramp = ((xx - W / 2) * np.float32(light_dir[0]) + (yy - H / 2) * np.float32(light_dir[1])) / np.float32(np.hypot(*light_dir) * W)
-    shade = 1 + np.float32(rng.uniform(0, 0.6)) * ramp + 0.08 * _smooth_noise(rng, (H, W), (6, 9))
+    shade = 1 + np.float32(rng.uniform(0, 0.4)) * ramp + 0.05 * _smooth_noise(rng, (H, W), (6, 9))
     mid = np.float32(0.45)
     lum = np.clip((mid + (albedo - mid) * np.float32(contrast)) * np.float32(brightness) * shade, 0, 1)
     if colour:
@@ -342,23 +349,23 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     draw = ImageDraw.Draw(over)
     te = ind.trailing_edge
     good_cols = np.nonzero(np.isfinite(te))[0]
-    for _ in range(int(rng.integers(0, 7))):  # sheets of water falling from the trailing edge
+    for _ in range(int(rng.integers(0, 5))):  # sheets of water falling from the trailing edge
         c = int(rng.choice(good_cols))
         p0 = _apply_homography(_perspective_coeffs(src, dst), np.array([[c, te[c]]], float))[0]
-        length = rng.uniform(0.1, 0.6) * H
-        draw.line([(p0[0], p0[1]), (p0[0] + rng.normal(0, 3), p0[1] + length)], fill=int(rng.integers(60, 170)),
-                  width=int(rng.integers(1, 4)))
+        length = rng.uniform(0.1, 0.5) * H
+        draw.line([(p0[0], p0[1]), (p0[0] + rng.normal(0, 3), p0[1] + length)], fill=int(rng.integers(40, 130)),
+                  width=int(rng.integers(1, 3)))
     fwd = _perspective_coeffs(src, dst)
     base_pt = _apply_homography(fwd, np.array([[_CX, cut]], float))[0]
-    n_splash = int(rng.integers(0, 4)) if rng.random() < 0.7 else 0
+    n_splash = int(rng.integers(1, 3)) if rng.random() < 0.5 else 0
     for _ in range(n_splash):
-        if rng.random() < 0.7:  # at the water line
+        if rng.random() < 0.8:  # at the water line
             cx, cy = base_pt + rng.normal(0, 1, 2) * [box.width * 0.15, box.height * 0.05]
         else:  # thrown over a lobe
             cx = rng.uniform(box.x0, box.x1)
             cy = rng.uniform(box.y0 + box.height * 0.3, box.y1)
-        rx = rng.uniform(0.04, 0.18) * box.width
-        ry = rng.uniform(0.08, 0.3) * box.height
+        rx = rng.uniform(0.03, 0.1) * box.width
+        ry = rng.uniform(0.05, 0.18) * box.height
         for _ in range(int(rng.integers(3, 9))):  # a blob made of droplets
             ox, oy = rng.normal(0, 0.5, 2) * [rx, ry]
             r = rng.uniform(0.3, 0.8)
@@ -370,10 +377,10 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     img = img * (1 - o) + foam * o
 
     # ---- camera: exposure, gamma, noise, blur, grayscale, JPEG
-    img = np.clip(img, 0, 1, dtype=np.float32) ** np.float32(rng.uniform(0.8, 1.25))
-    img += np.float32(rng.uniform(0.005, 0.03)) * rng.standard_normal(img.shape, dtype=np.float32)
+    img = np.clip(img, 0, 1, dtype=np.float32) ** np.float32(rng.uniform(0.85, 1.15))
+    img += np.float32(rng.uniform(0.005, 0.02)) * rng.standard_normal(img.shape, dtype=np.float32)
     pil = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
-    blur = rng.uniform(0, 1.3) if rng.random() < 0.6 else 0.0
+    blur = rng.uniform(0, 1.0) if rng.random() < 0.5 else 0.0
     if blur > 0.2:
         pil = pil.filter(ImageFilter.GaussianBlur(blur))
     if grayscale:
@@ -457,7 +464,8 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
     if workers > 1:
         import multiprocessing as mp
 
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        # never plain fork: a caller with threads (torch, a test live server) can deadlock the child
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         pool = ctx.Pool(workers)
         results = pool.imap(_write_photo, tasks, chunksize=16)
     else:
