@@ -1,7 +1,7 @@
 """Cosine nearest-neighbour gallery of fluke embeddings (FAISS).
 
 Vectors are L2-normalised on the way in, so inner product == cosine similarity.
-While the gallery is small (``len <= hnsw_threshold``) the index is exact
+While the gallery is small (``len <= hnsw_threshold``, default 20,000) the index is exact
 (``IndexFlatIP``); once it grows past the threshold it is rebuilt as an HNSW graph
 (``IndexHNSWFlat``, ``METRIC_INNER_PRODUCT``), which answers a top-5 query over a
 million 512-d vectors in a few milliseconds with recall@5 ~0.99 (see
@@ -32,6 +32,9 @@ import numpy as np
 from ml.types import NEW_WHALE, Match
 
 TOMBSTONE_FRACTION = 0.20
+# exact search above this many photos costs more than a backbone forward on a 2-core CPU
+# (100k x 512 exact: ~22 ms/query idle vs ~1-2 ms HNSW; bench/pipeline_vs_forward.py)
+HNSW_THRESHOLD = 20_000
 FORMAT_VERSION = 1
 
 
@@ -59,7 +62,7 @@ def insert_new_whale(matches: list[Match], new_threshold: float, k: int) -> list
 class GalleryIndex:
     """Incremental cosine-similarity index of gallery photos labelled by individual."""
 
-    def __init__(self, dim: int, hnsw_threshold: int = 100_000, hnsw_m: int = 32,
+    def __init__(self, dim: int, hnsw_threshold: int = HNSW_THRESHOLD, hnsw_m: int = 32,
                  ef_search: int = 128, ef_construction: int = 80):
         if dim <= 0:
             raise ValueError("dim must be positive")

@@ -89,14 +89,30 @@ class Identifier:
 
     # ----------------------------------------------------------------- images
     @staticmethod
-    def _image(image):
+    def open(source):
+        """Decode a photo (path, bytes or file) the way the pipeline needs it: checked like
+        ``ml.images.load_image``, EXIF-oriented, grayscale (``gray=True``: a JPEG's luma plane is
+        decoded directly, at full resolution, so boxes are in the photo's own pixels)."""
+        from ml.images import load_image
+
+        return load_image(source, gray=True)
+
+    @classmethod
+    def _image(cls, image):
         from PIL import Image
 
         if isinstance(image, Image.Image):
             return image
-        from ml.images import load_image
+        return cls.open(image)
 
-        return load_image(image)
+    @staticmethod
+    def _gray(img):
+        """The localizer and the crop both work in grayscale: convert once, not once each."""
+        if img.mode in ("L", "F"):
+            return img
+        from ml.preprocess import _grayscale
+
+        return _grayscale(img)
 
     def localize(self, image) -> Localization:
         """Where the fluke is: the localizer's box, or the default box (``default_localization``,
@@ -117,7 +133,7 @@ class Identifier:
         """
         from ml.preprocess import preprocess
 
-        img = self._image(image)
+        img = self._gray(self._image(image))
         if box is not None:
             loc = Localization(box=box, confidence=1.0, source="given", flagged=False,
                                upside_down=bool(upside_down))

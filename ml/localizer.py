@@ -99,7 +99,7 @@ def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, float, 
     """Grayscale, aspect-preserving resize onto a size x size canvas (centred, padded
     with the mean), standardised. Returns (canvas float32, scale, offset_x, offset_y):
     canvas pixel = original pixel * scale + offset."""
-    gray = image.convert("L")
+    gray = image if image.mode == "L" else image.convert("L")
     w, h = gray.size
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -152,7 +152,7 @@ class Localizer:
         self.conf_threshold = float(conf_threshold)
         self.metrics = dict(metrics or {})
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _forward(self, canvases: np.ndarray, batch_size: int = 64):
         self.net.eval()
         boxes, ups, confs = [], [], []

@@ -104,7 +104,7 @@ def affine_crop(image, box: Box, size: int = DEFAULT_SIZE, *, antialias: bool = 
     gray = _grayscale(_to_pil(image))
     if box.x1 <= box.x0 or box.y1 <= box.y0:
         raise ValueError(f"empty box {box}")
-    mean = float(np.asarray(gray, dtype=np.float64).mean())
+    mean = float(np.asarray(gray).mean(dtype=np.float64))  # no float64 copy of the whole photo
     x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
     if antialias:
         factor = int(min((x1 - x0) / size, (y1 - y0) / size))
