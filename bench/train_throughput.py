@@ -1,12 +1,18 @@
-"""Training images/s: ml.train's loop vs a bare torch loop over preloaded tensors.
+"""Training images/s: ml.train's loop vs a bare torch loop over preloaded tensors, interleaved.
 
-Both train the same FlukeNet (arch, head, batch size, optimizer) in one run. ml.train's
-rate is taken from its progress callback (time between train-step reports after a
-warm-up, so crop caching, validation and saving are excluded, but its data loader,
-augmentation and bookkeeping are included). The bare loop feeds preloaded random
-tensors straight to the model: the upper bound.
+Both train the same FlukeNet (arch, head, batch size) in one run, **step for step**: ml.train
+calls its progress callback after every training step, and the callback runs one step of the
+bare loop (preloaded random tensors straight into the model: the upper bound) and times it.
+ml.train's step time is the time between the end of one callback and the start of the next
+(its data loader, augmentation, forward/backward/optimizer and bookkeeping; the bare step is
+excluded), so background load hits both alike. The first --warmup steps of each are dropped,
+intervals across epochs (validation) are skipped, and the medians are compared.
 
-    python bench/train_throughput.py [--arch resnet18] [--size 224] [--batch 16] [--steps 12]
+With DataLoader worker processes (``--workers N``) the workers keep preparing batches while the
+bare step runs, which flatters ml.train a little; with the default (0 workers on <= 2 CPUs or
+in-memory crops on the CPU, see ``ml.data.default_loader_workers``) there is no such effect.
+
+    python bench/train_throughput.py [--arch resnet18] [--size 224] [--batch 16] [--steps 12] [--workers N]
 """
 from __future__ import annotations
 
@@ -28,21 +34,27 @@ from ml.synth import generate_dataset  # noqa: E402
 from ml.train import TrainConfig, train  # noqa: E402
 
 
-def bare_loop(arch, size, batch, steps, warmup, num_classes, head, lr) -> float:
-    torch.manual_seed(0)
-    model = create_model(arch, 512, num_classes, head).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    xs = torch.randn(warmup + steps, batch, 1, size, size)
-    ys = torch.randint(0, num_classes, (warmup + steps, batch))
-    t0 = None
-    for i in tqdm(range(warmup + steps), desc="bare loop", leave=False):
-        if i == warmup:
-            t0 = time.perf_counter()
-        loss = F.cross_entropy(model(xs[i], ys[i]).float(), ys[i])
-        opt.zero_grad(set_to_none=True)
+class BareLoop:
+    """One step at a time of the plain torch loop, on preloaded tensors."""
+
+    def __init__(self, arch, size, batch, steps, num_classes, head, lr):
+        torch.manual_seed(0)
+        self.model = create_model(arch, 512, num_classes, head).train()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.xs = torch.randn(steps, batch, 1, size, size)
+        self.ys = torch.randint(0, num_classes, (steps, batch))
+        self.i = 0
+        self.times: list[float] = []
+
+    def step(self) -> None:
+        i = self.i % len(self.xs)
+        t = time.perf_counter()
+        loss = F.cross_entropy(self.model(self.xs[i], self.ys[i]).float(), self.ys[i])
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-    return steps * batch / (time.perf_counter() - t0)
+        self.opt.step()
+        self.times.append(time.perf_counter() - t)
+        self.i += 1
 
 
 def main(argv=None):
@@ -57,37 +69,46 @@ def main(argv=None):
     ap.add_argument("--head", default="arcface")
     args = ap.parse_args(argv)
     steps_needed = args.warmup + args.steps
+    bare = BareLoop(args.arch, args.size, args.batch, min(steps_needed, 8), args.individuals, args.head, 0.005)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        summary = generate_dataset(tmp / "synth", individuals=args.individuals, photos=(4, 8), seed=0,
-                                   progress=False)
-        stamps: list[tuple[int, float]] = []
-        bar = tqdm(total=steps_needed, desc="ml.train loop", leave=False)
+        generate_dataset(tmp / "synth", individuals=args.individuals, photos=(4, 8), seed=0, progress=False)
+        ours: list[float] = []
+        last = {"end": None, "epoch": None}
+        bar = tqdm(total=steps_needed, desc="interleaved steps", leave=False)
 
         def progress(p):
-            if p.phase == "train":
-                stamps.append((p.epoch, time.perf_counter()))
-                bar.update(1)
+            now = time.perf_counter()
+            if p.phase != "train":
+                last["end"] = None  # validation etc. between: the next interval is not a step
+                return
+            if last["end"] is not None and last["epoch"] == p.epoch:
+                ours.append(now - last["end"])
+            bare.step()
+            bar.update(1)
+            last["epoch"] = p.epoch
+            last["end"] = time.perf_counter()
 
         cfg = TrainConfig(csv=str(tmp / "synth" / "train.csv"), images_dir=str(tmp / "synth" / "images"),
                           out_dir=str(tmp / "model"), boxes_csv=str(tmp / "synth" / "boxes.csv"), arch=args.arch,
                           image_size=args.size, head=args.head, epochs=1000, batch_size=args.batch,
-                          max_steps=steps_needed, train_localizer=False, oversample_to=8, device="cpu",
+                          max_steps=steps_needed + 1, train_localizer=False, oversample_to=8, device="cpu",
                           num_workers=args.workers)
-        result = train(cfg, progress=progress)
+        train(cfg, progress=progress)
         bar.close()
-        # stamps[i] is taken after step i+1: an interval between two stamps of the same epoch is one
-        # full step (loader + forward + backward); intervals across epochs (validation) are skipped
-        intervals = [b - a for (ea, a), (eb, b) in zip(stamps, stamps[1:]) if ea == eb][args.warmup - 1:]
-        if not intervals:
-            raise SystemExit("ml.train ran too few steps within an epoch; use more --individuals")
-        ours = args.batch / float(np.mean(intervals))
-        n_classes = int(result.metrics.get("n_classes", args.individuals))
-    bare = bare_loop(args.arch, args.size, args.batch, args.steps, args.warmup, n_classes, args.head, 0.005)
-    print(f"{args.arch} {args.size}px batch {args.batch}, {args.steps} timed steps, torch threads "
-          f"{torch.get_num_threads()}, ml.train num_workers {cfg.num_workers}")
-    print(f"ml.train loop {ours:.2f} img/s vs bare torch loop {bare:.2f} img/s: ratio {ours / bare:.3f}x "
-          f"[target >= 0.8x: {'OK' if ours / bare >= 0.8 else 'MISS'}]")
+    from ml.data import default_loader_workers
+
+    workers = args.workers if args.workers is not None else default_loader_workers(True, "cpu")
+    ours_t = ours[max(0, args.warmup - 1):]
+    bare_t = bare.times[args.warmup:]
+    if not ours_t:
+        raise SystemExit("ml.train ran too few steps within an epoch; use more --individuals")
+    o, b = args.batch / float(np.median(ours_t)), args.batch / float(np.median(bare_t))
+    print(f"{args.arch} {args.size}px batch {args.batch}, {len(ours_t)} / {len(bare_t)} timed steps (interleaved), "
+          f"torch threads {torch.get_num_threads()}, ml.train loader workers {workers}")
+    print(f"ml.train step median {np.median(ours_t) * 1000:.0f} ms, bare step median {np.median(bare_t) * 1000:.0f} ms")
+    print(f"ml.train loop {o:.2f} img/s vs bare torch loop {b:.2f} img/s: ratio {o / b:.3f}x "
+          f"[target >= 0.8x: {'OK' if o / b >= 0.8 else 'MISS'}]")
 
 
 if __name__ == "__main__":

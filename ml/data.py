@@ -575,8 +575,54 @@ class _IndexDataset(Dataset):
         return self.base[self.indices[i]]
 
 
+class _RawCrops(Dataset):
+    """A FlukeDataset's crops as (1, S, S) tensors without its per-item transform; the loader's
+    collate function then augments the whole batch at once (``_BatchAugment``)."""
+
+    def __init__(self, base: "FlukeDataset", indices: Sequence[int] | None = None):
+        self.base = base
+        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.labels = [base.labels[i] for i in self.indices]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        j = self.indices[i]
+        return torch.from_numpy(self.base.crop(j))[None], self.base.labels[j]
+
+
+class _BatchAugment:
+    """collate_fn: stack the raw crops and apply ``transform.apply_batch`` in one call (picklable for workers)."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, batch):
+        xs = torch.stack([x for x, _ in batch])
+        ys = torch.as_tensor([y for _, y in batch])
+        return self.transform.apply_batch(xs), ys
+
+
 def default_num_workers() -> int:
+    """Processes for hashing and crop preparation (before training): one per core, up to 4."""
     return min(4, os.cpu_count() or 1)
+
+
+def default_loader_workers(in_memory: bool = False, device=None) -> int:
+    """DataLoader worker processes for the training loop.
+
+    0 (load in the training process) when there are at most 2 CPUs, or when training on the CPU
+    with the crops already in memory: then the only per-sample work is one small affine warp,
+    and worker processes would just compete with the training threads for the same cores
+    (bench/train_throughput.py measured ml.train at 0.46x of a bare loop with 2 workers on
+    2 cores). Otherwise ``default_num_workers()``.
+    """
+    cpus = os.cpu_count() or 1
+    on_cpu = device is None or str(getattr(device, "type", device)) == "cpu"
+    if cpus <= 2 or (on_cpu and in_memory):
+        return 0
+    return default_num_workers()
 
 
 def _worker_init(worker_id: int) -> None:
@@ -589,7 +635,13 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
                 seed: int = 0, drop_last: bool = False, oversample_to: int = 0) -> "DataLoader":
     if num_workers is None:
         num_workers = default_num_workers()
-    if oversample_to and isinstance(dataset, FlukeDataset):
+    collate = None
+    if isinstance(dataset, FlukeDataset) and hasattr(dataset.transform, "apply_batch"):
+        # batched augmentation: one warp per batch instead of one per crop
+        indices = oversample_indices(dataset.labels, oversample_to) if oversample_to else None
+        collate = _BatchAugment(dataset.transform)
+        dataset = _RawCrops(dataset, indices)
+    elif oversample_to and isinstance(dataset, FlukeDataset):
         dataset = _IndexDataset(dataset, oversample_indices(dataset.labels, oversample_to))
     g = torch.Generator()
     g.manual_seed(seed)
@@ -603,4 +655,5 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_worker_init if num_workers > 0 else None,
         generator=g,
+        collate_fn=collate,
     )

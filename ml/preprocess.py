@@ -232,6 +232,37 @@ class TrainTransform:
         )
         return t.contiguous().float()
 
+    def apply_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """The same augmentation for a whole batch ``(B, 1, S, S)`` (or ``(B, S, S)``) in one
+        ``affine_grid`` + ``grid_sample`` call: per-sample parameters from the same generator and
+        distributions as ``__call__`` (rotation about the centre, zoom > 1 enlarges, shift in
+        pixels, optional horizontal flip), bilinear, outside = 0. Used by ``ml.data.make_loader``
+        so the training loop does not pay one small warp per crop."""
+        import math
+
+        import torch.nn.functional as F
+
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.dim() == 3:
+            x = x[:, None]
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        n = x.shape[0]
+        if n == 0:
+            return x.contiguous()
+        params = [self.sample_params() for _ in range(n)]
+        theta = torch.zeros(n, 2, 3, dtype=torch.float32)
+        for i, p in enumerate(params):
+            a = math.radians(p["angle"])
+            c, s = math.cos(a) / p["scale"], math.sin(a) / p["scale"]
+            fx = -1.0 if p["flip"] else 1.0  # flip first (input side), then the affine
+            # output (normalised) -> input: in = R(-angle)/scale @ (out - t)
+            tx, ty = 2 * p["translate"][0] / self.size, 2 * p["translate"][1] / self.size
+            theta[i, 0] = torch.tensor([fx * c, fx * s, -fx * (c * tx + s * ty)])
+            theta[i, 1] = torch.tensor([-s, c, -(-s * tx + c * ty)])
+        grid = F.affine_grid(theta, [n, x.shape[1], self.size, self.size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).contiguous()
+
     def __repr__(self) -> str:
         return (f"TrainTransform(size={self.size}, hflip={self.hflip}, rotation={self.rotation}, "
                 f"zoom={self.zoom}, shift={self.shift}, seed={self.seed})")

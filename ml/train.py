@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from ml.data import (CropCache, DatasetError, FlukeDataset, add_flipped_ids, compute_sample_hashes,
-                     default_num_workers, group_near_duplicates, load_samples, make_loader, split_dataset)
+                     default_loader_workers, default_num_workers, group_near_duplicates, load_samples,
+                     make_loader, split_dataset)
 from ml.device import autocast, pick_device
 from ml.models import create_model, embed_crops
 from ml.types import NEW_WHALE, TrainProgress, TrainResult
@@ -78,7 +79,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     new_individual_fraction: float = 0.1
-    num_workers: int | None = None  # default min(4, cpu_count)
+    num_workers: int | None = None  # prep: min(4, cpus); loader: ml.data.default_loader_workers
     init_from: str | None = None  # a previous model folder to fine-tune from
     init_weights: str | None = None  # a local state-dict file (operator's weights), loaded non-strictly
     resume: bool = False
@@ -335,7 +336,9 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     model.to(device)
     optimizer, scheduler = _make_optimizer(model, config)
 
-    loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=num_workers, seed=config.seed,
+    loader_workers = (default_loader_workers(train_ds.array is not None, device) if config.num_workers is None
+                      else int(config.num_workers))
+    loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=loader_workers, seed=config.seed,
                          drop_last=True, oversample_to=config.oversample_to)
     steps_per_epoch = max(1, len(loader))
 
