@@ -7,6 +7,7 @@ calls (the site's case), recall@5 of HNSW against exact search, and build times.
 
     python bench/gallery_search.py                      # 1M x 512 (needs ~8 GB RAM, long HNSW build)
     python bench/gallery_search.py --n 200000 --ef 64 128 256
+    (the built HNSW gallery is saved under --save and loaded by the next run with the same settings)
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ml.gallery import GalleryIndex, l2_normalize  # noqa: E402
+from ml.gallery import HNSW_THRESHOLD, GalleryIndex, l2_normalize  # noqa: E402
 
 
 def clustered(n: int, dim: int, photos: int, noise: float, rng: np.random.Generator, chunk: int = 100_000,
@@ -52,6 +53,8 @@ def main(argv=None):
     ap.add_argument("--ef-construction", type=int, default=80)
     ap.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", default="/tmp/whalesite-bench-hnsw",
+                    help="keep the built gallery here (GalleryIndex.save) and load it next time; '' = don't")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     print(f"gallery {args.n:,} x {args.dim}, {args.n // args.photos:,} individuals, faiss threads "
@@ -76,17 +79,28 @@ def main(argv=None):
         exact.search(queries[i:i + 1], 5)
     t_exact_single = (time.perf_counter() - t) / n_single
 
-    gallery = GalleryIndex(args.dim, hnsw_threshold=min(100_000, args.n - 1), hnsw_m=args.m,
-                           ef_construction=args.ef_construction)
-    print("building HNSW ...", flush=True)
-    t = time.perf_counter()
-    gallery.add(ids, str_labels, vectors)
-    t_build = time.perf_counter() - t
+    folder = (Path(f"{args.save}-{args.n}x{args.dim}-M{args.m}-efc{args.ef_construction}-s{args.seed}")
+              if args.save else None)
+    if folder is not None and (folder / "meta.json").is_file():
+        t = time.perf_counter()
+        gallery = GalleryIndex.load(folder)  # the production way: build once, save, load
+        print(f"HNSW gallery loaded from {folder} in {time.perf_counter() - t:.1f} s (built by an earlier run)")
+    else:
+        gallery = GalleryIndex(args.dim, hnsw_threshold=min(HNSW_THRESHOLD, args.n - 1), hnsw_m=args.m,
+                               ef_construction=args.ef_construction)
+        print("building HNSW ...", flush=True)
+        t = time.perf_counter()
+        gallery.add(ids, str_labels, vectors)
+        t_build = time.perf_counter() - t
+        print(f"build: HNSW (M={args.m}, efConstruction={args.ef_construction}, faiss threads "
+              f"{faiss.omp_get_max_threads()}) {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)")
+        if folder is not None:
+            t = time.perf_counter()
+            gallery.save(folder)
+            print(f"saved to {folder} in {time.perf_counter() - t:.1f} s")
     assert gallery.is_hnsw
     del vectors
-
-    print(f"build: exact {t_exact_build:.1f} s, HNSW (M={args.m}, efConstruction={args.ef_construction}) "
-          f"{t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)")
+    print(f"build: exact {t_exact_build:.1f} s")
     print(f"exact IndexFlatIP: {t_exact_single * 1000:.2f} ms/query single, {t_exact_batch * 1000:.3f} ms/query "
           f"batched ({args.queries} queries)")
     truth_sets = [set(map(int, row)) for row in truth]
