@@ -124,7 +124,7 @@ def _on_worker_ready(sender=None, **kwargs):
 
         while not _Beat.stop.wait(heartbeat_interval()):
             try:
-                write_heartbeat(hostname, queues)
+                write_heartbeat(hostname, queues, device=device)  # recreates the row if it was deleted
             except Exception:
                 log.warning("worker heartbeat failed", exc_info=True)
             finally:

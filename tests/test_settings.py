@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(*args, env_extra, drop=()):
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", *drop}}
+    dropped = {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", *drop}  # the last: browser tests
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(env_extra)
     env["DJANGO_SETTINGS_MODULE"] = "whalesite.settings.production"
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
