@@ -114,9 +114,7 @@ def _given_box(photo):
 
 def embed_photo(photo, version, ident):
     """Load, localize, prepare and embed one photo. Returns (vector float32 (D,), PreparedImage)."""
-    from ml.images import load_image
-
-    image = load_image(_read_image_bytes(photo))
+    image = ident.open(_read_image_bytes(photo))  # checked, oriented, grayscale decode (JPEG luma directly)
     box = _given_box(photo)
     prepared = ident.prepare(image, box=box, upside_down=photo.upside_down if box is not None else None)
     vector = np.asarray(ident.embed([prepared.crop]), dtype=np.float32)[0]
