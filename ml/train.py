@@ -67,7 +67,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 0.005  # seed 000 Adam; use 0.01 with optimizer="sgd" (seed 001)
-    optimizer: str = "adam"  # "adam": lr * 0.9**epoch; "sgd": momentum .9, wd 1e-4, x0.1 at 80% and 95%
+    optimizer: str = "adam"  # "adam": lr * lr_decay**epoch; "sgd": momentum .9, wd 1e-4, x0.1 at 80% and 95%
+    lr_decay: float = 0.9  # Adam's per-epoch lr factor (seed 000: 0.9)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     hflip: bool = False
@@ -141,7 +142,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def _make_optimizer(model, config: TrainConfig):
     if config.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.9 ** e)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: config.lr_decay ** e)
     elif config.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)

@@ -164,7 +164,8 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=8)
         parser.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
         parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--localizer-epochs", type=int, default=None, help="fluke localizer epochs (ml default 30)")
+        parser.add_argument("--localizer-epochs", type=int, default=8,
+                            help="fluke localizer epochs (capped for a first `make run`; ml's own default is >= 400 steps)")
         parser.add_argument("--fast", action="store_true", help="tiny settings (tests): 6 whales, 3 photos, 64px, 1 epoch")
         parser.add_argument("--force", action="store_true", help="seed again even if demo data exists")
         parser.add_argument("--uploads-dir", default=None, help="where to write held-out photos (var/demo/uploads)")
