@@ -135,8 +135,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "control_folder": str(CELERY_BROKER_DIR / "control"),  # kombu's default is ./control
         "store_processed": False,
+        "polling_interval": 0.1,  # the filesystem transport polls; kombu's 1 s default adds ~1 s a photo
     }
-    CELERY_BROKER_POLLING_INTERVAL = 0.2  # the filesystem transport polls; its 1 s default adds ~1 s a photo
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_RESULT_BACKEND = None
