@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from identification.models import Decision, ModelVersion, TrainingRun
 from submissions.models import Photo
 from tests.browser.conftest import image_loaded, login
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow,
               pytest.mark.django_db(transaction=True)]
@@ -159,14 +160,22 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     assert re.fullmatch(r"\d\.\d{3}", new_row.locator("td.mono").nth(1).inner_text()), "no MAP@5 for the new run"
     shots(admin, "admin run finished")
 
+    # the registry page shows the new version's plots beside the active one's
+    new_row.get_by_role("link", name=new.name).click()
+    for version in (new, old):
+        img = f'#plots img[alt="loss plot of {version.name}"]'
+        expect(admin.locator(img)).to_have_count(1)
+        admin.locator(img).scroll_into_view_if_needed()  # lazy-loaded: bring it into view first
+        wait_for(lambda: image_loaded(admin, img), timeout=30, message=f"the loss plot of {version.name}")
+    shots(admin, "admin plots side by side")
+    admin.go_back()
+
     new_row.get_by_role("button", name="Promote").click()
     expect(admin.locator(".messages")).to_contain_text(f"Promoting {new.name}")
 
     def new_version_active():
         admin.reload()
         return new_row.locator(".badge").count() == 1
-
-    from tests.conftest import wait_for
 
     wait_for(new_version_active, timeout=180, interval=2, message="the promoted version to become active")
     expect(admin.locator(".dash-top")).to_contain_text(new.name)
@@ -175,3 +184,16 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     assert ModelVersion.objects.get(is_active=True) == new
     assert new.embeddings.count() >= sum(len(v) for v in active_model.gallery.values()) + 1
     shots(admin, "admin new version active")
+
+    # ... and rolls back, in the browser too: the previous version is active again once re-embedded
+    admin.once("dialog", lambda dialog: dialog.accept())
+    admin.get_by_role("button", name="Roll back model").click()
+
+    def old_version_active():
+        admin.reload()
+        return old_row.locator(".badge").count() == 1
+
+    wait_for(old_version_active, timeout=180, interval=2, message="the rolled-back version to become active")
+    expect(admin.locator(".dash-top")).to_contain_text(old.name)
+    assert ModelVersion.objects.get(is_active=True) == old
+    shots(admin, "admin rolled back")
