@@ -511,18 +511,24 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     atomic_torch_save(payload, out / "model.pt")
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     atomic_write_text(out / "history.json", json.dumps(history, indent=2))
-    _write_report(metrics, history, out)
+    _write_report(metrics, history, out, final_val, new_threshold)
     report(epoch=len(history), epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
            loss=history[-1]["loss"] if history and history[-1]["loss"] is not None else 0.0,
            val_map5=metrics.get("map5"), eta_seconds=0.0, phase="done", message="done")
     return TrainResult(model_dir=str(out), metrics=metrics, history=history, new_threshold=new_threshold)
 
 
-def _write_report(metrics: dict, history: list[dict], out: Path) -> None:
+def _write_report(metrics: dict, history: list[dict], out: Path, val=None, threshold: float = 0.5) -> None:
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=str))
     try:
         from ml.evaluate import write_report
-        write_report(metrics, history, out)
+        from ml.metrics import apply_new_threshold, confusion_matrix
+
+        confusion = None
+        if val is not None and val.ranked:  # held-out queries: true id vs top-1 (new_whale included)
+            top1 = [apply_new_threshold(r, threshold)[0] for r in val.ranked]
+            confusion = confusion_matrix(val.truth, top1)
+        write_report(metrics, history, out, confusion=confusion)
     except Exception as exc:  # plots are a nicety: never lose a trained model over them
         log.warning("could not write the report plots: %s", exc)
 

@@ -56,7 +56,7 @@ def test_model_folder(tiny_trained):
 
     out = Path(result.model_dir)
     for name in ("model.pt", "config.json", "metrics.json", "history.json", "checkpoint.pt",
-                 "loss.png", "map5.png"):
+                 "loss.png", "map5.png", "confusion.png"):
         assert (out / name).is_file(), name
     blob = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     assert set(blob) >= {"config", "state_dict", "classes", "new_threshold", "version"}
