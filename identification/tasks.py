@@ -104,6 +104,14 @@ def _crop_png(crop: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _replace_crop(photo, png: bytes, save: bool = True) -> None:
+    """Store a new crop PNG; the old file is deleted once the change has committed."""
+    old_crop = photo.crop.name if photo.crop else ""
+    photo.crop.save("crop.png", ContentFile(png), save=save)
+    if old_crop:
+        transaction.on_commit(lambda name=old_crop: default_storage.delete(name))
+
+
 def _given_box(photo):
     """A box to trust instead of the localizer: one given with the photo or corrected by a moderator."""
     Photo = _photo_model()
@@ -248,10 +256,7 @@ def _process(photo_id: int, *, rerank: bool) -> str:
                     flagged=loc.flagged,
                 )
             photo.upside_down = bool(getattr(prepared, "upside_down", loc.upside_down))
-            old_crop = photo.crop.name if photo.crop else ""
-            photo.crop.save("crop.png", ContentFile(crop_png), save=False)
-            if old_crop:
-                transaction.on_commit(lambda name=old_crop: default_storage.delete(name))
+            _replace_crop(photo, crop_png, save=False)
         _write_suggestions(photo, version, matches)
         photo.batch_matches = _batch_matches(photo, version, vector)
         photo.model_version = version
@@ -302,7 +307,7 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
     todo = list(Photo.objects.in_gallery().exclude(embeddings__model_version=version).order_by("pk"))
     for photo in todo:
         try:
-            vector, _ = embed_photo(photo, version, ident)
+            vector, prepared = embed_photo(photo, version, ident)
         except TRANSIENT_ERRORS:
             raise
         except Exception as exc:  # one unreadable gallery file must not block a promotion
@@ -312,6 +317,8 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
         Embedding.objects.update_or_create(
             photo=photo, model_version=version, defaults={"vector": np.ascontiguousarray(vector).tobytes()}
         )
+        if photo.box_source == Photo.BoxSource.MODERATOR or not photo.crop:
+            _replace_crop(photo, _crop_png(prepared.crop))  # a moderator's box fix shows in the crop too
     if not promote:
         ModelVersion.objects.filter(pk=version_id).update(gallery_ready=True)
         return "embedded"

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.core.files.base import ContentFile
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -133,6 +134,39 @@ def test_rerank_after_box_correction_embeds_the_moderator_crop(active_model, dem
     expected = demo_identifier.embed([demo_identifier.prepare(load_image(data), box=photo.box, upside_down=False).crop])[0]
     assert np.allclose(stored, expected, atol=1e-4)
     assert Suggestion.objects.filter(photo=photo, model_version=active_model.version).exists()
+
+
+def test_box_fix_on_a_gallery_photo_replaces_its_crop_and_vector(active_model, demo_identifier):
+    """A gallery photo's corrected box re-embeds it (reembed_gallery, run in process) and its crop
+    PNG is redrawn from the new box, so the moderator sees what the model now sees."""
+    import io
+
+    from PIL import Image
+
+    from identification import runtime
+    from identification.tasks import reembed_gallery
+    from ml.images import load_image
+
+    runtime.reset()
+    mod = active_model.users["moderator"]
+    photo = next(iter(active_model.gallery.values()))[0]
+    photo.crop.save("old.png", ContentFile(b"stale"), save=True)
+    old_crop = photo.crop.name
+    with photo.image.open("rb") as fh:
+        width, height = Image.open(io.BytesIO(fh.read())).size
+    box = Box(2, 2, width * 0.5, height * 0.6)
+    services.correct_box(photo=photo, moderator=mod, box=box)
+    assert reembed_gallery(active_model.version.pk, promote=False) == "embedded"
+    photo.refresh_from_db()
+    assert photo.box_source == Photo.BoxSource.MODERATOR and photo.crop.name != old_crop
+    with photo.crop.open("rb") as fh:
+        crop = Image.open(io.BytesIO(fh.read()))
+    assert crop.mode == "L" and crop.size == (demo_identifier.image_size, demo_identifier.image_size)
+    with photo.image.open("rb") as fh:
+        data = fh.read()
+    stored = np.frombuffer(Embedding.objects.get(photo=photo, model_version=active_model.version).vector, np.float32)
+    expected = demo_identifier.embed([demo_identifier.prepare(load_image(data), box=photo.box, upside_down=False).crop])[0]
+    assert np.allclose(stored, expected, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- merge and split
