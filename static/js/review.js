@@ -99,4 +99,5 @@
   if (reason) reason.addEventListener("keydown", function (e) {
     if (e.key === "Enter") { e.preventDefault(); submit(document.getElementById("reject-form")); }
   });
+  document.body.dataset.shortcuts = "ready";  // keys pressed before this line would be lost
 })();

@@ -93,6 +93,13 @@ def login(page, email: str, password: str = PASSWORD) -> None:
     expect(page.locator(".nav-user")).to_contain_text(email)
 
 
+def shortcuts_ready(page) -> None:
+    """Wait until review.js has bound its keys (it is deferred: the page can show before it runs)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("body[data-shortcuts=ready]")).to_have_count(1)
+
+
 def image_loaded(page, selector: str) -> bool:
     """True when the <img> matched by ``selector`` loaded (served and decoded) with a non-zero size."""
     return page.locator(selector).first.evaluate("img => img.complete && img.naturalWidth > 0")

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from identification.models import Decision
 from submissions.models import Photo
-from tests.browser.conftest import awaiting_review_queue
+from tests.browser.conftest import awaiting_review_queue, shortcuts_ready
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -49,6 +49,7 @@ def test_moderator_clears_the_queue_with_the_keyboard_only(new_page, shots):
 
     started = time.monotonic()
     page.goto("/accounts/login/?next=/review/")  # a bookmark; from here on only keys
+    expect(page.locator("input[autofocus]")).to_be_focused()  # autofocus lands before we type
     page.keyboard.type("keys@example.org")  # the email field has autofocus
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
@@ -61,6 +62,7 @@ def test_moderator_clears_the_queue_with_the_keyboard_only(new_page, shots):
     for i, photo in enumerate(photos):
         expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(rf"^Photo {photo.pk}\b"))
         expect(page.locator(".confirm-form[data-shortcut]")).to_have_count(5)
+        shortcuts_ready(page)
         keys, status = plan(i)
         if i == 0:
             shots(page, "first photo")

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from identification.models import Decision, TrainingRun
 from submissions.models import Photo
-from tests.browser.conftest import awaiting_review_queue, login
+from tests.browser.conftest import awaiting_review_queue, login, shortcuts_ready
 from tests.factories import SpeciesFactory, UserFactory, jpeg_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -75,10 +75,12 @@ def test_moderator_skips_and_rejects_with_a_reason_by_keyboard(new_page, shots):
     expect(page.locator("#queue-count")).to_have_text("2")
     page.get_by_role("link", name="Start reviewing").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"Photo {first.pk}")
+    shortcuts_ready(page)
 
     page.keyboard.press("s")  # skip
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"Photo {second.pk}")
     expect(page.locator(".messages")).to_contain_text(f"Photo {first.pk} skipped")
+    shortcuts_ready(page)
 
     page.keyboard.press("r")  # reject: arms the reason picker
     expect(page.locator("#reject-reason")).to_have_class(re.compile("is-armed"))

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from identification.models import Decision, ModelVersion, TrainingRun
 from submissions.models import Photo
-from tests.browser.conftest import image_loaded, login
+from tests.browser.conftest import image_loaded, login, shortcuts_ready
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow,
@@ -108,6 +108,7 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     key = str(listed.index(true_whale.catalogue_id) + 1) if true_whale.catalogue_id in listed else "1"
     chosen = listed[int(key) - 1]
     shots(moderator, "moderator review page")
+    shortcuts_ready(moderator)
     moderator.locator("body").press(key)  # no click: the shortcut submits the confirm form
     expect(moderator.locator(".messages")).to_contain_text(f"Photo {photo.pk} confirmed as {chosen}")
     expect(moderator.locator(".messages")).to_contain_text("The review queue is empty")
@@ -188,6 +189,7 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     # ... and rolls back, in the browser too: the previous version is active again once re-embedded
     admin.once("dialog", lambda dialog: dialog.accept())
     admin.get_by_role("button", name="Roll back model").click()
+    expect(admin.locator(".messages")).to_contain_text("Rolling back")  # the POST has answered
 
     def old_version_active():
         admin.reload()
