@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -268,8 +267,9 @@ def start_localizer_retrain(*, user, epochs: int = 30) -> TrainingRun:
 def _load_photo_image(photo):
     from ml.images import load_image
 
-    with default_storage.open(photo.image.name, "rb") as fh:
-        return load_image(fh.read())
+    from .tasks import _read_image_bytes
+
+    return load_image(_read_image_bytes(photo))
 
 
 def execute_localizer_retrain(run_id: int) -> str:

@@ -559,11 +559,9 @@ def candidate_photos(photo, individual_id, best_photo_id=None, limit: int = 4) -
 
 def _model_crop(ident, photo):
     """The photo's crop exactly as the pipeline makes it (stored box unless it was the default)."""
-    from ml.images import load_image
-
     from .tasks import _read_image_bytes
 
-    image = load_image(_read_image_bytes(photo))
+    image = ident.open(_read_image_bytes(photo))  # the same grayscale decode as the pipeline
     box = photo.box if photo.box is not None and photo.box_source != Photo.BoxSource.DEFAULT else None
     return ident.prepare(image, box=box, upside_down=photo.upside_down if box is not None else None).crop
 
