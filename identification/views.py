@@ -170,6 +170,7 @@ def review_photo(request, photo_id):
     return render(request, "identification/review_photo.html", {
         "photo": photo,
         "reviewable": reviewable,
+        "rematching": reviewable and Photo.objects.being_rematched().filter(pk=photo.pk).exists(),
         "candidates": candidates,
         "has_new_row": any(row["key"] == "N" for row in candidates),
         "batch_matches": _batch_matches(photo),

@@ -51,6 +51,11 @@ class PhotoQuerySet(models.QuerySet):
     def awaiting_review(self):
         return self.filter(status=Photo.Status.AWAITING_REVIEW)
 
+    def being_rematched(self):
+        """Awaiting review but without an embedding: a moderator fixed the box and the worker is
+        cropping and ranking it again, so the crop and suggestions on file are about to change."""
+        return self.awaiting_review().filter(embeddings__isnull=True)
+
     def in_gallery(self):
         """Photos assigned to an individual: they are matched against every new upload."""
         return self.filter(status__in=(Photo.Status.CONFIRMED, Photo.Status.NEW_INDIVIDUAL), individual__isnull=False)

@@ -119,6 +119,8 @@ def test_box_editor_saves_original_pixels_and_the_photo_is_matched_again(new_pag
     photo = processed_photo(active_model)
     old_crop = photo.crop.name
     page = new_page()
+    missing = []  # a crop replaced under the page must never be requested (it would show broken)
+    page.on("response", lambda r: r.status == 404 and "/media/" in r.url and missing.append(r.url))
     login(page, "moderator@example.org")
     page.goto(f"/review/{photo.pk}/")
     shortcuts_ready(page)
@@ -159,10 +161,12 @@ def test_box_editor_saves_original_pixels_and_the_photo_is_matched_again(new_pag
 
     wait_for(matched_again, timeout=120, message="the photo to be re-cropped and re-embedded")
     assert photo.status == Photo.Status.AWAITING_REVIEW and photo.suggestions.count() == 6
-    page.reload()
-    expect(page.locator("#query-viewer")).to_have_attribute("data-crop-src", photo.crop.url)
+    # meanwhile the page said so and showed the original; it refreshes itself onto the new crop
+    expect(page.locator("#query-viewer")).to_have_attribute("data-crop-src", photo.crop.url, timeout=30_000)
+    expect(page.locator("[data-rematching]")).to_have_count(0)
     wait_loaded(page, QUERY_IMG)
     assert image_loaded(page, QUERY_IMG)
+    assert not missing, missing
 
 
 def test_heat_map_loads_on_demand_for_the_selected_candidate(new_page, shots, active_model, celery_worker):

@@ -120,7 +120,14 @@ def test_box_correction_through_the_view(client, moderator, django_capture_on_co
     assert "crop box saved" in response.content.decode()
     photo.refresh_from_db()
     assert photo.box_source == Photo.BoxSource.MODERATOR and photo.box_x1 == 250
-    assert 'data-box="12.0,8.0,250.0,160.0"' in response.content.decode()
+    page = response.content.decode()
+    assert 'data-box="12.0,8.0,250.0,160.0"' in page
+    # until the worker has cropped and ranked it again, the page says so, shows the original and refreshes
+    assert Photo.objects.being_rematched().filter(pk=photo.pk).exists()
+    assert "data-rematching" in page and 'http-equiv="refresh"' in page and 'data-crop-src=""' in page
+    Embedding.objects.create(photo=photo, model_version=photo.model_version, vector=b"\0" * 8)
+    page = client.get(reverse("identification:review_photo", args=[photo.pk])).content.decode()
+    assert "data-rematching" not in page and 'http-equiv="refresh"' not in page
     bad = client.post(url, {"x0": 1}, follow=True)
     assert "Draw a box" in bad.content.decode()
 
