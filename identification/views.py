@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from submissions.models import Photo, Sighting
@@ -456,6 +457,14 @@ def cancel_run(request, run_id):
     return redirect("identification:dashboard")
 
 
+def _back(request, default: str):
+    """Return to the page the form was on (a same-site ``next``), else to ``default``."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return redirect(target)
+    return redirect(default)
+
+
 @admin_required
 @require_POST
 def promote(request, version_id):
@@ -465,7 +474,7 @@ def promote(request, version_id):
         messages.success(request, f"Promoting {version.name}: the gallery is being re-embedded; it becomes active when that finishes.")
     except ValidationError as exc:
         _show_errors(request, exc)
-    return redirect("identification:dashboard")
+    return _back(request, "identification:dashboard")
 
 
 @admin_required
@@ -476,7 +485,7 @@ def rollback(request):
         messages.success(request, f"Rolling back to {version}: it becomes active once the gallery is re-embedded.")
     except ValidationError as exc:
         _show_errors(request, exc)
-    return redirect("identification:dashboard")
+    return _back(request, "identification:dashboard")
 
 
 @admin_required

@@ -74,6 +74,19 @@ def test_promote_and_rollback_messages(client, admin):
     assert "no earlier model version" in response.content.decode()
 
 
+def test_promote_and_rollback_return_to_the_page_they_were_on(client, admin):
+    version = model_with_plots()
+    detail = reverse("identification:model_detail", args=[version.pk])
+    assert 'name="next"' in client.get(detail).content.decode()
+    response = client.post(reverse("identification:promote", args=[version.pk]), {"next": detail})
+    assert response["Location"] == detail
+    response = client.post(reverse("identification:rollback"), {"next": detail})
+    assert response["Location"] == detail
+    # never to another site
+    response = client.post(reverse("identification:rollback"), {"next": "https://evil.example/"})
+    assert response["Location"] == reverse("identification:dashboard")
+
+
 def test_model_plot_view(client, admin):
     version = model_with_plots()
     response = client.get(reverse("identification:model_plot", args=[version.pk, "map5"]))
