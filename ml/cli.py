@@ -100,7 +100,7 @@ def cmd_train(args) -> int:
         batch_size=args.batch_size, lr=lr, optimizer=args.optimizer, seed=args.seed, max_steps=args.max_steps,
         init_from=args.init_from, init_weights=args.init_weights, resume=args.resume, hflip=args.hflip,
         flip_as_new_id=args.flip_as_new_id, oversample_to=args.oversample_to, num_workers=args.num_workers,
-        device=args.device, time_budget_s=args.time_budget, val_fraction=args.val_fraction,
+        device=args.device, precision=args.precision, time_budget_s=args.time_budget, val_fraction=args.val_fraction,
         train_localizer=False if args.no_localizer else None, localizer_epochs=args.localizer_epochs,
         progress_bar=True,
     )
@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--device", default="")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--time-budget", type=float, default=None, help="seconds")
     p.add_argument("--no-localizer", action="store_true")
     p.add_argument("--localizer-epochs", type=int, default=None)

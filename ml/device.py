@@ -19,9 +19,16 @@ def pick_device(preferred: str = "") -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device | str):
-    """bf16 autocast on CUDA; a no-op context on CPU."""
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast(device: torch.device | str, precision: str = "auto"):
+    """bf16 autocast on CUDA (``"auto"``), off on the CPU. ``"bf16"`` asks for it on any device:
+    with no GPU at hand, the CPU's autocast runs the same mixed-precision code path, so the dtype
+    mistakes that only show up on CUDA (bf16 activations meeting fp32 weights) are caught there."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    if dev.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if precision == "bf16" or (precision == "auto" and dev.type == "cuda"):
+        return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -210,7 +210,8 @@ def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: 
     return model
 
 
-def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=None) -> "np.ndarray":
+def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=None,
+                precision: str = "auto") -> "np.ndarray":
     """Embed float32 (S, S) crops (or (1, S, S) tensors) -> (N, D) float32 L2-normalised numpy."""
     import numpy as np
 
@@ -230,7 +231,7 @@ def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=
                         t = t[None]
                     xs.append(t)
                 x = torch.stack(xs).to(device, non_blocking=True)
-                with autocast(device):
+                with autocast(device, precision):
                     e = model.embed(x)
                 out.append(F.normalize(e.float(), dim=1).cpu().numpy())
     finally:

@@ -86,6 +86,7 @@ class TrainConfig:
     resume: bool = False
     max_steps: int | None = None
     device: str = ""
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on the CPU; "bf16" / "fp32" force it
     train_localizer: bool | None = None  # default: when boxes_csv is given
     localizer_epochs: int | None = None
     time_budget_s: float | None = None
@@ -185,9 +186,13 @@ class _Validation:
     threshold_info: dict = field(default_factory=dict)
 
 
+def _precision_used(device, precision: str) -> str:
+    return "bf16" if precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda") else "fp32"
+
+
 @torch.no_grad()
 def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: int = 64,
-                   max_batches: int = 8) -> None:
+                   max_batches: int = 8, precision: str = "auto") -> None:
     """Recompute every BatchNorm's running mean/var as the exact average over (up to ``max_batches``
     batches of) the un-augmented training crops. After a few dozen steps the momentum-0.1 running stats
     still lag far behind the weights, so eval-mode embeddings would be computed with stale stats."""
@@ -208,7 +213,7 @@ def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: 
             if len(idx) < 2:
                 break
             x = torch.stack([transform(dataset.crop(int(j))) for j in idx]).to(device)
-            with autocast(device):
+            with autocast(device, precision):
                 model.features(x)
     finally:
         for m, mom in zip(bns, momenta):
@@ -218,7 +223,7 @@ def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: 
 
 def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: list[str], device,
               eval_transform, batch_size: int, default_threshold: float | None = None, min_new: int = 5,
-              min_known: int = 5) -> _Validation:
+              min_known: int = 5, precision: str = "auto") -> _Validation:
     from ml.gallery import GalleryIndex
     from ml.metrics import DEFAULT_NEW_THRESHOLD, map_at_k, select_new_threshold
 
@@ -226,8 +231,10 @@ def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: li
         default_threshold = DEFAULT_NEW_THRESHOLD
     if len(query_ds) == 0 or len(gallery_ds) == 0:
         return _Validation(None, None, None)
-    g = embed_crops(model, [gallery_ds.crop(i) for i in range(len(gallery_ds))], device, batch_size, eval_transform)
-    q = embed_crops(model, [query_ds.crop(i) for i in range(len(query_ds))], device, batch_size, eval_transform)
+    g = embed_crops(model, [gallery_ds.crop(i) for i in range(len(gallery_ds))], device, batch_size, eval_transform,
+                    precision)
+    q = embed_crops(model, [query_ds.crop(i) for i in range(len(query_ds))], device, batch_size, eval_transform,
+                    precision)
     index = GalleryIndex(g.shape[1])
     index.add([f"g{i}" for i in range(len(g))], [s.label for s in gallery_ds.samples], g)
     matches = index.rank_batch(q, k=5)
@@ -279,6 +286,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
     num_workers = default_num_workers() if config.num_workers is None else int(config.num_workers)
     device = pick_device(config.device)
+    autocast(device, config.precision)  # refuses an unknown precision before any work
     seed_everything(config.seed)
 
     def report(**kw):
@@ -379,9 +387,10 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
 
     def validate() -> _Validation:
         if config.bn_recalibrate:
-            recalibrate_bn(model, gallery_ds, device, eval_tf, config.eval_batch_size)
+            recalibrate_bn(model, gallery_ds, device, eval_tf, config.eval_batch_size, precision=config.precision)
         return _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size,
-                         min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known)
+                         min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known,
+                         precision=config.precision)
 
     if start_epoch == 0 and not history:
         # epoch 0: the untrained network, measured the same way (the baseline training must beat)
@@ -406,7 +415,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
                 y = torch.as_tensor(y).to(device, non_blocking=True)
                 if is_arc and warm_m_steps > 0:
                     model.head.set_margin(config.arcface_m * min(1.0, global_step / warm_m_steps))
-                with autocast(device):
+                with autocast(device, config.precision):
                     feats = model.features(x)
                     logits = model.head(feats, y)
                 loss = F.cross_entropy(logits.float(), y)
@@ -480,7 +489,8 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     if is_arc:
         model.head.set_margin(config.arcface_m)
     final_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size,
-                          min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known)
+                          min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known,
+                          precision=config.precision)
     from ml.metrics import DEFAULT_NEW_THRESHOLD
 
     new_threshold = float(final_val.threshold) if final_val.threshold is not None else DEFAULT_NEW_THRESHOLD
@@ -490,7 +500,8 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
         "version": version, "arch": config.arch, "head": config.head, "image_size": config.image_size,
         "embedding_dim": config.embedding_dim, "n_classes": len(classes), "best_epoch": best["epoch"],
         "epochs_run": len(history), "steps": global_step, "stop_reason": stop_reason or "epochs",
-        "device": str(device), "train_time_s": round(time.monotonic() - t_start, 2),
+        "device": str(device), "precision": _precision_used(device, config.precision),
+        "train_time_s": round(time.monotonic() - t_start, 2),
         "oversample_to": config.oversample_to, "seed": config.seed, **init_report,
     }
     metrics = _final_metrics(final_val, split, dup_report, extra)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,3 +85,20 @@ def test_device_cpu_fallback():
     with autocast(torch.device("cpu")):
         y = torch.ones(2) * 2
     assert y.dtype == torch.float32
+
+
+def test_bf16_embeddings_are_fp32_unit_vectors_close_to_fp32_ones():
+    """What a CUDA worker computes (bf16 autocast), checked through the CPU's autocast."""
+    from ml.models import embed_crops
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", embedding_dim=16, num_classes=3)
+    crops = [np.random.default_rng(i).standard_normal((64, 64)).astype(np.float32) for i in range(4)]
+    full = embed_crops(model, crops, torch.device("cpu"), precision="fp32")
+    half = embed_crops(model, crops, torch.device("cpu"), precision="bf16")
+    assert half.dtype == np.float32 and np.allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
+    assert (full * half).sum(axis=1).min() > 0.98  # bf16 rounding, same directions
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision"):
+        autocast("cpu", "fp16x")

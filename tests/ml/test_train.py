@@ -1,3 +1,4 @@
+import math
 import json
 import shutil
 
@@ -157,3 +158,24 @@ def test_tiny_awkward_dataset(synth_small, tmp_path):
     assert (tmp_path / "t" / "model.pt").is_file()
     assert res.metrics["n_new_whale_photos"] == 2
     assert NEW_WHALE not in torch.load(tmp_path / "t" / "model.pt", weights_only=True)["classes"]
+
+
+@pytest.mark.parametrize("extra", [dict(head="arcface", softmax_weight=0.5, pooling="gem"), dict(head="softmax")],
+                         ids=["arcface+softmax+gem", "softmax"])
+def test_bf16_mixed_precision_path_trains_on_the_cpu(synth_small, tmp_path, extra):
+    """The CUDA path's bf16 autocast, run through the CPU's autocast (no GPU here): every head and
+    pooling must cope with bf16 activations meeting fp32 weights, and the loss must stay finite."""
+    csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
+    seen = []
+    res = train(_config(synth_small, tmp_path / "bf16", csv=csv, epochs=3, max_steps=3, batch_size=8,
+                        precision="bf16", **extra), progress=seen.append)
+    losses = [p.loss for p in seen if p.phase == "train"]
+    assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
+    assert res.metrics["precision"] == "bf16"
+    assert (tmp_path / "bf16" / "model.pt").is_file()
+
+
+def test_unknown_precision_is_refused_before_any_work(synth_small, tmp_path):
+    with pytest.raises(ValueError, match="unknown precision"):
+        train(_config(synth_small, tmp_path / "p", precision="fp8"))
+    assert not (tmp_path / "p" / "cache").exists()
