@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 ARCHS = ("resnet18", "resnet34", "resnet50")
 HEADS = ("arcface", "softmax")
-POOLINGS = ("avg", "gem")
+POOLINGS = ("avg", "gem", "grid")
+GRID = (2, 2)  # "grid" pooling: average over each cell of a 2x2 grid, concatenated
 
 
 class GeM(nn.Module):
@@ -119,6 +120,11 @@ class FlukeNet(nn.Module):
         self.pooling = pooling
         if pooling == "gem":
             backbone.avgpool = GeM()  # (B, C): torchvision's flatten then is a no-op
+        elif pooling == "grid":
+            # keeps where a mark is on the fluke (left/right lobe, tip/notch): global pooling throws
+            # that away and a from-scratch network on few photos struggles to learn it back
+            backbone.avgpool = nn.AdaptiveAvgPool2d(GRID)
+            feat_dim *= GRID[0] * GRID[1]
         self.backbone = backbone
         self.feature_dim = feat_dim
         self.embedding = nn.Linear(feat_dim, embedding_dim)

@@ -59,7 +59,7 @@ class TrainConfig:
     arcface_m: float = 0.5
     margin_warmup_epochs: float = 3.0  # ArcFace margin ramps 0 -> arcface_m over these epochs (per step)
     softmax_weight: float = 0.0  # + this x cross-entropy on the margin-free scaled cosines (ArcFace+softmax combo)
-    pooling: str = "avg"  # "avg" | "gem" (generalised mean, learnable p)
+    pooling: str = "avg"  # "avg" | "gem" (generalised mean, learnable p) | "grid" (2x2 cells, concatenated)
     lr_warmup_epochs: float = 1.0  # linear lr warm-up over the first steps (0 = off)
     bn_recalibrate: bool = True  # recompute BatchNorm running stats on the training crops before validating
     new_threshold_min_new: int = 5  # fewer new-whale (or known) validation queries -> DEFAULT_NEW_THRESHOLD

@@ -102,3 +102,16 @@ def test_bf16_embeddings_are_fp32_unit_vectors_close_to_fp32_ones():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="unknown precision"):
         autocast("cpu", "fp16x")
+
+
+@pytest.mark.parametrize("pooling", ["avg", "gem", "grid"])
+def test_poolings_give_unit_embeddings(pooling):
+    torch.manual_seed(0)
+    model = create_model("resnet18", embedding_dim=16, num_classes=3, pooling=pooling).eval()
+    with torch.inference_mode():
+        emb = model.embed(torch.randn(2, 1, 64, 64))
+    assert emb.shape == (2, 16) and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+    # grid pooling keeps each 2x2 cell's 512 channels apart: where on the fluke a mark is
+    assert model.embedding.in_features == 512 * (4 if pooling == "grid" else 1)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        create_model("resnet18", embedding_dim=16, num_classes=3, pooling="max")
