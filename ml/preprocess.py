@@ -187,6 +187,7 @@ class TrainTransform:
         self.zoom = float(zoom)
         self.shift = float(shift)
         self.seed = seed
+        self.strength = 1.0  # scales all three ranges (ml.train's augmentation warm-up ramps it to 1)
         self._rng = np.random.default_rng(seed)
         self._pid = os.getpid()
         self._worker_seed = None
@@ -203,12 +204,13 @@ class TrainTransform:
 
     def sample_params(self) -> dict:
         rng = self._generator()
+        rotation, zoom, shift = (self.strength * v for v in (self.rotation, self.zoom, self.shift))
         return {
-            "angle": float(rng.uniform(-self.rotation, self.rotation)),
-            "scale": float(rng.uniform(1 - self.zoom, 1 + self.zoom)),
+            "angle": float(rng.uniform(-rotation, rotation)),
+            "scale": float(rng.uniform(1 - zoom, 1 + zoom)),
             "translate": [
-                float(rng.uniform(-self.shift, self.shift) * self.size),
-                float(rng.uniform(-self.shift, self.shift) * self.size),
+                float(rng.uniform(-shift, shift) * self.size),
+                float(rng.uniform(-shift, shift) * self.size),
             ],
             "flip": bool(self.hflip and rng.random() < 0.5),
         }

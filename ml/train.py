@@ -76,6 +76,11 @@ class TrainConfig:
     rotation: float = 20.0
     zoom: float = 0.2
     shift: float = 0.2
+    # augmentation warm-up: the ranges above start at aug_start x and reach full strength after this many
+    # epochs (0 = full from the start). From scratch on few photos, full seed-000 augmentation from step
+    # one keeps an ArcFace model from learning at all (bench/README.md, recipe sweep).
+    aug_warmup_epochs: float = 0.0
+    aug_start: float = 0.25
     oversample_to: int = 4
     seed: int = 0
     val_fraction: float = 0.2
@@ -184,6 +189,19 @@ class _Validation:
     ranked: list = field(default_factory=list)
     truth: list = field(default_factory=list)
     threshold_info: dict = field(default_factory=dict)
+
+
+def aug_strength(epoch: int, warmup_epochs: float, start: float) -> float:
+    """Augmentation strength for ``epoch`` (0-based): linear from ``start`` to 1 over ``warmup_epochs``."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return float(min(1.0, start + (1.0 - start) * epoch / warmup_epochs))
+
+
+def _shutdown(loader) -> None:
+    it = getattr(loader, "_iterator", None)
+    if it is not None and hasattr(it, "_shutdown_workers"):
+        it._shutdown_workers()
 
 
 def _precision_used(device, precision: str) -> str:
@@ -405,6 +423,13 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
             if stop_reason:
                 break
             model.train()
+            strength = aug_strength(epoch, config.aug_warmup_epochs, config.aug_start)
+            if strength != train_tf.strength:
+                train_tf.strength = strength
+                if loader_workers > 0:  # persistent workers hold a copy of the transform: start fresh ones
+                    _shutdown(loader)
+                    loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=loader_workers,
+                                         seed=config.seed, drop_last=True, oversample_to=config.oversample_to)
             loader.generator.manual_seed(config.seed * 1000 + epoch)
             running, n_loss = 0.0, 0
             for step, (x, y) in enumerate(loader):
@@ -479,9 +504,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
                    eta_seconds=(time.monotonic() - t_loop) / max(1, steps_this_run) * max(0, total_steps - global_step),
                    phase="validate", message=f"epoch {epoch + 1}: val MAP@5 {last_val.map5}")
     finally:
-        it = getattr(loader, "_iterator", None)
-        if it is not None and hasattr(it, "_shutdown_workers"):
-            it._shutdown_workers()
+        _shutdown(loader)
 
     # ---- final: best weights, held-out metrics
     if best["state_dict"] is not None:

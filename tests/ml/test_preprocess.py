@@ -166,3 +166,15 @@ def test_train_transform_hflip_draws_both_ways():
     t = TrainTransform(32, hflip=True, seed=4)
     flips = [t.sample_params()["flip"] for _ in range(100)]
     assert 20 < sum(flips) < 80
+
+
+def test_train_transform_strength_scales_every_range():
+    tf = TrainTransform(32, rotation=20, zoom=0.2, shift=0.2, seed=3)
+    tf.strength = 0.25
+    params = [tf.sample_params() for _ in range(400)]
+    assert max(abs(p["angle"]) for p in params) <= 5.0 and max(abs(p["angle"]) for p in params) > 4.0
+    assert all(0.95 <= p["scale"] <= 1.05 for p in params)
+    assert max(abs(t) for p in params for t in p["translate"]) <= 0.05 * 32 + 1e-9
+    tf.strength = 0.0  # no augmentation at all: the batch comes back as it went in
+    x = torch.randn(4, 1, 32, 32)
+    assert torch.allclose(tf.apply_batch(x), x, atol=1e-5)

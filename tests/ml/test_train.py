@@ -179,3 +179,19 @@ def test_unknown_precision_is_refused_before_any_work(synth_small, tmp_path):
     with pytest.raises(ValueError, match="unknown precision"):
         train(_config(synth_small, tmp_path / "p", precision="fp8"))
     assert not (tmp_path / "p" / "cache").exists()
+
+
+def test_augmentation_warm_up_ramps_to_full_strength():
+    from ml.train import aug_strength
+
+    assert [aug_strength(e, 4, 0.25) for e in range(6)] == [0.25, 0.4375, 0.625, 0.8125, 1.0, 1.0]
+    assert aug_strength(0, 0, 0.25) == 1.0  # off: seed 000's full ranges from the start
+
+
+def test_augmentation_warm_up_with_a_loader_worker(synth_small, tmp_path):
+    """With worker processes the ramp restarts them (they hold a copy of the transform); the run
+    still completes every epoch."""
+    csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
+    res = train(_config(synth_small, tmp_path / "ramp", csv=csv, epochs=3, batch_size=8, num_workers=1,
+                        aug_warmup_epochs=2))
+    assert [h["epoch"] for h in res.history] == [0, 1, 2, 3] and res.metrics["stop_reason"] == "epochs"
