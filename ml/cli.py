@@ -103,6 +103,9 @@ def cmd_train(args) -> int:
         device=args.device, precision=args.precision, time_budget_s=args.time_budget, val_fraction=args.val_fraction,
         train_localizer=False if args.no_localizer else None, localizer_epochs=args.localizer_epochs,
         progress_bar=True,
+        **{key: value for key, value in (("pooling", args.pooling), ("rotation", args.rotation), ("zoom", args.zoom),
+                                         ("shift", args.shift), ("aug_warmup_epochs", args.aug_warmup))
+           if value is not None},
     )
     bar = {"bar": None, "epoch": None}
 
@@ -285,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="default 0.005 (adam) or 0.01 (sgd)")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--head", default="arcface", choices=["arcface", "softmax"])
+    p.add_argument("--pooling", default=None, choices=["avg", "gem", "grid"], help="default avg")
+    p.add_argument("--rotation", type=float, default=None, help="augmentation, degrees (default 20, seed 000)")
+    p.add_argument("--zoom", type=float, default=None, help="augmentation, fraction (default 0.2)")
+    p.add_argument("--shift", type=float, default=None, help="augmentation, fraction (default 0.2)")
+    p.add_argument("--aug-warmup", type=float, default=None,
+                   help="epochs over which augmentation ramps up to full strength")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--init-from", default=None, help="previous model folder to fine-tune")
     p.add_argument("--init-weights", default=None, help="local state-dict file to start from")

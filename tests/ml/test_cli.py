@@ -26,8 +26,11 @@ def test_end_to_end(tmp_path):
     model = tmp_path / "model"
     out = run("train", "--csv", data / "train.csv", "--images", data / "images", "--boxes", data / "boxes.csv",
               "--out", model, "--epochs", 2, "--arch", "resnet18", "--image-size", 64, "--embedding-dim", 16,
-              "--batch-size", 8, "--max-steps", 3, "--num-workers", 0, "--localizer-epochs", 1, "--seed", 1)
+              "--batch-size", 8, "--max-steps", 3, "--num-workers", 0, "--localizer-epochs", 1, "--seed", 1,
+              "--pooling", "grid", "--aug-warmup", 2, "--rotation", 10)
     assert (model / "model.pt").is_file()
+    config = json.loads((model / "config.json").read_text())
+    assert (config["pooling"], config["aug_warmup_epochs"], config["rotation"], config["zoom"]) == ("grid", 2, 10, 0.2)
     loc = json.loads((model / "metrics.json").read_text())["localizer"]  # shipped only if it beat the default box
     assert (model / "localizer.pt").is_file() == loc["shipped"] == (loc["val_iou_mean"] > loc["iou_default_mean"])
     assert out.stdout.strip().splitlines()[-1].startswith("MAP@5 ")
