@@ -39,6 +39,15 @@ def processed_photo(demo) -> Photo:
     return photo
 
 
+def review_page(new_page, photo):
+    """The moderator's review page for ``photo``, keys bound."""
+    page = new_page()
+    login(page, "moderator@example.org")
+    page.goto(f"/review/{photo.pk}/")
+    shortcuts_ready(page)
+    return page
+
+
 def rect(page, selector: str) -> dict:
     return page.locator(selector).first.evaluate(
         "el => { const r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; }")
@@ -58,10 +67,7 @@ def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
 
 def test_zoom_pan_and_crop_original_switch(new_page, shots, active_model, celery_worker):
     photo = processed_photo(active_model)
-    page = new_page()
-    login(page, "moderator@example.org")
-    page.goto(f"/review/{photo.pk}/")
-    shortcuts_ready(page)
+    page = review_page(new_page, photo)
     wait_loaded(page, QUERY_IMG)
     before = rect(page, QUERY_IMG)
 
@@ -118,12 +124,9 @@ def test_box_editor_saves_original_pixels_and_the_photo_is_matched_again(new_pag
                                                                           celery_worker):
     photo = processed_photo(active_model)
     old_crop = photo.crop.name
-    page = new_page()
+    page = review_page(new_page, photo)
     missing = []  # a crop replaced under the page must never be requested (it would show broken)
     page.on("response", lambda r: r.status == 404 and "/media/" in r.url and missing.append(r.url))
-    login(page, "moderator@example.org")
-    page.goto(f"/review/{photo.pk}/")
-    shortcuts_ready(page)
 
     page.keyboard.press("b")
     expect(page.locator("#query-viewer.is-editing")).to_have_count(1)
@@ -171,10 +174,7 @@ def test_box_editor_saves_original_pixels_and_the_photo_is_matched_again(new_pag
 
 def test_heat_map_loads_on_demand_for_the_selected_candidate(new_page, shots, active_model, celery_worker):
     photo = processed_photo(active_model)
-    page = new_page()
-    login(page, "moderator@example.org")
-    page.goto(f"/review/{photo.pk}/")
-    shortcuts_ready(page)
+    page = review_page(new_page, photo)
     cands = page.locator(".cand[data-candidate]")
     first, second = cands.nth(0), cands.nth(1)
     assert first.locator("[data-explain-img]").get_attribute("src") is None  # nothing computed up front
