@@ -88,9 +88,10 @@ def main(argv=None):
     else:
         gallery = GalleryIndex(args.dim, hnsw_threshold=min(HNSW_THRESHOLD, args.n - 1), hnsw_m=args.m,
                                ef_construction=args.ef_construction)
-        print("building HNSW ...", flush=True)
         t = time.perf_counter()
-        gallery.add(ids, str_labels, vectors)
+        step = 50_000  # added in chunks for a progress bar; past the threshold each chunk goes into the graph
+        for i in tqdm(range(0, args.n, step), desc="building HNSW", unit="chunk"):
+            gallery.add(ids[i:i + step], str_labels[i:i + step], vectors[i:i + step])
         t_build = time.perf_counter() - t
         print(f"build: HNSW (M={args.m}, efConstruction={args.ef_construction}, faiss threads "
               f"{faiss.omp_get_max_threads()}) {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)")

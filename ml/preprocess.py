@@ -192,6 +192,12 @@ class TrainTransform:
         self._pid = os.getpid()
         self._worker_seed = None
 
+    def reseed(self, seed) -> None:
+        """Restart the draw from ``seed`` (ml.train does it every epoch, so a resumed run draws the same
+        augmentations as an uninterrupted one; loader worker processes keep their own generators)."""
+        self._rng = np.random.default_rng(seed)
+        self._pid = os.getpid()
+
     def _generator(self) -> np.random.Generator:
         info = torch.utils.data.get_worker_info()
         if info is not None and info.seed != self._worker_seed:

@@ -431,6 +431,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
                     loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=loader_workers,
                                          seed=config.seed, drop_last=True, oversample_to=config.oversample_to)
             loader.generator.manual_seed(config.seed * 1000 + epoch)
+            train_tf.reseed([config.seed, epoch])
             running, n_loss = 0.0, 0
             for step, (x, y) in enumerate(loader):
                 check_stop()

@@ -113,6 +113,23 @@ def test_resume_continues_from_checkpoint(synth_small, tmp_path):
     assert torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["epoch"] == 3
 
 
+def test_resumed_run_is_bit_exact_with_an_uninterrupted_one(synth_small, tmp_path):
+    csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
+    straight = train(_config(synth_small, tmp_path / "straight", csv=csv, epochs=3, batch_size=8, num_workers=0))
+    train(_config(synth_small, tmp_path / "split", csv=csv, epochs=2, batch_size=8, num_workers=0))
+    resumed = train(_config(synth_small, tmp_path / "split", csv=csv, epochs=3, batch_size=8, num_workers=0,
+                            resume=True))
+
+    def losses(res):
+        return [h["loss"] for h in res.history]
+
+    assert losses(resumed) == losses(straight)
+    a = torch.load(tmp_path / "straight" / "model.pt", map_location="cpu", weights_only=False)
+    b = torch.load(tmp_path / "split" / "model.pt", map_location="cpu", weights_only=False)
+    sa, sb = a.get("state_dict", a), b.get("state_dict", b)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_init_from_previous_model_reinitialises_head(synth_small, tiny_trained, tmp_path):
     result, _ = tiny_trained
     # fine-tune on a subset of individuals: backbone/embedding copied, head re-initialised
