@@ -58,7 +58,8 @@ def tiny_trained(synth_small, tmp_path_factory):
     progress = []
     config = TrainConfig(csv=str(synth_small / "train.csv"), images_dir=str(synth_small / "images"),
                          out_dir=str(out), boxes_csv=str(synth_small / "boxes.csv"), epochs=6, batch_size=8,
-                         lr=0.001, num_workers=0, seed=0, localizer_epochs=1,
+                         lr=0.001, num_workers=0, seed=0, localizer_epochs=1, aug_warmup_epochs=2,
+                         margin_warmup_epochs=2,
                          cache_dir=str(synth_small / "cache"), **TINY)
     result = train(config, progress=progress.append)
     return result, progress
