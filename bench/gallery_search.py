@@ -22,7 +22,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ml.gallery import HNSW_THRESHOLD, GalleryIndex, l2_normalize  # noqa: E402
+from ml.gallery import EF_CONSTRUCTION, HNSW_THRESHOLD, GalleryIndex, l2_normalize  # noqa: E402
 
 
 def clustered(n: int, dim: int, photos: int, noise: float, rng: np.random.Generator, chunk: int = 100_000,
@@ -50,7 +50,7 @@ def main(argv=None):
     ap.add_argument("--noise", type=float, default=0.75, help="noise norm relative to the centre (0.75 -> cos ~0.8)")
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--m", type=int, default=32)
-    ap.add_argument("--ef-construction", type=int, default=80)
+    ap.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
     ap.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default="/tmp/whalesite-bench-hnsw",

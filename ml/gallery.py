@@ -35,6 +35,9 @@ TOMBSTONE_FRACTION = 0.20
 # exact search above this many photos costs more than a backbone forward on a 2-core CPU
 # (100k x 512 exact: ~22 ms/query idle vs ~1-2 ms HNSW; bench/pipeline_vs_forward.py)
 HNSW_THRESHOLD = 20_000
+# 1M clustered 512-d vectors (bench/gallery_search.py): efConstruction 80 left photo-level recall@5 stuck at
+# 0.979 whatever the efSearch (sibling photos never linked at insert); 200 gives 0.998 at efSearch 128
+EF_CONSTRUCTION = 200
 FORMAT_VERSION = 1
 
 
@@ -63,7 +66,7 @@ class GalleryIndex:
     """Incremental cosine-similarity index of gallery photos labelled by individual."""
 
     def __init__(self, dim: int, hnsw_threshold: int = HNSW_THRESHOLD, hnsw_m: int = 32,
-                 ef_search: int = 128, ef_construction: int = 80):
+                 ef_search: int = 128, ef_construction: int = EF_CONSTRUCTION):
         if dim <= 0:
             raise ValueError("dim must be positive")
         self.dim = int(dim)
