@@ -16,8 +16,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import random
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -645,6 +647,11 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
         dataset = _IndexDataset(dataset, oversample_indices(dataset.labels, oversample_to))
     g = torch.Generator()
     g.manual_seed(seed)
+    context = None
+    if num_workers > 0 and threading.active_count() > 1:
+        # forking a process that runs other threads (a web server, a test's live server) can copy a lock
+        # held by one of them into the worker, which then waits on it forever: start workers cleanly
+        context = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -656,4 +663,5 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
         worker_init_fn=_worker_init if num_workers > 0 else None,
         generator=g,
         collate_fn=collate,
+        multiprocessing_context=context,
     )

@@ -205,3 +205,34 @@ def test_unusable_photos_reported_not_fatal(tmp_path):
     again = load_samples(csv, img_dir)
     compute_sample_hashes(again, tmp_path / "cache")
     assert [s.phash for s in again if s.image == "good.png"] == [good.phash]
+
+
+def test_loader_workers_start_cleanly_when_other_threads_run(tmp_path):
+    """A web server or test live server runs threads; forking then can hang a worker on a copied lock
+    (seen in this suite). With another thread alive the workers are started by forkserver/spawn, and
+    the augmented batches still arrive."""
+    import threading
+
+    from ml.data import make_loader
+    from ml.preprocess import TrainTransform
+
+    img_dir = tmp_path / "img"
+    img_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(4):
+        Image.fromarray(rng.integers(0, 255, (120, 240), dtype=np.uint8)).save(img_dir / f"{n}.png")
+    csv = write(tmp_path / "t.csv", "Image,Id\n0.png,a\n1.png,a\n2.png,b\n3.png,b\n")
+    ds = FlukeDataset(load_samples(csv, img_dir), {"a": 0, "b": 1}, CropCache(tmp_path / "cache", size=32),
+                      TrainTransform(32, seed=0))
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait, daemon=True)
+    busy.start()
+    try:
+        loader = make_loader(ds, batch_size=2, shuffle=True, num_workers=1, seed=0)
+        assert loader.multiprocessing_context.get_start_method() in ("forkserver", "spawn")
+        batches = list(loader)
+    finally:
+        stop.set()
+    assert len(batches) == 2 and tuple(batches[0][0].shape) == (2, 1, 32, 32)
+    single = make_loader(ds, batch_size=2, shuffle=True, num_workers=0, seed=0)
+    assert single.multiprocessing_context is None  # no workers, nothing to start
