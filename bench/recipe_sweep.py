@@ -38,6 +38,7 @@ RECIPES = {  # every recipe names all the knobs it compares, so changing ml.trai
     "seed000_aug_grid": dict(arcface_s=30.0, arcface_m=0.5, pooling="grid", **SEED000_AUG),
     "medium_aug": dict(arcface_s=30.0, arcface_m=0.5, rotation=10.0, zoom=0.1, shift=0.1, aug_warmup_epochs=0.0),
     "light_aug": dict(arcface_s=30.0, arcface_m=0.5, **LIGHT_AUG),
+    "light_aug_grid": dict(arcface_s=30.0, arcface_m=0.5, pooling="grid", **LIGHT_AUG),
     "s16_m03": dict(arcface_s=16.0, arcface_m=0.3, **SEED000_AUG),
     "s16_m03_warmup10": dict(arcface_s=16.0, arcface_m=0.3, rotation=20.0, zoom=0.2, shift=0.2,
                              aug_warmup_epochs=10.0, aug_start=0.25),
