@@ -107,3 +107,32 @@ def test_guard_does_not_ship_a_localizer_worse_than_the_default_box():
     _, m0 = train_localizer([d[0] for d in data], [d[1] for d in data], image_size=64, val_fraction=0.0,
                             max_steps=0)
     assert m0["shipped"] is None
+
+
+def test_fast_inference_net_matches_the_trained_net_and_follows_weight_changes():
+    """Predictions run a fused, channels-last copy of the net: same numbers, and a fresh copy as soon as
+    the weights change (a stale copy would keep predicting with old weights)."""
+    import torch
+
+    from ml.localizer import LocalizerNet
+
+    torch.manual_seed(0)
+    net = LocalizerNet()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding them is really tested
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    loc = Localizer(net)
+    canvases = np.random.default_rng(0).standard_normal((3, 128, 128)).astype(np.float32)
+    fast = loc._forward(canvases)
+    with torch.inference_mode():
+        plain = [t.numpy() for t in net.eval()(torch.from_numpy(canvases)[:, None])]
+    assert np.allclose(fast[0], plain[0], atol=1e-5) and np.allclose(fast[2], plain[2], atol=1e-5)
+    assert np.allclose(fast[1], 1 / (1 + np.exp(-plain[1])), atol=1e-5)
+    first = loc._inference_net()
+    assert loc._inference_net() is first  # cached while the weights stay
+    with torch.no_grad():
+        net.box.bias.add_(1.0)
+    assert loc._inference_net() is not first
+    assert not np.allclose(loc._forward(canvases)[0], fast[0])
