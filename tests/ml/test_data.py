@@ -15,6 +15,17 @@ def write(path, text):
     return path
 
 
+def noise_photos(tmp_path, labels: list[str]):
+    """Random 240x120 PNGs ``0.png``, ``1.png``, ... labelled ``labels``: (csv path, image folder)."""
+    img_dir = tmp_path / "img"
+    img_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(len(labels)):
+        Image.fromarray(rng.integers(0, 255, (120, 240), dtype=np.uint8)).save(img_dir / f"{n}.png")
+    rows = "".join(f"{n}.png,{label}\n" for n, label in enumerate(labels))
+    return write(tmp_path / "t.csv", "Image,Id\n" + rows), img_dir
+
+
 # ----------------------------------------------------------------- CSV errors
 
 def test_read_labels_ok(tmp_path):
@@ -160,12 +171,7 @@ def test_oversample_indices():
 # ----------------------------------------------------------------- cache
 
 def test_crop_cache_reused(tmp_path):
-    img_dir = tmp_path / "img"
-    img_dir.mkdir()
-    rng = np.random.default_rng(0)
-    for n in range(3):
-        Image.fromarray(rng.integers(0, 255, (120, 240), dtype=np.uint8)).save(img_dir / f"{n}.png")
-    csv = write(tmp_path / "t.csv", "Image,Id\n0.png,a\n1.png,b\n2.png,b\n")
+    csv, img_dir = noise_photos(tmp_path, ["a", "b", "b"])
     samples = load_samples(csv, img_dir)
     cache = CropCache(tmp_path / "cache", size=32)
     ds = FlukeDataset(samples, {"a": 0, "b": 1}, cache)
@@ -216,12 +222,7 @@ def test_loader_workers_start_cleanly_when_other_threads_run(tmp_path):
     from ml.data import make_loader
     from ml.preprocess import TrainTransform
 
-    img_dir = tmp_path / "img"
-    img_dir.mkdir()
-    rng = np.random.default_rng(0)
-    for n in range(4):
-        Image.fromarray(rng.integers(0, 255, (120, 240), dtype=np.uint8)).save(img_dir / f"{n}.png")
-    csv = write(tmp_path / "t.csv", "Image,Id\n0.png,a\n1.png,a\n2.png,b\n3.png,b\n")
+    csv, img_dir = noise_photos(tmp_path, ["a", "a", "b", "b"])
     ds = FlukeDataset(load_samples(csv, img_dir), {"a": 0, "b": 1}, CropCache(tmp_path / "cache", size=32),
                       TrainTransform(32, seed=0))
     stop = threading.Event()
