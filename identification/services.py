@@ -72,22 +72,40 @@ def review_queue(moderator, order: str = "oldest"):
 
 
 def claim_next(*, moderator, queue):
-    """Claim the first photo of ``queue`` (a ``review_queue`` QuerySet) that nobody else holds;
-    rows another moderator is claiming at this very moment are skipped (SKIP LOCKED). None when empty."""
+    """Claim the first photo of ``queue`` (a ``review_queue`` QuerySet) that nobody else holds. Rows
+    locked at this very moment are passed over first (SKIP LOCKED) and waited for only if nothing else
+    is free: a worker writing a batch-mate's new suggestions holds its row for a few milliseconds,
+    and near the end of a queue that must not read as "empty". None when nothing can be claimed."""
     _require(moderator, REVIEW_PERMISSION)
     fresh = timezone.now() - CLAIM_TTL
+    busy = []
     for pk in queue.values_list("pk", flat=True)[:50]:
-        with transaction.atomic():
-            row = (
-                Photo.objects.select_for_update(skip_locked=True)
-                .filter(pk=pk, status=Photo.Status.AWAITING_REVIEW).first()
-            )
-            if row is None or (row.claimed_by_id not in (None, moderator.pk) and row.claimed_at and row.claimed_at > fresh):
-                continue
-            row.claimed_by, row.claimed_at = moderator, timezone.now()
-            row.save(update_fields=["claimed_by", "claimed_at", "updated_at"])
+        row = _try_claim(pk, moderator, fresh, wait=False)
+        if row is _BUSY:
+            busy.append(pk)
+        elif row is not None:
+            return row
+    for pk in busy:
+        row = _try_claim(pk, moderator, fresh, wait=True)
+        if row is not None:
             return row
     return None
+
+
+_BUSY = object()
+
+
+def _try_claim(pk, moderator, fresh, *, wait: bool):
+    with transaction.atomic():
+        row = Photo.objects.select_for_update(skip_locked=not wait).filter(pk=pk).first()
+        if row is None:
+            return None if wait else _BUSY  # locked by someone else right now (or deleted)
+        if row.status != Photo.Status.AWAITING_REVIEW or (
+                row.claimed_by_id not in (None, moderator.pk) and row.claimed_at and row.claimed_at > fresh):
+            return None
+        row.claimed_by, row.claimed_at = moderator, timezone.now()
+        row.save(update_fields=["claimed_by", "claimed_at", "updated_at"])
+        return row
 
 
 def claim_photo(*, photo, moderator) -> Photo:

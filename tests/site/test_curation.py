@@ -350,3 +350,35 @@ def test_claims_two_moderators_never_get_the_same_photo(mods):
     assert services.claim_next(moderator=c, queue=services.review_queue(c)) == first
     first.refresh_from_db()
     assert first.claimed_by == c
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_next_waits_for_a_row_a_worker_holds_for_a_moment(mods):
+    """The last photo in the queue, locked for an instant by a worker writing its new suggestions, is
+    still claimed: the queue must not look empty to the moderator (seen in the keyboard browser test)."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    a, _, _ = mods
+    photo = awaiting()
+    locked, release = threading.Event(), threading.Event()
+
+    def worker_holds_the_row():
+        try:
+            with transaction.atomic():
+                Photo.objects.select_for_update().get(pk=photo.pk)
+                locked.set()
+                release.wait(5)
+                time.sleep(0.3)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker_holds_the_row)
+    thread.start()
+    assert locked.wait(5)
+    release.set()
+    claimed = services.claim_next(moderator=a, queue=services.review_queue(a))
+    thread.join()
+    assert claimed == photo and claimed.claimed_by == a
