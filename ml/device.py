@@ -22,13 +22,17 @@ def pick_device(preferred: str = "") -> torch.device:
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def uses_bf16(device: torch.device | str, precision: str = "auto") -> bool:
+    """Whether ``autocast(device, precision)`` runs in bf16: on CUDA for ``"auto"``, anywhere for ``"bf16"``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda")
+
+
 def autocast(device: torch.device | str, precision: str = "auto"):
     """bf16 autocast on CUDA (``"auto"``), off on the CPU. ``"bf16"`` asks for it on any device:
     with no GPU at hand, the CPU's autocast runs the same mixed-precision code path, so the dtype
     mistakes that only show up on CUDA (bf16 activations meeting fp32 weights) are caught there."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    if precision == "bf16" or (precision == "auto" and dev.type == "cuda"):
-        return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+    if uses_bf16(device, precision):
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ml.data import (CropCache, DatasetError, FlukeDataset, add_flipped_ids, compute_sample_hashes,
                      default_loader_workers, default_num_workers, group_near_duplicates, load_samples,
                      make_loader, split_dataset)
-from ml.device import autocast, pick_device
+from ml.device import autocast, pick_device, uses_bf16
 from ml.models import create_model, embed_crops
 from ml.types import NEW_WHALE, TrainProgress, TrainResult
 
@@ -206,10 +206,6 @@ def _shutdown(loader) -> None:
         it._shutdown_workers()
 
 
-def _precision_used(device, precision: str) -> str:
-    return "bf16" if precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda") else "fp32"
-
-
 @torch.no_grad()
 def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: int = 64,
                    max_batches: int = 8, precision: str = "auto") -> None:
@@ -306,7 +302,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
     num_workers = default_num_workers() if config.num_workers is None else int(config.num_workers)
     device = pick_device(config.device)
-    autocast(device, config.precision)  # refuses an unknown precision before any work
+    uses_bf16(device, config.precision)  # refuses an unknown precision before any work
     seed_everything(config.seed)
 
     def report(**kw):
@@ -526,7 +522,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
         "version": version, "arch": config.arch, "head": config.head, "image_size": config.image_size,
         "embedding_dim": config.embedding_dim, "n_classes": len(classes), "best_epoch": best["epoch"],
         "epochs_run": len(history), "steps": global_step, "stop_reason": stop_reason or "epochs",
-        "device": str(device), "precision": _precision_used(device, config.precision),
+        "device": str(device), "precision": "bf16" if uses_bf16(device, config.precision) else "fp32",
         "train_time_s": round(time.monotonic() - t_start, 2),
         "oversample_to": config.oversample_to, "seed": config.seed, **init_report,
     }
