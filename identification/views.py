@@ -153,11 +153,9 @@ def _batch_matches(photo):
 
 @moderator_required
 def review_photo(request, photo_id):
-    # "being re-matched" is read in the same query as the crop: read later, a worker finishing in between
-    # would leave the page showing the crop it just replaced (deleted), with no refresh to follow
     photo = get_object_or_404(
-        Photo.objects.select_related("sighting__species", "model_version", "claimed_by")
-        .annotate(n_embeddings=Count("embeddings")), pk=photo_id
+        Photo.objects.select_related("sighting__species", "model_version", "claimed_by").with_rematching(),
+        pk=photo_id,
     )
     reviewable = photo.status == Photo.Status.AWAITING_REVIEW
     if reviewable and photo.needs_admin and not is_model_admin(request.user):
@@ -174,7 +172,7 @@ def review_photo(request, photo_id):
     return render(request, "identification/review_photo.html", {
         "photo": photo,
         "reviewable": reviewable,
-        "rematching": reviewable and photo.n_embeddings == 0,  # Photo.objects.being_rematched()
+        "rematching": reviewable and photo.rematching,
         "candidates": candidates,
         "has_new_row": any(row["key"] == "N" for row in candidates),
         "batch_matches": _batch_matches(photo),

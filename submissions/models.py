@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
 
@@ -51,10 +52,16 @@ class PhotoQuerySet(models.QuerySet):
     def awaiting_review(self):
         return self.filter(status=Photo.Status.AWAITING_REVIEW)
 
+    def with_rematching(self):
+        """Annotate ``rematching``: awaiting review but without an embedding, i.e. a moderator fixed
+        the box and the worker is cropping and ranking it again, so the crop and suggestions on file
+        are about to change. Read in the same query as the crop, so the two always agree."""
+        embeddings = self.model._meta.get_field("embeddings").related_model.objects.filter(photo=OuterRef("pk"))
+        return self.annotate(rematching=ExpressionWrapper(
+            Q(status=Photo.Status.AWAITING_REVIEW) & ~Exists(embeddings), output_field=models.BooleanField()))
+
     def being_rematched(self):
-        """Awaiting review but without an embedding: a moderator fixed the box and the worker is
-        cropping and ranking it again, so the crop and suggestions on file are about to change."""
-        return self.awaiting_review().filter(embeddings__isnull=True)
+        return self.with_rematching().filter(rematching=True)
 
     def in_gallery(self):
         """Photos assigned to an individual: they are matched against every new upload."""
