@@ -224,7 +224,8 @@ def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=
     from ml.device import autocast
 
     was_training = model.training
-    model.eval()
+    if was_training:  # eval()/train() walk every module: ~0.3 ms each on a ResNet50, per call
+        model.eval()
     out = []
     try:
         with torch.inference_mode():
@@ -241,7 +242,8 @@ def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=
                     e = model.embed(x)
                 out.append(F.normalize(e.float(), dim=1).cpu().numpy())
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     if not out:
         return np.zeros((0, model.embedding_dim), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
