@@ -178,3 +178,34 @@ def test_train_transform_strength_scales_every_range():
     tf.strength = 0.0  # no augmentation at all: the batch comes back as it went in
     x = torch.randn(4, 1, 32, 32)
     assert torch.allclose(tf.apply_batch(x), x, atol=1e-5)
+
+
+def _whole_photo_crop(img: Image.Image, box: Box, size: int) -> np.ndarray:
+    """The seed-000 crop written the plain way: a float copy of the whole photo, its float64 mean as the fill."""
+    gray = img.convert("L") if img.mode not in ("L", "F") else img
+    mean = float(np.asarray(gray).mean(dtype=np.float64))
+    x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
+    factor = int(min((x1 - x0) / size, (y1 - y0) / size))
+    if factor >= 2:
+        gray = gray.reduce(factor)
+        x0, y0, x1, y1 = x0 / factor, y0 / factor, x1 / factor, y1 / factor
+    out = gray.convert("F").transform((size, size), Image.Transform.AFFINE,
+                                      ((x1 - x0) / size, 0.0, x0, 0.0, (y1 - y0) / size, y0),
+                                      resample=Image.Resampling.BILINEAR, fillcolor=mean)
+    return np.asarray(out, dtype=np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_affine_crop_of_the_reachable_region_equals_the_whole_photo_crop(seed):
+    # affine_crop only converts and resamples the part of the photo a box can reach: boxes inside, across the
+    # edges, wholly outside, and large enough to be reduced first must all give the whole-photo result exactly
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        w, h = int(rng.integers(60, 900)), int(rng.integers(60, 700))
+        arr = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        img = Image.fromarray(arr) if rng.random() < 0.7 else Image.fromarray(np.stack([arr] * 3, -1))
+        bw = float(rng.uniform(0.05, 2.0)) * w
+        x0, y0 = float(rng.uniform(-1.2 * w, 1.1 * w)), float(rng.uniform(-1.2 * h, 1.1 * h))
+        box = Box(x0, y0, x0 + bw, y0 + bw / float(rng.uniform(1.0, 3.0)))
+        size = int(rng.choice([32, 64, 224]))
+        np.testing.assert_array_equal(affine_crop(img, box, size), _whole_photo_crop(img, box, size))
