@@ -51,7 +51,8 @@ def main(argv=None):
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
-    ap.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--ef", nargs="+", default=["auto", 64, 128, 256],
+                    help="efSearch values to compare; 'auto' = GalleryIndex's default for this size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default="/tmp/whalesite-bench-hnsw",
                     help="keep the built gallery here (GalleryIndex.save) and load it next time; '' = don't")
@@ -116,7 +117,8 @@ def main(argv=None):
                 seen.append(lab)
         exact_ind.append(set(seen[:5]))
     for ef in args.ef:
-        gallery.ef_search = ef
+        gallery.ef_search = None if str(ef) == "auto" else int(ef)
+        ef = f"auto ({gallery.effective_ef_search})" if gallery.ef_search is None else ef
         found, times = [], []
         for i in tqdm(range(args.queries), desc=f"HNSW ef={ef}", leave=False):
             t = time.perf_counter()

@@ -38,7 +38,22 @@ HNSW_THRESHOLD = 20_000
 # 1M clustered 512-d vectors (bench/gallery_search.py): efConstruction 80 left photo-level recall@5 stuck at
 # 0.979 whatever the efSearch (sibling photos never linked at insert); 200 gives 0.998 at efSearch 128
 EF_CONSTRUCTION = 200
+# efSearch when the caller sets none, by gallery size. Recall falls as a gallery grows, so each step was measured
+# at its upper end (bench/gallery_search.py, clustered 512-d vectors, M=32, efConstruction 200, 500 queries):
+# 300k photos: photo recall@5 1.000 from efSearch 32 up, rank()'s individual recall@5 0.994 at 32, 0.998 at 64;
+# 1M: photo recall@5 0.998 at 128. efSearch is most of a search's cost: 100k photos, right after a ResNet50
+# forward, 128 -> 64 takes a search from ~2.3 to ~1.2 ms.
+EF_SEARCH_STEPS = ((300_000, 64),)
+EF_SEARCH_LARGE = 128
 FORMAT_VERSION = 1
+
+
+def default_ef_search(n_photos: int) -> int:
+    """The HNSW efSearch a gallery of ``n_photos`` searches with unless told otherwise."""
+    for limit, ef in EF_SEARCH_STEPS:
+        if n_photos <= limit:
+            return ef
+    return EF_SEARCH_LARGE
 
 
 def l2_normalize(vectors) -> np.ndarray:
@@ -66,13 +81,13 @@ class GalleryIndex:
     """Incremental cosine-similarity index of gallery photos labelled by individual."""
 
     def __init__(self, dim: int, hnsw_threshold: int = HNSW_THRESHOLD, hnsw_m: int = 32,
-                 ef_search: int = 128, ef_construction: int = EF_CONSTRUCTION):
+                 ef_search: int | None = None, ef_construction: int = EF_CONSTRUCTION):
         if dim <= 0:
             raise ValueError("dim must be positive")
         self.dim = int(dim)
         self.hnsw_threshold = int(hnsw_threshold)
         self.hnsw_m = int(hnsw_m)
-        self.ef_search = int(ef_search)
+        self.ef_search = None if ef_search is None else int(ef_search)  # None: by size (default_ef_search)
         self.ef_construction = int(ef_construction)
         self._lock = threading.RLock()
         self._reset_storage()
@@ -95,6 +110,10 @@ class GalleryIndex:
         return self._vectors
 
     @property
+    def effective_ef_search(self) -> int:
+        return self.ef_search if self.ef_search is not None else default_ef_search(len(self))
+
+    @property
     def is_hnsw(self) -> bool:
         return isinstance(self._index, faiss.IndexHNSWFlat)
 
@@ -102,7 +121,6 @@ class GalleryIndex:
         if n_alive > self.hnsw_threshold:
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = self.ef_construction
-            index.hnsw.efSearch = self.ef_search
             return index
         return faiss.IndexFlatIP(self.dim)
 
@@ -201,14 +219,15 @@ class GalleryIndex:
         out_r = np.full((q, k), -1, dtype=np.int64)
         if n_alive == 0 or k <= 0:
             return out_s, out_r
+        ef = self.effective_ef_search
         if self.is_hnsw:
-            self._index.hnsw.efSearch = max(self.ef_search, k)
+            self._index.hnsw.efSearch = max(ef, k)
         fetch = min(total, k + self._n_dead) if self._n_dead <= 4 * k + 256 else min(total, 4 * k)
         todo = np.arange(q)
         while len(todo):
             scores, rows = self._index.search(queries[todo], fetch)
             if self.is_hnsw:
-                self._index.hnsw.efSearch = max(self.ef_search, k)
+                self._index.hnsw.efSearch = max(ef, k)
             unfinished = []
             for j, qi in enumerate(todo):
                 r = rows[j]
@@ -223,7 +242,7 @@ class GalleryIndex:
             todo = np.array(unfinished, dtype=np.int64)
             fetch = min(total, fetch * 4)
             if self.is_hnsw and len(todo):
-                self._index.hnsw.efSearch = max(self.ef_search, fetch)
+                self._index.hnsw.efSearch = max(ef, fetch)
         return out_s, out_r
 
     def search(self, vectors, k: int) -> tuple[np.ndarray, list[list[str]]]:
@@ -238,8 +257,8 @@ class GalleryIndex:
     def rank(self, vector, k: int = 5, new_threshold: float | None = None,
              exclude_items: Iterable[str] = (), exclude_labels: Iterable[str] = ()) -> list[Match]:
         """Top-k individuals for one query (max cosine similarity over their photos)."""
-        return self.rank_batch(l2_normalize(vector)[:1], k, new_threshold,
-                               [exclude_items], [exclude_labels])[0]
+        query = np.asarray(vector, dtype=np.float32).reshape(-1, self.dim)[:1]  # rank_batch normalises it
+        return self.rank_batch(query, k, new_threshold, [exclude_items], [exclude_labels])[0]
 
     def rank_batch(self, vectors, k: int = 5, new_threshold: float | None = None,
                    exclude_items=None, exclude_labels=None) -> list[list[Match]]:
@@ -256,7 +275,10 @@ class GalleryIndex:
         results: list[list[Match] | None] = [None] * q
         with self._lock:
             total = len(self)
-            fetch = min(total, max(k * 20, 100))
+            # photos to fetch for k individuals: a few per individual. The fetch bounds the HNSW efSearch from
+            # below, so fetching 100 cost a 100k search twice its time; whales with many photos near the
+            # query are handled by the retry below (4x the fetch each time).
+            fetch = min(total, max(k * 8, 40))
             todo = list(range(q))
             while todo:
                 scores, rows = self._search_rows(queries[todo], fetch)
@@ -330,8 +352,6 @@ class GalleryIndex:
             if ids:
                 self._append(ids, labels, vectors)
         else:
-            if isinstance(index, faiss.IndexHNSWFlat):
-                index.hnsw.efSearch = self.ef_search
             self._index = index
             self._ids, self._labels, self._vectors = ids, labels, vectors
             self._alive = np.ones(len(ids), dtype=bool)

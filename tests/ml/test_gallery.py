@@ -137,3 +137,23 @@ def test_empty_gallery_and_bad_input():
         g.add(["a"], ["A"], np.ones((1, 3)))
     with pytest.raises(ValueError):
         g.add(["a", "a"], ["A", "A"], np.ones((2, 4)))
+
+
+def test_ef_search_follows_the_gallery_size_unless_set(tmp_path):
+    from ml.gallery import EF_SEARCH_LARGE, EF_SEARCH_STEPS, default_ef_search
+
+    limit, small_ef = EF_SEARCH_STEPS[0]
+    assert default_ef_search(1) == default_ef_search(limit) == small_ef < EF_SEARCH_LARGE
+    assert default_ef_search(limit + 1) == EF_SEARCH_LARGE
+    ids, labels, v = _data(120)
+    auto = GalleryIndex(16, hnsw_threshold=50)
+    auto.add(ids, labels, v)
+    assert auto.is_hnsw and auto.ef_search is None and auto.effective_ef_search == small_ef
+    fixed = GalleryIndex(16, hnsw_threshold=50, ef_search=200)
+    fixed.add(ids, labels, v)
+    assert fixed.effective_ef_search == 200
+    for g, name in ((auto, "auto"), (fixed, "fixed")):
+        g.rank(v[3], k=5)
+        assert g._index.hnsw.efSearch == g.effective_ef_search  # what faiss searched with
+        g.save(tmp_path / name)
+        assert GalleryIndex.load(tmp_path / name).ef_search == g.ef_search
