@@ -136,3 +136,22 @@ def test_fast_inference_net_matches_the_trained_net_and_follows_weight_changes()
         net.box.bias.add_(1.0)
     assert loc._inference_net() is not first
     assert not np.allclose(loc._forward(canvases)[0], fast[0])
+
+
+def test_a_localizer_saved_with_the_first_design_still_loads(tmp_path):
+    """Files written before the lighter default network carry no "widths": they are the first design."""
+    import torch
+
+    from ml.localizer import WIDTHS, WIDTHS_V1, LocalizerNet
+
+    old = Localizer(LocalizerNet(WIDTHS_V1))
+    old.save(tmp_path / "old.pt")
+    blob = torch.load(tmp_path / "old.pt", weights_only=True)
+    del blob["widths"], blob["hidden"]
+    torch.save(blob, tmp_path / "old.pt")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300), dtype=np.uint8))
+    loaded = Localizer.load(tmp_path / "old.pt")
+    assert loaded.net.widths == WIDTHS_V1 != WIDTHS
+    assert loaded.predict_raw([image])[0].box == old.predict_raw([image])[0].box
+    Localizer(LocalizerNet()).save(tmp_path / "new.pt")
+    assert Localizer.load(tmp_path / "new.pt").net.widths == WIDTHS
