@@ -503,10 +503,10 @@ class CropCache:
 
 try:
     import torch
-    from torch.utils.data import DataLoader, Dataset
+    from torch.utils.data import DataLoader, Dataset, Sampler
 except ImportError:  # pragma: no cover - torch is a hard dependency of training
     torch = None
-    Dataset = object
+    Dataset = Sampler = object
 
 
 class FlukeDataset(Dataset):
@@ -577,35 +577,6 @@ class _IndexDataset(Dataset):
         return self.base[self.indices[i]]
 
 
-class _RawCrops(Dataset):
-    """A FlukeDataset's crops as (1, S, S) tensors without its per-item transform; the loader's
-    collate function then augments the whole batch at once (``_BatchAugment``)."""
-
-    def __init__(self, base: "FlukeDataset", indices: Sequence[int] | None = None):
-        self.base = base
-        self.indices = list(range(len(base))) if indices is None else list(indices)
-        self.labels = [base.labels[i] for i in self.indices]
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        j = self.indices[i]
-        return torch.from_numpy(self.base.crop(j))[None], self.base.labels[j]
-
-
-class _BatchAugment:
-    """collate_fn: stack the raw crops and apply ``transform.apply_batch`` in one call (picklable for workers)."""
-
-    def __init__(self, transform):
-        self.transform = transform
-
-    def __call__(self, batch):
-        xs = torch.stack([x for x, _ in batch])
-        ys = torch.as_tensor([y for _, y in batch])
-        return self.transform.apply_batch(xs), ys
-
-
 def default_num_workers() -> int:
     """Processes for hashing and crop preparation (before training): one per core, up to 4."""
     return min(4, os.cpu_count() or 1)
@@ -633,17 +604,35 @@ def _worker_init(worker_id: int) -> None:
     random.seed(seed)
 
 
+class EpochShuffle(Sampler):
+    """A shuffled order that depends on (seed, epoch) only: ``set_epoch(e)`` before each epoch.
+
+    DataLoader's own shuffling draws from its generator, which also seeds the workers once per iterator,
+    and persistent workers keep their iterator across epochs: the same seed then gave another order
+    with workers than without. Here the order is the same whatever the workers, and a resumed run
+    replays it."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers: int | None = None,
                 seed: int = 0, drop_last: bool = False, oversample_to: int = 0) -> "DataLoader":
+    """Batches of ``dataset``; with ``shuffle``, the order comes from an :class:`EpochShuffle` sampler
+    (``loader.sampler.set_epoch(epoch)``)."""
     if num_workers is None:
         num_workers = default_num_workers()
-    collate = None
-    if isinstance(dataset, FlukeDataset) and hasattr(dataset.transform, "apply_batch"):
-        # batched augmentation: one warp per batch instead of one per crop
-        indices = oversample_indices(dataset.labels, oversample_to) if oversample_to else None
-        collate = _BatchAugment(dataset.transform)
-        dataset = _RawCrops(dataset, indices)
-    elif oversample_to and isinstance(dataset, FlukeDataset):
+    if oversample_to and isinstance(dataset, FlukeDataset):
         dataset = _IndexDataset(dataset, oversample_indices(dataset.labels, oversample_to))
     g = torch.Generator()
     g.manual_seed(seed)
@@ -655,13 +644,12 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
         drop_last=drop_last and len(dataset) > batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_worker_init if num_workers > 0 else None,
         generator=g,
-        collate_fn=collate,
         multiprocessing_context=context,
     )

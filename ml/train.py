@@ -339,7 +339,8 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
                               shift=config.shift, seed=config.seed)
     eval_tf = EvalTransform(config.image_size)
     prep_workers = max(1, num_workers)
-    train_ds = FlukeDataset(train_samples, class_index, cache, train_tf, prep_workers, config.progress_bar)
+    # raw crops: train_tf augments whole batches in this process, on the device (see the loop)
+    train_ds = FlukeDataset(train_samples, class_index, cache, None, prep_workers, config.progress_bar)
     gallery_ds = FlukeDataset(split.train, class_index, cache, None, prep_workers, config.progress_bar)
     query_ds = FlukeDataset(split.val, None, cache, None, prep_workers, config.progress_bar)
     check_stop()
@@ -421,21 +422,15 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
             if stop_reason:
                 break
             model.train()
-            strength = aug_strength(epoch, config.aug_warmup_epochs, config.aug_start)
-            if strength != train_tf.strength:
-                train_tf.strength = strength
-                if loader_workers > 0:  # persistent workers hold a copy of the transform: start fresh ones
-                    _shutdown(loader)
-                    loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=loader_workers,
-                                         seed=config.seed, drop_last=True, oversample_to=config.oversample_to)
-            loader.generator.manual_seed(config.seed * 1000 + epoch)
+            train_tf.strength = aug_strength(epoch, config.aug_warmup_epochs, config.aug_start)
+            loader.sampler.set_epoch(epoch)
             train_tf.reseed([config.seed, epoch])
             running, n_loss = 0.0, 0
             for step, (x, y) in enumerate(loader):
                 check_stop()
                 if x.shape[0] < 2:  # BatchNorm needs two samples
                     continue
-                x = x.to(device, non_blocking=True)
+                x = train_tf.apply_batch(x.to(device, non_blocking=True))
                 y = torch.as_tensor(y).to(device, non_blocking=True)
                 if is_arc and warm_m_steps > 0:
                     model.head.set_margin(config.arcface_m * min(1.0, global_step / warm_m_steps))

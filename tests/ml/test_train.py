@@ -113,11 +113,13 @@ def test_resume_continues_from_checkpoint(synth_small, tmp_path):
     assert torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["epoch"] == 3
 
 
-def test_resumed_run_is_bit_exact_with_an_uninterrupted_one(synth_small, tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resumed_run_is_bit_exact_with_an_uninterrupted_one(synth_small, tmp_path, workers):
+    # with loader workers too: they only read crops; the augmentation runs in the training process
     csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
     straight = train(_config(synth_small, tmp_path / "straight", csv=csv, epochs=3, batch_size=8, num_workers=0))
-    train(_config(synth_small, tmp_path / "split", csv=csv, epochs=2, batch_size=8, num_workers=0))
-    resumed = train(_config(synth_small, tmp_path / "split", csv=csv, epochs=3, batch_size=8, num_workers=0,
+    train(_config(synth_small, tmp_path / "split", csv=csv, epochs=2, batch_size=8, num_workers=workers))
+    resumed = train(_config(synth_small, tmp_path / "split", csv=csv, epochs=3, batch_size=8, num_workers=workers,
                             resume=True))
 
     def losses(res):
