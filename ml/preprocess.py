@@ -105,7 +105,9 @@ def affine_crop(image, box: Box, size: int = DEFAULT_SIZE, *, antialias: bool = 
     gray = _grayscale(_to_pil(image))
     if box.x1 <= box.x0 or box.y1 <= box.y0:
         raise ValueError(f"empty box {box}")
-    mean = _mean(gray)
+    width, height = gray.size
+    inside = box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height
+    mean = 0.0 if inside else _mean(gray)  # a box inside the photo never samples the fill: skip a pass
     x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
     factor = int(min((x1 - x0) / size, (y1 - y0) / size)) if antialias else 1
     # Work on the part of the photo the sampling can reach: the result is the same to the bit, and
