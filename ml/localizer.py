@@ -39,6 +39,7 @@ so every photo gets the flagged default box.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 import time
@@ -117,10 +118,13 @@ def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, float, 
     return canvas, scale, float(ox), float(oy)
 
 
+@functools.lru_cache(maxsize=8)
 def _coord_channels(size: int) -> torch.Tensor:
-    lin = torch.linspace(-1, 1, size)
-    yy, xx = torch.meshgrid(lin, lin, indexing="ij")
-    return torch.stack([xx, yy])
+    """(2, size, size): x and y in -1..1. Cached: built on every forward it cost ~0.05 ms a photo."""
+    with torch.inference_mode(False):  # a normal tensor, so training may use it too
+        lin = torch.linspace(-1, 1, size)
+        yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+        return torch.stack([xx, yy])
 
 
 # ---------------------------------------------------------------------- network
@@ -181,13 +185,18 @@ class Localizer:
         self.conf_threshold = float(conf_threshold)
         self.metrics = dict(metrics or {})
         self._fast: tuple | None = None  # (weights stamp, inference copy of net)
+        self._watched: tuple | None = None  # (net, its parameters and buffers)
 
     def _inference_net(self) -> nn.Module:
         """``net`` as predictions run it: BatchNorm folded into each convolution, each max-pool before
         its ReLU (the same numbers: ReLU is monotonic) and channels-last memory. About 3x faster on
         the CPU (4.1 -> 1.2-1.7 ms for one 128 px photo), where the localizer is a visible share of the
-        pipeline. Rebuilt whenever the weights change (training, load_state_dict bump their versions)."""
-        stamp = tuple(t._version for t in itertools.chain(self.net.parameters(), self.net.buffers()))
+        pipeline. Rebuilt whenever the weights change (training, load_state_dict bump their versions);
+        the tensors to watch are listed once per net (walking the modules each call cost ~0.2 ms cold).
+        Assign a new ``net`` rather than new Parameter objects inside it."""
+        if self._watched is None or self._watched[0] is not self.net:
+            self._watched = (self.net, tuple(itertools.chain(self.net.parameters(), self.net.buffers())))
+        stamp = tuple(t._version for t in self._watched[1])
         if self._fast is None or self._fast[0] != stamp:
             self._fast = (stamp, _fused_for_inference(self.net))
         return self._fast[1]
@@ -210,16 +219,15 @@ class Localizer:
         lb = [letterbox(im, self.image_size) for im in images]
         boxes, ups, confs = self._forward(np.stack([c for c, *_ in lb]))
         out = []
-        for im, (_, scale, ox, oy), b, u, c in zip(images, lb, boxes, ups, confs):
+        s = self.image_size
+        for im, (_, scale, ox, oy), b, u, c in zip(images, lb, boxes.tolist(), ups.tolist(), confs.tolist()):
             w, h = im.size
-            s = self.image_size
-            cx, cy, bw, bh = b * s
+            cx, cy, bw, bh = (v * s for v in b)
             x0, x1 = (cx - bw / 2 - ox) / scale, (cx + bw / 2 - ox) / scale
             y0, y1 = (cy - bh / 2 - oy) / scale, (cy + bh / 2 - oy) / scale
-            box = Box(float(np.clip(x0, 0, w)), float(np.clip(y0, 0, h)), float(np.clip(x1, 0, w)),
-                      float(np.clip(y1, 0, h)))
-            out.append(Localization(box=box, confidence=float(c), source="localizer", flagged=False,
-                                    upside_down=bool(u > 0.5)))
+            box = Box(min(max(x0, 0.0), float(w)), min(max(y0, 0.0), float(h)), min(max(x1, 0.0), float(w)),
+                      min(max(y1, 0.0), float(h)))
+            out.append(Localization(box=box, confidence=c, source="localizer", flagged=False, upside_down=u > 0.5))
         return out
 
     def predict(self, images: Sequence) -> list[Localization]:
