@@ -139,4 +139,5 @@
     var btn = document.getElementById("submit-btn");
     if (btn) { btn.disabled = true; btn.textContent = "Uploading…"; }
   });
+  form.dataset.ready = "true";  // the handlers above are bound (the script is deferred)
 })();

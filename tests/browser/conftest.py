@@ -100,6 +100,14 @@ def shortcuts_ready(page) -> None:
     expect(page.locator("body[data-shortcuts=ready]")).to_have_count(1)
 
 
+def upload_ready(page) -> None:
+    """Wait until upload.js has bound its drop and preview handlers (deferred, like review.js: a drop
+    dispatched before it ran was lost, and the previews never appeared)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#submit-form[data-ready=true]")).to_have_count(1)
+
+
 def image_loaded(page, selector: str) -> bool:
     """True when the <img> matched by ``selector`` loaded (served and decoded) with a non-zero size."""
     return page.locator(selector).first.evaluate("img => img.complete && img.naturalWidth > 0")

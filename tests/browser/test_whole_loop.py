@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from identification.models import Decision, ModelVersion, TrainingRun
 from submissions.models import Photo
-from tests.browser.conftest import image_loaded, login, shortcuts_ready
+from tests.browser.conftest import image_loaded, login, shortcuts_ready, upload_ready
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow,
@@ -59,6 +59,7 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     expect(watcher).to_have_url(re.compile(r"/submit/$"))
     expect(watcher.locator(".messages")).to_contain_text("Welcome aboard")
 
+    upload_ready(watcher)
     drop_files(watcher, "#dropzone", [photo_path])
     expect(watcher.locator("#previews li")).to_have_count(1)
     expect(watcher.locator("#previews li .name")).to_have_text(photo_path.name)
