@@ -184,8 +184,7 @@ class Localizer:
         self.image_size = int(image_size)
         self.conf_threshold = float(conf_threshold)
         self.metrics = dict(metrics or {})
-        self._fast: tuple | None = None  # (weights stamp, inference copy of net)
-        self._watched: tuple | None = None  # (net, its parameters and buffers)
+        self._fast: tuple | None = None  # (net, its parameters and buffers, their versions, inference copy)
 
     def _inference_net(self) -> nn.Module:
         """``net`` as predictions run it: BatchNorm folded into each convolution, each max-pool before
@@ -194,12 +193,12 @@ class Localizer:
         pipeline. Rebuilt whenever the weights change (training, load_state_dict bump their versions);
         the tensors to watch are listed once per net (walking the modules each call cost ~0.2 ms cold).
         Assign a new ``net`` rather than new Parameter objects inside it."""
-        if self._watched is None or self._watched[0] is not self.net:
-            self._watched = (self.net, tuple(itertools.chain(self.net.parameters(), self.net.buffers())))
-        stamp = tuple(t._version for t in self._watched[1])
-        if self._fast is None or self._fast[0] != stamp:
-            self._fast = (stamp, _fused_for_inference(self.net))
-        return self._fast[1]
+        cached = self._fast if self._fast is not None and self._fast[0] is self.net else None
+        tensors = cached[1] if cached else tuple(itertools.chain(self.net.parameters(), self.net.buffers()))
+        stamp = tuple(t._version for t in tensors)
+        if cached is None or cached[2] != stamp:
+            self._fast = (self.net, tensors, stamp, _fused_for_inference(self.net))
+        return self._fast[3]
 
     @torch.inference_mode()
     def _forward(self, canvases: np.ndarray, batch_size: int = 64):

@@ -136,6 +136,17 @@ def test_fast_inference_net_matches_the_trained_net_and_follows_weight_changes()
         net.box.bias.add_(1.0)
     assert loc._inference_net() is not first
     assert not np.allclose(loc._forward(canvases)[0], fast[0])
+    # another net put in its place is used, even when its weights carry the same version numbers
+    fresh_a, fresh_b = LocalizerNet(), LocalizerNet()
+    versions = [[t._version for t in n.state_dict(keep_vars=True).values()] for n in (fresh_a, fresh_b)]
+    assert versions[0] == versions[1]
+    other = Localizer(fresh_a)
+    before = other._forward(canvases)[0]
+    other.net = fresh_b.eval()
+    assert not np.allclose(other._forward(canvases)[0], before)
+    with torch.inference_mode():
+        expected = fresh_b(torch.from_numpy(canvases)[:, None])[0].numpy()
+    assert np.allclose(other._forward(canvases)[0], expected, atol=1e-5)
 
 
 def test_a_localizer_saved_with_the_first_design_still_loads(tmp_path):
