@@ -13,6 +13,7 @@ the usual upright photo; ``--upside-down`` times the rare turned photo instead.
 
     python bench/pipeline_vs_forward.py [--arch resnet50] [--size 224] [--batch 1] [--gallery 100000]
     python bench/pipeline_vs_forward.py --image ../shared/real-flukes/flukes/<photo>.jpg
+    python bench/pipeline_vs_forward.py --threads 1   # as in a -c 2 worker child on 2 cores
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from ml.device import set_threads  # noqa: E402
 from ml.gallery import HNSW_THRESHOLD, GalleryIndex  # noqa: E402
 from ml.identifier import Identifier  # noqa: E402
 from ml.localizer import Localizer  # noqa: E402
@@ -76,10 +78,15 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=101, help="interleaved pairs (a pair takes ~0.1 s idle)")
     ap.add_argument("--image", default=None, help="a JPEG to use (default: a synthetic 1050x700 photo)")
     ap.add_argument("--upside-down", action="store_true", help="time a photo the localizer finds upside down")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default, every core); a pipeline worker child gets "
+                         "ml.device.worker_threads(pool size), e.g. 1 for -c 2 on 2 cores")
     ap.add_argument("--hnsw-threshold", type=int, default=HNSW_THRESHOLD)
     ap.add_argument("--cache", default="/tmp/whalesite-bench-gallery",
                     help="folder for the built gallery (GalleryIndex.save/load), '' to rebuild every run")
     args = ap.parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device("cpu")
     model = create_model(args.arch, embedding_dim=args.dim, num_classes=10).eval()

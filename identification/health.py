@@ -82,7 +82,11 @@ def _device_name() -> str:
             import torch
 
             return f"GPU: {torch.cuda.get_device_name(dev)}"
-        return f"CPU ({os.cpu_count()} cores)"
+        from .threads import planned_threads
+
+        threads = planned_threads()
+        per_process = f", {threads} torch thread{'s' if threads != 1 else ''} per process" if threads else ""
+        return f"CPU ({os.cpu_count()} cores{per_process})"
     except Exception as exc:  # pragma: no cover - a broken torch install
         return f"unknown ({type(exc).__name__})"
 

@@ -436,4 +436,4 @@ def retrain_localizer(run_id: int) -> str:
     return execute_localizer_retrain(run_id)
 
 
-from . import health  # noqa: E402,F401  (worker heartbeat signals)
+from . import health, threads  # noqa: E402,F401  (worker heartbeat and torch-thread signals)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -36,3 +37,27 @@ def autocast(device: torch.device | str, precision: str = "auto"):
     if uses_bf16(device, precision):
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's cpuset), not the host's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_threads(processes: int, cores: int | None = None) -> int:
+    """Torch threads for each of ``processes`` worker processes sharing ``cores``: an equal share,
+    at least one. torch's default is every core in every process; with two or more processes busy
+    at once their OpenMP threads spin-wait for each other, and on 2 cores two ResNet50 pipeline
+    processes then managed a tenth of the photos/s of one thread each (bench/worker_threads.py)."""
+    cores = available_cores() if cores is None else int(cores)
+    return max(1, cores // max(1, int(processes)))
+
+
+def set_threads(threads: int) -> int:
+    """Set this process's torch intra-op threads (BLAS and oneDNN follow); returns the number set."""
+    threads = max(1, int(threads))
+    torch.set_num_threads(threads)
+    return threads

@@ -150,6 +150,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 ML_ROOT = Path(env.str("ML_ROOT", default=str(VAR_DIR / "ml")))
 ML_INIT_WEIGHTS = env.str("ML_INIT_WEIGHTS", default="")  # optional local backbone weights (.pt)
 ML_DEVICE = env.str("ML_DEVICE", default="")  # "" = CUDA when present, else CPU
+# torch threads per worker process; 0 = the cores divided by the pool size (identification.threads)
+ML_TORCH_THREADS = env.int("ML_TORCH_THREADS", default=0)
 ML_DEFAULT_ARCH = env.str("ML_DEFAULT_ARCH", default="resnet18")
 ML_DEFAULT_IMAGE_SIZE = env.int("ML_DEFAULT_IMAGE_SIZE", default=128)
 ML_DEFAULT_EPOCHS = env.int("ML_DEFAULT_EPOCHS", default=10)

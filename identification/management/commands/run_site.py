@@ -35,6 +35,12 @@ class Command(BaseCommand):
             call_command("seed_demo")
 
         env = {**os.environ}
+        if not settings.ML_TORCH_THREADS:
+            # both workers share this machine's cores: half each, or a retrain beside the pipeline
+            # makes their torch threads spin-wait for each other (identification.threads)
+            from ml.device import worker_threads
+
+            env["ML_TORCH_THREADS"] = str(worker_threads(2))
         celery = [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "--loglevel=INFO"]
         procs = [
             # the pipeline worker also runs beat (housekeeping such as re-queuing stuck photos)
