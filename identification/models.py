@@ -88,6 +88,22 @@ class Embedding(models.Model):
         constraints = [models.UniqueConstraint(fields=["photo", "model_version"], name="one_embedding_per_version")]
 
 
+class GalleryChange(models.Model):
+    """One row per change that may move a photo in or out of a gallery, or change its whale or vector.
+
+    Written by database triggers (migration 0006), not by Python, so that no path is missed:
+    ``save()``, ``QuerySet.update()`` (merges), deletes and cascades all fire them. Workers read the
+    recent rows to update their in-memory gallery index (``identification.runtime.gallery``)
+    instead of reading the whole gallery for every photo. ``changed_at`` is the database's clock.
+    """
+
+    photo_id = models.BigIntegerField()  # not a foreign key: deleted photos are logged too
+    changed_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
 class Suggestion(models.Model):
     """One ranked candidate for a photo. ``individual`` is null for "new individual"."""
 

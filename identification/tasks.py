@@ -406,6 +406,22 @@ def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 5
     return len(requeue)
 
 
+GALLERY_CHANGE_RETENTION_HOURS = 24  # workers older than this in sync re-read everything (runtime.GALLERY_FULL_SYNC_S)
+
+
+@shared_task(name="identification.tasks.prune_gallery_changes", **RETRY_OPTIONS)
+def prune_gallery_changes() -> int:
+    """Beat: drop ``GalleryChange`` rows older than a day. Workers read only the last few minutes of
+    them, and one that has not synced for an hour reads the whole gallery instead. Returns the count."""
+    from datetime import timedelta
+
+    from .models import GalleryChange
+
+    cutoff = timezone.now() - timedelta(hours=GALLERY_CHANGE_RETENTION_HOURS)
+    deleted, _ = GalleryChange.objects.filter(changed_at__lt=cutoff).delete()
+    return deleted
+
+
 @shared_task(
     name="identification.tasks.evaluate_holdout", acks_late=True, reject_on_worker_lost=True, **RETRY_OPTIONS
 )

@@ -23,10 +23,13 @@ app.conf.task_routes = {
     "identification.tasks.evaluate_holdout": {"queue": PIPELINE_QUEUE},
     "identification.tasks.notify_watchers": {"queue": DEFAULT_QUEUE},
     "identification.tasks.requeue_stuck_photos": {"queue": DEFAULT_QUEUE},
+    "identification.tasks.prune_gallery_changes": {"queue": DEFAULT_QUEUE},
 }
 app.conf.beat_schedule = {
     # photos whose message or worker was lost go round again (see the task for the rules)
     "requeue-stuck-photos": {"task": "identification.tasks.requeue_stuck_photos", "schedule": 300.0},
+    # the log workers sync their gallery index from (identification.runtime.gallery)
+    "prune-gallery-changes": {"task": "identification.tasks.prune_gallery_changes", "schedule": 3600.0},
 }
 app.autodiscover_tasks()
 

@@ -35,6 +35,14 @@ def test_beat_schedule_names_the_task_on_the_default_queue():
     assert app.amqp.router.route({}, requeue_stuck_photos.name)["queue"].name == DEFAULT_QUEUE
 
 
+def test_beat_prunes_the_gallery_change_log_hourly_on_the_default_queue():
+    from identification.tasks import prune_gallery_changes
+
+    entry = app.conf.beat_schedule["prune-gallery-changes"]
+    assert entry["task"] == prune_gallery_changes.name and entry["schedule"] == 3600.0
+    assert app.amqp.router.route({}, prune_gallery_changes.name)["queue"].name == DEFAULT_QUEUE
+
+
 def test_stuck_photos_are_requeued_once_and_processed(active_model, celery_worker):
     demo = active_model
     labels = list(demo.held_out)

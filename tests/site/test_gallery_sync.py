@@ -1,0 +1,202 @@
+"""The worker's gallery index follows the database through the GalleryChange log (database triggers),
+without reading the whole gallery for every photo."""
+import threading
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from identification import runtime
+from identification.models import Embedding, GalleryChange
+from identification.tasks import prune_gallery_changes
+from submissions.models import Photo
+from tests.factories import IndividualFactory, ModelVersionFactory, SightingFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+DIM = 16
+
+
+def unit(seed):
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture
+def gallery_db():
+    """A version, three whales and six gallery photos with embeddings; photo i has vector unit(i)."""
+    version = ModelVersionFactory(is_active=True)
+    whales = [IndividualFactory() for _ in range(3)]
+    sighting = SightingFactory()
+    photos = []
+    for i in range(6):
+        photos.append(add_photo(sighting, version, whales[i % 3], seed=i))
+    runtime.reset()
+    yield version, whales, sighting, photos
+    runtime.reset()
+
+
+def add_photo(sighting, version, whale, seed, status=Photo.Status.CONFIRMED):
+    photo = Photo.objects.create(sighting=sighting, image=f"photos/{seed}.jpg", sha256=f"{seed:064d}", width=800,
+                                 height=500, status=status, individual=whale)
+    Embedding.objects.create(photo=photo, model_version=version, vector=unit(seed).tobytes())
+    return photo
+
+
+def best(index, seed):
+    """(photo id, individual id) of the gallery's best match for unit(seed)."""
+    match = index.rank(unit(seed), k=1)[0]
+    return int(match.best_item), int(match.label)
+
+
+def test_triggers_log_every_change_that_can_move_a_photo_in_or_out(gallery_db):
+    version, whales, sighting, photos = gallery_db
+    GalleryChange.objects.all().delete()
+    logged = lambda: sorted(GalleryChange.objects.values_list("photo_id", flat=True))  # noqa: E731
+
+    Photo.objects.filter(pk=photos[0].pk).update(claimed_at=timezone.now())  # not a gallery change
+    assert logged() == []
+    photo = Photo.objects.get(pk=photos[1].pk)
+    photo.status = Photo.Status.REJECTED  # save(): leaves the gallery
+    photo.save()
+    assert logged() == [photos[1].pk]
+    Photo.objects.filter(pk__in=[photos[2].pk, photos[3].pk]).update(individual=whales[1])  # a merge: update()
+    assert logged() == sorted([photos[1].pk, photos[2].pk, photos[3].pk])
+    Embedding.objects.filter(photo=photos[4]).update(vector=unit(40).tobytes())  # re-embedded after a box fix
+    Photo.objects.filter(pk=photos[5].pk).delete()  # cascades to its embedding
+    assert logged().count(photos[4].pk) == 1 and logged().count(photos[5].pk) == 2
+    assert all(abs((c - timezone.now()).total_seconds()) < 60 for c in
+               GalleryChange.objects.values_list("changed_at", flat=True))
+
+
+def test_worker_index_follows_changes_without_reading_the_whole_gallery(gallery_db):
+    version, whales, sighting, photos = gallery_db
+    index = runtime.gallery(version)
+    assert len(index) == 6 and best(index, 2) == (photos[2].pk, whales[2].pk)
+
+    with CaptureQueriesContext(connection) as unchanged:
+        assert runtime.gallery(version) is index
+    assert not any("submissions_photo" in q["sql"] for q in unchanged.captured_queries)  # no membership read
+
+    new = add_photo(sighting, version, whales[1], seed=6)  # confirmed with its embedding
+    Photo.objects.filter(pk__in=[photos[0].pk, photos[3].pk]).update(individual=whales[2])  # a merge
+    photos[4].delete()
+    Embedding.objects.filter(photo=photos[5]).update(vector=unit(50).tobytes())
+    pending = add_photo(sighting, version, None, seed=7, status=Photo.Status.AWAITING_REVIEW)  # not in the gallery
+    with CaptureQueriesContext(connection) as changed:
+        index = runtime.gallery(version)
+    membership = [q["sql"] for q in changed.captured_queries if "submissions_photo" in q["sql"]]
+    assert len(membership) == 1 and " IN (" in membership[0]  # only the changed photos were read
+
+    assert len(index) == 6  # 6 + new - deleted; the pending photo is not in it
+    assert best(index, 6) == (new.pk, whales[1].pk)
+    assert best(index, 0) == (photos[0].pk, whales[2].pk) and best(index, 3) == (photos[3].pk, whales[2].pk)
+    assert best(index, 50) == (photos[5].pk, whales[2].pk)  # its new vector
+    assert str(photos[4].pk) not in index and str(pending.pk) not in index
+    with CaptureQueriesContext(connection) as again:
+        runtime.gallery(version)
+    assert not any("submissions_photo" in q["sql"] for q in again.captured_queries)  # each change applied once
+
+
+def test_a_change_that_commits_after_a_sync_is_applied_by_the_next_one(gallery_db):
+    """The change is logged (and timed) before the sync, but its transaction commits after it."""
+    version, whales, sighting, photos = gallery_db
+    runtime.gallery(version)
+    logged, commit = threading.Event(), threading.Event()
+
+    def slow_merge():
+        try:
+            with transaction.atomic():
+                Photo.objects.filter(pk=photos[1].pk).update(individual=whales[0])
+                logged.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_merge)
+    thread.start()
+    assert logged.wait(10)
+    index = runtime.gallery(version)  # cannot see the change yet
+    assert best(index, 1) == (photos[1].pk, whales[1].pk)
+    commit.set()
+    thread.join()
+    index = runtime.gallery(version)
+    assert best(index, 1) == (photos[1].pk, whales[0].pk)
+
+
+def test_a_new_version_and_an_hour_without_sync_read_the_whole_gallery(gallery_db):
+    version, whales, sighting, photos = gallery_db
+    runtime.gallery(version)
+    GalleryChange.objects.all().delete()  # as if pruned, or the edit bypassed the triggers
+    Photo.objects.filter(pk=photos[0].pk).update(individual=whales[1])
+    GalleryChange.objects.all().delete()
+    assert best(runtime.gallery(version), 0) == (photos[0].pk, whales[0].pk)  # the log is all it reads
+    runtime._gallery_state["synced_at"] -= timedelta(seconds=runtime.GALLERY_FULL_SYNC_S + 1)
+    assert best(runtime.gallery(version), 0) == (photos[0].pk, whales[1].pk)
+
+    other = ModelVersionFactory()
+    Embedding.objects.create(photo=photos[2], model_version=other, vector=unit(2).tobytes())
+    index = runtime.gallery(other)
+    assert len(index) == 1 and best(index, 2) == (photos[2].pk, whales[2].pk)
+
+
+def test_prune_drops_log_rows_older_than_a_day(gallery_db):
+    GalleryChange.objects.all().delete()
+    old = GalleryChange.objects.create(photo_id=1, changed_at=timezone.now() - timedelta(hours=25))
+    recent = GalleryChange.objects.create(photo_id=2, changed_at=timezone.now() - timedelta(hours=23))
+    assert prune_gallery_changes() == 1
+    assert list(GalleryChange.objects.values_list("pk", flat=True)) == [recent.pk] and old.pk != recent.pk
+
+
+SQLITE_SCRIPT = """
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+import numpy as np
+from django.utils import timezone
+from identification import runtime
+from identification.models import Embedding, GalleryChange, Individual, ModelVersion, Species
+from submissions.models import Photo, Sighting
+sp = Species.objects.create(common_name="Humpback", code="HW")
+v = ModelVersion.objects.create(name="v", artifact_dir="v", is_active=True)
+a, b = (Individual.objects.create(catalogue_id=f"HW-{i}", species=sp) for i in (1, 2))
+s = Sighting.objects.create(species=sp, observed_at=timezone.now())
+def vec(i):
+    x = np.random.default_rng(i).standard_normal(8).astype(np.float32)
+    return x / np.linalg.norm(x)
+ps = []
+for i in range(3):
+    p = Photo.objects.create(sighting=s, image=f"{i}.jpg", sha256=f"{i:064d}", width=10, height=10,
+                             status=Photo.Status.CONFIRMED, individual=a)
+    Embedding.objects.create(photo=p, model_version=v, vector=vec(i).tobytes())
+    ps.append(p)
+before = len(runtime.gallery(v))
+Photo.objects.filter(pk=ps[0].pk).update(individual=b)
+ps[2].delete()
+index = runtime.gallery(v)
+m = index.rank(vec(0), k=1)[0]
+print("RESULT", before, len(index), m.best_item == str(ps[0].pk) and m.label == str(b.pk), GalleryChange.objects.count())
+"""
+
+
+@pytest.mark.django_db(transaction=False)
+def test_sqlite_first_run_database_has_the_same_triggers(tmp_path):
+    """``make run``'s SQLite database: the triggers' text timestamps compare with Django's."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "whalesite.settings.dev", "PYTHONPATH": str(REPO),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "WHALESITE_VAR_DIR": str(tmp_path / "var")}
+    (tmp_path / "check.py").write_text(SQLITE_SCRIPT)
+    out = subprocess.run([sys.executable, str(tmp_path / "check.py")], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    result = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    assert result, out.stderr[-2000:]
+    # 3 members, then 2 with the relabel applied; 3 inserts + 1 relabel + a delete and its cascade logged
+    assert result[0].split()[1:] == ["3", "2", "True", "6"]
