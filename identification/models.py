@@ -98,6 +98,7 @@ class GalleryChange(models.Model):
     """
 
     photo_id = models.BigIntegerField()  # not a foreign key: deleted photos are logged too
+    model_version_id = models.BigIntegerField(null=True, blank=True)  # embedding changes: whose; photo changes: null
     changed_at = models.DateTimeField(db_index=True)
 
     class Meta:

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _identifiers: "OrderedDict[int, object]" = OrderedDict()  # version id -> Identifier (at most 2)
-_gallery_state: dict = {"version_id": None, "index": None, "members": {}, "synced_at": None, "seen": set()}
+_gallery_state: dict = {"version_id": None, "index": None, "members": {}, "synced_at": None, "seen": set(),
+                        "snapshot_at": None}
 
 
 def model_dir(version) -> Path:
@@ -90,7 +91,12 @@ def gallery(version):
 # re-reads the changes of this window before the previous sync, so a transaction that committed
 # late (up to this long after its change) is still applied; each change row is applied once.
 GALLERY_CHANGE_WINDOW_S = 600
-GALLERY_FULL_SYNC_S = 3600  # > the window; GalleryChange rows are kept a day (prune_gallery_changes)
+GALLERY_FULL_SYNC_S = 3600  # > the window
+GALLERY_CHANGE_RETENTION_S = 24 * 3600  # prune_gallery_changes keeps the log this long
+# A worker's first sync of a large gallery loads the last snapshot of its index (ML_ROOT, next to the
+# model) instead of building it: building a 100k-photo HNSW index took 105 s, loading one 1.6 s.
+GALLERY_SNAPSHOT_MIN = 20_000  # smaller galleries build in about a second (exact search below 20k)
+GALLERY_SNAPSHOT_MAX_AGE_S = 6 * 3600  # the hourly full sync saves a newer one after this
 
 
 def _database_now():
@@ -110,34 +116,103 @@ def _database_now():
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _window_changes(since):
+def _window_changes(version, since):
+    """(id, photo_id, changed_at) of the changes that matter to ``version``'s gallery (photo changes,
+    and its own embeddings: re-embedding the gallery for a new version leaves the active one alone)
+    from the window before ``since`` on."""
     from datetime import timedelta
+
+    from django.db.models import Q
 
     from .models import GalleryChange
 
-    return set(GalleryChange.objects.filter(changed_at__gte=since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S))
+    return set(GalleryChange.objects
+               .filter(Q(model_version_id__isnull=True) | Q(model_version_id=version.pk),
+                       changed_at__gte=since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S))
                .values_list("id", "photo_id", "changed_at"))
 
 
 def _full_sync(state, version, now) -> None:
     from submissions.models import Photo
 
-    seen = _window_changes(now)  # read before the membership: all of these are in it already
+    if state["version_id"] != version.pk:
+        state.update(version_id=version.pk, index=None, members={}, snapshot_at=None)
+    built = state["index"] is None and not _start_from_snapshot(state, version, now)
+    seen = _window_changes(version, now)  # read before the membership: all of these are in it already
     current = dict(Photo.objects.in_gallery().filter(embeddings__model_version=version)
                    .values_list("id", "individual_id"))
-    if state["version_id"] != version.pk:
-        state.update(version_id=version.pk, index=None, members={})
     members: dict[int, int] = state["members"]
     gone = [pid for pid, ind in members.items() if current.get(pid) != ind]
     _remove(state, gone)
     _add(state, version, {pid: ind for pid, ind in current.items() if pid not in members})
     state.update(synced_at=now, seen=seen)
+    index = state["index"]
+    old = state["snapshot_at"] is None or (now - state["snapshot_at"]).total_seconds() > GALLERY_SNAPSHOT_MAX_AGE_S
+    if index is not None and len(index) >= GALLERY_SNAPSHOT_MIN and (built or old):
+        _save_snapshot(state, version, now)
+
+
+def snapshot_dir(version) -> Path:
+    return model_dir(version) / "gallery-snapshots"
+
+
+def _start_from_snapshot(state, version, now) -> bool:
+    """Load the version's last index snapshot, if the change log still covers the time since it was
+    saved, and drop the photos changed since then (the membership diff adds them back, with their
+    current vectors). False when there is none to use."""
+    import json
+    from datetime import datetime
+
+    from ml.gallery import GalleryIndex
+
+    root = snapshot_dir(version)
+    try:
+        pointer = json.loads((root / "latest.json").read_text())
+        saved_at = datetime.fromisoformat(pointer["saved_at"])
+        if (now - saved_at).total_seconds() > GALLERY_CHANGE_RETENTION_S - GALLERY_CHANGE_WINDOW_S:
+            return False
+        index = GalleryIndex.load(root / pointer["folder"])
+        reflected = set(np.load(root / pointer["folder"] / "seen.npy").tolist())  # changes already in it
+    except FileNotFoundError:
+        return False
+    except Exception as exc:  # a damaged or half-deleted snapshot: build the index instead
+        log.warning("gallery snapshot of %s unusable (%s): building the index", version.name, exc)
+        return False
+    state["index"] = index
+    state["members"] = {int(item): int(label) for item, label in zip(index.item_ids, index.labels)}
+    state["snapshot_at"] = saved_at
+    changed = {pid for change_id, pid, _ in _window_changes(version, saved_at) if change_id not in reflected}
+    _remove(state, [pid for pid in changed if pid in state["members"]])
+    log.info("gallery of %s: %d photos from its snapshot of %s", version.name, len(index), saved_at)
+    return True
+
+
+def _save_snapshot(state, version, now, keep: int = 2) -> None:
+    """Write the index next to the model (a new folder, then ``latest.json`` replaced atomically, so a
+    worker never loads a half-written one); keep the ``keep`` newest folders."""
+    import json
+    import os
+    import shutil
+
+    root = snapshot_dir(version)
+    folder = root / f"{now:%Y%m%dT%H%M%S%f}-{os.getpid()}"
+    try:
+        state["index"].save(folder, compact=False)  # compacting would rebuild the whole index
+        np.save(folder / "seen.npy", np.array(sorted(c[0] for c in state["seen"]), dtype=np.int64))
+        tmp = root / f"latest.json.{os.getpid()}"
+        tmp.write_text(json.dumps({"folder": folder.name, "saved_at": now.isoformat(), "photos": len(state["index"])}))
+        tmp.replace(root / "latest.json")
+        state["snapshot_at"] = now
+        for old in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # a read-only or full ML_ROOT costs the next worker a rebuild, nothing more
+        log.warning("could not save the gallery snapshot of %s: %s", version.name, exc)
 
 
 def _delta_sync(state, version, now) -> None:
     from submissions.models import Photo
 
-    window = _window_changes(state["synced_at"])
+    window = _window_changes(version, state["synced_at"])
     changed = {photo_id for change_id, photo_id, _ in window - state["seen"]}
     if changed:
         current = dict(Photo.objects.in_gallery().filter(pk__in=changed, embeddings__model_version=version)
@@ -178,4 +253,4 @@ def reset() -> None:
     """Forget everything (tests, or after a fork)."""
     with _lock:
         _identifiers.clear()
-        _gallery_state.update(version_id=None, index=None, members={}, synced_at=None, seen=set())
+        _gallery_state.update(version_id=None, index=None, members={}, synced_at=None, seen=set(), snapshot_at=None)

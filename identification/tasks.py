@@ -319,6 +319,9 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
         )
         if photo.box_source == Photo.BoxSource.MODERATOR or not photo.crop:
             _replace_crop(photo, _crop_png(prepared.crop))  # a moderator's box fix shows in the crop too
+    # build the new version's gallery index here, once: it is saved as a snapshot that every worker
+    # then loads at its first task with this version, instead of each building it (runtime.gallery)
+    runtime.gallery(version)
     if not promote:
         ModelVersion.objects.filter(pk=version_id).update(gallery_ready=True)
         return "embedded"
@@ -406,18 +409,17 @@ def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 5
     return len(requeue)
 
 
-GALLERY_CHANGE_RETENTION_HOURS = 24  # workers older than this in sync re-read everything (runtime.GALLERY_FULL_SYNC_S)
-
-
 @shared_task(name="identification.tasks.prune_gallery_changes", **RETRY_OPTIONS)
 def prune_gallery_changes() -> int:
     """Beat: drop ``GalleryChange`` rows older than a day. Workers read only the last few minutes of
-    them, and one that has not synced for an hour reads the whole gallery instead. Returns the count."""
+    them; one that has not synced for an hour re-reads the whole gallery, and a gallery snapshot older
+    than the log is not used. Returns the count."""
     from datetime import timedelta
 
     from .models import GalleryChange
+    from .runtime import GALLERY_CHANGE_RETENTION_S
 
-    cutoff = timezone.now() - timedelta(hours=GALLERY_CHANGE_RETENTION_HOURS)
+    cutoff = timezone.now() - timedelta(seconds=GALLERY_CHANGE_RETENTION_S)
     deleted, _ = GalleryChange.objects.filter(changed_at__lt=cutoff).delete()
     return deleted
 

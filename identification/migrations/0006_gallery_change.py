@@ -10,9 +10,11 @@ POSTGRES = [
     BEGIN
         IF TG_TABLE_NAME = 'identification_embedding' THEN
             IF TG_OP = 'DELETE' THEN
-                INSERT INTO identification_gallerychange (photo_id, changed_at) VALUES (OLD.photo_id, clock_timestamp());
+                INSERT INTO identification_gallerychange (photo_id, model_version_id, changed_at)
+                VALUES (OLD.photo_id, OLD.model_version_id, clock_timestamp());
             ELSE
-                INSERT INTO identification_gallerychange (photo_id, changed_at) VALUES (NEW.photo_id, clock_timestamp());
+                INSERT INTO identification_gallerychange (photo_id, model_version_id, changed_at)
+                VALUES (NEW.photo_id, NEW.model_version_id, clock_timestamp());
             END IF;
         ELSIF TG_OP = 'DELETE' THEN
             INSERT INTO identification_gallerychange (photo_id, changed_at) VALUES (OLD.id, clock_timestamp());
@@ -36,19 +38,19 @@ POSTGRES_DROP = [
     "DROP FUNCTION IF EXISTS whalesite_gallery_change()",
 ]
 _NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-_LOG = "INSERT INTO identification_gallerychange (photo_id, changed_at) VALUES ({}, " + _NOW + ");"
+_LOG = "INSERT INTO identification_gallerychange (photo_id, model_version_id, changed_at) VALUES ({}, " + _NOW + ");"
 SQLITE = [
     f"""CREATE TRIGGER whalesite_gallery_photo_update AFTER UPDATE OF status, individual_id ON submissions_photo
     FOR EACH ROW WHEN OLD.status IS NOT NEW.status OR OLD.individual_id IS NOT NEW.individual_id
-    BEGIN {_LOG.format("NEW.id")} END""",
+    BEGIN {_LOG.format("NEW.id, NULL")} END""",
     f"""CREATE TRIGGER whalesite_gallery_photo_delete AFTER DELETE ON submissions_photo
-    FOR EACH ROW BEGIN {_LOG.format("OLD.id")} END""",
+    FOR EACH ROW BEGIN {_LOG.format("OLD.id, NULL")} END""",
     f"""CREATE TRIGGER whalesite_gallery_embedding_insert AFTER INSERT ON identification_embedding
-    FOR EACH ROW BEGIN {_LOG.format("NEW.photo_id")} END""",
+    FOR EACH ROW BEGIN {_LOG.format("NEW.photo_id, NEW.model_version_id")} END""",
     f"""CREATE TRIGGER whalesite_gallery_embedding_update AFTER UPDATE OF vector ON identification_embedding
-    FOR EACH ROW BEGIN {_LOG.format("NEW.photo_id")} END""",
+    FOR EACH ROW BEGIN {_LOG.format("NEW.photo_id, NEW.model_version_id")} END""",
     f"""CREATE TRIGGER whalesite_gallery_embedding_delete AFTER DELETE ON identification_embedding
-    FOR EACH ROW BEGIN {_LOG.format("OLD.photo_id")} END""",
+    FOR EACH ROW BEGIN {_LOG.format("OLD.photo_id, OLD.model_version_id")} END""",
 ]
 SQLITE_DROP = [f"DROP TRIGGER IF EXISTS whalesite_gallery_{name}" for name in
                ("photo_update", "photo_delete", "embedding_insert", "embedding_update", "embedding_delete")]
@@ -77,6 +79,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('photo_id', models.BigIntegerField()),
+                ('model_version_id', models.BigIntegerField(blank=True, null=True)),
                 ('changed_at', models.DateTimeField(db_index=True)),
             ],
             options={

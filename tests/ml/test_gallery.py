@@ -57,6 +57,25 @@ def test_remove_add_save_load_roundtrip(tmp_path):
     np.testing.assert_allclose(s1, s2, atol=1e-6)
 
 
+@pytest.mark.parametrize("hnsw_threshold", [1000, 50])
+def test_save_without_compacting_keeps_tombstones_and_the_built_index(tmp_path, hnsw_threshold):
+    ids, labels, v = _data(200)
+    g = GalleryIndex(16, hnsw_threshold=hnsw_threshold)
+    g.add(ids, labels, v)
+    g.remove(["img3", "img4"])
+    g.add(["img5"], ["whaleX"], v[9:10])  # replaced: its old row is a tombstone too
+    g.save(tmp_path / "gal", compact=False)
+    h = GalleryIndex.load(tmp_path / "gal")
+    assert h._index.ntotal == g._index.ntotal == 201 and h.is_hnsw == g.is_hnsw == (hnsw_threshold == 50)
+    assert len(h) == len(g) == 198 and "img3" not in h and "img5" in h
+    assert dict(zip(h.item_ids, h.labels)) == dict(zip(g.item_ids, g.labels))
+    q = v[:40]
+    assert h.search(q, 5)[1] == g.search(q, 5)[1]
+    assert all("img3" not in found and "img4" not in found for found in h.search(v[3:5], 5)[1])
+    h.remove(["img6"])  # it goes on working as an index
+    assert len(h) == 197 and "img6" not in h.search(v[6:7], 5)[1][0]
+
+
 def test_tombstones_compact_after_20_percent():
     ids, labels, v = _data(100)
     g = GalleryIndex(16)

@@ -200,3 +200,78 @@ def test_sqlite_first_run_database_has_the_same_triggers(tmp_path):
     assert result, out.stderr[-2000:]
     # 3 members, then 2 with the relabel applied; 3 inserts + 1 relabel + a delete and its cascade logged
     assert result[0].split()[1:] == ["3", "2", "True", "6"]
+
+
+@pytest.fixture
+def snapshots(gallery_db, settings, tmp_path, monkeypatch):
+    """Snapshots for any gallery size, under a fresh ML_ROOT."""
+    settings.ML_ROOT = tmp_path / "ml"
+    monkeypatch.setattr(runtime, "GALLERY_SNAPSHOT_MIN", 1)
+    return gallery_db
+
+
+def embedding_fetches(queries):
+    """The photo ids of each vector fetch (``Embedding ... photo_id IN (...)``) among captured queries."""
+    out = []
+    for q in queries:
+        sql = q["sql"]
+        if sql.startswith("SELECT") and "identification_embedding" in sql and "photo_id\" IN (" in sql:
+            inside = sql.split("photo_id\" IN (", 1)[1].split(")", 1)[0]
+            out.append(sorted(int(v) for v in inside.split(",")))
+    return out
+
+
+def test_a_fresh_worker_starts_from_the_snapshot_and_catches_up(snapshots, caplog):
+    version, whales, sighting, photos = snapshots
+    runtime.gallery(version)  # builds the index and saves its snapshot
+    assert (runtime.snapshot_dir(version) / "latest.json").is_file()
+
+    new = add_photo(sighting, version, whales[1], seed=6)
+    Photo.objects.filter(pk=photos[0].pk).update(individual=whales[2])
+    photos[4].delete()
+    Embedding.objects.filter(photo=photos[5]).update(vector=unit(50).tobytes())
+    other = ModelVersionFactory()  # re-embedding for another version does not concern this one
+    Embedding.objects.create(photo=photos[1], model_version=other, vector=unit(60).tobytes())
+
+    runtime.reset()  # a new worker process
+    with caplog.at_level("INFO", logger="identification.runtime"), CaptureQueriesContext(connection) as cq:
+        index = runtime.gallery(version)
+    assert any("from its snapshot" in r.getMessage() for r in caplog.records)
+    # vectors fetched only for what changed after the snapshot: not the whole gallery
+    assert embedding_fetches(cq.captured_queries) == [sorted([photos[0].pk, photos[5].pk, new.pk])]
+    assert len(index) == 6 and str(photos[4].pk) not in index
+    assert best(index, 6) == (new.pk, whales[1].pk) and best(index, 0) == (photos[0].pk, whales[2].pk)
+    assert best(index, 50) == (photos[5].pk, whales[2].pk) and best(index, 1) == (photos[1].pk, whales[1].pk)
+
+
+def test_a_snapshot_the_change_log_no_longer_covers_is_rebuilt(snapshots, caplog):
+    import json
+
+    version, whales, sighting, photos = snapshots
+    runtime.gallery(version)
+    pointer_file = runtime.snapshot_dir(version) / "latest.json"
+    pointer = json.loads(pointer_file.read_text())
+    pointer["saved_at"] = (timezone.now() - timedelta(seconds=runtime.GALLERY_CHANGE_RETENTION_S)).isoformat()
+    pointer_file.write_text(json.dumps(pointer))
+    Photo.objects.filter(pk=photos[0].pk).update(individual=whales[1])
+    GalleryChange.objects.all().delete()  # pruned: the snapshot cannot learn of that change
+
+    runtime.reset()
+    with caplog.at_level("INFO", logger="identification.runtime"):
+        index = runtime.gallery(version)
+    assert not any("from its snapshot" in r.getMessage() for r in caplog.records)
+    assert best(index, 0) == (photos[0].pk, whales[1].pk)
+    assert json.loads(pointer_file.read_text())["folder"] != pointer["folder"]  # a new snapshot
+    assert len([p for p in runtime.snapshot_dir(version).iterdir() if p.is_dir()]) == 2  # the two newest kept
+
+
+def test_a_damaged_snapshot_is_skipped_not_fatal(snapshots):
+    import json
+
+    version, whales, sighting, photos = snapshots
+    runtime.gallery(version)
+    folder = runtime.snapshot_dir(version) / json.loads((runtime.snapshot_dir(version) / "latest.json").read_text())["folder"]
+    (folder / "items.npz").write_bytes(b"not a numpy file")
+    runtime.reset()
+    index = runtime.gallery(version)
+    assert len(index) == 6 and best(index, 2) == (photos[2].pk, whales[2].pk)
