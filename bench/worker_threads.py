@@ -162,6 +162,7 @@ def main(argv=None):
         (1, cores, "", False),
         (2, cores, "", False),  # -c 2 with torch's default: every child takes every core
         (2, split, "", False),  # -c 2 with ml.device.worker_threads
+        (1, cores, "PASSIVE", False),  # threads sleep between parallel regions instead of spinning
         (2, cores, "PASSIVE", False),
         (1, cores, "", True),  # pipeline + retrain on one machine, torch's default
         (1, split, "", True),  # the same with ml.device.worker_threads for two workers

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _identifiers: "OrderedDict[int, object]" = OrderedDict()  # version id -> Identifier (at most 2)
-_gallery_state: dict = {"version_id": None, "index": None, "members": {}, "synced_at": None, "seen": set(),
+_gallery_state: dict = {"version_id": None, "index": None, "members": {}, "synced_at": None, "seen": [], "top": 0,
                         "snapshot_at": None}
 
 
@@ -116,20 +117,23 @@ def _database_now():
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _window_changes(version, since):
-    """(id, photo_id, changed_at) of the changes that matter to ``version``'s gallery (photo changes,
-    and its own embeddings: re-embedding the gallery for a new version leaves the active one alone)
-    from the window before ``since`` on."""
+def _window(version, since):
+    """The logged changes that matter to ``version``'s gallery (photo changes, and its own embeddings:
+    re-embedding the gallery for a new version leaves the active one alone), from the window before
+    ``since`` on."""
     from datetime import timedelta
 
     from django.db.models import Q
 
     from .models import GalleryChange
 
-    return set(GalleryChange.objects
-               .filter(Q(model_version_id__isnull=True) | Q(model_version_id=version.pk),
-                       changed_at__gte=since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S))
-               .values_list("id", "photo_id", "changed_at"))
+    return GalleryChange.objects.filter(Q(model_version_id__isnull=True) | Q(model_version_id=version.pk),
+                                        changed_at__gte=since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S))
+
+
+def _window_changes(version, since) -> list[tuple]:
+    """``(changed_at, id, photo_id)`` of the window's changes, oldest first."""
+    return sorted(_window(version, since).values_list("changed_at", "id", "photo_id"))
 
 
 def _full_sync(state, version, now) -> None:
@@ -145,7 +149,8 @@ def _full_sync(state, version, now) -> None:
     gone = [pid for pid, ind in members.items() if current.get(pid) != ind]
     _remove(state, gone)
     _add(state, version, {pid: ind for pid, ind in current.items() if pid not in members})
-    state.update(synced_at=now, seen=seen)
+    # (changed_at, id, photo_id) oldest first, and the highest id applied
+    state.update(synced_at=now, seen=seen, top=max([c[1] for c in seen] + [state.get("top") or 0]))
     index = state["index"]
     old = state["snapshot_at"] is None or (now - state["snapshot_at"]).total_seconds() > GALLERY_SNAPSHOT_MAX_AGE_S
     if index is not None and len(index) >= GALLERY_SNAPSHOT_MIN and (built or old):
@@ -181,7 +186,7 @@ def _start_from_snapshot(state, version, now) -> bool:
     state["index"] = index
     state["members"] = {int(item): int(label) for item, label in zip(index.item_ids, index.labels)}
     state["snapshot_at"] = saved_at
-    changed = {pid for change_id, pid, _ in _window_changes(version, saved_at) if change_id not in reflected}
+    changed = {pid for _, change_id, pid in _window_changes(version, saved_at) if change_id not in reflected}
     _remove(state, [pid for pid in changed if pid in state["members"]])
     log.info("gallery of %s: %d photos from its snapshot of %s", version.name, len(index), saved_at)
     return True
@@ -198,7 +203,7 @@ def _save_snapshot(state, version, now, keep: int = 2) -> None:
     folder = root / f"{now:%Y%m%dT%H%M%S%f}-{os.getpid()}"
     try:
         state["index"].save(folder, compact=False)  # compacting would rebuild the whole index
-        np.save(folder / "seen.npy", np.array(sorted(c[0] for c in state["seen"]), dtype=np.int64))
+        np.save(folder / "seen.npy", np.array(sorted(c[1] for c in state["seen"]), dtype=np.int64))
         tmp = root / f"latest.json.{os.getpid()}"
         tmp.write_text(json.dumps({"folder": folder.name, "saved_at": now.isoformat(), "photos": len(state["index"])}))
         tmp.replace(root / "latest.json")
@@ -210,16 +215,34 @@ def _save_snapshot(state, version, now, keep: int = 2) -> None:
 
 
 def _delta_sync(state, version, now) -> None:
+    """Apply the changes logged since the last sync, each once. New rows have ids above every row
+    seen so far; a transaction that committed late has a lower id, and shows as a difference between
+    the count of older rows in the window and the count seen (one COUNT, not the window's rows: after
+    a gallery re-embedding the window can hold 100k rows, and reading them cost 0.5 s a task)."""
+    import bisect
+
     from submissions.models import Photo
 
-    window = _window_changes(version, state["synced_at"])
-    changed = {photo_id for change_id, photo_id, _ in window - state["seen"]}
-    if changed:
+    since = state["synced_at"]
+    window = _window(version, since)
+    seen: list = state["seen"]
+    cutoff = since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S)
+    del seen[:bisect.bisect_left(seen, (cutoff,))]  # out of the window now
+    top = state["top"]
+    fresh = sorted(window.filter(id__gt=top).values_list("changed_at", "id", "photo_id"))
+    if window.filter(id__lte=top).count() != len(seen):  # a late commit below the top id
+        known = {c[1] for c in seen}
+        fresh += [c for c in _window_changes(version, since) if c[1] <= top and c[1] not in known]
+    if fresh:
+        changed = {c[2] for c in fresh}
         current = dict(Photo.objects.in_gallery().filter(pk__in=changed, embeddings__model_version=version)
                        .values_list("id", "individual_id"))
         _remove(state, [pid for pid in changed if pid in state["members"]])  # its whale or vector may differ now
         _add(state, version, current)
-    state.update(synced_at=now, seen=window)
+        seen.extend(fresh)
+        seen.sort()
+        state["top"] = max(top, max(c[1] for c in fresh))
+    state["synced_at"] = now
 
 
 def _remove(state, photo_ids) -> None:
@@ -253,4 +276,4 @@ def reset() -> None:
     """Forget everything (tests, or after a fork)."""
     with _lock:
         _identifiers.clear()
-        _gallery_state.update(version_id=None, index=None, members={}, synced_at=None, seen=set(), snapshot_at=None)
+        _gallery_state.update(version_id=None, index=None, members={}, synced_at=None, seen=[], top=0, snapshot_at=None)

@@ -118,10 +118,13 @@ def test_a_change_that_commits_after_a_sync_is_applied_by_the_next_one(gallery_d
     thread = threading.Thread(target=slow_merge)
     thread.start()
     assert logged.wait(10)
-    index = runtime.gallery(version)  # cannot see the change yet
-    assert best(index, 1) == (photos[1].pk, whales[1].pk)
+    Photo.objects.filter(pk=photos[2].pk).update(individual=whales[0])  # logged after it, committed first
+    index = runtime.gallery(version)  # sees the second change, not the first (a lower id) yet
+    assert best(index, 2) == (photos[2].pk, whales[0].pk) and best(index, 1) == (photos[1].pk, whales[1].pk)
     commit.set()
     thread.join()
+    late = GalleryChange.objects.filter(photo_id=photos[1].pk).latest("id")
+    assert late.id < GalleryChange.objects.filter(photo_id=photos[2].pk).latest("id").id
     index = runtime.gallery(version)
     assert best(index, 1) == (photos[1].pk, whales[0].pk)
 
