@@ -15,7 +15,7 @@ about 4 photos per whale), then times in one run:
 It needs a PostgreSQL server; the database (default ``whalesite_bench_sync``) is created when missing
 and filled once per size (kept for the next run; ``--fresh`` refills it).
 
-    python bench/gallery_sync.py [--sizes 10000 100000] [--database-url postgres://postgres@127.0.0.1:5432/x]
+    python bench/gallery_sync.py [--sizes 10000 100000] [--burst 100000] [--database-url postgres://...]
 """
 from __future__ import annotations
 
@@ -92,6 +92,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/whalesite_bench_sync")
     ap.add_argument("--fresh", action="store_true", help="refill the database")
+    ap.add_argument("--burst", type=int, default=0,
+                    help="also time a task while this many log rows of the version lie in the sync window, as "
+                         "right after a gallery re-embedding (inserted, timed, deleted again)")
     args = ap.parse_args(argv)
     ensure_database(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url
@@ -144,12 +147,30 @@ def main(argv=None):
         index = runtime.gallery(version)
         assert len(index) == n == Embedding.objects.filter(model_version=version).count()
         rows.append((n, first, from_snapshot, unchanged, confirmed, merged))
+    burst = None
+    if args.burst:
+        from django.utils import timezone
+
+        from identification.models import GalleryChange
+
+        version = fill(args.sizes[-1], args.dim, False)
+        stamp = timezone.now()
+        GalleryChange.objects.bulk_create([GalleryChange(photo_id=-1 - i, model_version_id=version.pk, changed_at=stamp)
+                                           for i in range(args.burst)], batch_size=10_000)
+        try:
+            runtime.reset()
+            runtime.gallery(version)
+            burst = timed(lambda: runtime.gallery(version), args.repeats)
+        finally:
+            GalleryChange.objects.filter(changed_at=stamp, photo_id__lt=0).delete()
     print(f"PostgreSQL, {args.dim}-d vectors; ResNet50 224 px forward {forward:.0f} ms (for scale)")
     print(f"{'gallery':>9} {'first sync ms':>13} {'next worker ms':>14} {'unchanged ms':>12} {'+1 photo ms':>11} "
           f"{'merge of 20 ms':>14} {'unchanged / forward':>19}")
     for n, first, from_snapshot, unchanged, confirmed, merged in rows:
         print(f"{n:>9,} {first:>13.0f} {from_snapshot:>14.0f} {unchanged:>12.1f} {confirmed:>11.1f} {merged:>14.1f} "
               f"{unchanged / forward:>18.2f}x")
+    if burst is not None:
+        print(f"unchanged task with {args.burst:,} log rows in the window ({args.sizes[-1]:,} gallery): {burst:.1f} ms")
 
 
 if __name__ == "__main__":
