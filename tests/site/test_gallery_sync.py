@@ -278,3 +278,30 @@ def test_a_damaged_snapshot_is_skipped_not_fatal(snapshots):
     runtime.reset()
     index = runtime.gallery(version)
     assert len(index) == 6 and best(index, 2) == (photos[2].pk, whales[2].pk)
+
+
+@pytest.mark.django_db(transaction=False)
+def test_reembed_gallery_leaves_a_snapshot_that_the_next_worker_starts_from(active_model, monkeypatch, caplog):
+    """Before a promotion, reembed_gallery builds the new version's index once and saves it, so the
+    workers load it instead of each building it (run in process, with the real demo model)."""
+    import shutil
+
+    from identification.tasks import reembed_gallery
+
+    monkeypatch.setattr(runtime, "GALLERY_SNAPSHOT_MIN", 1)
+    version = active_model.version
+    photos = [p for ps in active_model.gallery.values() for p in ps]
+    Embedding.objects.filter(photo__in=photos[:2], model_version=version).delete()  # to be embedded again
+    runtime.reset()
+    try:
+        assert reembed_gallery(version.pk, promote=False) == "embedded"
+        assert (runtime.snapshot_dir(version) / "latest.json").is_file()
+        runtime.reset()  # the next worker process
+        with caplog.at_level("INFO", logger="identification.runtime"), CaptureQueriesContext(connection) as cq:
+            index = runtime.gallery(version)
+        assert any("from its snapshot" in r.getMessage() for r in caplog.records)
+        assert embedding_fetches(cq.captured_queries) == []  # every vector came from the snapshot
+        assert sorted(index.item_ids) == sorted(str(p.pk) for p in photos)
+    finally:
+        shutil.rmtree(runtime.snapshot_dir(version), ignore_errors=True)
+        runtime.reset()
