@@ -1,6 +1,7 @@
 """Load a trained model folder once and turn photos into crops and embeddings."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,24 @@ class PreparedImage:
     crop: np.ndarray  # float32 (image_size, image_size), standardised grayscale
     localization: Localization
     upside_down: bool
+
+
+DECODE_SHORT_SIDE = 768  # bench/decode_scale.py: embeddings barely move down to a short side of ~700
+
+
+def _scale(img) -> int:
+    return int(getattr(img, "info", {}).get("scale", 1) or 1)
+
+
+def _to_photo_pixels(loc: Localization, img) -> Localization:
+    """``loc`` measured on ``img`` as decoded, in the photo's own pixels (clipped to the photo)."""
+    scale = _scale(img)
+    if scale == 1:
+        return loc
+    width, height = img.info.get("original_size") or (img.size[0] * scale, img.size[1] * scale)
+    b = loc.box
+    box = Box(min(b.x0 * scale, width), min(b.y0 * scale, height), min(b.x1 * scale, width), min(b.y1 * scale, height))
+    return dataclasses.replace(loc, box=box)
 
 
 class Identifier:
@@ -89,13 +108,16 @@ class Identifier:
 
     # ----------------------------------------------------------------- images
     @staticmethod
-    def open(source):
+    def open(source, short_side: int | None = DECODE_SHORT_SIDE):
         """Decode a photo (path, bytes or file) the way the pipeline needs it: checked like
         ``ml.images.load_image``, EXIF-oriented, grayscale (``gray=True``: a JPEG's luma plane is
-        decoded directly, at full resolution, so boxes are in the photo's own pixels)."""
+        decoded directly). A camera-sized JPEG is decoded at 1/2, 1/4 or 1/8 scale while its short
+        side stays at least ``short_side`` (``None``: full resolution): the passes over a 12 MP photo
+        cost more than the model's forward on the CPU. Boxes in and out of :meth:`prepare` and
+        :meth:`localize` stay in the photo's own pixels whatever the scale (``info["scale"]``)."""
         from ml.images import load_image
 
-        return load_image(source, gray=True)
+        return load_image(source, gray=True, short_side=short_side)
 
     @classmethod
     def _image(cls, image):
@@ -115,10 +137,14 @@ class Identifier:
         return _grayscale(img)
 
     def localize(self, image) -> Localization:
-        """Where the fluke is: the localizer's box, or the default box (``default_localization``,
-        flagged for a moderator) when the folder has no localizer, or one that did not beat the
-        default box on validation (``metrics["shipped"] is False``)."""
+        """Where the fluke is, in the photo's own pixels: the localizer's box, or the default box
+        (``default_localization``, flagged for a moderator) when the folder has no localizer, or one
+        that did not beat the default box on validation (``metrics["shipped"] is False``)."""
         img = self._image(image)
+        return _to_photo_pixels(self._localize(img), img)
+
+    def _localize(self, img) -> Localization:
+        """:meth:`localize` in the pixels of ``img`` as decoded."""
         if self.localizer is not None:
             with self._lock:
                 return self.localizer.predict([img])[0]
@@ -129,18 +155,22 @@ class Identifier:
     def prepare(self, image, box: Box | None = None, upside_down: bool | None = None) -> PreparedImage:
         """Crop a photo (path, bytes, file or PIL image) for embedding.
 
-        ``box`` (original pixels, e.g. drawn by a moderator) wins over the localizer.
+        ``box`` (the photo's own pixels, e.g. drawn by a moderator) wins over the localizer; the
+        returned localization is in the photo's own pixels too, however it was decoded.
         """
         from ml.preprocess import preprocess
 
         img = self._gray(self._image(image))
+        scale = _scale(img)
         if box is not None:
             loc = Localization(box=box, confidence=1.0, source="given", flagged=False,
                                upside_down=bool(upside_down))
+            decoded_box = Box(box.x0 / scale, box.y0 / scale, box.x1 / scale, box.y1 / scale)
         else:
-            loc = self.localize(img)
+            decoded = self._localize(img)
+            loc, decoded_box = _to_photo_pixels(decoded, img), decoded.box
         flip = bool(loc.upside_down if upside_down is None else upside_down)
-        crop_box = None if loc.source == "default" else loc.box
+        crop_box = None if loc.source == "default" else decoded_box
         crop = np.asarray(preprocess(img, crop_box, size=self.image_size, upside_down=flip), dtype=np.float32)
         return PreparedImage(crop=crop, localization=loc, upside_down=flip)
 

@@ -125,8 +125,18 @@ def _check_size(width: int, height: int, min_side: int, max_pixels: int) -> None
         )
 
 
+def dct_scale(width: int, height: int, short_side: int | None) -> int:
+    """The largest JPEG decoder scale (1, 2, 4 or 8) that keeps the short side at least ``short_side``."""
+    if not short_side:
+        return 1
+    scale = 1
+    while scale < 8 and min(width, height) // (scale * 2) >= short_side:
+        scale *= 2
+    return scale
+
+
 def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS,
-               gray: bool = False) -> Image.Image:
+               gray: bool = False, short_side: int | None = None) -> Image.Image:
     """Open, check, fully decode and normalise an uploaded photo to mode ``"RGB"`` or ``"L"``.
 
     ``gray=True`` returns mode ``"L"`` (what the localizer and the crop use). For a JPEG the
@@ -135,16 +145,27 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
     twice as fast as decoding RGB and converting; the values match ``convert("L")`` to within
     one grey level. All the checks (header size, truncation, bombs) are the same.
 
+    ``short_side`` (with ``gray``): a large JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
+    DCT scaling, which averages like a box filter) while its short side stays at least this long.
+    The image's ``info["scale"]`` then says by how much (a pixel of it covers ``scale x scale``
+    pixels of the photo), and ``info["original_size"]`` gives the photo's own size; coordinates
+    map exactly by the factor. Other images get ``scale`` 1.
+
     Raises a subclass of :class:`~ml.errors.ImageRejected` for anything we cannot use.
     """
     data = read_bytes(source)
     im = _open(data)
     _check_size(im.width, im.height, min_side, max_pixels)  # from the header, nothing decoded yet
+    full_width, full_height = im.size
+    scale = 1
     if gray and im.format in ("JPEG", "MPO") and im.mode in ("RGB", "YCbCr", "L"):
+        scale = dct_scale(full_width, full_height, short_side)
         try:
-            im.draft("L", im.size)  # luma only, scale 1: the full-resolution pixel grid
+            # luma only, at 1/scale: -(-n // scale) is the size libjpeg gives, so it picks exactly that scale
+            im.draft("L", (-(-full_width // scale), -(-full_height // scale)))
+            scale = round(full_width / im.size[0])
         except Exception:  # a decoder that cannot: decode normally, convert below
-            pass
+            scale = 1
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone relaxed it globally: still refuse cut-short files
         raise_truncated = True
     else:
@@ -172,6 +193,8 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
             if im.getexif().get(_ORIENTATION, 1) not in (None, 1):  # else exif_transpose only copies
                 oriented = ImageOps.exif_transpose(im)
                 if oriented is not None:
+                    if oriented.size != im.size:  # turned by 90 degrees: so is the photo's own size
+                        full_width, full_height = full_height, full_width
                     im = oriented
     except Exception:  # garbage orientation tag: keep the pixels as stored
         pass
@@ -179,6 +202,8 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
     if gray and out.mode != "L":
         out = out.convert("L")
     out.info.pop("exif", None)
+    out.info["scale"] = scale
+    out.info["original_size"] = (full_width, full_height)
     return out
 
 

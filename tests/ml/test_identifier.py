@@ -84,3 +84,54 @@ def test_localizer_not_better_than_default_box_is_ignored(tiny_trained, tmp_path
     assert ident.localizer is None
     loc = ident.localize(_images(synth_small)[0])
     assert loc.flagged and loc.source == "default"
+
+
+# ----------------------------------------------------------------- camera-sized photos
+
+
+@pytest.fixture(scope="module")
+def camera_photo():
+    """A synthetic fluke photo at 3200x1600 (short side 1600: decoded at 1/2) and its true box."""
+    import io
+
+    from ml.synth import render_photo
+
+    img, box = render_photo(3, 5, size=(3200, 1600))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return buf.getvalue(), box
+
+
+def _corr(a, b):
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+@pytest.mark.parametrize("upside_down", [False, True])
+def test_a_camera_photo_decoded_smaller_gives_the_same_crop_and_boxes_in_its_own_pixels(identifier, camera_photo,
+                                                                                       upside_down):
+    data, box = camera_photo
+    small, full = identifier.open(data), identifier.open(data, short_side=None)
+    assert small.info["scale"] == 2 and small.size == (1600, 800) and full.size == (3200, 1600)
+    a = identifier.prepare(small, box=box, upside_down=upside_down)
+    b = identifier.prepare(full, box=box, upside_down=upside_down)
+    assert a.localization.box == box == b.localization.box  # the photo's own pixels, both ways
+    assert _corr(a.crop, b.crop) > 0.98
+    ea, eb = identifier.embed([a.crop, b.crop])
+    assert float(ea @ eb) > 0.98
+
+
+def test_a_camera_photo_is_localized_in_its_own_pixels(identifier, camera_photo):
+    from ml.localizer import default_localization, iou
+
+    data, _ = camera_photo
+    small, full = identifier.open(data), identifier.open(data, short_side=None)
+    loc_small, loc_full = identifier.localize(small), identifier.localize(full)
+    assert loc_small.source == loc_full.source
+    assert 0 <= loc_small.box.x0 < loc_small.box.x1 <= 3200 and 0 <= loc_small.box.y0 < loc_small.box.y1 <= 1600
+    assert iou(loc_small.box, loc_full.box) > 0.9
+    assert identifier.prepare(small).localization == loc_small
+    # without a localizer: the documented default box of the whole photo, not of the decoded picture
+    bare = Identifier(identifier.model, identifier.classes, identifier.new_threshold, identifier.image_size, "x",
+                      identifier.device)
+    assert bare.localize(small) == default_localization(3200, 1600)
+    assert _corr(bare.prepare(small).crop, bare.prepare(full).crop) > 0.98

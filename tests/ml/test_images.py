@@ -298,3 +298,42 @@ def test_hash_of_oriented_copy_matches_rotated_copy(textured_rgb):
     assert hamming(tagged.phash, rotated.phash) <= 2
     with pytest.raises(NotAnImage):
         compute_hashes(b"nope")
+
+
+# ----------------------------------------------------------------- reduced decode of large JPEGs
+
+
+def _large_jpeg(size=(3200, 1600), orientation=None) -> bytes:
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 255, size=(size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+    im = Image.fromarray(small, "RGB").resize(size, Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        im.save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    else:
+        im.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("short_side, scale", [(None, 1), (1600, 1), (800, 2), (400, 4), (200, 8), (50, 8)])
+def test_a_large_jpeg_is_decoded_at_the_largest_scale_that_keeps_the_short_side(short_side, scale):
+    data = _large_jpeg()
+    im = load_image(data, gray=True, short_side=short_side)
+    assert im.mode == "L" and im.size == (3200 // scale, 1600 // scale)
+    assert im.info["scale"] == scale and im.info["original_size"] == (3200, 1600)
+    if scale > 1:  # libjpeg's DCT scaling averages: close to a box-filter reduction of the full decode
+        full = load_image(data, gray=True).reduce(scale)
+        diff = np.abs(np.asarray(im, dtype=np.float32) - np.asarray(full, dtype=np.float32))
+        assert diff.mean() < 2.0
+
+
+def test_reduced_decode_keeps_the_oriented_size_and_leaves_other_formats_alone():
+    im = load_image(_large_jpeg(orientation=6), gray=True, short_side=800)
+    assert im.size == (800, 1600) and im.info["scale"] == 2 and im.info["original_size"] == (1600, 3200)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(_large_jpeg())).save(buf, "PNG")
+    png = load_image(buf.getvalue(), gray=True, short_side=400)
+    assert png.size == (3200, 1600) and png.info["scale"] == 1 and png.info["original_size"] == (3200, 1600)
+    assert load_image(_large_jpeg(), short_side=400).size == (3200, 1600)  # colour decodes stay full size
