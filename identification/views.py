@@ -410,7 +410,9 @@ def dashboard(request, training_form=None):
     for v in versions:
         v.m = _metrics(v.metrics)
     runs = list(TrainingRun.objects.select_related("model_version", "started_by")[:20])
-    current = TrainingRun.objects.in_progress().order_by("-created_at").first()
+    # the panel and the table from one read: a worker finishing in between drew "Running" beside "no run"
+    in_progress = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+    current = next((r for r in runs if r.status in in_progress), None)
     summary = _services().dashboard_summary()
     pipeline = [(label, summary.get(key)) for key, label in PIPELINE_STATS if summary.get(key) is not None]
     return render(request, "identification/dashboard.html", {
