@@ -94,8 +94,8 @@ def gallery(version):
 GALLERY_CHANGE_WINDOW_S = 600
 GALLERY_FULL_SYNC_S = 3600  # > the window
 GALLERY_CHANGE_RETENTION_S = 24 * 3600  # prune_gallery_changes keeps the log this long
-# A worker's first sync of a large gallery loads the last snapshot of its index (ML_ROOT, next to the
-# model) instead of building it: building a 100k-photo HNSW index took 105 s, loading one 1.6 s.
+# A worker's first sync of a large gallery loads the last snapshot of its index (ML_ROOT/gallery-snapshots/
+# <version id>) instead of building it: building a 100k-photo HNSW index took 105 s, loading one 1.6 s.
 GALLERY_SNAPSHOT_MIN = 20_000  # smaller galleries build in about a second (exact search below 20k)
 GALLERY_SNAPSHOT_MAX_AGE_S = 6 * 3600  # the hourly full sync saves a newer one after this
 
@@ -158,7 +158,8 @@ def _full_sync(state, version, now) -> None:
 
 
 def snapshot_dir(version) -> Path:
-    return model_dir(version) / "gallery-snapshots"
+    """Per version, not per model folder: two versions may share a folder (a re-registered model)."""
+    return Path(settings.ML_ROOT) / "gallery-snapshots" / str(version.pk)
 
 
 def _start_from_snapshot(state, version, now) -> bool:
@@ -193,7 +194,7 @@ def _start_from_snapshot(state, version, now) -> bool:
 
 
 def _save_snapshot(state, version, now, keep: int = 2) -> None:
-    """Write the index next to the model (a new folder, then ``latest.json`` replaced atomically, so a
+    """Write the index under ``snapshot_dir`` (a new folder, then ``latest.json`` replaced atomically, so a
     worker never loads a half-written one); keep the ``keep`` newest folders."""
     import json
     import os
@@ -212,6 +213,32 @@ def _save_snapshot(state, version, now, keep: int = 2) -> None:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:  # a read-only or full ML_ROOT costs the next worker a rebuild, nothing more
         log.warning("could not save the gallery snapshot of %s: %s", version.name, exc)
+
+
+def prune_snapshots(now=None) -> int:
+    """Delete the snapshots of inactive versions that the change log no longer covers: no worker can
+    start from them any more (a rollback builds its index again). Returns how many versions lost theirs."""
+    import json
+    import shutil
+    from datetime import datetime
+
+    from .models import ModelVersion
+
+    now = now or _database_now()
+    removed = 0
+    for version in ModelVersion.objects.filter(is_active=False):
+        root = snapshot_dir(version)
+        if not root.is_dir():
+            continue
+        try:
+            saved_at = datetime.fromisoformat(json.loads((root / "latest.json").read_text())["saved_at"])
+            expired = (now - saved_at).total_seconds() > GALLERY_CHANGE_RETENTION_S - GALLERY_CHANGE_WINDOW_S
+        except (OSError, ValueError, KeyError):
+            expired = True  # no usable pointer: nothing there can be loaded
+        if expired:
+            shutil.rmtree(root, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _delta_sync(state, version, now) -> None:

@@ -411,16 +411,21 @@ def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 5
 
 @shared_task(name="identification.tasks.prune_gallery_changes", **RETRY_OPTIONS)
 def prune_gallery_changes() -> int:
-    """Beat: drop ``GalleryChange`` rows older than a day. Workers read only the last few minutes of
-    them; one that has not synced for an hour re-reads the whole gallery, and a gallery snapshot older
-    than the log is not used. Returns the count."""
+    """Beat: drop ``GalleryChange`` rows older than a day, and the gallery snapshots of inactive model
+    versions that are older than the log (``runtime.prune_snapshots``). Workers read only the last few
+    minutes of the log; one that has not synced for an hour re-reads the whole gallery, and a snapshot
+    older than the log is never loaded. Returns the number of log rows deleted."""
     from datetime import timedelta
 
+    from . import runtime
     from .models import GalleryChange
     from .runtime import GALLERY_CHANGE_RETENTION_S
 
     cutoff = timezone.now() - timedelta(seconds=GALLERY_CHANGE_RETENTION_S)
     deleted, _ = GalleryChange.objects.filter(changed_at__lt=cutoff).delete()
+    snapshots = runtime.prune_snapshots()
+    if snapshots:
+        log.info("removed the gallery snapshots of %d inactive model version(s)", snapshots)
     return deleted
 
 

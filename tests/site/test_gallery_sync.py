@@ -305,3 +305,23 @@ def test_reembed_gallery_leaves_a_snapshot_that_the_next_worker_starts_from(acti
     finally:
         shutil.rmtree(runtime.snapshot_dir(version), ignore_errors=True)
         runtime.reset()
+
+
+def test_prune_removes_the_snapshots_of_inactive_versions_the_log_no_longer_covers(snapshots):
+    import json
+
+    version, whales, sighting, photos = snapshots
+    old, recent = ModelVersionFactory(), ModelVersionFactory()
+    for v in (version, old, recent):
+        Embedding.objects.bulk_create([Embedding(photo=p, model_version=v, vector=unit(p.pk).tobytes())
+                                       for p in photos if not Embedding.objects.filter(photo=p, model_version=v).exists()])
+        runtime.reset()
+        runtime.gallery(v)  # saves its snapshot
+    stale = (timezone.now() - timedelta(seconds=runtime.GALLERY_CHANGE_RETENTION_S)).isoformat()
+    for v in (version, old):  # the active one and an inactive one, both older than the log
+        pointer = runtime.snapshot_dir(v) / "latest.json"
+        pointer.write_text(json.dumps({**json.loads(pointer.read_text()), "saved_at": stale}))
+    assert prune_gallery_changes() >= 0
+    assert not runtime.snapshot_dir(old).exists()
+    assert (runtime.snapshot_dir(recent) / "latest.json").is_file()  # a rollback could still start from it
+    assert (runtime.snapshot_dir(version) / "latest.json").is_file()  # active: refreshed by its workers
