@@ -54,7 +54,7 @@ def run_detail(request, run_id):
 
     run = get_object_or_404(TrainingRun.objects.select_related("model_version", "started_by"), pk=run_id)
     return render(request, "identification/registry/run_detail.html", {
-        "run": run, "p": _progress(run), "in_progress": run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING),
+        "run": run, "p": _progress(run), "in_progress": run.in_progress,
         "kind": (run.options or {}).get("kind", "identifier"),
         "options": sorted((k, v) for k, v in (run.options or {}).items() if k != "kind"),
         "active": ModelVersion.objects.active().first(),

@@ -205,7 +205,7 @@ class TrainingExample(models.Model):
 
 class TrainingRunQuerySet(models.QuerySet):
     def in_progress(self):
-        return self.filter(status__in=(TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING))
+        return self.filter(status__in=TrainingRun.IN_PROGRESS)
 
 
 class TrainingRun(models.Model):
@@ -215,6 +215,8 @@ class TrainingRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+
+    IN_PROGRESS = (Status.QUEUED, Status.RUNNING)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     options = models.JSONField(default=dict, help_text="epochs, arch, image_size, fine_tune")
@@ -232,6 +234,10 @@ class TrainingRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = TrainingRunQuerySet.as_manager()
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in self.IN_PROGRESS
 
     class Meta:
         ordering = ["-created_at"]

@@ -26,8 +26,16 @@ log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _identifiers: "OrderedDict[int, object]" = OrderedDict()  # version id -> Identifier (at most 2)
-_gallery_state: dict = {"version_id": None, "index": None, "members": {}, "synced_at": None, "seen": [], "top": 0,
-                        "snapshot_at": None}
+
+
+def _empty_gallery_state() -> dict:
+    # seen: (changed_at, id, photo_id) of the log rows applied within the window, oldest first; top: the
+    # highest log id applied; snapshot_at: when the snapshot this process loaded or saved was taken
+    return {"version_id": None, "index": None, "members": {}, "synced_at": None, "seen": [], "top": 0,
+            "snapshot_at": None}
+
+
+_gallery_state: dict = _empty_gallery_state()
 
 
 def model_dir(version) -> Path:
@@ -121,8 +129,6 @@ def _window(version, since):
     """The logged changes that matter to ``version``'s gallery (photo changes, and its own embeddings:
     re-embedding the gallery for a new version leaves the active one alone), from the window before
     ``since`` on."""
-    from datetime import timedelta
-
     from django.db.models import Q
 
     from .models import GalleryChange
@@ -149,8 +155,7 @@ def _full_sync(state, version, now) -> None:
     gone = [pid for pid, ind in members.items() if current.get(pid) != ind]
     _remove(state, gone)
     _add(state, version, {pid: ind for pid, ind in current.items() if pid not in members})
-    # (changed_at, id, photo_id) oldest first, and the highest id applied
-    state.update(synced_at=now, seen=seen, top=max([c[1] for c in seen] + [state.get("top") or 0]))
+    state.update(synced_at=now, seen=seen, top=max([c[1] for c in seen] + [state["top"]]))
     index = state["index"]
     old = state["snapshot_at"] is None or (now - state["snapshot_at"]).total_seconds() > GALLERY_SNAPSHOT_MAX_AGE_S
     if index is not None and len(index) >= GALLERY_SNAPSHOT_MIN and (built or old):
@@ -162,23 +167,33 @@ def snapshot_dir(version) -> Path:
     return Path(settings.ML_ROOT) / "gallery-snapshots" / str(version.pk)
 
 
+def _snapshot_pointer(version):
+    """(folder, saved_at) of the version's last snapshot, from its ``latest.json``."""
+    import json
+    from datetime import datetime
+
+    root = snapshot_dir(version)
+    pointer = json.loads((root / "latest.json").read_text())
+    return root / pointer["folder"], datetime.fromisoformat(pointer["saved_at"])
+
+
+def _log_covers(saved_at, now) -> bool:
+    """Whether the change log still holds every change since ``saved_at`` (so a snapshot is usable)."""
+    return (now - saved_at).total_seconds() <= GALLERY_CHANGE_RETENTION_S - GALLERY_CHANGE_WINDOW_S
+
+
 def _start_from_snapshot(state, version, now) -> bool:
     """Load the version's last index snapshot, if the change log still covers the time since it was
     saved, and drop the photos changed since then (the membership diff adds them back, with their
     current vectors). False when there is none to use."""
-    import json
-    from datetime import datetime
-
     from ml.gallery import GalleryIndex
 
-    root = snapshot_dir(version)
     try:
-        pointer = json.loads((root / "latest.json").read_text())
-        saved_at = datetime.fromisoformat(pointer["saved_at"])
-        if (now - saved_at).total_seconds() > GALLERY_CHANGE_RETENTION_S - GALLERY_CHANGE_WINDOW_S:
+        folder, saved_at = _snapshot_pointer(version)
+        if not _log_covers(saved_at, now):
             return False
-        index = GalleryIndex.load(root / pointer["folder"])
-        reflected = set(np.load(root / pointer["folder"] / "seen.npy").tolist())  # changes already in it
+        index = GalleryIndex.load(folder)
+        reflected = set(np.load(folder / "seen.npy").tolist())  # changes already in it
     except FileNotFoundError:
         return False
     except Exception as exc:  # a damaged or half-deleted snapshot: build the index instead
@@ -218,9 +233,7 @@ def _save_snapshot(state, version, now, keep: int = 2) -> None:
 def prune_snapshots(now=None) -> int:
     """Delete the snapshots of inactive versions that the change log no longer covers: no worker can
     start from them any more (a rollback builds its index again). Returns how many versions lost theirs."""
-    import json
     import shutil
-    from datetime import datetime
 
     from .models import ModelVersion
 
@@ -231,8 +244,7 @@ def prune_snapshots(now=None) -> int:
         if not root.is_dir():
             continue
         try:
-            saved_at = datetime.fromisoformat(json.loads((root / "latest.json").read_text())["saved_at"])
-            expired = (now - saved_at).total_seconds() > GALLERY_CHANGE_RETENTION_S - GALLERY_CHANGE_WINDOW_S
+            expired = not _log_covers(_snapshot_pointer(version)[1], now)
         except (OSError, ValueError, KeyError):
             expired = True  # no usable pointer: nothing there can be loaded
         if expired:
@@ -303,4 +315,4 @@ def reset() -> None:
     """Forget everything (tests, or after a fork)."""
     with _lock:
         _identifiers.clear()
-        _gallery_state.update(version_id=None, index=None, members={}, synced_at=None, seen=[], top=0, snapshot_at=None)
+        _gallery_state.update(_empty_gallery_state())

@@ -419,9 +419,8 @@ def prune_gallery_changes() -> int:
 
     from . import runtime
     from .models import GalleryChange
-    from .runtime import GALLERY_CHANGE_RETENTION_S
 
-    cutoff = timezone.now() - timedelta(seconds=GALLERY_CHANGE_RETENTION_S)
+    cutoff = timezone.now() - timedelta(seconds=runtime.GALLERY_CHANGE_RETENTION_S)
     deleted, _ = GalleryChange.objects.filter(changed_at__lt=cutoff).delete()
     snapshots = runtime.prune_snapshots()
     if snapshots:

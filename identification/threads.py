@@ -28,8 +28,7 @@ def threads_for(pool_size: int) -> int:
     """``ML_TORCH_THREADS`` when set (> 0), else an equal share of the cores for ``pool_size`` processes."""
     from ml.device import worker_threads
 
-    configured = int(getattr(settings, "ML_TORCH_THREADS", 0) or 0)
-    return configured if configured > 0 else worker_threads(pool_size)
+    return settings.ML_TORCH_THREADS if settings.ML_TORCH_THREADS > 0 else worker_threads(pool_size)
 
 
 def planned_threads() -> int | None:

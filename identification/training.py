@@ -190,7 +190,7 @@ def execute_run(run_id: int) -> str:
     run = TrainingRun.objects.filter(pk=run_id).first()
     if run is None:
         return "gone"
-    if run.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+    if not run.in_progress:
         return "done"
     redelivered = run.status == TrainingRun.Status.RUNNING  # the worker died mid-run: start again
     if run.cancel_requested:

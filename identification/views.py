@@ -392,7 +392,7 @@ def _progress(run: TrainingRun) -> dict:
         "id": run.pk,
         "status": run.status,
         "status_display": run.get_status_display(),
-        "done": run.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING),
+        "done": not run.in_progress,
         "cancel_requested": run.cancel_requested,
         "epoch": epoch, "epochs": epochs, "step": step, "steps_per_epoch": spe,
         "loss": p.get("loss"), "val_map5": p.get("val_map5"), "eta_seconds": p.get("eta_seconds"),
@@ -411,8 +411,7 @@ def dashboard(request, training_form=None):
         v.m = _metrics(v.metrics)
     runs = list(TrainingRun.objects.select_related("model_version", "started_by")[:20])
     # the panel and the table from one read: a worker finishing in between drew "Running" beside "no run"
-    in_progress = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
-    current = next((r for r in runs if r.status in in_progress), None)
+    current = next((r for r in runs if r.in_progress), None)
     summary = _services().dashboard_summary()
     pipeline = [(label, summary.get(key)) for key, label in PIPELINE_STATS if summary.get(key) is not None]
     return render(request, "identification/dashboard.html", {

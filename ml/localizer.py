@@ -11,7 +11,6 @@ adaptive average pooling to 4x4, a 128-unit hidden layer, then three heads
 no better (bench/localizer_design.py: IoU 0.755 vs 0.762 and 0.757 vs 0.759 on two seeds), took
 twice as long to train and 0.3 ms more per photo; files saved with it still load. The heads:
 
-
 * box: ``(cx, cy, w, h)`` with sigmoid outputs, normalised to the letterbox canvas;
 * upside-down logit: trained by rotating half the training photos by 180 degrees
   (boxes mapped accordingly), so the pipeline can turn such photos upright
