@@ -34,15 +34,18 @@ def _scale(img) -> int:
     return int(getattr(img, "info", {}).get("scale", 1) or 1)
 
 
+def _scaled(box: Box, factor: float) -> Box:
+    return Box(box.x0 * factor, box.y0 * factor, box.x1 * factor, box.y1 * factor)
+
+
 def _to_photo_pixels(loc: Localization, img) -> Localization:
     """``loc`` measured on ``img`` as decoded, in the photo's own pixels (clipped to the photo)."""
     scale = _scale(img)
     if scale == 1:
         return loc
-    width, height = img.info.get("original_size") or (img.size[0] * scale, img.size[1] * scale)
-    b = loc.box
-    box = Box(min(b.x0 * scale, width), min(b.y0 * scale, height), min(b.x1 * scale, width), min(b.y1 * scale, height))
-    return dataclasses.replace(loc, box=box)
+    width, height = img.info["original_size"]
+    b = _scaled(loc.box, scale)
+    return dataclasses.replace(loc, box=Box(min(b.x0, width), min(b.y0, height), min(b.x1, width), min(b.y1, height)))
 
 
 class Identifier:
@@ -165,7 +168,7 @@ class Identifier:
         if box is not None:
             loc = Localization(box=box, confidence=1.0, source="given", flagged=False,
                                upside_down=bool(upside_down))
-            decoded_box = Box(box.x0 / scale, box.y0 / scale, box.x1 / scale, box.y1 / scale)
+            decoded_box = _scaled(box, 1 / scale)
         else:
             decoded = self._localize(img)
             loc, decoded_box = _to_photo_pixels(decoded, img), decoded.box
