@@ -1,11 +1,11 @@
 """What each pipeline task pays to bring its worker's gallery index up to date, by gallery size.
 
-Every ``process_photo`` / ``rerank_photo`` calls ``identification.runtime.gallery(version)`` before
+Every ``process_photo`` / ``rerank_photo`` calls ``identification.pipeline.gallery_sync.gallery(version)`` before
 it ranks. This bench fills a PostgreSQL database with N gallery photos (one 512-d embedding each,
 about 4 photos per whale), then times in one run:
 
 * the first sync of a fresh worker process (reads every vector and builds the index, then saves a
-  snapshot of it when the gallery has at least ``runtime.GALLERY_SNAPSHOT_MIN`` photos);
+  snapshot of it when the gallery has at least ``gallery_sync.GALLERY_SNAPSHOT_MIN`` photos);
 * the first sync of the next fresh worker process, which starts from that snapshot;
 * the sync a task pays when nothing changed since the last one (the usual case);
 * the sync after a moderator confirmed one more photo (one new member);
@@ -106,7 +106,8 @@ def main(argv=None):
     import torch
     from django.core.management import call_command
 
-    from identification import runtime
+    from identification import pipeline
+    from identification.pipeline import gallery_sync
     from identification.models import Embedding, Individual
     from ml.models import create_model
     from submissions.models import Photo
@@ -121,12 +122,12 @@ def main(argv=None):
         version = fill(n, args.dim, args.fresh)
         import shutil
 
-        shutil.rmtree(runtime.snapshot_dir(version), ignore_errors=True)
-        runtime.reset()
-        first = timed(lambda: runtime.gallery(version))
-        runtime.reset()  # the next worker process
-        from_snapshot = timed(lambda: runtime.gallery(version))
-        unchanged = timed(lambda: runtime.gallery(version), args.repeats)
+        shutil.rmtree(gallery_sync.snapshot_dir(version), ignore_errors=True)
+        pipeline.reset()
+        first = timed(lambda: gallery_sync.gallery(version))
+        pipeline.reset()  # the next worker process
+        from_snapshot = timed(lambda: gallery_sync.gallery(version))
+        unchanged = timed(lambda: gallery_sync.gallery(version), args.repeats)
         # one more confirmed photo: a gallery photo gets a second embedding row's worth of change
         photo = Photo.objects.filter(embeddings__model_version=version).order_by("-pk").first()
         whales = list(Individual.objects.filter(catalogue_id__startswith=f"S{n}-").order_by("pk")[:2])
@@ -134,17 +135,17 @@ def main(argv=None):
         def one_more():
             Photo.objects.filter(pk=photo.pk).update(individual=whales[0] if photo.individual_id != whales[0].pk
                                                      else whales[1])
-            runtime.gallery(version)
+            gallery_sync.gallery(version)
         confirmed = timed(one_more, 5)
         moved = list(Photo.objects.filter(individual=whales[1]).values_list("pk", flat=True)[:20])
 
         def merge():
             Photo.objects.filter(pk__in=moved).update(individual=whales[0])
-            runtime.gallery(version)
+            gallery_sync.gallery(version)
             Photo.objects.filter(pk__in=moved).update(individual=whales[1])
-            runtime.gallery(version)
+            gallery_sync.gallery(version)
         merged = timed(merge, 3) / 2
-        index = runtime.gallery(version)
+        index = gallery_sync.gallery(version)
         assert len(index) == n == Embedding.objects.filter(model_version=version).count()
         rows.append((n, first, from_snapshot, unchanged, confirmed, merged))
     burst = None
@@ -158,9 +159,9 @@ def main(argv=None):
         GalleryChange.objects.bulk_create([GalleryChange(photo_id=-1 - i, model_version_id=version.pk, changed_at=stamp)
                                            for i in range(args.burst)], batch_size=10_000)
         try:
-            runtime.reset()
-            runtime.gallery(version)
-            burst = timed(lambda: runtime.gallery(version), args.repeats)
+            pipeline.reset()
+            gallery_sync.gallery(version)
+            burst = timed(lambda: gallery_sync.gallery(version), args.repeats)
         finally:
             GalleryChange.objects.filter(changed_at=stamp, photo_id__lt=0).delete()
     print(f"PostgreSQL, {args.dim}-d vectors; ResNet50 224 px forward {forward:.0f} ms (for scale)")

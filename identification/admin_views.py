@@ -11,7 +11,8 @@ from django.views.decorators.http import require_POST
 
 from submissions.models import Photo
 
-from . import exports, health, registry
+from . import exports, registry
+from .ops import health
 from .models import ModelVersion, TrainingRun
 from .permissions import admin_required
 

@@ -93,7 +93,7 @@ class GalleryChange(models.Model):
 
     Written by database triggers (migration 0006), not by Python, so that no path is missed:
     ``save()``, ``QuerySet.update()`` (merges), deletes and cascades all fire them. Workers read the
-    recent rows to update their in-memory gallery index (``identification.runtime.gallery``)
+    recent rows to update their in-memory gallery index (``identification.pipeline.gallery_sync.gallery``)
     instead of reading the whole gallery for every photo. ``changed_at`` is the database's clock.
     """
 

@@ -26,9 +26,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from ml.images import load_image
 from submissions.models import Photo
 
+from . import jobs
 from .models import HoldoutEvaluation, HoldoutSet, ModelVersion, TrainingRun
+
+from .pipeline import cache
+from .pipeline.cache import vector_from_bytes
+from .pipeline.process import embed_photo, read_image_bytes
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +109,6 @@ def _resolve(individual_id: int, merged: dict[int, int]) -> int:
 def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
     """Vectors of ``photos`` under ``version``: stored embeddings, else computed (and stored)."""
     from .models import Embedding
-    from .runtime import vector_from_bytes
-    from .tasks import embed_photo
 
     ids = [p.pk for p in photos]
     vectors = {
@@ -132,14 +136,13 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
     from ml.gallery import GalleryIndex
     from ml.types import NEW_WHALE
 
-    from . import runtime
     from .models import Individual
 
     started = time.monotonic()
     holdout = get_or_create_holdout()
     held = holdout.photo_ids
     merged = dict(Individual.objects.filter(merged_into__isnull=False).values_list("pk", "merged_into_id"))
-    ident = runtime.identifier(version)
+    ident = cache.identifier(version)
     gallery_photos = list(Photo.objects.in_gallery().exclude(pk__in=held).select_related("sighting").order_by("pk"))
     held_photos = list(Photo.objects.filter(pk__in=held).select_related("sighting").order_by("pk"))
     gallery_vectors = _embed_photos(gallery_photos, version, ident)
@@ -176,9 +179,7 @@ def queue_holdout_evaluation(version: ModelVersion, user=None) -> None:
     """Evaluate ``version`` in the pipeline queue (after the current transaction commits)."""
     if user is not None:
         _require(user)
-    from .tasks import evaluate_holdout
-
-    transaction.on_commit(lambda: evaluate_holdout.delay(version.pk))
+    jobs.enqueue(jobs.EVALUATE_HOLDOUT, version.pk)
 
 
 # --------------------------------------------------------------------------- registry pages
@@ -249,8 +250,6 @@ def localizer_training_photos():
 def start_localizer_retrain(*, user, epochs: int = 30) -> TrainingRun:
     """A training-queue run (``TrainingRun`` with ``options.kind == "localizer"``)."""
     _require(user)
-    from .tasks import retrain_localizer
-
     if ModelVersion.objects.active().first() is None:
         raise ValidationError("Promote a model first: the new localizer is added to a copy of the active model.")
     n = localizer_training_photos().count()
@@ -260,16 +259,12 @@ def start_localizer_retrain(*, user, epochs: int = 30) -> TrainingRun:
         if TrainingRun.objects.select_for_update().in_progress().exists():
             raise ValidationError("A training run is already queued or running; wait for it to finish.")
         run = TrainingRun.objects.create(options={"kind": "localizer", "epochs": int(epochs)}, started_by=user)
-        transaction.on_commit(lambda: retrain_localizer.delay(run.pk))
+        jobs.enqueue(jobs.RETRAIN_LOCALIZER, run.pk)
     return run
 
 
 def _load_photo_image(photo):
-    from ml.images import load_image
-
-    from .tasks import _read_image_bytes
-
-    return load_image(_read_image_bytes(photo))
+    return load_image(read_image_bytes(photo))
 
 
 def execute_localizer_retrain(run_id: int) -> str:
@@ -280,7 +275,6 @@ def execute_localizer_retrain(run_id: int) -> str:
 
     from ml.localizer import Localizer, evaluate_localizer, train_localizer
 
-    from . import runtime
     from .training import _RunReporter
 
     run = TrainingRun.objects.filter(pk=run_id).first()
@@ -322,7 +316,7 @@ def execute_localizer_retrain(run_id: int) -> str:
         )
         val_images, val_boxes = [images[i] for i in val], [boxes[i] for i in val]
         after = evaluate_localizer(new, val_images, val_boxes)
-        old_path = runtime.model_dir(active) / "localizer.pt"
+        old_path = cache.model_dir(active) / "localizer.pt"
         before_current = None
         if old_path.is_file():
             before_current = evaluate_localizer(Localizer.load(old_path), val_images, val_boxes)["val_iou_mean"]
@@ -338,7 +332,7 @@ def execute_localizer_retrain(run_id: int) -> str:
         out_dir = Path(settings.ML_ROOT) / "models" / f"localizer-run-{run_id}"
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        shutil.copytree(runtime.model_dir(active), out_dir, ignore=shutil.ignore_patterns("localizer.pt"))
+        shutil.copytree(cache.model_dir(active), out_dir, ignore=shutil.ignore_patterns("localizer.pt"))
         new.save(out_dir / "localizer.pt")
         with transaction.atomic():
             version = ModelVersion.objects.create(

@@ -18,7 +18,11 @@ from django.utils import timezone
 
 from submissions.models import Photo
 
-from .models import Decision, Individual, ModelVersion, Species, Suggestion, TrainingExample, TrainingRun
+from . import jobs
+from .models import Decision, Embedding, Individual, ModelVersion, Species, Suggestion, TrainingExample, TrainingRun
+from .pipeline import cache
+from .pipeline.cache import vector_from_bytes
+from .pipeline.process import read_image_bytes
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +162,11 @@ def _lock_for_decision(photo, moderator) -> Photo:
 
 
 def _queue_rerank_batch_mates(photo) -> None:
-    from .tasks import rerank_photo
-
     mates = list(
         Photo.objects.awaiting_review().filter(sighting_id=photo.sighting_id).exclude(pk=photo.pk).values_list("pk", flat=True)
     )
-
-    def queue():
-        for pk in mates:
-            rerank_photo.delay(pk)
-
-    transaction.on_commit(queue)
+    for pk in mates:
+        jobs.enqueue(jobs.RERANK_PHOTO, pk)
 
 
 def _assign(photo: Photo, moderator, individual: Individual, action: str, status: str) -> Decision:
@@ -192,9 +190,7 @@ def _assign(photo: Photo, moderator, individual: Individual, action: str, status
         photo=photo, defaults={"individual": individual, "status": TrainingExample.Status.QUEUED, "used_by": None}
     )
     _queue_rerank_batch_mates(photo)
-    from .tasks import notify_watchers
-
-    transaction.on_commit(lambda: notify_watchers.delay(decision.pk))
+    jobs.enqueue(jobs.NOTIFY_WATCHERS, decision.pk)
     return decision
 
 
@@ -346,8 +342,6 @@ def skip_photo(*, photo, moderator) -> Decision:
 def retry_photo(*, photo, actor) -> Photo:
     """A failed (or stuck) photo goes back to UPLOADED and is queued again."""
     _require(actor, REVIEW_PERMISSION)
-    from .tasks import process_photo
-
     with transaction.atomic():
         locked = Photo.objects.select_for_update().get(pk=photo.pk)
         stuck = Photo.objects.stuck().filter(pk=locked.pk).exists()
@@ -360,7 +354,7 @@ def retry_photo(*, photo, actor) -> Photo:
         Decision.objects.create(
             photo=locked, moderator=actor, action=Decision.Action.RETRY, model_version_id=locked.model_version_id
         )
-        transaction.on_commit(lambda: process_photo.delay(locked.pk))
+        jobs.enqueue(jobs.PROCESS_PHOTO, locked.pk)
     _refresh(photo, locked)
     return locked
 
@@ -439,16 +433,13 @@ def _reopen(photo, moderator, now) -> None:
 
 def _queue_reembed(photo) -> None:
     """The crop changed: forget the photo's embeddings and embed it again with the stored box."""
-    from .models import Embedding
-    from .tasks import reembed_gallery, rerank_photo
-
     Embedding.objects.filter(photo=photo).delete()
     if photo.status == Photo.Status.AWAITING_REVIEW:
-        transaction.on_commit(lambda: rerank_photo.delay(photo.pk))
+        jobs.enqueue(jobs.RERANK_PHOTO, photo.pk)
     elif photo.status in GALLERY_STATUSES:
         active = ModelVersion.objects.active().first()
         if active is not None:
-            transaction.on_commit(lambda: reembed_gallery.delay(active.pk, promote=False))
+            jobs.enqueue(jobs.REEMBED_GALLERY, active.pk, promote=False)
 
 
 def correct_box(*, photo, moderator, box) -> Decision:
@@ -508,22 +499,14 @@ def merge_individuals(*, source, target, moderator) -> Decision:
         )
         pending = list(Photo.objects.awaiting_review().filter(suggestions__individual=target)
                        .distinct().values_list("pk", flat=True))
-
-        def queue():
-            from .tasks import rerank_photo
-
-            for pk in pending:
-                rerank_photo.delay(pk)
-
-        transaction.on_commit(queue)
+        for pk in pending:
+            jobs.enqueue(jobs.RERANK_PHOTO, pk)
     return decision
 
 
 def split_photo(*, photo, moderator) -> Decision:
     """A photo was assigned to the wrong whale: it leaves the gallery, its training example is
     excluded, and it goes back to awaiting review, re-ranked."""
-    from .tasks import rerank_photo
-
     _require(moderator, REVIEW_PERMISSION)
     with transaction.atomic():
         locked = Photo.objects.select_for_update().get(pk=photo.pk)
@@ -541,7 +524,7 @@ def split_photo(*, photo, moderator) -> Decision:
             photo=locked, moderator=moderator, action=Decision.Action.SPLIT, individual=individual,
             model_version_id=locked.model_version_id, details={"from": individual.catalogue_id},
         )
-        transaction.on_commit(lambda: rerank_photo.delay(locked.pk))
+        jobs.enqueue(jobs.RERANK_PHOTO, locked.pk)
     _refresh(photo, locked)
     return decision
 
@@ -552,9 +535,6 @@ def split_photo(*, photo, moderator) -> Decision:
 def candidate_photos(photo, individual_id, best_photo_id=None, limit: int = 4) -> list:
     """Up to ``limit`` gallery photos of a candidate: the suggestion's best photo first, then by
     similarity to ``photo`` (when both are embedded by the photo's model version), else newest."""
-    from .models import Embedding
-    from .runtime import vector_from_bytes
-
     pool = list(
         Photo.objects.in_gallery().filter(individual_id=individual_id).exclude(pk=photo.pk)
         .order_by("-created_at", "-pk")[:60]
@@ -577,9 +557,7 @@ def candidate_photos(photo, individual_id, best_photo_id=None, limit: int = 4) -
 
 def _model_crop(ident, photo):
     """The photo's crop exactly as the pipeline makes it (stored box unless it was the default)."""
-    from .tasks import _read_image_bytes
-
-    image = ident.open(_read_image_bytes(photo))  # the same grayscale decode as the pipeline
+    image = ident.open(read_image_bytes(photo))  # the same grayscale decode as the pipeline
     box = photo.box if photo.box is not None and photo.box_source != Photo.BoxSource.DEFAULT else None
     return ident.prepare(image, box=box, upside_down=photo.upside_down if box is not None else None).crop
 
@@ -595,10 +573,8 @@ def explain_png(*, photo, individual, user) -> bytes:
 
     from ml.explain import occlusion_map
 
-    from . import runtime
-
     _require(user, REVIEW_PERMISSION)
-    version = runtime.active_version()
+    version = cache.active_version()
     if version is None:
         raise ValidationError("No identification model is active.")
     best = (Suggestion.objects.filter(photo=photo, individual=individual, best_photo__isnull=False)
@@ -614,7 +590,7 @@ def explain_png(*, photo, individual, user) -> bytes:
     if default_storage.exists(key):
         with default_storage.open(key, "rb") as fh:
             return fh.read()
-    ident = runtime.identifier(version)
+    ident = cache.identifier(version)
     occlusion = occlusion_map(ident, _model_crop(ident, photo), _model_crop(ident, reference))
     buf = io.BytesIO()
     occlusion.overlay.save(buf, "PNG")
@@ -699,8 +675,6 @@ def send_decision_emails(decision_id: int) -> int:
 
 def start_training_run(*, user, epochs=None, arch=None, image_size=None, fine_tune: bool = True) -> TrainingRun:
     _require(user, MANAGE_MODELS_PERMISSION)
-    from .tasks import run_training
-
     options = {
         "epochs": int(epochs or settings.ML_DEFAULT_EPOCHS),
         "arch": arch or settings.ML_DEFAULT_ARCH,
@@ -714,7 +688,7 @@ def start_training_run(*, user, epochs=None, arch=None, image_size=None, fine_tu
         if TrainingRun.objects.select_for_update().in_progress().exists():
             raise ValidationError("A training run is already queued or running.")
         run = TrainingRun.objects.create(options=options, started_by=user)
-        transaction.on_commit(lambda: run_training.delay(run.pk))
+        jobs.enqueue(jobs.RUN_TRAINING, run.pk)
     return run
 
 
@@ -739,15 +713,13 @@ def cancel_training_run(*, run, user) -> TrainingRun:
 def promote_model_version(*, version, user) -> ModelVersion:
     """Embed the gallery with ``version`` (in the pipeline queue), then switch to it atomically."""
     _require(user, MANAGE_MODELS_PERMISSION)
-    from .tasks import reembed_gallery
-
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if locked.is_active:
             raise ValidationError("This model version is already active.")
         locked.promoted_by = user
         locked.save(update_fields=["promoted_by"])
-        transaction.on_commit(lambda: reembed_gallery.delay(locked.pk))
+        jobs.enqueue(jobs.REEMBED_GALLERY, locked.pk)
     version.refresh_from_db()
     return version
 

@@ -25,7 +25,9 @@ from django.utils import timezone
 
 from submissions.models import Photo
 
+from . import jobs
 from .models import ModelVersion, TrainingExample, TrainingRun
+from .pipeline import cache
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +161,9 @@ def _train_config(run: TrainingRun, data_dir: Path, out_dir: Path):
     if settings.ML_INIT_WEIGHTS:
         values["init_weights"] = settings.ML_INIT_WEIGHTS
     if opts.get("fine_tune", True):
-        from . import runtime
-
         active = ModelVersion.objects.active().first()
-        if active is not None and (runtime.model_dir(active) / "model.pt").is_file():
-            values["init_from"] = str(runtime.model_dir(active))
+        if active is not None and (cache.model_dir(active) / "model.pt").is_file():
+            values["init_from"] = str(cache.model_dir(active))
     return TrainConfig.from_dict(values)
 
 
@@ -261,21 +261,17 @@ def execute_run(run_id: int) -> str:
 def _queue_holdout_evaluations(version: ModelVersion) -> None:
     """Score the new version, and the active one when it has no score yet, on the holdout set."""
     from .models import HoldoutEvaluation
-    from .tasks import evaluate_holdout
-
-    evaluate_holdout.delay(version.pk)
+    jobs.send(jobs.EVALUATE_HOLDOUT, version.pk)
     active = ModelVersion.objects.active().first()
     if active is not None and not HoldoutEvaluation.objects.filter(model_version=active).exists():
-        evaluate_holdout.delay(active.pk)
+        jobs.send(jobs.EVALUATE_HOLDOUT, active.pk)
 
 
 def _maybe_auto_promote(version: ModelVersion, run: TrainingRun) -> None:
-    from .tasks import reembed_gallery
-
     active = ModelVersion.objects.active().first()
     new = version.metrics.get("map5")
     old = (active.metrics or {}).get("map5") if active else None
     if new is None or (old is not None and new <= old):
         return
     ModelVersion.objects.filter(pk=version.pk).update(promoted_by=run.started_by)
-    reembed_gallery.delay(version.pk)
+    jobs.send(jobs.REEMBED_GALLERY, version.pk)

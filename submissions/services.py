@@ -15,6 +15,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from ml.errors import ImageRejected, NotAnImage
+from identification import jobs
 from ml.images import load_image, phash, read_exif
 
 from .models import Photo, Sighting
@@ -112,8 +113,6 @@ def submit_sighting(
     if not checked:
         return outcome
 
-    from identification.tasks import process_photo  # the task module imports this app's models
-
     with transaction.atomic():
         sighting = Sighting.objects.create(
             species=species,
@@ -148,7 +147,7 @@ def submit_sighting(
                 outcome.duplicates.append(photo)
             else:
                 outcome.accepted.append(photo)
-                transaction.on_commit(lambda pk=photo.pk: process_photo.delay(pk))
+                jobs.enqueue(jobs.PROCESS_PHOTO, photo.pk)
     return outcome
 
 

@@ -28,7 +28,7 @@ app.conf.task_routes = {
 app.conf.beat_schedule = {
     # photos whose message or worker was lost go round again (see the task for the rules)
     "requeue-stuck-photos": {"task": "identification.tasks.requeue_stuck_photos", "schedule": 300.0},
-    # the log workers sync their gallery index from (identification.runtime.gallery)
+    # the log workers sync their gallery index from (identification.pipeline.gallery_sync.gallery)
     "prune-gallery-changes": {"task": "identification.tasks.prune_gallery_changes", "schedule": 3600.0},
 }
 app.autodiscover_tasks()

@@ -7,7 +7,8 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from identification.models import Suggestion
-from identification.tasks import STUCK_MAX_ATTEMPTS, requeue_stuck_photos
+from identification.pipeline.housekeeping import STUCK_MAX_ATTEMPTS
+from identification.tasks import requeue_stuck_photos
 from ml.images import compute_hashes
 from submissions.models import Photo, Sighting
 from tests.conftest import wait_for

@@ -115,11 +115,11 @@ def test_rerank_after_box_correction_embeds_the_moderator_crop(active_model, dem
     """The pipeline (rerank_photo, run in process) uses the stored moderator box as the given box."""
     from django.core.files.base import ContentFile
 
-    from identification import runtime
+    from identification import pipeline
     from identification.tasks import rerank_photo
     from ml.images import load_image
 
-    runtime.reset()
+    pipeline.reset()
     mod = active_model.users["moderator"]
     label = next(iter(active_model.held_out))
     data = active_model.held_out[label].read_bytes()
@@ -143,11 +143,11 @@ def test_box_fix_on_a_gallery_photo_replaces_its_crop_and_vector(active_model, d
 
     from PIL import Image
 
-    from identification import runtime
+    from identification import pipeline
     from identification.tasks import reembed_gallery
     from ml.images import load_image
 
-    runtime.reset()
+    pipeline.reset()
     mod = active_model.users["moderator"]
     photo = next(iter(active_model.gallery.values()))[0]
     photo.crop.save("old.png", ContentFile(b"stale"), save=True)

@@ -9,8 +9,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from identification import runtime
+from identification import pipeline
 from identification.models import Embedding, GalleryChange
+from identification.pipeline import gallery_sync
 from identification.tasks import prune_gallery_changes
 from submissions.models import Photo
 from tests.factories import IndividualFactory, ModelVersionFactory, SightingFactory
@@ -33,9 +34,9 @@ def gallery_db():
     photos = []
     for i in range(6):
         photos.append(add_photo(sighting, version, whales[i % 3], seed=i))
-    runtime.reset()
+    pipeline.reset()
     yield version, whales, sighting, photos
-    runtime.reset()
+    pipeline.reset()
 
 
 def add_photo(sighting, version, whale, seed, status=Photo.Status.CONFIRMED):
@@ -73,11 +74,11 @@ def test_triggers_log_every_change_that_can_move_a_photo_in_or_out(gallery_db):
 
 def test_worker_index_follows_changes_without_reading_the_whole_gallery(gallery_db):
     version, whales, sighting, photos = gallery_db
-    index = runtime.gallery(version)
+    index = gallery_sync.gallery(version)
     assert len(index) == 6 and best(index, 2) == (photos[2].pk, whales[2].pk)
 
     with CaptureQueriesContext(connection) as unchanged:
-        assert runtime.gallery(version) is index
+        assert gallery_sync.gallery(version) is index
     assert not any("submissions_photo" in q["sql"] for q in unchanged.captured_queries)  # no membership read
 
     new = add_photo(sighting, version, whales[1], seed=6)  # confirmed with its embedding
@@ -86,7 +87,7 @@ def test_worker_index_follows_changes_without_reading_the_whole_gallery(gallery_
     Embedding.objects.filter(photo=photos[5]).update(vector=unit(50).tobytes())
     pending = add_photo(sighting, version, None, seed=7, status=Photo.Status.AWAITING_REVIEW)  # not in the gallery
     with CaptureQueriesContext(connection) as changed:
-        index = runtime.gallery(version)
+        index = gallery_sync.gallery(version)
     membership = [q["sql"] for q in changed.captured_queries if "submissions_photo" in q["sql"]]
     assert len(membership) == 1 and " IN (" in membership[0]  # only the changed photos were read
 
@@ -96,14 +97,14 @@ def test_worker_index_follows_changes_without_reading_the_whole_gallery(gallery_
     assert best(index, 50) == (photos[5].pk, whales[2].pk)  # its new vector
     assert str(photos[4].pk) not in index and str(pending.pk) not in index
     with CaptureQueriesContext(connection) as again:
-        runtime.gallery(version)
+        gallery_sync.gallery(version)
     assert not any("submissions_photo" in q["sql"] for q in again.captured_queries)  # each change applied once
 
 
 def test_a_change_that_commits_after_a_sync_is_applied_by_the_next_one(gallery_db):
     """The change is logged (and timed) before the sync, but its transaction commits after it."""
     version, whales, sighting, photos = gallery_db
-    runtime.gallery(version)
+    gallery_sync.gallery(version)
     logged, commit = threading.Event(), threading.Event()
 
     def slow_merge():
@@ -119,29 +120,29 @@ def test_a_change_that_commits_after_a_sync_is_applied_by_the_next_one(gallery_d
     thread.start()
     assert logged.wait(10)
     Photo.objects.filter(pk=photos[2].pk).update(individual=whales[0])  # logged after it, committed first
-    index = runtime.gallery(version)  # sees the second change, not the first (a lower id) yet
+    index = gallery_sync.gallery(version)  # sees the second change, not the first (a lower id) yet
     assert best(index, 2) == (photos[2].pk, whales[0].pk) and best(index, 1) == (photos[1].pk, whales[1].pk)
     commit.set()
     thread.join()
     late = GalleryChange.objects.filter(photo_id=photos[1].pk).latest("id")
     assert late.id < GalleryChange.objects.filter(photo_id=photos[2].pk).latest("id").id
-    index = runtime.gallery(version)
+    index = gallery_sync.gallery(version)
     assert best(index, 1) == (photos[1].pk, whales[0].pk)
 
 
 def test_a_new_version_and_an_hour_without_sync_read_the_whole_gallery(gallery_db):
     version, whales, sighting, photos = gallery_db
-    runtime.gallery(version)
+    gallery_sync.gallery(version)
     GalleryChange.objects.all().delete()  # as if pruned, or the edit bypassed the triggers
     Photo.objects.filter(pk=photos[0].pk).update(individual=whales[1])
     GalleryChange.objects.all().delete()
-    assert best(runtime.gallery(version), 0) == (photos[0].pk, whales[0].pk)  # the log is all it reads
-    runtime._gallery_state["synced_at"] -= timedelta(seconds=runtime.GALLERY_FULL_SYNC_S + 1)
-    assert best(runtime.gallery(version), 0) == (photos[0].pk, whales[1].pk)
+    assert best(gallery_sync.gallery(version), 0) == (photos[0].pk, whales[0].pk)  # the log is all it reads
+    gallery_sync.expire_sync()
+    assert best(gallery_sync.gallery(version), 0) == (photos[0].pk, whales[1].pk)
 
     other = ModelVersionFactory()
     Embedding.objects.create(photo=photos[2], model_version=other, vector=unit(2).tobytes())
-    index = runtime.gallery(other)
+    index = gallery_sync.gallery(other)
     assert len(index) == 1 and best(index, 2) == (photos[2].pk, whales[2].pk)
 
 
@@ -160,8 +161,9 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 import numpy as np
 from django.utils import timezone
-from identification import runtime
+from identification import pipeline
 from identification.models import Embedding, GalleryChange, Individual, ModelVersion, Species
+from identification.pipeline import gallery_sync
 from submissions.models import Photo, Sighting
 sp = Species.objects.create(common_name="Humpback", code="HW")
 v = ModelVersion.objects.create(name="v", artifact_dir="v", is_active=True)
@@ -176,10 +178,10 @@ for i in range(3):
                              status=Photo.Status.CONFIRMED, individual=a)
     Embedding.objects.create(photo=p, model_version=v, vector=vec(i).tobytes())
     ps.append(p)
-before = len(runtime.gallery(v))
+before = len(gallery_sync.gallery(v))
 Photo.objects.filter(pk=ps[0].pk).update(individual=b)
 ps[2].delete()
-index = runtime.gallery(v)
+index = gallery_sync.gallery(v)
 m = index.rank(vec(0), k=1)[0]
 print("RESULT", before, len(index), m.best_item == str(ps[0].pk) and m.label == str(b.pk), GalleryChange.objects.count())
 """
@@ -209,7 +211,7 @@ def test_sqlite_first_run_database_has_the_same_triggers(tmp_path):
 def snapshots(gallery_db, settings, tmp_path, monkeypatch):
     """Snapshots for any gallery size, under a fresh ML_ROOT."""
     settings.ML_ROOT = tmp_path / "ml"
-    monkeypatch.setattr(runtime, "GALLERY_SNAPSHOT_MIN", 1)
+    monkeypatch.setattr(gallery_sync, "GALLERY_SNAPSHOT_MIN", 1)
     return gallery_db
 
 
@@ -226,8 +228,8 @@ def embedding_fetches(queries):
 
 def test_a_fresh_worker_starts_from_the_snapshot_and_catches_up(snapshots, caplog):
     version, whales, sighting, photos = snapshots
-    runtime.gallery(version)  # builds the index and saves its snapshot
-    assert (runtime.snapshot_dir(version) / "latest.json").is_file()
+    gallery_sync.gallery(version)  # builds the index and saves its snapshot
+    assert (gallery_sync.snapshot_dir(version) / "latest.json").is_file()
 
     new = add_photo(sighting, version, whales[1], seed=6)
     Photo.objects.filter(pk=photos[0].pk).update(individual=whales[2])
@@ -236,9 +238,9 @@ def test_a_fresh_worker_starts_from_the_snapshot_and_catches_up(snapshots, caplo
     other = ModelVersionFactory()  # re-embedding for another version does not concern this one
     Embedding.objects.create(photo=photos[1], model_version=other, vector=unit(60).tobytes())
 
-    runtime.reset()  # a new worker process
-    with caplog.at_level("INFO", logger="identification.runtime"), CaptureQueriesContext(connection) as cq:
-        index = runtime.gallery(version)
+    pipeline.reset()  # a new worker process
+    with caplog.at_level("INFO", logger="identification.pipeline.gallery_sync"), CaptureQueriesContext(connection) as cq:
+        index = gallery_sync.gallery(version)
     assert any("from its snapshot" in r.getMessage() for r in caplog.records)
     # vectors fetched only for what changed after the snapshot: not the whole gallery
     assert embedding_fetches(cq.captured_queries) == [sorted([photos[0].pk, photos[5].pk, new.pk])]
@@ -251,32 +253,32 @@ def test_a_snapshot_the_change_log_no_longer_covers_is_rebuilt(snapshots, caplog
     import json
 
     version, whales, sighting, photos = snapshots
-    runtime.gallery(version)
-    pointer_file = runtime.snapshot_dir(version) / "latest.json"
+    gallery_sync.gallery(version)
+    pointer_file = gallery_sync.snapshot_dir(version) / "latest.json"
     pointer = json.loads(pointer_file.read_text())
-    pointer["saved_at"] = (timezone.now() - timedelta(seconds=runtime.GALLERY_CHANGE_RETENTION_S)).isoformat()
+    pointer["saved_at"] = (timezone.now() - timedelta(seconds=gallery_sync.GALLERY_CHANGE_RETENTION_S)).isoformat()
     pointer_file.write_text(json.dumps(pointer))
     Photo.objects.filter(pk=photos[0].pk).update(individual=whales[1])
     GalleryChange.objects.all().delete()  # pruned: the snapshot cannot learn of that change
 
-    runtime.reset()
-    with caplog.at_level("INFO", logger="identification.runtime"):
-        index = runtime.gallery(version)
+    pipeline.reset()
+    with caplog.at_level("INFO", logger="identification.pipeline.gallery_sync"):
+        index = gallery_sync.gallery(version)
     assert not any("from its snapshot" in r.getMessage() for r in caplog.records)
     assert best(index, 0) == (photos[0].pk, whales[1].pk)
     assert json.loads(pointer_file.read_text())["folder"] != pointer["folder"]  # a new snapshot
-    assert len([p for p in runtime.snapshot_dir(version).iterdir() if p.is_dir()]) == 2  # the two newest kept
+    assert len([p for p in gallery_sync.snapshot_dir(version).iterdir() if p.is_dir()]) == 2  # the two newest kept
 
 
 def test_a_damaged_snapshot_is_skipped_not_fatal(snapshots):
     import json
 
     version, whales, sighting, photos = snapshots
-    runtime.gallery(version)
-    folder = runtime.snapshot_dir(version) / json.loads((runtime.snapshot_dir(version) / "latest.json").read_text())["folder"]
+    gallery_sync.gallery(version)
+    folder = gallery_sync.snapshot_dir(version) / json.loads((gallery_sync.snapshot_dir(version) / "latest.json").read_text())["folder"]
     (folder / "items.npz").write_bytes(b"not a numpy file")
-    runtime.reset()
-    index = runtime.gallery(version)
+    pipeline.reset()
+    index = gallery_sync.gallery(version)
     assert len(index) == 6 and best(index, 2) == (photos[2].pk, whales[2].pk)
 
 
@@ -288,23 +290,23 @@ def test_reembed_gallery_leaves_a_snapshot_that_the_next_worker_starts_from(acti
 
     from identification.tasks import reembed_gallery
 
-    monkeypatch.setattr(runtime, "GALLERY_SNAPSHOT_MIN", 1)
+    monkeypatch.setattr(gallery_sync, "GALLERY_SNAPSHOT_MIN", 1)
     version = active_model.version
     photos = [p for ps in active_model.gallery.values() for p in ps]
     Embedding.objects.filter(photo__in=photos[:2], model_version=version).delete()  # to be embedded again
-    runtime.reset()
+    pipeline.reset()
     try:
         assert reembed_gallery(version.pk, promote=False) == "embedded"
-        assert (runtime.snapshot_dir(version) / "latest.json").is_file()
-        runtime.reset()  # the next worker process
-        with caplog.at_level("INFO", logger="identification.runtime"), CaptureQueriesContext(connection) as cq:
-            index = runtime.gallery(version)
+        assert (gallery_sync.snapshot_dir(version) / "latest.json").is_file()
+        pipeline.reset()  # the next worker process
+        with caplog.at_level("INFO", logger="identification.pipeline.gallery_sync"), CaptureQueriesContext(connection) as cq:
+            index = gallery_sync.gallery(version)
         assert any("from its snapshot" in r.getMessage() for r in caplog.records)
         assert embedding_fetches(cq.captured_queries) == []  # every vector came from the snapshot
         assert sorted(index.item_ids) == sorted(str(p.pk) for p in photos)
     finally:
-        shutil.rmtree(runtime.snapshot_dir(version), ignore_errors=True)
-        runtime.reset()
+        shutil.rmtree(gallery_sync.snapshot_dir(version), ignore_errors=True)
+        pipeline.reset()
 
 
 def test_prune_removes_the_snapshots_of_inactive_versions_the_log_no_longer_covers(snapshots):
@@ -315,13 +317,13 @@ def test_prune_removes_the_snapshots_of_inactive_versions_the_log_no_longer_cove
     for v in (version, old, recent):
         Embedding.objects.bulk_create([Embedding(photo=p, model_version=v, vector=unit(p.pk).tobytes())
                                        for p in photos if not Embedding.objects.filter(photo=p, model_version=v).exists()])
-        runtime.reset()
-        runtime.gallery(v)  # saves its snapshot
-    stale = (timezone.now() - timedelta(seconds=runtime.GALLERY_CHANGE_RETENTION_S)).isoformat()
+        pipeline.reset()
+        gallery_sync.gallery(v)  # saves its snapshot
+    stale = (timezone.now() - timedelta(seconds=gallery_sync.GALLERY_CHANGE_RETENTION_S)).isoformat()
     for v in (version, old):  # the active one and an inactive one, both older than the log
-        pointer = runtime.snapshot_dir(v) / "latest.json"
+        pointer = gallery_sync.snapshot_dir(v) / "latest.json"
         pointer.write_text(json.dumps({**json.loads(pointer.read_text()), "saved_at": stale}))
     assert prune_gallery_changes() >= 0
-    assert not runtime.snapshot_dir(old).exists()
-    assert (runtime.snapshot_dir(recent) / "latest.json").is_file()  # a rollback could still start from it
-    assert (runtime.snapshot_dir(version) / "latest.json").is_file()  # active: refreshed by its workers
+    assert not gallery_sync.snapshot_dir(old).exists()
+    assert (gallery_sync.snapshot_dir(recent) / "latest.json").is_file()  # a rollback could still start from it
+    assert (gallery_sync.snapshot_dir(version) / "latest.json").is_file()  # active: refreshed by its workers

@@ -7,9 +7,10 @@ from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 
-from identification import runtime
+from identification import pipeline
 from identification.management.commands.seed_demo import DEMO_PASSWORD
 from identification.models import Embedding, Individual, ModelVersion, TrainingExample, TrainingRun
+from identification.pipeline import cache
 from submissions.models import Photo
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -21,7 +22,7 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     try:
         call_command("seed_demo", "--fast", "--uploads-dir", str(uploads), stdout=out)
     finally:
-        runtime.reset()  # the in-process promotion loaded the model into this process's cache
+        pipeline.reset()  # the in-process promotion loaded the model into this process's cache
     text = out.getvalue()
 
     individuals = Individual.objects.filter(species__code="HW")
@@ -35,7 +36,7 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     version = ModelVersion.objects.get(is_active=True)
     assert version.gallery_ready and version.promoted_at is not None
     assert "map5" in version.metrics and version.history
-    assert (runtime.model_dir(version) / "model.pt").is_file()
+    assert (cache.model_dir(version) / "model.pt").is_file()
     assert TrainingRun.objects.get().model_version_id == version.pk
     vectors = Embedding.objects.filter(model_version=version)
     assert set(vectors.values_list("photo_id", flat=True)) == set(gallery.values_list("pk", flat=True))

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from identification import runtime, services
+from identification import services
 from identification.models import Embedding, ModelVersion, Suggestion, TrainingExample, TrainingRun
+from identification.pipeline import cache
 from submissions.models import Photo
 from submissions.services import submit_sighting
 from tests.conftest import register_model, wait_for
@@ -85,7 +86,7 @@ def test_training_run_on_worker_succeeds_with_inactive_version(active_model, cel
     assert [h["epoch"] for h in version.history][:2] == [0, 1]  # epoch 0: the untrained baseline
     assert version.training_snapshot["photos"] == 18 and len(version.training_snapshot["photo_ids"]) == 18
     assert run.metrics == version.metrics
-    folder = runtime.model_dir(version)
+    folder = cache.model_dir(version)
     assert (folder / "model.pt").is_file() and (folder / "metrics.json").is_file()
     assert (folder / "history.json").is_file()
     assert folder.resolve().is_relative_to(Path(settings.ML_ROOT).resolve())
@@ -140,7 +141,7 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
     assert waiting.status == Photo.Status.AWAITING_REVIEW and waiting.model_version_id == old.pk
 
     # a second version: the same weights in its own folder (training is covered above)
-    src = runtime.model_dir(old)
+    src = cache.model_dir(old)
     dst = src.parent / f"copy-{timezone.now():%H%M%S%f}"
     shutil.copytree(src, dst)
     new = ModelVersion.objects.create(

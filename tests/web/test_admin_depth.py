@@ -199,7 +199,7 @@ def test_health_lists_worker_heartbeats(client, admin):
 
     from django.utils import timezone
 
-    from identification.health import write_heartbeat
+    from identification.ops.health import write_heartbeat
 
     write_heartbeat("gpu-box@host", ["pipeline", "training"], started_at=timezone.now(), device="GPU: NVIDIA H100")
     WorkerHeartbeat.objects.create(hostname="old@host", device="CPU (2 cores)", queues=["default"],

@@ -69,9 +69,9 @@ def test_keyboard_shortcut_wiring_is_in_the_page(client, moderator):
 
 @pytest.mark.slow
 def test_explain_endpoint_png_for_moderator_403_for_watcher(client, active_model):
-    from identification import runtime
+    from identification import pipeline
 
-    runtime.reset()
+    pipeline.reset()
     label = next(iter(active_model.held_out))
     whale = active_model.individuals[label]
     data = active_model.held_out[label].read_bytes()

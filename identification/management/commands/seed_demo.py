@@ -121,7 +121,7 @@ def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None
     from ml.train import TrainConfig, train
 
     from identification.models import ModelVersion, TrainingExample, TrainingRun
-    from identification.tasks import reembed_gallery
+    from identification.pipeline.reembed import reembed_gallery
     from identification.training import export_dataset, register_version, run_dir
 
     run = TrainingRun.objects.create(

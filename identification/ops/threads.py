@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_init, worker_process_init
 from django.conf import settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,7 @@ class _Plan:
 
 def threads_for(pool_size: int) -> int:
     """``ML_TORCH_THREADS`` when set (> 0), else an equal share of the cores for ``pool_size`` processes."""
-    from ml.device import worker_threads
+    from ml.device import worker_threads  # loads torch
 
     return settings.ML_TORCH_THREADS if settings.ML_TORCH_THREADS > 0 else worker_threads(pool_size)
 
@@ -36,8 +35,8 @@ def planned_threads() -> int | None:
     return _Plan.threads
 
 
-@worker_init.connect
-def _plan(sender=None, **kwargs):
+def plan_threads(sender=None, **kwargs):
+    """``worker_init`` receiver (wired in ``IdentificationConfig.ready``): decide the threads per process."""
     pool = getattr(sender, "pool_cls", None)
     name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
     solo = "solo" in str(name)
@@ -51,8 +50,7 @@ def _plan(sender=None, **kwargs):
     log.info("torch threads per worker process: %s (pool of %s)", _Plan.threads, size)
 
 
-@worker_process_init.connect
-def _apply(sender=None, **kwargs):
+def apply_threads(sender=None, **kwargs):
     """In each pool process (prefork children; the worker itself for solo): set the planned threads."""
     from ml.device import set_threads
 

@@ -1,9 +1,8 @@
-"""Per worker process: the active model's ``Identifier`` (loaded once) and a ``GalleryIndex``
-kept in step with the database incrementally.
+"""Per worker process: a ``GalleryIndex`` of the active model version, kept in step with the
+database incrementally.
 
-Every task calls :func:`active` first: one cheap query finds the active ModelVersion; the
-identifier is reloaded only when that changes (a promotion or rollback is picked up without a
-worker restart). :func:`gallery` then syncs the index: on a worker's first task (and hourly) it
+After finding the active version (``pipeline.cache``), every pipeline task calls :func:`gallery`,
+which syncs the index: on a worker's first task (and hourly) it
 reads the whole membership, the (photo_id, individual_id) pairs of gallery photos embedded by the
 version; on every other task only the photos that database triggers logged as changed
 (``GalleryChange``) are re-read, and their vectors fetched again.
@@ -13,19 +12,30 @@ created lazily, after the fork).
 """
 from __future__ import annotations
 
+import bisect
+import json
 import logging
+import os
+import shutil
 import threading
-from collections import OrderedDict
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
+from django.db.models import Q
+
+from submissions.models import Photo
+
+from ..models import Embedding, GalleryChange, ModelVersion
+from .cache import vector_from_bytes
 
 log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
-_identifiers: "OrderedDict[int, object]" = OrderedDict()  # version id -> Identifier (at most 2)
 
 
 def _empty_gallery_state() -> dict:
@@ -36,43 +46,6 @@ def _empty_gallery_state() -> dict:
 
 
 _gallery_state: dict = _empty_gallery_state()
-
-
-def model_dir(version) -> Path:
-    path = Path(version.artifact_dir)
-    return path if path.is_absolute() else Path(settings.ML_ROOT) / path
-
-
-def active_version():
-    from .models import ModelVersion
-
-    return ModelVersion.objects.active().first()
-
-
-def identifier(version):
-    """The ``ml.identifier.Identifier`` of ``version``, loaded once per process."""
-    from ml.identifier import Identifier
-
-    with _lock:
-        ident = _identifiers.get(version.pk)
-        if ident is not None:
-            _identifiers.move_to_end(version.pk)
-            return ident
-        device = None
-        if settings.ML_DEVICE:
-            from ml.device import pick_device
-
-            device = pick_device(settings.ML_DEVICE)
-        log.info("Loading model version %s from %s", version.name, model_dir(version))
-        ident = Identifier.load(str(model_dir(version)), device=device)
-        _identifiers[version.pk] = ident
-        while len(_identifiers) > 2:
-            _identifiers.popitem(last=False)
-        return ident
-
-
-def vector_from_bytes(data) -> np.ndarray:
-    return np.frombuffer(bytes(data), dtype=np.float32)
 
 
 def gallery(version):
@@ -110,10 +83,6 @@ GALLERY_SNAPSHOT_MAX_AGE_S = 6 * 3600  # the hourly full sync saves a newer one 
 
 def _database_now():
     """The database's clock (the triggers' clock), as an aware datetime."""
-    from datetime import datetime, timezone
-
-    from django.db import connection
-
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT clock_timestamp()")
@@ -122,17 +91,13 @@ def _database_now():
         value = cursor.fetchone()[0]
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 
 def _window(version, since):
     """The logged changes that matter to ``version``'s gallery (photo changes, and its own embeddings:
     re-embedding the gallery for a new version leaves the active one alone), from the window before
     ``since`` on."""
-    from django.db.models import Q
-
-    from .models import GalleryChange
-
     return GalleryChange.objects.filter(Q(model_version_id__isnull=True) | Q(model_version_id=version.pk),
                                         changed_at__gte=since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S))
 
@@ -143,8 +108,6 @@ def _window_changes(version, since) -> list[tuple]:
 
 
 def _full_sync(state, version, now) -> None:
-    from submissions.models import Photo
-
     if state["version_id"] != version.pk:
         state.update(version_id=version.pk, index=None, members={}, snapshot_at=None)
     built = state["index"] is None and not _start_from_snapshot(state, version, now)
@@ -169,9 +132,6 @@ def snapshot_dir(version) -> Path:
 
 def _snapshot_pointer(version):
     """(folder, saved_at) of the version's last snapshot, from its ``latest.json``."""
-    import json
-    from datetime import datetime
-
     root = snapshot_dir(version)
     pointer = json.loads((root / "latest.json").read_text())
     return root / pointer["folder"], datetime.fromisoformat(pointer["saved_at"])
@@ -186,7 +146,7 @@ def _start_from_snapshot(state, version, now) -> bool:
     """Load the version's last index snapshot, if the change log still covers the time since it was
     saved, and drop the photos changed since then (the membership diff adds them back, with their
     current vectors). False when there is none to use."""
-    from ml.gallery import GalleryIndex
+    from ml.gallery import GalleryIndex  # loads torch
 
     try:
         folder, saved_at = _snapshot_pointer(version)
@@ -211,10 +171,6 @@ def _start_from_snapshot(state, version, now) -> bool:
 def _save_snapshot(state, version, now, keep: int = 2) -> None:
     """Write the index under ``snapshot_dir`` (a new folder, then ``latest.json`` replaced atomically, so a
     worker never loads a half-written one); keep the ``keep`` newest folders."""
-    import json
-    import os
-    import shutil
-
     root = snapshot_dir(version)
     folder = root / f"{now:%Y%m%dT%H%M%S%f}-{os.getpid()}"
     try:
@@ -233,10 +189,6 @@ def _save_snapshot(state, version, now, keep: int = 2) -> None:
 def prune_snapshots(now=None) -> int:
     """Delete the snapshots of inactive versions that the change log no longer covers: no worker can
     start from them any more (a rollback builds its index again). Returns how many versions lost theirs."""
-    import shutil
-
-    from .models import ModelVersion
-
     now = now or _database_now()
     removed = 0
     for version in ModelVersion.objects.filter(is_active=False):
@@ -258,10 +210,6 @@ def _delta_sync(state, version, now) -> None:
     seen so far; a transaction that committed late has a lower id, and shows as a difference between
     the count of older rows in the window and the count seen (one COUNT, not the window's rows: after
     a gallery re-embedding the window can hold 100k rows, and reading them cost 0.5 s a task)."""
-    import bisect
-
-    from submissions.models import Photo
-
     since = state["synced_at"]
     window = _window(version, since)
     seen: list = state["seen"]
@@ -293,9 +241,7 @@ def _remove(state, photo_ids) -> None:
 
 def _add(state, version, individual_of: dict) -> None:
     """Fetch the vectors of these photos (``{photo_id: individual_id}``) and add them."""
-    from ml.gallery import GalleryIndex
-
-    from .models import Embedding
+    from ml.gallery import GalleryIndex  # loads torch
 
     if not individual_of:
         return
@@ -311,8 +257,15 @@ def _add(state, version, individual_of: dict) -> None:
         state["members"][pid] = individual_of[pid]
 
 
-def reset() -> None:
-    """Forget everything (tests, or after a fork)."""
+def expire_sync() -> None:
+    """Age the last sync by ``GALLERY_FULL_SYNC_S``, so the next :func:`gallery` call reads the whole
+    membership as an hour without a sync would (tests)."""
     with _lock:
-        _identifiers.clear()
+        if _gallery_state["synced_at"] is not None:
+            _gallery_state["synced_at"] -= timedelta(seconds=GALLERY_FULL_SYNC_S + 1)
+
+
+def reset() -> None:
+    """Forget the gallery index (tests, or after a fork)."""
+    with _lock:
         _gallery_state.update(_empty_gallery_state())

@@ -20,13 +20,22 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from celery.signals import worker_ready, worker_shutdown
+import redis
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
+
+from submissions.models import Photo
+from whalesite.celery import DEFAULT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, app
+
+from ..models import WorkerHeartbeat
+from ..services import retry_photo
+from .threads import planned_threads
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("pipeline", "training", "default")
+QUEUES = (PIPELINE_QUEUE, TRAINING_QUEUE, DEFAULT_QUEUE)
 REDIS_PRIORITY_SEP = "\x06\x16"
 REDIS_PRIORITY_STEPS = (3, 6, 9)  # kombu's default steps; priority 0 is the bare list
 
@@ -48,8 +57,6 @@ def queue_lengths() -> dict:
     out = {"transport": url.split("://", 1)[0], "queues": {}, "unacked": None, "error": ""}
     try:
         if url.startswith(("redis://", "rediss://")):
-            import redis
-
             client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             for name in QUEUES:
                 keys = [name] + [f"{name}{REDIS_PRIORITY_SEP}{p}" for p in REDIS_PRIORITY_STEPS]
@@ -75,15 +82,13 @@ def queue_lengths() -> dict:
 
 def _device_name() -> str:
     try:
-        from ml.device import pick_device
+        from ml.device import pick_device  # loads torch
 
         dev = pick_device(getattr(settings, "ML_DEVICE", "") or "")
         if dev.type == "cuda":
             import torch
 
             return f"GPU: {torch.cuda.get_device_name(dev)}"
-        from .threads import planned_threads
-
         threads = planned_threads()
         per_process = f", {threads} torch thread{'s' if threads != 1 else ''} per process" if threads else ""
         return f"CPU ({os.cpu_count()} cores{per_process})"
@@ -92,8 +97,6 @@ def _device_name() -> str:
 
 
 def write_heartbeat(hostname: str, queues, started_at=None, device: str | None = None) -> None:
-    from .models import WorkerHeartbeat
-
     defaults = {"queues": sorted(queues), "pid": os.getpid(), "last_seen": timezone.now()}
     if device is not None:
         defaults["device"] = device
@@ -108,8 +111,8 @@ class _Beat:
     hostname = ""
 
 
-@worker_ready.connect
-def _on_worker_ready(sender=None, **kwargs):
+def on_worker_ready(sender=None, **kwargs):
+    """``worker_ready`` receiver (wired in ``IdentificationConfig.ready``): the first beat, then a thread."""
     try:
         hostname = sender.hostname
         queues = [q.name for q in sender.app.amqp.queues.consume_from.values()]
@@ -124,8 +127,6 @@ def _on_worker_ready(sender=None, **kwargs):
     _Beat.stop.clear()
 
     def loop():
-        from django.db import connection
-
         while not _Beat.stop.wait(heartbeat_interval()):
             try:
                 write_heartbeat(hostname, queues, device=device)  # recreates the row if it was deleted
@@ -138,26 +139,20 @@ def _on_worker_ready(sender=None, **kwargs):
     _Beat.thread.start()
 
 
-@worker_shutdown.connect
-def _on_worker_shutdown(sender=None, **kwargs):
+def on_worker_shutdown(sender=None, **kwargs):
+    """``worker_shutdown`` receiver: a clean shutdown removes the worker's row."""
     _Beat.stop.set()
     if _Beat.hostname:
         try:
-            from .models import WorkerHeartbeat
-
             WorkerHeartbeat.objects.filter(hostname=_Beat.hostname).delete()
         except Exception:
             log.warning("could not remove the worker heartbeat", exc_info=True)
 
 
 def workers(ping: bool = True) -> list[dict]:
-    from .models import WorkerHeartbeat
-
     answered = set()
     if ping and broker_url().startswith(("redis://", "rediss://")):
         try:
-            from whalesite.celery import app
-
             answered = {name for reply in (app.control.ping(timeout=0.5) or []) for name in reply}
         except Exception:
             log.warning("worker ping failed", exc_info=True)
@@ -180,8 +175,6 @@ def workers(ping: bool = True) -> list[dict]:
 
 
 def problem_photos(limit: int = 50) -> dict:
-    from submissions.models import Photo
-
     failed = Photo.objects.failed().select_related("sighting__species").order_by("-updated_at")
     stuck = Photo.objects.stuck().select_related("sighting__species").order_by("updated_at")
     return {"failed": list(failed[:limit]), "failed_count": failed.count(),
@@ -190,12 +183,6 @@ def problem_photos(limit: int = 50) -> dict:
 
 def retry_all(actor) -> int:
     """Retry every failed and stuck photo; returns how many were queued again."""
-    from django.core.exceptions import ValidationError
-
-    from submissions.models import Photo
-
-    from .services import retry_photo
-
     done = 0
     for photo in list(Photo.objects.failed()) + list(Photo.objects.stuck()):
         try:

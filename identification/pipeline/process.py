@@ -1,0 +1,216 @@
+"""The body of ``process_photo`` and ``rerank_photo``: localize, embed and rank one photo against the
+gallery, and store its suggestions, crop and batch-mate matches.
+
+An image the ml library refuses fails the photo with its message; any other error fails it with a
+clear reason that a moderator can retry; named transient errors propagate, for the task to retry.
+Re-running gives the same result (a photo's suggestions for a version are replaced in one
+transaction, embeddings are ``update_or_create``).
+"""
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from PIL import Image
+
+from ml.errors import ImageRejected
+from ml.types import NEW_WHALE
+from submissions.models import Photo
+
+from ..errors import TRANSIENT_ERRORS
+from ..models import Embedding, Suggestion
+from . import cache
+from .gallery_sync import gallery
+
+log = logging.getLogger(__name__)
+
+NEW_INDIVIDUAL_RANKS = 6  # 5 individuals + "new individual" at its rank
+
+
+def fail(photo_id: int, code: str, reason: str) -> None:
+    Photo.objects.filter(pk=photo_id).exclude(
+        status__in=(Photo.Status.CONFIRMED, Photo.Status.NEW_INDIVIDUAL, Photo.Status.REJECTED)
+    ).update(status=Photo.Status.FAILED, failure_code=code[:40], failure_reason=reason, updated_at=timezone.now())
+
+
+def read_image_bytes(photo) -> bytes:
+    with default_storage.open(photo.image.name, "rb") as fh:
+        return fh.read()
+
+
+def crop_png(crop: np.ndarray) -> bytes:
+    """A human-viewable 8-bit grayscale PNG of the (standardised) float crop."""
+    a = np.asarray(crop, dtype=np.float32)
+    if a.ndim == 3:
+        a = a[0] if a.shape[0] in (1, 3) else a[..., 0]
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def replace_crop(photo, png: bytes, save: bool = True) -> None:
+    """Store a new crop PNG; the old file is deleted once the change has committed."""
+    old_crop = photo.crop.name if photo.crop else ""
+    photo.crop.save("crop.png", ContentFile(png), save=save)
+    if old_crop:
+        transaction.on_commit(lambda name=old_crop: default_storage.delete(name))
+
+
+def given_box(photo):
+    """A box to trust instead of the localizer: one given with the photo or corrected by a moderator."""
+    if photo.box is not None and photo.box_source in (Photo.BoxSource.GIVEN, Photo.BoxSource.MODERATOR):
+        return photo.box
+    return None
+
+
+def embed_photo(photo, version, ident):
+    """Load, localize, prepare and embed one photo. Returns (vector float32 (D,), PreparedImage)."""
+    image = ident.open(read_image_bytes(photo))  # checked, oriented, grayscale decode (JPEG luma directly)
+    box = given_box(photo)
+    prepared = ident.prepare(image, box=box, upside_down=photo.upside_down if box is not None else None)
+    vector = np.asarray(ident.embed([prepared.crop]), dtype=np.float32)[0]
+    return vector, prepared
+
+
+def rank_photo(photo, version, vector: np.ndarray):
+    """Top individuals for ``vector`` from the gallery (excluding the photo itself), with
+    "new individual" inserted at its rank. Returns a list of ``ml.types.Match``."""
+    from ml.gallery import insert_new_whale  # loads torch
+
+    index = gallery(version)
+    matches = []
+    if index is not None and len(index):
+        matches = index.rank(vector, k=NEW_INDIVIDUAL_RANKS - 1, exclude_items={str(photo.pk)})
+    return insert_new_whale(list(matches), version.new_threshold, NEW_INDIVIDUAL_RANKS)
+
+
+def _write_suggestions(photo, version, matches) -> None:
+    Suggestion.objects.filter(photo=photo, model_version=version).delete()
+    rows = []
+    for rank, m in enumerate(matches, start=1):
+        rows.append(
+            Suggestion(
+                photo=photo,
+                model_version=version,
+                rank=rank,
+                individual_id=None if m.label == NEW_WHALE else int(m.label),
+                score=float(m.score),
+                best_photo_id=int(m.best_item) if m.best_item and m.label != NEW_WHALE else None,
+            )
+        )
+    Suggestion.objects.bulk_create(rows)
+
+
+def _batch_matches(photo, version, vector: np.ndarray) -> list[dict]:
+    """Cosine similarity to the other photos of the same sighting embedded by ``version``;
+    each batch-mate's own list is updated too."""
+    mates = list(
+        Embedding.objects.filter(model_version=version, photo__sighting_id=photo.sighting_id)
+        .exclude(photo_id=photo.pk)
+        .exclude(photo__status=Photo.Status.REJECTED)
+        .values_list("photo_id", "vector")
+    )
+    v = vector / (np.linalg.norm(vector) or 1.0)
+    out = []
+    for mate_id, data in mates:
+        w = cache.vector_from_bytes(data)
+        score = float(np.dot(v, w / (np.linalg.norm(w) or 1.0)))
+        out.append({"photo_id": mate_id, "score": round(score, 4)})
+        mate = Photo.objects.select_for_update().filter(pk=mate_id).first()
+        if mate is not None:
+            others = [m for m in (mate.batch_matches or []) if m.get("photo_id") != photo.pk]
+            others.append({"photo_id": photo.pk, "score": round(score, 4)})
+            others.sort(key=lambda m: -m["score"])
+            Photo.objects.filter(pk=mate_id).update(batch_matches=others)
+    out.sort(key=lambda m: -m["score"])
+    return out
+
+
+def process_photo(photo_id: int) -> str:
+    """Localize, embed and rank one uploaded photo; leaves it AWAITING_REVIEW with its suggestions."""
+    return _process(photo_id, rerank=False)
+
+
+def rerank_photo(photo_id: int) -> str:
+    """Re-rank a photo awaiting review against the current gallery (after a batch-mate was
+    decided, or a promotion); embeds it first when the active version has no embedding yet."""
+    return _process(photo_id, rerank=True)
+
+
+def _process(photo_id: int, *, rerank: bool) -> str:
+    photo = Photo.objects.filter(pk=photo_id).select_related("sighting").first()
+    if photo is None:
+        return "gone"
+    if rerank:
+        if photo.status != Photo.Status.AWAITING_REVIEW:
+            return "not awaiting review"
+    elif photo.status not in (Photo.Status.UPLOADED, Photo.Status.PROCESSING):
+        return "done"
+    version = cache.active_version()
+    if version is None:
+        if not rerank:
+            fail(photo_id, "no_model", "No identification model is active yet. This photo will be processed "
+                 "automatically as soon as an administrator promotes a model.")
+        return "no model"
+
+    if not rerank:
+        Photo.objects.filter(pk=photo_id).update(
+            status=Photo.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+    try:
+        existing = Embedding.objects.filter(photo=photo, model_version=version).first() if rerank else None
+        prepared = None
+        if existing is not None:
+            vector = cache.vector_from_bytes(existing.vector)
+        else:
+            vector, prepared = embed_photo(photo, version, cache.identifier(version))
+        matches = rank_photo(photo, version, vector)
+        png = crop_png(prepared.crop) if prepared is not None else None
+    except TRANSIENT_ERRORS:
+        raise
+    except ImageRejected as exc:
+        if not rerank:
+            fail(photo_id, exc.code, str(exc))
+        return "rejected"
+    except Exception as exc:
+        log.exception("processing photo %s failed", photo_id)
+        if not rerank:
+            fail(photo_id, "error", f"Processing failed ({type(exc).__name__}: {exc}). A moderator can retry it.")
+        return "failed"
+
+    with transaction.atomic():
+        photo = Photo.objects.select_for_update().filter(pk=photo_id).first()
+        expected = Photo.Status.AWAITING_REVIEW if rerank else Photo.Status.PROCESSING
+        if photo is None or photo.status != expected:
+            return "changed meanwhile"
+        if prepared is not None:
+            Embedding.objects.update_or_create(
+                photo=photo, model_version=version, defaults={"vector": np.ascontiguousarray(vector).tobytes()}
+            )
+            loc = prepared.localization
+            if given_box(photo) is None:
+                photo.set_box(
+                    loc.box,
+                    Photo.BoxSource.LOCALIZER if loc.source == "localizer" else Photo.BoxSource.DEFAULT,
+                    confidence=loc.confidence,
+                    flagged=loc.flagged,
+                )
+            photo.upside_down = bool(getattr(prepared, "upside_down", loc.upside_down))
+            replace_crop(photo, png, save=False)
+        _write_suggestions(photo, version, matches)
+        photo.batch_matches = _batch_matches(photo, version, vector)
+        photo.model_version = version
+        photo.status = Photo.Status.AWAITING_REVIEW
+        photo.failure_code = ""
+        photo.failure_reason = ""
+        photo.processed_at = timezone.now()
+        photo.save()
+    return "ok"

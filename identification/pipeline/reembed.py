@@ -1,0 +1,71 @@
+"""The body of ``reembed_gallery``: embed every gallery photo with a model version, then (when
+promoting) make it the active one and queue the photos that waited for it."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from submissions.models import Photo
+
+from .. import jobs
+from ..errors import TRANSIENT_ERRORS
+from ..models import Embedding, ModelVersion
+from . import cache
+from .gallery_sync import gallery
+from .process import crop_png, embed_photo, replace_crop
+
+log = logging.getLogger(__name__)
+
+
+def reembed_gallery(version_id: int, promote: bool = True) -> str:
+    """Embed every gallery photo with ``version``, then (when ``promote``) make it the active one."""
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        return "gone"
+    ident = cache.identifier(version)
+    failed = []
+    todo = list(Photo.objects.in_gallery().exclude(embeddings__model_version=version).order_by("pk"))
+    for photo in todo:
+        try:
+            vector, prepared = embed_photo(photo, version, ident)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # one unreadable gallery file must not block a promotion
+            log.warning("could not embed gallery photo %s with %s: %s", photo.pk, version.name, exc)
+            failed.append(photo.pk)
+            continue
+        Embedding.objects.update_or_create(
+            photo=photo, model_version=version, defaults={"vector": np.ascontiguousarray(vector).tobytes()}
+        )
+        if photo.box_source == Photo.BoxSource.MODERATOR or not photo.crop:
+            replace_crop(photo, crop_png(prepared.crop))  # a moderator's box fix shows in the crop too
+    # build the new version's gallery index here, once: it is saved as a snapshot that every worker
+    # then loads at its first task with this version, instead of each building it (gallery_sync.gallery)
+    gallery(version)
+    if not promote:
+        ModelVersion.objects.filter(pk=version_id).update(gallery_ready=True)
+        return "embedded"
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        if not version.is_active:
+            ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+            version.is_active = True
+            version.promoted_at = timezone.now()
+        version.gallery_ready = True
+        if failed:
+            version.training_snapshot = {**(version.training_snapshot or {}), "gallery_embed_failures": failed}
+        version.save()
+        # photos that waited for a model, and photos awaiting review (re-ranked with the new model)
+        waiting = list(Photo.objects.failed().filter(failure_code="no_model").values_list("pk", flat=True))
+        Photo.objects.filter(pk__in=waiting).update(
+            status=Photo.Status.UPLOADED, failure_code="", failure_reason="", updated_at=timezone.now()
+        )
+        review = list(Photo.objects.awaiting_review().values_list("pk", flat=True))
+        for pk in waiting:
+            jobs.enqueue(jobs.PROCESS_PHOTO, pk)
+        for pk in review:
+            jobs.enqueue(jobs.RERANK_PHOTO, pk)
+    return "promoted"
