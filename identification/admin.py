@@ -5,10 +5,15 @@ fixing data. Audit rows (decisions) and what the workers write (embeddings, sugg
 progress) are read-only here.
 """
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.utils.html import format_html
 
+from submissions.admin import PhotoAdmin as UploadPhotoAdmin
+from submissions.models import Photo
+
 from .models import Decision, Embedding, Individual, ModelVersion, Species, Suggestion, TrainingExample, TrainingRun
+from .review.curation import retry_photo
 
 
 @admin.register(Species)
@@ -167,3 +172,24 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# The photo admin belongs to submissions; the pipeline action on it belongs here, so that submissions
+# never imports identification's services (identification's admin is loaded first: INSTALLED_APPS order).
+admin.site.unregister(Photo)
+
+
+@admin.register(Photo)
+class PhotoAdmin(UploadPhotoAdmin):
+    actions = ["retry_processing"]
+
+    @admin.action(description="Retry processing (failed or stuck photos)")
+    def retry_processing(self, request, queryset):
+        done = skipped = 0
+        for photo in queryset:
+            try:
+                retry_photo(photo=photo, actor=request.user)
+                done += 1
+            except (ValidationError, PermissionDenied):
+                skipped += 1
+        self.message_user(request, f"{done} photo(s) queued again; {skipped} skipped (not failed or stuck).")

@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import Decision, Individual, Species
+from .models import Decision, Individual, Species, TrainingExample
 
 
 class ReviewFilterForm(forms.Form):
@@ -17,7 +17,7 @@ class ReviewFilterForm(forms.Form):
     order = forms.ChoiceField(required=False, choices=[("oldest", "Oldest first"), ("confident", "Most confident first")])
 
     def apply(self, queryset):
-        """Filter a ``services.review_queue`` QuerySet (annotated with ``top_score``) and order it."""
+        """Filter a ``review.queue.review_queue`` QuerySet (annotated with ``top_score``) and order it."""
         if not self.is_valid():
             return queryset
         c = self.cleaned_data
@@ -83,3 +83,27 @@ class TrainingForm(forms.Form):
         required=False, initial=True, label="Fine-tune from the active model",
         help_text="Unchecked: train from the backbone's initial weights.",
     )
+
+
+class TrainingDataFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *TrainingExample.Status.choices])
+    individual = forms.CharField(required=False, max_length=20, label="Catalogue id")
+    species = forms.ModelChoiceField(queryset=Species.objects.all(), required=False, empty_label="All species")
+    date_from = forms.DateField(required=False, label="Observed from", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def apply(self, queryset):
+        if not self.is_valid():
+            return queryset
+        c = self.cleaned_data
+        if c.get("status"):
+            queryset = queryset.filter(status=c["status"])
+        if c.get("individual"):
+            queryset = queryset.filter(individual__catalogue_id__iexact=c["individual"].strip())
+        if c.get("species"):
+            queryset = queryset.filter(individual__species=c["species"])
+        if c.get("date_from"):
+            queryset = queryset.filter(photo__sighting__observed_at__date__gte=c["date_from"])
+        if c.get("date_to"):
+            queryset = queryset.filter(photo__sighting__observed_at__date__lte=c["date_to"])
+        return queryset

@@ -290,7 +290,7 @@ class HoldoutEvaluation(models.Model):
 
 class WorkerHeartbeat(models.Model):
     """Written by every Celery worker when it starts and then every ``WORKER_HEARTBEAT_S`` seconds
-    (``identification.health``): the health page lists workers, their device and queues."""
+    (``identification.ops.health``): the health page lists workers, their device and queues."""
 
     hostname = models.CharField(max_length=200, unique=True)
     device = models.CharField(max_length=100, blank=True)

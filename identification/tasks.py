@@ -18,9 +18,10 @@ from . import jobs
 from .errors import TRANSIENT_ERRORS
 from .models import ModelVersion
 from .pipeline import housekeeping, process, reembed
-from .registry import evaluate_on_holdout, execute_localizer_retrain
-from .services import send_decision_emails
-from .training import execute_run
+from .review.notify import send_decision_emails
+from .training.localizer import execute_localizer_retrain
+from .training.registry import evaluate_on_holdout
+from .training.runs import execute_run
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def prune_gallery_changes() -> int:
 
 @shared_task(name=jobs.EVALUATE_HOLDOUT, **LONG_TASK_OPTIONS)
 def evaluate_holdout(version_id: int) -> str:
-    """Score a model version on the frozen holdout set (``identification.registry``)."""
+    """Score a model version on the frozen holdout set (``training.registry``)."""
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None:
         return "gone"

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ("identification", "ml", "submissions", "whalesite", "accounts")
+PROJECT = {"identification", "ml", "submissions", "whalesite", "accounts"}  # plus the package scanned
 
 
 def module_name(path: Path) -> str:
@@ -71,8 +71,8 @@ class Imports(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import):
         for alias in node.names:
             self._edge(alias.name, node.lineno)
-            if alias.name.split(".")[0] in PROJECT:
-                self.aliases[alias.asname or alias.name.split(".")[0]] = alias.asname and alias.name or alias.name.split(".")[0]
+            if alias.name.split(".")[0] in PROJECT:  # ``import a.b`` binds ``a``; ``import a.b as c`` binds ``c``
+                self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
 
     def visit_ImportFrom(self, node: ast.ImportFrom):
         source = absolute(node, self.current, self.is_package)
@@ -97,6 +97,7 @@ class Imports(ast.NodeVisitor):
 def scan(package: Path):
     graph: dict[str, dict[str, list[tuple[int, bool]]]] = {}
     private: list[str] = []
+    PROJECT.add(module_name(package / "__init__.py").split(".")[0])
     for path in sorted(package.rglob("*.py")):
         if "migrations" in path.parts:
             continue

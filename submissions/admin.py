@@ -61,7 +61,6 @@ class PhotoAdmin(admin.ModelAdmin):
                                  "box_flagged", "upside_down", "batch_matches", "processed_at")}),
         ("Review", {"fields": ("claimed_by", "claimed_at", "decided_at", "created_at", "updated_at")}),
     )
-    actions = ["retry_processing"]
 
     @admin.display(description="")
     def thumbnail(self, obj):
@@ -74,18 +73,3 @@ class PhotoAdmin(admin.ModelAdmin):
         if not obj.image:
             return "-"
         return format_html('<img src="{}" style="max-height:240px" alt="">', obj.image.url)
-
-    @admin.action(description="Retry processing (failed or stuck photos)")
-    def retry_processing(self, request, queryset):
-        from django.core.exceptions import PermissionDenied, ValidationError
-
-        from identification.services import retry_photo
-
-        done = skipped = 0
-        for photo in queryset:
-            try:
-                retry_photo(photo=photo, actor=request.user)
-                done += 1
-            except (ValidationError, PermissionDenied):
-                skipped += 1
-        self.message_user(request, f"{done} photo(s) queued again; {skipped} skipped (not failed or stuck).")

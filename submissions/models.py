@@ -43,11 +43,9 @@ class Sighting(models.Model):
 
 
 class PhotoQuerySet(models.QuerySet):
-    def uploaded(self):
-        return self.filter(status=Photo.Status.UPLOADED)
-
-    def processing(self):
-        return self.filter(status=Photo.Status.PROCESSING)
+    def pending(self):
+        """Uploaded or being processed: the pipeline has not finished with them."""
+        return self.filter(status__in=Photo.PENDING_STATUSES)
 
     def awaiting_review(self):
         return self.filter(status=Photo.Status.AWAITING_REVIEW)
@@ -65,18 +63,15 @@ class PhotoQuerySet(models.QuerySet):
 
     def in_gallery(self):
         """Photos assigned to an individual: they are matched against every new upload."""
-        return self.filter(status__in=(Photo.Status.CONFIRMED, Photo.Status.NEW_INDIVIDUAL), individual__isnull=False)
+        return self.filter(status__in=Photo.GALLERY_STATUSES, individual__isnull=False)
 
     def failed(self):
         return self.filter(status=Photo.Status.FAILED)
 
-    def rejected(self):
-        return self.filter(status=Photo.Status.REJECTED)
-
     def stuck(self, older_than: timedelta = timedelta(minutes=30)):
         """Queued or processing for too long: the worker died or the message was lost."""
         cutoff = timezone.now() - older_than
-        return self.filter(status__in=(Photo.Status.UPLOADED, Photo.Status.PROCESSING), updated_at__lt=cutoff)
+        return self.pending().filter(updated_at__lt=cutoff)
 
     def disputed(self):
         """Awaiting review, but moderators disagreed: an administrator decides."""
@@ -85,15 +80,6 @@ class PhotoQuerySet(models.QuerySet):
     def with_corrected_boxes(self):
         """Photos whose crop box a moderator drew: training data for the localizer."""
         return self.filter(box_source=Photo.BoxSource.MODERATOR, box_x0__isnull=False)
-
-    def with_top_score(self):
-        """Annotate ``top_score``: the best individual candidate's score under the photo's model version."""
-        from identification.models import Suggestion
-
-        best = Suggestion.objects.filter(
-            photo=models.OuterRef("pk"), model_version=models.OuterRef("model_version"), individual__isnull=False
-        ).order_by("rank")
-        return self.annotate(top_score=models.Subquery(best.values("score")[:1]))
 
     def observed_between(self, start=None, end=None):
         qs = self
@@ -136,6 +122,10 @@ class Photo(models.Model):
         DEFAULT = "default", "Default (no localizer)"
         MODERATOR = "moderator", "Corrected by a moderator"
         GIVEN = "given", "Given with the photo"
+
+    # the status groups, named once: in the gallery (matched against every upload), and not processed yet
+    GALLERY_STATUSES = (Status.CONFIRMED, Status.NEW_INDIVIDUAL)
+    PENDING_STATUSES = (Status.UPLOADED, Status.PROCESSING)
 
     sighting = models.ForeignKey(Sighting, on_delete=models.CASCADE, related_name="photos")
     image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")

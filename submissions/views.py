@@ -13,7 +13,6 @@ from identification.models import Decision
 from .forms import ExifForm, SightingForm
 from .models import Photo, Sighting
 
-PENDING = (Photo.Status.UPLOADED, Photo.Status.PROCESSING)
 REJECT_LABELS = {**dict(Decision.RejectReason.choices), "duplicate": "Already in our catalogue"}
 
 
@@ -97,7 +96,7 @@ def _my_sightings(user):
 def my_sightings(request):
     page = Paginator(_my_sightings(request.user), 10).get_page(request.GET.get("page"))
     _label_rejections(page)
-    pending = Photo.objects.filter(sighting__submitted_by=request.user, status__in=PENDING).exists()
+    pending = Photo.objects.filter(sighting__submitted_by=request.user, status__in=Photo.PENDING_STATUSES).exists()
     return render(request, "submissions/my_sightings.html", {"page": page, "pending": pending})
 
 
@@ -105,7 +104,7 @@ def my_sightings(request):
 def my_sightings_status(request):
     photos = Photo.objects.filter(sighting__submitted_by=request.user).values_list("pk", "status")
     statuses = {str(pk): status for pk, status in photos}
-    pending = sum(1 for s in statuses.values() if s in PENDING)
+    pending = sum(1 for s in statuses.values() if s in Photo.PENDING_STATUSES)
     return JsonResponse({"pending": pending, "photos": statuses})
 
 

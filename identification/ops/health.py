@@ -30,7 +30,7 @@ from submissions.models import Photo
 from whalesite.celery import DEFAULT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, app
 
 from ..models import WorkerHeartbeat
-from ..services import retry_photo
+from ..review.curation import retry_photo
 from .threads import planned_threads
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ NEW_INDIVIDUAL_RANKS = 6  # 5 individuals + "new individual" at its rank
 
 def fail(photo_id: int, code: str, reason: str) -> None:
     Photo.objects.filter(pk=photo_id).exclude(
-        status__in=(Photo.Status.CONFIRMED, Photo.Status.NEW_INDIVIDUAL, Photo.Status.REJECTED)
+        status__in=(*Photo.GALLERY_STATUSES, Photo.Status.REJECTED)
     ).update(status=Photo.Status.FAILED, failure_code=code[:40], failure_reason=reason, updated_at=timezone.now())
 
 
@@ -152,7 +152,7 @@ def _process(photo_id: int, *, rerank: bool) -> str:
     if rerank:
         if photo.status != Photo.Status.AWAITING_REVIEW:
             return "not awaiting review"
-    elif photo.status not in (Photo.Status.UPLOADED, Photo.Status.PROCESSING):
+    elif photo.status not in Photo.PENDING_STATUSES:
         return "done"
     version = cache.active_version()
     if version is None:

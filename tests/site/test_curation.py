@@ -8,9 +8,12 @@ from django.core.files.base import ContentFile
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from identification import services
 from identification.forms import ReviewFilterForm
 from identification.models import Decision, Embedding, Individual, Suggestion, TrainingExample
+from identification.review.curation import correct_box, merge_individuals, split_photo, undo_last_decision
+from identification.review.decisions import confirm_match, name_new_individual, reject_photo
+from identification.review.notify import send_decision_emails
+from identification.review.queue import claim_next, review_queue
 from ml.types import Box
 from submissions.models import Photo
 from tests.factories import IndividualFactory, ModelVersionFactory, PhotoFactory, SightingFactory, UserFactory
@@ -40,11 +43,11 @@ def test_undo_confirm_reverses_photo_and_removes_queued_example(mods):
     mod, other, _ = mods
     whale = IndividualFactory()
     photo = awaiting()
-    decision = services.confirm_match(photo=photo, moderator=mod, individual=whale)
+    decision = confirm_match(photo=photo, moderator=mod, individual=whale)
     assert TrainingExample.objects.filter(photo=photo).exists()
     with pytest.raises(ValidationError):
-        services.undo_last_decision(moderator=other)  # nothing of theirs
-    undone = services.undo_last_decision(moderator=mod)
+        undo_last_decision(moderator=other)  # nothing of theirs
+    undone = undo_last_decision(moderator=mod)
     assert undone.pk == decision.pk and undone.undone_at is not None
     photo.refresh_from_db()
     assert photo.status == Photo.Status.AWAITING_REVIEW and photo.individual is None and photo.claimed_by == mod
@@ -52,10 +55,10 @@ def test_undo_confirm_reverses_photo_and_removes_queued_example(mods):
     assert photo not in Photo.objects.in_gallery()
     assert Decision.objects.filter(pk=decision.pk).exists()  # audit kept
     with pytest.raises(ValidationError):
-        services.undo_last_decision(moderator=mod)  # already undone, nothing left
+        undo_last_decision(moderator=mod)  # already undone, nothing left
     # the decision can be made again
-    services.reject_photo(photo=photo, moderator=mod, reason="poor_quality")
-    services.undo_last_decision(moderator=mod)
+    reject_photo(photo=photo, moderator=mod, reason="poor_quality")
+    undo_last_decision(moderator=mod)
     photo.refresh_from_db()
     assert photo.status == Photo.Status.AWAITING_REVIEW and photo.reject_reason == ""
 
@@ -63,16 +66,16 @@ def test_undo_confirm_reverses_photo_and_removes_queued_example(mods):
 def test_undo_new_individual_deletes_it_only_without_other_photos(mods):
     mod, _, _ = mods
     lonely, shared = awaiting(), awaiting()
-    first = services.name_new_individual(photo=lonely, moderator=mod, nickname="Nova")
-    services.undo_last_decision(moderator=mod)
+    first = name_new_individual(photo=lonely, moderator=mod, nickname="Nova")
+    undo_last_decision(moderator=mod)
     assert not Individual.objects.filter(pk=first.pk).exists()
     log = Decision.objects.get(photo=lonely, action=Decision.Action.NEW_INDIVIDUAL)
     assert log.undone_at and log.details["deleted_individual"] == first.catalogue_id
 
-    second = services.name_new_individual(photo=shared, moderator=mod)
+    second = name_new_individual(photo=shared, moderator=mod)
     other_photo = awaiting()
-    services.confirm_match(photo=other_photo, moderator=UserFactory(role="moderator"), individual=second)
-    services.undo_last_decision(moderator=mod)
+    confirm_match(photo=other_photo, moderator=UserFactory(role="moderator"), individual=second)
+    undo_last_decision(moderator=mod)
     assert Individual.objects.filter(pk=second.pk).exists()  # it still has another photo
     shared.refresh_from_db()
     assert shared.status == Photo.Status.AWAITING_REVIEW
@@ -82,10 +85,10 @@ def test_undo_refuses_when_photo_changed_since(mods):
     mod, other, _ = mods
     a, b = IndividualFactory(), IndividualFactory()
     photo = awaiting()
-    services.confirm_match(photo=photo, moderator=mod, individual=a)
-    services.split_photo(photo=photo, moderator=other)
+    confirm_match(photo=photo, moderator=mod, individual=a)
+    split_photo(photo=photo, moderator=other)
     with pytest.raises(ValidationError, match="changed"):
-        services.undo_last_decision(moderator=mod)
+        undo_last_decision(moderator=mod)
     assert photo.pk and b.pk
 
 
@@ -98,7 +101,7 @@ def test_correct_box_stores_moderator_box_logs_and_requeues(mods, django_capture
     photo = awaiting(model_version=version)
     Embedding.objects.create(photo=photo, model_version=version, vector=np.ones(4, np.float32).tobytes())
     with django_capture_on_commit_callbacks() as callbacks:
-        decision = services.correct_box(photo=photo, moderator=mod, box=Box(300, 190, 20, 10))
+        decision = correct_box(photo=photo, moderator=mod, box=Box(300, 190, 20, 10))
     assert len(callbacks) == 1  # rerank_photo queued (it would send; not executed here)
     photo.refresh_from_db()
     assert (photo.box_x0, photo.box_y0, photo.box_x1, photo.box_y1) == (20, 10, 300, 190)
@@ -107,7 +110,7 @@ def test_correct_box_stores_moderator_box_logs_and_requeues(mods, django_capture
     assert not Embedding.objects.filter(photo=photo).exists()  # re-embedded with the new crop
     assert list(Photo.objects.with_corrected_boxes()) == [photo]
     with pytest.raises(ValidationError):
-        services.correct_box(photo=photo, moderator=mod, box=Box(5, 5, 8, 9))  # too small
+        correct_box(photo=photo, moderator=mod, box=Box(5, 5, 8, 9))  # too small
 
 
 @pytest.mark.slow
@@ -126,7 +129,7 @@ def test_rerank_after_box_correction_embeds_the_moderator_crop(active_model, dem
     photo = PhotoFactory(status=Photo.Status.AWAITING_REVIEW, model_version=active_model.version,
                          sighting__species=active_model.species, image=ContentFile(data, name="q.jpg"))
     box = Box(5, 5, photo.width * 0.6, photo.height * 0.7)
-    services.correct_box(photo=photo, moderator=mod, box=box)
+    correct_box(photo=photo, moderator=mod, box=box)
     assert rerank_photo(photo.pk) == "ok"
     photo.refresh_from_db()
     assert photo.box_source == Photo.BoxSource.MODERATOR and photo.crop
@@ -155,7 +158,7 @@ def test_box_fix_on_a_gallery_photo_replaces_its_crop_and_vector(active_model, d
     with photo.image.open("rb") as fh:
         width, height = Image.open(io.BytesIO(fh.read())).size
     box = Box(2, 2, width * 0.5, height * 0.6)
-    services.correct_box(photo=photo, moderator=mod, box=box)
+    correct_box(photo=photo, moderator=mod, box=box)
     assert reembed_gallery(active_model.version.pk, promote=False) == "embedded"
     photo.refresh_from_db()
     assert photo.box_source == Photo.BoxSource.MODERATOR and photo.crop.name != old_crop
@@ -181,7 +184,7 @@ def test_merge_moves_photos_examples_suggestions_and_keeps_history(mods):
     version = ModelVersionFactory()
     Suggestion.objects.create(photo=query, model_version=version, rank=1, individual=source, score=0.8)
     old = IndividualFactory(merged_into=source)
-    decision = services.merge_individuals(source=source, target=target, moderator=mod)
+    decision = merge_individuals(source=source, target=target, moderator=mod)
     source.refresh_from_db()
     target.refresh_from_db()
     p1.refresh_from_db()
@@ -194,10 +197,10 @@ def test_merge_moves_photos_examples_suggestions_and_keeps_history(mods):
     assert decision.details["source_id"] == source.pk and decision.details["target_id"] == target.pk
     assert list(Individual.objects.active().filter(pk__in=[source.pk, target.pk])) == [target]
     with pytest.raises(ValidationError):
-        services.merge_individuals(source=source, target=target, moderator=mod)
+        merge_individuals(source=source, target=target, moderator=mod)
     # a later confirm of the merged-away id lands on the target
     later = awaiting()
-    services.confirm_match(photo=later, moderator=mod, individual=source)
+    confirm_match(photo=later, moderator=mod, individual=source)
     later.refresh_from_db()
     assert later.individual == target
 
@@ -208,7 +211,7 @@ def test_split_sends_photo_back_to_review(mods, django_capture_on_commit_callbac
     photo = PhotoFactory(status=Photo.Status.CONFIRMED, individual=whale)
     TrainingExample.objects.create(photo=photo, individual=whale, status=TrainingExample.Status.QUEUED)
     with django_capture_on_commit_callbacks() as callbacks:
-        decision = services.split_photo(photo=photo, moderator=mod)
+        decision = split_photo(photo=photo, moderator=mod)
     assert len(callbacks) == 1  # re-ranked
     photo.refresh_from_db()
     assert photo.status == Photo.Status.AWAITING_REVIEW and photo.individual is None
@@ -217,7 +220,7 @@ def test_split_sends_photo_back_to_review(mods, django_capture_on_commit_callbac
     assert photo not in Photo.objects.in_gallery()
     assert decision.action == Decision.Action.SPLIT and decision.individual == whale
     with pytest.raises(ValidationError):
-        services.split_photo(photo=photo, moderator=mod)
+        split_photo(photo=photo, moderator=mod)
 
 
 # --------------------------------------------------------------------------- consensus
@@ -231,24 +234,24 @@ def test_consensus_two_agreeing_moderators(mods, settings, mailoutbox, django_ca
     PhotoFactory(status=Photo.Status.CONFIRMED, individual=whale, sighting=SightingFactory(submitted_by=earlier))
     photo = awaiting()
     with django_capture_on_commit_callbacks() as callbacks:
-        vote = services.confirm_match(photo=photo, moderator=a, individual=whale)
+        vote = confirm_match(photo=photo, moderator=a, individual=whale)
     assert callbacks == []  # no email, no re-rank: not final
     photo.refresh_from_db()
     assert vote.pending and vote.details["consensus"] == "1 of 2"
     assert photo.status == Photo.Status.AWAITING_REVIEW and not photo.needs_admin and photo.claimed_by is None
     assert not TrainingExample.objects.filter(photo=photo).exists()
-    assert services.send_decision_emails(vote.pk) == 0  # a vote never emails
+    assert send_decision_emails(vote.pk) == 0  # a vote never emails
     with pytest.raises(ValidationError, match="already"):
-        services.confirm_match(photo=photo, moderator=a, individual=whale)
-    assert photo not in services.review_queue(a) and photo in services.review_queue(b)
+        confirm_match(photo=photo, moderator=a, individual=whale)
+    assert photo not in review_queue(a) and photo in review_queue(b)
 
-    final = services.confirm_match(photo=photo, moderator=b, individual=whale)
+    final = confirm_match(photo=photo, moderator=b, individual=whale)
     photo.refresh_from_db()
     assert not final.pending and final.details["votes"] == [vote.pk] and final.details["consensus"] == "2 of 2"
     assert photo.status == Photo.Status.CONFIRMED and photo.individual == whale
     assert TrainingExample.objects.get(photo=photo).status == TrainingExample.Status.QUEUED
     assert not Decision.objects.open_votes().filter(photo=photo).exists()
-    assert services.send_decision_emails(final.pk) == 2  # the watcher, and "seen again" to the earlier one
+    assert send_decision_emails(final.pk) == 2  # the watcher, and "seen again" to the earlier one
     body = "\n".join(m.subject + m.body for m in mailoutbox)
     assert whale.catalogue_id in body and "Moby" in body and "seen again" in body
     assert f"/individuals/{whale.catalogue_id}/" in body and f"/{whale.pk}/" not in body
@@ -259,9 +262,9 @@ def test_consensus_new_individual_created_once_with_nickname(mods, settings):
     a, b, _ = mods
     photo = awaiting()
     before = Individual.objects.count()
-    assert services.name_new_individual(photo=photo, moderator=a, nickname="Nova") is None
+    assert name_new_individual(photo=photo, moderator=a, nickname="Nova") is None
     assert Individual.objects.count() == before
-    created = services.name_new_individual(photo=photo, moderator=b)
+    created = name_new_individual(photo=photo, moderator=b)
     assert created.nickname == "Nova" and Individual.objects.count() == before + 1
 
 
@@ -271,18 +274,18 @@ def test_consensus_disagreement_goes_to_admin(mods, admin, settings, second):
     a, b, c = mods
     x, y = IndividualFactory(), IndividualFactory()
     photo = awaiting()
-    services.confirm_match(photo=photo, moderator=a, individual=x)
+    confirm_match(photo=photo, moderator=a, individual=x)
     if second == "reject":
-        services.reject_photo(photo=photo, moderator=b, reason="poor_quality")
+        reject_photo(photo=photo, moderator=b, reason="poor_quality")
     else:
-        services.confirm_match(photo=photo, moderator=b, individual=y)
+        confirm_match(photo=photo, moderator=b, individual=y)
     photo.refresh_from_db()
     assert photo.status == Photo.Status.AWAITING_REVIEW and photo.needs_admin
     assert list(Photo.objects.disputed()) == [photo]
-    assert photo not in services.review_queue(c)
+    assert photo not in review_queue(c)
     with pytest.raises(ValidationError, match="administrator"):
-        services.confirm_match(photo=photo, moderator=c, individual=x)
-    final = services.confirm_match(photo=photo, moderator=admin, individual=y)
+        confirm_match(photo=photo, moderator=c, individual=x)
+    final = confirm_match(photo=photo, moderator=admin, individual=y)
     photo.refresh_from_db()
     assert photo.status == Photo.Status.CONFIRMED and photo.individual == y and not photo.needs_admin
     assert final.details["admin_resolved"] and not Photo.objects.disputed().exists()
@@ -293,10 +296,10 @@ def test_undo_a_vote_clears_the_dispute(mods, settings):
     settings.REVIEW_CONSENSUS = 2
     a, b, _ = mods
     photo = awaiting()
-    services.confirm_match(photo=photo, moderator=a, individual=IndividualFactory())
-    services.reject_photo(photo=photo, moderator=b, reason="not_a_fluke")
+    confirm_match(photo=photo, moderator=a, individual=IndividualFactory())
+    reject_photo(photo=photo, moderator=b, reason="not_a_fluke")
     assert Photo.objects.disputed().exists()
-    services.undo_last_decision(moderator=b)
+    undo_last_decision(moderator=b)
     photo.refresh_from_db()
     assert not photo.needs_admin and photo.status == Photo.Status.AWAITING_REVIEW
     assert Decision.objects.open_votes().filter(photo=photo).count() == 1
@@ -326,7 +329,7 @@ def test_queue_filters_and_orders(mods):
     def run(**params):
         form = ReviewFilterForm(params)
         assert form.is_valid(), form.errors
-        return list(form.apply(services.review_queue(mod)))
+        return list(form.apply(review_queue(mod)))
 
     assert run() == [north, south, mid]  # oldest uploaded first
     assert run(order="confident") == [south, mid, north]
@@ -341,13 +344,13 @@ def test_queue_filters_and_orders(mods):
 def test_claims_two_moderators_never_get_the_same_photo(mods):
     a, b, c = mods
     p1, p2 = awaiting(), awaiting()
-    first = services.claim_next(moderator=a, queue=services.review_queue(a))
-    second = services.claim_next(moderator=b, queue=services.review_queue(b))
+    first = claim_next(moderator=a, queue=review_queue(a))
+    second = claim_next(moderator=b, queue=review_queue(b))
     assert {first, second} == {p1, p2}
-    assert services.claim_next(moderator=c, queue=services.review_queue(c)) is None
-    assert services.claim_next(moderator=a, queue=services.review_queue(a)) == first  # own claim stays
+    assert claim_next(moderator=c, queue=review_queue(c)) is None
+    assert claim_next(moderator=a, queue=review_queue(a)) == first  # own claim stays
     Photo.objects.filter(pk=first.pk).update(claimed_at=timezone.now() - timedelta(minutes=16))  # expired
-    assert services.claim_next(moderator=c, queue=services.review_queue(c)) == first
+    assert claim_next(moderator=c, queue=review_queue(c)) == first
     first.refresh_from_db()
     assert first.claimed_by == c
 
@@ -379,6 +382,6 @@ def test_claim_next_waits_for_a_row_a_worker_holds_for_a_moment(mods):
     thread.start()
     assert locked.wait(5)
     release.set()
-    claimed = services.claim_next(moderator=a, queue=services.review_queue(a))
+    claimed = claim_next(moderator=a, queue=review_queue(a))
     thread.join()
     assert claimed == photo and claimed.claimed_by == a

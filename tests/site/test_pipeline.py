@@ -3,8 +3,10 @@ import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from identification import services
 from identification.models import Decision, Embedding, Suggestion, TrainingExample
+from identification.review.curation import retry_photo
+from identification.review.decisions import confirm_match, name_new_individual
+from identification.review.queue import claim_photo, review_queue
 from submissions.models import Photo
 from submissions.services import submit_sighting
 from tests.conftest import wait_for
@@ -80,7 +82,7 @@ def test_corrupt_file_fails_with_reason_and_does_not_block_queue(active_model, c
     # a moderator fixes the file and retries
     with default_storage.open(bad.image.name, "wb") as fh:
         fh.write(active_model.held_out[labels[0]].read_bytes())
-    services.retry_photo(photo=bad, actor=active_model.users["moderator"])
+    retry_photo(photo=bad, actor=active_model.users["moderator"])
     assert Decision.objects.filter(photo=bad, action=Decision.Action.RETRY).exists()
     settled(bad)
     assert bad.status == Photo.Status.AWAITING_REVIEW and Suggestion.objects.filter(photo=bad).count() == 6
@@ -108,9 +110,9 @@ def test_confirm_joins_gallery_and_batch_mates_are_matched(active_model, celery_
     assert second.batch_matches and second.batch_matches[0]["photo_id"] == first.pk
 
     moderator = demo.users["moderator"]
-    assert {p.pk for p in services.review_queue(moderator)} >= {first.pk, second.pk}
-    services.claim_photo(photo=first, moderator=moderator)
-    individual = services.name_new_individual(photo=first, moderator=moderator, nickname="Splash")
+    assert {p.pk for p in review_queue(moderator)} >= {first.pk, second.pk}
+    claim_photo(photo=first, moderator=moderator)
+    individual = name_new_individual(photo=first, moderator=moderator, nickname="Splash")
     assert individual.catalogue_id == "HW-%04d" % (len(demo.individuals) + 1)
     first.refresh_from_db()
     assert first.status == Photo.Status.NEW_INDIVIDUAL and first in Photo.objects.in_gallery()
@@ -134,9 +136,9 @@ def test_confirm_joins_gallery_and_batch_mates_are_matched(active_model, celery_
     settled(later)
     assert Suggestion.objects.filter(photo=later, individual=individual).exists()
 
-    services.confirm_match(photo=second, moderator=moderator, individual=individual)
+    confirm_match(photo=second, moderator=moderator, individual=individual)
     with pytest.raises(Exception, match="already been decided"):
-        services.confirm_match(photo=second, moderator=moderator, individual=individual)
+        confirm_match(photo=second, moderator=moderator, individual=individual)
 
     # emails name the whale by catalogue id (sent by the worker's notify_watchers task)
     wait_for(lambda: Decision.objects.filter(photo=second, details__has_key="notified").exists(), timeout=60,

@@ -6,9 +6,11 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from identification import registry, training
 from identification.models import HoldoutEvaluation, HoldoutSet, ModelVersion, TrainingExample, TrainingRun
 from identification.tasks import evaluate_holdout, retrain_localizer
+from identification.training.dataset import export_dataset, holdout_photo_ids
+from identification.training.localizer import localizer_training_photos, start_localizer_retrain
+from identification.training.registry import evaluate_on_holdout, get_or_create_holdout
 from submissions.models import Photo
 from tests.conftest import register_model
 
@@ -34,7 +36,7 @@ def _single_photo_whale(demo):
 
 def test_holdout_is_frozen_and_shared_by_two_versions(active_model, demo_model):
     single = _single_photo_whale(active_model)
-    first = registry.evaluate_on_holdout(active_model.version)
+    first = evaluate_on_holdout(active_model.version)
     holdout = HoldoutSet.objects.get()
     items = list(holdout.items)
     assert len(items) == 6  # 5 known whales (one photo each) + the single-photo whale as a new case
@@ -60,12 +62,12 @@ def test_holdout_is_frozen_and_shared_by_two_versions(active_model, demo_model):
 
 
 def test_training_export_leaves_out_holdout_and_excluded(active_model, tmp_path):
-    registry.get_or_create_holdout()
-    held = registry.holdout_photo_ids()
+    get_or_create_holdout()
+    held = holdout_photo_ids()
     excluded = TrainingExample.objects.exclude(photo_id__in=held).first()
     excluded.status = TrainingExample.Status.EXCLUDED
     excluded.save()
-    snapshot = training.export_dataset(tmp_path / "data")
+    snapshot = export_dataset(tmp_path / "data")
     assert held and not held & set(snapshot["photo_ids"])
     assert excluded.photo_id not in snapshot["photo_ids"]
     assert snapshot["photos"] == 18 - len(held) - 1
@@ -75,8 +77,8 @@ def test_training_export_leaves_out_holdout_and_excluded(active_model, tmp_path)
 
 def test_registry_detail_shows_holdout_numbers_beside_active(client, active_model, demo_model):
     candidate = register_model(demo_model, training_snapshot={"photos": 12, "individuals": 6, "photo_ids": [1, 2]})
-    registry.evaluate_on_holdout(active_model.version)
-    registry.evaluate_on_holdout(candidate)
+    evaluate_on_holdout(active_model.version)
+    evaluate_on_holdout(candidate)
     client.force_login(active_model.users["admin"])
     html = client.get(reverse("identification:model_detail", args=[candidate.pk])).content.decode()
     active_map5 = HoldoutEvaluation.objects.get(model_version=active_model.version).metrics["map5"]
@@ -92,14 +94,14 @@ def test_localizer_retrain_reports_iou_before_and_after(client, active_model):
     for p in corrected:
         p.box_source = Photo.BoxSource.MODERATOR
         p.save()
-    assert set(registry.localizer_training_photos().values_list("pk", flat=True)) >= {p.pk for p in corrected}
-    run = registry.start_localizer_retrain(user=admin, epochs=2)
+    assert set(localizer_training_photos().values_list("pk", flat=True)) >= {p.pk for p in corrected}
+    run = start_localizer_retrain(user=admin, epochs=2)
     TrainingRun.objects.filter(pk=run.pk).update(options={**run.options, "max_steps": 3})
     assert retrain_localizer(run.pk) == "succeeded"
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     m = run.metrics
-    assert m["n_train"] + m["n_val"] == registry.localizer_training_photos().count() and m["n_val"] >= 1
+    assert m["n_train"] + m["n_val"] == localizer_training_photos().count() and m["n_val"] >= 1
     assert m["iou_before_current"] is None  # the demo model has no localizer.pt
     assert 0.0 <= m["iou_before_default"] <= 1.0 and 0.0 <= m["iou_after"] <= 1.0
     version = run.model_version
@@ -120,7 +122,7 @@ def test_localizer_retrain_reports_iou_before_and_after(client, active_model):
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_real_worker_writes_heartbeat_with_device_and_queues(celery_worker, client):
-    """The worker_ready signal in identification.health stores hostname, device and queues."""
+    """The worker_ready signal in identification.ops.health stores hostname, device and queues."""
     from identification.models import WorkerHeartbeat
     from tests.conftest import wait_for
     from tests.factories import UserFactory

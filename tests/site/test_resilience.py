@@ -3,8 +3,8 @@ the ``celery_worker`` fixture) to the restarted worker, and the task completes o
 import pytest
 from django.utils import timezone
 
-from identification import services
 from identification.models import ModelVersion, Suggestion, TrainingRun
+from identification.training.runs import start_training_run
 from submissions.models import Photo
 from submissions.services import submit_sighting
 from tests.conftest import wait_for
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def test_training_run_survives_worker_sigkill(active_model, celery_worker):
     demo = active_model
     admin = type(demo.users["admin"]).objects.get(pk=demo.users["admin"].pk)
-    run = services.start_training_run(user=admin, epochs=5, image_size=64)
+    run = start_training_run(user=admin, epochs=5, image_size=64)
 
     def running():
         run.refresh_from_db()

@@ -11,9 +11,10 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from identification import services
 from identification.models import Embedding, ModelVersion, Suggestion, TrainingExample, TrainingRun
 from identification.pipeline import cache
+from identification.training.registry import promote_model_version, rollback_model
+from identification.training.runs import start_training_run
 from submissions.models import Photo
 from submissions.services import submit_sighting
 from tests.conftest import register_model, wait_for
@@ -69,7 +70,7 @@ def test_training_run_on_worker_succeeds_with_inactive_version(active_model, cel
     queued = [photos[0].pk for photos in list(demo.gallery.values())[:2]]
     TrainingExample.objects.filter(photo_id__in=queued).update(status=TrainingExample.Status.QUEUED)
 
-    run = services.start_training_run(user=admin, epochs=5, image_size=64)  # capped at 3 steps by the worker
+    run = start_training_run(user=admin, epochs=5, image_size=64)  # capped at 3 steps by the worker
     assert run.status == TrainingRun.Status.QUEUED
     finished(run, celery_worker)
 
@@ -100,13 +101,13 @@ def test_training_run_on_worker_succeeds_with_inactive_version(active_model, cel
 
 def test_run_without_training_data_fails_with_its_error(celery_worker):
     admin = fresh(UserFactory(role="admin"))
-    run = services.start_training_run(user=admin, epochs=1, image_size=64)
+    run = start_training_run(user=admin, epochs=1, image_size=64)
     finished(run, celery_worker, timeout=120)
     assert run.status == TrainingRun.Status.FAILED
     assert "At least two identified individuals" in run.error and "Failed:" in run.log
     assert run.model_version is None and not ModelVersion.objects.exists()
     # a failed run does not block the next one
-    assert services.start_training_run(user=admin, epochs=1).status == TrainingRun.Status.QUEUED
+    assert start_training_run(user=admin, epochs=1).status == TrainingRun.Status.QUEUED
 
 
 def test_corrupt_export_fails_run_and_keeps_active_model(active_model, celery_worker):
@@ -119,7 +120,7 @@ def test_corrupt_export_fails_run_and_keeps_active_model(active_model, celery_wo
         with default_storage.open(photo.image.name, "wb") as fh:
             fh.write(b"\xff\xd8\xff\xe0 this is not a whole JPEG")
 
-    run = services.start_training_run(user=admin, epochs=1, image_size=64)
+    run = start_training_run(user=admin, epochs=1, image_size=64)
     finished(run, celery_worker)
     assert run.status == TrainingRun.Status.FAILED
     assert "DatasetError" in run.error and run.finished_at is not None and "Failed:" in run.log
@@ -149,7 +150,7 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
         history=old.history, new_threshold=old.new_threshold,
     )
 
-    services.promote_model_version(version=new, user=admin)
+    promote_model_version(version=new, user=admin)
     new.refresh_from_db()
     assert not new.is_active and new.promoted_by_id == admin.pk  # switched only once the gallery is embedded
 
@@ -180,7 +181,7 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
     assert celery_worker.proc.pid == pid and celery_worker.proc.poll() is None
 
     # roll back: the previous version is active again (its gallery embeddings are still there)
-    services.rollback_model(user=admin)
+    rollback_model(user=admin)
     wait_for(lambda: ModelVersion.objects.filter(pk=old.pk, is_active=True).exists(), timeout=120,
              message="rollback to the previous version")
     assert list(ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True)) == [old.pk]

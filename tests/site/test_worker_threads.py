@@ -1,4 +1,4 @@
-"""Torch threads per worker process (identification.threads), seen from a task in a real worker."""
+"""Torch threads per worker process (identification.ops.threads), seen from a task in a real worker."""
 import os
 import subprocess
 import sys

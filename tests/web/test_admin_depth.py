@@ -11,7 +11,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from identification.models import HoldoutEvaluation, HoldoutSet, ModelVersion, TrainingExample, TrainingRun, WorkerHeartbeat
-from identification.training import execute_run
+from identification.training.runs import execute_run
 from submissions.models import Photo
 from tests.web.helpers import (
     IndividualFactory, PhotoFactory, UserFactory, gallery_photo, model_with_plots, running_run,

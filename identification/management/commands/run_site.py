@@ -37,7 +37,7 @@ class Command(BaseCommand):
         env = {**os.environ}
         if not settings.ML_TORCH_THREADS:
             # both workers share this machine's cores: half each, or a retrain beside the pipeline
-            # makes their torch threads spin-wait for each other (identification.threads)
+            # makes their torch threads spin-wait for each other (identification.ops.threads)
             from ml.device import worker_threads
 
             env["ML_TORCH_THREADS"] = str(worker_threads(2))

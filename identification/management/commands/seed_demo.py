@@ -20,6 +20,19 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from identification.models import Individual, ModelVersion, Species, TrainingExample, TrainingRun
+from identification.pipeline.reembed import reembed_gallery
+from identification.review.decisions import next_catalogue_id
+from identification.training.dataset import export_dataset
+from identification.training.runs import finish_run, mark_examples_used, register_version, run_dir, run_lifecycle
+from ml.data import read_boxes_csv, read_labels_csv
+from ml.images import compute_hashes, load_image
+from ml.synth import generate_dataset
+from submissions.models import Photo, Sighting
+from whalesite.celery import ensure_broker_folders
+
+from .grant_role import ensure_role_groups, grant_role
+
 DEMO_PASSWORD = "whales-demo"
 DEMO_USERS = [("admin@example.org", "admin"), ("moderator@example.org", "moderator"), ("watcher@example.org", "watcher")]
 SPECIES = [
@@ -32,8 +45,6 @@ NEW_INDIVIDUALS_HELD_OUT = 2
 
 
 def create_demo_users(stdout=None) -> dict:
-    from .grant_role import ensure_role_groups, grant_role
-
     ensure_role_groups()
     User = get_user_model()
     users = {}
@@ -55,13 +66,6 @@ def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, us
 
     Returns (individual objects, list of held-out (path, catalogue id or "new")).
     """
-    from ml.data import read_boxes_csv, read_labels_csv
-    from ml.images import compute_hashes, load_image
-    from ml.synth import generate_dataset
-    from submissions.models import Photo, Sighting
-
-    from identification.models import Individual, Species, TrainingExample
-
     species = species or Species.objects.get(code="HW")
     generate_dataset(str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed,
                      progress=False)
@@ -75,8 +79,6 @@ def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, us
     held_out: list[tuple[Path, str]] = []
     created = []
     now = timezone.now()
-    from identification.services import next_catalogue_id
-
     for n, label in enumerate(known):
         images = sorted(by_id[label])
         individual = Individual.objects.create(
@@ -118,16 +120,28 @@ def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, us
 def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None, max_steps=None, user=None,
                        localizer_epochs: int | None = None):
     """Train on the current gallery with ml.train, register the version, embed the gallery and activate it."""
-    from ml.train import TrainConfig, train
-
-    from identification.models import ModelVersion, TrainingExample, TrainingRun
-    from identification.pipeline.reembed import reembed_gallery
-    from identification.training import export_dataset, register_version, run_dir
-
     run = TrainingRun.objects.create(
-        status=TrainingRun.Status.RUNNING, started_by=user, started_at=timezone.now(),
+        started_by=user,
         options={"epochs": epochs, "arch": arch, "image_size": image_size, "fine_tune": False, "seed_demo": True},
     )
+    with run_lifecycle(run, what="demo training run", reraise=True):
+        config, result, snapshot = _train_demo(run, epochs=epochs, arch=arch, image_size=image_size,
+                                               progress=progress, max_steps=max_steps,
+                                               localizer_epochs=localizer_epochs)
+    with transaction.atomic():
+        version = register_version(result, run=run, config=config, snapshot=snapshot, name=f"demo-{run.pk}")
+        mark_examples_used(snapshot["photo_ids"], run)
+        finish_run(run.pk, version, result.metrics)
+    ModelVersion.objects.filter(pk=version.pk).update(promoted_by=user)
+    reembed_gallery(version.pk)  # in this process: embeds the gallery, then activates it
+    version.refresh_from_db()
+    return version
+
+
+def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer_epochs):
+    """Export the gallery and train on it with ml.train. Returns (config, result, snapshot)."""
+    from ml.train import TrainConfig, train  # loads torch
+
     data_dir = run_dir(run.pk) / "data"
     snapshot = export_dataset(data_dir)
     out_dir = Path(settings.ML_ROOT) / "models" / f"demo-{run.pk}"
@@ -137,21 +151,7 @@ def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None
         batch_size=min(32, settings.ML_DEFAULT_BATCH_SIZE), device=settings.ML_DEVICE, max_steps=max_steps,
         init_weights=settings.ML_INIT_WEIGHTS or None, localizer_epochs=localizer_epochs,
     )
-    result = train(config, progress=progress)
-    with transaction.atomic():
-        version = register_version(result, run=run, config=config, snapshot=snapshot, name=f"demo-{run.pk}")
-        TrainingExample.objects.filter(photo_id__in=snapshot["photo_ids"]).update(
-            status=TrainingExample.Status.USED, used_by=run
-        )
-        run.status = TrainingRun.Status.SUCCEEDED
-        run.model_version = version
-        run.metrics = result.metrics
-        run.finished_at = timezone.now()
-        run.save()
-    ModelVersion.objects.filter(pk=version.pk).update(promoted_by=user)
-    reembed_gallery(version.pk)  # in this process: embeds the gallery, then activates it
-    version.refresh_from_db()
-    return version
+    return config, train(config, progress=progress), snapshot
 
 
 class Command(BaseCommand):
@@ -173,9 +173,6 @@ class Command(BaseCommand):
         parser.add_argument("--uploads-dir", default=None, help="where to write held-out photos (var/demo/uploads)")
 
     def handle(self, *args, **o):
-        from identification.models import Individual, ModelVersion, Species
-        from whalesite.celery import ensure_broker_folders
-
         ensure_broker_folders()  # promotion queues photos that waited for a model
         if o["fast"]:
             o.update(individuals=6, photos=3, image_size=64, epochs=1, localizer_epochs=2)

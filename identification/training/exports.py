@@ -12,51 +12,23 @@ written entry by entry into the response (no temporary file), the JSON object by
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import zipfile
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
-from django import forms
-from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from submissions.models import Photo
+from ..forms import TrainingDataFilterForm
+from ..models import Individual, TrainingExample
+from ..permissions import MANAGE_MODELS_PERMISSION, require
+from .dataset import holdout_photo_ids, resolve_merged_id, trusted_box
 
-from .models import Individual, Species, TrainingExample
-
-MANAGE_MODELS_PERMISSION = "identification.manage_models"
 CHUNK = 256 * 1024
-
-
-def _require(user) -> None:
-    if user is None or not getattr(user, "is_authenticated", False) or not user.has_perm(MANAGE_MODELS_PERMISSION):
-        raise PermissionDenied("You do not have permission to do this.")
-
-
-class TrainingDataFilterForm(forms.Form):
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *TrainingExample.Status.choices])
-    individual = forms.CharField(required=False, max_length=20, label="Catalogue id")
-    species = forms.ModelChoiceField(queryset=Species.objects.all(), required=False, empty_label="All species")
-    date_from = forms.DateField(required=False, label="Observed from", widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
-
-    def apply(self, queryset):
-        if not self.is_valid():
-            return queryset
-        c = self.cleaned_data
-        if c.get("status"):
-            queryset = queryset.filter(status=c["status"])
-        if c.get("individual"):
-            queryset = queryset.filter(individual__catalogue_id__iexact=c["individual"].strip())
-        if c.get("species"):
-            queryset = queryset.filter(individual__species=c["species"])
-        if c.get("date_from"):
-            queryset = queryset.filter(photo__sighting__observed_at__date__gte=c["date_from"])
-        if c.get("date_to"):
-            queryset = queryset.filter(photo__sighting__observed_at__date__lte=c["date_to"])
-        return queryset
 
 
 def training_examples(params=None):
@@ -69,7 +41,7 @@ def training_examples(params=None):
 
 
 def _set_status(ids, user, *, exclude: bool) -> int:
-    _require(user)
+    require(user, MANAGE_MODELS_PERMISSION)
     ids = [int(i) for i in ids]
     changed = 0
     with transaction.atomic():
@@ -101,8 +73,6 @@ def include_training_examples(ids, user) -> int:
 
 def export_rows(params=None) -> list[dict]:
     """The examples an export contains: included, filtered, not in the holdout."""
-    from .registry import holdout_photo_ids
-
     _, qs = training_examples(params)
     held = holdout_photo_ids()
     merged = dict(Individual.objects.filter(merged_into__isnull=False).values_list("pk", "merged_into_id"))
@@ -111,22 +81,11 @@ def export_rows(params=None) -> list[dict]:
     for ex in qs.exclude(status=TrainingExample.Status.EXCLUDED).order_by("photo_id"):
         if ex.photo_id in held or not ex.photo.image:
             continue
-        ind = ex.individual_id
-        seen = set()
-        while ind in merged and ind not in seen:
-            seen.add(ind)
-            ind = merged[ind]
+        ind = resolve_merged_id(ex.individual_id, merged)
         photo = ex.photo
         ext = Path(photo.image.name).suffix.lower() or ".jpg"
         rows.append({"photo": photo, "file_name": f"{photo.pk}{ext}", "label": names.get(ind, str(ind))})
     return rows
-
-
-def _trusted_box(photo):
-    trusted = photo.box_source in (Photo.BoxSource.GIVEN, Photo.BoxSource.MODERATOR) or (
-        photo.box_source == Photo.BoxSource.LOCALIZER and not photo.box_flagged
-    )
-    return photo.box if trusted and photo.box is not None else None
 
 
 class _Sink:
@@ -154,9 +113,6 @@ class _Sink:
 
 def kaggle_zip_stream(rows):
     """Yield a ZIP (``train.csv`` + ``images/``) chunk by chunk."""
-    import csv
-    import io
-
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         buf = io.StringIO()
@@ -195,7 +151,7 @@ def coco_document_stream(rows):
     n = 0
     for row in rows:
         p = row["photo"]
-        box = _trusted_box(p)
+        box = trusted_box(p)
         if box is None or not p.width or not p.height:
             continue
         x0, y0 = max(0.0, min(box.x0, p.width)), max(0.0, min(box.y0, p.height))

@@ -1,8 +1,8 @@
 """Model registry: the frozen holdout ("benchmark") set, evaluating any version on it, the
-registry pages' numbers, and retraining the localizer from moderator-corrected boxes.
+registry pages' numbers, and promoting or rolling back a model version.
 
 Holdout: created once (the first evaluation) from the gallery with a fixed seed and then never
-changed; its photos are left out of every training export (``identification.training``), so
+changed; its photos are left out of every training export (``training.dataset``), so
 every version is compared on photos none of them trained on (versions trained before the
 holdout existed may have seen some: the registry shows that overlap as "leaked").
 
@@ -16,52 +16,34 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
-from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.db.models import Max
 
-from ml.images import load_image
+from ml.evaluate import evaluate_rankings
+from ml.types import NEW_WHALE
 from submissions.models import Photo
 
-from . import jobs
-from .models import HoldoutEvaluation, HoldoutSet, ModelVersion, TrainingRun
-
-from .pipeline import cache
-from .pipeline.cache import vector_from_bytes
-from .pipeline.process import embed_photo, read_image_bytes
+from .. import jobs
+from ..models import (
+    Decision, Embedding, HoldoutEvaluation, HoldoutSet, Individual, ModelVersion, TrainingExample, TrainingRun,
+)
+from ..permissions import MANAGE_MODELS_PERMISSION, require
+from ..pipeline import cache
+from ..pipeline.cache import vector_from_bytes
+from ..pipeline.process import embed_photo
+from .dataset import current_holdout, resolve_merged_id
 
 log = logging.getLogger(__name__)
 
-MANAGE_MODELS_PERMISSION = "identification.manage_models"
 METRIC_KEYS = ("map5", "top1", "top5", "new_precision", "new_recall")
 HOLDOUT_FRACTION = 0.2  # of the individuals with 2+ gallery photos: one photo each
 HOLDOUT_MIN_KNOWN = 5
 HOLDOUT_NEW_FRACTION = 0.2  # of the individuals with a single gallery photo (the "new whale" cases)
 HOLDOUT_MAX = 1000
-LOCALIZER_VAL_FRACTION = 0.2
-
-
-def _require(user) -> None:
-    if user is None or not getattr(user, "is_authenticated", False) or not user.has_perm(MANAGE_MODELS_PERMISSION):
-        raise PermissionDenied("You do not have permission to do this.")
-
-
-# --------------------------------------------------------------------------- holdout
-
-
-def current_holdout() -> HoldoutSet | None:
-    return HoldoutSet.objects.order_by("created_at", "pk").first()
-
-
-def holdout_photo_ids() -> set[int]:
-    holdout = current_holdout()
-    return set(holdout.photo_ids) if holdout else set()
 
 
 def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
@@ -98,18 +80,8 @@ def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
         return HoldoutSet.objects.create(items=items, seed=seed)
 
 
-def _resolve(individual_id: int, merged: dict[int, int]) -> int:
-    seen = set()
-    while individual_id in merged and individual_id not in seen:
-        seen.add(individual_id)
-        individual_id = merged[individual_id]
-    return individual_id
-
-
 def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
     """Vectors of ``photos`` under ``version``: stored embeddings, else computed (and stored)."""
-    from .models import Embedding
-
     ids = [p.pk for p in photos]
     vectors = {
         pid: vector_from_bytes(v)
@@ -132,11 +104,7 @@ def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
 
 def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
     """Score ``version`` on the frozen holdout set; the result is stored (one row per version)."""
-    from ml.evaluate import evaluate_rankings
-    from ml.gallery import GalleryIndex
-    from ml.types import NEW_WHALE
-
-    from .models import Individual
+    from ml.gallery import GalleryIndex  # loads torch
 
     started = time.monotonic()
     holdout = get_or_create_holdout()
@@ -147,7 +115,7 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
     held_photos = list(Photo.objects.filter(pk__in=held).select_related("sighting").order_by("pk"))
     gallery_vectors = _embed_photos(gallery_photos, version, ident)
     query_vectors = _embed_photos(held_photos, version, ident)
-    labels = {p.pk: str(_resolve(p.individual_id, merged)) for p in gallery_photos if p.pk in gallery_vectors}
+    labels = {p.pk: str(resolve_merged_id(p.individual_id, merged)) for p in gallery_photos if p.pk in gallery_vectors}
     index = None
     if labels:
         ids = sorted(labels)
@@ -159,7 +127,7 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
         vector = query_vectors.get(int(item["photo_id"]))
         if vector is None:
             continue
-        label = str(_resolve(int(item["individual_id"]), merged))
+        label = str(resolve_merged_id(int(item["individual_id"]), merged))
         truth.append(NEW_WHALE if item.get("new") or label not in known_labels else label)
         matches = index.rank(vector, k=5, new_threshold=version.new_threshold) if index is not None else []
         ranked = [m.label for m in matches][:5] or [NEW_WHALE]
@@ -178,11 +146,8 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
 def queue_holdout_evaluation(version: ModelVersion, user=None) -> None:
     """Evaluate ``version`` in the pipeline queue (after the current transaction commits)."""
     if user is not None:
-        _require(user)
+        require(user, MANAGE_MODELS_PERMISSION)
     jobs.enqueue(jobs.EVALUATE_HOLDOUT, version.pk)
-
-
-# --------------------------------------------------------------------------- registry pages
 
 
 def _evaluation(version, holdout):
@@ -236,129 +201,48 @@ def version_detail(version: ModelVersion) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- localizer retraining
-
-
-def localizer_training_photos():
-    """Photos with a trusted box: corrected by a moderator, or given with the photo."""
-    corrected = Photo.objects.with_corrected_boxes() if hasattr(Photo.objects, "with_corrected_boxes") else (
-        Photo.objects.filter(box_source=Photo.BoxSource.MODERATOR, box_x0__isnull=False))
-    given = Photo.objects.filter(box_source=Photo.BoxSource.GIVEN, box_x0__isnull=False)
-    return (corrected | given).exclude(status=Photo.Status.REJECTED).distinct().order_by("pk")
-
-
-def start_localizer_retrain(*, user, epochs: int = 30) -> TrainingRun:
-    """A training-queue run (``TrainingRun`` with ``options.kind == "localizer"``)."""
-    _require(user)
-    if ModelVersion.objects.active().first() is None:
-        raise ValidationError("Promote a model first: the new localizer is added to a copy of the active model.")
-    n = localizer_training_photos().count()
-    if n < 3:
-        raise ValidationError(f"At least 3 photos with corrected or given boxes are needed ({n} so far).")
+def promote_model_version(*, version, user) -> ModelVersion:
+    """Embed the gallery with ``version`` (in the pipeline queue), then switch to it atomically."""
+    require(user, MANAGE_MODELS_PERMISSION)
     with transaction.atomic():
-        if TrainingRun.objects.select_for_update().in_progress().exists():
-            raise ValidationError("A training run is already queued or running; wait for it to finish.")
-        run = TrainingRun.objects.create(options={"kind": "localizer", "epochs": int(epochs)}, started_by=user)
-        jobs.enqueue(jobs.RETRAIN_LOCALIZER, run.pk)
-    return run
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.is_active:
+            raise ValidationError("This model version is already active.")
+        locked.promoted_by = user
+        locked.save(update_fields=["promoted_by"])
+        jobs.enqueue(jobs.REEMBED_GALLERY, locked.pk)
+    version.refresh_from_db()
+    return version
 
 
-def _load_photo_image(photo):
-    return load_image(read_image_bytes(photo))
+def rollback_model(*, user) -> ModelVersion:
+    """Re-activate the version promoted before the active one."""
+    require(user, MANAGE_MODELS_PERMISSION)
+    active = ModelVersion.objects.active().first()
+    previous = ModelVersion.objects.filter(promoted_at__isnull=False).exclude(pk=getattr(active, "pk", None))
+    if active is not None and active.promoted_at is not None:
+        previous = previous.filter(promoted_at__lt=active.promoted_at)
+    previous = previous.order_by("-promoted_at").first()
+    if previous is None:
+        raise ValidationError("There is no earlier model version to roll back to.")
+    return promote_model_version(version=previous, user=user)
 
 
-def execute_localizer_retrain(run_id: int) -> str:
-    """The body of the ``retrain_localizer`` task: train on the trusted boxes, compare IoU on the
-    same validation photos before (current localizer, default box) and after, and register a copy
-    of the active model folder with the new ``localizer.pt`` as an inactive version."""
-    import traceback
-
-    from ml.localizer import Localizer, evaluate_localizer, train_localizer
-
-    from .training import _RunReporter
-
-    run = TrainingRun.objects.filter(pk=run_id).first()
-    if run is None:
-        return "gone"
-    if run.status != TrainingRun.Status.QUEUED:
-        return "done"
-    if run.cancel_requested:
-        TrainingRun.objects.filter(pk=run_id).update(status=TrainingRun.Status.CANCELLED, finished_at=timezone.now())
-        return "cancelled"
-    TrainingRun.objects.filter(pk=run_id).update(status=TrainingRun.Status.RUNNING, started_at=timezone.now())
-    reporter = _RunReporter(run_id)
-    try:
-        active = ModelVersion.objects.active().first()
-        if active is None:
-            raise ValueError("No active model version to add the localizer to.")
-        images, boxes, ids = [], [], []
-        for photo in localizer_training_photos():
-            try:
-                images.append(_load_photo_image(photo))
-            except Exception as exc:
-                reporter.log(f"Photo {photo.pk} skipped: {exc}")
-                continue
-            boxes.append(photo.box)
-            ids.append(photo.pk)
-        if len(images) < 3:
-            raise ValueError(f"Only {len(images)} readable photos with trusted boxes; at least 3 are needed.")
-        order = list(range(len(images)))
-        random.Random(0).shuffle(order)
-        n_val = max(1, round(len(images) * LOCALIZER_VAL_FRACTION))
-        val, train = sorted(order[:n_val]), sorted(order[n_val:])
-        reporter.log(f"Training the localizer on {len(train)} photos, validating on {len(val)}.")
-        opts = run.options or {}
-        new, train_metrics = train_localizer(
-            [images[i] for i in train], [boxes[i] for i in train], epochs=int(opts.get("epochs") or 30),
-            val_fraction=0.0, device=settings.ML_DEVICE or "cpu",
-            max_steps=int(opts["max_steps"]) if opts.get("max_steps") else None,
-            progress=reporter.progress,
-        )
-        val_images, val_boxes = [images[i] for i in val], [boxes[i] for i in val]
-        after = evaluate_localizer(new, val_images, val_boxes)
-        old_path = cache.model_dir(active) / "localizer.pt"
-        before_current = None
-        if old_path.is_file():
-            before_current = evaluate_localizer(Localizer.load(old_path), val_images, val_boxes)["val_iou_mean"]
-        metrics = {
-            "iou_before_current": before_current,
-            "iou_before_default": after["iou_default_mean"],
-            "iou_after": after["val_iou_mean"],
-            "upside_accuracy_after": after["val_upside_accuracy"],
-            "n_train": len(train), "n_val": len(val), "base_version": active.name,
-            "val_photo_ids": [ids[i] for i in val], "seconds": train_metrics.get("seconds"),
-        }
-        new.metrics = {**train_metrics, **metrics}
-        out_dir = Path(settings.ML_ROOT) / "models" / f"localizer-run-{run_id}"
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        shutil.copytree(cache.model_dir(active), out_dir, ignore=shutil.ignore_patterns("localizer.pt"))
-        new.save(out_dir / "localizer.pt")
-        with transaction.atomic():
-            version = ModelVersion.objects.create(
-                name=f"{active.name[:40]}+loc{run_id}",
-                artifact_dir=str(out_dir.relative_to(Path(settings.ML_ROOT))),
-                config={**(active.config or {}), "localizer": {"epochs": opts.get("epochs"), "base_version": active.name}},
-                metrics={**(active.metrics or {}), "localizer_retrain": metrics},
-                history=active.history,
-                training_snapshot={"kind": "localizer", "photos": len(ids), "photo_ids": ids,
-                                   "individuals": None, "boxes": len(ids), "base_version": active.name},
-                new_threshold=active.new_threshold,
-            )
-            TrainingRun.objects.filter(pk=run_id).update(
-                status=TrainingRun.Status.SUCCEEDED, model_version=version, metrics=metrics,
-                finished_at=timezone.now(),
-            )
-        fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-        reporter.log(f"IoU before: current localizer {fmt(before_current)}, default box "
-                     f"{fmt(metrics['iou_before_default'])}; after {fmt(metrics['iou_after'])}. "
-                     f"Created inactive version {version.name}.")
-        return "succeeded"
-    except Exception as exc:
-        log.exception("localizer retraining %s failed", run_id)
-        reporter.log(f"Failed: {type(exc).__name__}: {exc}")
-        TrainingRun.objects.filter(pk=run_id).update(
-            status=TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=5)}",
-            finished_at=timezone.now(),
-        )
-        return "failed"
+def dashboard_summary() -> dict:
+    active = ModelVersion.objects.active().first()
+    photos = Photo.objects
+    return {
+        "active_version": active,
+        "versions": list(ModelVersion.objects.all()[:20]),
+        "queued_examples": TrainingExample.objects.queued().count(),
+        "usable_examples": TrainingExample.objects.usable().count(),
+        "gallery_photos": photos.in_gallery().count(),
+        "individuals": Individual.objects.active().count(),
+        "awaiting_review": photos.awaiting_review().count(),
+        "processing": photos.pending().count(),
+        "failed": photos.failed().count(),
+        "stuck": photos.stuck().count(),
+        "runs": list(TrainingRun.objects.select_related("model_version", "started_by")[:20]),
+        "current_run": TrainingRun.objects.in_progress().first(),
+        "last_decision_at": Decision.objects.aggregate(t=Max("created_at"))["t"],
+    }

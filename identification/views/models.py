@@ -1,0 +1,212 @@
+"""Administrators' model pages: the dashboard (pipeline counts, training runs, model versions),
+starting and cancelling runs, the model registry with holdout scores, promotion and rollback, plots,
+and localizer retraining. The work itself is in ``identification.training``."""
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from ..forms import TrainingForm
+from ..models import ModelVersion, TrainingExample, TrainingRun
+from ..permissions import admin_required
+from ..training import registry
+from ..training.dataset import current_holdout
+from ..training.localizer import localizer_training_photos, start_localizer_retrain
+from ..training.runs import cancel_training_run, start_training_run
+from .common import back, show_errors
+
+PLOTS = ("loss", "map5", "confusion")
+PIPELINE_STATS = (
+    ("awaiting_review", "Awaiting review"), ("processing", "Processing"), ("failed", "Failed"), ("stuck", "Stuck"),
+    ("usable_examples", "Usable examples"), ("gallery_photos", "Gallery photos"), ("individuals", "Individuals"),
+)
+DASHBOARD_VERSIONS = 30
+DASHBOARD_RUNS = 20
+LOG_TAIL_LINES = 15
+METRIC_ALIASES = {
+    "map5": ("map5", "map@5", "map_at_5", "val_map5"),
+    "top1": ("top1", "top1_accuracy", "top_1", "acc@1", "top1_acc"),
+    "top5": ("top5", "top5_accuracy", "top_5", "acc@5", "top5_acc"),
+    "new_precision": ("new_precision", "new_whale_precision", "new_whale_p"),
+    "new_recall": ("new_recall", "new_whale_recall", "new_whale_r"),
+}
+
+
+def _metrics(raw):
+    raw = raw or {}
+    out = {}
+    for name, keys in METRIC_ALIASES.items():
+        out[name] = next((raw[k] for k in keys if isinstance(raw.get(k), (int, float))), None)
+    return out
+
+
+def run_progress_data(run: TrainingRun) -> dict:
+    """What the run panels and their polling (``run_progress``) show: percent done, ETA, the log's tail."""
+    p = run.progress or {}
+    epochs, epoch = p.get("epochs") or run.options.get("epochs") or 0, p.get("epoch") or 0
+    steps_per_epoch, step = p.get("steps_per_epoch") or 0, p.get("step") or 0
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        percent = 100.0
+    elif epochs:
+        done_epochs = max(epoch - 1, 0) if steps_per_epoch and step < steps_per_epoch else epoch
+        partial = step / steps_per_epoch if steps_per_epoch and step < steps_per_epoch else 0
+        percent = 100.0 * (done_epochs + partial) / epochs
+    else:
+        percent = 0.0
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "done": not run.in_progress,
+        "cancel_requested": run.cancel_requested,
+        "epoch": epoch, "epochs": epochs, "step": step, "steps_per_epoch": steps_per_epoch,
+        "loss": p.get("loss"), "val_map5": p.get("val_map5"), "eta_seconds": p.get("eta_seconds"),
+        "phase": p.get("phase", ""), "message": p.get("message", ""),
+        "percent": round(min(max(percent, 0.0), 100.0), 1),
+        "log_tail": "\n".join((run.log or "").splitlines()[-LOG_TAIL_LINES:]),
+        "error": run.error,
+    }
+
+
+@admin_required
+def dashboard(request, training_form=None):
+    active = ModelVersion.objects.active().first()
+    versions = list(ModelVersion.objects.all()[:DASHBOARD_VERSIONS])
+    for v in versions:
+        v.m = _metrics(v.metrics)
+    runs = list(TrainingRun.objects.select_related("model_version", "started_by")[:DASHBOARD_RUNS])
+    # the panel and the table from one read: a worker finishing in between drew "Running" beside "no run"
+    current = next((r for r in runs if r.in_progress), None)
+    summary = registry.dashboard_summary()
+    pipeline = [(label, summary.get(key)) for key, label in PIPELINE_STATS if summary.get(key) is not None]
+    return render(request, "identification/dashboard.html", {
+        "active": active,
+        "active_metrics": _metrics(active.metrics) if active else {},
+        "versions": versions,
+        "runs": runs,
+        "current": current,
+        "current_progress": run_progress_data(current) if current else None,
+        "queued_examples": TrainingExample.objects.queued().count(),
+        "pipeline": pipeline,
+        "form": training_form or TrainingForm(),
+        "plots": PLOTS,
+    })
+
+
+@admin_required
+@require_POST
+def start_training(request):
+    form = TrainingForm(request.POST)
+    if not form.is_valid():
+        return dashboard(request, training_form=form)
+    try:
+        run = start_training_run(user=request.user, **form.cleaned_data)
+        messages.success(request, f"Training run {run.pk} queued.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect(reverse("identification:dashboard") + "#training")
+
+
+@admin_required
+def run_progress(request, run_id):
+    return JsonResponse(run_progress_data(get_object_or_404(TrainingRun, pk=run_id)))
+
+
+@admin_required
+@require_POST
+def cancel_run(request, run_id):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        cancel_training_run(run=run, user=request.user)
+        messages.success(request, f"Cancelling training run {run.pk}…")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect("identification:dashboard")
+
+
+@admin_required
+@require_POST
+def promote(request, version_id):
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        registry.promote_model_version(version=version, user=request.user)
+        messages.success(request, f"Promoting {version.name}: the gallery is being re-embedded; it becomes active when that finishes.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return back(request, "identification:dashboard")
+
+
+@admin_required
+@require_POST
+def rollback(request):
+    try:
+        version = registry.rollback_model(user=request.user)
+        messages.success(request, f"Rolling back to {version}: it becomes active once the gallery is re-embedded.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return back(request, "identification:dashboard")
+
+
+@admin_required
+def model_plot(request, version_id, name):
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    if name not in PLOTS:
+        raise Http404("Unknown plot")
+    root = Path(settings.ML_ROOT).resolve()
+    path = (root / version.artifact_dir / f"{name}.png").resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise Http404("No such plot")
+    return FileResponse(open(path, "rb"), content_type="image/png")
+
+
+@admin_required
+def model_list(request):
+    return render(request, "identification/registry/models.html", {
+        "rows": registry.registry_rows(), "holdout": current_holdout(),
+        "active": ModelVersion.objects.active().first(),
+        "localizer_photos": localizer_training_photos().count(),
+        "localizer_runs": TrainingRun.objects.filter(options__kind="localizer").select_related("model_version")[:5],
+    })
+
+
+@admin_required
+def model_detail(request, version_id):
+    version = get_object_or_404(ModelVersion.objects.select_related("promoted_by"), pk=version_id)
+    return render(request, "identification/registry/model_detail.html", {**registry.version_detail(version), "plots": PLOTS})
+
+
+@admin_required
+@require_POST
+def evaluate_model(request, version_id):
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    registry.queue_holdout_evaluation(version, user=request.user)
+    messages.success(request, f"{version.name} is queued for evaluation on the holdout set; reload in a moment.")
+    return redirect("identification:model_detail", version_id=version.pk)
+
+
+@admin_required
+def run_detail(request, run_id):
+    run = get_object_or_404(TrainingRun.objects.select_related("model_version", "started_by"), pk=run_id)
+    return render(request, "identification/registry/run_detail.html", {
+        "run": run, "p": run_progress_data(run), "in_progress": run.in_progress,
+        "kind": (run.options or {}).get("kind", "identifier"),
+        "options": sorted((k, v) for k, v in (run.options or {}).items() if k != "kind"),
+        "active": ModelVersion.objects.active().first(),
+    })
+
+
+@admin_required
+@require_POST
+def retrain_localizer(request):
+    try:
+        run = start_localizer_retrain(user=request.user)
+    except ValidationError as exc:
+        show_errors(request, exc)
+        return redirect("identification:model_list")
+    messages.success(request, f"Localizer retraining queued (run {run.pk}).")
+    return redirect("identification:run_detail", run_id=run.pk)
