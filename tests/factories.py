@@ -77,7 +77,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def role(obj, create, extracted, **kwargs):
         if extracted:
-            from identification.management.commands.grant_role import grant_role
+            from accounts.roles import grant_role
 
             grant_role(obj, extracted)
 

@@ -4,14 +4,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.static import serve
 
-from submissions.forms import EmailLoginForm
+from accounts import views as accounts_views
+from accounts.forms import EmailLoginForm
 
 from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/signup/", accounts_views.signup, name="signup"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(authentication_form=EmailLoginForm, redirect_authenticated_user=True),

@@ -1,13 +1,10 @@
-from django.contrib import messages
-from django.contrib.auth import login
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from identification.models import Individual
-from submissions.forms import SignUpForm
 from submissions.models import Photo, Sighting
 
 
@@ -35,14 +32,3 @@ def healthz(request):
         return JsonResponse({"status": "error", "database": str(exc)[:200]}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
 
-
-def signup(request):
-    if request.user.is_authenticated:
-        return redirect("home")
-    form = SignUpForm(request.POST) if request.method == "POST" else SignUpForm()
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="whalesite.auth.EmailBackend")
-        messages.success(request, "Welcome aboard! You can now submit your fluke photos.")
-        return redirect("submissions:submit")
-    return render(request, "registration/signup.html", {"form": form})

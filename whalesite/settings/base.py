@@ -79,7 +79,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["whalesite.auth.EmailBackend"]
+AUTHENTICATION_BACKENDS = ["accounts.backends.EmailBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -150,7 +150,7 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 ML_ROOT = Path(env.str("ML_ROOT", default=str(VAR_DIR / "ml")))
 ML_INIT_WEIGHTS = env.str("ML_INIT_WEIGHTS", default="")  # optional local backbone weights (.pt)
 ML_DEVICE = env.str("ML_DEVICE", default="")  # "" = CUDA when present, else CPU
-# torch threads per worker process; 0 = the cores divided by the pool size (identification.threads)
+# torch threads per worker process; 0 = the cores divided by the pool size (identification.ops.threads)
 ML_TORCH_THREADS = env.int("ML_TORCH_THREADS", default=0)
 ML_DEFAULT_ARCH = env.str("ML_DEFAULT_ARCH", default="resnet18")
 ML_DEFAULT_IMAGE_SIZE = env.int("ML_DEFAULT_IMAGE_SIZE", default=128)

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.roles import ensure_role_groups, grant_role
 from identification.models import Individual, ModelVersion, Species, TrainingExample, TrainingRun
 from identification.pipeline.reembed import reembed_gallery
 from identification.review.decisions import next_catalogue_id
@@ -30,8 +31,6 @@ from ml.images import compute_hashes, load_image
 from ml.synth import generate_dataset
 from submissions.models import Photo, Sighting
 from whalesite.celery import ensure_broker_folders
-
-from .grant_role import ensure_role_groups, grant_role
 
 DEMO_PASSWORD = "whales-demo"
 DEMO_USERS = [("admin@example.org", "admin"), ("moderator@example.org", "moderator"), ("watcher@example.org", "watcher")]
