@@ -25,13 +25,6 @@ ADMIN_GETS = [
 ]
 
 
-@pytest.fixture
-def admin(client):
-    user = UserFactory(email="admin@example.org", role="admin")
-    client.force_login(user)
-    return user
-
-
 def _examples(n=3, **kw):
     out = []
     for i in range(n):

@@ -2,16 +2,9 @@ import pytest
 from django.urls import reverse
 
 from identification.models import ModelVersion, TrainingRun
-from tests.web.helpers import UserFactory, model_with_plots, running_run
+from tests.web.helpers import model_with_plots, running_run
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin(client):
-    user = UserFactory(email="admin@example.org", role="admin")
-    client.force_login(user)
-    return user
 
 
 def test_dashboard_renders_metrics_runs_and_progress(client, admin):

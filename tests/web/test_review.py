@@ -3,16 +3,9 @@ from django.urls import reverse
 
 from identification.models import Decision, Individual
 from submissions.models import Photo
-from tests.web.helpers import PhotoFactory, UserFactory, review_setup
+from tests.web.helpers import PhotoFactory, review_setup
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def moderator(client):
-    user = UserFactory(email="mod@example.org", role="moderator")
-    client.force_login(user)
-    return user
 
 
 def test_queue_lists_oldest_first_with_filters(client, moderator):

@@ -17,13 +17,6 @@ from tests.web.helpers import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def moderator(client):
-    user = UserFactory(email="mod@example.org", role="moderator")
-    client.force_login(user)
-    return user
-
-
 def test_review_page_shows_up_to_four_photos_per_candidate_best_first(client, moderator):
     photo, individuals, version = review_setup(n_candidates=2, new_rank=3)
     whale = individuals[0]
@@ -122,12 +115,12 @@ def test_box_correction_through_the_view(client, moderator, django_capture_on_co
     assert photo.box_source == Photo.BoxSource.MODERATOR and photo.box_x1 == 250
     page = response.content.decode()
     assert 'data-box="12.0,8.0,250.0,160.0"' in page
-    # until the worker has cropped and ranked it again, the page says so, shows the original and refreshes
+    # until the worker has cropped and ranked it again, the page says so, shows the original and polls itself
     assert Photo.objects.being_rematched().filter(pk=photo.pk).exists()
-    assert "data-rematching" in page and 'http-equiv="refresh"' in page and 'data-crop-src=""' in page
+    assert "data-rematching" in page and "data-poll-reload" in page and 'data-crop-src=""' in page
     Embedding.objects.create(photo=photo, model_version=photo.model_version, vector=b"\0" * 8)
     page = client.get(reverse("identification:review_photo", args=[photo.pk])).content.decode()
-    assert "data-rematching" not in page and 'http-equiv="refresh"' not in page
+    assert "data-rematching" not in page and "data-poll-reload" not in page
     bad = client.post(url, {"x0": 1}, follow=True)
     assert "Draw a box" in bad.content.decode()
 

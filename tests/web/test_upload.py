@@ -3,16 +3,9 @@ from django.urls import reverse
 
 from submissions.models import Photo, Sighting
 from tests.factories import jpeg_bytes, upload
-from tests.web.helpers import PhotoFactory, SpeciesFactory, UserFactory
+from tests.web.helpers import PhotoFactory, SpeciesFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def watcher(client):
-    user = UserFactory(email="watcher@example.org", role="watcher")
-    client.force_login(user)
-    return user
 
 
 def form_data(species, **overrides):
