@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -1,6 +1,7 @@
 from django import forms
 
 from .models import Decision, Individual, Species, TrainingExample
+from .training import defaults
 
 
 class ReviewFilterForm(forms.Form):
@@ -70,14 +71,10 @@ class RejectForm(forms.Form):
 
 
 class TrainingForm(forms.Form):
-    epochs = forms.IntegerField(min_value=1, max_value=500, initial=20)
-    arch = forms.ChoiceField(
-        label="Architecture", choices=[("resnet18", "ResNet-18"), ("resnet34", "ResNet-34"), ("resnet50", "ResNet-50")],
-        initial="resnet50",
-    )
+    epochs = forms.IntegerField(min_value=1, max_value=defaults.MAX_EPOCHS, initial=defaults.FORM_EPOCHS)
+    arch = forms.ChoiceField(label="Architecture", choices=defaults.ARCH_CHOICES, initial=defaults.FORM_ARCH)
     image_size = forms.TypedChoiceField(
-        label="Image size", coerce=int, initial=224,
-        choices=[(128, "128 px"), (160, "160 px"), (224, "224 px"), (288, "288 px"), (384, "384 px"), (448, "448 px")],
+        label="Image size", coerce=int, initial=defaults.FORM_IMAGE_SIZE, choices=defaults.IMAGE_SIZE_CHOICES,
     )
     fine_tune = forms.BooleanField(
         required=False, initial=True, label="Fine-tune from the active model",

@@ -3,6 +3,8 @@ training data, model versions and training runs."""
 from django.conf import settings
 from django.db import models
 
+from ml.metrics import DEFAULT_NEW_THRESHOLD  # the new-whale threshold before a run tunes one
+
 
 class Species(models.Model):
     common_name = models.CharField(max_length=100, unique=True)
@@ -54,7 +56,7 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict)
     history = models.JSONField(default=list)
     training_snapshot = models.JSONField(default=dict, help_text="Counts and photo ids it was trained on")
-    new_threshold = models.FloatField(default=0.5)
+    new_threshold = models.FloatField(default=DEFAULT_NEW_THRESHOLD)
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
@@ -122,10 +124,6 @@ class Suggestion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["photo", "model_version", "rank"], name="one_suggestion_per_rank")
         ]
-
-    @property
-    def is_new_individual(self) -> bool:
-        return self.individual_id is None
 
 
 class DecisionQuerySet(models.QuerySet):

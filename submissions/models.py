@@ -1,7 +1,13 @@
 """Sightings and the photos watchers upload with them.
 
-A photo's ``status`` is its place in the pipeline; the QuerySet methods name each state so that
-views and tasks never spell out raw filters.
+A photo's ``status`` is its place in the pipeline; the QuerySet methods and ``Photo``'s status
+groups name each state so that views and tasks never spell out raw filters.
+
+Dependencies: this app's code imports ``identification`` only to queue the pipeline
+(``identification.jobs``). Its models point at identification's (by string) where the data is a
+photo's own: the species of a sighting, and the whale and model version a photo was matched with.
+Moving those fields onto identification's side would mean a second row per photo, joined on every
+review and gallery query, and a migration of both apps for no reader's gain.
 """
 import uuid
 from datetime import timedelta
@@ -154,6 +160,7 @@ class Photo(models.Model):
         default=list, blank=True, help_text="Similarity to other photos of the same sighting: [{photo_id, score}]"
     )
 
+    # identification state kept on the photo (see the module docstring): the whale, the version that ranked it
     individual = models.ForeignKey(
         "identification.Individual", on_delete=models.SET_NULL, null=True, blank=True, related_name="photos"
     )

@@ -164,14 +164,3 @@ def exif_prefill(file) -> dict:
         "latitude": info.latitude,
         "longitude": info.longitude,
     }
-
-
-def photos_for_watcher(user):
-    """The photos a watcher uploaded, newest first, with their status and individual."""
-    if not getattr(user, "is_authenticated", False):
-        return Photo.objects.none()
-    return (
-        Photo.objects.filter(sighting__submitted_by=user)
-        .select_related("sighting", "sighting__species", "individual")
-        .order_by("-created_at", "-pk")
-    )

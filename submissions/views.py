@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from identification.models import Decision
 
+from . import services
 from .forms import ExifForm, SightingForm
 from .models import Photo, Sighting
 
@@ -47,8 +48,6 @@ def submit(request):
     form = SightingForm(request.POST, request.FILES) if request.method == "POST" else SightingForm()
     outcome = None
     if request.method == "POST" and form.is_valid():
-        from . import services
-
         try:
             outcome = services.submit_sighting(user=request.user, **form.service_kwargs())
         except ValidationError as exc:
@@ -67,8 +66,6 @@ def exif(request):
     form = ExifForm(files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"error": "Send one photo as 'photo'."}, status=400)
-    from . import services
-
     data = services.exif_prefill(form.cleaned_data["photo"]) or {}
     when = data.get("observed_at")
     if isinstance(when, str):

@@ -203,7 +203,7 @@ def _process(photo_id: int, *, rerank: bool) -> str:
                     confidence=loc.confidence,
                     flagged=loc.flagged,
                 )
-            photo.upside_down = bool(getattr(prepared, "upside_down", loc.upside_down))
+            photo.upside_down = bool(prepared.upside_down)
             replace_crop(photo, png, save=False)
         _write_suggestions(photo, version, matches)
         photo.batch_matches = _batch_matches(photo, version, vector)

@@ -6,9 +6,10 @@ include, and streamed exports for outside tools.
   (one per photo with a trusted box: given, moderator-corrected or a confident localizer box;
   ``bbox`` = [x, y, w, h] in pixels, clipped to the image), ``categories`` = [fluke].
 
-Both export the *included* (not excluded) examples matching the list's filters, minus the frozen
-holdout photos (they are never training data). Both are generated while streaming: the ZIP is
-written entry by entry into the response (no temporary file), the JSON object by object.
+Both export the *included* (not excluded) examples matching the list's filters that are in the
+training set a run uses (``dataset.training_queryset``), so never the frozen holdout photos. Both
+are generated while streaming: the ZIP is written entry by entry into the response (no temporary
+file), the JSON object by object.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from django.db import transaction
 from ..forms import TrainingDataFilterForm
 from ..models import Individual, TrainingExample
 from ..permissions import MANAGE_MODELS_PERMISSION, require
-from .dataset import holdout_photo_ids, resolve_merged_id, trusted_box
+from .dataset import holdout_photo_ids, resolve_merged_id, training_queryset, trusted_box
 
 CHUNK = 256 * 1024
 
@@ -72,13 +73,15 @@ def include_training_examples(ids, user) -> int:
 
 
 def export_rows(params=None) -> list[dict]:
-    """The examples an export contains: included, filtered, not in the holdout."""
+    """The examples an export contains: included, filtered, and in the set a run trains on
+    (``dataset.training_queryset``: so never a holdout photo)."""
     _, qs = training_examples(params)
     held = holdout_photo_ids()
+    trained_on = training_queryset().values("pk")
     merged = dict(Individual.objects.filter(merged_into__isnull=False).values_list("pk", "merged_into_id"))
     names = dict(Individual.objects.values_list("pk", "catalogue_id"))
     rows = []
-    for ex in qs.exclude(status=TrainingExample.Status.EXCLUDED).order_by("photo_id"):
+    for ex in qs.exclude(status=TrainingExample.Status.EXCLUDED).filter(photo__in=trained_on).order_by("photo_id"):
         if ex.photo_id in held or not ex.photo.image:
             continue
         ind = resolve_merged_id(ex.individual_id, merged)

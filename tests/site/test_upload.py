@@ -5,7 +5,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from submissions.models import Photo, Sighting
-from submissions.services import exif_prefill, photos_for_watcher, submit_sighting
+from submissions.services import exif_prefill, submit_sighting
 from tests.factories import SpeciesFactory, UserFactory, bomb_png, jpeg_bytes, upload
 
 pytestmark = pytest.mark.django_db
@@ -85,9 +85,5 @@ def test_exact_duplicate_is_flagged_not_processed():
     assert dup.duplicate_of_id == first.pk and dup.status == Photo.Status.REJECTED and dup.reject_reason == "duplicate"
 
 
-def test_exif_prefill_and_watcher_photos():
+def test_exif_prefill():
     assert exif_prefill(upload("a.jpg", jpeg_bytes())) == {"observed_at": None, "latitude": None, "longitude": None}
-    watcher = UserFactory()
-    submit([upload("a.jpg", jpeg_bytes(seed=21))], user=watcher)
-    submit([upload("b.jpg", jpeg_bytes(seed=22))])
-    assert [p.original_filename for p in photos_for_watcher(watcher)] == ["a.jpg"]
