@@ -249,8 +249,26 @@ class EfficientNetLite0Encoder(nn.Module):
         n = self.net
         return [nn.ModuleList([n._conv_stem, n._bn0]), *n._blocks, nn.ModuleList([n._conv_head, n._bn1])]
 
+    def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        rate = self.net._global_params.drop_connect_rate
+        return self.net._blocks[i](x, drop_connect_rate=rate * i / len(self.net._blocks) if rate else None)
+
+    def prefix(self, x: torch.Tensor, suffix_blocks: int) -> torch.Tensor:
+        """Input to the last ``suffix_blocks`` MBConv blocks: cache it once, fine-tune the rest cheaply."""
+        n = self.net
+        h = n._swish(n._bn0(n._conv_stem(self.adapt(x))))
+        for i in range(len(n._blocks) - suffix_blocks):
+            h = self._block(i, h)
+        return h
+
+    def suffix(self, h: torch.Tensor, suffix_blocks: int) -> torch.Tensor:
+        n = self.net
+        for i in range(len(n._blocks) - suffix_blocks, len(n._blocks)):
+            h = self._block(i, h)
+        return n._swish(n._bn1(n._conv_head(h))).mean(dim=(-2, -1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(self.adapt(x)).mean(dim=(-2, -1))
+        return self.suffix(self.prefix(x, 0), 0)
 
 
 class Dinov2Encoder(nn.Module):
@@ -271,12 +289,23 @@ class Dinov2Encoder(nn.Module):
         n = self.net
         return [nn.ModuleList([n.patch_embed]), *n.blocks, n.norm]
 
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_features(self.adapt(x))
+    def prefix(self, x: torch.Tensor, suffix_blocks: int) -> torch.Tensor:
+        """Tokens entering the last ``suffix_blocks`` transformer blocks (timm's forward_features, split)."""
+        n = self.net
+        t = n.norm_pre(n.patch_drop(n._pos_embed(n.patch_embed(self.adapt(x)))))
+        for blk in n.blocks[:len(n.blocks) - suffix_blocks]:
+            t = blk(t)
+        return t
+
+    def suffix(self, t: torch.Tensor, suffix_blocks: int) -> torch.Tensor:
+        n = self.net
+        for blk in n.blocks[len(n.blocks) - suffix_blocks:]:
+            t = blk(t)
+        t = n.norm(t)
+        return torch.cat([t[:, 0], t[:, 1:].mean(dim=1)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.tokens(x)
-        return torch.cat([t[:, 0], t[:, 1:].mean(dim=1)], dim=1)
+        return self.suffix(self.prefix(x, 0), 0)
 
 
 def create_encoder(arch: str, pretrained: bool = True) -> nn.Module:

@@ -92,3 +92,15 @@ def test_lifted_dinov2_matches_the_onnx_graph(tmp_path, monkeypatch):
         out = enc.net.forward_features(torch.from_numpy(x)).numpy()
     assert np.abs(out - ref).max() < 1e-3
     assert B.Dinov2Encoder().net.pos_embed.shape == (1, 257, 384)  # second build reads the cache
+
+
+@pytest.mark.parametrize("arch,suffix", [("efficientnet_lite0", 3), ("dinov2_s", 2)])
+def test_prefix_then_suffix_is_the_whole_encoder(arch, suffix, tmp_path, monkeypatch):
+    monkeypatch.setenv("WHALESITE_CACHE", str(tmp_path))
+    enc = B.create_encoder(arch, pretrained=False).eval()
+    x = torch.randn(2, 1, 224, 224)
+    with torch.no_grad():
+        whole = enc(x)
+        split = enc.suffix(enc.prefix(x, suffix), suffix)
+    assert whole.shape == (2, enc.feature_dim)
+    assert torch.allclose(whole, split, atol=1e-5)
