@@ -317,6 +317,25 @@ def create_encoder(arch: str, pretrained: bool = True) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- the FlukeNet twin
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """BatchNorm2d -> FrozenBatchNorm2d where its parameters are frozen: its ImageNet statistics are part of the
+    pretrained weights, and ``ml.train.recalibrate_bn`` (which resets every ``_BatchNorm``) must not
+    wipe them."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.BatchNorm2d) and not child.weight.requires_grad:
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            frozen.to(child.weight.device)
+            setattr(module, name, frozen)
+        else:
+            _freeze_batchnorm(child)
+
+
 class PretrainedFlukeNet(nn.Module):
     """A pretrained encoder + linear embedding + BatchNorm + head: the same interface as
     :class:`ml.models.FlukeNet` (``features``/``embed``/``forward``/``reset_head``), so
@@ -358,6 +377,7 @@ class PretrainedFlukeNet(nn.Module):
         for m in frozen:
             for p in m.parameters():
                 p.requires_grad_(False)
+        _freeze_batchnorm(self.backbone)
         return frozen
 
     def train(self, mode: bool = True):

@@ -60,7 +60,9 @@ def test_efficientnet_lite0_loads_verified_weights_and_frozen_mode_keeps_them():
     loss.backward()
     opt.step()
     assert torch.equal(model.backbone.net._conv_stem.weight, before)  # the encoder is frozen
-    assert not model.backbone.net._bn0.training  # and its ImageNet BatchNorm statistics stay
+    # and its ImageNet BatchNorm statistics stay, even through ml.train's BatchNorm recalibration
+    bn_types = {type(m).__name__ for m in model.backbone.modules()}
+    assert "BatchNorm2d" not in bn_types and "FrozenBatchNorm2d" in bn_types
     emb = model.eval().embed(x)
     assert emb.shape == (4, 16)
     assert torch.allclose(emb.norm(dim=1), torch.ones(4), atol=1e-5)
@@ -104,3 +106,20 @@ def test_prefix_then_suffix_is_the_whole_encoder(arch, suffix, tmp_path, monkeyp
         split = enc.suffix(enc.prefix(x, suffix), suffix)
     assert whole.shape == (2, enc.feature_dim)
     assert torch.allclose(whole, split, atol=1e-5)
+
+
+def test_ml_train_fine_tunes_a_pretrained_backbone_and_the_identifier_loads_it(synth_small, tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from ml.identifier import Identifier
+    from ml.train import TrainConfig, train
+
+    config = TrainConfig(csv=str(synth_small / "train.csv"), images_dir=str(synth_small / "images"),
+                         out_dir=str(tmp_path / "m"), arch="efficientnet_lite0", image_size=64, embedding_dim=16,
+                         epochs=1, batch_size=8, num_workers=0, seed=0, train_localizer=False,
+                         cache_dir=str(synth_small / "cache"), max_steps=3)
+    train(config)
+    ident = Identifier.load(tmp_path / "m")
+    assert ident.model.arch == "efficientnet_lite0"
+    crop = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
+    emb = ident.embed([crop])
+    assert emb.shape == (1, 16) and abs(float(np.linalg.norm(emb)) - 1) < 1e-4
