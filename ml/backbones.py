@@ -380,6 +380,18 @@ class PretrainedFlukeNet(nn.Module):
         _freeze_batchnorm(self.backbone)
         return frozen
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also loads a state dict saved with another ``trainable_blocks`` (``ml.identifier`` builds the
+        model without it): a frozen BatchNorm has no ``num_batches_tracked``, an unfrozen one does."""
+        own = self.state_dict()
+        sd = dict(state_dict)
+        for k, v in own.items():
+            if k.endswith("num_batches_tracked") and k not in sd:
+                sd[k] = v
+        for k in [k for k in sd if k.endswith("num_batches_tracked") and k not in own]:
+            del sd[k]
+        return super().load_state_dict(sd, strict=strict, assign=assign)
+
     def train(self, mode: bool = True):
         super().train(mode)
         for m in self._frozen:

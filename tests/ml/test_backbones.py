@@ -123,3 +123,17 @@ def test_ml_train_fine_tunes_a_pretrained_backbone_and_the_identifier_loads_it(s
     crop = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
     emb = ident.embed([crop])
     assert emb.shape == (1, 16) and abs(float(np.linalg.norm(emb)) - 1) < 1e-4
+
+
+def test_a_frozen_model_reloads_into_the_twin_the_identifier_builds():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    frozen = create_model("efficientnet_lite0", 16, 3, trainable_blocks=0).eval()
+    with torch.no_grad():
+        frozen.embedding.weight.mul_(2.0)  # something the fresh twin does not have
+    twin = create_model("efficientnet_lite0", 16, 3).eval()
+    twin.load_state_dict(frozen.state_dict())
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(twin.embed(x), frozen.embed(x), atol=1e-5)
+    back = create_model("efficientnet_lite0", 16, 3, trainable_blocks=0)
+    back.load_state_dict(twin.state_dict())  # and the other way round
