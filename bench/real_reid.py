@@ -651,6 +651,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lite-suffix-blocks", type=int, default=5)
     ap.add_argument("--dino-suffix-blocks", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--plot-models", default="efficientnet_lite0 frozen,resnet18 from scratch",
+                    help="rows drawn in the reliability plot (comma-separated names)")
     ap.add_argument("--max-individuals", type=int, default=0, help="right whales: only the first N (smoke runs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -721,7 +723,7 @@ def main(argv=None) -> int:
             k_photos = min(n_gallery, args.shortlist * photos_per_ind)
             table.append((name, emb.name, f"fused + RootSIFT top-{args.shortlist}", res_f,
                           ms_emb + 1000 * (sift_s + k_photos * match_s)))
-            if name == "right-whales":
+            if name == "right-whales" and emb.name in args.plot_models.split(","):
                 curves[f"{emb.name} cosine"] = res.calib_points
                 curves[f"{emb.name} fused"] = res_f.calib_points
 
