@@ -225,6 +225,37 @@ def tune_new_threshold(fused_rankings: Sequence[Sequence[tuple[str, float]]], tr
     return choose_new_threshold(fused_rankings, truth, candidates=np.linspace(0.0, 1.0, 201), k=k)
 
 
+def fit_match_calibration(per_query: Sequence[Mapping[str, Mapping[str, float]]], truth: Sequence[str],
+                          fusion: str = "logistic") -> MatchCalibration:
+    """Everything a model folder needs, from validation queries of individuals never trained on.
+
+    ``per_query[i][matcher][label]``: query i's score for each gallery individual (``"cos"``: max
+    cosine over its photos; ``"inl"``: most RANSAC inliers, 0 outside the embedding shortlist, as
+    at query time). One isotonic calibrator per matcher on its own positive + hardest-negative
+    pairs; the logistic fusion on both matchers' hardest negatives; the new-individual threshold
+    on the fused P that maximises MAP@5.
+    """
+    if not per_query:
+        raise ValueError("fit_match_calibration needs validation queries")
+    matchers = list(per_query[0])
+    pairs = {m: hardest_pairs(per_query, truth, rank_by=m) for m in matchers}
+    cals = {m: IsotonicCalibrator.fit(pairs[m].scores[m], pairs[m].same) for m in matchers}
+    cal = MatchCalibration(cals, Fusion("noisy_or"))
+    if len(matchers) > 1 and fusion == "logistic":
+        probs = {m: np.concatenate([cals[m](pairs[r].scores[m]) for r in matchers]) for m in matchers}
+        cal.fusion = Fusion.fit_logistic(probs, np.concatenate([pairs[r].same for r in matchers]))
+    rankings = []
+    for scores in per_query:
+        labels = list(scores[matchers[0]])
+        p = cal.fused({m: [scores[m].get(lab, 0.0) for lab in labels] for m in matchers})
+        rankings.append(sorted(zip(labels, p.tolist()), key=lambda t: -t[1]))
+    cal.new_threshold, map5 = tune_new_threshold(rankings, truth)
+    cal.info = {"queries": len(truth), "new_queries": sum(t == NEW_WHALE for t in truth),
+                "pairs": {m: int(len(pairs[m].same)) for m in matchers}, "map5_at_threshold": map5,
+                "fusion": cal.fusion.method}
+    return cal
+
+
 # --------------------------------------------------------------------------- calibration quality
 @dataclass(frozen=True)
 class Reliability:
@@ -286,5 +317,5 @@ def percent_same(p: float) -> str:
 
 
 __all__ = ["pool_adjacent_violators", "IsotonicCalibrator", "Pairs", "hardest_pairs", "Fusion",
-           "MatchCalibration", "insert_new", "tune_new_threshold", "Reliability", "reliability",
+           "MatchCalibration", "fit_match_calibration", "insert_new", "tune_new_threshold", "Reliability", "reliability",
            "expected_calibration_error", "reliability_plot", "percent_same", "CALIBRATION_FILE"]

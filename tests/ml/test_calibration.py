@@ -85,3 +85,27 @@ def test_ece_is_zero_when_calibrated_and_large_when_overconfident(tmp_path):
     out = C.reliability_plot({"calibrated": (p, y)}, tmp_path / "rel.png")
     assert out.stat().st_size > 1000
     assert C.percent_same(0.923) == "92% same individual"
+
+
+def test_fit_match_calibration_from_validation_queries(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = [f"w{i}" for i in range(12)]
+    per_query, truth = [], []
+    for q in range(120):
+        t = labels[q % 12] if q % 6 else NEW_WHALE
+        cos = {lab: float(rng.uniform(0.2, 0.6)) for lab in labels}
+        inl = {lab: int(rng.integers(0, 6)) for lab in labels}
+        if t != NEW_WHALE:
+            cos[t] = float(rng.uniform(0.45, 0.9))
+            inl[t] = int(rng.integers(4, 40))
+        per_query.append({"cos": cos, "inl": inl})
+        truth.append(t)
+    cal = C.fit_match_calibration(per_query, truth)
+    assert set(cal.calibrators) == {"cos", "inl"} and cal.fusion.method == "logistic"
+    assert cal.fusion.weights["inl"] > 0 and cal.fusion.weights["cos"] > 0
+    assert cal.info["new_queries"] == 20 and cal.info["map5_at_threshold"] > 0.6
+    p_same = cal.fused({"cos": [0.8], "inl": [30]})[0]
+    p_stranger = cal.fused({"cos": [0.55], "inl": [2]})[0]
+    assert p_same > 0.8 > 0.5 > p_stranger
+    cal.save(tmp_path)
+    assert C.MatchCalibration.load(tmp_path).to_dict() == cal.to_dict()
