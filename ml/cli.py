@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--boxes", help="Image,x0,y0,x1,y1 CSV; also trains the localizer")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50"])
+    p.add_argument("--arch", default="resnet50",
+                   choices=["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "dinov2_s"])
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--embedding-dim", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=32)

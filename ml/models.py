@@ -203,11 +203,19 @@ def load_weights_file(model: nn.Module, path: str | Path, *, skip_head: bool = F
 
 def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: int = 2, head: str = "arcface",
                  in_channels: int = 1, init_weights: str | None = None, **kwargs) -> FlukeNet:
-    """Build a FlukeNet (weights=None: trained from scratch).
+    """Build a FlukeNet (weights=None: trained from scratch), or for a pretrained ``arch``
+    (``ml.backbones.BACKBONE_ARCHS``) its twin on installed pretrained weights.
 
     ``init_weights``: path of a local state-dict file loaded with ``strict=False``; the load
     report is kept on ``model.init_report``.
     """
+    from ml.backbones import BACKBONE_ARCHS, PretrainedFlukeNet
+
+    if arch in BACKBONE_ARCHS:
+        kwargs.pop("pooling", None)  # the pretrained encoders pool their own way
+        model = PretrainedFlukeNet(arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head, **kwargs)
+        model.init_report = load_weights_file(model, init_weights) if init_weights else None
+        return model
     model = FlukeNet(arch=arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head,
                      in_channels=in_channels, **kwargs)
     model.init_report = None

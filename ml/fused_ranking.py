@@ -1,0 +1,78 @@
+"""One query's suggestions as the site shows them: embedding shortlist, RootSIFT re-rank, calibrated
+fused probability, and "new individual" decided on that probability.
+
+Why one function: the pipeline worker, the review page and the benchmark must rank the same way.
+The worker stores each gallery photo's :class:`ml.local_features.LocalFeatures` when the photo joins
+the gallery; ``features_of(label)`` hands back those stored features, so nothing is recomputed per query.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ml.calibration import MatchCalibration, percent_same
+from ml.local_features import DEFAULT_SHORTLIST, LocalFeatures, match
+from ml.types import NEW_WHALE
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A ranked candidate: P(same individual) after fusion, the raw evidence behind it, and the
+    gallery photo that matched best (the review page draws the keypoint lines to that photo)."""
+
+    label: str
+    probability: float
+    cosine: float | None
+    inliers: int
+    best_item: str | None
+
+    @property
+    def is_new(self) -> bool:
+        return self.label == NEW_WHALE
+
+    def words(self) -> str:
+        return percent_same(self.probability) if not self.is_new else f"{round(100 * self.probability)}% new individual"
+
+
+def _verify(query: LocalFeatures, photos: Sequence[tuple[str, LocalFeatures]]) -> tuple[int, str | None]:
+    best, item = 0, None
+    for item_id, feats in photos:
+        n = match(query, feats).inliers
+        if n > best:
+            best, item = n, item_id
+    return best, item
+
+
+def suggest(gallery, vector: np.ndarray, calibration: MatchCalibration,
+            query_features: LocalFeatures | None = None,
+            features_of: Callable[[str], Sequence[tuple[str, LocalFeatures]]] | None = None,
+            k: int = 5, shortlist: int = DEFAULT_SHORTLIST) -> list[Suggestion]:
+    """Top ``k`` suggestions (``new_whale`` included where the fused P says so) for one query.
+
+    ``gallery``: an :class:`ml.gallery.GalleryIndex`; ``features_of(label)``: that individual's stored
+    ``(item id, LocalFeatures)``. Without query features (or a calibration without an ``inl``
+    matcher) the ranking is the calibrated cosine alone.
+    """
+    matches = gallery.rank(vector, k=shortlist)
+    if not matches:
+        return [Suggestion(NEW_WHALE, 1.0, None, 0, None)]
+    use_local = query_features is not None and features_of is not None and "inl" in calibration.calibrators
+    cos = np.array([m.score for m in matches], dtype=np.float64)
+    inliers, items = [], []
+    for m in matches:
+        n, item = _verify(query_features, features_of(m.label)) if use_local else (0, None)
+        inliers.append(n)
+        items.append(item if n > 0 else m.best_item)
+    scores = {"cos": cos, "inl": np.asarray(inliers, dtype=np.float64)} if use_local else {"cos": cos}
+    p = calibration.fused(scores) if use_local else calibration.calibrators["cos"](cos)
+    order = np.argsort(-p, kind="mergesort")
+    ranked = [Suggestion(matches[i].label, float(p[i]), float(cos[i]), int(inliers[i]), items[i]) for i in order]
+    best = ranked[0].probability
+    pos = sum(1 for s in ranked if s.probability >= calibration.new_threshold)
+    new = Suggestion(NEW_WHALE, 1.0 - best, None, 0, None)
+    return (ranked[:pos] + [new] + ranked[pos:])[:k]
+
+
+__all__ = ["Suggestion", "suggest"]
