@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ml.io import atomic_path, atomic_write_json
 from ml.types import NEW_WHALE, Box, ImageHashes
 
 
@@ -125,14 +126,10 @@ def read_boxes_csv(path: str | Path) -> dict[str, Box]:
 
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- samples
@@ -230,10 +227,7 @@ def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = 
             s.sha256, s.phash = h.sha256, h.phash
             memo[key] = [h.sha256, h.phash]
         if memo_path:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_name("hashes.json.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
+            atomic_write_json(memo_path, memo)
     return rejected
 
 
@@ -475,9 +469,8 @@ class CropCache:
                 arr = preprocess_file(s.path, s.box, self.size)
             except Exception as exc:
                 raise DatasetError(f"{s.path}: cannot preprocess ({exc})") from None
-            tmp = p.with_name(p.stem + f".{os.getpid()}.tmp.npy")
-            np.save(tmp, arr)
-            os.replace(tmp, p)
+            with atomic_path(p, suffix=".npy") as tmp:
+                np.save(tmp, arr)
             return p
 
         it = _maybe_pool_map(work, unique, num_workers)

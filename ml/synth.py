@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .io import atomic_path
 from .types import Box
 
 DEFAULT_IMAGE_SIZE = (320, 214)  # the Kaggle photos' most common 1050x700, scaled down
@@ -408,9 +409,8 @@ class SynthSummary:
 def _write_photo(task) -> Box:
     images_dir, name, ind_seed, photo_seed, gray, quality, size = task
     pil, box, _ = _render_photo(ind_seed, photo_seed, size, gray, quality)
-    tmp = os.path.join(images_dir, name + ".part")
-    pil.save(tmp, "JPEG", quality=quality)
-    os.replace(tmp, os.path.join(images_dir, name))
+    with atomic_path(os.path.join(images_dir, name)) as tmp:
+        pil.save(tmp, "JPEG", quality=quality)
     return box
 
 
