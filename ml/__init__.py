@@ -24,7 +24,7 @@ _EXPORTS = {
     "create_model": "ml.models", "FlukeNet": "ml.models",
     "DatasetError": "ml.data",
     "TrainConfig": "ml.train", "TrainingCancelled": "ml.train",  # the function: ml.train.train
-    "Identifier": "ml.identifier", "PreparedImage": "ml.identifier", "ModelFolderError": "ml.identifier",
+    "Identifier": "ml.identifier", "PreparedImage": "ml.identifier", "ModelFolderError": "ml.model_folder",
     # search / evaluation
     "GalleryIndex": "ml.gallery",
     "map_at_k": "ml.metrics", "top_k_accuracy": "ml.metrics", "new_whale_precision_recall": "ml.metrics",

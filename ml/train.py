@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,13 +31,12 @@ from ml.data import (CropCache, DatasetError, FlukeDataset, add_flipped_ids, com
                      default_loader_workers, default_num_workers, group_near_duplicates, load_samples,
                      make_loader, split_dataset)
 from ml.device import autocast, pick_device, uses_bf16
+from ml.io import atomic_path, atomic_torch_save, atomic_write_text
+from ml.model_folder import LOCALIZER_FILE, MODEL_FILE, SavedModel, read_model, write_model_folder
 from ml.models import create_model, embed_crops
 from ml.types import NEW_WHALE, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
-
-MODEL_FORMAT = 1
-
 
 class TrainingCancelled(RuntimeError):
     """Raised by ``train`` when ``should_stop()`` returned True."""
@@ -133,20 +130,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_torch_save(obj, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _make_optimizer(model, config: TrainConfig):
     if config.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -163,14 +146,12 @@ def _make_optimizer(model, config: TrainConfig):
 
 def _init_from_model_dir(model, model_dir: str, classes: list[str]) -> dict:
     """Fine-tune: copy backbone + embedding (+ head when the class list is the same)."""
-    path = Path(model_dir) / "model.pt"
-    if not path.is_file():
-        raise DatasetError(f"{model_dir}: no model.pt to initialise from")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    state = blob["state_dict"]
-    same_classes = list(blob.get("classes", [])) == list(classes)
+    if not (Path(model_dir) / MODEL_FILE).is_file():
+        raise DatasetError(f"{model_dir}: no {MODEL_FILE} to initialise from")
+    saved = read_model(model_dir, trusted=True)
+    same_classes = saved.classes == list(classes)
     own = model.state_dict()
-    keep = {k: v for k, v in state.items()
+    keep = {k: v for k, v in saved.state_dict.items()
             if k in own and own[k].shape == v.shape and (same_classes or not k.startswith("head."))}
     result = model.load_state_dict(keep, strict=False)
     return {"loaded": len(keep), "missing": list(result.missing_keys), "head_reinitialised": not same_classes}
@@ -531,14 +512,10 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
                phase="localizer", message="training the fluke localizer")
         metrics["localizer"] = _train_localizer(samples, out, config)
 
-    payload = {
-        "format": MODEL_FORMAT, "config": config.to_dict(), "state_dict": state_dict, "classes": classes,
-        "new_threshold": new_threshold, "version": version, "arch": config.arch, "image_size": config.image_size,
-        "embedding_dim": config.embedding_dim, "head": config.head, "num_classes": len(classes),
-    }
-    atomic_torch_save(payload, out / "model.pt")
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
+    saved = SavedModel(state_dict=state_dict, classes=classes, arch=config.arch, image_size=config.image_size,
+                       embedding_dim=config.embedding_dim, head=config.head, pooling=config.pooling,
+                       new_threshold=new_threshold, version=version, config=config.to_dict())
+    write_model_folder(out, saved, metrics, history)
     _write_report(metrics, history, out, final_val, new_threshold)
     report(epoch=len(history), epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
            loss=history[-1]["loss"] if history and history[-1]["loss"] is not None else 0.0,
@@ -547,7 +524,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
 
 
 def _write_report(metrics: dict, history: list[dict], out: Path, val=None, threshold: float = 0.5) -> None:
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=str))
+    """Plots next to ``metrics.json`` (already written by ``write_model_folder``)."""
     try:
         from ml.evaluate import write_report
         from ml.metrics import apply_new_threshold, confusion_matrix
@@ -573,14 +550,13 @@ def _train_localizer(samples, out: Path, config: TrainConfig) -> dict:
     if config.max_steps is not None:
         kwargs["max_steps"] = config.max_steps
     localizer, loc_metrics = train_localizer([s.path for s in with_boxes], [s.box for s in with_boxes], **kwargs)
-    path = out / "localizer.pt"
+    path = out / LOCALIZER_FILE
     if not loc_metrics.get("shipped"):
         # not better than the default box on its validation photos: ship none, the Identifier then
         # uses the flagged default box (both IoUs stay in metrics.json)
         if path.exists():
             path.unlink()
         return dict(loc_metrics)
-    tmp = out / f"localizer.pt.{os.getpid()}.tmp"
-    localizer.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        localizer.save(tmp)
     return dict(loc_metrics) if isinstance(loc_metrics, dict) else {"result": str(loc_metrics)}
