@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ml.presets import ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, default_lr
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"}
 
 
@@ -93,7 +95,7 @@ def cmd_train(args) -> int:
         _existing_dir(args.init_from, "--init-from model folder")
     if args.init_weights:
         _existing_file(args.init_weights, "--init-weights file")
-    lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 0.005)
+    lr = args.lr if args.lr is not None else default_lr(args.optimizer)
     config = TrainConfig(
         csv=args.csv, images_dir=args.images, out_dir=args.out, boxes_csv=args.boxes, arch=args.arch,
         image_size=args.image_size, embedding_dim=args.embedding_dim, head=args.head, epochs=args.epochs,
@@ -280,15 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="folder of the photos")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--boxes", help="Image,x0,y0,x1,y1 CSV; also trains the localizer")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50"])
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--embedding-dim", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="default 0.005 (adam) or 0.01 (sgd)")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    p.add_argument("--head", default="arcface", choices=["arcface", "softmax"])
-    p.add_argument("--pooling", default=None, choices=["avg", "gem", "grid"], help="default avg")
+    p.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    p.add_argument("--arch", default=DEFAULT.arch, choices=ARCHS)
+    p.add_argument("--image-size", type=int, default=DEFAULT.image_size)
+    p.add_argument("--embedding-dim", type=int, default=DEFAULT.embedding_dim)
+    p.add_argument("--batch-size", type=int, default=DEFAULT.batch_size)
+    p.add_argument("--lr", type=float, default=None,
+                   help="default " + " or ".join(f"{lr} ({name})" for name, lr in LR_BY_OPTIMIZER.items()))
+    p.add_argument("--optimizer", default=DEFAULT.optimizer, choices=OPTIMIZERS)
+    p.add_argument("--head", default=DEFAULT.head, choices=HEADS)
+    p.add_argument("--pooling", default=None, choices=POOLINGS, help=f"default {DEFAULT.pooling}")
     p.add_argument("--rotation", type=float, default=None, help="augmentation, degrees (default 20, seed 000)")
     p.add_argument("--zoom", type=float, default=None, help="augmentation, fraction (default 0.2)")
     p.add_argument("--shift", type=float, default=None, help="augmentation, fraction (default 0.2)")
@@ -305,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--device", default="")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--time-budget", type=float, default=None, help="seconds")
     p.add_argument("--no-localizer", action="store_true")

@@ -14,11 +14,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from ml.presets import ARCHS, HEADS, POOLINGS
+
 log = logging.getLogger(__name__)
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
-HEADS = ("arcface", "softmax")
-POOLINGS = ("avg", "gem", "grid")
 GRID = (2, 2)  # "grid" pooling: average over each cell of a 2x2 grid, concatenated
 
 

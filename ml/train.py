@@ -34,6 +34,7 @@ from ml.device import autocast, pick_device, uses_bf16
 from ml.io import atomic_path, atomic_torch_save, atomic_write_text
 from ml.model_folder import LOCALIZER_FILE, MODEL_FILE, SavedModel, read_model, write_model_folder
 from ml.models import create_model, embed_crops
+from ml.presets import DEFAULT
 from ml.types import NEW_WHALE, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
@@ -48,25 +49,27 @@ class TrainConfig:
     images_dir: str
     out_dir: str
     boxes_csv: str | None = None
-    arch: str = "resnet50"
-    image_size: int = 224
-    embedding_dim: int = 512
-    head: str = "arcface"  # "arcface" | "softmax" (seed 000)
+    arch: str = DEFAULT.arch  # ml.presets.ARCHS
+    image_size: int = DEFAULT.image_size
+    embedding_dim: int = DEFAULT.embedding_dim
+    head: str = DEFAULT.head  # "arcface" | "softmax" (seed 000)
     # s=16, m=0.3 rather than the face-recognition 30 / 0.5: from scratch under seed 000's augmentation
     # the larger pair barely learns (bench/recipe_sweep.py: held-out known MAP@5 0.30 vs 0.66, 22 epochs)
     arcface_s: float = 16.0
     arcface_m: float = 0.3
     margin_warmup_epochs: float = 3.0  # ArcFace margin ramps 0 -> arcface_m over these epochs (per step)
     softmax_weight: float = 0.0  # + this x cross-entropy on the margin-free scaled cosines (ArcFace+softmax combo)
-    pooling: str = "avg"  # "avg" | "gem" (generalised mean, learnable p) | "grid" (2x2 cells, concatenated)
+    # "avg" | "gem" (generalised mean, learnable p) | "grid" (2x2 cells, concatenated)
+    pooling: str = DEFAULT.pooling
     lr_warmup_epochs: float = 1.0  # linear lr warm-up over the first steps (0 = off)
     bn_recalibrate: bool = True  # recompute BatchNorm running stats on the training crops before validating
     new_threshold_min_new: int = 5  # fewer new-whale (or known) validation queries -> DEFAULT_NEW_THRESHOLD
     new_threshold_min_known: int = 5
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 0.005  # seed 000 Adam; use 0.01 with optimizer="sgd" (seed 001)
-    optimizer: str = "adam"  # "adam": lr * lr_decay**epoch; "sgd": momentum .9, wd 1e-4, x0.1 at 80% and 95%
+    epochs: int = DEFAULT.epochs
+    batch_size: int = DEFAULT.batch_size
+    lr: float = DEFAULT.lr  # seed 000 Adam; use ml.presets.default_lr("sgd") with optimizer="sgd" (seed 001)
+    # "adam": lr * lr_decay**epoch; "sgd": momentum .9, wd 1e-4, x0.1 at 80% and 95%
+    optimizer: str = DEFAULT.optimizer
     lr_decay: float = 0.9  # Adam's per-epoch lr factor (seed 000: 0.9)
     momentum: float = 0.9
     weight_decay: float = 1e-4
