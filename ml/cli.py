@@ -136,7 +136,7 @@ def cmd_train(args) -> int:
     finally:
         if bar["bar"] is not None:
             bar["bar"].close()
-    m = result.metrics
+    m = result.metrics.to_dict()
     for key in ("n_train", "n_val", "n_classes", "n_new_individuals", "duplicates_dropped", "best_epoch",
                 "new_threshold", "top1", "top5", "new_precision", "new_recall", "map5_known_only", "chance_map5"):
         if key in m:

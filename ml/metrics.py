@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ml.types import NEW_WHALE
+from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE
 
 
 def _check(truth: Sequence[str], predictions: Sequence[Sequence[str]]) -> None:
@@ -106,9 +106,6 @@ def choose_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], t
     return float(cand[best]), float(mean[best])
 
 
-# Used when validation cannot tune the threshold (too few new or known queries): a cosine
-# similarity of 0.5 (60 degrees) between the query and its best gallery match.
-DEFAULT_NEW_THRESHOLD = 0.5
 MIN_NEW_QUERIES = 5
 MIN_KNOWN_QUERIES = 5
 THRESHOLD_CAP_QUANTILES = (0.05, 0.95)

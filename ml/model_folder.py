@@ -5,7 +5,7 @@ A model folder holds:
 - ``model.pt``: :class:`SavedModel` as a plain dict of tensors, strings and numbers (loadable with
   ``torch.load(..., weights_only=True)``): ``format``, ``config``, ``state_dict``, ``classes``,
   ``new_threshold``, ``version``, ``arch``, ``image_size``, ``embedding_dim``, ``head``, ``num_classes``;
-- ``config.json`` (the ``TrainConfig``), ``metrics.json``, ``history.json``
+- ``config.json`` (the ``TrainConfig``), ``metrics.json`` (``ml.types.TrainMetrics``), ``history.json``
   (one entry per epoch);
 - ``localizer.pt`` (optional; ``ml.localizer.Localizer``), ignored when its metrics say it did not beat
   the default box (``shipped`` False).
@@ -15,12 +15,13 @@ saved config and then on the defaults those folders were trained with, so they s
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ml.io import atomic_torch_save, atomic_write_json
-from ml.metrics import DEFAULT_NEW_THRESHOLD
+from ml.types import DEFAULT_NEW_THRESHOLD, TrainMetrics
 
 MODEL_FORMAT = 1
 MODEL_FILE = "model.pt"
@@ -88,7 +89,7 @@ class SavedModel:
         return model
 
 
-def write_model_folder(out_dir: str | Path, saved: SavedModel, metrics: dict[str, Any],
+def write_model_folder(out_dir: str | Path, saved: SavedModel, metrics: TrainMetrics,
                        history: list[dict[str, Any]]) -> None:
     """Write ``model.pt``, ``config.json``, ``history.json`` and ``metrics.json`` (each atomically)."""
     out = Path(out_dir)
@@ -98,8 +99,8 @@ def write_model_folder(out_dir: str | Path, saved: SavedModel, metrics: dict[str
     write_metrics(out, metrics)
 
 
-def write_metrics(out_dir: str | Path, metrics: dict[str, Any]) -> None:
-    atomic_write_json(Path(out_dir) / METRICS_FILE, metrics, indent=2, sort_keys=True, default=str)
+def write_metrics(out_dir: str | Path, metrics: TrainMetrics) -> None:
+    atomic_write_json(Path(out_dir) / METRICS_FILE, metrics.to_dict(), indent=2, sort_keys=True, default=str)
 
 
 def read_model(model_dir: str | Path, *, trusted: bool = False) -> SavedModel:
@@ -141,3 +142,11 @@ def load_localizer(model_dir: str | Path, device: Any = "cpu"):
 
     localizer = Localizer.load(path, device=device)
     return None if localizer.metrics.get("shipped") is False else localizer
+
+
+def read_metrics(model_dir: str | Path) -> TrainMetrics | None:
+    """``metrics.json`` as :class:`TrainMetrics` (older spellings understood); None when absent or unreadable."""
+    try:
+        return TrainMetrics.from_dict(json.loads((Path(model_dir) / METRICS_FILE).read_text()))
+    except (OSError, ValueError):
+        return None

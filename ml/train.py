@@ -35,7 +35,7 @@ from ml.io import atomic_path, atomic_torch_save, atomic_write_text
 from ml.model_folder import LOCALIZER_FILE, MODEL_FILE, SavedModel, read_model, write_model_folder
 from ml.models import create_model, embed_crops
 from ml.presets import DEFAULT
-from ml.types import NEW_WHALE, TrainProgress, TrainResult
+from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE, TrainMetrics, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: li
               eval_transform, batch_size: int, default_threshold: float | None = None, min_new: int = 5,
               min_known: int = 5, precision: str = "auto") -> _Validation:
     from ml.gallery import GalleryIndex
-    from ml.metrics import DEFAULT_NEW_THRESHOLD, map_at_k, select_new_threshold
+    from ml.metrics import map_at_k, select_new_threshold
 
     if default_threshold is None:
         default_threshold = DEFAULT_NEW_THRESHOLD
@@ -245,7 +245,7 @@ def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: li
     return _Validation(choice.map5, map5_known, choice.threshold, ranked, truth, choice.as_dict())
 
 
-def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
+def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> TrainMetrics:
     from ml.evaluate import evaluate_rankings
     from ml.metrics import apply_new_threshold
 
@@ -259,14 +259,13 @@ def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
     metrics["near_duplicate_groups"] = dup_report.groups
     metrics["chance_map5"] = chance_map5(metrics.get("n_train_ids", 0))
     if val.map5 is None:
-        metrics.update({"map5": None, "top1": None, "top5": None, "new_precision": None, "new_recall": None})
-        return metrics
+        return TrainMetrics.from_dict(metrics)
     preds = [apply_new_threshold(r, val.threshold) for r in val.ranked]
     metrics.update(evaluate_rankings(val.truth, preds))
     metrics["map5_known_only"] = val.map5_known
     metrics["new_threshold"] = val.threshold
     metrics["new_threshold_choice"] = val.threshold_info
-    return metrics
+    return TrainMetrics.from_dict(metrics)
 
 
 def _version(state_dict: dict) -> str:
@@ -355,7 +354,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     history: list[dict] = []
     start_epoch = 0
     global_step = 0
-    best = {"map5": -1.0, "epoch": -1, "state_dict": None, "threshold": 0.5}
+    best = {"map5": -1.0, "epoch": -1, "state_dict": None, "threshold": DEFAULT_NEW_THRESHOLD}
     ckpt_path = out / "checkpoint.pt"
     if config.resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -470,7 +469,7 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
             if best["state_dict"] is None or score > best["map5"]:
                 best = {"map5": score, "epoch": epoch + 1,
                         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                        "threshold": last_val.threshold if last_val.threshold is not None else 0.5}
+                        "threshold": last_val.threshold if last_val.threshold is not None else DEFAULT_NEW_THRESHOLD}
             atomic_torch_save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "global_step": global_step,
@@ -492,8 +491,6 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     final_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size,
                           min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known,
                           precision=config.precision)
-    from ml.metrics import DEFAULT_NEW_THRESHOLD
-
     new_threshold = float(final_val.threshold) if final_val.threshold is not None else DEFAULT_NEW_THRESHOLD
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     version = _version(state_dict)
@@ -513,20 +510,21 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
         check_stop()
         report(epoch=len(history), epochs=config.epochs, step=0, steps_per_epoch=steps_per_epoch, loss=0.0,
                phase="localizer", message="training the fluke localizer")
-        metrics["localizer"] = _train_localizer(samples, out, config)
+        metrics.localizer = _train_localizer(samples, out, config)
 
     saved = SavedModel(state_dict=state_dict, classes=classes, arch=config.arch, image_size=config.image_size,
                        embedding_dim=config.embedding_dim, head=config.head, pooling=config.pooling,
                        new_threshold=new_threshold, version=version, config=config.to_dict())
     write_model_folder(out, saved, metrics, history)
-    _write_report(metrics, history, out, final_val, new_threshold)
+    _write_report(metrics.to_dict(), history, out, final_val, new_threshold)
     report(epoch=len(history), epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
            loss=history[-1]["loss"] if history and history[-1]["loss"] is not None else 0.0,
-           val_map5=metrics.get("map5"), eta_seconds=0.0, phase="done", message="done")
+           val_map5=metrics.map5, eta_seconds=0.0, phase="done", message="done")
     return TrainResult(model_dir=str(out), metrics=metrics, history=history, new_threshold=new_threshold)
 
 
-def _write_report(metrics: dict, history: list[dict], out: Path, val=None, threshold: float = 0.5) -> None:
+def _write_report(metrics: dict, history: list[dict], out: Path, val=None,
+                  threshold: float = DEFAULT_NEW_THRESHOLD) -> None:
     """Plots next to ``metrics.json`` (already written by ``write_model_folder``)."""
     try:
         from ml.evaluate import write_report

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from ml.identifier import Identifier
-from ml.model_folder import MODEL_FORMAT, ModelFolderError, SavedModel, read_model, write_model_folder
+from ml.model_folder import MODEL_FORMAT, ModelFolderError, SavedModel, read_metrics, read_model, write_model_folder
 from ml.models import create_model
+from ml.types import TrainMetrics
 
 SMALL = dict(arch="resnet18", embedding_dim=16, head="softmax")
 
@@ -22,13 +23,14 @@ def _saved(**overrides) -> SavedModel:
 
 def test_round_trip_through_the_folder(tmp_path):
     saved = _saved()
-    write_model_folder(tmp_path, saved, {"map5": 0.5}, [{"epoch": 0}])
+    write_model_folder(tmp_path, saved, TrainMetrics(map5=0.5, n=4), [{"epoch": 0}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "history.json", "metrics.json", "model.pt"]
     blob = torch.load(tmp_path / "model.pt", weights_only=True)
     assert blob["format"] == MODEL_FORMAT and blob["num_classes"] == 3 and blob["head"] == "softmax"
     back = read_model(tmp_path)
     assert (back.arch, back.image_size, back.embedding_dim, back.pooling) == ("resnet18", 64, 16, "gem")
     assert back.classes == ["a", "b", "c"] and back.new_threshold == 0.42 and back.version == "v1"
+    assert read_metrics(tmp_path).map5 == 0.5 and read_metrics(tmp_path).n == 4
     ident = Identifier.load(tmp_path, device="cpu")
     assert ident.image_size == 64 and ident.embedding_dim == 16 and ident.new_threshold == 0.42
     assert ident.localizer is None and ident.config["pooling"] == "gem"
