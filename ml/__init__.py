@@ -28,7 +28,7 @@ _EXPORTS = {
     # search / evaluation
     "GalleryIndex": "ml.gallery",
     "map_at_k": "ml.metrics", "top_k_accuracy": "ml.metrics", "new_whale_precision_recall": "ml.metrics",
-    "choose_new_threshold": "ml.metrics",
+    "select_new_threshold": "ml.metrics", "NewThresholdChoice": "ml.metrics", "DEFAULT_NEW_THRESHOLD": "ml.types",
     "write_report": "ml.evaluate",
     "Localizer": "ml.localizer", "train_localizer": "ml.localizer", "default_localization": "ml.localizer",
     "iou": "ml.localizer",

@@ -8,8 +8,10 @@ Pipeline (seeds 000/001):
 3. ``split_dataset``: split by individual AND by near-duplicate group, *before* any augmentation,
    so no group (and no augmented copy) is on both sides.
 4. ``CropCache`` preprocesses each image once (load -> box -> crop to ``size``) into
-   ``<out_dir>/cache/*.npy`` keyed by file sha256 + size + box; ``FlukeDataset`` applies the
-   training transform on top; ``make_train_loader`` oversamples rare ids by repetition.
+   ``<out_dir>/cache/*.npy`` keyed by file sha256 + size + box; ``FlukeDataset`` serves those crops
+   (raw, or through an optional per-item ``transform``); ``make_loader`` batches them and, for training,
+   oversamples rare ids by repetition. ``ml.train`` gives no per-item transform: it augments whole
+   batches on the device (``ml.preprocess.TrainTransform.apply_batch``), which is faster than per item.
 """
 from __future__ import annotations
 
@@ -503,7 +505,8 @@ except ImportError:  # pragma: no cover - torch is a hard dependency of training
 
 
 class FlukeDataset(Dataset):
-    """Cached crops + labels; ``transform`` maps the float32 crop to a (1, S, S) tensor."""
+    """Cached crops + labels. ``transform`` (optional) maps the float32 crop to a (1, S, S) tensor; without
+    one, items are the raw crops (``ml.train`` augments whole batches itself, see the module doc)."""
 
     def __init__(self, samples: Sequence[Sample], class_index: dict[str, int] | None, cache: CropCache,
                  transform: Callable | None = None, num_workers: int = 1, progress: bool = False):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,13 +163,3 @@ class Identifier:
             raise ValueError("boxes must have one entry per path")
         crops = [self.prepare(p, b).crop for p, b in zip(paths, boxes)]
         return self.embed(crops)
-
-    def describe(self) -> dict:
-        metrics = {}
-        if self.model_dir and (Path(self.model_dir) / "metrics.json").is_file():
-            try:
-                metrics = json.loads((Path(self.model_dir) / "metrics.json").read_text())
-            except ValueError:
-                metrics = {}
-        return {"version": self.version, "image_size": self.image_size, "classes": len(self.classes),
-                "new_threshold": self.new_threshold, "localizer": self.localizer is not None, "metrics": metrics}

@@ -39,7 +39,7 @@ _CX = CANVAS_W / 2
 _HALF_SPAN = 215.0
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "SynthSummary", "Individual", "render_individual", "render_photo",
-           "generate_dataset", "preview_grid"]
+           "generate_dataset"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -501,21 +501,3 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
             w.writerow([name, f"{b.x0:.1f}", f"{b.y0:.1f}", f"{b.x1:.1f}", f"{b.y1:.1f}"])
     return SynthSummary(out_dir=str(out), n_images=len(rows), n_individuals=int(individuals), csv_path=str(csv_path),
                         boxes_path=str(boxes_path), images_dir=str(images_dir), n_new_whale=int(is_new.sum()))
-
-
-def preview_grid(path, individuals: int = 3, photos: int = 2, seed: int = 0, size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
-                 draw_boxes: bool = True) -> str:
-    """A grid (one row per individual) of rendered photos with their true boxes, for a quick look."""
-    W, H = size
-    grid = Image.new("RGB", (W * photos, H * individuals), "white")
-    draw = ImageDraw.Draw(grid)
-    rng = np.random.default_rng(seed)
-    for i in range(individuals):
-        ind_seed = int(rng.integers(0, 16**7))
-        for j in range(photos):
-            img, box = render_photo(ind_seed, int(rng.integers(0, 2**31)), size=size)
-            grid.paste(img.convert("RGB"), (j * W, i * H))
-            if draw_boxes:
-                draw.rectangle([j * W + box.x0, i * H + box.y0, j * W + box.x1 - 1, i * H + box.y1 - 1], outline=(255, 0, 0))
-    grid.save(path)
-    return str(path)

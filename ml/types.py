@@ -29,24 +29,6 @@ class Box:
     def height(self) -> float:
         return self.y1 - self.y0
 
-    def to_normalized(self, image_width: int, image_height: int) -> tuple[float, float, float, float]:
-        """(cx, cy, w, h) in 0..1, the localizer's regression target (seed 003)."""
-        return (
-            (self.x0 + self.x1) / 2 / image_width,
-            (self.y0 + self.y1) / 2 / image_height,
-            self.width / image_width,
-            self.height / image_height,
-        )
-
-    @classmethod
-    def from_normalized(cls, cx: float, cy: float, w: float, h: float, image_width: int, image_height: int) -> "Box":
-        return cls(
-            (cx - w / 2) * image_width,
-            (cy - h / 2) * image_height,
-            (cx + w / 2) * image_width,
-            (cy + h / 2) * image_height,
-        )
-
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
