@@ -208,7 +208,8 @@ def cmd_predict(args) -> int:
     threshold = identifier.new_threshold if args.new_threshold is None else args.new_threshold
     excludes = [{str(p.resolve())} for p in q_ok]  # a query never matches its own file
     ranked = index.rank_batch(q_vec, k=5, new_threshold=threshold, exclude_items=excludes) if len(q_ok) else []
-    predictions = {p.name: [m.label for m in ms] for p, ms in zip(q_ok, ranked)}
+    predictions: dict[str, Sequence[str]] = {p.name: [m.label for m in ms]
+                                             for p, ms in zip(q_ok, ranked)}
     for p, _ in q_bad:
         predictions[p.name] = [NEW_WHALE]
     write_submission(predictions, args.out)

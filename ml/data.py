@@ -26,7 +26,8 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from collections.abc import Sized
+from typing import Callable, Iterable, Sequence, cast
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class DatasetError(ValueError):
 
 # --------------------------------------------------------------------------- CSV reading
 
-def _open_csv(path: str | Path, what: str):
+def _open_csv(path: str | Path, what: str) -> tuple[Path, list[str]]:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: {what} file not found")
@@ -483,7 +484,7 @@ class CropCache:
             pass
         return paths
 
-    def load_all(self, paths: Sequence[Path]) -> np.ndarray | None:
+    def load_all(self, paths: Sequence[str | Path]) -> np.ndarray | None:
         """Stack into one (N, size, size) float32 array when it fits the memory budget."""
         nbytes = len(paths) * self.size * self.size * 4
         if nbytes > self.keep_in_memory_bytes:
@@ -500,8 +501,8 @@ try:
     import torch
     from torch.utils.data import DataLoader, Dataset, Sampler
 except ImportError:  # pragma: no cover - torch is a hard dependency of training
-    torch = None
-    Dataset = Sampler = object
+    torch = None  # type: ignore[assignment]
+    Dataset = Sampler = object  # type: ignore[misc,assignment]
 
 
 class FlukeDataset(Dataset):
@@ -637,11 +638,12 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
         # forking a process that runs other threads (a web server, a test's live server) can copy a lock
         # held by one of them into the worker, which then waits on it forever: start workers cleanly
         context = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    n = len(cast(Sized, dataset))
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
-        drop_last=drop_last and len(dataset) > batch_size,
+        sampler=EpochShuffle(n, seed) if shuffle else None,
+        drop_last=drop_last and n > batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),

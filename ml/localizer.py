@@ -43,7 +43,7 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, float, 
     w, h = gray.size
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(gray.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    small = np.asarray(gray.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
     mean = float(small.mean())
     canvas = np.full((size, size), mean, dtype=np.float32)
     ox, oy = (size - nw) // 2, (size - nh) // 2
@@ -165,7 +165,8 @@ def _fused_for_inference(net: LocalizerNet) -> LocalizerNet:
     while i < len(layers):
         block = layers[i:i + 4]
         if [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]:
-            fused += [fuse_conv_bn_eval(block[0], block[1]), block[3], nn.ReLU(inplace=True)]
+            conv, bn = cast(nn.Conv2d, block[0]), cast(nn.BatchNorm2d, block[1])
+            fused += [fuse_conv_bn_eval(conv, bn), block[3], nn.ReLU(inplace=True)]
             i += 4
         else:
             fused.append(layers[i])
@@ -196,8 +197,8 @@ class Localizer:
         tensors = cached[1] if cached else tuple(itertools.chain(self.net.parameters(), self.net.buffers()))
         stamp = tuple(t._version for t in tensors)
         if cached is None or cached[2] != stamp:
-            self._fast = (self.net, tensors, stamp, _fused_for_inference(self.net))
-        return self._fast[3]
+            cached = self._fast = (self.net, tensors, stamp, _fused_for_inference(self.net))
+        return cached[3]
 
     @torch.inference_mode()
     def _forward(self, canvases: np.ndarray, batch_size: int = 64):
@@ -206,7 +207,9 @@ class Localizer:
         for i in range(0, len(canvases), batch_size):
             x = torch.from_numpy(canvases[i:i + batch_size]).unsqueeze(1).to(self.device)
             b, u, c = net(x)
-            boxes.append(b.float().cpu()), ups.append(torch.sigmoid(u).float().cpu()), confs.append(c.float().cpu())
+            boxes.append(b.float().cpu())
+            ups.append(torch.sigmoid(u).float().cpu())
+            confs.append(c.float().cpu())
         return torch.cat(boxes).numpy(), torch.cat(ups).numpy(), torch.cat(confs).numpy()
 
     def predict_raw(self, images: Sequence) -> list[Localization]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from collections.abc import Sized
 from typing import Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE
 
 
-def _check(truth: Sequence[str], predictions: Sequence[Sequence[str]]) -> None:
+def _check(truth: Sequence[str], predictions: Sized) -> None:
     if len(truth) != len(predictions):
         raise ValueError(f"{len(truth)} truth labels but {len(predictions)} predictions")
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -94,6 +96,8 @@ class SoftmaxHead(nn.Module):
 
 
 class FlukeNet(nn.Module):
+    init_report: dict[str, Any] | None  # create_model: what init_weights loaded
+
     def __init__(self, arch: str = "resnet50", embedding_dim: int = 512, num_classes: int = 2,
                  head: str = "arcface", in_channels: int = 1, arcface_s: float = 30.0,
                  arcface_m: float = 0.5, easy_margin: bool = False, pooling: str = "avg"):
@@ -149,7 +153,7 @@ class FlukeNet(nn.Module):
         """New head for a different class list (fine-tuning on other individuals)."""
         device = self.embedding.weight.device
         if self.head_type == "arcface":
-            old = self.head
+            old = cast(ArcMarginHead, self.head)
             self.head = ArcMarginHead(self.embedding_dim, num_classes, s=old.s, m=old.m, easy_margin=old.easy_margin)
         else:
             self.head = SoftmaxHead(self.embedding_dim, num_classes)
@@ -216,10 +220,8 @@ def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: 
 
 
 def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=None,
-                precision: str = "auto") -> "np.ndarray":
+                precision: str = "auto") -> np.ndarray:
     """Embed float32 (S, S) crops (or (1, S, S) tensors) -> (N, D) float32 L2-normalised numpy."""
-    import numpy as np
-
     from ml.device import autocast
 
     was_training = model.training

@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -469,7 +470,7 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
         # never plain fork: a caller with threads (torch, a test live server) can deadlock the child
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         pool = ctx.Pool(workers)
-        results = pool.imap(_write_photo, tasks, chunksize=16)
+        results: Iterable[Box] = pool.imap(_write_photo, tasks, chunksize=16)
     else:
         results = map(_write_photo, tasks)
     if progress:

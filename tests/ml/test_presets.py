@@ -31,9 +31,9 @@ def test_train_config_and_cli_read_the_default_recipe():
     for key, value in DEFAULT.train_kwargs().items():
         assert fields[key] == value, key
     args = build_parser().parse_args(["train", "--csv", "c", "--images", "i", "--out", "o"])
-    assert (args.arch, args.image_size, args.epochs, args.batch_size, args.embedding_dim, args.head, args.optimizer) == (
-        DEFAULT.arch, DEFAULT.image_size, DEFAULT.epochs, DEFAULT.batch_size, DEFAULT.embedding_dim, DEFAULT.head,
-        DEFAULT.optimizer)
+    parsed = (args.arch, args.image_size, args.epochs, args.batch_size, args.embedding_dim, args.head, args.optimizer)
+    assert parsed == (DEFAULT.arch, DEFAULT.image_size, DEFAULT.epochs, DEFAULT.batch_size, DEFAULT.embedding_dim,
+                      DEFAULT.head, DEFAULT.optimizer)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--csv", "c", "--images", "i", "--out", "o", "--arch", "vgg16"])
 
