@@ -362,14 +362,7 @@ def split_dataset(samples: list[Sample], val_fraction: float = 0.2, new_individu
         else:
             by_label[s.label][s.group].append(s)
     labels = sorted(by_label)
-    multi = [lab for lab in labels if len(by_label[lab]) >= 2]
-    n_new = int(round(len(multi) * new_individual_fraction)) if new_individual_fraction > 0 else 0
-    if new_individual_fraction > 0 and n_new == 0 and len(multi) >= 4:
-        n_new = 1
-    n_new = min(n_new, max(0, len(multi) - 2))  # keep at least two known ids to validate
-    shuffled = multi[:]
-    rng.shuffle(shuffled)
-    new_ids = sorted(shuffled[:n_new])
+    new_ids = _held_out_individuals(rng, [lab for lab in labels if len(by_label[lab]) >= 2], new_individual_fraction)
     new_set = set(new_ids)
     train, val, truth = [], [], []
     for lab in labels:
@@ -395,10 +388,28 @@ def split_dataset(samples: list[Sample], val_fraction: float = 0.2, new_individu
     for s in new_whales:
         val.append(s)
         truth.append(NEW_WHALE)
-    stats = {
+    stats = _split_stats(samples, by_label, new_whales, new_ids, train, truth)
+    return Split(train=train, val=val, val_truth=truth, new_individuals=new_ids, stats=stats)
+
+
+def _held_out_individuals(rng: random.Random, multi: list[str], new_individual_fraction: float) -> list[str]:
+    """The individuals (of those with 2+ groups) held out whole as "new" (at least two known ones stay)."""
+    n_new = int(round(len(multi) * new_individual_fraction)) if new_individual_fraction > 0 else 0
+    if new_individual_fraction > 0 and n_new == 0 and len(multi) >= 4:
+        n_new = 1
+    n_new = min(n_new, max(0, len(multi) - 2))  # keep at least two known ids to validate
+    shuffled = multi[:]
+    rng.shuffle(shuffled)
+    return sorted(shuffled[:n_new])
+
+
+def _split_stats(samples: list[Sample], by_label: dict, new_whales: list[Sample], new_ids: list[str],
+                 train: list[Sample], truth: list[str]) -> dict[str, int]:
+    labels = sorted(by_label)
+    return {
         "n_images": len(samples),
         "n_train": len(train),
-        "n_val": len(val),
+        "n_val": len(truth),  # one truth per validation photo
         "n_ids": len(labels),
         "n_train_ids": len({s.label for s in train}),
         "n_val_known": sum(1 for t in truth if t != NEW_WHALE),
@@ -407,7 +418,6 @@ def split_dataset(samples: list[Sample], val_fraction: float = 0.2, new_individu
         "n_new_whale_photos": len(new_whales),
         "n_single_group_ids": sum(1 for lab in labels if len(by_label[lab]) < 2),
     }
-    return Split(train=train, val=val, val_truth=truth, new_individuals=new_ids, stats=stats)
 
 
 # --------------------------------------------------------------------------- crop cache
