@@ -184,7 +184,7 @@ def main(argv=None):
             ranked = knn_rankings(ident, ident.embed(crops_g), [labels_of[i] for i in gallery_imgs],
                                   ident.embed(crops_q))
             m, t, m_plain = with_threshold(ranked, truth)
-            line = (f"  {name:8s} ({res.metrics.get('steps')} steps, {res.metrics.get('epochs_run')} epochs): "
+            line = (f"  {name:8s} ({res.metrics.steps} steps, {res.metrics.epochs_run} epochs): "
                     f"kNN MAP@5 {m:.3f} (new_whale at {t:.2f}; without new_whale {m_plain:.3f})")
             if name == "seed000":
                 cr = classifier_rankings(ident, crops_q)

@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ml.presets import ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, default_lr
 
@@ -84,9 +84,7 @@ def cmd_synth(args) -> int:
 
 # --------------------------------------------------------------------------- train
 
-def cmd_train(args) -> int:
-    from ml.train import TrainConfig, TrainingCancelled, train
-
+def _check_train_inputs(args) -> None:
     _existing_file(args.csv, "labels CSV")
     _existing_dir(args.images, "images folder")
     if args.boxes:
@@ -95,8 +93,14 @@ def cmd_train(args) -> int:
         _existing_dir(args.init_from, "--init-from model folder")
     if args.init_weights:
         _existing_file(args.init_weights, "--init-weights file")
+
+
+def _train_config(args):
+    """The ``TrainConfig`` of ``python -m ml train``; options left out keep ``TrainConfig``'s defaults."""
+    from ml.train import TrainConfig
+
     lr = args.lr if args.lr is not None else default_lr(args.optimizer)
-    config = TrainConfig(
+    return TrainConfig(
         csv=args.csv, images_dir=args.images, out_dir=args.out, boxes_csv=args.boxes, arch=args.arch,
         image_size=args.image_size, embedding_dim=args.embedding_dim, head=args.head, epochs=args.epochs,
         batch_size=args.batch_size, lr=lr, optimizer=args.optimizer, seed=args.seed, max_steps=args.max_steps,
@@ -109,36 +113,54 @@ def cmd_train(args) -> int:
                                          ("shift", args.shift), ("aug_warmup_epochs", args.aug_warmup))
            if value is not None},
     )
-    bar = {"bar": None, "epoch": None}
 
-    def progress(p):
+
+class _EpochBars:
+    """``train``'s progress on the terminal: one tqdm bar per epoch, a line per validation."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None  # tqdm
+        self.epoch: int | None = None
+
+    def __call__(self, p) -> None:
         if p.phase == "train":
-            if bar["epoch"] != p.epoch:
-                if bar["bar"] is not None:
-                    bar["bar"].close()
-                bar["bar"] = _tqdm(total=p.steps_per_epoch, desc=f"epoch {p.epoch}/{p.epochs}", unit="step")
-                bar["epoch"] = p.epoch
-            bar["bar"].update(1)
-            bar["bar"].set_postfix(loss=f"{p.loss:.3f}")
+            if self.epoch != p.epoch:
+                self.close()
+                self.bar = _tqdm(total=p.steps_per_epoch, desc=f"epoch {p.epoch}/{p.epochs}", unit="step")
+                self.epoch = p.epoch
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{p.loss:.3f}")
         elif p.phase == "validate" and p.val_map5 is not None:
-            if bar["bar"] is not None:
-                bar["bar"].close()
-                bar["bar"] = None
+            self.close()
             print(f"epoch {p.epoch}: loss {p.loss:.4f}  val MAP@5 {p.val_map5:.4f}", file=sys.stderr)
         elif p.phase == "localizer":
             print("training the localizer", file=sys.stderr)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+SUMMARY_KEYS = ("n_train", "n_val", "n_classes", "n_new_individuals", "duplicates_dropped", "best_epoch",
+                "new_threshold", "top1", "top5", "new_precision", "new_recall", "map5_known_only", "chance_map5")
+
+
+def cmd_train(args) -> int:
+    from ml.train import TrainingCancelled, train
+
+    _check_train_inputs(args)
+    config = _train_config(args)
+    bars = _EpochBars()
     try:
-        result = train(config, progress=progress)
+        result = train(config, progress=bars)
     except TrainingCancelled:
         print("error: training cancelled", file=sys.stderr)
         return 130
     finally:
-        if bar["bar"] is not None:
-            bar["bar"].close()
+        bars.close()
     m = result.metrics.to_dict()
-    for key in ("n_train", "n_val", "n_classes", "n_new_individuals", "duplicates_dropped", "best_epoch",
-                "new_threshold", "top1", "top5", "new_precision", "new_recall", "map5_known_only", "chance_map5"):
+    for key in SUMMARY_KEYS:
         if key in m:
             print(f"{key} {m[key]}")
     print(f"model {result.model_dir}")
@@ -270,7 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml", description="Humpback fluke identification tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_train, _add_predict, _add_evaluate, _add_localize):
+        add(sub)
+    return parser
 
+
+def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="generate a synthetic fluke data set")
     p.add_argument("--out", required=True)
     p.add_argument("--individuals", type=int, default=20)
@@ -278,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train an identifier and write a model folder")
     p.add_argument("--csv", required=True, help="Kaggle train.csv (Image,Id)")
     p.add_argument("--images", required=True, help="folder of the photos")
@@ -316,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--localizer-epochs", type=int, default=None)
     p.set_defaults(func=cmd_train)
 
+
+def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="write a Kaggle submission for a folder of photos")
     p.add_argument("--model", required=True)
     p.add_argument("--gallery-csv", required=True)
@@ -328,18 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a submission; the last line is MAP@5")
     p.add_argument("--truth", required=True)
     p.add_argument("--submission", required=True)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_localize(sub) -> None:
     p = sub.add_parser("localize", help="predict fluke boxes for a folder of photos")
     p.add_argument("--model", required=True)
     p.add_argument("--images", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="")
     p.set_defaults(func=cmd_localize)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
