@@ -13,7 +13,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # types
     "Box": "ml.types", "Localization": "ml.types", "ImageHashes": "ml.types", "Match": "ml.types",
-    "TrainProgress": "ml.types", "TrainResult": "ml.types", "NEW_WHALE": "ml.types",
+    "TrainProgress": "ml.types", "TrainResult": "ml.types", "NEW_WHALE": "ml.types", "TrainMetrics": "ml.types",
+    # files, presets, the model folder
+    "atomic_write_bytes": "ml.io", "atomic_write_text": "ml.io", "atomic_write_json": "ml.io",
+    "atomic_torch_save": "ml.io", "Recipe": "ml.presets",
+    "SavedModel": "ml.model_folder", "read_model": "ml.model_folder", "load_model": "ml.model_folder",
+    "write_model_folder": "ml.model_folder", "read_metrics": "ml.model_folder",
     # images / preprocessing
     "load_image": "ml.images", "compute_hashes": "ml.images", "phash": "ml.images", "hamming": "ml.images",
     "NEAR_DUPLICATE_BITS": "ml.images", "read_exif": "ml.images",
