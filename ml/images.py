@@ -157,15 +157,35 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
     im = _open(data)
     _check_size(im.width, im.height, min_side, max_pixels)  # from the header, nothing decoded yet
     full_width, full_height = im.size
-    scale = 1
-    if gray and im.format in ("JPEG", "MPO") and im.mode in ("RGB", "YCbCr", "L"):
-        scale = dct_scale(full_width, full_height, short_side)
-        try:
-            # luma only, at 1/scale: -(-n // scale) is the size libjpeg gives, so it picks exactly that scale
-            im.draft("L", (-(-full_width // scale), -(-full_height // scale)))
-            scale = round(full_width / im.size[0])
-        except Exception:  # a decoder that cannot: decode normally, convert below
-            scale = 1
+    scale = _draft_luma(im, short_side) if gray else 1
+    _decode(im, data)
+    im, (full_width, full_height) = _oriented(im, (full_width, full_height))
+    out = to_rgb_or_l(im)
+    if gray and out.mode != "L":
+        out = out.convert("L")
+    out.info.pop("exif", None)
+    out.info["scale"] = scale
+    out.info["original_size"] = (full_width, full_height)
+    return out
+
+
+def _draft_luma(im: Image.Image, short_side: int | None) -> int:
+    """Ask a JPEG's decoder for the luma plane only, at 1/scale while the short side stays at least
+    ``short_side``; the scale it will decode at (1 for other formats, or a decoder that cannot)."""
+    if im.format not in ("JPEG", "MPO") or im.mode not in ("RGB", "YCbCr", "L"):
+        return 1
+    full_width, full_height = im.size
+    scale = dct_scale(full_width, full_height, short_side)
+    try:
+        # luma only, at 1/scale: -(-n // scale) is the size libjpeg gives, so it picks exactly that scale
+        im.draft("L", (-(-full_width // scale), -(-full_height // scale)))
+        return round(full_width / im.size[0])
+    except Exception:  # a decoder that cannot: decode normally, convert below
+        return 1
+
+
+def _decode(im: Image.Image, data: bytes) -> None:
+    """Decode every pixel now (first frame), turning decoder failures into ``ImageRejected``."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone relaxed it globally: still refuse cut-short files
         raise_truncated = True
     else:
@@ -187,6 +207,11 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
             raise
         except Exception as exc:  # OSError (truncated), SyntaxError, struct.error, EOFError, ...
             raise CorruptImage(detail=f"{type(exc).__name__}: {exc}") from exc
+
+
+def _oriented(im: Image.Image, full_size: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """``im`` turned upright by its EXIF orientation, and the photo's own size turned with it."""
+    full_width, full_height = full_size
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data" from garbage segments
@@ -198,13 +223,7 @@ def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MA
                     im = oriented
     except Exception:  # garbage orientation tag: keep the pixels as stored
         pass
-    out = to_rgb_or_l(im)
-    if gray and out.mode != "L":
-        out = out.convert("L")
-    out.info.pop("exif", None)
-    out.info["scale"] = scale
-    out.info["original_size"] = (full_width, full_height)
-    return out
+    return im, (full_width, full_height)
 
 
 # --------------------------------------------------------------------------- modes

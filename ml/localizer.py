@@ -42,8 +42,9 @@ import functools
 import itertools
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -108,7 +109,7 @@ def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, float, 
     w, h = gray.size
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(gray.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    small = np.asarray(gray.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
     mean = float(small.mean())
     canvas = np.full((size, size), mean, dtype=np.float32)
     ox, oy = (size - nw) // 2, (size - nh) // 2
@@ -165,7 +166,8 @@ def _fused_for_inference(net: LocalizerNet) -> LocalizerNet:
     while i < len(layers):
         block = layers[i:i + 4]
         if [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]:
-            fused += [fuse_conv_bn_eval(block[0], block[1]), block[3], nn.ReLU(inplace=True)]
+            conv, bn = cast(nn.Conv2d, block[0]), cast(nn.BatchNorm2d, block[1])
+            fused += [fuse_conv_bn_eval(conv, bn), block[3], nn.ReLU(inplace=True)]
             i += 4
         else:
             fused.append(layers[i])
@@ -196,8 +198,8 @@ class Localizer:
         tensors = cached[1] if cached else tuple(itertools.chain(self.net.parameters(), self.net.buffers()))
         stamp = tuple(t._version for t in tensors)
         if cached is None or cached[2] != stamp:
-            self._fast = (self.net, tensors, stamp, _fused_for_inference(self.net))
-        return self._fast[3]
+            cached = self._fast = (self.net, tensors, stamp, _fused_for_inference(self.net))
+        return cached[3]
 
     @torch.inference_mode()
     def _forward(self, canvases: np.ndarray, batch_size: int = 64):
@@ -206,7 +208,9 @@ class Localizer:
         for i in range(0, len(canvases), batch_size):
             x = torch.from_numpy(canvases[i:i + batch_size]).unsqueeze(1).to(self.device)
             b, u, c = net(x)
-            boxes.append(b.float().cpu()), ups.append(torch.sigmoid(u).float().cpu()), confs.append(c.float().cpu())
+            boxes.append(b.float().cpu())
+            ups.append(torch.sigmoid(u).float().cpu())
+            confs.append(c.float().cpu())
         return torch.cat(boxes).numpy(), torch.cat(ups).numpy(), torch.cat(confs).numpy()
 
     def predict_raw(self, images: Sequence) -> list[Localization]:
@@ -321,6 +325,103 @@ def _shift_scale(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator, max_shi
     return x, t
 
 
+def _canvases_and_targets(pil: list, boxes: Sequence[Box], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Letterboxed (N, 1, S, S) canvases and their (N, 4) cx/cy/w/h box targets."""
+    lb = [letterbox(im, image_size) for im in pil]
+    x_all = torch.from_numpy(np.stack([c for c, *_ in lb])).unsqueeze(1)
+    t_all = torch.from_numpy(np.stack([_targets(b, s, ox, oy, image_size) for b, (_, s, ox, oy) in zip(boxes, lb)]))
+    return x_all, t_all
+
+
+def _localizer_loss(net: nn.Module, x: torch.Tensor, t: torch.Tensor, up: torch.Tensor, giou: bool) -> torch.Tensor:
+    """Box regression (smooth-L1 x4 + 1 - (G)IoU), upside-down logit, and the confidence as predicted IoU."""
+    pb, pu, pc = net(x)
+    ious = _iou_cxcywh(pb, t)
+    overlap = _iou_cxcywh(pb, t, generalized=True) if giou else ious
+    return (F.smooth_l1_loss(pb, t, beta=0.05) * 4 + (1 - overlap).mean()
+            + F.binary_cross_entropy_with_logits(pu, up) + 0.5 * F.mse_loss(pc, ious.detach()))
+
+
+@dataclass
+class _LocalizerFit:
+    """The epoch loop of ``train_localizer`` (one-cycle lr, stepped per batch)."""
+
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    gen: torch.Generator
+    device: torch.device
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    batch_size: int
+    shift_scale: bool
+    giou: bool
+    progress: Callable[[TrainProgress], None] | None
+    step: int = 0
+
+    def run(self, x_train: torch.Tensor, t_train: torch.Tensor) -> tuple[list[dict], int]:
+        history = []
+        for epoch in range(self.epochs):
+            if self.step >= self.total_steps:
+                break
+            losses = self._epoch(epoch, x_train, t_train)
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")})
+        return history, self.step
+
+    def _epoch(self, epoch: int, x_train: torch.Tensor, t_train: torch.Tensor) -> list[float]:
+        self.net.train()
+        perm = torch.randperm(len(x_train), generator=self.gen)
+        losses: list[float] = []
+        for i in range(self.steps_per_epoch):
+            if self.step >= self.total_steps:
+                break
+            idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
+            if len(idx) < 2:  # BatchNorm needs 2+
+                continue
+            x, t, up = _augment(x_train[idx], t_train[idx], self.gen, shift_scale=self.shift_scale)
+            loss = _localizer_loss(self.net, x.to(self.device), t.to(self.device), up.to(self.device), self.giou)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            self.step += 1
+            losses.append(float(loss.detach()))
+            if self.progress:
+                self.progress(TrainProgress(epoch=epoch + 1, epochs=self.epochs, step=i + 1,
+                                            steps_per_epoch=self.steps_per_epoch, loss=losses[-1], phase="localizer"))
+        return losses
+
+
+def _ship_if_better(localizer: "Localizer", metrics: dict, n_val: int) -> None:
+    """The guard: a localizer not better than the default box on its validation photos predicts the
+    flagged default box (``shipped`` False); without validation photos the caller decides (None)."""
+    if n_val > 0:
+        metrics["shipped"] = bool(metrics["val_iou_mean"] > metrics["iou_default_mean"])
+        if not metrics["shipped"]:
+            localizer.conf_threshold = float("inf")  # predict() -> the flagged default box, always
+    else:
+        metrics["shipped"] = None  # not validated here: the caller must compare it with the default box
+    localizer.metrics = metrics
+
+
+def _split_indices(rng: np.random.Generator, n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) photo indices: a random ``val_fraction`` (at least one photo left to train on)."""
+    order = rng.permutation(n)
+    n_val = min(int(round(n * val_fraction)) if val_fraction > 0 else 0, n - 1)
+    return order[:n_val], order[n_val:]
+
+
+def _localizer_schedule(n_train: int, batch_size: int, epochs: int | None, min_steps: int,
+                        max_steps: int | None) -> tuple[int, int, int]:
+    """(steps per epoch, epochs, total steps): ``epochs`` defaults to 30, raised to reach ``min_steps``."""
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    if epochs is None:
+        epochs = max(30, math.ceil(min_steps / steps_per_epoch))
+    total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    return steps_per_epoch, epochs, total_steps
+
+
 def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int | None = None, image_size: int = 128,
                     seed: int = 0, progress: Callable[[TrainProgress], None] | None = None,
                     val_fraction: float = 0.2, batch_size: int = 32, lr: float = 3e-3,
@@ -355,68 +456,29 @@ def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int | None =
     device = torch.device(device)
 
     pil = [_as_image(im) for im in images]
-    lb = [letterbox(im, image_size) for im in pil]
-    x_all = torch.from_numpy(np.stack([c for c, *_ in lb])).unsqueeze(1)
-    t_all = torch.from_numpy(np.stack([_targets(b, s, ox, oy, image_size) for b, (_, s, ox, oy) in zip(boxes, lb)]))
+    x_all, t_all = _canvases_and_targets(pil, boxes, image_size)
 
-    order = rng.permutation(len(pil))
-    n_val = int(round(len(pil) * val_fraction)) if val_fraction > 0 else 0
-    n_val = min(n_val, len(pil) - 1)
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    val_idx, train_idx = _split_indices(rng, len(pil), val_fraction)
+    n_val = len(val_idx)
     x_train, t_train = x_all[train_idx], t_all[train_idx]
 
     net = LocalizerNet(widths, hidden).to(device)
-    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
-    if epochs is None:
-        epochs = max(30, math.ceil(min_steps / steps_per_epoch))
-    total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    steps_per_epoch, epochs, total_steps = _localizer_schedule(len(train_idx), batch_size, epochs, min_steps,
+                                                               max_steps)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.15)
     localizer = Localizer(net, image_size=image_size, conf_threshold=conf_threshold, device=device)
 
-    history, step = [], 0
-    for epoch in range(epochs):
-        if step >= total_steps:
-            break
-        net.train()
-        perm = torch.randperm(len(train_idx), generator=gen)
-        losses = []
-        for i in range(steps_per_epoch):
-            if step >= total_steps:
-                break
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            if len(idx) < 2:  # BatchNorm needs 2+
-                continue
-            x, t, up = _augment(x_train[idx], t_train[idx], gen, shift_scale=augment_shift_scale)
-            x, t, up = x.to(device), t.to(device), up.to(device)
-            pb, pu, pc = net(x)
-            ious = _iou_cxcywh(pb, t)
-            overlap = _iou_cxcywh(pb, t, generalized=True) if giou else ious
-            loss = (F.smooth_l1_loss(pb, t, beta=0.05) * 4 + (1 - overlap).mean()
-                    + F.binary_cross_entropy_with_logits(pu, up) + 0.5 * F.mse_loss(pc, ious.detach()))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            if progress:
-                progress(TrainProgress(epoch=epoch + 1, epochs=epochs, step=i + 1, steps_per_epoch=steps_per_epoch,
-                                       loss=losses[-1], phase="localizer"))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")})
+    fit = _LocalizerFit(net, opt, sched, gen, device, epochs, steps_per_epoch, total_steps, batch_size,
+                        augment_shift_scale, giou, progress)
+    history, step = fit.run(x_train, t_train)
 
     metrics = evaluate_localizer(localizer, [pil[i] for i in val_idx], [boxes[i] for i in val_idx])
     if history:
         history[-1]["val_iou"] = metrics["val_iou_mean"]
     metrics.update(n_train=int(len(train_idx)), n_val=int(n_val), epochs=epochs, steps=step,
                    image_size=image_size, seconds=round(time.monotonic() - started, 2), history=history)
-    if n_val > 0:
-        metrics["shipped"] = bool(metrics["val_iou_mean"] > metrics["iou_default_mean"])
-        if not metrics["shipped"]:
-            localizer.conf_threshold = float("inf")  # predict() -> the flagged default box, always
-    else:
-        metrics["shipped"] = None  # not validated here: the caller must compare it with the default box
-    localizer.metrics = metrics
+    _ship_if_better(localizer, metrics, n_val)
     if progress:
         progress(TrainProgress(epoch=epochs, epochs=epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
                                loss=history[-1]["loss"] if history else float("nan"), phase="localizer",

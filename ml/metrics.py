@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from collections.abc import Sized
 from typing import Sequence
 
 import numpy as np
 
-from ml.types import NEW_WHALE
+from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE
 
 
-def _check(truth: Sequence[str], predictions: Sequence[Sequence[str]]) -> None:
+def _check(truth: Sequence[str], predictions: Sized) -> None:
     if len(truth) != len(predictions):
         raise ValueError(f"{len(truth)} truth labels but {len(predictions)} predictions")
 
@@ -83,32 +84,6 @@ def _map_curve(ranked_scores, truth, cand: np.ndarray, k: int) -> np.ndarray:
     return total / max(1, len(truth))
 
 
-def choose_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str],
-                         candidates=None, k: int = 5) -> tuple[float, float]:
-    """Pick the similarity threshold for inserting ``new_whale`` that maximises MAP@k.
-
-    ``ranked_scores[i]`` is query i's ranking as (label, score) pairs, best first, without
-    ``new_whale``; ``truth[i]`` may be ``new_whale``. Default candidates: a 0.01 grid
-    over [-1, 1] plus every observed score (so the optimum between grid points is found).
-    Ties go to the lowest threshold. Returns (threshold, map@k at that threshold).
-    This is the raw optimum; training uses the guarded ``select_new_threshold``.
-    """
-    _check(truth, ranked_scores)
-    if not truth:
-        raise ValueError("choose_new_threshold needs at least one query")
-    if candidates is None:
-        observed = [s for r in ranked_scores for _, s in list(r)[:k]]
-        candidates = np.concatenate([np.linspace(-1.0, 1.0, 201), np.asarray(observed, dtype=np.float64),
-                                     [np.inf]])
-    cand = np.unique(np.asarray(candidates, dtype=np.float64))
-    mean = _map_curve(ranked_scores, truth, cand, k)
-    best = int(np.argmax(mean))
-    return float(cand[best]), float(mean[best])
-
-
-# Used when validation cannot tune the threshold (too few new or known queries): a cosine
-# similarity of 0.5 (60 degrees) between the query and its best gallery match.
-DEFAULT_NEW_THRESHOLD = 0.5
 MIN_NEW_QUERIES = 5
 MIN_KNOWN_QUERIES = 5
 THRESHOLD_CAP_QUANTILES = (0.05, 0.95)
@@ -121,7 +96,7 @@ class NewThresholdChoice:
     reason: str  # "tuned" | "too_few_new" | "too_few_known" | "no_queries"
     n_new: int = 0
     n_known: int = 0
-    raw_best: float | None = None  # the lowest MAP-maximising threshold (``choose_new_threshold``)
+    raw_best: float | None = None  # the lowest MAP-maximising threshold (the unguarded optimum)
     raw_map5: float | None = None
     plateau: tuple[float, float] | None = None  # widest run of thresholds reaching the maximum
     cap: tuple[float, float] | None = None  # allowed range from the top-1 score distribution

@@ -8,17 +8,18 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from ml.presets import HEADS, POOLINGS, SCRATCH_ARCHS
+
 log = logging.getLogger(__name__)
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
-HEADS = ("arcface", "softmax")
-POOLINGS = ("avg", "gem", "grid")
 GRID = (2, 2)  # "grid" pooling: average over each cell of a 2x2 grid, concatenated
 
 
@@ -95,12 +96,14 @@ class SoftmaxHead(nn.Module):
 
 
 class FlukeNet(nn.Module):
+    init_report: dict[str, Any] | None  # create_model: what init_weights loaded
+
     def __init__(self, arch: str = "resnet50", embedding_dim: int = 512, num_classes: int = 2,
                  head: str = "arcface", in_channels: int = 1, arcface_s: float = 30.0,
                  arcface_m: float = 0.5, easy_margin: bool = False, pooling: str = "avg"):
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        if arch not in SCRATCH_ARCHS:
+            raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(SCRATCH_ARCHS)}")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
         if pooling not in POOLINGS:
@@ -150,7 +153,7 @@ class FlukeNet(nn.Module):
         """New head for a different class list (fine-tuning on other individuals)."""
         device = self.embedding.weight.device
         if self.head_type == "arcface":
-            old = self.head
+            old = cast(ArcMarginHead, self.head)
             self.head = ArcMarginHead(self.embedding_dim, num_classes, s=old.s, m=old.m, easy_margin=old.easy_margin)
         else:
             self.head = SoftmaxHead(self.embedding_dim, num_classes)
@@ -225,10 +228,8 @@ def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: 
 
 
 def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=None,
-                precision: str = "auto") -> "np.ndarray":
+                precision: str = "auto") -> np.ndarray:
     """Embed float32 (S, S) crops (or (1, S, S) tensors) -> (N, D) float32 L2-normalised numpy."""
-    import numpy as np
-
     from ml.device import autocast
 
     was_training = model.training

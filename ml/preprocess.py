@@ -227,7 +227,7 @@ class TrainTransform:
         self.strength = 1.0  # scales all three ranges (ml.train's augmentation warm-up ramps it to 1)
         self._rng = np.random.default_rng(seed)
         self._pid = os.getpid()
-        self._worker_seed = None
+        self._worker_seed: int | None = None
 
     def reseed(self, seed) -> None:
         """Restart the draw from ``seed`` (ml.train does it every epoch, so a resumed run draws the same

@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .io import atomic_path
 from .types import Box
 
 DEFAULT_IMAGE_SIZE = (320, 214)  # the Kaggle photos' most common 1050x700, scaled down
@@ -38,7 +40,7 @@ _CX = CANVAS_W / 2
 _HALF_SPAN = 215.0
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "SynthSummary", "Individual", "render_individual", "render_photo",
-           "generate_dataset", "preview_grid"]
+           "generate_dataset"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -87,18 +89,58 @@ class Individual:
     join_y: float  # where the tail stock meets the lobes
 
 
-@lru_cache(maxsize=2048)
-def render_individual(individual_seed: int) -> Individual:
-    """Draw one individual's fluke (deterministic in ``individual_seed``)."""
-    rng = np.random.default_rng([int(individual_seed), 1])
-    H, W = CANVAS_H, CANVAS_W
-    xs = np.arange(W, dtype=np.float32) + 0.5
-    ys = (np.arange(H, dtype=np.float32) + 0.5)[:, None]
-    signed_u = (xs - _CX) / _HALF_SPAN
-    u = np.abs(signed_u)
-    side = np.where(signed_u < 0, 0, 1)
+@dataclass
+class _Canvas:
+    """Per-pixel coordinates of the canonical canvas: columns ``xs``, rows ``ys`` (a column vector),
+    ``signed_u`` -1..1 along the span (0 at the notch), ``u`` its magnitude, ``side`` 0 left / 1 right."""
 
-    # ---- silhouette, per lobe parameters with some asymmetry
+    xs: np.ndarray
+    ys: np.ndarray
+    signed_u: np.ndarray
+    u: np.ndarray
+    side: np.ndarray
+
+
+def _canvas() -> _Canvas:
+    xs = np.arange(CANVAS_W, dtype=np.float32) + 0.5
+    ys = (np.arange(CANVAS_H, dtype=np.float32) + 0.5)[:, None]
+    signed_u = (xs - _CX) / _HALF_SPAN
+    return _Canvas(xs, ys, signed_u, np.abs(signed_u), np.where(signed_u < 0, 0, 1))
+
+
+@dataclass
+class _Silhouette:
+    """The fluke's outline on the canvas and what the pigmentation needs of it."""
+
+    alpha: np.ndarray  # lobes + tail stock, anti-aliased 0..1
+    lobe: np.ndarray
+    ped: np.ndarray  # the tail stock (peduncle)
+    top: np.ndarray  # trailing edge y per column (serrated)
+    bottom: np.ndarray  # leading edge y per column
+    uu: np.ndarray  # span position scaled to each lobe's length
+    inside_span: np.ndarray
+    join_y: float
+
+
+def _trailing_edge_detail(rng: np.random.Generator, signed_u: np.ndarray) -> np.ndarray:
+    """Broad scallops + fine serration + missing chunks (bites) deep enough to see at 64 px, per column."""
+    W = CANVAS_W
+    serr = np.zeros(W, np.float32)
+    amp = rng.uniform(1.0, 3.5)
+    for _ in range(2):
+        freq = rng.uniform(3, 12)
+        serr += amp * rng.uniform(0.4, 1.0) * np.sin(2 * np.pi * freq * signed_u + rng.uniform(0, 2 * np.pi))
+    serr += rng.uniform(0.3, 1.2) * np.sin(2 * np.pi * rng.uniform(20, 45) * signed_u + rng.uniform(0, 2 * np.pi))
+    serr += rng.uniform(0.3, 1.5) * np.abs(_smooth_noise(rng, (1, W), (1, int(rng.uniform(40, 120))))[0])
+    for _ in range(int(rng.integers(0, 4))):  # bites, nicks out of the trailing edge
+        c = rng.uniform(-0.9, 0.9)
+        serr += rng.uniform(5, 16) * np.exp(-((signed_u - c) / rng.uniform(0.02, 0.06)) ** 2)
+    return serr
+
+
+def _silhouette(rng: np.random.Generator, c: _Canvas) -> _Silhouette:
+    """Per-lobe shape parameters (with some asymmetry), the central notch, the trailing edge and the tail stock."""
+    xs, ys, signed_u, u, side = c.xs, c.ys, c.signed_u, c.u, c.side
     sweep = rng.uniform(8, 70)
     tip_y = rng.uniform(22, 40)
     p_sweep = rng.uniform(1.0, 2.2)
@@ -117,17 +159,7 @@ def render_individual(individual_seed: int) -> Individual:
     notch_depth = rng.uniform(6, 22)
     notch_w = rng.uniform(0.02, 0.07)
     notch = notch_depth * np.exp(-((signed_u - rng.uniform(-0.01, 0.01)) / notch_w) ** 2)
-    # trailing edge profile: broad scallops + fine serration + missing chunks (bites) deep enough to see at 64 px
-    serr = np.zeros(W, np.float32)
-    amp = rng.uniform(1.0, 3.5)
-    for _ in range(2):
-        freq = rng.uniform(3, 12)
-        serr += amp * rng.uniform(0.4, 1.0) * np.sin(2 * np.pi * freq * signed_u + rng.uniform(0, 2 * np.pi))
-    serr += rng.uniform(0.3, 1.2) * np.sin(2 * np.pi * rng.uniform(20, 45) * signed_u + rng.uniform(0, 2 * np.pi))
-    serr += rng.uniform(0.3, 1.5) * np.abs(_smooth_noise(rng, (1, W), (1, int(rng.uniform(40, 120))))[0])
-    for _ in range(int(rng.integers(0, 4))):  # bites, nicks out of the trailing edge
-        c = rng.uniform(-0.9, 0.9)
-        serr += rng.uniform(5, 16) * np.exp(-((signed_u - c) / rng.uniform(0.02, 0.06)) ** 2)
+    serr = _trailing_edge_detail(rng, signed_u)
     top = top_smooth + notch + serr
     bottom = top_smooth + chord + 2.0
     # anti-aliased lobe mask, column by column
@@ -139,11 +171,16 @@ def render_individual(individual_seed: int) -> Individual:
     half_w = pw0 + flare
     ped = np.clip(half_w - np.abs(xs - _CX) + 0.5, 0, 1) * np.clip(ys - (top_smooth[int(_CX)] + notch_depth) + 0.5, 0, 1)
     alpha = np.maximum(lobe, ped).astype(np.float32)
+    return _Silhouette(alpha, lobe, ped, top, bottom, uu, inside_span, join_y)
 
-    # ---- pigmentation: a large-scale black/white patch layout (what human matchers use; it must survive
-    # a 64-128 px crop, so patches are tens of canvas pixels at least), a dark trailing margin, then a
-    # few bold marks (big spots, long scars, rake marks) and some fine speckle
-    mask = lobe > 0.5
+
+def _pigmentation(rng: np.random.Generator, c: _Canvas, sil: _Silhouette) -> tuple[np.ndarray, np.ndarray, float,
+                                                                                      float]:
+    """A large-scale black/white patch layout (what human matchers use; it must survive a 64-128 px crop, so
+    patches are tens of canvas pixels at least) and a dark trailing margin: (albedo, white, black, white level)."""
+    H, W = CANVAS_H, CANVAS_W
+    ys, signed_u, top, bottom, uu = c.ys, c.signed_u, sil.top, sil.bottom, sil.uu
+    mask = sil.lobe > 0.5
     kind = rng.random()
     white_frac = rng.uniform(0.05, 0.25) if kind < 0.3 else (rng.uniform(0.25, 0.6) if kind < 0.7 else rng.uniform(0.6, 0.88))
     field = (
@@ -167,8 +204,12 @@ def render_individual(individual_seed: int) -> Individual:
     white_level = rng.uniform(0.85, 0.95)
     albedo = black_level + (white_level - black_level) * white
     albedo *= 1 + 0.04 * _smooth_noise(rng, (H, W), (30, 60))  # skin texture
+    return albedo, white, black_level, white_level
 
-    # ---- bold marks, scars, rake marks, barnacle marks, speckle
+
+def _marks(rng: np.random.Generator, mask: np.ndarray, white: np.ndarray) -> np.ndarray:
+    """Bold spots, speckle, scars, rake marks and barnacle rings: -1..1 (darker..whiter) per canvas pixel."""
+    H, W = CANVAS_H, CANVAS_W
     marks = Image.new("L", (W, H), 128)  # 128 = nothing; >128 whiter, <128 darker
     draw = ImageDraw.Draw(marks)
     lobe_ys, lobe_xs = np.nonzero(mask)
@@ -213,19 +254,30 @@ def render_individual(individual_seed: int) -> Individual:
             x, y = random_point()
             r = rng.uniform(3, 6)
             draw.ellipse([x - r, y - r, x + r, y + r], outline=int(rng.integers(200, 256)), width=2)
-    m = (np.asarray(marks, np.float32) - 128) / 127.0
+    return (np.asarray(marks, np.float32) - 128) / 127.0
+
+
+@lru_cache(maxsize=2048)
+def render_individual(individual_seed: int) -> Individual:
+    """Draw one individual's fluke (deterministic in ``individual_seed``): silhouette, pigmentation, marks."""
+    rng = np.random.default_rng([int(individual_seed), 1])
+    c = _canvas()
+    sil = _silhouette(rng, c)
+    albedo, white, black_level, white_level = _pigmentation(rng, c, sil)
+    mask = sil.lobe > 0.5
+    m = _marks(rng, mask, white)
     albedo = np.where(m > 0, albedo + (white_level - albedo) * m, albedo * (1 + m))
     # trailing edge: a thin dark rim (the edge seen against the sky)
-    albedo = np.where(dist_te < 2.5, np.minimum(albedo, black_level + 0.1), albedo)
+    albedo = np.where(c.ys - sil.top < 2.5, np.minimum(albedo, black_level + 0.1), albedo)
     # tail stock: dark dorsal skin
-    albedo = np.where((lobe < 0.5) & (ped > 0), black_level, albedo)
+    albedo = np.where((sil.lobe < 0.5) & (sil.ped > 0), black_level, albedo)
     albedo = np.clip(albedo, 0, 1).astype(np.float32)
 
     cols = np.nonzero(mask.any(axis=0))[0]
     rows = np.nonzero(mask.any(axis=1))[0]
     bbox = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-    te = np.where(inside_span, top, np.nan).astype(np.float32)
-    return Individual(albedo=albedo, alpha=alpha, bbox=bbox, trailing_edge=te, join_y=join_y)
+    te = np.where(sil.inside_span, sil.top, np.nan).astype(np.float32)
+    return Individual(albedo=albedo, alpha=sil.alpha, bbox=bbox, trailing_edge=te, join_y=sil.join_y)
 
 
 # --------------------------------------------------------------------------- photos
@@ -271,17 +323,10 @@ def render_photo(individual_seed: int, photo_seed: int, size: tuple[int, int] = 
     return out, box
 
 
-def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) -> tuple[Image.Image, Box, int]:
-    """The picture before JPEG encoding, its box and the JPEG quality to use."""
-    W, H = int(size[0]), int(size[1])
-    ind = render_individual(int(individual_seed))
-    rng = np.random.default_rng([int(individual_seed), int(photo_seed), 2])
-    if grayscale is None:
-        grayscale = bool(rng.random() < 0.5)
-    colour = not grayscale
-    sea, horizon = _sea(rng, W, H, colour)
-
-    # ---- where the fluke goes: similarity + perspective, fitted inside the frame
+def _pose(rng: np.random.Generator, ind: Individual, W: int, H: int,
+          horizon: int | None) -> tuple[np.ndarray, np.ndarray, tuple, float]:
+    """Where the fluke goes: similarity + perspective, fitted inside the frame. Returns the canvas corners
+    ``src``, their place in the photo ``dst``, the photo -> canvas coefficients for PIL, and the water line."""
     bx0, by0, bx1, by1 = ind.bbox
     cut = rng.uniform(ind.join_y + 5, min(CANVAS_H, ind.join_y + 60))  # water line on the tail stock, canvas rows
     angle = np.deg2rad(np.clip(rng.normal(0, 7), -15, 15))
@@ -315,8 +360,11 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     ty = rng.uniform(low_y + 0.3 * max(0, hi[1] - low_y), max(low_y, hi[1]))  # flukes sit low in the frame
     dst = dst + [tx, ty]
     inv = _perspective_coeffs(dst, src)  # photo -> canvas, for PIL
+    return src, dst, inv, cut
 
-    # ---- warp the fluke (albedo, alpha cut at the water line)
+
+def _warp(ind: Individual, cut: float, inv: tuple, W: int, H: int) -> tuple[np.ndarray, np.ndarray, Box]:
+    """The fluke's albedo and alpha (cut at the water line) warped into the photo, and its true box."""
     rows = (np.arange(CANVAS_H, dtype=np.float32) + 0.5)[:, None]
     water = np.clip((cut - rows) / 3.0, 0, 1)
     alpha_c = ind.alpha * water
@@ -327,8 +375,13 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     albedo, alpha = wa[..., 0], wa[..., 1]
     ys_a, xs_a = np.nonzero(alpha > 0.5)
     box = Box(float(xs_a.min()), float(ys_a.min()), float(xs_a.max() + 1), float(ys_a.max() + 1))
+    return albedo, alpha, box
 
-    # ---- lighting and contrast of the fluke (back-light flattens the pattern)
+
+def _light(rng: np.random.Generator, sea: np.ndarray, albedo: np.ndarray, alpha: np.ndarray,
+           colour: bool) -> np.ndarray:
+    """Lighting and contrast of the fluke (back-light flattens the pattern), composited over the sea."""
+    H, W = albedo.shape
     contrast = rng.uniform(0.55, 1.05)
     brightness = rng.uniform(0.7, 1.12)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -345,8 +398,13 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
         fluke = np.repeat(lum[..., None], 3, axis=2)
     a3 = alpha[..., None]
     img = sea * (1 - a3) + fluke.astype(np.float32) * a3
+    return img
 
-    # ---- occluders: water running off the edge, splash at the water line or on a lobe
+
+def _occluders(rng: np.random.Generator, img: np.ndarray, ind: Individual, src: np.ndarray, dst: np.ndarray,
+               cut: float, box: Box) -> np.ndarray:
+    """Water running off the trailing edge, splash at the water line or on a lobe."""
+    H, W = img.shape[:2]
     over = Image.new("L", (W, H), 0)
     draw = ImageDraw.Draw(over)
     te = ind.trailing_edge
@@ -377,8 +435,12 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     o = np.asarray(over, np.float32)[..., None] / 255.0
     foam = np.clip(np.float32(rng.uniform(0.8, 1.0)) + 0.1 * rng.standard_normal((H, W, 1), dtype=np.float32), 0, 1)
     img = img * (1 - o) + foam * o
+    return img
 
-    # ---- camera: exposure, gamma, noise, blur, grayscale, JPEG
+
+def _camera(rng: np.random.Generator, img: np.ndarray, grayscale: bool,
+            jpeg_quality: int | None) -> tuple[Image.Image, int]:
+    """Exposure, gamma, noise, blur, grayscale; and the JPEG quality to encode with."""
     img = np.clip(img, 0, 1, dtype=np.float32) ** np.float32(rng.uniform(0.85, 1.15))
     img += np.float32(rng.uniform(0.005, 0.02)) * rng.standard_normal(img.shape, dtype=np.float32)
     pil = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
@@ -388,6 +450,23 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     if grayscale:
         pil = pil.convert("L")
     quality = int(jpeg_quality) if jpeg_quality is not None else int(rng.integers(50, 96))
+    return pil, quality
+
+
+def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) -> tuple[Image.Image, Box, int]:
+    """The picture before JPEG encoding, its box and the JPEG quality to use."""
+    W, H = int(size[0]), int(size[1])
+    ind = render_individual(int(individual_seed))
+    rng = np.random.default_rng([int(individual_seed), int(photo_seed), 2])
+    if grayscale is None:
+        grayscale = bool(rng.random() < 0.5)
+    colour = not grayscale
+    sea, horizon = _sea(rng, W, H, colour)
+    src, dst, inv, cut = _pose(rng, ind, W, H, horizon)
+    albedo, alpha, box = _warp(ind, cut, inv, W, H)
+    img = _light(rng, sea, albedo, alpha, colour)
+    img = _occluders(rng, img, ind, src, dst, cut, box)
+    pil, quality = _camera(rng, img, grayscale, jpeg_quality)
     return pil, box, quality
 
 
@@ -408,9 +487,8 @@ class SynthSummary:
 def _write_photo(task) -> Box:
     images_dir, name, ind_seed, photo_seed, gray, quality, size = task
     pil, box, _ = _render_photo(ind_seed, photo_seed, size, gray, quality)
-    tmp = os.path.join(images_dir, name + ".part")
-    pil.save(tmp, "JPEG", quality=quality)
-    os.replace(tmp, os.path.join(images_dir, name))
+    with atomic_path(os.path.join(images_dir, name)) as tmp:
+        pil.save(tmp, "JPEG", quality=quality)
     return box
 
 
@@ -448,20 +526,36 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
     counts = _photo_counts(rng, int(individuals), photos, min_photos)
     ind_seeds = rng.choice(16**7, size=int(individuals), replace=False)
     is_new = rng.random(int(individuals)) < float(new_whale_fraction)
+    labels = [NEW_WHALE if new else f"w_{int(ind_seed):07x}" for ind_seed, new in zip(ind_seeds, is_new)]
+    jobs = _plan_photos(rng, seed, ind_seeds, counts, labels, grayscale_fraction)
+    # rendered individual by individual (the canvas cache stays warm); listed by file name
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if len(jobs) >= 200 else 1
+    tasks = [(str(images_dir), name, ind_seed, photo_seed, gray, quality, tuple(image_size))
+             for name, _label, ind_seed, photo_seed, gray, quality in jobs]
+    rows, boxes = _render_all(jobs, tasks, workers, progress)
+    render_individual.cache_clear()
+    csv_path, boxes_path = _write_csvs(out, sorted(rows), sorted(boxes, key=lambda nb: nb[0]))
+    return SynthSummary(out_dir=str(out), n_images=len(rows), n_individuals=int(individuals), csv_path=str(csv_path),
+                        boxes_path=str(boxes_path), images_dir=str(images_dir), n_new_whale=int(is_new.sum()))
+
+
+def _plan_photos(rng: np.random.Generator, seed: int, ind_seeds: np.ndarray, counts, labels: list[str],
+                 grayscale_fraction: float) -> list[tuple[str, str, int, int, bool, int]]:
+    """(file name, label, individual seed, photo seed, grayscale, JPEG quality) of every photo, drawn in order."""
     jobs = []
-    for i, (ind_seed, n) in enumerate(zip(ind_seeds, counts)):
-        label = NEW_WHALE if is_new[i] else f"w_{int(ind_seed):07x}"
+    for ind_seed, n, label in zip(ind_seeds, counts, labels):
         for j in range(int(n)):
             photo_seed = int(rng.integers(0, 2**31))
             gray = bool(rng.random() < grayscale_fraction)
             name = hashlib.sha1(f"{seed}:{ind_seed}:{j}".encode()).hexdigest()[:9] + ".jpg"
             quality = int(rng.integers(50, 96))
             jobs.append((name, label, int(ind_seed), photo_seed, gray, quality))
-    # rendered individual by individual (the canvas cache stays warm); listed by file name
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1) if len(jobs) >= 200 else 1
-    tasks = [(str(images_dir), name, ind_seed, photo_seed, gray, quality, tuple(image_size))
-             for name, _label, ind_seed, photo_seed, gray, quality in jobs]
+    return jobs
+
+
+def _render_all(jobs: list, tasks: list, workers: int, progress: bool) -> tuple[list, list]:
+    """Render and write every photo (in ``workers`` processes when > 1): (name, label) rows and (name, box)."""
     pool = None
     if workers > 1:
         import multiprocessing as mp
@@ -469,7 +563,7 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
         # never plain fork: a caller with threads (torch, a test live server) can deadlock the child
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         pool = ctx.Pool(workers)
-        results = pool.imap(_write_photo, tasks, chunksize=16)
+        results: Iterable[Box] = pool.imap(_write_photo, tasks, chunksize=16)
     else:
         results = map(_write_photo, tasks)
     if progress:
@@ -485,9 +579,10 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
         if pool is not None:
             pool.close()
             pool.join()
-    render_individual.cache_clear()
-    rows.sort()
-    boxes.sort(key=lambda nb: nb[0])
+    return rows, boxes
+
+
+def _write_csvs(out: Path, rows: list, boxes: list) -> tuple[Path, Path]:
     csv_path = out / "train.csv"
     boxes_path = out / "boxes.csv"
     with open(csv_path, "w", newline="") as fh:
@@ -499,23 +594,4 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
         w.writerow(["Image", "x0", "y0", "x1", "y1"])
         for name, b in boxes:
             w.writerow([name, f"{b.x0:.1f}", f"{b.y0:.1f}", f"{b.x1:.1f}", f"{b.y1:.1f}"])
-    return SynthSummary(out_dir=str(out), n_images=len(rows), n_individuals=int(individuals), csv_path=str(csv_path),
-                        boxes_path=str(boxes_path), images_dir=str(images_dir), n_new_whale=int(is_new.sum()))
-
-
-def preview_grid(path, individuals: int = 3, photos: int = 2, seed: int = 0, size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
-                 draw_boxes: bool = True) -> str:
-    """A grid (one row per individual) of rendered photos with their true boxes, for a quick look."""
-    W, H = size
-    grid = Image.new("RGB", (W * photos, H * individuals), "white")
-    draw = ImageDraw.Draw(grid)
-    rng = np.random.default_rng(seed)
-    for i in range(individuals):
-        ind_seed = int(rng.integers(0, 16**7))
-        for j in range(photos):
-            img, box = render_photo(ind_seed, int(rng.integers(0, 2**31)), size=size)
-            grid.paste(img.convert("RGB"), (j * W, i * H))
-            if draw_boxes:
-                draw.rectangle([j * W + box.x0, i * H + box.y0, j * W + box.x1 - 1, i * H + box.y1 - 1], outline=(255, 0, 0))
-    grid.save(path)
-    return str(path)
+    return csv_path, boxes_path

@@ -14,32 +14,30 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-import json
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.lr_scheduler import LinearLR, LRScheduler
 
-from ml.data import (CropCache, DatasetError, FlukeDataset, add_flipped_ids, compute_sample_hashes,
-                     default_loader_workers, default_num_workers, group_near_duplicates, load_samples,
-                     make_loader, split_dataset)
+from ml.data import (CropCache, DatasetError, DuplicateReport, FlukeDataset, Sample, Split, add_flipped_ids,
+                     compute_sample_hashes, default_loader_workers, default_num_workers, group_near_duplicates,
+                     load_samples, make_loader, split_dataset)
 from ml.device import autocast, pick_device, uses_bf16
+from ml.io import atomic_path, atomic_torch_save, atomic_write_json
+from ml.model_folder import LOCALIZER_FILE, MODEL_FILE, SavedModel, read_model, write_model_folder
 from ml.models import create_model, embed_crops
-from ml.types import NEW_WHALE, TrainProgress, TrainResult
+from ml.presets import DEFAULT
+from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE, TrainMetrics, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
-
-MODEL_FORMAT = 1
-
 
 class TrainingCancelled(RuntimeError):
     """Raised by ``train`` when ``should_stop()`` returned True."""
@@ -51,25 +49,27 @@ class TrainConfig:
     images_dir: str
     out_dir: str
     boxes_csv: str | None = None
-    arch: str = "resnet50"
-    image_size: int = 224
-    embedding_dim: int = 512
-    head: str = "arcface"  # "arcface" | "softmax" (seed 000)
+    arch: str = DEFAULT.arch  # ml.presets.ARCHS
+    image_size: int = DEFAULT.image_size
+    embedding_dim: int = DEFAULT.embedding_dim
+    head: str = DEFAULT.head  # "arcface" | "softmax" (seed 000)
     # s=16, m=0.3 rather than the face-recognition 30 / 0.5: from scratch under seed 000's augmentation
     # the larger pair barely learns (bench/recipe_sweep.py: held-out known MAP@5 0.30 vs 0.66, 22 epochs)
     arcface_s: float = 16.0
     arcface_m: float = 0.3
     margin_warmup_epochs: float = 3.0  # ArcFace margin ramps 0 -> arcface_m over these epochs (per step)
     softmax_weight: float = 0.0  # + this x cross-entropy on the margin-free scaled cosines (ArcFace+softmax combo)
-    pooling: str = "avg"  # "avg" | "gem" (generalised mean, learnable p) | "grid" (2x2 cells, concatenated)
+    # "avg" | "gem" (generalised mean, learnable p) | "grid" (2x2 cells, concatenated)
+    pooling: str = DEFAULT.pooling
     lr_warmup_epochs: float = 1.0  # linear lr warm-up over the first steps (0 = off)
     bn_recalibrate: bool = True  # recompute BatchNorm running stats on the training crops before validating
     new_threshold_min_new: int = 5  # fewer new-whale (or known) validation queries -> DEFAULT_NEW_THRESHOLD
     new_threshold_min_known: int = 5
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 0.005  # seed 000 Adam; use 0.01 with optimizer="sgd" (seed 001)
-    optimizer: str = "adam"  # "adam": lr * lr_decay**epoch; "sgd": momentum .9, wd 1e-4, x0.1 at 80% and 95%
+    epochs: int = DEFAULT.epochs
+    batch_size: int = DEFAULT.batch_size
+    lr: float = DEFAULT.lr  # seed 000 Adam; use ml.presets.default_lr("sgd") with optimizer="sgd" (seed 001)
+    # "adam": lr * lr_decay**epoch; "sgd": momentum .9, wd 1e-4, x0.1 at 80% and 95%
+    optimizer: str = DEFAULT.optimizer
     lr_decay: float = 0.9  # Adam's per-epoch lr factor (seed 000: 0.9)
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -133,24 +133,15 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_torch_save(obj, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _make_optimizer(model, config: TrainConfig):
+def make_optimizer(model, config: TrainConfig) -> tuple[torch.optim.Optimizer, LRScheduler]:
+    """The optimizer and its per-epoch lr schedule (stepped after each epoch). ``adam``: lr x lr_decay**epoch
+    (seed 000); ``sgd``: momentum, weight decay, lr x0.1 at 80% and 95% of the epochs (seed 001). Both
+    schedules are chainable (they scale the lr they find), so the per-step warm-up can ride on them."""
+    opt: torch.optim.Optimizer
+    sched: LRScheduler
     if config.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: config.lr_decay ** e)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=config.lr_decay)
     elif config.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
@@ -161,16 +152,22 @@ def _make_optimizer(model, config: TrainConfig):
     return opt, sched
 
 
+def make_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int) -> LinearLR | None:
+    """Linear lr warm-up stepped after every optimizer step: step k (0-based) runs at (k + 1) / warmup_steps
+    of the epoch's scheduled lr, the full lr from step ``warmup_steps - 1`` on (None: no warm-up)."""
+    if warmup_steps <= 0:
+        return None
+    return LinearLR(optimizer, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps - 1)
+
+
 def _init_from_model_dir(model, model_dir: str, classes: list[str]) -> dict:
     """Fine-tune: copy backbone + embedding (+ head when the class list is the same)."""
-    path = Path(model_dir) / "model.pt"
-    if not path.is_file():
-        raise DatasetError(f"{model_dir}: no model.pt to initialise from")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    state = blob["state_dict"]
-    same_classes = list(blob.get("classes", [])) == list(classes)
+    if not (Path(model_dir) / MODEL_FILE).is_file():
+        raise DatasetError(f"{model_dir}: no {MODEL_FILE} to initialise from")
+    saved = read_model(model_dir, trusted=True)
+    same_classes = saved.classes == list(classes)
     own = model.state_dict()
-    keep = {k: v for k, v in state.items()
+    keep = {k: v for k, v in saved.state_dict.items()
             if k in own and own[k].shape == v.shape and (same_classes or not k.startswith("head."))}
     result = model.load_state_dict(keep, strict=False)
     return {"loaded": len(keep), "missing": list(result.missing_keys), "head_reinitialised": not same_classes}
@@ -241,7 +238,7 @@ def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: li
               eval_transform, batch_size: int, default_threshold: float | None = None, min_new: int = 5,
               min_known: int = 5, precision: str = "auto") -> _Validation:
     from ml.gallery import GalleryIndex
-    from ml.metrics import DEFAULT_NEW_THRESHOLD, map_at_k, select_new_threshold
+    from ml.metrics import map_at_k, select_new_threshold
 
     if default_threshold is None:
         default_threshold = DEFAULT_NEW_THRESHOLD
@@ -261,7 +258,7 @@ def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: li
     return _Validation(choice.map5, map5_known, choice.threshold, ranked, truth, choice.as_dict())
 
 
-def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
+def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> TrainMetrics:
     from ml.evaluate import evaluate_rankings
     from ml.metrics import apply_new_threshold
 
@@ -275,14 +272,14 @@ def _final_metrics(val: _Validation, split, dup_report, extra: dict) -> dict:
     metrics["near_duplicate_groups"] = dup_report.groups
     metrics["chance_map5"] = chance_map5(metrics.get("n_train_ids", 0))
     if val.map5 is None:
-        metrics.update({"map5": None, "top1": None, "top5": None, "new_precision": None, "new_recall": None})
-        return metrics
-    preds = [apply_new_threshold(r, val.threshold) for r in val.ranked]
+        return TrainMetrics.from_dict(metrics)
+    threshold = val.threshold if val.threshold is not None else DEFAULT_NEW_THRESHOLD  # set whenever map5 is
+    preds = [apply_new_threshold(r, threshold) for r in val.ranked]
     metrics.update(evaluate_rankings(val.truth, preds))
     metrics["map5_known_only"] = val.map5_known
     metrics["new_threshold"] = val.threshold
     metrics["new_threshold_choice"] = val.threshold_info
-    return metrics
+    return TrainMetrics.from_dict(metrics)
 
 
 def _version(state_dict: dict) -> str:
@@ -293,27 +290,47 @@ def _version(state_dict: dict) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + h.hexdigest()[:8]
 
 
-def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
-    """Train, validate each epoch, keep the best, and write the model folder (see module doc)."""
-    t_start = time.monotonic()
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
-    num_workers = default_num_workers() if config.num_workers is None else int(config.num_workers)
-    device = pick_device(config.device)
-    uses_bf16(device, config.precision)  # refuses an unknown precision before any work
-    seed_everything(config.seed)
+CHECKPOINT_FILE = "checkpoint.pt"
 
-    def report(**kw):
-        if progress is not None:
-            progress(TrainProgress(**kw))
 
-    def check_stop():
-        if should_stop is not None and should_stop():
+class _Reporter:
+    """The caller's progress callback and cancel check, plus the run's clocks."""
+
+    def __init__(self, progress: Callable[[TrainProgress], None] | None, should_stop: Callable[[], bool] | None,
+                 epochs: int):
+        self.progress, self.should_stop, self.epochs = progress, should_stop, epochs
+        self.t_start = self.t_loop = time.monotonic()
+
+    def __call__(self, **kw: Any) -> None:
+        if self.progress is not None:
+            self.progress(TrainProgress(epochs=self.epochs, **kw))
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
             raise TrainingCancelled("training cancelled")
 
-    # ---- data
+    def seconds(self) -> float:
+        return round(time.monotonic() - self.t_start, 2)
+
+
+@dataclass
+class TrainingData:
+    """The usable photos, their leak-free split, and the cached crop datasets built from it."""
+
+    samples: list[Sample]
+    dup_report: DuplicateReport
+    split: Split
+    classes: list[str]
+    train_ds: FlukeDataset  # raw crops: train_tf augments whole batches on the device (train_one_epoch)
+    gallery_ds: FlukeDataset
+    query_ds: FlukeDataset
+    train_tf: Any  # ml.preprocess.TrainTransform
+    eval_tf: Any  # ml.preprocess.EvalTransform
+
+
+def _usable_samples(config: TrainConfig, cache_dir: Path, num_workers: int,
+                    check_stop: Callable[[], None]) -> tuple[list[Sample], DuplicateReport]:
+    """The CSV's photos less the unreadable ones and the near-duplicates (both recorded in the report)."""
     samples = load_samples(config.csv, config.images_dir, config.boxes_csv)
     rejected = compute_sample_hashes(samples, cache_dir, num_workers=max(1, num_workers),
                                      progress=config.progress_bar)
@@ -325,6 +342,16 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     check_stop()
     samples, dup_report = group_near_duplicates(samples)
     dup_report.dropped.extend((s.image, f"unusable photo: {why}") for s, why in rejected)
+    return samples, dup_report
+
+
+def prepare_data(config: TrainConfig, out: Path, check_stop: Callable[[], None]) -> TrainingData:
+    """Load, de-duplicate and split the photos, preprocess their crops once, and write ``split.json``."""
+    from ml.preprocess import EvalTransform, TrainTransform
+
+    cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
+    num_workers = default_num_workers() if config.num_workers is None else int(config.num_workers)
+    samples, dup_report = _usable_samples(config, cache_dir, num_workers, check_stop)
     split = split_dataset(samples, config.val_fraction, config.new_individual_fraction, config.seed)
     if not split.train:
         raise DatasetError(f"{config.csv}: no training photos left after the split")
@@ -332,222 +359,348 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     classes = sorted({s.label for s in train_samples})
     class_index = {c: i for i, c in enumerate(classes)}
     cache = CropCache(cache_dir, config.image_size)
-
-    from ml.preprocess import EvalTransform, TrainTransform
-
     train_tf = TrainTransform(config.image_size, hflip=config.hflip, rotation=config.rotation, zoom=config.zoom,
                               shift=config.shift, seed=config.seed)
     eval_tf = EvalTransform(config.image_size)
-    prep_workers = max(1, num_workers)
-    # raw crops: train_tf augments whole batches in this process, on the device (see the loop)
-    train_ds = FlukeDataset(train_samples, class_index, cache, None, prep_workers, config.progress_bar)
-    gallery_ds = FlukeDataset(split.train, class_index, cache, None, prep_workers, config.progress_bar)
-    query_ds = FlukeDataset(split.val, None, cache, None, prep_workers, config.progress_bar)
+    def crops(photos: list[Sample], index: dict[str, int] | None) -> FlukeDataset:
+        return FlukeDataset(photos, index, cache, num_workers=max(1, num_workers), progress=config.progress_bar)
+
+    data = TrainingData(samples, dup_report, split, classes, crops(train_samples, class_index),
+                        crops(split.train, class_index), crops(split.val, None), train_tf, eval_tf)
     check_stop()
-    atomic_write_text(out / "split.json", json.dumps({
+    _write_split(out, split, dup_report)
+    return data
+
+
+def _write_split(out: Path, split: Split, dup_report: DuplicateReport) -> None:
+    atomic_write_json(out / "split.json", {
         "train": [s.image for s in split.train],
         "val": [{"image": s.image, "label": s.label, "truth": t} for s, t in zip(split.val, split.val_truth)],
         "new_individuals": split.new_individuals,
         "dropped": [{"image": i, "reason": r} for i, r in dup_report.dropped],
         "stats": split.stats,
-    }, indent=1))
+    }, indent=1)
 
-    # ---- model
+
+@dataclass
+class _Run:
+    """What one training run works with, built once by ``train`` and passed to its steps."""
+
+    config: TrainConfig
+    out: Path
+    device: torch.device
+    data: TrainingData
+    model: Any  # ml.models.FlukeNet
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler  # per epoch
+    warmup: LinearLR | None  # per step
+    loader: Any  # torch DataLoader
+    steps_per_epoch: int
+    total_steps: int
+    report: _Reporter
+    init_report: dict[str, Any]
+
+    def validate(self) -> _Validation:
+        return validate(self.model, self.data, self.config, self.device)
+
+
+def build_model(config: TrainConfig, classes: list[str], device: torch.device) -> tuple[Any, dict[str, Any]]:
+    """A fresh FlukeNet for ``classes`` on ``device`` (initialised from ``init_weights`` / ``init_from`` when
+    given) and what those initialisations loaded."""
     model = create_model(config.arch, config.embedding_dim, len(classes), config.head,
                          init_weights=config.init_weights, arcface_s=config.arcface_s, arcface_m=config.arcface_m,
                          pooling=config.pooling)
-    init_report = {"init_weights": model.init_report} if config.init_weights else {}
+    init_report: dict[str, Any] = {"init_weights": model.init_report} if config.init_weights else {}
     if config.init_from:
         init_report["init_from"] = _init_from_model_dir(model, config.init_from, classes)
-    model.to(device)
-    optimizer, scheduler = _make_optimizer(model, config)
+    return model.to(device), init_report
 
-    loader_workers = (default_loader_workers(train_ds.array is not None, device) if config.num_workers is None
+
+def _build_run(config: TrainConfig, out: Path, device: torch.device, data: TrainingData,
+               report: _Reporter) -> _Run:
+    model, init_report = build_model(config, data.classes, device)
+    optimizer, scheduler = make_optimizer(model, config)
+    loader_workers = (default_loader_workers(data.train_ds.array is not None, device) if config.num_workers is None
                       else int(config.num_workers))
-    loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=loader_workers, seed=config.seed,
-                         drop_last=True, oversample_to=config.oversample_to)
+    loader = make_loader(data.train_ds, config.batch_size, shuffle=True, num_workers=loader_workers,
+                         seed=config.seed, drop_last=True, oversample_to=config.oversample_to)
     steps_per_epoch = max(1, len(loader))
-
-    history: list[dict] = []
-    start_epoch = 0
-    global_step = 0
-    best = {"map5": -1.0, "epoch": -1, "state_dict": None, "threshold": 0.5}
-    ckpt_path = out / "checkpoint.pt"
-    if config.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("classes") != classes:
-            raise DatasetError(f"{ckpt_path}: checkpoint was trained on other individuals; cannot resume")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch = int(ckpt["epoch"])
-        global_step = int(ckpt.get("global_step", 0))
-        history = list(ckpt.get("history", []))
-        best = ckpt.get("best", best)
-        _set_rng_state(ckpt["rng"])
-        log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
-
-    # ---- loop
-    stop_reason = None
-    if config.max_steps is not None and global_step >= config.max_steps:
-        stop_reason = "max_steps"
-    t_loop = time.monotonic()
-    steps_this_run = 0
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    epoch = start_epoch
-    last_val = None
-    warm_lr_steps = int(round(config.lr_warmup_epochs * steps_per_epoch))
-    warm_m_steps = int(round(config.margin_warmup_epochs * steps_per_epoch))
-    is_arc = config.head == "arcface"
+    warmup = make_warmup(optimizer, int(round(config.lr_warmup_epochs * steps_per_epoch)))
+    return _Run(config, out, device, data, model, optimizer, scheduler, warmup, loader, steps_per_epoch,
+                total_steps, report, init_report)
 
-    def validate() -> _Validation:
-        if config.bn_recalibrate:
-            recalibrate_bn(model, gallery_ds, device, eval_tf, config.eval_batch_size, precision=config.precision)
-        return _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size,
-                         min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known,
-                         precision=config.precision)
 
-    if start_epoch == 0 and not history:
-        # epoch 0: the untrained network, measured the same way (the baseline training must beat)
-        report(epoch=0, epochs=config.epochs, step=0, steps_per_epoch=steps_per_epoch, loss=0.0,
-               phase="validate", message="validating the untrained model")
-        v0 = validate()
-        history.append({"epoch": 0, "loss": None, "val_map5": v0.map5, "val_map5_known": v0.map5_known,
-                        "new_threshold": v0.threshold, "lr": 0.0, "steps": 0,
-                        "time_s": round(time.monotonic() - t_start, 2)})
+@dataclass
+class _LoopState:
+    """Where the epoch loop is; saved in ``checkpoint.pt`` with the weights and restored by ``maybe_resume``."""
+
+    epoch: int = 0  # epochs done
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"map5": -1.0, "epoch": -1, "state_dict": None,
+                                                          "threshold": DEFAULT_NEW_THRESHOLD})
+    stop_reason: str | None = None
+    steps_this_run: int = 0
+
+
+def maybe_resume(run: _Run) -> _LoopState:
+    """With ``resume`` and a checkpoint, the loop state (and model, optimizer, schedulers, rng) it saved."""
+    state = _LoopState()
+    path = run.out / CHECKPOINT_FILE
+    if run.config.resume and path.is_file():
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if ckpt.get("classes") != run.data.classes:
+            raise DatasetError(f"{path}: checkpoint was trained on other individuals; cannot resume")
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+        state = _LoopState(epoch=int(ckpt["epoch"]), global_step=int(ckpt.get("global_step", 0)),
+                           history=list(ckpt.get("history", [])), best=ckpt.get("best", state.best))
+        if run.warmup is not None:
+            _restore_warmup(run.warmup, ckpt.get("warmup"), state.global_step)
+        _set_rng_state(ckpt["rng"])
+        log.info("resuming from %s at epoch %d", path, state.epoch)
+    if run.config.max_steps is not None and state.global_step >= run.config.max_steps:
+        state.stop_reason = "max_steps"
+    return state
+
+
+def _restore_warmup(warmup: LinearLR, saved: dict | None, global_step: int) -> None:
+    """Put the warm-up where the checkpoint left it. A checkpoint written before the warm-up became a
+    scheduler saved the un-warmed lr; it gets the factor of its next step, as the old loop applied it."""
+    if saved is not None:
+        warmup.load_state_dict(saved)
+        return
+    warmup.last_epoch = global_step
+    if global_step <= warmup.total_iters:
+        for group in warmup.optimizer.param_groups:
+            group["lr"] = group["lr"] * (global_step + 1) / (warmup.total_iters + 1)
+
+
+def _checkpoint(run: _Run, state: _LoopState) -> None:
+    atomic_torch_save({
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "warmup": run.warmup.state_dict() if run.warmup else None,
+        "epoch": state.epoch, "global_step": state.global_step, "rng": _rng_state(), "history": state.history,
+        "best": state.best, "classes": run.data.classes, "config": run.config.to_dict(),
+    }, run.out / CHECKPOINT_FILE)
+
+
+def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ArcFace (or softmax) cross-entropy, plus ``softmax_weight`` x the margin-free one (ArcFace+softmax)."""
+    model, config = run.model, run.config
+    with autocast(run.device, config.precision):
+        feats = model.features(x)
+        logits = model.head(feats, y)
+    loss = F.cross_entropy(logits.float(), y)
+    if config.head == "arcface" and config.softmax_weight > 0:
+        loss = loss + config.softmax_weight * F.cross_entropy(model.head(feats).float(), y)
+    return loss
+
+
+def _train_step(run: _Run, state: _LoopState, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One optimizer step (ArcFace margin and lr warm-up set for this step); the step's loss."""
+    config = run.config
+    x = run.data.train_tf.apply_batch(x.to(run.device, non_blocking=True))
+    y = torch.as_tensor(y).to(run.device, non_blocking=True)
+    warm_m_steps = int(round(config.margin_warmup_epochs * run.steps_per_epoch))
+    if config.head == "arcface" and warm_m_steps > 0:
+        run.model.head.set_margin(config.arcface_m * min(1.0, state.global_step / warm_m_steps))
+    loss = _loss(run, x, y)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    if run.warmup is not None:
+        run.warmup.step()
+    return float(loss.detach())
+
+
+def _step_limit(run: _Run, state: _LoopState) -> str | None:
+    if run.config.max_steps is not None and state.global_step >= run.config.max_steps:
+        return "max_steps"
+    if run.config.time_budget_s is not None and time.monotonic() - run.report.t_start > run.config.time_budget_s:
+        return "time_budget"
+    return None
+
+
+def _eta(run: _Run, state: _LoopState) -> float:
+    """Seconds left at this run's pace so far."""
+    per_step = (time.monotonic() - run.report.t_loop) / max(1, state.steps_this_run)
+    return per_step * max(0, run.total_steps - state.global_step)
+
+
+def train_one_epoch(run: _Run, state: _LoopState, epoch: int) -> float | None:
+    """One pass over the loader at this epoch's augmentation strength; the mean loss (None: no step ran).
+    Stops early, setting ``state.stop_reason``, at ``max_steps`` or past ``time_budget_s``."""
+    config, tf = run.config, run.data.train_tf
+    run.model.train()
+    tf.strength = aug_strength(epoch, config.aug_warmup_epochs, config.aug_start)
+    run.loader.sampler.set_epoch(epoch)
+    tf.reseed([config.seed, epoch])
+    running, n_loss = 0.0, 0
+    for step, (x, y) in enumerate(run.loader):
+        run.report.check_stop()
+        if x.shape[0] < 2:  # BatchNorm needs two samples
+            continue
+        lv = _train_step(run, state, x, y)
+        if not math.isfinite(lv):
+            raise FloatingPointError(f"loss became {lv} at epoch {epoch + 1} step {step + 1}; lower the lr")
+        running, n_loss = running + lv, n_loss + 1
+        state.global_step += 1
+        state.steps_this_run += 1
+        run.report(epoch=epoch + 1, step=step + 1, steps_per_epoch=run.steps_per_epoch, loss=lv,
+                   eta_seconds=_eta(run, state), phase="train")
+        state.stop_reason = _step_limit(run, state)
+        if state.stop_reason:
+            break
+    return running / n_loss if n_loss else None
+
+
+def validate(model, data: TrainingData, config: TrainConfig, device: torch.device) -> _Validation:
+    """Held-out MAP@5 with the validation queries against the training photos as the gallery (BatchNorm
+    statistics recomputed on the training crops first, when ``bn_recalibrate``)."""
+    if config.bn_recalibrate:
+        recalibrate_bn(model, data.gallery_ds, device, data.eval_tf, config.eval_batch_size,
+                       precision=config.precision)
+    return _validate(model, data.gallery_ds, data.query_ds, data.split.val_truth, device, data.eval_tf,
+                     config.eval_batch_size, min_new=config.new_threshold_min_new,
+                     min_known=config.new_threshold_min_known, precision=config.precision)
+
+
+def _validate_untrained(run: _Run, state: _LoopState) -> None:
+    """Epoch 0: the untrained network, measured the same way (the baseline training must beat)."""
+    run.report(epoch=0, step=0, steps_per_epoch=run.steps_per_epoch, loss=0.0, phase="validate",
+               message="validating the untrained model")
+    v0 = run.validate()
+    state.history.append({"epoch": 0, "loss": None, "val_map5": v0.map5, "val_map5_known": v0.map5_known,
+                          "new_threshold": v0.threshold, "lr": 0.0, "steps": 0, "time_s": run.report.seconds()})
+
+
+def _keep_if_best(run: _Run, state: _LoopState, val: _Validation, loss: float | None) -> None:
+    # best = identification quality (known queries, threshold-free): with few validation photos the
+    # all-inclusive MAP@5 can be won by a collapsed model that calls everything new_whale
+    score = (val.map5_known if val.map5_known is not None else val.map5
+             if val.map5 is not None else -loss if loss else 0.0)
+    if state.best["state_dict"] is None or score > state.best["map5"]:
+        state.best = {"map5": score, "epoch": state.epoch,
+                      "state_dict": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
+                      "threshold": val.threshold if val.threshold is not None else DEFAULT_NEW_THRESHOLD}
+
+
+def _end_epoch(run: _Run, state: _LoopState, epoch: int, loss: float | None) -> None:
+    """Step the epoch's lr schedule, validate, record the epoch, keep the best weights, checkpoint."""
+    run.scheduler.step()
+    run.report.check_stop()
+    run.report(epoch=epoch + 1, step=run.steps_per_epoch, steps_per_epoch=run.steps_per_epoch, loss=loss or 0.0,
+               phase="validate", message="validating")
+    val = run.validate()
+    state.epoch = epoch + 1
+    state.history.append({
+        "epoch": epoch + 1, "loss": loss, "val_map5": val.map5, "val_map5_known": val.map5_known,
+        "new_threshold": val.threshold, "lr": _scheduled_lr(run),
+        "margin": float(run.model.head.m) if run.config.head == "arcface" else None,
+        "steps": state.global_step, "time_s": run.report.seconds()})
+    _keep_if_best(run, state, val, loss)
+    _checkpoint(run, state)
+    run.report(epoch=epoch + 1, step=run.steps_per_epoch, steps_per_epoch=run.steps_per_epoch, loss=loss or 0.0,
+               val_map5=val.map5, eta_seconds=_eta(run, state), phase="validate",
+               message=f"epoch {epoch + 1}: val MAP@5 {val.map5}")
+
+
+def _scheduled_lr(run: _Run) -> float:
+    """The epoch's lr without the warm-up factor still in effect (what ``history`` has always recorded)."""
+    lr = float(run.optimizer.param_groups[0]["lr"])
+    if run.warmup is not None and run.warmup.last_epoch <= run.warmup.total_iters:
+        w = run.warmup
+        lr /= w.start_factor + (w.end_factor - w.start_factor) * w.last_epoch / max(1, w.total_iters)
+    return lr
+
+
+def run_epochs(run: _Run, state: _LoopState) -> None:
+    """Validate the untrained network (fresh runs), then train and validate epoch by epoch."""
+    run.report.t_loop = time.monotonic()
+    if state.epoch == 0 and not state.history:
+        _validate_untrained(run, state)
     try:
-        for epoch in range(start_epoch, config.epochs):
-            if stop_reason:
+        for epoch in range(state.epoch, run.config.epochs):
+            if state.stop_reason:
                 break
-            model.train()
-            train_tf.strength = aug_strength(epoch, config.aug_warmup_epochs, config.aug_start)
-            loader.sampler.set_epoch(epoch)
-            train_tf.reseed([config.seed, epoch])
-            running, n_loss = 0.0, 0
-            for step, (x, y) in enumerate(loader):
-                check_stop()
-                if x.shape[0] < 2:  # BatchNorm needs two samples
-                    continue
-                x = train_tf.apply_batch(x.to(device, non_blocking=True))
-                y = torch.as_tensor(y).to(device, non_blocking=True)
-                if is_arc and warm_m_steps > 0:
-                    model.head.set_margin(config.arcface_m * min(1.0, global_step / warm_m_steps))
-                with autocast(device, config.precision):
-                    feats = model.features(x)
-                    logits = model.head(feats, y)
-                loss = F.cross_entropy(logits.float(), y)
-                if is_arc and config.softmax_weight > 0:
-                    loss = loss + config.softmax_weight * F.cross_entropy(model.head(feats).float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if global_step < warm_lr_steps:
-                    scheduled = [g["lr"] for g in optimizer.param_groups]
-                    for g in optimizer.param_groups:
-                        g["lr"] = g["lr"] * (global_step + 1) / warm_lr_steps
-                    optimizer.step()
-                    for g, lr_ in zip(optimizer.param_groups, scheduled):
-                        g["lr"] = lr_
-                else:
-                    optimizer.step()
-                lv = float(loss.detach())
-                if not math.isfinite(lv):
-                    raise FloatingPointError(f"loss became {lv} at epoch {epoch + 1} step {step + 1}; lower the lr")
-                running += lv
-                n_loss += 1
-                global_step += 1
-                steps_this_run += 1
-                elapsed = time.monotonic() - t_loop
-                remaining = max(0, total_steps - global_step)
-                report(epoch=epoch + 1, epochs=config.epochs, step=step + 1, steps_per_epoch=steps_per_epoch,
-                       loss=lv, eta_seconds=elapsed / steps_this_run * remaining, phase="train")
-                if config.max_steps is not None and global_step >= config.max_steps:
-                    stop_reason = "max_steps"
-                    break
-                if config.time_budget_s is not None and time.monotonic() - t_start > config.time_budget_s:
-                    stop_reason = "time_budget"
-                    break
-            scheduler.step()
-            check_stop()
-            report(epoch=epoch + 1, epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
-                   loss=running / max(1, n_loss), phase="validate", message="validating")
-            last_val = validate()
-            entry = {"epoch": epoch + 1, "loss": running / max(1, n_loss) if n_loss else None,
-                     "val_map5": last_val.map5, "val_map5_known": last_val.map5_known,
-                     "new_threshold": last_val.threshold, "lr": optimizer.param_groups[0]["lr"],
-                     "margin": float(model.head.m) if is_arc else None,
-                     "steps": global_step, "time_s": round(time.monotonic() - t_start, 2)}
-            history.append(entry)
-            # best = identification quality (known queries, threshold-free): with few validation photos the
-            # all-inclusive MAP@5 can be won by a collapsed model that calls everything new_whale
-            score = (last_val.map5_known if last_val.map5_known is not None else last_val.map5
-                     if last_val.map5 is not None else -entry["loss"] if entry["loss"] else 0.0)
-            if best["state_dict"] is None or score > best["map5"]:
-                best = {"map5": score, "epoch": epoch + 1,
-                        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                        "threshold": last_val.threshold if last_val.threshold is not None else 0.5}
-            atomic_torch_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "global_step": global_step,
-                "rng": _rng_state(), "history": history, "best": best, "classes": classes,
-                "config": config.to_dict(),
-            }, ckpt_path)
-            report(epoch=epoch + 1, epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
-                   loss=entry["loss"] or 0.0, val_map5=last_val.map5,
-                   eta_seconds=(time.monotonic() - t_loop) / max(1, steps_this_run) * max(0, total_steps - global_step),
-                   phase="validate", message=f"epoch {epoch + 1}: val MAP@5 {last_val.map5}")
+            loss = train_one_epoch(run, state, epoch)
+            _end_epoch(run, state, epoch, loss)
     finally:
-        _shutdown(loader)
+        _shutdown(run.loader)
 
-    # ---- final: best weights, held-out metrics
-    if best["state_dict"] is not None:
-        model.load_state_dict(best["state_dict"])
-    if is_arc:
-        model.head.set_margin(config.arcface_m)
-    final_val = _validate(model, gallery_ds, query_ds, split.val_truth, device, eval_tf, config.eval_batch_size,
-                          min_new=config.new_threshold_min_new, min_known=config.new_threshold_min_known,
-                          precision=config.precision)
-    from ml.metrics import DEFAULT_NEW_THRESHOLD
 
+def finalize(run: _Run, state: _LoopState) -> TrainResult:
+    """The best epoch's weights, measured once more on the held-out queries, plus the localizer, written
+    as the model folder."""
+    config, data = run.config, run.data
+    if state.best["state_dict"] is not None:
+        run.model.load_state_dict(state.best["state_dict"])
+    if config.head == "arcface":
+        run.model.head.set_margin(config.arcface_m)
+    final_val = _validate(run.model, data.gallery_ds, data.query_ds, data.split.val_truth, run.device, data.eval_tf,
+                          config.eval_batch_size, min_new=config.new_threshold_min_new,
+                          min_known=config.new_threshold_min_known, precision=config.precision)
     new_threshold = float(final_val.threshold) if final_val.threshold is not None else DEFAULT_NEW_THRESHOLD
-    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state_dict = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
     version = _version(state_dict)
-    extra = {
-        "version": version, "arch": config.arch, "head": config.head, "image_size": config.image_size,
-        "embedding_dim": config.embedding_dim, "n_classes": len(classes), "best_epoch": best["epoch"],
-        "epochs_run": len(history), "steps": global_step, "stop_reason": stop_reason or "epochs",
-        "device": str(device), "precision": "bf16" if uses_bf16(device, config.precision) else "fp32",
-        "train_time_s": round(time.monotonic() - t_start, 2),
-        "oversample_to": config.oversample_to, "seed": config.seed, **init_report,
-    }
-    metrics = _final_metrics(final_val, split, dup_report, extra)
-
-    # ---- localizer
+    metrics = _final_metrics(final_val, data.split, data.dup_report, _run_facts(run, state, version))
     do_loc = config.train_localizer if config.train_localizer is not None else bool(config.boxes_csv)
     if do_loc and config.boxes_csv:
-        check_stop()
-        report(epoch=len(history), epochs=config.epochs, step=0, steps_per_epoch=steps_per_epoch, loss=0.0,
-               phase="localizer", message="training the fluke localizer")
-        metrics["localizer"] = _train_localizer(samples, out, config)
+        run.report.check_stop()
+        run.report(epoch=len(state.history), step=0, steps_per_epoch=run.steps_per_epoch, loss=0.0,
+                   phase="localizer", message="training the fluke localizer")
+        metrics.localizer = _train_localizer(data.samples, run.out, config)
+    saved = SavedModel(state_dict=state_dict, classes=data.classes, arch=config.arch, image_size=config.image_size,
+                       embedding_dim=config.embedding_dim, head=config.head, pooling=config.pooling,
+                       new_threshold=new_threshold, version=version, config=config.to_dict())
+    write_model_folder(run.out, saved, metrics, state.history)
+    _write_report(metrics.to_dict(), state.history, run.out, final_val, new_threshold)
+    last_loss = state.history[-1]["loss"] if state.history and state.history[-1]["loss"] is not None else 0.0
+    run.report(epoch=len(state.history), step=run.steps_per_epoch, steps_per_epoch=run.steps_per_epoch,
+               loss=last_loss, val_map5=metrics.map5, eta_seconds=0.0, phase="done", message="done")
+    return TrainResult(model_dir=str(run.out), metrics=metrics, history=state.history, new_threshold=new_threshold)
 
-    payload = {
-        "format": MODEL_FORMAT, "config": config.to_dict(), "state_dict": state_dict, "classes": classes,
-        "new_threshold": new_threshold, "version": version, "arch": config.arch, "image_size": config.image_size,
-        "embedding_dim": config.embedding_dim, "head": config.head, "num_classes": len(classes),
+
+def _run_facts(run: _Run, state: _LoopState, version: str) -> dict[str, Any]:
+    config = run.config
+    return {
+        "version": version, "arch": config.arch, "head": config.head, "image_size": config.image_size,
+        "embedding_dim": config.embedding_dim, "n_classes": len(run.data.classes), "best_epoch": state.best["epoch"],
+        "epochs_run": len(state.history), "steps": state.global_step, "stop_reason": state.stop_reason or "epochs",
+        "device": str(run.device), "precision": "bf16" if uses_bf16(run.device, config.precision) else "fp32",
+        "train_time_s": run.report.seconds(), "oversample_to": config.oversample_to, "seed": config.seed,
+        **run.init_report,
     }
-    atomic_torch_save(payload, out / "model.pt")
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
-    _write_report(metrics, history, out, final_val, new_threshold)
-    report(epoch=len(history), epochs=config.epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
-           loss=history[-1]["loss"] if history and history[-1]["loss"] is not None else 0.0,
-           val_map5=metrics.get("map5"), eta_seconds=0.0, phase="done", message="done")
-    return TrainResult(model_dir=str(out), metrics=metrics, history=history, new_threshold=new_threshold)
 
 
-def _write_report(metrics: dict, history: list[dict], out: Path, val=None, threshold: float = 0.5) -> None:
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=str))
+def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train, validate each epoch, keep the best, and write the model folder (see module doc).
+
+    The steps are those of torchvision's classification reference: ``prepare_data``, ``build_model``,
+    ``maybe_resume``, then ``train_one_epoch`` and ``validate`` per epoch, then ``finalize``.
+    """
+    report = _Reporter(progress, should_stop, config.epochs)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    uses_bf16(device, config.precision)  # refuses an unknown precision before any work
+    seed_everything(config.seed)
+    data = prepare_data(config, out, report.check_stop)
+    run = _build_run(config, out, device, data, report)
+    state = maybe_resume(run)
+    run_epochs(run, state)
+    return finalize(run, state)
+
+
+def _write_report(metrics: dict, history: list[dict], out: Path, val=None,
+                  threshold: float = DEFAULT_NEW_THRESHOLD) -> None:
+    """Plots next to ``metrics.json`` (already written by ``write_model_folder``)."""
     try:
         from ml.evaluate import write_report
         from ml.metrics import apply_new_threshold, confusion_matrix
@@ -567,20 +720,19 @@ def _train_localizer(samples, out: Path, config: TrainConfig) -> dict:
     with_boxes = [s for s in samples if s.box is not None]
     if len(with_boxes) < 4:
         return {"skipped": f"only {len(with_boxes)} photos with boxes"}
-    kwargs = {"seed": config.seed, "device": str(pick_device(config.device))}
+    kwargs: dict[str, Any] = {"seed": config.seed, "device": str(pick_device(config.device))}
     if config.localizer_epochs is not None:
         kwargs["epochs"] = config.localizer_epochs
     if config.max_steps is not None:
         kwargs["max_steps"] = config.max_steps
     localizer, loc_metrics = train_localizer([s.path for s in with_boxes], [s.box for s in with_boxes], **kwargs)
-    path = out / "localizer.pt"
+    path = out / LOCALIZER_FILE
     if not loc_metrics.get("shipped"):
         # not better than the default box on its validation photos: ship none, the Identifier then
         # uses the flagged default box (both IoUs stay in metrics.json)
         if path.exists():
             path.unlink()
         return dict(loc_metrics)
-    tmp = out / f"localizer.pt.{os.getpid()}.tmp"
-    localizer.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        localizer.save(tmp)
     return dict(loc_metrics) if isinstance(loc_metrics, dict) else {"result": str(loc_metrics)}

@@ -18,12 +18,12 @@ def _images(synth_small):
 
 def test_loads_folder(identifier, tiny_trained):
     result, _ = tiny_trained
-    assert identifier.version == result.metrics["version"]
+    assert identifier.version == result.metrics.version
     assert identifier.new_threshold == pytest.approx(result.new_threshold)
     assert identifier.image_size == 64
     # a localizer is used only when it beat the default box on validation (else: flagged default boxes)
-    assert (identifier.localizer is not None) == result.metrics["localizer"]["shipped"]
-    assert len(identifier.classes) == result.metrics["n_classes"]
+    assert (identifier.localizer is not None) == result.metrics.localizer["shipped"]
+    assert len(identifier.classes) == result.metrics.n_classes
 
 
 def test_prepare_and_embed(identifier, synth_small):

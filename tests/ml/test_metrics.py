@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ml.metrics import (apply_new_threshold, choose_new_threshold, confusion_matrix, map_at_k,
-                        new_whale_precision_recall, top_k_accuracy)
+from ml.metrics import (DEFAULT_NEW_THRESHOLD, apply_new_threshold, confusion_matrix, map_at_k,
+                        new_whale_precision_recall, select_new_threshold, top_k_accuracy)
 from ml.types import NEW_WHALE
 
 TRUTH = ["a", "b", "c", "d"]
@@ -44,7 +44,7 @@ def test_apply_new_threshold():
     assert apply_new_threshold(ranked, 0.1, k=3) == ["a", "b", "c"]
 
 
-def test_choose_new_threshold_maximises_map():
+def test_raw_new_threshold_maximises_map():
     # known whales score high for their own label, new whales score low everywhere
     ranked = [
         [("a", 0.9), ("b", 0.3)],
@@ -53,19 +53,18 @@ def test_choose_new_threshold_maximises_map():
         [("b", 0.45), ("a", 0.1)],   # a new whale
     ]
     truth = ["a", "b", NEW_WHALE, NEW_WHALE]
-    t, m = choose_new_threshold(ranked, truth)
-    assert 0.45 < t <= 0.85
-    assert m == pytest.approx(1.0)
+    c = select_new_threshold(ranked, truth, min_new=0, min_known=0)
+    assert 0.45 < c.raw_best <= 0.85 and 0.45 < c.threshold <= 0.85
+    assert c.raw_map5 == pytest.approx(1.0) and c.map5 == pytest.approx(1.0)
     # brute-force check against apply_new_threshold + map_at_k on a grid
     grid = np.linspace(0, 1, 101)
     best = max(map_at_k(truth, [apply_new_threshold(r, g) for r in ranked]) for g in grid)
-    assert m >= best - 1e-9
+    assert c.raw_map5 >= best - 1e-9
     # a threshold that labels everything new: new whales 1, known whales 1/2
-    t2, m2 = choose_new_threshold(ranked, truth, candidates=[2.0])
-    assert t2 == 2.0 and m2 == pytest.approx(0.75)
+    assert map_at_k(truth, [apply_new_threshold(r, 2.0) for r in ranked]) == pytest.approx(0.75)
 
 
-def test_choose_new_threshold_random_agrees_with_bruteforce():
+def test_raw_new_threshold_random_agrees_with_bruteforce():
     rng = np.random.default_rng(0)
     labels = list("abcdefgh")
     ranked, truth = [], []
@@ -73,11 +72,13 @@ def test_choose_new_threshold_random_agrees_with_bruteforce():
         s = np.sort(rng.random(5))[::-1]
         ranked.append(list(zip(rng.permutation(labels)[:5], s)))
         truth.append(NEW_WHALE if rng.random() < 0.3 else str(rng.choice(labels)))
-    cands = np.linspace(0, 1, 51)
-    t, m = choose_new_threshold(ranked, truth, candidates=cands)
-    brute = [map_at_k(truth, [apply_new_threshold(r, c) for r in ranked]) for c in cands]
-    assert m == pytest.approx(max(brute))
-    assert brute[list(cands).index(t)] == pytest.approx(m)
+    c = select_new_threshold(ranked, truth, min_new=0, min_known=0)
+    # MAP@5 only changes at observed scores: trying each of them (and above all) finds the true maximum
+    cands = sorted({float(sc) for r in ranked for _, sc in r}) + [2.0]
+    brute = [map_at_k(truth, [apply_new_threshold(r, t) for r in ranked]) for t in cands]
+    assert c.raw_map5 == pytest.approx(max(brute))
+    assert map_at_k(truth, [apply_new_threshold(r, c.raw_best) for r in ranked]) == pytest.approx(c.raw_map5)
+    assert c.map5 == pytest.approx(map_at_k(truth, [apply_new_threshold(r, c.threshold) for r in ranked]))
 
 
 def test_confusion_matrix():
@@ -89,7 +90,6 @@ def test_confusion_matrix():
 
 
 # --------------------------------------------------------------------------- guarded new_whale threshold
-from ml.metrics import DEFAULT_NEW_THRESHOLD, select_new_threshold  # noqa: E402
 
 
 def _separable(n_known=6, n_new=6, known_top=0.9, new_top=0.3):
@@ -101,8 +101,8 @@ def _separable(n_known=6, n_new=6, known_top=0.9, new_top=0.3):
 
 def test_select_threshold_midpoint_of_plateau_not_its_edge():
     ranked, truth = _separable()
-    raw_t, raw_m = choose_new_threshold(ranked, truth)
     c = select_new_threshold(ranked, truth)
+    raw_t, raw_m = c.raw_best, c.raw_map5
     assert c.reason == "tuned" and c.n_new == 6 and c.n_known == 6
     assert raw_m == pytest.approx(1.0) and c.map5 == pytest.approx(1.0)
     # every threshold in (0.35, 0.85] is perfect: raw takes the lowest edge, the guard the middle
@@ -119,9 +119,8 @@ def test_select_threshold_capped_to_score_distribution():
     ranked = [[("x", 0.5 + 0.02 * i), ("y", 0.4)] for i in range(8)]
     ranked += [[("x", 0.7 + 0.02 * i), ("y", 0.6)] for i in range(8)]
     truth = [f"k{i}" for i in range(8)] + [NEW_WHALE] * 8
-    raw_t, _ = choose_new_threshold(ranked, truth)
-    assert raw_t > max(r[0][1] for r in ranked)  # above every top-1 score: all queries "new"
     c = select_new_threshold(ranked, truth)
+    assert c.raw_best > max(r[0][1] for r in ranked)  # the raw optimum: above every top-1 score, all "new"
     top1 = np.array([r[0][1] for r in ranked])
     assert c.threshold <= np.quantile(top1, 0.95) + 1e-9
     assert np.mean(top1 >= c.threshold) >= 0.05  # some queries are still called known

@@ -27,22 +27,22 @@ def test_training_learns(tiny_trained):
     # epoch 0: the untrained network, validated the same way before any step
     assert [h["epoch"] for h in hist] == list(range(7))
     assert hist[0]["steps"] == 0 and hist[0]["loss"] is None
-    steps = result.metrics["steps"]
+    steps = result.metrics.steps
     assert steps >= 24  # a few dozen steps
     # the loss went down (compared at the same ArcFace margin and augmentation: both ramp up over 2 epochs)
     full = [h for h in hist[1:] if h["margin"] == pytest.approx(TrainConfig.arcface_m)]
     assert len(full) >= 2 and full[-1]["loss"] < full[0]["loss"], [(h.get("margin"), h["loss"]) for h in hist]
     m = result.metrics
-    chance = random_map5(m["n_train_ids"])
+    chance = random_map5(m.n_train_ids)
     untrained = hist[0]["val_map5_known"]
     # the shipped (best) model beats chance AND the untrained network of the same run
-    assert m["map5_known_only"] > chance + 0.1, (m["map5_known_only"], chance)
-    assert m["map5_known_only"] > untrained + 0.05, (m["map5_known_only"], untrained)
-    assert m["best_epoch"] >= 1
+    assert m.map5_known_only > chance + 0.1, (m.map5_known_only, chance)
+    assert m.map5_known_only > untrained + 0.05, (m.map5_known_only, untrained)
+    assert m.best_epoch >= 1
     # 4 new-whale queries (< 5): the new_whale threshold is the documented default, not tuned on them
     from ml.metrics import DEFAULT_NEW_THRESHOLD
 
-    assert m["new_threshold_choice"]["reason"] == "too_few_new"
+    assert m.new_threshold_choice["reason"] == "too_few_new"
     assert result.new_threshold == DEFAULT_NEW_THRESHOLD
     # progress: every step reported, with an ETA, and a final "done"
     train_steps = [p for p in progress if p.phase == "train"]
@@ -103,13 +103,13 @@ def test_resume_continues_from_checkpoint(synth_small, tmp_path):
     first = train(_config(synth_small, out, csv=csv, epochs=2, batch_size=8))
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 2
-    steps_after_two = first.metrics["steps"]
+    steps_after_two = first.metrics.steps
     seen = []
     second = train(_config(synth_small, out, csv=csv, epochs=3, batch_size=8, resume=True), progress=seen.append)
     assert [h["epoch"] for h in second.history] == [0, 1, 2, 3]
     assert second.history[:3] == first.history  # epoch 0 and the first two epochs were not re-run
     assert {p.epoch for p in seen if p.phase == "train"} == {3}
-    assert second.metrics["steps"] > steps_after_two
+    assert second.metrics.steps > steps_after_two
     assert torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["epoch"] == 3
 
 
@@ -139,7 +139,7 @@ def test_init_from_previous_model_reinitialises_head(synth_small, tiny_trained, 
     cfg = _config(synth_small, tmp_path / "ft", csv=sub, epochs=1, max_steps=1,
                   init_from=result.model_dir)
     res = train(cfg)
-    info = res.metrics["init_from"]
+    info = res.metrics.init_from
     assert info["head_reinitialised"] is True
     assert info["loaded"] > 50
 
@@ -175,7 +175,7 @@ def test_tiny_awkward_dataset(synth_small, tmp_path):
     res = train(_config(synth_small, tmp_path / "t", csv=str(csv), epochs=2, optimizer="sgd", lr=0.01,
                         head="softmax", batch_size=4))
     assert (tmp_path / "t" / "model.pt").is_file()
-    assert res.metrics["n_new_whale_photos"] == 2
+    assert res.metrics.n_new_whale_photos == 2
     assert NEW_WHALE not in torch.load(tmp_path / "t" / "model.pt", weights_only=True)["classes"]
 
 
@@ -190,7 +190,7 @@ def test_bf16_mixed_precision_path_trains_on_the_cpu(synth_small, tmp_path, extr
                         precision="bf16", **extra), progress=seen.append)
     losses = [p.loss for p in seen if p.phase == "train"]
     assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
-    assert res.metrics["precision"] == "bf16"
+    assert res.metrics.precision == "bf16"
     assert (tmp_path / "bf16" / "model.pt").is_file()
 
 
@@ -213,4 +213,4 @@ def test_augmentation_warm_up_with_a_loader_worker(synth_small, tmp_path):
     csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
     res = train(_config(synth_small, tmp_path / "ramp", csv=csv, epochs=3, batch_size=8, num_workers=1,
                         aug_warmup_epochs=2))
-    assert [h["epoch"] for h in res.history] == [0, 1, 2, 3] and res.metrics["stop_reason"] == "epochs"
+    assert [h["epoch"] for h in res.history] == [0, 1, 2, 3] and res.metrics.stop_reason == "epochs"

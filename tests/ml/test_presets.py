@@ -1,0 +1,51 @@
+"""ml.presets: the defaults are stated once, keep their values, and import without torch."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from ml import presets
+from ml.presets import DEFAULT, QUICK, RECIPES, default_lr
+
+
+def test_default_recipe_keeps_the_seed_000_values():
+    assert (DEFAULT.arch, DEFAULT.image_size, DEFAULT.epochs, DEFAULT.batch_size) == ("resnet50", 224, 20, 32)
+    assert (DEFAULT.optimizer, DEFAULT.lr, DEFAULT.embedding_dim, DEFAULT.head, DEFAULT.pooling) == (
+        "adam", 0.005, 512, "arcface", "avg")
+    assert (QUICK.arch, QUICK.image_size, QUICK.epochs, QUICK.batch_size) == ("resnet18", 128, 10, 32)
+    assert RECIPES == {"default": DEFAULT, "quick": QUICK}
+    assert default_lr("sgd") == 0.01 and default_lr("adam") == 0.005
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        default_lr("rmsprop")
+    assert set(presets.ARCH_LABELS) == set(presets.ARCHS)
+
+
+def test_train_config_and_cli_read_the_default_recipe():
+    from ml.cli import build_parser
+    from ml.train import TrainConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for key, value in DEFAULT.train_kwargs().items():
+        assert fields[key] == value, key
+    args = build_parser().parse_args(["train", "--csv", "c", "--images", "i", "--out", "o"])
+    parsed = (args.arch, args.image_size, args.epochs, args.batch_size, args.embedding_dim, args.head, args.optimizer)
+    assert parsed == (DEFAULT.arch, DEFAULT.image_size, DEFAULT.epochs, DEFAULT.batch_size, DEFAULT.embedding_dim,
+                      DEFAULT.head, DEFAULT.optimizer)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--csv", "c", "--images", "i", "--out", "o", "--arch", "vgg16"])
+
+
+def test_recipe_builds_a_train_config():
+    from ml.train import TrainConfig
+
+    config = TrainConfig(csv="c", images_dir="i", out_dir="o", **QUICK.train_kwargs())
+    assert (config.arch, config.image_size, config.epochs, config.lr) == ("resnet18", 128, 10, 0.005)
+
+
+def test_presets_import_without_torch():
+    code = "import sys, ml.presets; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
