@@ -27,6 +27,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q
+from ml.io import atomic_write_json
 
 from submissions.models import Photo
 
@@ -176,9 +177,8 @@ def _save_snapshot(state, version, now, keep: int = 2) -> None:
     try:
         state["index"].save(folder, compact=False)  # compacting would rebuild the whole index
         np.save(folder / "seen.npy", np.array(sorted(c[1] for c in state["seen"]), dtype=np.int64))
-        tmp = root / f"latest.json.{os.getpid()}"
-        tmp.write_text(json.dumps({"folder": folder.name, "saved_at": now.isoformat(), "photos": len(state["index"])}))
-        tmp.replace(root / "latest.json")
+        atomic_write_json(root / "latest.json",
+                          {"folder": folder.name, "saved_at": now.isoformat(), "photos": len(state["index"])})
         state["snapshot_at"] = now
         for old in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)

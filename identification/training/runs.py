@@ -244,12 +244,12 @@ def register_version(result, *, run: TrainingRun | None, config, snapshot: dict,
     model_dir = Path(result.model_dir).resolve()
     root = Path(settings.ML_ROOT).resolve()
     artifact = str(model_dir.relative_to(root)) if model_dir.is_relative_to(root) else str(model_dir)
-    version_label = (result.metrics or {}).get("version") or timezone.now().strftime("%Y%m%d-%H%M%S")
+    version_label = result.metrics.version or timezone.now().strftime("%Y%m%d-%H%M%S")
     return ModelVersion.objects.create(
         name=name or (f"run-{run.pk}-{version_label}" if run else version_label),
         artifact_dir=artifact,
         config=config.to_dict(),
-        metrics=result.metrics or {},
+        metrics=result.metrics.to_dict(),
         history=result.history or [],
         training_snapshot=snapshot,
         new_threshold=float(result.new_threshold),
@@ -293,7 +293,7 @@ def execute_run(run_id: int) -> str:
         version = register_version(result, run=run, config=config, snapshot=snapshot)
         mark_examples_used(snapshot["photo_ids"], run)
         reporter.flush(force=True)
-        finish_run(run_id, version, result.metrics or {})
+        finish_run(run_id, version, result.metrics.to_dict())
     reporter.log(f"Created model version {version.name} (MAP@5 {version.metrics.get('map5')}).")
     if settings.AUTO_PROMOTE_BETTER_MODELS:
         _maybe_auto_promote(version, run)

@@ -10,6 +10,8 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from ml.types import TrainMetrics
+
 
 from ..forms import TrainingForm
 from ..models import ModelVersion, TrainingExample, TrainingRun
@@ -28,21 +30,9 @@ PIPELINE_STATS = (
 DASHBOARD_VERSIONS = 30
 DASHBOARD_RUNS = 20
 LOG_TAIL_LINES = 15
-METRIC_ALIASES = {
-    "map5": ("map5", "map@5", "map_at_5", "val_map5"),
-    "top1": ("top1", "top1_accuracy", "top_1", "acc@1", "top1_acc"),
-    "top5": ("top5", "top5_accuracy", "top_5", "acc@5", "top5_acc"),
-    "new_precision": ("new_precision", "new_whale_precision", "new_whale_p"),
-    "new_recall": ("new_recall", "new_whale_recall", "new_whale_r"),
-}
-
-
 def _metrics(raw):
-    raw = raw or {}
-    out = {}
-    for name, keys in METRIC_ALIASES.items():
-        out[name] = next((raw[k] for k in keys if isinstance(raw.get(k), (int, float))), None)
-    return out
+    """The headline metrics of a stored metrics dict, whatever spelling an older model folder used."""
+    return TrainMetrics.from_dict(raw or {}).headline()
 
 
 def run_progress_data(run: TrainingRun) -> dict:

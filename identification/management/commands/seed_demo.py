@@ -130,7 +130,7 @@ def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None
     with transaction.atomic():
         version = register_version(result, run=run, config=config, snapshot=snapshot, name=f"demo-{run.pk}")
         mark_examples_used(snapshot["photo_ids"], run)
-        finish_run(run.pk, version, result.metrics)
+        finish_run(run.pk, version, result.metrics.to_dict())
     ModelVersion.objects.filter(pk=version.pk).update(promoted_by=user)
     reembed_gallery(version.pk)  # in this process: embeds the gallery, then activates it
     version.refresh_from_db()
