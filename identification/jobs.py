@@ -23,6 +23,7 @@ NOTIFY_WATCHERS = "identification.tasks.notify_watchers"
 REQUEUE_STUCK_PHOTOS = "identification.tasks.requeue_stuck_photos"
 PRUNE_GALLERY_CHANGES = "identification.tasks.prune_gallery_changes"
 CHECK_TRAINING_RUNS = "identification.tasks.check_training_runs"
+SEND_UNQUEUED_PHOTOS = "identification.tasks.send_unqueued_photos"
 
 
 def send(task_name: str, *args, **kwargs) -> None:

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from . import jobs
 from .errors import TRANSIENT_ERRORS
 from .models import ModelVersion
-from .pipeline import housekeeping, process, reembed
+from .pipeline import housekeeping, process, queue, reembed
 from .review.notify import send_decision_emails
 from .training.localizer import execute_localizer_retrain
 from .training.registry import evaluate_on_holdout
@@ -116,3 +116,8 @@ def check_training_runs_task() -> dict:
     """Beat: end runs no live worker owns ("worker lost"); send again runs the broker could not take."""
     return check_training_runs()
 
+
+@shared_task(name=jobs.SEND_UNQUEUED_PHOTOS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)
+def send_unqueued_photos(older_than_s: float = queue.UNQUEUED_SWEEP_S) -> int:
+    """Beat: queue the photos whose message never reached the broker (an outage during their upload)."""
+    return queue.send_unqueued_photos(older_than_s)

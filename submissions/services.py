@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from ml.errors import ImageRejected, NotAnImage
-from identification import jobs
+from identification.pipeline.queue import queue_photo
 from ml.images import load_image, phash, read_exif
 
 from .models import Photo, Sighting
@@ -32,6 +32,13 @@ class UploadOutcome:
     accepted: list[Photo] = field(default_factory=list)
     duplicates: list[Photo] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    resumed: list[Photo] = field(default_factory=list)  # the watcher's own photo, sent before, still pending
+
+    @property
+    def queued(self) -> bool:
+        """Every new or resumed photo reached the broker (False during an outage: saved, sent later)."""
+        ids = [p.pk for p in self.accepted + self.resumed]
+        return not Photo.objects.filter(pk__in=ids, queued_at__isnull=True).exists()
 
 
 def _megabytes(n: int) -> str:
@@ -113,6 +120,35 @@ def submit_sighting(
     if not checked:
         return outcome
 
+    checked = _sort_out_known(user, checked, outcome)
+    if not any(original is None for *_, original in checked):
+        # nothing new: no sighting of duplicates only (unsaved rows, to name them to the watcher)
+        outcome.duplicates = [Photo(original_filename=name[:255], duplicate_of=original)
+                              for name, _, _, original in checked]
+        return outcome
+
+    written: list = []  # (storage, name) of the files stored, removed again if the transaction does not commit
+    try:
+        return _save_sighting(outcome, checked, written, user=user, species=species, observed_at=observed_at,
+                              latitude=latitude, longitude=longitude, place_name=place_name,
+                              observer_name=observer_name, notes=notes)
+    except BaseException:
+        _remove_files(written)
+        raise
+
+
+def _remove_files(written: list) -> None:
+    """The rows rolled back (the database failed mid-upload): their files must not stay behind, on local
+    storage or S3. A file that cannot be removed now is logged; nothing refers to it."""
+    for storage, name in written:
+        try:
+            storage.delete(name)
+        except Exception:
+            log.exception("could not remove %s after a failed upload", name)
+
+
+def _save_sighting(outcome, checked, written, *, user, species, observed_at, latitude, longitude, place_name,
+                   observer_name, notes) -> UploadOutcome:
     with transaction.atomic():
         sighting = Sighting.objects.create(
             species=species,
@@ -125,30 +161,51 @@ def submit_sighting(
             submitted_by=user if getattr(user, "is_authenticated", False) else None,
         )
         outcome.sighting = sighting
-        for name, data, image in checked:
-            sha = hashlib.sha256(data).hexdigest()
-            original = (
-                Photo.objects.filter(sha256=sha, duplicate_of__isnull=True).order_by("created_at", "pk").first()
-            )
-            photo = Photo(
-                sighting=sighting,
-                original_filename=name[:255],
-                sha256=sha,
-                phash=phash(image),
-            )
-            if original is not None:
-                photo.duplicate_of = original
-                photo.status = Photo.Status.REJECTED
-                photo.reject_reason = "duplicate"
-            photo.image.save(name, ContentFile(data), save=False)
-            photo.width, photo.height = image.size  # as displayed (EXIF orientation applied)
-            photo.save()
+        for name, data, image, original in checked:
+            photo = _save_photo(sighting, name, data, image, original, written)
             if original is not None:
                 outcome.duplicates.append(photo)
             else:
                 outcome.accepted.append(photo)
-                jobs.enqueue(jobs.PROCESS_PHOTO, photo.pk)
+                queue_photo(photo.pk)
     return outcome
+
+
+def _sort_out_known(user, checked, outcome: UploadOutcome) -> list:
+    """``checked`` with each file's catalogue original (None for a new photo). The watcher's own photo that
+    is still waiting to be processed (an upload retried after an error page or an outage) is not a
+    catalogue duplicate: it goes to ``outcome.resumed`` and is queued again when its message never
+    reached the broker."""
+    out = []
+    for name, data, image in checked:
+        sha = hashlib.sha256(data).hexdigest()
+        original = Photo.objects.filter(sha256=sha, duplicate_of__isnull=True).order_by("created_at", "pk").first()
+        if original is not None and _own_pending(original, user):
+            if original.queued_at is None and original.status == Photo.Status.UPLOADED:
+                queue_photo(original.pk)
+            outcome.resumed.append(original)
+            continue
+        out.append((name, data, image, original))
+    return out
+
+
+def _own_pending(photo: Photo, user) -> bool:
+    return (getattr(user, "is_authenticated", False) and photo.status in Photo.PENDING_STATUSES
+            and photo.sighting.submitted_by_id == user.pk)
+
+
+def _save_photo(sighting, name, data, image, original, written: list) -> Photo:
+    photo = Photo(sighting=sighting, original_filename=name[:255], sha256=hashlib.sha256(data).hexdigest(),
+                  phash=phash(image))
+    if original is not None:
+        photo.duplicate_of = original
+        photo.status = Photo.Status.REJECTED
+        photo.reject_reason = "duplicate"
+    photo.image.save(name, ContentFile(data), save=False)
+    written.append((photo.image.storage, photo.image.name))
+    photo.width, photo.height = image.size  # as displayed (EXIF orientation applied)
+    photo.save()
+    return photo
 
 
 def exif_prefill(file) -> dict:

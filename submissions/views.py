@@ -35,7 +35,15 @@ def add_service_errors(form, exc: ValidationError) -> None:
 def _report(request, outcome) -> None:
     if outcome.accepted:
         n = len(outcome.accepted)
-        messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and queued for identification.")
+        if outcome.queued:
+            messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and queued for "
+                             "identification.")
+        else:  # the broker is down: everything is saved, the beat sweep queues it when the broker is back
+            messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and saved. "
+                             "Identification is paused for a moment; they will be processed automatically.")
+    for photo in outcome.resumed:
+        name = photo.original_filename or f"photo {photo.pk}"
+        messages.info(request, f"{name}: you sent this photo already; it is saved and will be processed.")
     for photo in outcome.duplicates:
         name = getattr(photo, "original_filename", "") or f"photo {photo.pk}"
         messages.warning(request, f"{name}: already in our catalogue, so it was not added again.")
@@ -53,7 +61,7 @@ def submit(request):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            if outcome.accepted:
+            if outcome.accepted or outcome.resumed:
                 _report(request, outcome)
                 return redirect("submissions:my_sightings")
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")

@@ -85,5 +85,54 @@ def test_exact_duplicate_is_flagged_not_processed():
     assert dup.duplicate_of_id == first.pk and dup.status == Photo.Status.REJECTED and dup.reject_reason == "duplicate"
 
 
+def test_a_sighting_whose_only_photo_is_an_exact_duplicate_is_not_saved():
+    data = jpeg_bytes(seed=11)
+    submit([upload("a.jpg", data)])
+    out = submit([upload("again.jpg", data)])
+    assert out.sighting is None and out.accepted == []
+    assert [p.original_filename for p in out.duplicates] == ["again.jpg"]
+    assert Sighting.objects.count() == 1 and Photo.objects.count() == 1
+
+
+def test_the_watchers_own_pending_photo_sent_again_is_recognised_not_a_duplicate():
+    user = UserFactory()
+    data = jpeg_bytes(seed=12)
+    first = submit([upload("a.jpg", data)], user=user).accepted[0]
+    out = submit([upload("a.jpg", data)], user=user)
+    assert out.sighting is None and out.duplicates == [] and [p.pk for p in out.resumed] == [first.pk]
+    assert Sighting.objects.count() == 1 and Photo.objects.count() == 1
+
+
 def test_exif_prefill():
     assert exif_prefill(upload("a.jpg", jpeg_bytes())) == {"observed_at": None, "latitude": None, "longitude": None}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_failure_mid_upload_leaves_no_file_behind(media_root):
+    """A real failure: another session holds a SHARE lock on the photo table, so the photo INSERT of
+    this upload times out (``lock_timeout``) after its file was written; the rollback removes the file."""
+    import psycopg
+    from django.db import OperationalError, connection
+
+    def stored():
+        return sorted(p.relative_to(media_root) for p in media_root.rglob("*") if p.is_file())
+
+    user, species = UserFactory(), SpeciesFactory()
+    before = stored()
+    db = connection.settings_dict
+    blocker = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
+                              dbname=db["NAME"], password=db["PASSWORD"] or None)
+    try:
+        blocker.execute("LOCK TABLE submissions_photo IN SHARE MODE")  # blocks INSERTs, not SELECTs
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '500ms'")
+        with pytest.raises(OperationalError):
+            submit_sighting(user=user, species=species, observed_at=timezone.now(),
+                            files=[upload("a.jpg", jpeg_bytes(seed=41)), upload("b.jpg", jpeg_bytes(seed=42))])
+    finally:
+        blocker.rollback()
+        blocker.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    assert not Sighting.objects.exists() and not Photo.objects.exists()
+    assert stored() == before

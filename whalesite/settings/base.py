@@ -160,6 +160,9 @@ ML_TRAIN_MAX_STEPS = env.int("ML_TRAIN_MAX_STEPS", default=0)  # 0 = no cap (tes
 AUTO_PROMOTE_BETTER_MODELS = env.bool("AUTO_PROMOTE_BETTER_MODELS", default=False)
 REVIEW_CONSENSUS = env.int("REVIEW_CONSENSUS", default=1)
 STUCK_PHOTO_MINUTES = env.float("STUCK_PHOTO_MINUTES", default=30)  # beat re-queues photos waiting longer
+# a processing worker holds a lease on its photo, renewed every third of this; once it lapses (the worker was
+# killed) beat's requeue-stuck-photos (every minute) queues the photo again
+PHOTO_LEASE_S = env.float("PHOTO_LEASE_S", default=90)
 # a running training run writes a heartbeat this often; one silent for TRAINING_RUN_LOST_S has no live worker
 TRAINING_HEARTBEAT_S = env.float("TRAINING_HEARTBEAT_S", default=10)
 TRAINING_RUN_LOST_S = env.float("TRAINING_RUN_LOST_S", default=60)
