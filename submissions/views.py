@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,7 +12,7 @@ from django.views.decorators.http import require_POST
 from identification.models import Decision
 
 from . import services
-from .forms import ExifForm, SightingForm
+from .forms import NOTES_MAX_CHARS, ExifForm, SightingForm
 from .models import Photo, Sighting
 
 REJECT_LABELS = {**dict(Decision.RejectReason.choices), "duplicate": "Already in our catalogue"}
@@ -63,9 +64,18 @@ def submit(request):
         else:
             if outcome.accepted or outcome.resumed:
                 _report(request, outcome)
+                if getattr(form, "notes_cut", False):
+                    messages.warning(request, f"Your notes were longer than {NOTES_MAX_CHARS} characters; the "
+                                     f"first {NOTES_MAX_CHARS} were kept with the sighting.")
                 return redirect("submissions:my_sightings")
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")
-    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome})
+    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome, "limits": upload_limits()})
+
+
+def upload_limits() -> dict:
+    """The caps the form states: per photo (``services``) and per request (``whalesite.middleware``)."""
+    mb = 1024 * 1024
+    return {"per_file_mb": settings.MAX_UPLOAD_BYTES // mb, "per_request_mb": settings.MAX_REQUEST_BYTES // mb}
 
 
 @login_required

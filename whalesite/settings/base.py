@@ -4,6 +4,7 @@ The defaults are the embedded first-run setup: SQLite, local media, and a Celery
 (kombu's filesystem transport) that needs no server. Production overrides them through
 environment variables, see ``production.py`` and ``docker/``.
 """
+import datetime
 from pathlib import Path
 
 import environ
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whalesite.middleware.RequestSizeLimitMiddleware",  # before anything reads the body
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -122,7 +124,15 @@ STORAGES = {
 # Uploads: a size cap per file and per request; ml enforces the pixel cap.
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 MAX_PHOTOS_PER_SIGHTING = 20
-DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
+# decimals of a sighting's coordinates on public pages: 1 is about 11 km (4 would be about 11 m)
+PUBLIC_COORDINATE_DECIMALS = env.int("PUBLIC_COORDINATE_DECIMALS", default=1)
+# the earliest sighting date accepted (never earlier than FIRST_PHOTOGRAPH_DATE, the first photograph)
+SIGHTING_DATE_FLOOR = datetime.date.fromisoformat(env.str("SIGHTING_DATE_FLOOR", default="1950-01-01"))
+# one request (all its photos and fields), refused from Content-Length before the body is read
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=100 * 1024 * 1024)
+# the form fields besides files may use the whole request: long notes are cut by the form (and the photos
+# kept) instead of ending in Django's bare HTTP 400
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # Celery. The default transport is kombu's filesystem transport, so a first run needs no server.
