@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
+from accounts import ratelimit
 from identification.models import Decision
 
 from . import services
@@ -54,6 +55,8 @@ def _report(request, outcome) -> None:
 
 @login_required
 def submit(request):
+    if request.method == "POST" and (wait := _over_limit(request, "upload", settings.UPLOADS_PER_HOUR)):
+        return ratelimit.too_many(f"You have sent {settings.UPLOADS_PER_HOUR} uploads in the last hour.", wait)
     form = SightingForm(request.POST, request.FILES) if request.method == "POST" else SightingForm()
     outcome = None
     if request.method == "POST" and form.is_valid():
@@ -81,6 +84,8 @@ def upload_limits() -> dict:
 @login_required
 @require_POST
 def exif(request):
+    if wait := _over_limit(request, "exif", settings.EXIF_READS_PER_HOUR):
+        return ratelimit.too_many("Too many photos were read for their date and place.", wait, json=True)
     form = ExifForm(files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"error": "Send one photo as 'photo'."}, status=400)
@@ -95,6 +100,15 @@ def exif(request):
         "latitude": data.get("latitude"),
         "longitude": data.get("longitude"),
     })
+
+
+def _over_limit(request, what: str, per_hour: int) -> int:
+    """Seconds to wait when the user is over ``per_hour`` requests of this kind, else 0 (and count this one)."""
+    key = f"{what}:{request.user.pk}"
+    wait = ratelimit.blocked(key, per_hour)
+    if not wait:
+        ratelimit.hit(key, 3600)
+    return wait
 
 
 def _my_sightings(user):

@@ -124,6 +124,12 @@ STORAGES = {
 # Uploads: a size cap per file and per request; ml enforces the pixel cap.
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 MAX_PHOTOS_PER_SIGHTING = 20
+# rate limits (accounts.ratelimit, on the cache): failed sign-ins, and uploads / EXIF reads per user
+LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=20)
+LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=900)
+UPLOADS_PER_HOUR = env.int("UPLOADS_PER_HOUR", default=60)
+EXIF_READS_PER_HOUR = env.int("EXIF_READS_PER_HOUR", default=600)
 # decimals of a sighting's coordinates on public pages: 1 is about 11 km (4 would be about 11 m)
 PUBLIC_COORDINATE_DECIMALS = env.int("PUBLIC_COORDINATE_DECIMALS", default=1)
 # the earliest sighting date accepted (never earlier than FIRST_PHOTOGRAPH_DATE, the first photograph)
