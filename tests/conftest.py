@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,3 +300,29 @@ def broker_proxy(monkeypatch):
     yield proxy
     proxy.stop()
     use(original)
+
+
+# --------------------------------------------------------------------------- database failures
+
+
+@contextmanager
+def photo_inserts_fail(timeout_ms: int = 500):
+    """A real database failure inside an upload: another session holds a SHARE lock on the photo table
+    (SELECTs go on, INSERTs wait), and this session's ``lock_timeout`` turns the wait into an
+    OperationalError once the upload's file is already in storage."""
+    import psycopg
+    from django.db import connection
+
+    db = connection.settings_dict
+    blocker = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
+                              dbname=db["NAME"], password=db["PASSWORD"] or None)
+    try:
+        blocker.execute("LOCK TABLE submissions_photo IN SHARE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = '{int(timeout_ms)}ms'")
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")

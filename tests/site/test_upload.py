@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from submissions.models import Photo, Sighting
 from submissions.services import exif_prefill, submit_sighting
+from tests.conftest import photo_inserts_fail
 from tests.factories import SpeciesFactory, UserFactory, bomb_png, jpeg_bytes, upload
 
 pytestmark = pytest.mark.django_db
@@ -109,30 +110,17 @@ def test_exif_prefill():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_database_failure_mid_upload_leaves_no_file_behind(media_root):
-    """A real failure: another session holds a SHARE lock on the photo table, so the photo INSERT of
-    this upload times out (``lock_timeout``) after its file was written; the rollback removes the file."""
-    import psycopg
-    from django.db import OperationalError, connection
+    """The photo INSERT fails (``photo_inserts_fail``: a real lock timeout) after its file was written; the
+    rollback removes the file."""
+    from django.db import OperationalError
 
     def stored():
         return sorted(p.relative_to(media_root) for p in media_root.rglob("*") if p.is_file())
 
     user, species = UserFactory(), SpeciesFactory()
     before = stored()
-    db = connection.settings_dict
-    blocker = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
-                              dbname=db["NAME"], password=db["PASSWORD"] or None)
-    try:
-        blocker.execute("LOCK TABLE submissions_photo IN SHARE MODE")  # blocks INSERTs, not SELECTs
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '500ms'")
-        with pytest.raises(OperationalError):
-            submit_sighting(user=user, species=species, observed_at=timezone.now(),
-                            files=[upload("a.jpg", jpeg_bytes(seed=41)), upload("b.jpg", jpeg_bytes(seed=42))])
-    finally:
-        blocker.rollback()
-        blocker.close()
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = 0")
+    with photo_inserts_fail(), pytest.raises(OperationalError):
+        submit_sighting(user=user, species=species, observed_at=timezone.now(),
+                        files=[upload("a.jpg", jpeg_bytes(seed=41)), upload("b.jpg", jpeg_bytes(seed=42))])
     assert not Sighting.objects.exists() and not Photo.objects.exists()
     assert stored() == before
