@@ -60,7 +60,7 @@ class SightingForm(forms.Form):
     photos = MultipleFileField(
         label="Fluke photos",
         widget=MultipleFileInput(attrs={"accept": ACCEPT_TYPES}),
-        help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP or TIFF).",
+        help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP, TIFF or HEIC).",
     )
 
     def __init__(self, *args, **kwargs):

@@ -23,7 +23,7 @@ from .models import Photo, Sighting
 log = logging.getLogger(__name__)
 
 # File name extensions we accept; the real format is checked from the bytes by ml.load_image.
-IMAGE_EXTENSIONS = {"jpg", "jpeg", "jpe", "png", "webp", "tif", "tiff", "gif", "mpo"}
+IMAGE_EXTENSIONS = {"jpg", "jpeg", "jpe", "png", "webp", "tif", "tiff", "gif", "mpo", "heic", "heif"}
 
 
 @dataclass

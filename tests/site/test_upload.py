@@ -124,3 +124,23 @@ def test_a_database_failure_mid_upload_leaves_no_file_behind(media_root):
                         files=[upload("a.jpg", jpeg_bytes(seed=41)), upload("b.jpg", jpeg_bytes(seed=42))])
     assert not Sighting.objects.exists() and not Photo.objects.exists()
     assert stored() == before
+
+
+def test_heic_and_heif_photos_from_phones_are_accepted():
+    """Needs pillow-heif (a dependency in pyproject.toml); skipped where the environment lacks it."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    import io
+
+    from PIL import Image
+
+    def heif(seed):
+        out = io.BytesIO()
+        pillow_heif.from_pillow(Image.open(io.BytesIO(jpeg_bytes(seed=seed))).convert("RGB")).save(out, format="HEIF")
+        return out.getvalue()
+
+    out = submit([upload("IMG_0001.HEIC", heif(81), content_type="image/heic"),
+                  upload("IMG_0002.heif", heif(82), content_type="image/heif")])
+    assert out.rejected == [] and [p.original_filename for p in out.accepted] == ["IMG_0001.HEIC", "IMG_0002.heif"]
+    for photo in out.accepted:
+        photo.refresh_from_db()
+        assert (photo.width, photo.height) == (320, 200) and photo.status == Photo.Status.UPLOADED
