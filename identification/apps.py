@@ -15,3 +15,22 @@ class IdentificationConfig(AppConfig):
         worker_process_init.connect(threads.apply_threads, dispatch_uid="identification.apply_threads")
         worker_ready.connect(health.on_worker_ready, dispatch_uid="identification.on_worker_ready")
         worker_shutdown.connect(health.on_worker_shutdown, dispatch_uid="identification.on_worker_shutdown")
+        worker_ready.connect(recover_training_runs, dispatch_uid="identification.recover_training_runs")
+
+
+def recover_training_runs(sender=None, **kwargs):
+    """``worker_ready``: a training worker starts again the runs its previous process left RUNNING, and
+    ends runs no live worker owns (``training.runs``); start-up goes on if the database is down."""
+    import logging
+
+    from whalesite.celery import TRAINING_QUEUE
+
+    from .training.runs import check_training_runs, recover_runs_of
+
+    try:
+        queues = {q.name for q in sender.app.amqp.queues.consume_from.values()}
+        if TRAINING_QUEUE in queues:
+            recover_runs_of(sender.hostname)
+            check_training_runs()
+    except Exception:
+        logging.getLogger(__name__).exception("could not recover this worker's training runs")

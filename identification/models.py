@@ -1,7 +1,10 @@
 """The catalogue (species, individuals), the model's suggestions, moderators' decisions,
 training data, model versions and training runs."""
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from ml.metrics import DEFAULT_NEW_THRESHOLD  # the new-whale threshold before a run tunes one
 
@@ -205,6 +208,16 @@ class TrainingRunQuerySet(models.QuerySet):
     def in_progress(self):
         return self.filter(status__in=TrainingRun.IN_PROGRESS)
 
+    def lost(self, older_than: timedelta):
+        """RUNNING, but no heartbeat for ``older_than``: no live worker owns it (killed, node gone)."""
+        cutoff = timezone.now() - older_than
+        silent = models.Q(heartbeat_at__lt=cutoff) | models.Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+        return self.filter(silent, status=TrainingRun.Status.RUNNING)
+
+    def unsent(self):
+        """QUEUED, but its message never reached the broker (it was down): to be sent again."""
+        return self.filter(status=TrainingRun.Status.QUEUED, sent_at__isnull=True)
+
 
 class TrainingRun(models.Model):
     class Status(models.TextChoices):
@@ -223,6 +236,9 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(default=dict)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True, help_text="Hostname of the worker running it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Written by the running worker")
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When its message reached the broker")
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     model_version = models.OneToOneField(
         ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="training_run"

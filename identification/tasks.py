@@ -17,11 +17,11 @@ from django.core.exceptions import ValidationError
 from . import jobs
 from .errors import TRANSIENT_ERRORS
 from .models import ModelVersion
-from .pipeline import housekeeping, process, reembed
+from .pipeline import housekeeping, process, queue, reembed
 from .review.notify import send_decision_emails
 from .training.localizer import execute_localizer_retrain
 from .training.registry import evaluate_on_holdout
-from .training.runs import execute_run
+from .training.runs import check_training_runs, execute_run
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,12 @@ RETRY_OPTIONS = dict(
     autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, retry_backoff_max=120, retry_jitter=True, max_retries=6
 )
 LONG_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, **RETRY_OPTIONS)
+# explicit (soft, hard) time limits in seconds: the soft one raises SoftTimeLimitExceeded in the task, which
+# fails the photo or the run with its reason; the hard one kills a process that ignored it
+PHOTO_LIMITS = dict(soft_time_limit=300, time_limit=360)
+GALLERY_LIMITS = dict(soft_time_limit=4 * 3600, time_limit=4 * 3600 + 300)
+TRAINING_LIMITS = dict(soft_time_limit=24 * 3600, time_limit=24 * 3600 + 600)
+HOUSEKEEPING_LIMITS = dict(soft_time_limit=120, time_limit=180)
 
 
 class PhotoTask(Task):
@@ -45,47 +51,48 @@ class PhotoTask(Task):
             log.exception("could not mark photo %s failed", photo_id)
 
 
-@shared_task(name=jobs.PROCESS_PHOTO, base=PhotoTask, **LONG_TASK_OPTIONS)
+@shared_task(name=jobs.PROCESS_PHOTO, base=PhotoTask, **PHOTO_LIMITS, **LONG_TASK_OPTIONS)
 def process_photo(photo_id: int) -> str:
     """Localize, embed and rank one uploaded photo; leaves it AWAITING_REVIEW with its suggestions."""
     return process.process_photo(photo_id)
 
 
-@shared_task(name=jobs.RERANK_PHOTO, **LONG_TASK_OPTIONS)
+@shared_task(name=jobs.RERANK_PHOTO, **PHOTO_LIMITS, **LONG_TASK_OPTIONS)
 def rerank_photo(photo_id: int) -> str:
     """Re-rank a photo awaiting review against the current gallery."""
     return process.rerank_photo(photo_id)
 
 
-@shared_task(name=jobs.REEMBED_GALLERY, **LONG_TASK_OPTIONS)
+@shared_task(name=jobs.REEMBED_GALLERY, **GALLERY_LIMITS, **LONG_TASK_OPTIONS)
 def reembed_gallery(version_id: int, promote: bool = True) -> str:
     """Embed every gallery photo with ``version``, then (when ``promote``) make it the active one."""
     return reembed.reembed_gallery(version_id, promote=promote)
 
 
-@shared_task(name=jobs.RUN_TRAINING, **LONG_TASK_OPTIONS)
-def run_training(run_id: int) -> str:
-    return execute_run(run_id)
+@shared_task(name=jobs.RUN_TRAINING, bind=True, **TRAINING_LIMITS, **LONG_TASK_OPTIONS)
+def run_training(self, run_id: int) -> str:
+    """Train a model version; the worker's hostname marks the run as its own (``runs.recover_runs_of``)."""
+    return execute_run(run_id, worker=self.request.hostname or "")
 
 
-@shared_task(name=jobs.NOTIFY_WATCHERS, **RETRY_OPTIONS)
+@shared_task(name=jobs.NOTIFY_WATCHERS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)
 def notify_watchers(decision_id: int) -> int:
     return send_decision_emails(decision_id)
 
 
-@shared_task(name=jobs.REQUEUE_STUCK_PHOTOS, **RETRY_OPTIONS)
+@shared_task(name=jobs.REQUEUE_STUCK_PHOTOS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)
 def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 500) -> int:
     """Beat: queue ``process_photo`` again for photos whose message or worker was lost."""
     return housekeeping.requeue_stuck_photos(older_than_minutes, limit)
 
 
-@shared_task(name=jobs.PRUNE_GALLERY_CHANGES, **RETRY_OPTIONS)
+@shared_task(name=jobs.PRUNE_GALLERY_CHANGES, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)
 def prune_gallery_changes() -> int:
     """Beat: drop old ``GalleryChange`` rows and expired gallery snapshots."""
     return housekeeping.prune_gallery_changes()
 
 
-@shared_task(name=jobs.EVALUATE_HOLDOUT, **LONG_TASK_OPTIONS)
+@shared_task(name=jobs.EVALUATE_HOLDOUT, **GALLERY_LIMITS, **LONG_TASK_OPTIONS)
 def evaluate_holdout(version_id: int) -> str:
     """Score a model version on the frozen holdout set (``training.registry``)."""
     version = ModelVersion.objects.filter(pk=version_id).first()
@@ -99,6 +106,18 @@ def evaluate_holdout(version_id: int) -> str:
     return f"map5={evaluation.metrics.get('map5')}"
 
 
-@shared_task(name=jobs.RETRAIN_LOCALIZER, **LONG_TASK_OPTIONS)
+@shared_task(name=jobs.RETRAIN_LOCALIZER, **TRAINING_LIMITS, **LONG_TASK_OPTIONS)
 def retrain_localizer(run_id: int) -> str:
     return execute_localizer_retrain(run_id)
+
+
+@shared_task(name=jobs.CHECK_TRAINING_RUNS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)
+def check_training_runs_task() -> dict:
+    """Beat: end runs no live worker owns ("worker lost"); send again runs the broker could not take."""
+    return check_training_runs()
+
+
+@shared_task(name=jobs.SEND_UNQUEUED_PHOTOS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)
+def send_unqueued_photos(older_than_s: float = queue.UNQUEUED_SWEEP_S) -> int:
+    """Beat: queue the photos whose message never reached the broker (an outage during their upload)."""
+    return queue.send_unqueued_photos(older_than_s)

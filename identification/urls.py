@@ -25,6 +25,7 @@ urlpatterns = [
     path("dashboard/train/", models.start_training, name="start_training"),
     path("dashboard/runs/<int:run_id>/progress.json", models.run_progress, name="run_progress"),
     path("dashboard/runs/<int:run_id>/cancel/", models.cancel_run, name="cancel_run"),
+    path("dashboard/runs/<int:run_id>/send/", models.resend_run, name="resend_run"),
     path("dashboard/models/<int:version_id>/promote/", models.promote, name="promote"),
     path("dashboard/models/rollback/", models.rollback, name="rollback"),
     path("dashboard/models/<int:version_id>/plot/<str:name>.png", models.model_plot, name="model_plot"),

@@ -45,7 +45,18 @@ NEAR_DUPLICATE_BITS = 6  # pHash distance at or below which two photos count as 
 
 _ORIENTATION = 0x0112
 
-FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF")  # JPEG also opens MPO files
+
+def _heif_formats() -> tuple[str, ...]:
+    """HEIC/HEIF, what phones send, through pillow-heif's Pillow plugin when it is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return ()
+    register_heif_opener()
+    return ("HEIF",)
+
+
+FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF") + _heif_formats()  # JPEG also opens MPO files
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 

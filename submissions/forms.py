@@ -27,6 +27,15 @@ class MultipleFileField(forms.FileField):
         return files
 
 
+NOTES_MAX_CHARS = 5000
+FIRST_PHOTOGRAPH_DATE = dt.date(1826, 1, 1)  # Niépce's view from the window at Le Gras
+
+
+def date_floor() -> dt.date:
+    """The earliest sighting date accepted: settings.SIGHTING_DATE_FLOOR, never before photography."""
+    return max(settings.SIGHTING_DATE_FLOOR, FIRST_PHOTOGRAPH_DATE)
+
+
 class SightingForm(forms.Form):
     species = forms.ModelChoiceField(queryset=Species.objects.all(), empty_label="Choose a species…")
     observed_date = forms.DateField(label="Date", widget=forms.DateInput(attrs={"type": "date"}))
@@ -46,11 +55,12 @@ class SightingForm(forms.Form):
                                  widget=forms.TextInput(attrs={"placeholder": "e.g. Skjálfandi Bay, Iceland"}))
     observer_name = forms.CharField(label="Observer name", max_length=200, required=False,
                                     help_text="Who took the photos, if not you.")
-    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "maxlength": NOTES_MAX_CHARS}),
+                            help_text=f"Up to {NOTES_MAX_CHARS} characters.")
     photos = MultipleFileField(
         label="Fluke photos",
         widget=MultipleFileInput(attrs={"accept": ACCEPT_TYPES}),
-        help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP or TIFF).",
+        help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP, TIFF or HEIC).",
     )
 
     def __init__(self, *args, **kwargs):
@@ -64,12 +74,22 @@ class SightingForm(forms.Form):
         if (lat is None) != (lon is None) and "latitude" not in self.errors and "longitude" not in self.errors:
             self.add_error("longitude" if lon is None else "latitude", "Give both latitude and longitude, or neither.")
         day = cleaned.get("observed_date")
-        if day:
+        if day and day < date_floor():
+            self.add_error("observed_date", f"The sighting date can't be before {date_floor():%d %B %Y}: "
+                           "please check the year.")
+        elif day:
             when = timezone.make_aware(dt.datetime.combine(day, cleaned.get("observed_time") or dt.time(12, 0)))
             if when > timezone.now() + dt.timedelta(days=1):
                 self.add_error("observed_date", "The sighting date can't be in the future.")
             cleaned["observed_at"] = when
         return cleaned
+
+    def clean_notes(self) -> str:
+        """Notes past the limit are cut, not refused: refusing would lose the photos sent with them (a file
+        input cannot be refilled); the view tells the watcher (``notes_cut``)."""
+        notes = self.cleaned_data.get("notes") or ""
+        self.notes_cut = len(notes) > NOTES_MAX_CHARS
+        return notes[:NOTES_MAX_CHARS]
 
     def service_kwargs(self) -> dict:
         c = self.cleaned_data

@@ -74,10 +74,18 @@ class PhotoQuerySet(models.QuerySet):
     def failed(self):
         return self.filter(status=Photo.Status.FAILED)
 
-    def stuck(self, older_than: timedelta = timedelta(minutes=30)):
-        """Queued or processing for too long: the worker died or the message was lost."""
+    def unqueued(self, older_than: timedelta = timedelta(seconds=10)):
+        """Uploaded, but the broker never took its message (it was down): to be sent again. Only rows
+        older than ``older_than``, so a send in flight right after the commit is not doubled."""
         cutoff = timezone.now() - older_than
-        return self.pending().filter(updated_at__lt=cutoff)
+        return self.filter(status=Photo.Status.UPLOADED, queued_at__isnull=True, created_at__lt=cutoff)
+
+    def stuck(self, older_than: timedelta = timedelta(minutes=30)):
+        """Queued or processing for too long (the message was lost), or processing under a lease its worker
+        stopped renewing (the worker was killed: ``identification.pipeline.process``)."""
+        now = timezone.now()
+        lapsed = models.Q(status=Photo.Status.PROCESSING, lease_until__lt=now)
+        return self.pending().filter(models.Q(updated_at__lt=now - older_than) | lapsed)
 
     def disputed(self):
         """Awaiting review, but moderators disagreed: an administrator decides."""
@@ -178,6 +186,9 @@ class Photo(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When the broker took its processing message")
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="Renewed by the processing worker; lapses soon after a kill")
     processed_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import transaction
 
 from ml.errors import ImageRejected, NotAnImage
-from identification import jobs
+from identification.pipeline.queue import queue_photo
 from ml.images import load_image, phash, read_exif
 
 from .models import Photo, Sighting
@@ -23,7 +23,7 @@ from .models import Photo, Sighting
 log = logging.getLogger(__name__)
 
 # File name extensions we accept; the real format is checked from the bytes by ml.load_image.
-IMAGE_EXTENSIONS = {"jpg", "jpeg", "jpe", "png", "webp", "tif", "tiff", "gif", "mpo"}
+IMAGE_EXTENSIONS = {"jpg", "jpeg", "jpe", "png", "webp", "tif", "tiff", "gif", "mpo", "heic", "heif"}
 
 
 @dataclass
@@ -32,6 +32,13 @@ class UploadOutcome:
     accepted: list[Photo] = field(default_factory=list)
     duplicates: list[Photo] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    resumed: list[Photo] = field(default_factory=list)  # the watcher's own photo, sent before, still pending
+
+    @property
+    def queued(self) -> bool:
+        """Every new or resumed photo reached the broker (False during an outage: saved, sent later)."""
+        ids = [p.pk for p in self.accepted + self.resumed]
+        return not Photo.objects.filter(pk__in=ids, queued_at__isnull=True).exists()
 
 
 def _megabytes(n: int) -> str:
@@ -49,27 +56,41 @@ def _read_upload(f) -> bytes:
     return f.read()
 
 
-def _check_file(f) -> tuple[str, bytes | None, object, str]:
-    """(display name, bytes or None, image or None, error message)."""
+@dataclass
+class Checked:
+    """A valid upload, reduced to what saving it needs: its bytes and decoded image are dropped once checked,
+    so a request of many photos holds one photo in memory at a time; ``content`` is saved from the upload's
+    own (temporary) file, in chunks."""
+
+    name: str
+    content: object  # a django File
+    sha256: str
+    phash: str
+    size: tuple[int, int]  # as displayed (EXIF orientation applied)
+
+
+def _check_file(f) -> tuple[str, Checked | None, str]:
+    """(display name, the checked upload or None, error message)."""
     name = os.path.basename(getattr(f, "name", "") or "photo") or "photo"
     size = getattr(f, "size", None)
     if size is not None and size > settings.MAX_UPLOAD_BYTES:
-        return name, None, None, (
+        return name, None, (
             f"This file is {_megabytes(size)}, over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."
         )
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if ext not in IMAGE_EXTENSIONS:
-        return name, None, None, NotAnImage.default_message
+        return name, None, NotAnImage.default_message
     data = _read_upload(f)
     if len(data) > settings.MAX_UPLOAD_BYTES:
-        return name, None, None, (
+        return name, None, (
             f"This file is {_megabytes(len(data))}, over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."
         )
     try:
         image = load_image(data)
     except ImageRejected as exc:
-        return name, None, None, str(exc)
-    return name, data, image, ""
+        return name, None, str(exc)
+    content = f if isinstance(f, File) else ContentFile(data)
+    return name, Checked(name, content, hashlib.sha256(data).hexdigest(), phash(image), image.size), ""
 
 
 def submit_sighting(
@@ -105,14 +126,43 @@ def submit_sighting(
     outcome = UploadOutcome(sighting=None)
     checked = []
     for f in files:
-        name, data, image, error = _check_file(f)
+        name, good, error = _check_file(f)
         if error:
             outcome.rejected.append((name, error))
         else:
-            checked.append((name, data, image))
+            checked.append(good)
     if not checked:
         return outcome
 
+    checked = _sort_out_known(user, checked, outcome)
+    if not any(original is None for _, original in checked):
+        # nothing new: no sighting of duplicates only (unsaved rows, to name them to the watcher)
+        outcome.duplicates = [Photo(original_filename=good.name[:255], duplicate_of=original)
+                              for good, original in checked]
+        return outcome
+
+    written: list = []  # (storage, name) of the files stored, removed again if the transaction does not commit
+    try:
+        return _save_sighting(outcome, checked, written, user=user, species=species, observed_at=observed_at,
+                              latitude=latitude, longitude=longitude, place_name=place_name,
+                              observer_name=observer_name, notes=notes)
+    except BaseException:
+        _remove_files(written)
+        raise
+
+
+def _remove_files(written: list) -> None:
+    """The rows rolled back (the database failed mid-upload): their files must not stay behind, on local
+    storage or S3. A file that cannot be removed now is logged; nothing refers to it."""
+    for storage, name in written:
+        try:
+            storage.delete(name)
+        except Exception:
+            log.exception("could not remove %s after a failed upload", name)
+
+
+def _save_sighting(outcome, checked, written, *, user, species, observed_at, latitude, longitude, place_name,
+                   observer_name, notes) -> UploadOutcome:
     with transaction.atomic():
         sighting = Sighting.objects.create(
             species=species,
@@ -125,30 +175,51 @@ def submit_sighting(
             submitted_by=user if getattr(user, "is_authenticated", False) else None,
         )
         outcome.sighting = sighting
-        for name, data, image in checked:
-            sha = hashlib.sha256(data).hexdigest()
-            original = (
-                Photo.objects.filter(sha256=sha, duplicate_of__isnull=True).order_by("created_at", "pk").first()
-            )
-            photo = Photo(
-                sighting=sighting,
-                original_filename=name[:255],
-                sha256=sha,
-                phash=phash(image),
-            )
-            if original is not None:
-                photo.duplicate_of = original
-                photo.status = Photo.Status.REJECTED
-                photo.reject_reason = "duplicate"
-            photo.image.save(name, ContentFile(data), save=False)
-            photo.width, photo.height = image.size  # as displayed (EXIF orientation applied)
-            photo.save()
+        for good, original in checked:
+            photo = _save_photo(sighting, good, original, written)
             if original is not None:
                 outcome.duplicates.append(photo)
             else:
                 outcome.accepted.append(photo)
-                jobs.enqueue(jobs.PROCESS_PHOTO, photo.pk)
+                queue_photo(photo.pk)
     return outcome
+
+
+def _sort_out_known(user, checked, outcome: UploadOutcome) -> list:
+    """``checked`` with each file's catalogue original (None for a new photo). The watcher's own photo that
+    is still waiting to be processed (an upload retried after an error page or an outage) is not a
+    catalogue duplicate: it goes to ``outcome.resumed`` and is queued again when its message never
+    reached the broker."""
+    out = []
+    for good in checked:
+        original = Photo.objects.filter(sha256=good.sha256, duplicate_of__isnull=True).order_by(
+            "created_at", "pk").first()
+        if original is not None and _own_pending(original, user):
+            if original.queued_at is None and original.status == Photo.Status.UPLOADED:
+                queue_photo(original.pk)
+            outcome.resumed.append(original)
+            continue
+        out.append((good, original))
+    return out
+
+
+def _own_pending(photo: Photo, user) -> bool:
+    return (getattr(user, "is_authenticated", False) and photo.status in Photo.PENDING_STATUSES
+            and photo.sighting.submitted_by_id == user.pk)
+
+
+def _save_photo(sighting, good: Checked, original, written: list) -> Photo:
+    photo = Photo(sighting=sighting, original_filename=good.name[:255], sha256=good.sha256, phash=good.phash)
+    if original is not None:
+        photo.duplicate_of = original
+        photo.status = Photo.Status.REJECTED
+        photo.reject_reason = "duplicate"
+    good.content.seek(0)
+    photo.image.save(good.name, good.content, save=False)  # in chunks, from the upload's own file
+    written.append((photo.image.storage, photo.image.name))
+    photo.width, photo.height = good.size
+    photo.save()
+    return photo
 
 
 def exif_prefill(file) -> dict:

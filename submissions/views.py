@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -8,10 +9,11 @@ from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
+from accounts import ratelimit
 from identification.models import Decision
 
 from . import services
-from .forms import ExifForm, SightingForm
+from .forms import NOTES_MAX_CHARS, ExifForm, SightingForm
 from .models import Photo, Sighting
 
 REJECT_LABELS = {**dict(Decision.RejectReason.choices), "duplicate": "Already in our catalogue"}
@@ -35,7 +37,15 @@ def add_service_errors(form, exc: ValidationError) -> None:
 def _report(request, outcome) -> None:
     if outcome.accepted:
         n = len(outcome.accepted)
-        messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and queued for identification.")
+        if outcome.queued:
+            messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and queued for "
+                             "identification.")
+        else:  # the broker is down: everything is saved, the beat sweep queues it when the broker is back
+            messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and saved. "
+                             "Identification is paused for a moment; they will be processed automatically.")
+    for photo in outcome.resumed:
+        name = photo.original_filename or f"photo {photo.pk}"
+        messages.info(request, f"{name}: you sent this photo already; it is saved and will be processed.")
     for photo in outcome.duplicates:
         name = getattr(photo, "original_filename", "") or f"photo {photo.pk}"
         messages.warning(request, f"{name}: already in our catalogue, so it was not added again.")
@@ -45,6 +55,8 @@ def _report(request, outcome) -> None:
 
 @login_required
 def submit(request):
+    if request.method == "POST" and (wait := _over_limit(request, "upload", settings.UPLOADS_PER_HOUR)):
+        return ratelimit.too_many(f"You have sent {settings.UPLOADS_PER_HOUR} uploads in the last hour.", wait)
     form = SightingForm(request.POST, request.FILES) if request.method == "POST" else SightingForm()
     outcome = None
     if request.method == "POST" and form.is_valid():
@@ -53,16 +65,27 @@ def submit(request):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            if outcome.accepted:
+            if outcome.accepted or outcome.resumed:
                 _report(request, outcome)
+                if getattr(form, "notes_cut", False):
+                    messages.warning(request, f"Your notes were longer than {NOTES_MAX_CHARS} characters; the "
+                                     f"first {NOTES_MAX_CHARS} were kept with the sighting.")
                 return redirect("submissions:my_sightings")
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")
-    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome})
+    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome, "limits": upload_limits()})
+
+
+def upload_limits() -> dict:
+    """The caps the form states: per photo (``services``) and per request (``whalesite.middleware``)."""
+    mb = 1024 * 1024
+    return {"per_file_mb": settings.MAX_UPLOAD_BYTES // mb, "per_request_mb": settings.MAX_REQUEST_BYTES // mb}
 
 
 @login_required
 @require_POST
 def exif(request):
+    if wait := _over_limit(request, "exif", settings.EXIF_READS_PER_HOUR):
+        return ratelimit.too_many("Too many photos were read for their date and place.", wait, json=True)
     form = ExifForm(files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"error": "Send one photo as 'photo'."}, status=400)
@@ -77,6 +100,15 @@ def exif(request):
         "latitude": data.get("latitude"),
         "longitude": data.get("longitude"),
     })
+
+
+def _over_limit(request, what: str, per_hour: int) -> int:
+    """Seconds to wait when the user is over ``per_hour`` requests of this kind, else 0 (and count this one)."""
+    key = f"{what}:{request.user.pk}"
+    wait = ratelimit.blocked(key, per_hour)
+    if not wait:
+        ratelimit.hit(key, 3600)
+    return wait
 
 
 def _my_sightings(user):

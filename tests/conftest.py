@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,9 @@ class Worker:
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        # one hostname for every start, as in production (``-n training@%h``): a restarted worker knows the
+        # runs its killed process left RUNNING as its own (``training.runs.recover_runs_of``)
+        self.name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
 
     def start(self, timeout=60.0) -> None:
         from whalesite.celery import app
@@ -192,7 +196,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "-Q", "pipeline,training,default",
              "-c", "1", "--pool=solo", "--without-gossip", "--without-mingle", "-l", "INFO",
-             "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
+             "-n", self.name],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -259,3 +263,66 @@ def celery_worker(django_db_setup, django_db_blocker, media_root, tmp_path_facto
     worker.start()
     yield worker
     worker.stop()
+
+
+# --------------------------------------------------------------------------- broker outages
+
+
+def forget_unacked() -> None:
+    """Drop the test broker's record of delivered, unacknowledged messages: a killed worker's message is
+    then not given back after the fixture's 10 s visibility timeout, as it is not for an hour in production."""
+    import redis
+
+    redis.Redis.from_url(TEST_BROKER).delete("unacked", "unacked_index")
+
+
+@pytest.fixture
+def broker_proxy(monkeypatch):
+    """This process's Celery app sends through a loopback TCP proxy in front of the test Redis;
+    ``.stop()`` takes the broker away (connections refused), ``.start()`` brings it back on the same port.
+    The worker subprocess keeps its own connection to Redis."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.proxy import TcpProxy
+    from whalesite.celery import app
+
+    parts = urlsplit(TEST_BROKER)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379).start()
+    original = app.conf.broker_url
+
+    def use(url):
+        monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads the variable before its own setting
+        app.conf.broker_url = url
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    use(urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}")))
+    yield proxy
+    proxy.stop()
+    use(original)
+
+
+# --------------------------------------------------------------------------- database failures
+
+
+@contextmanager
+def photo_inserts_fail(timeout_ms: int = 500):
+    """A real database failure inside an upload: another session holds a SHARE lock on the photo table
+    (SELECTs go on, INSERTs wait), and this session's ``lock_timeout`` turns the wait into an
+    OperationalError once the upload's file is already in storage."""
+    import psycopg
+    from django.db import connection
+
+    db = connection.settings_dict
+    blocker = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
+                              dbname=db["NAME"], password=db["PASSWORD"] or None)
+    try:
+        blocker.execute("LOCK TABLE submissions_photo IN SHARE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = '{int(timeout_ms)}ms'")
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")

@@ -24,12 +24,18 @@ app.conf.task_routes = {
     "identification.tasks.notify_watchers": {"queue": DEFAULT_QUEUE},
     "identification.tasks.requeue_stuck_photos": {"queue": DEFAULT_QUEUE},
     "identification.tasks.prune_gallery_changes": {"queue": DEFAULT_QUEUE},
+    "identification.tasks.check_training_runs": {"queue": DEFAULT_QUEUE},
+    "identification.tasks.send_unqueued_photos": {"queue": DEFAULT_QUEUE},
 }
 app.conf.beat_schedule = {
     # photos whose message or worker was lost go round again (see the task for the rules)
-    "requeue-stuck-photos": {"task": "identification.tasks.requeue_stuck_photos", "schedule": 300.0},
+    "requeue-stuck-photos": {"task": "identification.tasks.requeue_stuck_photos", "schedule": 60.0},
     # the log workers sync their gallery index from (identification.pipeline.gallery_sync.gallery)
     "prune-gallery-changes": {"task": "identification.tasks.prune_gallery_changes", "schedule": 3600.0},
+    # training runs whose worker died are ended ("worker lost"); runs the broker refused are sent again
+    "check-training-runs": {"task": "identification.tasks.check_training_runs", "schedule": 30.0},
+    # photos the broker could not take during an upload (an outage) are sent as soon as it is back
+    "send-unqueued-photos": {"task": "identification.tasks.send_unqueued_photos", "schedule": 15.0},
 }
 app.autodiscover_tasks()
 

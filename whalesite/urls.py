@@ -5,7 +5,6 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 
 from accounts import views as accounts_views
-from accounts.forms import EmailLoginForm
 
 from . import views
 
@@ -13,11 +12,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/signup/", accounts_views.signup, name="signup"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(authentication_form=EmailLoginForm, redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", accounts_views.RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("submissions.urls")),
     path("", include("identification.urls")),

@@ -24,11 +24,26 @@ def home(request):
 @never_cache
 @require_GET
 def healthz(request):
+    """Readiness for the compose healthcheck: 503 when the database is down (nothing works without it);
+    a broker outage is reported as "degraded" with 200, since uploads are still saved and queued when it
+    is back (``identification.pipeline.queue``), so restarting the web server would not help."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
-        return JsonResponse({"status": "error", "database": str(exc)[:200]}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+        return JsonResponse({"status": "error", "database": str(exc)[:200], "broker": broker_status()}, status=503)
+    broker = broker_status()
+    return JsonResponse({"status": "ok" if broker == "ok" else "degraded", "database": "ok", "broker": broker})
 
+
+def broker_status() -> str:
+    """"ok", or why the broker cannot be reached (one connection attempt, about two seconds at most)."""
+    from whalesite.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:  # noqa: BLE001 - any failure means the broker is not usable
+        return f"unreachable: {type(exc).__name__}: {str(exc)[:160]}"
+    return "ok"

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from submissions.models import Photo
 
-from .. import jobs
 from ..models import GalleryChange
 from .gallery_sync import GALLERY_CHANGE_RETENTION_S, prune_snapshots
+from .queue import queue_photo
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +21,10 @@ STUCK_MAX_ATTEMPTS = 5  # a photo that keeps killing its worker (say, out of mem
 
 
 def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 500) -> int:
-    """Beat (``whalesite.celery`` beat_schedule): photos left UPLOADED or PROCESSING for longer than
-    ``older_than_minutes`` (settings.STUCK_PHOTO_MINUTES) lost their message or their worker; queue
-    ``process_photo`` for them again. Returns how many were queued.
+    """Beat (``whalesite.celery`` beat_schedule, every minute): photos left UPLOADED or PROCESSING for longer
+    than ``older_than_minutes`` (settings.STUCK_PHOTO_MINUTES) lost their message, and photos PROCESSING
+    under a lapsed lease lost their worker (``Photo.objects.stuck``); queue ``process_photo`` for them
+    again. Returns how many were queued.
 
     Idempotent: ``updated_at`` is touched, so a photo is queued again only after another full
     period, and ``process_photo`` returns quietly for a photo that was finished meanwhile. After
@@ -41,9 +42,10 @@ def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 5
                 status=Photo.Status.FAILED, failure_code="stuck", updated_at=now,
                 failure_reason=f"Processing did not finish after {STUCK_MAX_ATTEMPTS} attempts. A moderator can retry it.",
             )
-        Photo.objects.filter(pk__in=requeue).update(updated_at=now)
+        # the lapsed lease is cleared, so the photo is queued once, not on every beat while it waits
+        Photo.objects.filter(pk__in=requeue).update(updated_at=now, lease_until=None)
         for pk in requeue:
-            jobs.enqueue(jobs.PROCESS_PHOTO, pk)
+            queue_photo(pk)
     if rows:
         log.warning("re-queued %d stuck photo(s); failed %d after %d attempts", len(requeue), len(give_up),
                     STUCK_MAX_ATTEMPTS)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import io
 import logging
+from contextlib import nullcontext
+from datetime import timedelta
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image
 
@@ -24,6 +27,7 @@ from ml.types import NEW_WHALE
 from submissions.models import Photo
 
 from ..errors import TRANSIENT_ERRORS
+from ..heartbeat import Beating
 from ..models import Embedding, Suggestion
 from . import cache
 from .gallery_sync import gallery
@@ -36,7 +40,32 @@ NEW_INDIVIDUAL_RANKS = 6  # 5 individuals + "new individual" at its rank
 def fail(photo_id: int, code: str, reason: str) -> None:
     Photo.objects.filter(pk=photo_id).exclude(
         status__in=(*Photo.GALLERY_STATUSES, Photo.Status.REJECTED)
-    ).update(status=Photo.Status.FAILED, failure_code=code[:40], failure_reason=reason, updated_at=timezone.now())
+    ).update(status=Photo.Status.FAILED, failure_code=code[:40], failure_reason=reason, updated_at=timezone.now(),
+             lease_until=None)
+
+
+def lease_s() -> float:
+    return float(settings.PHOTO_LEASE_S)
+
+
+def take_lease(photo_id: int) -> bool:
+    """Mark the photo PROCESSING under a lease of PHOTO_LEASE_S, unless another worker holds a live one: a
+    message delivered twice (a requeue, Redis's redelivery) never processes one photo twice at once."""
+    now = timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    return bool(Photo.objects.filter(free, pk=photo_id, status__in=Photo.PENDING_STATUSES).update(
+        status=Photo.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=now,
+        lease_until=now + timedelta(seconds=lease_s())))
+
+
+def lease_keeper(photo_id: int) -> Beating:
+    """Renews the lease every third of PHOTO_LEASE_S while the photo is processed; a killed worker stops
+    renewing, and beat (``housekeeping.requeue_stuck_photos``) queues the photo again once it lapses."""
+    def renew():
+        Photo.objects.filter(pk=photo_id, status=Photo.Status.PROCESSING).update(
+            lease_until=timezone.now() + timedelta(seconds=lease_s()))
+
+    return Beating(lease_s() / 3, renew, name=f"photo-{photo_id}-lease")
 
 
 def read_image_bytes(photo) -> bytes:
@@ -161,10 +190,13 @@ def _process(photo_id: int, *, rerank: bool) -> str:
                  "automatically as soon as an administrator promotes a model.")
         return "no model"
 
-    if not rerank:
-        Photo.objects.filter(pk=photo_id).update(
-            status=Photo.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
-        )
+    if not rerank and not take_lease(photo_id):
+        return "leased"  # another worker is processing it now
+    with lease_keeper(photo_id) if not rerank else nullcontext():
+        return _process_leased(photo, photo_id, version, rerank)
+
+
+def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
     try:
         existing = Embedding.objects.filter(photo=photo, model_version=version).first() if rerank else None
         prepared = None
@@ -175,6 +207,7 @@ def _process(photo_id: int, *, rerank: bool) -> str:
         matches = rank_photo(photo, version, vector)
         png = crop_png(prepared.crop) if prepared is not None else None
     except TRANSIENT_ERRORS:
+        _release_lease(photo_id)  # the task retries with backoff: its next try must find the photo free
         raise
     except ImageRejected as exc:
         if not rerank:
@@ -212,5 +245,13 @@ def _process(photo_id: int, *, rerank: bool) -> str:
         photo.failure_code = ""
         photo.failure_reason = ""
         photo.processed_at = timezone.now()
+        photo.lease_until = None
         photo.save()
     return "ok"
+
+
+def _release_lease(photo_id: int) -> None:
+    try:
+        Photo.objects.filter(pk=photo_id).update(lease_until=None)
+    except TRANSIENT_ERRORS:  # the database is the problem: the lease lapses by itself
+        pass

@@ -20,6 +20,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -28,6 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import jobs
+from ..heartbeat import Beating
 from ..models import HoldoutEvaluation, ModelVersion, TrainingExample, TrainingRun
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
@@ -59,10 +61,30 @@ def start_training_run(*, user, epochs=None, arch=None, image_size=None, fine_tu
     with transaction.atomic():
         # lock the runs in progress: with none there is nothing to lock, so two simultaneous starts can
         # both get here; execute_run refuses the second one when it finds the first RUNNING
+        end_lost_runs()  # a run whose worker died never blocks the next one
         if TrainingRun.objects.select_for_update().in_progress().exists():
             raise ValidationError("A training run is already queued or running.")
         run = TrainingRun.objects.create(options=options, started_by=user)
-        jobs.enqueue(jobs.RUN_TRAINING, run.pk)
+        send_run(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def send_run(run_id: int) -> None:
+    """Queue the run on commit and stamp ``sent_at`` once the broker took it; a run the broker could not
+    take stays QUEUED without ``sent_at`` (``TrainingRun.objects.unsent()``) and is sent again by
+    ``check_training_runs`` (beat, and every worker's start-up) or from the dashboard."""
+    jobs.enqueue(jobs.RUN_TRAINING, run_id, on_sent=lambda: TrainingRun.objects.filter(pk=run_id).update(
+        sent_at=timezone.now()))
+
+
+def resend_training_run(*, run, user) -> TrainingRun:
+    """The dashboard's "Send again" for a run the broker could not take."""
+    require(user, MANAGE_MODELS_PERMISSION)
+    if not TrainingRun.objects.unsent().filter(pk=run.pk).exists():
+        raise ValidationError("This training run was sent already.")
+    send_run(run.pk)
+    run.refresh_from_db()
     return run
 
 
@@ -75,6 +97,9 @@ def cancel_training_run(*, run, user) -> TrainingRun:
             locked.cancel_requested = True
             locked.finished_at = timezone.now()
             locked.save()
+        elif TrainingRun.objects.lost(lost_after()).filter(pk=run.pk).exists():
+            # no live worker owns it, so nobody would act on the request: it ends now
+            _end_lost(locked, TrainingRun.Status.CANCELLED, "Cancelled; its worker was gone.")
         elif locked.status == TrainingRun.Status.RUNNING:
             locked.cancel_requested = True
             locked.save(update_fields=["cancel_requested"])
@@ -82,6 +107,81 @@ def cancel_training_run(*, run, user) -> TrainingRun:
             raise ValidationError("This training run has already finished.")
     run.refresh_from_db()
     return run
+
+
+# --------------------------------------------------------------------------- lost workers
+
+WORKER_LOST = "worker lost"
+
+
+def lost_after() -> timedelta:
+    return timedelta(seconds=settings.TRAINING_RUN_LOST_S)
+
+
+def _end_lost(run: TrainingRun, status: str, line: str) -> None:
+    run.status = status
+    run.cancel_requested = run.cancel_requested or status == TrainingRun.Status.CANCELLED
+    run.error = WORKER_LOST if status == TrainingRun.Status.FAILED else run.error
+    run.log = "\n".join(filter(None, [run.log, f"[{timezone.now():%H:%M:%S}] {line}"]))
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "cancel_requested", "error", "log", "finished_at"])
+
+
+def end_lost_runs() -> int:
+    """FAIL ("worker lost") or, when a cancel was asked for, CANCEL every run no live worker owns."""
+    ended = 0
+    with transaction.atomic():
+        for run in TrainingRun.objects.lost(lost_after()).select_for_update(skip_locked=True):
+            if run.cancel_requested:
+                _end_lost(run, TrainingRun.Status.CANCELLED, "Cancelled; its worker was gone.")
+            else:
+                _end_lost(run, TrainingRun.Status.FAILED, "Failed: worker lost (no heartbeat).")
+            ended += 1
+    return ended
+
+
+def check_training_runs() -> dict:
+    """Beat: runs no live worker owns (no heartbeat for TRAINING_RUN_LOST_S) are FAILED with the reason
+    "worker lost" (CANCELLED when a cancel was asked for), so they never block the next run; runs the
+    broker could not take are sent again. Returns the counts."""
+    ended = end_lost_runs()
+    unsent = list(TrainingRun.objects.unsent().values_list("pk", flat=True))
+    for run_id in unsent:
+        send_run(run_id)
+    if ended or unsent:
+        log.warning("training runs: %d lost ended, %d unsent sent again", ended, len(unsent))
+    return {"lost": ended, "resent": len(unsent)}
+
+
+def recover_runs_of(worker: str) -> int:
+    """Worker start-up: a run still RUNNING under this worker's own hostname lost its process (SIGKILL,
+    out of memory, node restart), since the worker that owns it has only just started. Start it again
+    at once instead of waiting for Redis to deliver the message again (visibility timeout, an hour):
+    back to QUEUED and sent; a cancelled one ends. Returns how many were sent again."""
+    resent = []
+    with transaction.atomic():
+        for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, worker=worker).select_for_update():
+            if run.cancel_requested:
+                _end_lost(run, TrainingRun.Status.CANCELLED, "Cancelled; its worker was gone.")
+                continue
+            stamp = timezone.now().strftime("%H:%M:%S")
+            run.log = "\n".join(filter(None, [run.log, f"[{stamp}] {RESTARTED_LINE}"]))
+            run.status, run.worker, run.heartbeat_at, run.sent_at = TrainingRun.Status.QUEUED, "", None, None
+            run.save(update_fields=["log", "status", "worker", "heartbeat_at", "sent_at"])
+            send_run(run.pk)
+            resent.append(run.pk)
+    return len(resent)
+
+
+RESTARTED_LINE = "The worker stopped during this run; starting it again."
+
+
+def run_heartbeat(run_id: int) -> Beating:
+    """Stamps ``heartbeat_at`` every TRAINING_HEARTBEAT_S while the run's body runs."""
+    def beat():
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(heartbeat_at=timezone.now())
+
+    return Beating(settings.TRAINING_HEARTBEAT_S, beat, name=f"run-{run_id}-heartbeat")
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -130,15 +230,19 @@ class RunReporter:
 
 
 def claim_run(run_id: int, *, restart_running: bool, exclusive: bool) -> tuple[TrainingRun | None, str]:
-    """The run to execute, or ``(None, why not)``: "gone", "done", "cancelled" or "refused".
+    """The run to execute, or ``(None, why not)``: "gone", "done", "owned", "cancelled" or "refused".
 
-    ``restart_running``: a RUNNING run is started again (its worker died and the message came back);
+    ``restart_running``: a RUNNING run whose heartbeat stopped is started again (its worker died and the
+    message came back; one with a live heartbeat is "owned");
     otherwise only a QUEUED run is. ``exclusive``: refused while another run is RUNNING."""
     run = TrainingRun.objects.filter(pk=run_id).first()
     if run is None:
         return None, "gone"
     if not (run.in_progress if restart_running else run.status == TrainingRun.Status.QUEUED):
         return None, "done"
+    if run.status == TrainingRun.Status.RUNNING and not TrainingRun.objects.lost(lost_after()).filter(
+            pk=run_id).exists():
+        return None, "owned"  # a live worker runs it: a message delivered again must not start it twice
     if run.cancel_requested:
         TrainingRun.objects.filter(pk=run_id).update(status=TrainingRun.Status.CANCELLED, finished_at=timezone.now())
         return None, "cancelled"
@@ -148,7 +252,10 @@ def claim_run(run_id: int, *, restart_running: bool, exclusive: bool) -> tuple[T
             finished_at=timezone.now(),
         )
         return None, "refused"
-    return run, ""
+    # taken only if nobody took it since it was read: two messages for one run never both start it
+    taken = TrainingRun.objects.filter(pk=run_id, status=run.status, heartbeat_at=run.heartbeat_at).update(
+        status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
+    return (run, "") if taken else (None, "owned")
 
 
 @dataclasses.dataclass
@@ -161,20 +268,30 @@ class RunLife:
 
 
 @contextmanager
-def run_lifecycle(run: TrainingRun, *, what: str = "training run", reraise: bool = False):
-    """Mark ``run`` RUNNING and record a failure of the body: CANCELLED on ``TrainingCancelled``, FAILED
-    with the traceback on any other error (``life.outcome`` says which; ``reraise`` lets the error on,
-    for a command line). The body calls ``finish_run`` when it succeeds."""
+def run_lifecycle(run: TrainingRun, *, what: str = "training run", reraise: bool = False, worker: str = ""):
+    """Mark ``run`` RUNNING under ``worker`` (its hostname, for ``recover_runs_of``), keep its heartbeat
+    while the body runs (``run_heartbeat``), and record a failure of the body: CANCELLED on
+    ``TrainingCancelled``, FAILED with the traceback on any other error (``life.outcome`` says which;
+    ``reraise`` lets the error on, for a command line). The body calls ``finish_run`` when it succeeds."""
     from ml.train import TrainingCancelled  # loads torch
 
-    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, started_at=timezone.now())
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:200])
+    with run_heartbeat(run.pk):
+        with _recorded(run, what, reraise, TrainingCancelled) as life:
+            yield life
+
+
+@contextmanager
+def _recorded(run: TrainingRun, what: str, reraise: bool, cancelled: type[BaseException]):
     reporter = RunReporter(run.pk)
     if run.log:
         reporter.lines = run.log.splitlines()
     life = RunLife(run, reporter)
     try:
         yield life
-    except TrainingCancelled:
+    except cancelled:
         reporter.log("Cancelled.")
         TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.CANCELLED, finished_at=timezone.now())
         life.outcome = "cancelled"
@@ -256,18 +373,18 @@ def register_version(result, *, run: TrainingRun | None, config, snapshot: dict,
     )
 
 
-def execute_run(run_id: int) -> str:
-    """The body of the ``run_training`` task."""
+def execute_run(run_id: int, worker: str = "") -> str:
+    """The body of the ``run_training`` task; ``worker`` is the hostname of the worker running it."""
     from ml.train import train  # loads torch
 
     run, why_not = claim_run(run_id, restart_running=True, exclusive=True)
     if run is None:
         return why_not
     redelivered = run.status == TrainingRun.Status.RUNNING  # the worker died mid-run: start again
-    with run_lifecycle(run) as life:
+    with run_lifecycle(run, worker=worker) as life:
         reporter = life.reporter
         if redelivered:
-            reporter.log("The worker stopped during this run; starting it again.")
+            reporter.log(RESTARTED_LINE)
         data_dir = run_dir(run_id) / "data"
         snapshot = export_dataset(data_dir)
         reporter.log(

@@ -19,7 +19,7 @@ from ..permissions import admin_required
 from ..training import registry
 from ..training.dataset import current_holdout
 from ..training.localizer import localizer_training_photos, start_localizer_retrain
-from ..training.runs import cancel_training_run, start_training_run
+from ..training.runs import cancel_training_run, resend_training_run, start_training_run
 from .common import back, show_errors
 
 PLOTS = ("loss", "map5", "confusion")
@@ -96,10 +96,31 @@ def start_training(request):
         return dashboard(request, training_form=form)
     try:
         run = start_training_run(user=request.user, **form.cleaned_data)
-        messages.success(request, f"Training run {run.pk} queued.")
+        report_sent(request, run, f"Training run {run.pk} queued.")
     except ValidationError as exc:
         show_errors(request, exc)
     return redirect(reverse("identification:dashboard") + "#training")
+
+
+def report_sent(request, run, done: str) -> None:
+    """``done`` when the broker took the run, else say it is saved and will be sent (never an HTTP 500)."""
+    if run.sent_at is not None:
+        messages.success(request, done)
+    else:
+        messages.warning(request, f"Training run {run.pk} is saved, but the task broker is unreachable: it will "
+                         "be sent as soon as the broker is back, or use Send again on the run's page.")
+
+
+@admin_required
+@require_POST
+def resend_run(request, run_id):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        run = resend_training_run(run=run, user=request.user)
+        report_sent(request, run, f"Training run {run.pk} sent.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect("identification:run_detail", run_id=run.pk)
 
 
 @admin_required

@@ -7,7 +7,8 @@ from identification.models import ModelVersion, Suggestion, TrainingRun
 from identification.training.runs import start_training_run
 from submissions.models import Photo
 from submissions.services import submit_sighting
-from tests.conftest import wait_for
+from identification import jobs
+from tests.conftest import forget_unacked, wait_for
 from tests.factories import upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -83,3 +84,48 @@ def test_photo_left_processing_by_a_dead_worker_is_finished_once(active_model, c
     assert photo.attempts == 2
     rows = list(Suggestion.objects.filter(photo=photo).values_list("rank", flat=True))
     assert sorted(rows) == [1, 2, 3, 4, 5, 6]
+
+
+def test_photo_of_a_worker_killed_mid_photo_is_processed_again_once_its_lease_lapses(active_model, celery_worker):
+    """SIGKILL while the photo is PROCESSING, and the message not given back (``forget_unacked``: production's
+    hour-long visibility timeout): beat's requeue finds the lapsed lease and the photo is processed, once."""
+    import io
+    import time
+
+    from PIL import Image
+
+    demo = active_model
+    label = list(demo.held_out)[2]
+    big = io.BytesIO()  # a large photo, so the worker is still on it when it is killed
+    Image.open(demo.held_out[label]).convert("RGB").resize((4000, 2500)).save(big, "JPEG", quality=95)
+    photo = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
+                            files=[upload("big.jpg", big.getvalue())]).accepted[0]
+
+    def processing():
+        photo.refresh_from_db()
+        assert photo.status == Photo.Status.UPLOADED or photo.status == Photo.Status.PROCESSING, \
+            "the photo was processed before the worker could be killed"
+        return photo.status == Photo.Status.PROCESSING
+
+    wait_for(processing, timeout=120, interval=0.005, message="the worker to take the photo")
+    celery_worker.kill()
+    killed_at = time.monotonic()
+    forget_unacked()
+    celery_worker.start()
+
+    def settled():
+        photo.refresh_from_db()
+        if photo.status in (Photo.Status.AWAITING_REVIEW, Photo.Status.FAILED):
+            return True
+        jobs.send(jobs.REQUEUE_STUCK_PHOTOS)  # what beat sends every minute
+        return False
+
+    try:
+        wait_for(settled, timeout=180, interval=2, message="the killed worker's photo to be processed again")
+    except AssertionError:
+        print(celery_worker.log_tail(4000))
+        raise
+    print(f"processed again {time.monotonic() - killed_at:.1f} s after the kill (PHOTO_LEASE_S=6, beat every 2 s)")
+    assert photo.status == Photo.Status.AWAITING_REVIEW, photo.failure_reason
+    assert photo.attempts == 2 and photo.lease_until is None
+    assert Suggestion.objects.filter(photo=photo).count() == 6

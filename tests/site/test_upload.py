@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from submissions.models import Photo, Sighting
 from submissions.services import exif_prefill, submit_sighting
+from tests.conftest import photo_inserts_fail
 from tests.factories import SpeciesFactory, UserFactory, bomb_png, jpeg_bytes, upload
 
 pytestmark = pytest.mark.django_db
@@ -85,5 +86,61 @@ def test_exact_duplicate_is_flagged_not_processed():
     assert dup.duplicate_of_id == first.pk and dup.status == Photo.Status.REJECTED and dup.reject_reason == "duplicate"
 
 
+def test_a_sighting_whose_only_photo_is_an_exact_duplicate_is_not_saved():
+    data = jpeg_bytes(seed=11)
+    submit([upload("a.jpg", data)])
+    out = submit([upload("again.jpg", data)])
+    assert out.sighting is None and out.accepted == []
+    assert [p.original_filename for p in out.duplicates] == ["again.jpg"]
+    assert Sighting.objects.count() == 1 and Photo.objects.count() == 1
+
+
+def test_the_watchers_own_pending_photo_sent_again_is_recognised_not_a_duplicate():
+    user = UserFactory()
+    data = jpeg_bytes(seed=12)
+    first = submit([upload("a.jpg", data)], user=user).accepted[0]
+    out = submit([upload("a.jpg", data)], user=user)
+    assert out.sighting is None and out.duplicates == [] and [p.pk for p in out.resumed] == [first.pk]
+    assert Sighting.objects.count() == 1 and Photo.objects.count() == 1
+
+
 def test_exif_prefill():
     assert exif_prefill(upload("a.jpg", jpeg_bytes())) == {"observed_at": None, "latitude": None, "longitude": None}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_failure_mid_upload_leaves_no_file_behind(media_root):
+    """The photo INSERT fails (``photo_inserts_fail``: a real lock timeout) after its file was written; the
+    rollback removes the file."""
+    from django.db import OperationalError
+
+    def stored():
+        return sorted(p.relative_to(media_root) for p in media_root.rglob("*") if p.is_file())
+
+    user, species = UserFactory(), SpeciesFactory()
+    before = stored()
+    with photo_inserts_fail(), pytest.raises(OperationalError):
+        submit_sighting(user=user, species=species, observed_at=timezone.now(),
+                        files=[upload("a.jpg", jpeg_bytes(seed=41)), upload("b.jpg", jpeg_bytes(seed=42))])
+    assert not Sighting.objects.exists() and not Photo.objects.exists()
+    assert stored() == before
+
+
+def test_heic_and_heif_photos_from_phones_are_accepted():
+    """Needs pillow-heif (a dependency in pyproject.toml); skipped where the environment lacks it."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    import io
+
+    from PIL import Image
+
+    def heif(seed):
+        out = io.BytesIO()
+        pillow_heif.from_pillow(Image.open(io.BytesIO(jpeg_bytes(seed=seed))).convert("RGB")).save(out, format="HEIF")
+        return out.getvalue()
+
+    out = submit([upload("IMG_0001.HEIC", heif(81), content_type="image/heic"),
+                  upload("IMG_0002.heif", heif(82), content_type="image/heif")])
+    assert out.rejected == [] and [p.original_filename for p in out.accepted] == ["IMG_0001.HEIC", "IMG_0002.heif"]
+    for photo in out.accepted:
+        photo.refresh_from_db()
+        assert (photo.width, photo.height) == (320, 200) and photo.status == Photo.Status.UPLOADED

@@ -9,7 +9,7 @@ from PIL import Image
 
 from submissions.models import Photo
 from submissions.services import submit_sighting
-from tests.conftest import wait_for
+from tests.conftest import photo_inserts_fail, wait_for
 from tests.factories import SpeciesFactory, UserFactory, jpeg_bytes, upload
 from tests.storage.conftest import ACCESS_KEY, SECRET_KEY
 
@@ -44,6 +44,20 @@ def test_submit_sighting_stores_each_accepted_upload_in_the_bucket(s3_storage, s
     assert _object(s3_server, photo.image.name) == good
     assert (photo.width, photo.height) == (480, 300)
     assert not (Path(settings.MEDIA_ROOT) / photo.image.name).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_failure_mid_upload_leaves_no_object_in_the_bucket(s3_storage, s3_server):
+    """Issue 13, item 5 on S3: the file is in the bucket before the photo INSERT fails (a real lock
+    timeout); the rollback removes the object."""
+    from django.db import OperationalError
+
+    before = _keys(s3_server)
+    with photo_inserts_fail(), pytest.raises(OperationalError):
+        submit_sighting(user=UserFactory(role="watcher"), species=SpeciesFactory(), observed_at=timezone.now(),
+                        files=[upload("left.jpg", jpeg_bytes((480, 300), seed=61))])
+    assert not Photo.objects.exists()
+    assert _keys(s3_server) == before
 
 
 @pytest.fixture

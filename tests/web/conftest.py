@@ -4,6 +4,16 @@ import pytest
 from tests.factories import UserFactory
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """The rate limits (``accounts.ratelimit``) live in the cache: each test starts with none counted."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def _signed_in(client, email, role):
     user = UserFactory(email=email, role=role)
     client.force_login(user)

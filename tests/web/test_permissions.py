@@ -43,6 +43,7 @@ MATRIX = [
     ("identification:start_training", "post", None, "train", ADMIN_REDIRECT),
     ("identification:run_progress", "get", "run", None, ADMIN),
     ("identification:cancel_run", "post", "run", None, ADMIN_REDIRECT),
+    ("identification:resend_run", "post", "run", None, ADMIN_REDIRECT),
     ("identification:promote", "post", "version", None, ADMIN_REDIRECT),
     ("identification:rollback", "post", None, None, ADMIN_REDIRECT),
     ("identification:model_plot", "get", "plot", None, ADMIN),

@@ -86,6 +86,55 @@ def test_good_upload_redirects_with_per_file_results(client, watcher):
     assert sighting.photos.get(original_filename="again.jpg").duplicate_of == existing
 
 
+@pytest.mark.parametrize("day", ["0001-01-01", "1825-12-31", "1899-12-31", "1949-12-31"])
+def test_dates_before_photography_or_the_floor_are_refused(client, watcher, day):
+    species = SpeciesFactory()
+    data = form_data(species, observed_date=day)
+    data["photos"] = [upload("a.jpg", jpeg_bytes(seed=21))]
+    response = client.post(reverse("submissions:submit"), data)
+    assert response.status_code == 200
+    assert "can&#x27;t be before 01 January 1950" in response.content.decode()
+    assert Sighting.objects.count() == 0 and Photo.objects.count() == 0
+
+
+def test_the_date_floor_is_a_setting_but_never_before_photography(client, watcher, settings):
+    import datetime
+
+    settings.SIGHTING_DATE_FLOOR = datetime.date(1, 1, 1)
+    species = SpeciesFactory()
+    data = form_data(species, observed_date="1825-12-31")
+    data["photos"] = [upload("a.jpg", jpeg_bytes(seed=22))]
+    assert "can&#x27;t be before 01 January 1826" in client.post(reverse("submissions:submit"), data).content.decode()
+    data = form_data(species, observed_date="1930-06-01")
+    data["photos"] = [upload("a.jpg", jpeg_bytes(seed=22))]
+    response = client.post(reverse("submissions:submit"), data)
+    assert response.status_code == 302 and Sighting.objects.count() == 1
+
+
+def test_an_upload_over_the_request_cap_is_refused_before_it_is_read_and_the_cap_is_shown(client, watcher,
+                                                                                              settings):
+    species = SpeciesFactory()
+    assert "25 MB each, 100 MB per upload" in client.get(reverse("submissions:submit")).content.decode()
+    settings.MAX_REQUEST_BYTES = 1024 * 1024
+    data = form_data(species)
+    data["photos"] = [upload(f"{i}.jpg", jpeg_bytes(seed=30 + i) + b"\0" * 600_000) for i in range(2)]
+    response = client.post(reverse("submissions:submit"), data)
+    assert response.status_code == 413
+    assert "over the 1 MB limit for one upload. Nothing was saved" in response.content.decode()
+    assert Sighting.objects.count() == 0 and Photo.objects.count() == 0
+
+
+def test_notes_over_the_field_limit_are_cut_with_a_message_and_the_photos_kept(client, watcher):
+    species = SpeciesFactory()
+    data = form_data(species, notes="n" * (26 * 1024 * 1024))  # over the old 25 MB field limit (bare HTTP 400)
+    data["photos"] = [upload("a.jpg", jpeg_bytes(seed=51))]
+    response = client.post(reverse("submissions:submit"), data, follow=True)
+    assert response.status_code == 200
+    assert "Your notes were longer than 5000 characters" in response.content.decode()
+    sighting = Sighting.objects.get()
+    assert len(sighting.notes) == 5000 and sighting.photos.count() == 1
+
+
 def test_too_many_photos(client, watcher, settings):
     species = SpeciesFactory()
     data = form_data(species)

@@ -4,6 +4,7 @@ The defaults are the embedded first-run setup: SQLite, local media, and a Celery
 (kombu's filesystem transport) that needs no server. Production overrides them through
 environment variables, see ``production.py`` and ``docker/``.
 """
+import datetime
 from pathlib import Path
 
 import environ
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whalesite.middleware.RequestSizeLimitMiddleware",  # before anything reads the body
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -123,7 +125,21 @@ STORAGES = {
 # Uploads: a size cap per file and per request; ml enforces the pixel cap.
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 MAX_PHOTOS_PER_SIGHTING = 20
-DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
+# rate limits (accounts.ratelimit, on the cache): failed sign-ins, and uploads / EXIF reads per user
+LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=20)
+LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=900)
+UPLOADS_PER_HOUR = env.int("UPLOADS_PER_HOUR", default=60)
+EXIF_READS_PER_HOUR = env.int("EXIF_READS_PER_HOUR", default=600)
+# decimals of a sighting's coordinates on public pages: 1 is about 11 km (4 would be about 11 m)
+PUBLIC_COORDINATE_DECIMALS = env.int("PUBLIC_COORDINATE_DECIMALS", default=1)
+# the earliest sighting date accepted (never earlier than FIRST_PHOTOGRAPH_DATE, the first photograph)
+SIGHTING_DATE_FLOOR = datetime.date.fromisoformat(env.str("SIGHTING_DATE_FLOOR", default="1950-01-01"))
+# one request (all its photos and fields), refused from Content-Length before the body is read
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=100 * 1024 * 1024)
+# the form fields besides files may use the whole request: long notes are cut by the form (and the photos
+# kept) instead of ending in Django's bare HTTP 400
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # Celery. The default transport is kombu's filesystem transport, so a first run needs no server.
@@ -162,6 +178,12 @@ ML_TRAIN_MAX_STEPS = env.int("ML_TRAIN_MAX_STEPS", default=0)  # 0 = no cap (tes
 AUTO_PROMOTE_BETTER_MODELS = env.bool("AUTO_PROMOTE_BETTER_MODELS", default=False)
 REVIEW_CONSENSUS = env.int("REVIEW_CONSENSUS", default=1)
 STUCK_PHOTO_MINUTES = env.float("STUCK_PHOTO_MINUTES", default=30)  # beat re-queues photos waiting longer
+# a processing worker holds a lease on its photo, renewed every third of this; once it lapses (the worker was
+# killed) beat's requeue-stuck-photos (every minute) queues the photo again
+PHOTO_LEASE_S = env.float("PHOTO_LEASE_S", default=90)
+# a running training run writes a heartbeat this often; one silent for TRAINING_RUN_LOST_S has no live worker
+TRAINING_HEARTBEAT_S = env.float("TRAINING_HEARTBEAT_S", default=10)
+TRAINING_RUN_LOST_S = env.float("TRAINING_RUN_LOST_S", default=60)
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="whalesite <noreply@whalesite.local>")

@@ -13,3 +13,6 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(BASE_DIR / "var" / "test-media"))
 SERVE_MEDIA = True  # uploaded photos and crops are served by Django (live_server in the browser tests)
+TRAINING_HEARTBEAT_S = env.float("TRAINING_HEARTBEAT_S", default=1)  # crash tests wait for a lost run
+TRAINING_RUN_LOST_S = env.float("TRAINING_RUN_LOST_S", default=8)
+PHOTO_LEASE_S = env.float("PHOTO_LEASE_S", default=6)
