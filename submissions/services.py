@@ -83,6 +83,7 @@ def submit_sighting(
     observer_name: str = "",
     notes: str = "",
     files=(),
+    licence: str = "",
 ) -> UploadOutcome:
     """Create a sighting with its valid photos and queue them for identification.
 
@@ -133,6 +134,7 @@ def submit_sighting(
             photo = Photo(
                 sighting=sighting,
                 original_filename=name[:255],
+                licence=licence or settings.DEFAULT_PHOTO_LICENCE,
                 sha256=sha,
                 phash=phash(image),
             )
