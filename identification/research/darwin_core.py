@@ -85,7 +85,7 @@ def occurrences(options: ExportOptions):
 
 def occurrence_row(photos, options: ExportOptions, people: People) -> dict:
     first, sighting = photos[0], photos[0].sighting
-    species = sighting.species
+    species, located = sighting.species, sighting.latitude is not None
     by = photographer(sighting)
     confirmed = [p for p in photos if p.confirmed_at] or photos
     latest = max(confirmed, key=lambda p: p.confirmed_at or p.decided_at or sighting.observed_at)
@@ -96,8 +96,8 @@ def occurrence_row(photos, options: ExportOptions, people: People) -> dict:
         "eventDate": iso(timezone.localtime(sighting.observed_at)),
         "decimalLatitude": round_coordinate(sighting.latitude, options.decimals),
         "decimalLongitude": round_coordinate(sighting.longitude, options.decimals),
-        "coordinateUncertaintyInMeters": rounding_uncertainty_m(options.decimals) if sighting.latitude is not None else "",
-        "geodeticDatum": "EPSG:4326" if sighting.latitude is not None else "",
+        "coordinateUncertaintyInMeters": rounding_uncertainty_m(options.decimals) if located else "",
+        "geodeticDatum": "EPSG:4326" if located else "",
         "locality": sighting.place_name, "scientificName": species.scientific_name,
         "scientificNameID": species.scientific_name_id, "vernacularName": species.common_name,
         "recordedBy": by, "identifiedBy": " | ".join(identified_by),
@@ -147,7 +147,8 @@ def eml_xml() -> str:
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<eml:eml xmlns:eml="eml://ecoinformatics.org/eml-2.1.1" '
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        'xsi:schemaLocation="eml://ecoinformatics.org/eml-2.1.1 http://rs.gbif.org/schema/eml-gbif-profile/1.1/eml.xsd" '
+        'xsi:schemaLocation="eml://ecoinformatics.org/eml-2.1.1 '
+        'http://rs.gbif.org/schema/eml-gbif-profile/1.1/eml.xsd" '
         f'packageId="{escape(site_host())}:dataset" system="http://gbif.org" scope="system" xml:lang="en">\n'
         f'  <dataset>\n    <title>{title}</title>\n    <creator>{party}</creator>\n'
         f'    <metadataProvider>{party}</metadataProvider>\n'

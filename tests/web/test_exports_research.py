@@ -53,7 +53,8 @@ def catalogue():
     def photo(sighting, whale, licence="CC-BY", status=Photo.Status.CONFIRMED, confirm=True):
         p = PhotoFactory(sighting=sightings[sighting], individual=whale, licence=licence, status=status)
         if confirm:
-            action = Decision.Action.NEW_INDIVIDUAL if status == Photo.Status.NEW_INDIVIDUAL else Decision.Action.CONFIRM
+            named_new = status == Photo.Status.NEW_INDIVIDUAL
+            action = Decision.Action.NEW_INDIVIDUAL if named_new else Decision.Action.CONFIRM
             Decision.objects.create(photo=p, moderator=moderator, action=action, individual=whale)
         return p
 
@@ -232,3 +233,13 @@ def test_photo_licence_defaults_to_the_setting_and_the_form_offers_it(client, wa
     assert PhotoFactory().licence == "CC0"
     body = client.get(reverse("submissions:submit")).content.decode()
     assert 'name="licence"' in body and "CC BY-NC" in body
+
+
+def test_upload_saves_the_chosen_licence(client, watcher):
+    from tests.factories import jpeg_bytes, upload
+
+    species = SpeciesFactory()
+    data = {"species": species.pk, "observed_date": "2024-07-01", "observed_time": "14:30", "latitude": "66.05",
+            "longitude": "-17.35", "licence": "CC-BY-NC", "photos": [upload("a.jpg", jpeg_bytes(seed=7))]}
+    assert client.post(reverse("submissions:submit"), data).status_code == 302
+    assert list(Photo.objects.values_list("licence", flat=True)) == ["CC-BY-NC"]
