@@ -262,3 +262,18 @@ def test_demo_catalogue_archive_reads_back_with_every_required_field(tmp_path):
     for core, media in rows:
         assert all(core[DWC + term] for term in OBIS_REQUIRED + ["organismID", "recordedBy"])
         assert core[DWC + "recordedBy"] == "Demo data" and len(media) == 1
+
+
+def test_sightings_csv_streams_in_pieces():
+    """1,200 photos come out in several chunks (500 rows each), not as one document."""
+    from identification.research import sightings_csv
+
+    sighting = SightingFactory(latitude=1.5, longitude=2.5)
+    Photo.objects.bulk_create(
+        Photo(sighting=sighting, image=f"photos/bulk/{n}.jpg", width=320, height=200, sha256=f"{n:064x}", licence="CC0")
+        for n in range(1200)
+    )
+    chunks = list(sightings_csv.csv_stream(ExportOptions()))
+    assert len(chunks) == 3
+    assert max(len(c) for c in chunks) < sum(len(c) for c in chunks) / 2
+    assert b"".join(chunks).count(b"\n") == 1201
