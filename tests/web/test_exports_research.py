@@ -277,3 +277,25 @@ def test_sightings_csv_streams_in_pieces():
     assert len(chunks) == 3
     assert max(len(c) for c in chunks) < sum(len(c) for c in chunks) / 2
     assert b"".join(chunks).count(b"\n") == 1201
+
+
+def test_migration_fills_the_worms_lsid_of_existing_humpbacks():
+    import importlib
+
+    from django.apps import apps
+
+    from identification.models import Species
+
+    migration = importlib.import_module("identification.migrations.0007_species_scientific_name_id")
+    humpback = Species.objects.create(code="HX", common_name="Humpback", scientific_name="Megaptera novaeangliae")
+    other = Species.objects.create(code="SW", common_name="Sperm whale", scientific_name="Physeter macrocephalus")
+    migration.fill_lsids(apps, None)
+    humpback.refresh_from_db()
+    other.refresh_from_db()
+    assert (humpback.scientific_name_id, other.scientific_name_id) == (LSID, "")
+
+
+def test_nav_links_the_research_page(client, admin):
+    page = reverse("identification:research_exports")
+    assert page in client.get(reverse("identification:review_queue")).content.decode()
+    assert page in client.get(reverse("identification:training_data")).content.decode()
