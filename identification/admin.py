@@ -18,7 +18,7 @@ from .review.curation import retry_photo
 
 @admin.register(Species)
 class SpeciesAdmin(admin.ModelAdmin):
-    list_display = ("common_name", "scientific_name", "code", "individual_count")
+    list_display = ("common_name", "scientific_name", "scientific_name_id", "code", "individual_count")
     search_fields = ("common_name", "scientific_name", "code")
 
     def get_queryset(self, request):

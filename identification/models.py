@@ -13,6 +13,10 @@ class Species(models.Model):
     common_name = models.CharField(max_length=100, unique=True)
     scientific_name = models.CharField(max_length=100, blank=True)
     code = models.CharField(max_length=8, unique=True, help_text="Catalogue id prefix, e.g. HW")
+    scientific_name_id = models.CharField(
+        max_length=100, blank=True,
+        help_text="WoRMS LSID, e.g. urn:lsid:marinespecies.org:taxname:137092 (Darwin Core scientificNameID)",
+    )
 
     class Meta:
         ordering = ["common_name"]

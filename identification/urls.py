@@ -1,7 +1,7 @@
 """Every page of the identification app, one namespace."""
 from django.urls import path
 
-from .views import catalogue, curation, models, ops, review
+from .views import catalogue, curation, models, ops, research, review
 
 app_name = "identification"
 
@@ -38,6 +38,10 @@ urlpatterns = [
     path("dashboard/training-data/update/", ops.training_data_update, name="training_data_update"),
     path("dashboard/training-data/kaggle.zip", ops.export_kaggle, name="export_kaggle"),
     path("dashboard/training-data/coco.json", ops.export_coco, name="export_coco"),
+    path("research/", research.research_exports, name="research_exports"),
+    path("research/dwca.zip", research.export_dwca, name="export_dwca"),
+    path("research/capture-history", research.export_capture, name="export_capture"),
+    path("research/sightings.csv", research.export_sightings, name="export_sightings"),
     path("dashboard/health/", ops.health_page, name="health"),
     path("dashboard/health/retry/<int:photo_id>/", ops.health_retry, name="health_retry"),
     path("dashboard/health/retry-all/", ops.retry_all_failed, name="retry_all_failed"),

@@ -41,7 +41,7 @@ class SightingAdmin(admin.ModelAdmin):
 class PhotoAdmin(admin.ModelAdmin):
     list_display = ("id", "thumbnail", "status", "individual", "sighting", "original_filename", "box_source",
                     "box_flagged", "attempts", "model_version", "created_at")
-    list_filter = ("status", "box_source", "box_flagged", "needs_admin", "upside_down", "failure_code",
+    list_filter = ("status", "licence", "box_source", "box_flagged", "needs_admin", "upside_down", "failure_code",
                    "model_version", "created_at")
     search_fields = ("id", "original_filename", "sha256", "phash", "individual__catalogue_id",
                      "sighting__submitted_by__email", "failure_reason")

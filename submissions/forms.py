@@ -6,6 +6,8 @@ from django.utils import timezone
 
 from identification.models import Species
 
+from .models import Licence, default_licence
+
 ACCEPT_TYPES = "image/jpeg,image/png,image/webp,image/tiff,image/heic,image/heif"
 
 
@@ -57,6 +59,10 @@ class SightingForm(forms.Form):
                                     help_text="Who took the photos, if not you.")
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "maxlength": NOTES_MAX_CHARS}),
                             help_text=f"Up to {NOTES_MAX_CHARS} characters.")
+    licence = forms.ChoiceField(
+        label="Photo licence", choices=Licence.choices, initial=default_licence, required=False,
+        help_text="How researchers may reuse your photos; CC BY-NC photos stay out of open data sets.",
+    )
     photos = MultipleFileField(
         label="Fluke photos",
         widget=MultipleFileInput(attrs={"accept": ACCEPT_TYPES}),
@@ -102,6 +108,7 @@ class SightingForm(forms.Form):
             "observer_name": c.get("observer_name", ""),
             "notes": c.get("notes", ""),
             "files": c["photos"],
+            "licence": c.get("licence", ""),
         }
 
 

@@ -48,6 +48,19 @@ class Sighting(models.Model):
         return f"Sighting {self.pk} on {self.observed_at:%Y-%m-%d}"
 
 
+class Licence(models.TextChoices):
+    """The licences a photographer may give their photos; the research exports read them."""
+
+    CC0 = "CC0", "CC0 (public domain)"
+    CC_BY = "CC-BY", "CC BY 4.0 (credit the photographer)"
+    CC_BY_NC = "CC-BY-NC", "CC BY-NC 4.0 (credit, non-commercial only)"
+
+
+def default_licence() -> str:
+    """``DEFAULT_PHOTO_LICENCE`` from the settings: the licence a photo gets when none is chosen."""
+    return settings.DEFAULT_PHOTO_LICENCE
+
+
 class PhotoQuerySet(models.QuerySet):
     def pending(self):
         """Uploaded or being processed: the pipeline has not finished with them."""
@@ -145,6 +158,7 @@ class Photo(models.Model):
     image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
     crop = models.ImageField(upload_to=crop_upload_to, blank=True)
     original_filename = models.CharField(max_length=255, blank=True)
+    licence = models.CharField(max_length=10, choices=Licence.choices, default=default_licence)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)

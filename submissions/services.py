@@ -104,6 +104,7 @@ def submit_sighting(
     observer_name: str = "",
     notes: str = "",
     files=(),
+    licence: str = "",
 ) -> UploadOutcome:
     """Create a sighting with its valid photos and queue them for identification.
 
@@ -145,7 +146,8 @@ def submit_sighting(
     try:
         return _save_sighting(outcome, checked, written, user=user, species=species, observed_at=observed_at,
                               latitude=latitude, longitude=longitude, place_name=place_name,
-                              observer_name=observer_name, notes=notes)
+                              observer_name=observer_name, notes=notes,
+                              licence=licence or settings.DEFAULT_PHOTO_LICENCE)
     except BaseException:
         _remove_files(written)
         raise
@@ -162,7 +164,7 @@ def _remove_files(written: list) -> None:
 
 
 def _save_sighting(outcome, checked, written, *, user, species, observed_at, latitude, longitude, place_name,
-                   observer_name, notes) -> UploadOutcome:
+                   observer_name, notes, licence) -> UploadOutcome:
     with transaction.atomic():
         sighting = Sighting.objects.create(
             species=species,
@@ -176,7 +178,7 @@ def _save_sighting(outcome, checked, written, *, user, species, observed_at, lat
         )
         outcome.sighting = sighting
         for good, original in checked:
-            photo = _save_photo(sighting, good, original, written)
+            photo = _save_photo(sighting, good, original, written, licence)
             if original is not None:
                 outcome.duplicates.append(photo)
             else:
@@ -208,8 +210,9 @@ def _own_pending(photo: Photo, user) -> bool:
             and photo.sighting.submitted_by_id == user.pk)
 
 
-def _save_photo(sighting, good: Checked, original, written: list) -> Photo:
-    photo = Photo(sighting=sighting, original_filename=good.name[:255], sha256=good.sha256, phash=good.phash)
+def _save_photo(sighting, good: Checked, original, written: list, licence: str) -> Photo:
+    photo = Photo(sighting=sighting, original_filename=good.name[:255], licence=licence, sha256=good.sha256,
+                  phash=good.phash)
     if original is not None:
         photo.duplicate_of = original
         photo.status = Photo.Status.REJECTED

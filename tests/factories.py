@@ -89,6 +89,7 @@ class SpeciesFactory(factory.django.DjangoModelFactory):
 
     common_name = "Humpback whale"
     scientific_name = "Megaptera novaeangliae"
+    scientific_name_id = "urn:lsid:marinespecies.org:taxname:137092"
     code = "HW"
 
 

@@ -189,6 +189,21 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="whalesite <noreply@whalesite.local>")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
+# research exports (identification.research): photo licences, Darwin Core dataset metadata, seasons
+DEFAULT_PHOTO_LICENCE = env.str("DEFAULT_PHOTO_LICENCE", default="CC-BY")  # CC0, CC-BY or CC-BY-NC
+EXPORT_NONCOMMERCIAL_PHOTOS = env.bool("EXPORT_NONCOMMERCIAL_PHOTOS", default=False)  # CC BY-NC in the DwC-A
+DWCA_TITLE = env.str("DWCA_TITLE", default="Whalesite humpback whale photo-identification catalogue")
+DWCA_CREATOR = env.str("DWCA_CREATOR", default="Whalesite")
+DWCA_CONTACT_EMAIL = env.str("DWCA_CONTACT_EMAIL", default="")
+DWCA_LICENCE = env.str("DWCA_LICENCE", default="CC-BY")  # the dataset's own licence (eml.xml)
+DWCA_DESCRIPTION = env.str(
+    "DWCA_DESCRIPTION",
+    default="Sightings of individually identified whales: fluke photos from citizen scientists, "
+    "matched by a model and confirmed by moderators.",
+)
+RESEARCH_SEASON_MONTHS = env.list("RESEARCH_SEASON_MONTHS", cast=int, default=[12, 1, 2, 3])  # in season order
+MODERATOR_COORDINATE_DECIMALS = env.int("MODERATOR_COORDINATE_DECIMALS", default=3)  # admins get full precision
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -39,6 +39,7 @@ SPECIES = [
     ("Southern right whale", "Eubalaena australis", "SRW"),
     ("Sperm whale", "Physeter macrocephalus", "SPW"),
 ]
+WORMS_LSIDS = {"Megaptera novaeangliae": "urn:lsid:marinespecies.org:taxname:137092"}  # only those checked
 PLACES = [("Hervey Bay", -25.0, 152.9), ("Monterey Bay", 36.8, -121.9), ("Husavik", 66.05, -17.35), ("Tonga", -18.65, -173.98)]
 NEW_INDIVIDUALS_HELD_OUT = 2
 
@@ -180,7 +181,8 @@ class Command(BaseCommand):
         species = {}
         for common, scientific, code in SPECIES:
             species[code], _ = Species.objects.get_or_create(
-                code=code, defaults={"common_name": common, "scientific_name": scientific}
+                code=code, defaults={"common_name": common, "scientific_name": scientific,
+                                     "scientific_name_id": WORMS_LSIDS.get(scientific, "")}
             )
         self.stdout.write("Demo users:")
         users = create_demo_users(self.stdout)
