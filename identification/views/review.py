@@ -67,17 +67,18 @@ def _candidates(photo):
     suggestions = photo.suggestions.select_related("individual", "best_photo").order_by("rank")
     if photo.model_version_id:
         suggestions = suggestions.filter(model_version_id=photo.model_version_id)
-    rows, n = [], 0
+    rows = []
     for s in suggestions:
-        if s.individual_id:
-            n += 1
-            key = str(n) if n <= 5 else ""
-        else:
-            key = "N"
         photos = candidate_photos(photo, s.individual_id, s.best_photo_id) if s.individual_id else []
-        rows.append({"suggestion": s, "reference": photos[0] if photos else _reference_photo(s), "key": key,
-                     "photos": photos})
+        rows.append({"suggestion": s, "reference": photos[0] if photos else _reference_photo(s),
+                     "key": shortcut_for(s), "photos": photos})
     return rows
+
+
+def shortcut_for(suggestion) -> str:
+    """One rule for the number printed on a row and the key that acts on it: both are the rank, the
+    "new individual" row included (N works too). Counting only individuals made key 4 act on row #5."""
+    return str(suggestion.rank) if 1 <= suggestion.rank <= 9 else ""
 
 
 def _batch_matches(photo):
@@ -111,7 +112,7 @@ def review_photo(request, photo_id):
         "reviewable": reviewable,
         "rematching": reviewable and photo.rematching,
         "candidates": candidates,
-        "has_new_row": any(row["key"] == "N" for row in candidates),
+        "has_new_row": any(row["suggestion"].individual_id is None for row in candidates),
         "batch_matches": _batch_matches(photo),
         "next_catalogue_id": next_catalogue_id(photo.sighting.species) if reviewable else "",
         "reject_reasons": [(v, label, REJECT_KEYS.get(v, "")) for v, label in Decision.RejectReason.choices],

@@ -1,4 +1,5 @@
-/* Review shortcuts: 1-5 confirm candidate n, N new individual, R reject (then F/Q/D/O picks the reason),
+/* Review shortcuts: a digit acts on the row printed with that number (confirm it, or the
+   "new individual" row), N new individual, R reject (then F/Q/D/O picks the reason),
    S skip, U undo, arrows move between candidates (Enter confirms), H heat-map, V crop/original,
    B crop-box editor, 0 reset zoom, ? help. */
 (function () {
@@ -73,8 +74,8 @@
       e.preventDefault(); if (viewer().editBox) viewer().editBox();
     } else if (key === "0") {
       e.preventDefault(); if (viewer().resetZoom) viewer().resetZoom();
-    } else if (/^[1-5]$/.test(key)) {
-      var form = document.querySelector('.confirm-form[data-shortcut="' + key + '"]');
+    } else if (/^[1-9]$/.test(key)) {
+      var form = document.querySelector('form[data-shortcut="' + key + '"]');
       if (form) { e.preventDefault(); submit(form); }
     } else if (key === "n" || key === "N") {
       e.preventDefault();

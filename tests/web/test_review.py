@@ -29,7 +29,8 @@ def test_review_page_renders_candidates_and_new_row(client, moderator):
     assert response.status_code == 200
     html = response.content.decode()
     rows = response.context["candidates"]
-    assert [r["key"] for r in rows] == ["1", "2", "N", "3", "4", "5"]
+    assert [r["key"] for r in rows] == ["1", "2", "3", "4", "5", "6"]  # the printed rank, "new" row included
+    assert rows[2]["suggestion"].individual_id is None and 'id="new-form" data-shortcut="3"' in html
     for ind in individuals:
         assert ind.catalogue_id in html and ind.nickname in html
     assert all(r["reference"] is not None for r in rows if r["suggestion"].individual_id)
