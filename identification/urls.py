@@ -19,6 +19,7 @@ urlpatterns = [
     path("review/<int:photo_id>/explain/<int:individual_id>.png", review.explain, name="explain"),
     path("review/<int:photo_id>/box/", curation.correct_box, name="correct_box"),
     path("review/<int:photo_id>/", review.review_photo, name="review_photo"),
+    path("review/<int:photo_id>/claim/", review.review_claim, name="review_claim"),
     path("review/<int:photo_id>/decide/", review.review_decide, name="review_decide"),
     path("review/<int:photo_id>/retry/", curation.retry, name="retry"),
     path("dashboard/", models.dashboard, name="dashboard"),

@@ -16,7 +16,7 @@ from ..review.curation import undo_last_decision
 from ..review.decisions import (
     confirm_match, consensus_needed, name_new_individual, next_catalogue_id, reject_photo, skip_photo,
 )
-from ..review.queue import claim_next, claim_photo, review_queue as moderator_queue
+from ..review.queue import claim_next, claim_photo, held_by_other, review_queue as moderator_queue
 from .common import show_errors
 
 REJECT_KEYS = {"not_a_fluke": "F", "poor_quality": "Q", "duplicate": "D", "other_species": "O"}
@@ -50,9 +50,23 @@ def review_queue(request):
 
 
 @moderator_required
+@require_POST
 def review_start(request):
+    """Claims the first photo of the queue: POST only, so a link or a cross-site <img> cannot."""
     request.session["review_skipped"] = []
     return _next_photo(request)
+
+
+@moderator_required
+@require_POST
+def review_claim(request, photo_id):
+    """The queue's "Review" button: claim this photo, then show it (a GET of the page never claims)."""
+    photo = get_object_or_404(Photo, pk=photo_id)
+    try:
+        claim_photo(photo=photo, moderator=request.user)
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect("identification:review_photo", photo_id=photo.pk)
 
 
 def _reference_photo(suggestion):
@@ -99,12 +113,9 @@ def review_photo(request, photo_id):
     if reviewable and photo.needs_admin and not is_model_admin(request.user):
         reviewable = False
         messages.warning(request, "Moderators disagreed on this photo; an administrator decides it.")
-    if reviewable:
-        try:
-            claim_photo(photo=photo, moderator=request.user)
-        except ValidationError as exc:
-            show_errors(request, exc)
-    else:
+    if reviewable and (holder := held_by_other(photo, request.user)):
+        messages.warning(request, f"{holder} is reviewing this photo; decide only if you agreed to.")
+    elif not reviewable:
         messages.info(request, f"This photo is {photo.get_status_display().lower()}; there is nothing to decide.")
     candidates = _candidates(photo)
     return render(request, "identification/review_photo.html", {

@@ -93,7 +93,7 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     login(moderator, active_model.users["moderator"].email)
     moderator.get_by_role("navigation", name="Main").get_by_role("link", name="Review", exact=True).click()
     expect(moderator.locator("#queue-count")).to_have_text("1")
-    moderator.get_by_role("link", name="Start reviewing").click()
+    moderator.get_by_role("button", name="Start reviewing").click()
     expect(moderator.get_by_role("heading", name=f"Photo {photo.pk}")).to_be_visible()
     query_img = moderator.get_by_role("region", name="Query").get_by_role("img").first
     expect(query_img).to_be_visible()
