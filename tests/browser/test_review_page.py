@@ -2,6 +2,8 @@
 
 * Keys and ranks agree: with the "new individual" row at every rank 1..6, each row's printed number
   is the key that acts on it (issue 12, item 1).
+* Hidden controls stay hidden: the crop-box form until B, the help panel until ?, whose lines never
+  overlap (item 3).
 """
 import pytest
 from playwright.sync_api import expect
@@ -62,3 +64,46 @@ def test_each_key_acts_on_the_row_printed_with_its_number(new_page, new_rank):
     second.refresh_from_db()
     assert second.status == Photo.Status.NEW_INDIVIDUAL
     assert Decision.objects.filter(photo=second, action=Decision.Action.NEW_INDIVIDUAL).count() == 1
+
+
+OVERLAPS_JS = """panel => {
+    const boxes = [...panel.querySelectorAll('dt, dd')].map(el => ({el, r: el.getBoundingClientRect()}));
+    const hits = [];
+    boxes.forEach((a, i) => {
+        if (a.el.scrollWidth > a.el.clientWidth + 1) hits.push('overflows: ' + a.el.textContent.trim());
+        boxes.slice(i + 1).forEach(b => {
+            const x = Math.min(a.r.right, b.r.right) - Math.max(a.r.left, b.r.left);
+            const y = Math.min(a.r.bottom, b.r.bottom) - Math.max(a.r.top, b.r.top);
+            if (x > 1 && y > 1) hits.push(a.el.textContent.trim() + ' / ' + b.el.textContent.trim());
+        });
+    });
+    return hits;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_crop_box_controls_and_help_show_only_when_asked(new_page, width):
+    """The crop-box form stays hidden until B (a CSS display rule used to override ``hidden``), and
+    the ? help panel's lines never overlap one another (issue 12, item 3)."""
+    UserFactory(email=MODERATOR, role="moderator")
+    photo, _, _ = review_setup()
+    page = new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    login(page, MODERATOR)
+    open_review(page, photo)
+
+    box_form = page.locator("#box-form")
+    expect(box_form).to_be_hidden()
+    expect(page.locator("#box-form button", has_text="Save box")).to_be_hidden()
+    page.keyboard.press("b")
+    expect(box_form).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(box_form).to_be_hidden()
+
+    help_panel = page.locator("#shortcut-help")
+    expect(help_panel).to_be_hidden()
+    page.keyboard.press("?")
+    expect(help_panel).to_be_visible()
+    assert help_panel.evaluate(OVERLAPS_JS) == []
+    page.keyboard.press("?")
+    expect(help_panel).to_be_hidden()
