@@ -4,15 +4,18 @@
   is the key that acts on it (issue 12, item 1).
 * Hidden controls stay hidden: the crop-box form until B, the help panel until ?, whose lines never
   overlap (item 3).
+* Side by side: the query and the selected candidate at a useful size and the fluke's 2.09 aspect,
+  flipping through the candidate's photos, the heat-map laid over the query (item 2).
 """
 import pytest
+from django.core.files.base import ContentFile
 from playwright.sync_api import expect
 
-from identification.models import Decision
+from identification.models import Decision, Embedding, Suggestion
 from submissions.models import Photo
 from tests.browser.conftest import login, shortcuts_ready
-from tests.factories import UserFactory
-from tests.web.helpers import review_setup
+from tests.factories import PhotoFactory, UserFactory, jpeg_bytes
+from tests.web.helpers import gallery_photo, review_setup
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -107,3 +110,144 @@ def test_crop_box_controls_and_help_show_only_when_asked(new_page, width):
     assert help_panel.evaluate(OVERLAPS_JS) == []
     page.keyboard.press("?")
     expect(help_panel).to_be_hidden()
+
+
+def box(page, selector: str) -> dict:
+    return page.locator(selector).first.evaluate(
+        "el => { const r = el.getBoundingClientRect(); return {w: r.width, h: r.height}; }")
+
+
+def square_crops(photo, individuals, extra: int = 2):
+    """Square crops, as the pipeline stores them (NxN for a 2.09-wide region), and ``extra`` more
+    gallery photos of the first candidate to flip through."""
+    for p in [photo, *[Photo.objects.filter(individual=ind).first() for ind in individuals]]:
+        p.crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=p.pk)), save=True)
+    for i in range(extra):
+        gallery_photo(individuals[0]).crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=90 + i)),
+                                                save=True)
+
+
+def assert_fluke_aspect(size: dict, min_width: float) -> None:
+    assert size["w"] >= min_width, size
+    assert abs(size["w"] / size["h"] - 2.09) < 0.03, size  # the fluke's aspect, not the stored square
+
+
+@pytest.mark.parametrize("width, min_width", [(1280, 450), (390, 300)])
+def test_query_and_candidate_side_by_side_at_true_aspect(new_page, width, min_width):
+    """Query and the selected candidate at a useful size and the fluke's 2.09 aspect; [ ] flip through
+    the candidate's photos; arrows bring another candidate; each candidate has named containers for
+    keypoint lines and a match probability (issue 12, item 2)."""
+    UserFactory(email=MODERATOR, role="moderator")
+    photo, individuals, _ = review_setup(n_candidates=5, new_rank=3)
+    square_crops(photo, individuals)
+    page = new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    login(page, MODERATOR)
+    open_review(page, photo)
+
+    query = "#compare .compare-query img.is-crop"
+    shown = "#compare [data-compare-for]:not([hidden])"
+    assert_fluke_aspect(box(page, query), min_width)
+    assert_fluke_aspect(box(page, f"{shown} [data-compare-img]"), min_width)
+    assert box(page, query) == box(page, f"{shown} [data-compare-img]")
+    expect(page.locator(shown)).to_have_attribute("data-compare-for", str(individuals[0].pk))
+    assert_fluke_aspect(box(page, ".cand[data-candidate] .cand-thumb img"), 100 if width > 400 else 80)
+
+    first_src = page.locator(f"{shown} [data-compare-img]").get_attribute("src")
+    page.keyboard.press("]")
+    expect(page.locator(f"{shown} [data-compare-index]")).to_have_text("2")
+    second_src = page.locator(f"{shown} [data-compare-img]").get_attribute("src")
+    assert second_src != first_src and "crop" in second_src
+    page.keyboard.press("[")
+    expect(page.locator(f"{shown} [data-compare-img]")).to_have_attribute("src", first_src)
+
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator(shown)).to_have_attribute("data-compare-for", str(individuals[1].pk))
+    expect(page.locator("#compare [data-compare-for]")).to_have_count(5)
+    for name in ("keypoint-lines", "match-probability"):
+        expect(page.locator(f"#compare [data-compare-for] [data-{name}]")).to_have_count(5)
+
+
+@pytest.mark.slow
+def test_heat_map_lies_over_the_query_at_its_size(new_page, active_model):
+    """H computes the occlusion map for the selected candidate and lays it over the query side by
+    side, at exactly the query's size (the old one was a faint 100x25 px strip)."""
+    from identification import pipeline
+
+    pipeline.reset()
+    label = next(iter(active_model.held_out))
+    whale = active_model.individuals[label]
+    photo = PhotoFactory(status=Photo.Status.AWAITING_REVIEW, model_version=active_model.version,
+                         sighting__species=active_model.species,
+                         image=ContentFile(active_model.held_out[label].read_bytes(), name="q.jpg"))
+    photo.crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=3)), save=True)
+    Suggestion.objects.create(photo=photo, model_version=active_model.version, rank=1, individual=whale,
+                              score=0.8, best_photo=active_model.gallery[label][0])
+    page = new_page()
+    login(page, "moderator@example.org")
+    open_review(page, photo)
+    overlay = page.locator("#compare [data-heat-overlay]")
+    expect(overlay).to_be_hidden()
+    page.keyboard.press("h")
+    expect(overlay).to_be_visible(timeout=90_000)
+    page.wait_for_function("() => { const i = document.querySelector('[data-heat-overlay]');"
+                           " return i.complete && i.naturalWidth > 0; }", timeout=90_000)
+    assert overlay.get_attribute("src").endswith(f"/explain/{whale.pk}.png")
+    size = box(page, "#compare [data-heat-overlay]")
+    assert size == box(page, "#compare .compare-query img.is-crop")
+    assert_fluke_aspect(size, 450)
+    expect(page.locator("[data-heat-caption]")).to_contain_text(whale.catalogue_id)
+    page.keyboard.press("h")
+    expect(overlay).to_be_hidden()
+
+
+def synthetic_fluke(photo, individual_seed: int, photo_seed: int) -> None:
+    """A synthetic fluke photo (``ml.synth``) and its crop made as the pipeline makes it (square)."""
+    import io
+
+    from identification.pipeline.process import crop_png
+    from ml.preprocess import affine_crop, crop_box
+    from ml.synth import render_photo
+
+    image, fluke = render_photo(individual_seed, photo_seed=photo_seed, size=(640, 428))
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=90)
+    photo.image.save("fluke.jpg", ContentFile(buf.getvalue()), save=False)
+    photo.width, photo.height = image.size
+    region = crop_box(fluke, *image.size)
+    photo.crop.save("crop.png", ContentFile(crop_png(affine_crop(image, region, 160))), save=True)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_review_page_fits_the_screen_with_the_new_individual_row(new_page, shots, width):
+    """At desktop and phone width the whole review page fits across (it was 473 px wide on a 390 px
+    screen) and the new-individual row shows among the candidates. Saves the screenshots of
+    docs/screenshots/ (``REVIEW_SCREENSHOTS=docs/screenshots`` writes them there)."""
+    import os
+    from pathlib import Path
+
+    UserFactory(email=MODERATOR, role="moderator")
+    photo, individuals, version = review_setup(n_candidates=5, new_rank=3)
+    synthetic_fluke(photo, 11, 5)
+    Embedding.objects.create(photo=photo, model_version=version, vector=bytes(8))  # ranked, not re-matching
+    for n, ind in enumerate(individuals):
+        for p in Photo.objects.filter(individual=ind):
+            synthetic_fluke(p, 11 if n == 0 else 20 + n, 40 + p.pk)
+    for i in range(2):
+        synthetic_fluke(gallery_photo(individuals[0]), 11, 70 + i)
+    page = new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    login(page, MODERATOR)
+    open_review(page, photo)
+    expect(page.locator(".cand-new", has_text="New individual")).to_be_visible()
+    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
+    page.wait_for_function("() => [...document.images].every(i => !i.getAttribute('src') || i.complete)")
+    wide = page.evaluate("""w => [...document.querySelectorAll('body *')]
+        .filter(el => el.getBoundingClientRect().right > w + 1 && el.getClientRects().length)
+        .map(el => el.tagName + '.' + el.className).slice(0, 8)""", width)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width, wide
+    path = shots(page, f"review-{width}")
+    if os.environ.get("REVIEW_SCREENSHOTS"):
+        target = Path(os.environ["REVIEW_SCREENSHOTS"]) / ("review-desktop.png" if width > 400 else "review-390.png")
+        target.write_bytes(path.read_bytes())
