@@ -7,6 +7,10 @@ from ml.metrics import DEFAULT_NEW_THRESHOLD  # the new-whale threshold before a
 
 
 class Species(models.Model):
+    # The one species with a catalogue and a model today: photos of any other species are never
+    # matched against it (issue 12 item 4) until species profiles exist.
+    HUMPBACK_CODE = "HW"
+
     common_name = models.CharField(max_length=100, unique=True)
     scientific_name = models.CharField(max_length=100, blank=True)
     code = models.CharField(max_length=8, unique=True, help_text="Catalogue id prefix, e.g. HW")
@@ -17,6 +21,11 @@ class Species(models.Model):
 
     def __str__(self) -> str:
         return self.common_name
+
+    @property
+    def is_matched(self) -> bool:
+        """Whether photos of this species are matched against the (humpback) catalogue."""
+        return self.code == self.HUMPBACK_CODE
 
 
 class IndividualQuerySet(models.QuerySet):

@@ -45,7 +45,8 @@ def _report(request, outcome) -> None:
 
 @login_required
 def submit(request):
-    form = SightingForm(request.POST, request.FILES) if request.method == "POST" else SightingForm()
+    form = (SightingForm(request.POST, request.FILES, user=request.user) if request.method == "POST"
+            else SightingForm(user=request.user))
     outcome = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -57,7 +58,9 @@ def submit(request):
                 _report(request, outcome)
                 return redirect("submissions:my_sightings")
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")
-    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome})
+    # a browser never re-selects files after a round trip: say so instead of dropping them silently
+    lost = len(request.FILES.getlist("photos")) if form.errors and outcome is None else 0
+    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome, "lost_photos": lost})
 
 
 @login_required
