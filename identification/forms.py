@@ -54,6 +54,10 @@ class BoxForm(forms.Form):
         return Box(c["x0"], c["y0"], c["x1"], c["y1"])
 
 
+class SpeciesForm(forms.Form):
+    species = forms.ModelChoiceField(queryset=Species.objects.all(), label="Species")
+
+
 class MergeForm(forms.Form):
     target = forms.CharField(max_length=20, label="Merge into (catalogue id)")
 

@@ -156,6 +156,7 @@ class Decision(models.Model):
         BOX = "box", "Corrected the crop box"
         MERGE = "merge", "Merged individuals"
         SPLIT = "split", "Split a photo out"
+        SPECIES = "species", "Corrected the species"
 
     class RejectReason(models.TextChoices):
         NOT_A_FLUKE = "not_a_fluke", "Not a fluke"

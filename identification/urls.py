@@ -18,6 +18,7 @@ urlpatterns = [
     path("review/undo/", review.undo, name="undo"),
     path("review/<int:photo_id>/explain/<int:individual_id>.png", review.explain, name="explain"),
     path("review/<int:photo_id>/box/", curation.correct_box, name="correct_box"),
+    path("review/<int:photo_id>/species/", curation.correct_species, name="correct_species"),
     path("review/<int:photo_id>/", review.review_photo, name="review_photo"),
     path("review/<int:photo_id>/claim/", review.review_claim, name="review_claim"),
     path("review/<int:photo_id>/decide/", review.review_decide, name="review_decide"),

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from submissions.models import Photo
 
-from ..forms import ConfirmForm, NewIndividualForm, RejectForm, ReviewFilterForm
+from ..forms import ConfirmForm, NewIndividualForm, RejectForm, ReviewFilterForm, SpeciesForm
 from ..models import Decision, Individual
 from ..permissions import admin_required, is_model_admin, moderator_required
 from ..review.compare import audit_log, candidate_photos, explain_png
@@ -127,6 +127,7 @@ def review_photo(request, photo_id):
         "batch_matches": _batch_matches(photo),
         "next_catalogue_id": next_catalogue_id(photo.sighting.species) if reviewable else "",
         "reject_reasons": [(v, label, REJECT_KEYS.get(v, "")) for v, label in Decision.RejectReason.choices],
+        "species_form": SpeciesForm(initial={"species": photo.sighting.species}),
         "queue_count": _filtered_queue(request).count(),
         "votes": Decision.objects.open_votes().filter(photo=photo).select_related("moderator", "individual"),
         "consensus_needed": consensus_needed(),

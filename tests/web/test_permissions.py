@@ -39,6 +39,7 @@ MATRIX = [
     ("identification:failed_photos", "get", None, None, MODERATOR),
     ("identification:review_photo", "get", "photo", None, MODERATOR),
     ("identification:review_decide", "post", "photo", "confirm", MODERATOR_REDIRECT),
+    ("identification:correct_species", "post", "photo", None, MODERATOR_REDIRECT),
     ("identification:retry", "post", "failed", None, MODERATOR_REDIRECT),
     ("identification:dashboard", "get", None, None, ADMIN),
     ("identification:start_training", "post", None, "train", ADMIN_REDIRECT),
