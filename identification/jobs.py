@@ -24,6 +24,11 @@ def send(task_name: str, *args, **kwargs) -> None:
     app.signature(task_name, args=args, kwargs=kwargs).apply_async()
 
 
+def enqueue_later(task_name: str, *args, countdown: float) -> None:
+    """Like ``enqueue``, run ``countdown`` seconds after the commit (the e-mails wait out the undo window)."""
+    transaction.on_commit(lambda: app.signature(task_name, args=args).apply_async(countdown=countdown))
+
+
 def enqueue(task_name: str, *args, **kwargs) -> None:
     """Queue ``task_name`` once the current transaction commits (at once outside one), so a worker never
     reads a row before it exists."""

@@ -86,7 +86,7 @@ def _assign(photo: Photo, moderator, individual: Individual, action: str, status
         photo=photo, defaults={"individual": individual, "status": TrainingExample.Status.QUEUED, "used_by": None}
     )
     queue_rerank_batch_mates(photo)
-    jobs.enqueue(jobs.NOTIFY_WATCHERS, decision.pk)
+    jobs.enqueue_later(jobs.NOTIFY_WATCHERS, decision.pk, countdown=settings.NOTIFY_UNDO_WINDOW_S)
     return decision
 
 

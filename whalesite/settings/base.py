@@ -164,6 +164,8 @@ STUCK_PHOTO_MINUTES = env.float("STUCK_PHOTO_MINUTES", default=30)  # beat re-qu
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="whalesite <noreply@whalesite.local>")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# watchers' e-mails wait this long after a decision: one mail per sighting and outcome, none for an undo
+NOTIFY_UNDO_WINDOW_S = env.float("NOTIFY_UNDO_WINDOW_S", default=300)
 
 LOGGING = {
     "version": 1,
