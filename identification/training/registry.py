@@ -1,10 +1,10 @@
 """Model registry: the frozen holdout ("benchmark") set, evaluating any version on it, the
 registry pages' numbers, and promoting or rolling back a model version.
 
-Holdout: created once (the first evaluation) from the gallery with a fixed seed and then never
-changed; its photos are left out of every training export (``training.dataset``), so
-every version is compared on photos none of them trained on (versions trained before the
-holdout existed may have seen some: the registry shows that overlap as "leaked").
+Holdout: created once (``training.dataset.get_or_create_holdout``, before the first training export or
+evaluation) from the gallery with a fixed seed and then never changed; its photos are left out of every
+training export, so every version is compared on photos none of them trained on (versions trained
+before this rule may have seen some: the registry shows that overlap as "leaked").
 
 Evaluation (``evaluate_on_holdout``): gallery = gallery photos not in the holdout, embedded with
 the version (stored ``Embedding`` rows are reused; missing ones are computed and stored, which
@@ -15,7 +15,6 @@ its whale has no other gallery photo; scored with ``ml.evaluate.evaluate_ranking
 from __future__ import annotations
 
 import logging
-import random
 import time
 
 import numpy as np
@@ -29,55 +28,17 @@ from submissions.models import Photo
 
 from .. import jobs
 from ..models import (
-    Decision, Embedding, HoldoutEvaluation, HoldoutSet, Individual, ModelVersion, TrainingExample, TrainingRun,
+    Decision, Embedding, HoldoutEvaluation, Individual, ModelVersion, TrainingExample, TrainingRun,
 )
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
 from ..pipeline.cache import vector_from_bytes
 from ..pipeline.process import embed_photo
-from .dataset import current_holdout, resolve_merged_id
+from .dataset import current_holdout, get_or_create_holdout, resolve_merged_id
 
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("map5", "top1", "top5", "new_precision", "new_recall")
-HOLDOUT_FRACTION = 0.2  # of the individuals with 2+ gallery photos: one photo each
-HOLDOUT_MIN_KNOWN = 5
-HOLDOUT_NEW_FRACTION = 0.2  # of the individuals with a single gallery photo (the "new whale" cases)
-HOLDOUT_MAX = 1000
-
-
-def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
-    """The frozen holdout set; created (once) from the current gallery when there is none."""
-    with transaction.atomic():
-        # one creator at a time: lock a fixed row of a table every site has
-        list(ModelVersion.objects.select_for_update().order_by("pk")[:1])
-        existing = current_holdout()
-        if existing is not None:
-            return existing
-        by_individual: dict[int, list[tuple[int, str]]] = {}
-        for pk, ind_id, cid in (
-            Photo.objects.in_gallery().filter(individual__merged_into__isnull=True)
-            .order_by("pk").values_list("pk", "individual_id", "individual__catalogue_id")
-        ):
-            by_individual.setdefault(ind_id, []).append((pk, cid))
-        rng = random.Random(seed)
-        multi = sorted(i for i, photos in by_individual.items() if len(photos) >= 2)
-        single = sorted(i for i, photos in by_individual.items() if len(photos) == 1)
-        rng.shuffle(multi)
-        rng.shuffle(single)
-        n_known = min(len(multi), max(HOLDOUT_MIN_KNOWN, round(len(multi) * HOLDOUT_FRACTION)))
-        n_new = min(len(single), max(1, round(len(single) * HOLDOUT_NEW_FRACTION))) if single else 0
-        items = []
-        for ind_id in multi[:n_known]:
-            pk, cid = rng.choice(by_individual[ind_id])
-            items.append({"photo_id": pk, "individual_id": ind_id, "catalogue_id": cid, "new": False})
-        for ind_id in single[:n_new]:
-            pk, cid = by_individual[ind_id][0]
-            items.append({"photo_id": pk, "individual_id": ind_id, "catalogue_id": cid, "new": True})
-        items = sorted(items, key=lambda it: it["photo_id"])[:HOLDOUT_MAX]
-        if not items:
-            raise ValidationError("The gallery has no photos to hold out yet.")
-        return HoldoutSet.objects.create(items=items, seed=seed)
 
 
 def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
