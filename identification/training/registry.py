@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from ml.evaluate import evaluate_rankings
+from ml.evaluate import bootstrap_intervals, evaluate_rankings
 from ml.types import NEW_WHALE
 from submissions.models import Photo
 
@@ -97,6 +97,7 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
         raise ValidationError("No holdout photo could be embedded.")
     metrics = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in evaluate_rankings(truth, predictions).items()}
     metrics["new_cases"] = sum(1 for t in truth if t == NEW_WHALE)
+    metrics["intervals"] = bootstrap_intervals(truth, predictions)  # how much of a difference is noise
     evaluation, _ = HoldoutEvaluation.objects.update_or_create(
         holdout=holdout, model_version=version,
         defaults={"metrics": metrics, "gallery_size": len(labels), "seconds": round(time.monotonic() - started, 2)},
@@ -133,6 +134,15 @@ def registry_rows() -> list[dict]:
     return rows
 
 
+def _interval(evaluation, key):
+    return ((evaluation.metrics or {}).get("intervals") or {}).get(key) if evaluation else None
+
+
+def within_noise(a, b) -> bool:
+    """Two holdout scores whose 95% bootstrap intervals overlap: the difference may be noise."""
+    return bool(a and b and a[0] <= b[1] and b[0] <= a[1])
+
+
 def version_detail(version: ModelVersion) -> dict:
     """Everything the detail page shows: snapshot, config, holdout metrics beside the active
     version's with deltas, the training run, who promoted it."""
@@ -146,7 +156,10 @@ def version_detail(version: ModelVersion) -> dict:
         a = (mine.metrics or {}).get(key) if mine else None
         b = (theirs.metrics or {}).get(key) if theirs else None
         delta = a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
-        comparison.append({"key": key, "label": label, "value": a, "active": b, "delta": delta})
+        mine_ci, their_ci = _interval(mine, key), _interval(theirs, key)
+        comparison.append({"key": key, "label": label, "value": a, "active": b, "delta": delta,
+                           "interval": mine_ci, "active_interval": their_ci,
+                           "within_noise": delta is not None and within_noise(mine_ci, their_ci)})
     snap = dict(version.training_snapshot or {})
     photo_ids = list(snap.pop("photo_ids", []) or [])
     held = set(holdout.photo_ids) if holdout else set()
