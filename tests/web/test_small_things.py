@@ -1,0 +1,40 @@
+"""Small things that looked unfinished (issue 12, item 10): a styled 403 that logs one line and no
+traceback, a favicon, and ``make run PORT=...`` pointing e-mail links at that port."""
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_403_is_a_styled_page_and_one_log_line_without_traceback(client, watcher, caplog):
+    caplog.set_level(logging.WARNING, logger="django.request")
+    response = client.get(reverse("identification:dashboard"))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "You don't have access to this page" in html and 'class="topbar"' in html and "watcher@example.org" in html
+    forbidden = [r for r in caplog.records if r.name == "django.request" and getattr(r, "status_code", None) == 403]
+    assert len(forbidden) == 1 and "Forbidden" in forbidden[0].getMessage()
+    assert all(r.exc_info is None for r in caplog.records), "a 403 wrote a traceback"
+    assert "Traceback" not in caplog.text
+
+
+def test_favicon(client):
+    assert finders.find("favicon.svg")
+    html = client.get(reverse("home")).content.decode()
+    assert 'rel="icon"' in html and "favicon.svg" in html
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("favicon.svg")
+
+
+def test_make_run_points_site_url_at_its_port():
+    dry = subprocess.run(["make", "-n", "run", "PORT=8100", "PY=python"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "SITE_URL=http://127.0.0.1:8100" in dry and "--port 8100" in dry
+    assert "SITE_URL" in (REPO / "README.md").read_text()
