@@ -1,4 +1,5 @@
 from django.db import connection
+from django.db.models import F
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -16,7 +17,8 @@ def home(request):
             "photos": gallery.count(),
             "sightings": Sighting.objects.filter(photos__in=gallery).distinct().count(),
         },
-        "recent": gallery.select_related("individual", "sighting__species").order_by("-decided_at", "-pk")[:8],
+        "recent": gallery.newest_per_individual().select_related("individual", "sighting__species")
+        .order_by(F("decided_at").desc(nulls_last=True), "-pk")[:8],
     }
     return render(request, "home.html", context)
 

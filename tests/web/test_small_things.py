@@ -38,3 +38,21 @@ def test_make_run_points_site_url_at_its_port():
                          check=True).stdout
     assert "SITE_URL=http://127.0.0.1:8100" in dry and "--port 8100" in dry
     assert "SITE_URL" in (REPO / "README.md").read_text()
+
+
+def test_home_recent_tiles_are_distinct_whales(client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from submissions.models import Photo
+    from tests.factories import IndividualFactory, PhotoFactory
+
+    busy, quiet = IndividualFactory(nickname="Busy"), IndividualFactory(nickname="Quiet")
+    now = timezone.now()
+    PhotoFactory(status=Photo.Status.CONFIRMED, individual=quiet, decided_at=now - timedelta(days=2))
+    for i in range(9):  # one sighting decided photo by photo
+        PhotoFactory(status=Photo.Status.CONFIRMED, individual=busy, decided_at=now - timedelta(minutes=i))
+    recent = list(client.get(reverse("home")).context["recent"])
+    assert [p.individual for p in recent] == [busy, quiet]
+    assert recent[0].decided_at == max(p.decided_at for p in Photo.objects.filter(individual=busy))
