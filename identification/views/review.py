@@ -45,6 +45,7 @@ def review_queue(request):
     queue = form.apply(moderator_queue(request.user)).select_related("sighting__species")
     return render(request, "identification/review_queue.html", {
         "form": form, "count": queue.count(), "photos": queue[:QUEUE_PAGE], "query": request.GET.urlencode(),
+        "active_filters": form.active_count(),
         "disputed_count": Photo.objects.disputed().count() if is_model_admin(request.user) else None,
     })
 

@@ -251,3 +251,24 @@ def test_review_page_fits_the_screen_with_the_new_individual_row(new_page, shots
     if os.environ.get("REVIEW_SCREENSHOTS"):
         target = Path(os.environ["REVIEW_SCREENSHOTS"]) / ("review-desktop.png" if width > 400 else "review-390.png")
         target.write_bytes(path.read_bytes())
+
+
+def test_the_review_queue_list_starts_on_the_first_phone_screen(new_page):
+    """At 390 px the queue's filters fold away (they filled two screens before the list); set filters
+    keep them open; the page never scrolls sideways (issue 12, item 10)."""
+    UserFactory(email=MODERATOR, role="moderator")
+    review_setup()
+    page = new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(page, MODERATOR)
+    page.goto("/review/")
+    expect(page.locator("#queue-filters")).not_to_have_attribute("open", "")
+    first_row = page.locator("table.table tbody tr").first
+    expect(first_row).to_be_visible()
+    assert first_row.evaluate("tr => tr.getBoundingClientRect().top") < 844
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.locator("#queue-filters summary").click()
+    page.locator("#queue-filters [name=place]").fill("Husavik")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#queue-filters")).to_have_attribute("open", "")
+    expect(page.locator("#queue-filters summary")).to_contain_text("1 active")
