@@ -56,6 +56,10 @@ class ModelVersionQuerySet(models.QuerySet):
         return self.filter(is_active=True)
 
 
+RECIPE_FIELDS = (("arch", "Network"), ("image_size", "Image size (px)"), ("embedding_dim", "Embedding size"),
+                 ("head", "Head"), ("epochs", "Epochs"), ("batch_size", "Batch size"), ("lr", "Learning rate"))
+
+
 class ModelVersion(models.Model):
     """A trained model folder written by ``ml.train`` under ``settings.ML_ROOT``."""
 
@@ -85,6 +89,17 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def label(self) -> str:
+        """The version number people read ("v3"); ``name`` (a run stamp such as
+        ``run-3-20261201-193727-29366c51``) stays the machine's id, shown small beside it."""
+        return f"v{self.pk}"
+
+    def recipe(self) -> list[tuple[str, object]]:
+        """The few training settings a person compares, in words; the rest stay folded away."""
+        c = self.config or {}
+        return [(label, c[key]) for key, label in RECIPE_FIELDS if c.get(key) not in (None, "")]
 
 
 class Embedding(models.Model):

@@ -56,3 +56,18 @@ def test_home_recent_tiles_are_distinct_whales(client):
     recent = list(client.get(reverse("home")).context["recent"])
     assert [p.individual for p in recent] == [busy, quiet]
     assert recent[0].decided_at == max(p.decided_at for p in Photo.objects.filter(individual=busy))
+
+
+def test_versions_are_numbered_and_settings_folded(client, admin):
+    from identification.models import ModelVersion
+
+    version = ModelVersion.objects.create(
+        name="run-3-20261201-193727-29366c51", artifact_dir="models/x",
+        config={"arch": "resnet50", "image_size": 224, "epochs": 20, "lr": 0.0003, "mixup": 0.0, "seed": 0})
+    html = client.get(reverse("identification:model_detail", args=[version.pk])).content.decode()
+    assert f"Version v{version.pk}" in html
+    head, settings = html.split('id="all-settings"', 1)
+    assert "Network" in head and "resnet50" in head and "mixup" not in head  # the recipe in words, up front
+    assert "All 6 training settings" in settings and "mixup" in settings  # the raw table folded away
+    listing = client.get(reverse("identification:model_list")).content.decode()
+    assert f"<strong>v{version.pk}</strong>" in listing
