@@ -230,6 +230,10 @@ class TrainingRunQuerySet(models.QuerySet):
     def in_progress(self):
         return self.filter(status__in=TrainingRun.IN_PROGRESS)
 
+    def demo_setup(self):
+        """The first run's demo training (``seed_demo``), which ``make run`` starts after the site is up."""
+        return self.filter(options__seed_demo=True)
+
 
 class TrainingRun(models.Model):
     class Status(models.TextChoices):

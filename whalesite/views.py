@@ -6,12 +6,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from identification.models import Individual
+from identification.training.progress import setup_status
 from submissions.models import Photo, Sighting
 
 
 def home(request):
     gallery = Photo.objects.in_gallery()
     context = {
+        "setup": setup_status(),
         "counts": {
             "individuals": Individual.objects.active().count(),
             "photos": gallery.count(),

@@ -61,3 +61,17 @@ def percent_done(counters: dict, succeeded: bool) -> float:
     done_epochs = max(epoch - 1, 0) if steps_per_epoch and step < steps_per_epoch else epoch
     partial = step / steps_per_epoch if steps_per_epoch and step < steps_per_epoch else 0
     return round(min(max(100.0 * (done_epochs + partial) / epochs, 0.0), 100.0), 1)
+
+
+def setup_status() -> dict | None:
+    """The demo's setup while no model is active yet (the home page shows it: the site answers at
+    once and trains in the background); None once a model is active."""
+    from ..models import ModelVersion, TrainingRun
+
+    if ModelVersion.objects.active().exists():
+        return None
+    run = TrainingRun.objects.demo_setup().in_progress().order_by("-pk").first()
+    if run is None:
+        return {"running": False, "percent": 0.0, "phase_label": "Preparing the demo catalogue"}
+    counters = phase_counters(run.progress or {}, run.options.get("epochs") or 0)
+    return {"running": True, "percent": percent_done(counters, False), "phase_label": counters["phase_label"]}

@@ -71,3 +71,20 @@ def test_versions_are_numbered_and_settings_folded(client, admin):
     assert "All 6 training settings" in settings and "mixup" in settings  # the raw table folded away
     listing = client.get(reverse("identification:model_list")).content.decode()
     assert f"<strong>v{version.pk}</strong>" in listing
+
+
+def test_home_shows_the_demo_setup_until_a_model_is_active(client):
+    """``make run`` starts the site first and trains the demo in the background (issue 12, item 11):
+    the home page answers at once and shows the setup's progress."""
+    from identification.models import ModelVersion, TrainingRun
+
+    html = client.get(reverse("home")).content.decode()
+    assert 'id="setup-progress"' in html and "Preparing the demo catalogue" in html
+    TrainingRun.objects.create(status=TrainingRun.Status.RUNNING, options={"epochs": 4, "seed_demo": True},
+                               progress={"phase": "train", "epoch": 2, "epochs": 4, "step": 0, "steps_per_epoch": 5})
+    html = client.get(reverse("home")).content.decode()
+    assert "Training the model (25%)" in html and "photos wait in the queue" in html
+    ModelVersion.objects.create(name="demo-1", artifact_dir="models/demo", is_active=True)
+    assert 'id="setup-progress"' not in client.get(reverse("home")).content.decode()
+    command = (REPO / "identification/management/commands/run_site.py").read_text()
+    assert command.index('"seed_demo"]') > command.index("procs.append(subprocess.Popen(web")  # web first
