@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+SITE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: install run test lint format clean
 
@@ -19,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 
 run: install
-	$(PY) manage.py run_site --port $(PORT)
+	SITE_URL=$(SITE_URL) $(PY) manage.py run_site --port $(PORT)
 
 test: install
 	bash scripts/test.sh

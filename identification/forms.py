@@ -17,6 +17,12 @@ class ReviewFilterForm(forms.Form):
     score_max = forms.FloatField(required=False, label="Top-1 score ≤")
     order = forms.ChoiceField(required=False, choices=[("oldest", "Oldest first"), ("confident", "Most confident first")])
 
+    def active_count(self) -> int:
+        """How many filters narrow the queue (the order only sorts it)."""
+        if not self.is_bound or not self.is_valid():
+            return 0
+        return sum(1 for name, value in self.cleaned_data.items() if name != "order" and value not in (None, ""))
+
     def apply(self, queryset):
         """Filter a ``review.queue.review_queue`` QuerySet (annotated with ``top_score``) and order it."""
         if not self.is_valid():
@@ -52,6 +58,10 @@ class BoxForm(forms.Form):
 
         c = self.cleaned_data
         return Box(c["x0"], c["y0"], c["x1"], c["y1"])
+
+
+class SpeciesForm(forms.Form):
+    species = forms.ModelChoiceField(queryset=Species.objects.all(), label="Species")
 
 
 class MergeForm(forms.Form):

@@ -44,6 +44,20 @@ def try_send(task_name: str, *args, **kwargs) -> bool:
     return True
 
 
+def enqueue_later(task_name: str, *args, countdown: float) -> None:
+    """Like ``enqueue``, run ``countdown`` seconds after the commit (the e-mails wait out the undo window);
+    a broker that is down is logged, as in ``try_send``."""
+
+    def after_commit():
+        try:
+            app.signature(task_name, args=args).apply_async(countdown=countdown)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("could not queue %s%r, the broker is unreachable: %s: %s", task_name, args,
+                        type(exc).__name__, exc)
+
+    transaction.on_commit(after_commit)
+
+
 def enqueue(task_name: str, *args, on_sent=None, **kwargs) -> None:
     """Queue ``task_name`` once the current transaction commits (at once outside one), so a worker never
     reads a row before it exists. The commit has happened by then, so a broker outage must not turn

@@ -10,6 +10,10 @@ from ml.metrics import DEFAULT_NEW_THRESHOLD  # the new-whale threshold before a
 
 
 class Species(models.Model):
+    # The one species with a catalogue and a model today: photos of any other species are never
+    # matched against it (issue 12 item 4) until species profiles exist.
+    HUMPBACK_CODE = "HW"
+
     common_name = models.CharField(max_length=100, unique=True)
     scientific_name = models.CharField(max_length=100, blank=True)
     code = models.CharField(max_length=8, unique=True, help_text="Catalogue id prefix, e.g. HW")
@@ -24,6 +28,11 @@ class Species(models.Model):
 
     def __str__(self) -> str:
         return self.common_name
+
+    @property
+    def is_matched(self) -> bool:
+        """Whether photos of this species are matched against the (humpback) catalogue."""
+        return self.code == self.HUMPBACK_CODE
 
 
 class IndividualQuerySet(models.QuerySet):
@@ -52,6 +61,10 @@ class Individual(models.Model):
 class ModelVersionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(is_active=True)
+
+
+RECIPE_FIELDS = (("arch", "Network"), ("image_size", "Image size (px)"), ("embedding_dim", "Embedding size"),
+                 ("head", "Head"), ("epochs", "Epochs"), ("batch_size", "Batch size"), ("lr", "Learning rate"))
 
 
 class ModelVersion(models.Model):
@@ -83,6 +96,17 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def label(self) -> str:
+        """The version number people read ("v3"); ``name`` (a run stamp such as
+        ``run-3-20261201-193727-29366c51``) stays the machine's id, shown small beside it."""
+        return f"v{self.pk}"
+
+    def recipe(self) -> list[tuple[str, object]]:
+        """The few training settings a person compares, in words; the rest stay folded away."""
+        c = self.config or {}
+        return [(label, c[key]) for key, label in RECIPE_FIELDS if c.get(key) not in (None, "")]
 
 
 class Embedding(models.Model):
@@ -154,6 +178,7 @@ class Decision(models.Model):
         BOX = "box", "Corrected the crop box"
         MERGE = "merge", "Merged individuals"
         SPLIT = "split", "Split a photo out"
+        SPECIES = "species", "Corrected the species"
 
     class RejectReason(models.TextChoices):
         NOT_A_FLUKE = "not_a_fluke", "Not a fluke"
@@ -221,6 +246,10 @@ class TrainingRunQuerySet(models.QuerySet):
     def unsent(self):
         """QUEUED, but its message never reached the broker (it was down): to be sent again."""
         return self.filter(status=TrainingRun.Status.QUEUED, sent_at__isnull=True)
+
+    def demo_setup(self):
+        """The first run's demo training (``seed_demo``), which ``make run`` starts after the site is up."""
+        return self.filter(options__seed_demo=True)
 
 
 class TrainingRun(models.Model):

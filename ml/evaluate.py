@@ -29,6 +29,29 @@ def evaluate_rankings(truth: Sequence[str], predictions: Sequence[Sequence[str]]
     }
 
 
+BOOTSTRAP_METRICS = {"map5": lambda t, p: map_at_k(t, p, 5), "top1": lambda t, p: top_k_accuracy(t, p, 1),
+                     "top5": lambda t, p: top_k_accuracy(t, p, 5)}
+
+
+def bootstrap_intervals(truth: Sequence[str], predictions: Sequence[Sequence[str]], resamples: int = 1000,
+                        level: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+    """Percentile bootstrap interval of each mean-over-queries metric: the queries are resampled with
+    replacement. On a holdout of a few dozen photos a MAP@5 difference of 0.05 can be noise; this says
+    how much. ``{metric: [low, high]}``; empty for no queries."""
+    n = len(truth)
+    if n == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n, size=(resamples, n))
+    tail = (1.0 - level) / 2.0
+    out = {}
+    for name, metric in BOOTSTRAP_METRICS.items():
+        per_query = np.array([metric([t], [p]) for t, p in zip(truth, predictions)], dtype=np.float64)
+        means = per_query[picks].mean(axis=1)
+        out[name] = [float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))]
+    return out
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -38,6 +38,15 @@ def date_floor() -> dt.date:
     return max(settings.SIGHTING_DATE_FLOOR, FIRST_PHOTOGRAPH_DATE)
 
 
+def default_species(user=None):
+    """The species a new sighting most likely is: the watcher's last one, else humpback (the species
+    the catalogue identifies), else the only one. An empty species was the commonest upload error."""
+    last = user.sightings.order_by("-created_at").values_list("species", flat=True).first() if user else None
+    return (Species.objects.filter(pk=last).first() if last else None) or \
+        Species.objects.filter(code=Species.HUMPBACK_CODE).first() or \
+        (Species.objects.first() if Species.objects.count() == 1 else None)
+
+
 class SightingForm(forms.Form):
     species = forms.ModelChoiceField(queryset=Species.objects.all(), empty_label="Choose a species…")
     observed_date = forms.DateField(label="Date", widget=forms.DateInput(attrs={"type": "date"}))
@@ -69,10 +78,10 @@ class SightingForm(forms.Form):
         help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP, TIFF or HEIC).",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if Species.objects.count() == 1 and not self.is_bound:
-            self.initial.setdefault("species", Species.objects.first())
+        if not self.is_bound:
+            self.initial.setdefault("species", default_species(user))
 
     def clean(self):
         cleaned = super().clean()

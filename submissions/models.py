@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, ExpressionWrapper, OuterRef, Q
+from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 
@@ -79,6 +79,13 @@ class PhotoQuerySet(models.QuerySet):
 
     def being_rematched(self):
         return self.with_rematching().filter(rematching=True)
+
+    def newest_per_individual(self):
+        """Each whale's most recently decided photo among these, once: the home page's "recent" tiles
+        were eight photos of one whale decided photo by photo."""
+        newest = (self.filter(individual=OuterRef("individual"))
+                  .order_by(F("decided_at").desc(nulls_last=True), "-pk").values("pk")[:1])
+        return self.filter(individual__isnull=False, pk=Subquery(newest))
 
     def in_gallery(self):
         """Photos assigned to an individual: they are matched against every new upload."""

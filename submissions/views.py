@@ -57,7 +57,8 @@ def _report(request, outcome) -> None:
 def submit(request):
     if request.method == "POST" and (wait := _over_limit(request, "upload", settings.UPLOADS_PER_HOUR)):
         return ratelimit.too_many(f"You have sent {settings.UPLOADS_PER_HOUR} uploads in the last hour.", wait)
-    form = SightingForm(request.POST, request.FILES) if request.method == "POST" else SightingForm()
+    form = (SightingForm(request.POST, request.FILES, user=request.user) if request.method == "POST"
+            else SightingForm(user=request.user))
     outcome = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -72,7 +73,10 @@ def submit(request):
                                      f"first {NOTES_MAX_CHARS} were kept with the sighting.")
                 return redirect("submissions:my_sightings")
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")
-    return render(request, "submissions/submit.html", {"form": form, "outcome": outcome, "limits": upload_limits()})
+    # a browser never re-selects files after a round trip: say so instead of dropping them silently
+    lost = len(request.FILES.getlist("photos")) if form.errors and outcome is None else 0
+    context = {"form": form, "outcome": outcome, "limits": upload_limits(), "lost_photos": lost}
+    return render(request, "submissions/submit.html", context)
 
 
 def upload_limits() -> dict:

@@ -1,22 +1,26 @@
 from django.db import connection
+from django.db.models import F
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from identification.models import Individual
+from identification.training.progress import setup_status
 from submissions.models import Photo, Sighting
 
 
 def home(request):
     gallery = Photo.objects.in_gallery()
     context = {
+        "setup": setup_status(),
         "counts": {
             "individuals": Individual.objects.active().count(),
             "photos": gallery.count(),
             "sightings": Sighting.objects.filter(photos__in=gallery).distinct().count(),
         },
-        "recent": gallery.select_related("individual", "sighting__species").order_by("-decided_at", "-pk")[:8],
+        "recent": gallery.newest_per_individual().select_related("individual", "sighting__species")
+        .order_by(F("decided_at").desc(nulls_last=True), "-pk")[:8],
     }
     return render(request, "home.html", context)
 

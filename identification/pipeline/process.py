@@ -175,7 +175,7 @@ def rerank_photo(photo_id: int) -> str:
 
 
 def _process(photo_id: int, *, rerank: bool) -> str:
-    photo = Photo.objects.filter(pk=photo_id).select_related("sighting").first()
+    photo = Photo.objects.filter(pk=photo_id).select_related("sighting__species").first()
     if photo is None:
         return "gone"
     if rerank:
@@ -204,7 +204,9 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
             vector = cache.vector_from_bytes(existing.vector)
         else:
             vector, prepared = embed_photo(photo, version, cache.identifier(version))
-        matches = rank_photo(photo, version, vector)
+        # another species is never ranked against the humpback catalogue: no suggestions, and the review
+        # page says why (a moderator can correct the species, which re-ranks it)
+        matches = rank_photo(photo, version, vector) if photo.sighting.species.is_matched else []
         png = crop_png(prepared.crop) if prepared is not None else None
     except TRANSIENT_ERRORS:
         _release_lease(photo_id)  # the task retries with backoff: its next try must find the photo free

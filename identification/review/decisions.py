@@ -86,7 +86,7 @@ def _assign(photo: Photo, moderator, individual: Individual, action: str, status
         photo=photo, defaults={"individual": individual, "status": TrainingExample.Status.QUEUED, "used_by": None}
     )
     queue_rerank_batch_mates(photo)
-    jobs.enqueue(jobs.NOTIFY_WATCHERS, decision.pk)
+    jobs.enqueue_later(jobs.NOTIFY_WATCHERS, decision.pk, countdown=settings.NOTIFY_UNDO_WINDOW_S)
     return decision
 
 
@@ -142,12 +142,21 @@ def _close_votes(locked: Photo, decision: Decision) -> None:
         locked.needs_admin = False
 
 
+def _same_species(photo, individual) -> None:
+    """A sighting filed as another species cannot join a humpback: correct the species first."""
+    species = photo.sighting.species
+    if individual.species_id != species.pk:
+        raise ValidationError(f"This sighting is filed as {species}; {individual.catalogue_id} is a "
+                              f"{individual.species}. Correct the species first if the filing is wrong.")
+
+
 def confirm_match(*, photo, moderator, individual) -> Decision:
     """The photo shows ``individual``: it joins the gallery at once and becomes training data
     (with REVIEW_CONSENSUS > 1: once enough moderators agree; until then a pending vote is returned)."""
     with transaction.atomic():
         locked = _lock_for_decision(photo, moderator)
         individual = resolve_merged(Individual.objects.get(pk=individual.pk))
+        _same_species(locked, individual)
         decision = _vote(locked, moderator, Decision.Action.CONFIRM, individual=individual)
         if decision is None:
             decision = _assign(locked, moderator, individual, Decision.Action.CONFIRM, Photo.Status.CONFIRMED)

@@ -86,7 +86,17 @@ def _try_claim(pk, moderator, fresh, *, wait: bool):
         return row
 
 
+def held_by_other(photo, moderator):
+    """The other moderator whose live claim holds ``photo``, or None. Reading never claims: claims are
+    taken only by POST (``claim_next``, ``claim_photo``), so a page view or its self-poll changes nothing."""
+    fresh = photo.claimed_at is not None and photo.claimed_at > timezone.now() - CLAIM_TTL
+    if photo.claimed_by_id and photo.claimed_by_id != moderator.pk and fresh:
+        return photo.claimed_by
+    return None
+
+
 def claim_photo(*, photo, moderator) -> Photo:
+    """Hold ``photo`` for ``moderator`` while deciding (the queue's Review button)."""
     require(moderator, REVIEW_PERMISSION)
     with transaction.atomic():
         locked = Photo.objects.select_for_update().get(pk=photo.pk)

@@ -11,18 +11,27 @@ Layout under ``settings.ML_ROOT`` written by ``export_dataset``::
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.db.models import Q
 
 from ml.data import write_csv
 from submissions.models import Photo
 
-from ..models import HoldoutSet, TrainingExample
+from ..models import HoldoutSet, ModelVersion, TrainingExample
 
 log = logging.getLogger(__name__)
+
+
+HOLDOUT_FRACTION = 0.2  # of the individuals with 2+ gallery photos: one photo each
+HOLDOUT_MIN_KNOWN = 5
+HOLDOUT_NEW_FRACTION = 0.2  # of the individuals with a single gallery photo (the "new whale" cases)
+HOLDOUT_MAX = 1000
 
 
 def current_holdout() -> HoldoutSet | None:
@@ -59,6 +68,40 @@ def trusted_box(photo):
     return photo.box if trusted and photo.box is not None else None
 
 
+def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
+    """The frozen holdout set; created (once) from the current gallery when there is none."""
+    with transaction.atomic():
+        # one creator at a time: lock a fixed row of a table every site has
+        list(ModelVersion.objects.select_for_update().order_by("pk")[:1])
+        existing = current_holdout()
+        if existing is not None:
+            return existing
+        by_individual: dict[int, list[tuple[int, str]]] = {}
+        for pk, ind_id, cid in (
+            Photo.objects.in_gallery().filter(individual__merged_into__isnull=True)
+            .order_by("pk").values_list("pk", "individual_id", "individual__catalogue_id")
+        ):
+            by_individual.setdefault(ind_id, []).append((pk, cid))
+        rng = random.Random(seed)
+        multi = sorted(i for i, photos in by_individual.items() if len(photos) >= 2)
+        single = sorted(i for i, photos in by_individual.items() if len(photos) == 1)
+        rng.shuffle(multi)
+        rng.shuffle(single)
+        n_known = min(len(multi), max(HOLDOUT_MIN_KNOWN, round(len(multi) * HOLDOUT_FRACTION)))
+        n_new = min(len(single), max(1, round(len(single) * HOLDOUT_NEW_FRACTION))) if single else 0
+        items = []
+        for ind_id in multi[:n_known]:
+            pk, cid = rng.choice(by_individual[ind_id])
+            items.append({"photo_id": pk, "individual_id": ind_id, "catalogue_id": cid, "new": False})
+        for ind_id in single[:n_new]:
+            pk, cid = by_individual[ind_id][0]
+            items.append({"photo_id": pk, "individual_id": ind_id, "catalogue_id": cid, "new": True})
+        items = sorted(items, key=lambda it: it["photo_id"])[:HOLDOUT_MAX]
+        if not items:
+            raise ValidationError("The gallery has no photos to hold out yet.")
+        return HoldoutSet.objects.create(items=items, seed=seed)
+
+
 def training_queryset():
     """Photos a run trains on: usable training examples plus every gallery photo, minus the frozen
     holdout and the examples an administrator excluded."""
@@ -76,6 +119,10 @@ def training_queryset():
 
 def export_dataset(out_dir: Path) -> dict:
     """Write images, ``train.csv`` and ``boxes.csv`` for ``ml.train``. Returns a snapshot dict."""
+    try:  # freeze the benchmark before the first run trains: photos chosen later were trained on
+        get_or_create_holdout()
+    except ValidationError:
+        log.info("training export: no gallery photos to hold out yet")
     images = out_dir / "images"
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -1,10 +1,10 @@
 """Model registry: the frozen holdout ("benchmark") set, evaluating any version on it, the
 registry pages' numbers, and promoting or rolling back a model version.
 
-Holdout: created once (the first evaluation) from the gallery with a fixed seed and then never
-changed; its photos are left out of every training export (``training.dataset``), so
-every version is compared on photos none of them trained on (versions trained before the
-holdout existed may have seen some: the registry shows that overlap as "leaked").
+Holdout: created once (``training.dataset.get_or_create_holdout``, before the first training export or
+evaluation) from the gallery with a fixed seed and then never changed; its photos are left out of every
+training export, so every version is compared on photos none of them trained on (versions trained
+before this rule may have seen some: the registry shows that overlap as "leaked").
 
 Evaluation (``evaluate_on_holdout``): gallery = gallery photos not in the holdout, embedded with
 the version (stored ``Embedding`` rows are reused; missing ones are computed and stored, which
@@ -15,7 +15,6 @@ its whale has no other gallery photo; scored with ``ml.evaluate.evaluate_ranking
 from __future__ import annotations
 
 import logging
-import random
 import time
 
 import numpy as np
@@ -23,61 +22,23 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from ml.evaluate import evaluate_rankings
+from ml.evaluate import bootstrap_intervals, evaluate_rankings
 from ml.types import NEW_WHALE
 from submissions.models import Photo
 
 from .. import jobs
 from ..models import (
-    Decision, Embedding, HoldoutEvaluation, HoldoutSet, Individual, ModelVersion, TrainingExample, TrainingRun,
+    Decision, Embedding, HoldoutEvaluation, Individual, ModelVersion, TrainingExample, TrainingRun,
 )
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
 from ..pipeline.cache import vector_from_bytes
 from ..pipeline.process import embed_photo
-from .dataset import current_holdout, resolve_merged_id
+from .dataset import current_holdout, get_or_create_holdout, resolve_merged_id
 
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("map5", "top1", "top5", "new_precision", "new_recall")
-HOLDOUT_FRACTION = 0.2  # of the individuals with 2+ gallery photos: one photo each
-HOLDOUT_MIN_KNOWN = 5
-HOLDOUT_NEW_FRACTION = 0.2  # of the individuals with a single gallery photo (the "new whale" cases)
-HOLDOUT_MAX = 1000
-
-
-def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
-    """The frozen holdout set; created (once) from the current gallery when there is none."""
-    with transaction.atomic():
-        # one creator at a time: lock a fixed row of a table every site has
-        list(ModelVersion.objects.select_for_update().order_by("pk")[:1])
-        existing = current_holdout()
-        if existing is not None:
-            return existing
-        by_individual: dict[int, list[tuple[int, str]]] = {}
-        for pk, ind_id, cid in (
-            Photo.objects.in_gallery().filter(individual__merged_into__isnull=True)
-            .order_by("pk").values_list("pk", "individual_id", "individual__catalogue_id")
-        ):
-            by_individual.setdefault(ind_id, []).append((pk, cid))
-        rng = random.Random(seed)
-        multi = sorted(i for i, photos in by_individual.items() if len(photos) >= 2)
-        single = sorted(i for i, photos in by_individual.items() if len(photos) == 1)
-        rng.shuffle(multi)
-        rng.shuffle(single)
-        n_known = min(len(multi), max(HOLDOUT_MIN_KNOWN, round(len(multi) * HOLDOUT_FRACTION)))
-        n_new = min(len(single), max(1, round(len(single) * HOLDOUT_NEW_FRACTION))) if single else 0
-        items = []
-        for ind_id in multi[:n_known]:
-            pk, cid = rng.choice(by_individual[ind_id])
-            items.append({"photo_id": pk, "individual_id": ind_id, "catalogue_id": cid, "new": False})
-        for ind_id in single[:n_new]:
-            pk, cid = by_individual[ind_id][0]
-            items.append({"photo_id": pk, "individual_id": ind_id, "catalogue_id": cid, "new": True})
-        items = sorted(items, key=lambda it: it["photo_id"])[:HOLDOUT_MAX]
-        if not items:
-            raise ValidationError("The gallery has no photos to hold out yet.")
-        return HoldoutSet.objects.create(items=items, seed=seed)
 
 
 def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
@@ -136,6 +97,7 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
         raise ValidationError("No holdout photo could be embedded.")
     metrics = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in evaluate_rankings(truth, predictions).items()}
     metrics["new_cases"] = sum(1 for t in truth if t == NEW_WHALE)
+    metrics["intervals"] = bootstrap_intervals(truth, predictions)  # how much of a difference is noise
     evaluation, _ = HoldoutEvaluation.objects.update_or_create(
         holdout=holdout, model_version=version,
         defaults={"metrics": metrics, "gallery_size": len(labels), "seconds": round(time.monotonic() - started, 2)},
@@ -172,6 +134,15 @@ def registry_rows() -> list[dict]:
     return rows
 
 
+def _interval(evaluation, key):
+    return ((evaluation.metrics or {}).get("intervals") or {}).get(key) if evaluation else None
+
+
+def within_noise(a, b) -> bool:
+    """Two holdout scores whose 95% bootstrap intervals overlap: the difference may be noise."""
+    return bool(a and b and a[0] <= b[1] and b[0] <= a[1])
+
+
 def version_detail(version: ModelVersion) -> dict:
     """Everything the detail page shows: snapshot, config, holdout metrics beside the active
     version's with deltas, the training run, who promoted it."""
@@ -185,7 +156,10 @@ def version_detail(version: ModelVersion) -> dict:
         a = (mine.metrics or {}).get(key) if mine else None
         b = (theirs.metrics or {}).get(key) if theirs else None
         delta = a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
-        comparison.append({"key": key, "label": label, "value": a, "active": b, "delta": delta})
+        mine_ci, their_ci = _interval(mine, key), _interval(theirs, key)
+        comparison.append({"key": key, "label": label, "value": a, "active": b, "delta": delta,
+                           "interval": mine_ci, "active_interval": their_ci,
+                           "within_noise": delta is not None and within_noise(mine_ci, their_ci)})
     snap = dict(version.training_snapshot or {})
     photo_ids = list(snap.pop("photo_ids", []) or [])
     held = set(holdout.photo_ids) if holdout else set()

@@ -34,6 +34,7 @@ from ..models import HoldoutEvaluation, ModelVersion, TrainingExample, TrainingR
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
 from .dataset import current_holdout, export_dataset
+from .progress import merge_progress
 from .registry import evaluate_on_holdout
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class RunReporter:
         self.flush(force=True)
 
     def progress(self, p) -> None:
-        self._pending = asdict(p) if dataclasses.is_dataclass(p) else dict(p)
+        self._pending = merge_progress(self._pending, asdict(p) if dataclasses.is_dataclass(p) else dict(p))
         if p.phase in ("validate", "done", "localizer") and p.message:
             self.lines.append(f"[{timezone.now():%H:%M:%S}] {p.message}")
             self.flush(force=True)

@@ -8,10 +8,11 @@ from django.views.decorators.http import require_POST
 
 from submissions.models import Photo
 
-from ..forms import BoxForm, MergeForm
+from ..forms import BoxForm, MergeForm, SpeciesForm
 from ..models import Individual
 from ..permissions import moderator_required
 from ..review.curation import correct_box as save_box
+from ..review.curation import correct_species as save_species
 from ..review.curation import merge_individuals, retry_photo, split_photo
 from .common import show_errors
 
@@ -32,6 +33,22 @@ def correct_box(request, photo_id):
         show_errors(request, exc)
     return redirect(request.POST.get("next") == "photo" and "identification:photo_detail" or "identification:review_photo",
                     photo_id=photo.pk)
+
+
+@moderator_required
+@require_POST
+def correct_species(request, photo_id):
+    photo = get_object_or_404(Photo, pk=photo_id)
+    form = SpeciesForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError("Choose a species.")
+        save_species(photo=photo, moderator=request.user, species=form.cleaned_data["species"])
+        messages.success(request, f"Photo {photo.pk}: species corrected to {form.cleaned_data['species']}; "
+                                  "its sighting's photos are being matched again.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect("identification:review_photo", photo_id=photo.pk)
 
 
 @moderator_required

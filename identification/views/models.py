@@ -19,6 +19,7 @@ from ..permissions import admin_required
 from ..training import registry
 from ..training.dataset import current_holdout
 from ..training.localizer import localizer_training_photos, start_localizer_retrain
+from ..training.progress import percent_done, phase_counters
 from ..training.runs import cancel_training_run, resend_training_run, start_training_run
 from .common import back, show_errors
 
@@ -36,28 +37,20 @@ def _metrics(raw):
 
 
 def run_progress_data(run: TrainingRun) -> dict:
-    """What the run panels and their polling (``run_progress``) show: percent done, ETA, the log's tail."""
+    """What the run panels and their polling (``run_progress``) show: the phase with its own counter,
+    the last validation MAP@5, percent done, ETA, the log's tail."""
     p = run.progress or {}
-    epochs, epoch = p.get("epochs") or run.options.get("epochs") or 0, p.get("epoch") or 0
-    steps_per_epoch, step = p.get("steps_per_epoch") or 0, p.get("step") or 0
-    if run.status == TrainingRun.Status.SUCCEEDED:
-        percent = 100.0
-    elif epochs:
-        done_epochs = max(epoch - 1, 0) if steps_per_epoch and step < steps_per_epoch else epoch
-        partial = step / steps_per_epoch if steps_per_epoch and step < steps_per_epoch else 0
-        percent = 100.0 * (done_epochs + partial) / epochs
-    else:
-        percent = 0.0
+    counters = phase_counters(p, run.options.get("epochs") or 0)
     return {
         "id": run.pk,
         "status": run.status,
         "status_display": run.get_status_display(),
         "done": not run.in_progress,
         "cancel_requested": run.cancel_requested,
-        "epoch": epoch, "epochs": epochs, "step": step, "steps_per_epoch": steps_per_epoch,
-        "loss": p.get("loss"), "val_map5": p.get("val_map5"), "eta_seconds": p.get("eta_seconds"),
-        "phase": p.get("phase", ""), "message": p.get("message", ""),
-        "percent": round(min(max(percent, 0.0), 100.0), 1),
+        **counters,
+        "eta_seconds": p.get("eta_seconds"),
+        "message": p.get("message", ""),
+        "percent": percent_done(counters, run.status == TrainingRun.Status.SUCCEEDED),
         "log_tail": "\n".join((run.log or "").splitlines()[-LOG_TAIL_LINES:]),
         "error": run.error,
     }

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from submissions.models import Photo
 
-from ..forms import ConfirmForm, NewIndividualForm, RejectForm, ReviewFilterForm
+from ..forms import ConfirmForm, NewIndividualForm, RejectForm, ReviewFilterForm, SpeciesForm
 from ..models import Decision, Individual
 from ..permissions import admin_required, is_model_admin, moderator_required
 from ..review.compare import audit_log, candidate_photos, explain_png
@@ -16,7 +16,7 @@ from ..review.curation import undo_last_decision
 from ..review.decisions import (
     confirm_match, consensus_needed, name_new_individual, next_catalogue_id, reject_photo, skip_photo,
 )
-from ..review.queue import claim_next, claim_photo, review_queue as moderator_queue
+from ..review.queue import claim_next, claim_photo, held_by_other, review_queue as moderator_queue
 from .common import show_errors
 
 REJECT_KEYS = {"not_a_fluke": "F", "poor_quality": "Q", "duplicate": "D", "other_species": "O"}
@@ -45,14 +45,29 @@ def review_queue(request):
     queue = form.apply(moderator_queue(request.user)).select_related("sighting__species")
     return render(request, "identification/review_queue.html", {
         "form": form, "count": queue.count(), "photos": queue[:QUEUE_PAGE], "query": request.GET.urlencode(),
+        "active_filters": form.active_count(),
         "disputed_count": Photo.objects.disputed().count() if is_model_admin(request.user) else None,
     })
 
 
 @moderator_required
+@require_POST
 def review_start(request):
+    """Claims the first photo of the queue: POST only, so a link or a cross-site <img> cannot."""
     request.session["review_skipped"] = []
     return _next_photo(request)
+
+
+@moderator_required
+@require_POST
+def review_claim(request, photo_id):
+    """The queue's "Review" button: claim this photo, then show it (a GET of the page never claims)."""
+    photo = get_object_or_404(Photo, pk=photo_id)
+    try:
+        claim_photo(photo=photo, moderator=request.user)
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect("identification:review_photo", photo_id=photo.pk)
 
 
 def _reference_photo(suggestion):
@@ -67,17 +82,18 @@ def _candidates(photo):
     suggestions = photo.suggestions.select_related("individual", "best_photo").order_by("rank")
     if photo.model_version_id:
         suggestions = suggestions.filter(model_version_id=photo.model_version_id)
-    rows, n = [], 0
+    rows = []
     for s in suggestions:
-        if s.individual_id:
-            n += 1
-            key = str(n) if n <= 5 else ""
-        else:
-            key = "N"
         photos = candidate_photos(photo, s.individual_id, s.best_photo_id) if s.individual_id else []
-        rows.append({"suggestion": s, "reference": photos[0] if photos else _reference_photo(s), "key": key,
-                     "photos": photos})
+        rows.append({"suggestion": s, "reference": photos[0] if photos else _reference_photo(s),
+                     "key": shortcut_for(s), "photos": photos})
     return rows
+
+
+def shortcut_for(suggestion) -> str:
+    """One rule for the number printed on a row and the key that acts on it: both are the rank, the
+    "new individual" row included (N works too). Counting only individuals made key 4 act on row #5."""
+    return str(suggestion.rank) if 1 <= suggestion.rank <= 9 else ""
 
 
 def _batch_matches(photo):
@@ -98,12 +114,9 @@ def review_photo(request, photo_id):
     if reviewable and photo.needs_admin and not is_model_admin(request.user):
         reviewable = False
         messages.warning(request, "Moderators disagreed on this photo; an administrator decides it.")
-    if reviewable:
-        try:
-            claim_photo(photo=photo, moderator=request.user)
-        except ValidationError as exc:
-            show_errors(request, exc)
-    else:
+    if reviewable and (holder := held_by_other(photo, request.user)):
+        messages.warning(request, f"{holder} is reviewing this photo; decide only if you agreed to.")
+    elif not reviewable:
         messages.info(request, f"This photo is {photo.get_status_display().lower()}; there is nothing to decide.")
     candidates = _candidates(photo)
     return render(request, "identification/review_photo.html", {
@@ -111,10 +124,11 @@ def review_photo(request, photo_id):
         "reviewable": reviewable,
         "rematching": reviewable and photo.rematching,
         "candidates": candidates,
-        "has_new_row": any(row["key"] == "N" for row in candidates),
+        "has_new_row": any(row["suggestion"].individual_id is None for row in candidates),
         "batch_matches": _batch_matches(photo),
         "next_catalogue_id": next_catalogue_id(photo.sighting.species) if reviewable else "",
         "reject_reasons": [(v, label, REJECT_KEYS.get(v, "")) for v, label in Decision.RejectReason.choices],
+        "species_form": SpeciesForm(initial={"species": photo.sighting.species}),
         "queue_count": _filtered_queue(request).count(),
         "votes": Decision.objects.open_votes().filter(photo=photo).select_related("moderator", "individual"),
         "consensus_needed": consensus_needed(),

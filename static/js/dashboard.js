@@ -1,4 +1,5 @@
-/* Model dashboard: poll the running training run's progress every 1.5 s. */
+/* Model dashboard: poll the running training run's progress every 1.5 s (each phase with its own
+   label and counter; the last validation MAP@5 stays on screen). */
 (function () {
   "use strict";
   var box = document.getElementById("run-progress");
@@ -21,10 +22,11 @@
 
   function update(p) {
     set("status_display", p.status_display);
-    set("message", p.message || (p.phase ? p.phase : ""));
-    set("epoch", p.epoch); set("epochs", p.epochs);
+    set("phase_label", p.phase_label || ""); set("message", p.message || "");
+    set("counter_label", p.counter_label); set("epoch", p.epoch); set("epochs", p.epochs);
     set("step", p.step); set("steps_per_epoch", p.steps_per_epoch);
-    set("loss", fmt(p.loss, 4)); set("val_map5", fmt(p.val_map5, 3));
+    set("loss", fmt(p.loss, 4)); set("val_map5", fmt(p.val_map5, 3));  // the last validation stays
+    set("val_epoch_note", p.val_epoch === null || p.val_epoch === undefined ? "" : "(epoch " + p.val_epoch + ")");
     set("eta", p.done ? "—" : eta(p.eta_seconds));
     var log = box.querySelector('[data-field="log_tail"]');
     if (log && log.textContent !== p.log_tail) { log.textContent = p.log_tail; log.scrollTop = log.scrollHeight; }

@@ -1,5 +1,7 @@
-/* Review shortcuts: 1-5 confirm candidate n, N new individual, R reject (then F/Q/D/O picks the reason),
-   S skip, U undo, arrows move between candidates (Enter confirms), H heat-map, V crop/original,
+/* Review shortcuts: a digit acts on the row printed with that number (confirm it, or the
+   "new individual" row), N new individual, R reject (then F/Q/D/O picks the reason),
+   S skip, U undo, arrows move between candidates (Enter confirms; the selected one is side by side
+   with the query, [ ] flip its photos), H heat-map, V crop/original,
    B crop-box editor, 0 reset zoom, ? help. */
 (function () {
   "use strict";
@@ -16,7 +18,14 @@
     active = (i + cands.length) % cands.length;
     cands.forEach(function (c, j) { c.classList.toggle("is-active", j === active); });
     cands[active].scrollIntoView({ block: "nearest" });
+    if (viewer().compare) viewer().compare(cands[active]);
   }
+
+  // a click on a candidate row (not on its buttons or links) puts it side by side with the query
+  document.addEventListener("click", function (e) {
+    var row = e.target.closest(".cand[data-candidate]");
+    if (row && !e.target.closest("a, button, form, input")) select(cands.indexOf(row));
+  });
 
   function toggleHelp(force) {
     if (!help) return;
@@ -71,10 +80,12 @@
       e.preventDefault(); if (viewer().toggleView) viewer().toggleView();
     } else if (key === "b" || key === "B") {
       e.preventDefault(); if (viewer().editBox) viewer().editBox();
+    } else if (key === "[" || key === "]") {
+      e.preventDefault(); if (viewer().flip) viewer().flip(key === "]" ? 1 : -1);
     } else if (key === "0") {
       e.preventDefault(); if (viewer().resetZoom) viewer().resetZoom();
-    } else if (/^[1-5]$/.test(key)) {
-      var form = document.querySelector('.confirm-form[data-shortcut="' + key + '"]');
+    } else if (/^[1-9]$/.test(key)) {
+      var form = document.querySelector('form[data-shortcut="' + key + '"]');
       if (form) { e.preventDefault(); submit(form); }
     } else if (key === "n" || key === "N") {
       e.preventDefault();

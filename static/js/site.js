@@ -3,7 +3,8 @@
  * - img[data-missing-figure]: a plot that does not exist marks its <figure> "missing";
  * - [data-poll-reload]: while the server is still working on this page (re-matching a photo),
  *   fetch it every 2 s and reload once the marker is gone, instead of a <meta refresh> that
- *   resets scroll and focus on every tick. */
+ *   resets scroll and focus on every tick;
+ * - details[data-collapse-below]: closed below that width unless data-active says filters are set. */
 (function () {
   "use strict";
 
@@ -18,6 +19,12 @@
   document.querySelectorAll("img[data-missing-figure]").forEach(function (img) {
     if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) markMissing(img);  // failed before this ran
     img.addEventListener("error", function () { markMissing(img); });
+  });
+
+  // details[data-collapse-below]: open on wide screens, closed on narrower ones unless filters are set
+  // (the review queue's eleven filter fields filled two phone screens before the list)
+  document.querySelectorAll("details[data-collapse-below]").forEach(function (d) {
+    if (window.innerWidth < parseInt(d.dataset.collapseBelow, 10) && d.dataset.active === "0") d.open = false;
   });
 
   var marker = document.querySelector("[data-poll-reload]");

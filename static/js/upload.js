@@ -1,4 +1,5 @@
-/* Upload form: drag & drop, previews, per-file remove, size/type hints, EXIF prefill. */
+/* Upload form: drag & drop, previews, per-file remove, size/type hints, EXIF prefill, required fields
+   checked before the photos leave the page. */
 (function () {
   "use strict";
   var form = document.getElementById("submit-form");
@@ -135,7 +136,33 @@
   window.addEventListener("dragover", function (e) { e.preventDefault(); });
   window.addEventListener("drop", function (e) { if (!zone.contains(e.target)) e.preventDefault(); });
 
-  form.addEventListener("submit", function () {
+  // Required fields are checked here first: after a round trip with an error the browser cannot
+  // re-select the chosen photos, so a missing species or date must never cost them.
+  var REQUIRED = { species: "Choose a species.", observed_date: "Give the date of the sighting." };
+
+  function missingRequired() {
+    var first = null;
+    Object.keys(REQUIRED).forEach(function (name) {
+      var el = form.elements[name];
+      if (!el) return;
+      var field = el.closest(".field");
+      var note = field.querySelector("[data-client-error]");
+      if (el.value) { if (note) note.remove(); field.classList.remove("has-error"); return; }
+      if (!note) {
+        note = Object.assign(document.createElement("div"), { className: "error", textContent: REQUIRED[name] });
+        note.setAttribute("role", "alert");
+        note.dataset.clientError = "";
+        field.appendChild(note);
+      }
+      field.classList.add("has-error");
+      first = first || el;
+    });
+    if (first) first.focus();
+    return Boolean(first);
+  }
+
+  form.addEventListener("submit", function (e) {
+    if (missingRequired()) { e.preventDefault(); return; }
     var btn = document.getElementById("submit-btn");
     if (btn) { btn.disabled = true; btn.textContent = "Uploading…"; }
   });

@@ -1,5 +1,6 @@
 /* Image viewers on the review page: wheel zoom, drag pan, crop ⇄ original switch, a crop-box editor
-   on the original (coordinates scaled to original pixels) and the on-demand "Why?" heat-map.
+   on the original (coordinates scaled to original pixels), the query and the selected candidate side by
+   side (flipping through its photos) and the on-demand "Why?" heat-map, also laid over that query.
    Exposes window.WhaleViewer for the keyboard shortcuts in review.js. */
 (function () {
   "use strict";
@@ -9,8 +10,9 @@
     if (!img) return;
     var state = { scale: 1, x: 0, y: 0, drag: null };
     viewer._state = state;
-    function apply() {
-      img.style.transform = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
+    function apply() {  // every layer moves together: a heat-map overlay stays on the fluke it explains
+      var t = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
+      Array.prototype.forEach.call(viewer.querySelectorAll("img"), function (layer) { layer.style.transform = t; });
     }
     viewer._reset = function () { state.scale = 1; state.x = 0; state.y = 0; apply(); };
     viewer.addEventListener("wheel", function (e) {
@@ -135,6 +137,51 @@
     Array.prototype.forEach.call(document.querySelectorAll("[data-viewer]"), function (v) { if (v._reset) v._reset(); });
   }
 
+  // ------------------------------------------------------------------ side by side: query and one candidate
+  var overlay = document.querySelector("[data-heat-overlay]");
+
+  function showHeat(cand, url) {
+    // the heat-map over the query in "Side by side", at the query's size; url null hides it
+    if (!overlay) return;
+    var caption = document.querySelector("[data-heat-caption]");
+    overlay.hidden = !url;
+    if (url) {
+      overlay.src = url;
+      var who = cand.querySelector(".cand-info a");
+      document.querySelector("[data-heat-for]").textContent = who ? who.textContent.trim() : "";
+    }
+    if (caption) caption.hidden = !url;
+  }
+
+  function compare(cand) {
+    // show the candidate ``cand`` (a .cand row) next to the query
+    if (!cand) return;
+    var id = cand.dataset.candidate;
+    Array.prototype.forEach.call(document.querySelectorAll("[data-compare-for]"), function (pane) {
+      pane.hidden = pane.dataset.compareFor !== id;
+    });
+    var fig = cand.querySelector("figure.explain");
+    var heat = fig && !fig.hidden ? fig.querySelector("[data-explain-img]").getAttribute("src") : null;
+    showHeat(cand, heat);
+  }
+
+  function flip(delta, pane, index) {
+    // the candidate's photo ``index`` (or the current one + delta, wrapping) in its side-by-side pane
+    pane = pane || document.querySelector("[data-compare-for]:not([hidden])");
+    if (!pane) return;
+    var buttons = Array.prototype.slice.call(pane.querySelectorAll("[data-compare-photo]"));
+    if (!buttons.length) return;
+    var current = buttons.findIndex(function (b) { return b.classList.contains("is-current"); });
+    var next = index !== undefined ? index : (current + delta + buttons.length) % buttons.length;
+    var img = pane.querySelector("[data-compare-img]");
+    img.src = buttons[next].dataset.comparePhoto;
+    img.classList.toggle("is-crop", Boolean(buttons[next].dataset.compareCrop));
+    buttons.forEach(function (b, j) { b.classList.toggle("is-current", j === next); });
+    pane.querySelector("[data-compare-index]").textContent = String(next + 1);
+    var viewerEl = pane.querySelector("[data-viewer]");
+    if (viewerEl && viewerEl._reset) viewerEl._reset();
+  }
+
   // ------------------------------------------------------------------ "Why?" heat-maps, loaded on demand
   function explain(cand) {
     if (!cand) return;
@@ -142,8 +189,13 @@
     var fig = cand.querySelector("figure.explain");
     if (!btn || !fig) return;
     var img = fig.querySelector("[data-explain-img]");
-    if (!fig.hidden) { fig.hidden = true; return; }
+    compare(cand);
+    if (!fig.hidden) { fig.hidden = true; showHeat(cand, null); return; }
     fig.hidden = false;
+    // the overlay reuses the row's image once it has loaded (one computation, then the browser cache)
+    if (img.getAttribute("src") && img.complete) showHeat(cand, btn.dataset.explainUrl);
+    else img.addEventListener("load", function () { if (!fig.hidden) showHeat(cand, btn.dataset.explainUrl); },
+                              { once: true });
     if (!img.getAttribute("src")) {
       btn.disabled = true;
       btn.classList.add("is-loading");
@@ -160,11 +212,18 @@
     var t = e.target.closest("[data-action], [data-explain-url]");
     if (!t) return;
     if (t.dataset.explainUrl) explain(t.closest(".cand"));
+    else if (t.dataset.comparePhoto) {
+      var pane = t.closest("[data-compare-for]");
+      flip(0, pane, Array.prototype.indexOf.call(pane.querySelectorAll("[data-compare-photo]"), t));
+    }
+    else if (t.dataset.action === "compare-prev") flip(-1, t.closest("[data-compare-for]"));
+    else if (t.dataset.action === "compare-next") flip(1, t.closest("[data-compare-for]"));
     else if (t.dataset.action === "toggle-view") toggleView();
     else if (t.dataset.action === "edit-box") editBox();
     else if (t.dataset.action === "cancel-box") editBox(false);
     else if (t.dataset.action === "reset-zoom") resetZoom();
   });
 
-  window.WhaleViewer = { toggleView: toggleView, editBox: editBox, resetZoom: resetZoom, explain: explain };
+  window.WhaleViewer = { toggleView: toggleView, editBox: editBox, resetZoom: resetZoom, explain: explain,
+                         compare: compare, flip: flip };
 })();

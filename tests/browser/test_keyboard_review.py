@@ -66,7 +66,7 @@ def plan(i: int) -> tuple[list[str], str]:
         return ["r", "f"], Photo.Status.REJECTED  # reject, not a fluke
     if i % 6 == 5:
         return ["ArrowDown", "ArrowDown", "Enter"], Photo.Status.CONFIRMED  # second candidate via arrows
-    return [str(i % 5 + 1)], Photo.Status.CONFIRMED
+    return [f"candidate:{i % 5}"], Photo.Status.CONFIRMED  # the (i % 5 + 1)-th whale, by its printed number
 
 
 def focus_by_tab(page, accessible_text: str, limit: int = 60) -> None:
@@ -103,9 +103,11 @@ def test_moderator_clears_the_queue_with_the_keyboard_only(new_page, shots, acti
         shortcuts_ready(page)
         keys, status = plan(i)
         if status == Photo.Status.CONFIRMED:  # the whale on screen at that key, as the moderator saw it
-            shortcut = "2" if keys[0] == "ArrowDown" else keys[0]
-            chosen[pk] = int(page.locator(f'.confirm-form[data-shortcut="{shortcut}"] [name=individual]')
-                             .get_attribute("value"))
+            nth = 1 if keys[0] == "ArrowDown" else int(keys[0].split(":")[1])
+            form = page.locator(".confirm-form[data-shortcut]").nth(nth)
+            if keys[0] != "ArrowDown":
+                keys = [form.get_attribute("data-shortcut")]  # its printed rank is its key
+            chosen[pk] = int(form.locator("[name=individual]").get_attribute("value"))
         if i == 0:
             shots(page, "first photo")
         for key in keys:

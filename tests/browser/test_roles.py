@@ -73,7 +73,7 @@ def test_moderator_skips_and_rejects_with_a_reason_by_keyboard(new_page, shots):
     login(page, "mod@example.org")
     page.goto("/review/")
     expect(page.locator("#queue-count")).to_have_text("2")
-    page.get_by_role("link", name="Start reviewing").click()
+    page.get_by_role("button", name="Start reviewing").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"Photo {first.pk}")
     shortcuts_ready(page)
 

@@ -93,7 +93,7 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     login(moderator, active_model.users["moderator"].email)
     moderator.get_by_role("navigation", name="Main").get_by_role("link", name="Review", exact=True).click()
     expect(moderator.locator("#queue-count")).to_have_text("1")
-    moderator.get_by_role("link", name="Start reviewing").click()
+    moderator.get_by_role("button", name="Start reviewing").click()
     expect(moderator.get_by_role("heading", name=f"Photo {photo.pk}")).to_be_visible()
     query_img = moderator.get_by_role("region", name="Query").get_by_role("img").first
     expect(query_img).to_be_visible()
@@ -101,13 +101,14 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     assert query_img.evaluate("img => img.complete && img.naturalWidth > 0"), "the crop did not load"
     candidates = moderator.locator(".confirm-form[data-shortcut]")
     expect(candidates).to_have_count(5)
-    keys = candidates.evaluate_all("forms => forms.map(f => f.dataset.shortcut)")
-    assert keys == ["1", "2", "3", "4", "5"]
-    rows = moderator.locator("li.cand[data-key]")
+    rows = moderator.locator("li.cand[data-candidate]")
+    keys = rows.evaluate_all("rows => rows.map(r => r.dataset.key)")
+    assert keys == candidates.evaluate_all("forms => forms.map(f => f.dataset.shortcut)")  # key = printed rank
+    assert keys == rows.evaluate_all("rows => rows.map(r => r.querySelector('.rank').textContent.trim().slice(1))")
     listed = [rows.nth(i).locator(".cand-info a").inner_text().strip() for i in range(5)]
     # the true whale when the tiny model ranks it in the top 5, else the first candidate
-    key = str(listed.index(true_whale.catalogue_id) + 1) if true_whale.catalogue_id in listed else "1"
-    chosen = listed[int(key) - 1]
+    chosen = true_whale.catalogue_id if true_whale.catalogue_id in listed else listed[0]
+    key = keys[listed.index(chosen)]
     shots(moderator, "moderator review page")
     shortcuts_ready(moderator)
     moderator.locator("body").press(key)  # no click: the shortcut submits the confirm form

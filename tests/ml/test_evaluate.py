@@ -62,3 +62,17 @@ def test_submission_roundtrip_and_errors(tmp_path):
     many.write_text("Image,Id\n1.jpg,a b c d e f\n")
     with pytest.raises(EvaluationError, match="at most 5"):
         read_submission(many)
+
+
+def test_bootstrap_intervals_are_wide_on_few_queries_and_narrow_on_many():
+    from ml.evaluate import bootstrap_intervals
+
+    few_truth, few_pred = ["a", "b", "c", "d"] * 2, [["a"], ["x"], ["c"], ["x"]] * 2  # MAP@5 0.5 on 8 queries
+    many_truth, many_pred = few_truth * 50, few_pred * 50
+    few, many = bootstrap_intervals(few_truth, few_pred), bootstrap_intervals(many_truth, many_pred)
+    for ci in (few["map5"], many["map5"]):
+        assert ci[0] <= 0.5 <= ci[1]
+    assert few["map5"][1] - few["map5"][0] > 0.3  # 8 photos: a difference of 0.3 is within the noise
+    assert many["map5"][1] - many["map5"][0] < 0.15
+    assert bootstrap_intervals([], []) == {}
+    assert bootstrap_intervals(few_truth, few_pred) == few  # seeded: the page shows stable numbers

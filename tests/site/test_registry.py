@@ -54,6 +54,9 @@ def test_holdout_is_frozen_and_shared_by_two_versions(active_model, demo_model):
         assert ev.gallery_size == 18 - 5  # the gallery minus the held-out photos (the single photo is held out)
         for key in METRICS:
             assert 0.0 <= ev.metrics[key] <= 1.0, (key, ev.metrics)
+        for key in ("map5", "top1", "top5"):  # a bootstrap interval around each score (issue 12 item 7)
+            low, high = ev.metrics["intervals"][key]
+            assert 0.0 <= low <= ev.metrics[key] <= high <= 1.0, (key, ev.metrics["intervals"])
     # same weights, same photos, same gallery: the same numbers
     for key in METRICS:
         assert second.metrics[key] == pytest.approx(first.metrics[key], abs=1e-6)

@@ -58,6 +58,8 @@ def review_setup(n_candidates: int = 5, new_rank: int = 3):
             rank += 1
         Suggestion.objects.create(photo=photo, model_version=version, rank=rank, individual=ind, score=0.9 - i * 0.1)
         rank += 1
+    if rank == new_rank:  # "new individual" last
+        Suggestion.objects.create(photo=photo, model_version=version, rank=rank, individual=None, score=0.3)
     return photo, individuals, version
 
 

@@ -64,6 +64,25 @@ def test_registry_detail_snapshot_config_metrics_deltas(client, admin):
     assert "cand-v2" in listing and "0.625" in listing and "3 photos, 2 whales" in listing
 
 
+def test_a_difference_smaller_than_the_noise_is_labelled(client, admin):
+    """Bootstrap intervals beside each holdout score; a delta whose intervals overlap says so."""
+    active = model_with_plots(is_active=True, name="active-v1")
+    candidate = model_with_plots(name="cand-v2")
+    holdout = HoldoutSet.objects.create(items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}])
+    HoldoutEvaluation.objects.create(holdout=holdout, model_version=active, metrics={
+        "map5": 0.50, "top1": 0.40, "top5": 0.80, "n": 9, "intervals": {"map5": [0.30, 0.70], "top1": [0.30, 0.50]}})
+    HoldoutEvaluation.objects.create(holdout=holdout, model_version=candidate, metrics={
+        "map5": 0.55, "top1": 0.90, "top5": 0.80, "n": 9, "intervals": {"map5": [0.35, 0.75], "top1": [0.80, 1.0]}})
+    html = client.get(reverse("identification:model_detail", args=[candidate.pk])).content.decode()
+    assert "[0.35–0.75]" in html
+    rows = {key: html.split(f'data-metric="{key}"')[1].split("</tr>")[0] for key in ("map5", "top1")}
+    assert "within the noise" in rows["map5"]  # +0.05 with overlapping intervals
+    assert "within the noise" not in rows["top1"]  # +0.50, intervals apart
+    assert "1 held-out photos" in html  # the holdout size beside the numbers
+    listing = client.get(reverse("identification:model_list")).content.decode()
+    assert 'data-interval="map5"> [0.35–0.75]' in listing
+
+
 def test_evaluate_button_queues_a_task(client, admin, django_capture_on_commit_callbacks):
     version = model_with_plots()
     r = redis.Redis.from_url(settings.CELERY_BROKER_URL)

@@ -87,3 +87,35 @@ def test_model_plot_view(client, admin):
     assert client.get(reverse("identification:model_plot", args=[version.pk, "secrets"])).status_code == 404
     other = ModelVersion.objects.create(name="escape", artifact_dir="../../etc")
     assert client.get(reverse("identification:model_plot", args=[other.pk, "loss"])).status_code == 404
+
+
+def test_progress_keeps_each_phase_and_the_last_validation(client, admin):
+    """Fed through the run's real reporter: a localizer phase has its own label and counter (it read
+    "epoch 4/3" and replaced the model's loss), and the last val MAP@5 stays between validations."""
+    from identification.training.runs import RunReporter
+    from ml.types import TrainProgress
+
+    run = running_run(admin)
+    TrainingRun.objects.filter(pk=run.pk).update(progress={}, options={"epochs": 3})
+    reporter = RunReporter(run.pk)
+    url = reverse("identification:run_progress", args=[run.pk])
+
+    def send(**kw):
+        reporter.progress(TrainProgress(**kw))
+        reporter.flush(force=True)
+        return client.get(url).json()
+
+    send(epoch=1, epochs=3, step=4, steps_per_epoch=4, loss=2.5, phase="train")
+    send(epoch=1, epochs=3, step=4, steps_per_epoch=4, loss=2.4, val_map5=0.31, phase="validate", message="v")
+    data = send(epoch=2, epochs=3, step=1, steps_per_epoch=4, loss=2.2, phase="train")
+    assert (data["counter_label"], data["epoch"], data["epochs"]) == ("Model epoch", 2, 3)
+    assert data["val_map5"] == pytest.approx(0.31) and data["val_epoch"] == 1  # not "—" between validations
+    assert data["phase_label"] == "Training the model"
+
+    data = send(epoch=4, epochs=4, step=2, steps_per_epoch=5, loss=0.07, phase="localizer")
+    assert data["phase_label"] == "Training the fluke localizer"
+    assert (data["counter_label"], data["epoch"], data["epochs"]) == ("Localizer epoch", 4, 4)
+    assert data["loss"] == pytest.approx(2.2) and data["localizer_loss"] == pytest.approx(0.07)
+    assert data["val_map5"] == pytest.approx(0.31)
+    html = client.get(reverse("identification:run_detail", args=[run.pk])).content.decode()
+    assert "Localizer epoch" in html and "Training the fluke localizer" in html and "(epoch 1)" in html

@@ -1,9 +1,12 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from identification.models import Decision, Individual
 from submissions.models import Photo
-from tests.web.helpers import PhotoFactory, review_setup
+from tests.web.helpers import PhotoFactory, make_user, review_setup
 
 pytestmark = pytest.mark.django_db
 
@@ -16,10 +19,10 @@ def test_queue_lists_oldest_first_with_filters(client, moderator):
     assert reverse("identification:review_photo", args=[photo.pk]) in response.content.decode()
     filtered = client.get(reverse("identification:review_queue"), {"date_from": "2999-01-01"})
     assert filtered.context["count"] == 0
-    start = client.get(reverse("identification:review_start"))
+    start = client.post(reverse("identification:review_start"))
     assert start.status_code == 302  # filtered queue is empty -> back to the queue
     client.get(reverse("identification:review_queue"))
-    start = client.get(reverse("identification:review_start"))
+    start = client.post(reverse("identification:review_start"))
     assert start["Location"] == reverse("identification:review_photo", args=[photo.pk])
 
 
@@ -29,7 +32,8 @@ def test_review_page_renders_candidates_and_new_row(client, moderator):
     assert response.status_code == 200
     html = response.content.decode()
     rows = response.context["candidates"]
-    assert [r["key"] for r in rows] == ["1", "2", "N", "3", "4", "5"]
+    assert [r["key"] for r in rows] == ["1", "2", "3", "4", "5", "6"]  # the printed rank, "new" row included
+    assert rows[2]["suggestion"].individual_id is None and 'id="new-form" data-shortcut="3"' in html
     for ind in individuals:
         assert ind.catalogue_id in html and ind.nickname in html
     assert all(r["reference"] is not None for r in rows if r["suggestion"].individual_id)
@@ -37,7 +41,32 @@ def test_review_page_renders_candidates_and_new_row(client, moderator):
     assert "New: HW-" in html
     assert 'data-shortcut="1"' in html and 'id="reject-reason"' in html and "js/review.js" in html
     photo.refresh_from_db()
-    assert photo.claimed_by == moderator
+    assert photo.claimed_by is None  # looking is not claiming (issue 13 item 7)
+
+
+def test_a_get_never_changes_a_claim(client, moderator):
+    """GET /review/<id>/ (the page and its self-poll) and GET /review/start/ leave claims as they are:
+    a cross-site <img> must not hide a moderator's queue. Claims are taken by POST only."""
+    held, _, _ = review_setup()
+    free, _, _ = review_setup()
+    other = make_user("moderator", "other@example.org")
+    claimed_at = timezone.now() - timedelta(minutes=1)
+    Photo.objects.filter(pk=held.pk).update(claimed_by=other, claimed_at=claimed_at)
+    page = client.get(reverse("identification:review_photo", args=[held.pk]))
+    assert page.status_code == 200 and "other@example.org is reviewing this photo" in page.content.decode()
+    client.get(reverse("identification:review_photo", args=[free.pk]))
+    assert client.get(reverse("identification:review_start")).status_code == 405
+    assert client.get(reverse("identification:review_claim", args=[free.pk])).status_code == 405
+    held.refresh_from_db()
+    free.refresh_from_db()
+    assert (held.claimed_by, held.claimed_at) == (other, claimed_at)
+    assert free.claimed_by is None and free.claimed_at is None
+
+    client.post(reverse("identification:review_claim", args=[free.pk]))
+    free.refresh_from_db()
+    assert free.claimed_by == moderator  # the queue's Review button (POST) claims
+    start = client.post(reverse("identification:review_start"))
+    assert start["Location"] == reverse("identification:review_photo", args=[free.pk])
 
 
 def test_flagged_box_warning_and_batch_mates(client, moderator):

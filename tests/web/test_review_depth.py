@@ -222,10 +222,10 @@ def test_queue_view_filters_order_and_two_moderators_get_different_photos(client
     assert list(client.get(queue, {"order": "confident"}).context["photos"]) == [second, first]
     assert "0.990" in client.get(queue).content.decode()
     client.get(queue)  # clear the session filters
-    got_a = client.get(reverse("identification:review_start"))["Location"]
+    got_a = client.post(reverse("identification:review_start"))["Location"]
     client.force_login(b)
     client.get(queue)
-    got_b = client.get(reverse("identification:review_start"))["Location"]
+    got_b = client.post(reverse("identification:review_start"))["Location"]
     assert got_a != got_b
     assert {got_a, got_b} == {reverse("identification:review_photo", args=[p.pk]) for p in (first, second)}
     assert Decision.objects.count() == 0 and Individual.objects.exists()

@@ -188,6 +188,8 @@ TRAINING_RUN_LOST_S = env.float("TRAINING_RUN_LOST_S", default=60)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="whalesite <noreply@whalesite.local>")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# watchers' e-mails wait this long after a decision: one mail per sighting and outcome, none for an undo
+NOTIFY_UNDO_WINDOW_S = env.float("NOTIFY_UNDO_WINDOW_S", default=300)
 
 # research exports (identification.research): photo licences, Darwin Core dataset metadata, seasons
 DEFAULT_PHOTO_LICENCE = env.str("DEFAULT_PHOTO_LICENCE", default="CC-BY")  # CC0, CC-BY or CC-BY-NC
@@ -207,6 +209,8 @@ MODERATOR_COORDINATE_DECIMALS = env.int("MODERATOR_COORDINATE_DECIMALS", default
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"forbidden_without_traceback": {"()": "whalesite.logfilters.ForbiddenWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"filters": ["forbidden_without_traceback"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -30,9 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_seed, gunicorn, **options):
         call_command("migrate", interactive=False, verbosity=0)
         ensure_broker_folders()
-        if not no_seed and not ModelVersion.objects.active().exists():
-            self.stdout.write("No active model yet: seeding the demo catalogue and training a small model...")
-            call_command("seed_demo")
+        seed = not no_seed and not ModelVersion.objects.active().exists()
 
         env = {**os.environ}
         if not settings.ML_TORCH_THREADS:
@@ -55,6 +53,11 @@ class Command(BaseCommand):
             web = [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
         procs.append(subprocess.Popen(web, env=env))
         self.stdout.write(self.style.SUCCESS(f"whalesite is running at http://{host}:{port}/  (Ctrl-C stops it)"))
+        background = []
+        if seed:  # after the web is up: the first page answers at once and shows the setup's progress
+            self.stdout.write("No active model yet: seeding the demo catalogue and training a small model "
+                              "in the background (the home page shows its progress)...")
+            background.append(subprocess.Popen([sys.executable, "manage.py", "seed_demo"], env=env))
         def stop(signum, frame):  # `kill`, systemd, docker stop: stop the children too, not just this process
             raise KeyboardInterrupt
 
@@ -65,10 +68,10 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            for p in procs:
+            for p in procs + background:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
-            for p in procs:
+            for p in procs + background:
                 try:
                     p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
