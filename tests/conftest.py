@@ -127,7 +127,7 @@ def register_model(result, **extra):
 
     rel = Path(result.model_dir).resolve().relative_to(Path(settings.ML_ROOT).resolve())
     return ModelVersion.objects.create(
-        name=f"demo-{time.monotonic_ns()}", artifact_dir=str(rel), metrics=result.metrics, history=result.history,
+        name=f"demo-{time.monotonic_ns()}", artifact_dir=str(rel), metrics=result.metrics.to_dict(), history=result.history,
         new_threshold=result.new_threshold, **extra,
     )
 
