@@ -126,3 +126,16 @@ def test_version_without_calibration_still_ranks_by_cosine(active_model, celery_
     assert cosines == sorted(cosines, reverse=True)
     emb = Embedding.objects.get(photo=photo, model_version=active_model.version)
     assert emb.features is not None  # features are stored at embed time whatever the version
+
+
+def test_holdout_evaluation_of_a_calibrated_version_ranks_like_the_pipeline(active_model, calibrated_model):
+    """Embedding a version for the first time in the holdout evaluation stores features too (reembed then
+    skips those photos), and the evaluation ranks by the fused P, whose threshold the version carries."""
+    from identification.training.registry import evaluate_on_holdout
+
+    version = register_model(calibrated_model)
+    assert version.new_threshold == pytest.approx(MatchCalibration.load(cache.model_dir(version)).new_threshold)
+    evaluation = evaluate_on_holdout(version)
+    assert evaluation.metrics["n"] >= 1 and 0.0 <= evaluation.metrics["map5"] <= 1.0
+    rows = Embedding.objects.filter(model_version=version)
+    assert rows.exists() and not rows.filter(features__isnull=True).exists()
