@@ -13,6 +13,10 @@ bare step runs, which flatters ml.train a little; with the default (0 workers on
 in-memory crops on the CPU, see ``ml.data.default_loader_workers``) there is no such effect.
 
     python bench/train_throughput.py [--arch resnet18] [--size 224] [--batch 16] [--steps 12] [--workers N]
+    python bench/train_throughput.py --arch resnet18 efficientnet_lite0 dinov2_s   # one row per architecture
+
+``--trainable-blocks`` (pretrained archs; default: the default recipe's, 0 = frozen encoder, ``all``) applies to
+both loops; the from-scratch ResNets always train whole.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ml.models import create_model  # noqa: E402
+from ml.presets import ARCHS, DEFAULT  # noqa: E402
 from ml.synth import generate_dataset  # noqa: E402
 from ml.train import TrainConfig, train  # noqa: E402
 
@@ -37,9 +42,9 @@ from ml.train import TrainConfig, train  # noqa: E402
 class BareLoop:
     """One step at a time of the plain torch loop, on preloaded tensors."""
 
-    def __init__(self, arch, size, batch, steps, num_classes, head, lr):
+    def __init__(self, arch, size, batch, steps, num_classes, head, lr, trainable_blocks=None):
         torch.manual_seed(0)
-        self.model = create_model(arch, 512, num_classes, head).train()
+        self.model = create_model(arch, 512, num_classes, head, trainable_blocks=trainable_blocks).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.xs = torch.randn(steps, batch, 1, size, size)
         self.ys = torch.randint(0, num_classes, (steps, batch))
@@ -57,9 +62,14 @@ class BareLoop:
         self.i += 1
 
 
+def _blocks(value: str):
+    return None if value == "all" else int(value)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--arch", nargs="+", default=["resnet18"], choices=ARCHS, help="one row per architecture")
+    ap.add_argument("--trainable-blocks", type=_blocks, default=DEFAULT.trainable_blocks)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=12, help="timed steps (after --warmup)")
@@ -68,34 +78,42 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=None, help="ml.train num_workers (default: its own)")
     ap.add_argument("--head", default="arcface")
     args = ap.parse_args(argv)
-    steps_needed = args.warmup + args.steps
-    bare = BareLoop(args.arch, args.size, args.batch, min(steps_needed, 8), args.individuals, args.head, 0.005)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         generate_dataset(tmp / "synth", individuals=args.individuals, photos=(4, 8), seed=0, progress=False)
-        ours: list[float] = []
-        last = {"end": None, "epoch": None}
-        bar = tqdm(total=steps_needed, desc="interleaved steps", leave=False)
+        rows = [measure(args, arch, tmp) for arch in args.arch]
+    print("\n".join(rows))
 
-        def progress(p):
-            now = time.perf_counter()
-            if p.phase != "train":
-                last["end"] = None  # validation etc. between: the next interval is not a step
-                return
-            if last["end"] is not None and last["epoch"] == p.epoch:
-                ours.append(now - last["end"])
-            bare.step()
-            bar.update(1)
-            last["epoch"] = p.epoch
-            last["end"] = time.perf_counter()
 
-        cfg = TrainConfig(csv=str(tmp / "synth" / "train.csv"), images_dir=str(tmp / "synth" / "images"),
-                          out_dir=str(tmp / "model"), boxes_csv=str(tmp / "synth" / "boxes.csv"), arch=args.arch,
-                          image_size=args.size, head=args.head, epochs=1000, batch_size=args.batch,
-                          max_steps=steps_needed + 1, train_localizer=False, oversample_to=8, device="cpu",
-                          num_workers=args.workers)
-        train(cfg, progress=progress)
-        bar.close()
+def measure(args, arch: str, tmp: Path) -> str:
+    """Interleave ml.train's steps with the bare loop's for ``arch``; the result row."""
+    steps_needed = args.warmup + args.steps
+    bare = BareLoop(arch, args.size, args.batch, min(steps_needed, 8), args.individuals, args.head, 0.005,
+                    args.trainable_blocks)
+    ours: list[float] = []
+    last = {"end": None, "epoch": None}
+    bar = tqdm(total=steps_needed, desc=f"{arch}: interleaved steps", leave=False)
+
+    def progress(p):
+        now = time.perf_counter()
+        if p.phase != "train":
+            last["end"] = None  # validation etc. between: the next interval is not a step
+            return
+        if last["end"] is not None and last["epoch"] == p.epoch:
+            ours.append(now - last["end"])
+        bare.step()
+        bar.update(1)
+        last["epoch"] = p.epoch
+        last["end"] = time.perf_counter()
+
+    cfg = TrainConfig(csv=str(tmp / "synth" / "train.csv"), images_dir=str(tmp / "synth" / "images"),
+                      out_dir=str(tmp / f"model-{arch}"), boxes_csv=str(tmp / "synth" / "boxes.csv"), arch=arch,
+                      image_size=args.size, head=args.head, epochs=1000, batch_size=args.batch,
+                      max_steps=steps_needed + 1, train_localizer=False, oversample_to=8, device="cpu",
+                      num_workers=args.workers, trainable_blocks=args.trainable_blocks, calibrate=False,
+                      cache_dir=str(tmp / "cache"))
+    train(cfg, progress=progress)
+    bar.close()
     from ml.data import default_loader_workers
 
     workers = args.workers if args.workers is not None else default_loader_workers(True, "cpu")
@@ -104,11 +122,11 @@ def main(argv=None):
     if not ours_t:
         raise SystemExit("ml.train ran too few steps within an epoch; use more --individuals")
     o, b = args.batch / float(np.median(ours_t)), args.batch / float(np.median(bare_t))
-    print(f"{args.arch} {args.size}px batch {args.batch}, {len(ours_t)} / {len(bare_t)} timed steps (interleaved), "
-          f"torch threads {torch.get_num_threads()}, ml.train loader workers {workers}")
-    print(f"ml.train step median {np.median(ours_t) * 1000:.0f} ms, bare step median {np.median(bare_t) * 1000:.0f} ms")
-    print(f"ml.train loop {o:.2f} img/s vs bare torch loop {b:.2f} img/s: ratio {o / b:.3f}x "
-          f"[target >= 0.8x: {'OK' if o / b >= 0.8 else 'MISS'}]")
+    frozen = "" if arch.startswith("resnet") else f", trainable_blocks {args.trainable_blocks}"
+    return (f"{arch} {args.size}px batch {args.batch}{frozen}, {len(ours_t)} / {len(bare_t)} timed steps "
+            f"(interleaved), torch threads {torch.get_num_threads()}, ml.train loader workers {workers}: "
+            f"ml.train step median {np.median(ours_t) * 1000:.0f} ms, bare {np.median(bare_t) * 1000:.0f} ms; "
+            f"{o:.2f} img/s vs {b:.2f} img/s: ratio {o / b:.3f}x [target >= 0.8x: {'OK' if o / b >= 0.8 else 'MISS'}]")
 
 
 if __name__ == "__main__":

@@ -110,11 +110,14 @@ class ModelVersion(models.Model):
 
 
 class Embedding(models.Model):
-    """A gallery vector: one photo embedded by one model version (float32 bytes)."""
+    """A gallery vector: one photo embedded by one model version (float32 bytes), and the RootSIFT features
+    of the same crop (``ml.local_features.LocalFeatures.to_bytes``), computed once when the photo is embedded
+    so that a query's re-ranking only reads them. They belong to the version: its crop size and box."""
 
     photo = models.ForeignKey("submissions.Photo", on_delete=models.CASCADE, related_name="embeddings")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="embeddings")
     vector = models.BinaryField()
+    features = models.BinaryField(null=True, blank=True, editable=False)  # null: embedded before local features
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -145,10 +148,26 @@ class Suggestion(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="suggestions")
     rank = models.PositiveSmallIntegerField()
     individual = models.ForeignKey(Individual, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
-    score = models.FloatField()
+    score = models.FloatField()  # the raw cosine (for "new individual": the threshold-based score of today)
+    # calibrated P(same individual) from ml.fused_ranking (for "new individual": 1 - the best candidate's P);
+    # null for model versions without calibration.json (ranked by cosine alone)
+    probability = models.FloatField(null=True, blank=True)
+    inliers = models.PositiveIntegerField(null=True, blank=True)  # RootSIFT RANSAC inliers with best_photo
     best_photo = models.ForeignKey(
         "submissions.Photo", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+
+    @property
+    def probability_words(self) -> str | None:
+        """What a moderator reads: '92% same individual' ('70% new individual' for that row); None for
+        versions without calibration, whose rows show the labelled cosine instead."""
+        from ml.calibration import percent_same
+
+        if self.probability is None:
+            return None
+        if self.individual_id is None:
+            return f"{round(100 * self.probability)}% new individual"
+        return percent_same(self.probability)
 
     class Meta:
         ordering = ["rank"]

@@ -17,6 +17,7 @@ urlpatterns = [
     path("review/disputed/", review.disputed, name="disputed"),
     path("review/undo/", review.undo, name="undo"),
     path("review/<int:photo_id>/explain/<int:individual_id>.png", review.explain, name="explain"),
+    path("review/<int:photo_id>/points/<int:individual_id>.png", review.matched_points, name="matched_points"),
     path("review/<int:photo_id>/box/", curation.correct_box, name="correct_box"),
     path("review/<int:photo_id>/species/", curation.correct_species, name="correct_species"),
     path("review/<int:photo_id>/", review.review_photo, name="review_photo"),

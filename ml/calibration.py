@@ -219,10 +219,15 @@ def insert_new(ranked: Sequence[tuple[str, float]], threshold: float, k: int = 5
 
 def tune_new_threshold(fused_rankings: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str],
                        k: int = 5) -> tuple[float, float]:
-    """The fused-P threshold that maximises MAP@k on validation individuals (``ml.metrics``)."""
-    from ml.metrics import choose_new_threshold
+    """The fused-P threshold that maximises MAP@k on validation individuals, and that MAP@k.
 
-    return choose_new_threshold(fused_rankings, truth, candidates=np.linspace(0.0, 1.0, 201), k=k)
+    ``ml.metrics.select_new_threshold``, the guarded chooser training uses for cosines: the middle of the
+    widest MAP-maximising plateau, kept within the top-1 P's 5%..95%, and P = 0.5 (as likely the same
+    whale as not) when fewer than two queries of either kind were seen."""
+    from ml.metrics import select_new_threshold
+
+    choice = select_new_threshold(fused_rankings, truth, min_new=2, min_known=2, default=0.5, k=k)
+    return choice.threshold, float(choice.map5) if choice.map5 is not None else 0.0
 
 
 def fit_match_calibration(per_query: Sequence[Mapping[str, Mapping[str, float]]], truth: Sequence[str],

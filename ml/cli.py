@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ml.presets import ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, default_lr
+from ml.presets import (ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, RECIPES,
+                        default_lr)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"}
 
@@ -95,10 +96,35 @@ def _check_train_inputs(args) -> None:
         _existing_file(args.init_weights, "--init-weights file")
 
 
+_RECIPE_KNOBS = (("arch", "arch"), ("image_size", "image_size"), ("epochs", "epochs"), ("batch_size", "batch_size"),
+                 ("embedding_dim", "embedding_dim"), ("head", "head"), ("optimizer", "optimizer"),
+                 ("trainable_blocks", "trainable_blocks"))
+
+
+def _apply_recipe(args) -> None:
+    """``--recipe NAME`` (``ml.presets.RECIPES``: pretrained, seed000, quick) sets the knobs left at the
+    default recipe's values; knobs given another value on the command line win."""
+    recipe = RECIPES[getattr(args, "recipe", None) or DEFAULT.name]
+    for attr, field_name in _RECIPE_KNOBS:
+        if getattr(args, attr) == getattr(DEFAULT, field_name):
+            setattr(args, attr, getattr(recipe, field_name))
+
+
+def _blocks(value: str) -> int | None:
+    """``--trainable-blocks``: ``all`` (fine-tune everything) or a count (0 = frozen encoder)."""
+    if value.lower() == "all":
+        return None
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError("--trainable-blocks: 'all' or a count >= 0")
+    return n
+
+
 def _train_config(args):
     """The ``TrainConfig`` of ``python -m ml train``; options left out keep ``TrainConfig``'s defaults."""
     from ml.train import TrainConfig
 
+    _apply_recipe(args)
     lr = args.lr if args.lr is not None else default_lr(args.optimizer)
     return TrainConfig(
         csv=args.csv, images_dir=args.images, out_dir=args.out, boxes_csv=args.boxes, arch=args.arch,
@@ -108,7 +134,7 @@ def _train_config(args):
         flip_as_new_id=args.flip_as_new_id, oversample_to=args.oversample_to, num_workers=args.num_workers,
         device=args.device, precision=args.precision, time_budget_s=args.time_budget, val_fraction=args.val_fraction,
         train_localizer=False if args.no_localizer else None, localizer_epochs=args.localizer_epochs,
-        progress_bar=True,
+        progress_bar=True, trainable_blocks=args.trainable_blocks,
         **{key: value for key, value in (("pooling", args.pooling), ("rotation", args.rotation), ("zoom", args.zoom),
                                          ("shift", args.shift), ("aug_warmup_epochs", args.aug_warmup))
            if value is not None},
@@ -313,7 +339,11 @@ def _add_train(sub) -> None:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--boxes", help="Image,x0,y0,x1,y1 CSV; also trains the localizer")
     p.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    p.add_argument("--recipe", default=DEFAULT.name, choices=sorted(RECIPES),
+                   help=f"starting values of the knobs below (default {DEFAULT.name}; seed000: the ResNet50 study)")
     p.add_argument("--arch", default=DEFAULT.arch, choices=ARCHS)
+    p.add_argument("--trainable-blocks", type=_blocks, default=DEFAULT.trainable_blocks,
+                   help="pretrained archs: 'all' or how many last encoder blocks fine-tune (0 = frozen encoder)")
     p.add_argument("--image-size", type=int, default=DEFAULT.image_size)
     p.add_argument("--embedding-dim", type=int, default=DEFAULT.embedding_dim)
     p.add_argument("--batch-size", type=int, default=DEFAULT.batch_size)

@@ -8,7 +8,7 @@ the gallery; ``features_of(label)`` hands back those stored features, so nothing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,17 +45,27 @@ def _verify(query: LocalFeatures, photos: Sequence[tuple[str, LocalFeatures]]) -
     return best, item
 
 
+FeaturesOf = Callable[[str], Sequence[tuple[str, LocalFeatures]]]
+FeaturesFor = Callable[[Sequence[str]], Mapping[str, Sequence[tuple[str, LocalFeatures]]]]
+
+
 def suggest(gallery, vector: np.ndarray, calibration: MatchCalibration,
             query_features: LocalFeatures | None = None,
-            features_of: Callable[[str], Sequence[tuple[str, LocalFeatures]]] | None = None,
-            k: int = 5, shortlist: int = DEFAULT_SHORTLIST) -> list[Suggestion]:
+            features_of: FeaturesOf | None = None,
+            k: int = 5, shortlist: int = DEFAULT_SHORTLIST, *, features_for: FeaturesFor | None = None,
+            exclude_items: Iterable[str] = ()) -> list[Suggestion]:
     """Top ``k`` suggestions (``new_whale`` included where the fused P says so) for one query.
 
     ``gallery``: an :class:`ml.gallery.GalleryIndex`; ``features_of(label)``: that individual's stored
-    ``(item id, LocalFeatures)``. Without query features (or a calibration without an ``inl``
-    matcher) the ranking is the calibrated cosine alone.
+    ``(item id, LocalFeatures)``, or ``features_for(labels)``: all the shortlist's at once (a site reads
+    them in one database query). Without query features (or a calibration without an ``inl``
+    matcher) the ranking is the calibrated cosine alone. ``exclude_items``: gallery photos to leave
+    out (the query itself, when it is in the gallery).
     """
-    matches = gallery.rank(vector, k=shortlist)
+    matches = gallery.rank(vector, k=shortlist, exclude_items=set(exclude_items))
+    if features_for is not None and query_features is not None and matches:
+        stored = features_for([m.label for m in matches])
+        features_of = lambda label: stored.get(label, ())  # noqa: E731
     if not matches:
         return [Suggestion(NEW_WHALE, 1.0, None, 0, None)]
     use_local = query_features is not None and features_of is not None and "inl" in calibration.calibrators

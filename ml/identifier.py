@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from ml.device import pick_device
-from ml.model_folder import ModelFolderError, load_localizer, load_model  # noqa: F401 (ModelFolderError: re-exported)
+from ml.model_folder import (ModelFolderError, load_calibration, load_localizer,  # noqa: F401 (re-exported)
+                             load_model)
 from ml.models import embed_crops
 from ml.types import Box, Localization
 
@@ -53,7 +54,7 @@ class Identifier:
 
     def __init__(self, model, classes: Sequence[str], new_threshold: float, image_size: int, version: str,
                  device: torch.device, localizer=None, config: dict | None = None, model_dir: str | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, calibration=None):
         self.model = model.eval()
         self.classes = list(classes)
         self.new_threshold = float(new_threshold)
@@ -65,6 +66,8 @@ class Identifier:
         self.model_dir = model_dir
         self.batch_size = batch_size
         self.embedding_dim = int(model.embedding_dim)
+        # ml.calibration.MatchCalibration from calibration.json; None (older folders): rank by cosine as before
+        self.calibration = calibration
         self._lock = threading.Lock()
         from ml.preprocess import EvalTransform
 
@@ -77,7 +80,13 @@ class Identifier:
         saved, model = load_model(model_dir)
         model.to(dev).eval()
         return cls(model, saved.classes, saved.new_threshold, saved.image_size, saved.version, dev,
-                   localizer=load_localizer(model_dir, device=dev), config=saved.config, model_dir=str(model_dir))
+                   localizer=load_localizer(model_dir, device=dev), config=saved.config, model_dir=str(model_dir),
+                   calibration=load_calibration(model_dir))
+
+    @property
+    def calibrated(self) -> bool:
+        """True when the folder ships P(same individual) (``calibration.json``): rank with ``ml.fused_ranking``."""
+        return self.calibration is not None
 
     # ----------------------------------------------------------------- images
     @staticmethod
@@ -163,3 +172,12 @@ class Identifier:
             raise ValueError("boxes must have one entry per path")
         crops = [self.prepare(p, b).crop for p, b in zip(paths, boxes)]
         return self.embed(crops)
+
+    # ----------------------------------------------------------------- local features
+    @staticmethod
+    def local_features(crop):
+        """RootSIFT features (``ml.local_features.LocalFeatures``) of a prepared crop, in crop pixels: what a
+        gallery photo stores once and a query is verified with against the embedding's shortlist."""
+        from ml.local_features import extract
+
+        return extract(crop.crop if isinstance(crop, PreparedImage) else np.asarray(crop))

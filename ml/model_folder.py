@@ -8,7 +8,9 @@ A model folder holds:
 - ``config.json`` (the ``TrainConfig``), ``metrics.json`` (``ml.types.TrainMetrics``), ``history.json``
   (one entry per epoch);
 - ``localizer.pt`` (optional; ``ml.localizer.Localizer``), ignored when its metrics say it did not beat
-  the default box (``shipped`` False).
+  the default box (``shipped`` False);
+- ``calibration.json`` (optional; ``ml.calibration.MatchCalibration``): P(same individual) from cosine and
+  RootSIFT inliers, and the new-individual threshold on that P (then also ``model.pt``'s ``new_threshold``).
 
 Folders written before ``format`` existed lack some top-level keys: :func:`read_model` falls back on the
 saved config and then on the defaults those folders were trained with, so they stay loadable.
@@ -29,6 +31,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 LOCALIZER_FILE = "localizer.pt"
+CALIBRATION_FILE = "calibration.json"  # ml.calibration.MatchCalibration (optional: older folders rank by cosine)
 
 # what folders written before these keys were saved were trained with (the TrainConfig defaults of then)
 _LEGACY_DEFAULTS = {"arch": "resnet50", "embedding_dim": 512, "head": "arcface", "image_size": 224, "pooling": "avg"}
@@ -52,6 +55,13 @@ class SavedModel:
     new_threshold: float = DEFAULT_NEW_THRESHOLD
     version: str = "unknown"
     config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trainable_blocks(self) -> int | None:
+        """What the encoder was trained with (``TrainConfig.trainable_blocks``; None for older folders):
+        rebuilding with it gives the same module tree (frozen BatchNorms) as in training."""
+        value = self.config.get("trainable_blocks")
+        return None if value is None else int(value)
 
     @property
     def num_classes(self) -> int:
@@ -84,15 +94,23 @@ class SavedModel:
         """The ``FlukeNet`` this file describes, with its weights loaded (on the CPU, train mode)."""
         from ml.models import create_model
 
-        model = create_model(self.arch, self.embedding_dim, self.num_classes, self.head, pooling=self.pooling)
+        model = create_model(self.arch, self.embedding_dim, self.num_classes, self.head, pooling=self.pooling,
+                             trainable_blocks=self.trainable_blocks)
         model.load_state_dict(self.state_dict)
         return model
 
 
 def write_model_folder(out_dir: str | Path, saved: SavedModel, metrics: TrainMetrics,
-                       history: list[dict[str, Any]]) -> None:
-    """Write ``model.pt``, ``config.json``, ``history.json`` and ``metrics.json`` (each atomically)."""
+                       history: list[dict[str, Any]], calibration: Any = None) -> None:
+    """Write ``model.pt``, ``config.json``, ``history.json``, ``metrics.json`` and, when given, the
+    ``ml.calibration.MatchCalibration`` as ``calibration.json`` (each atomically). A stale
+    ``calibration.json`` of an earlier run in the same folder is removed: it belongs to other weights."""
     out = Path(out_dir)
+    cal_path = out / CALIBRATION_FILE
+    if calibration is not None:
+        atomic_write_json(cal_path, calibration.to_dict(), indent=1)
+    elif cal_path.exists():
+        cal_path.unlink()
     atomic_torch_save(saved.to_blob(), out / MODEL_FILE)
     atomic_write_json(out / CONFIG_FILE, saved.config, indent=2)
     atomic_write_json(out / HISTORY_FILE, history, indent=2)
@@ -142,6 +160,13 @@ def load_localizer(model_dir: str | Path, device: Any = "cpu"):
 
     localizer = Localizer.load(path, device=device)
     return None if localizer.metrics.get("shipped") is False else localizer
+
+
+def load_calibration(model_dir: str | Path):
+    """The folder's ``ml.calibration.MatchCalibration``, or None for folders trained without one."""
+    from ml.calibration import MatchCalibration
+
+    return MatchCalibration.load(model_dir)
 
 
 def read_metrics(model_dir: str | Path) -> TrainMetrics | None:

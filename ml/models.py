@@ -210,7 +210,8 @@ def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: 
     (``ml.backbones.BACKBONE_ARCHS``) its twin on installed pretrained weights.
 
     ``init_weights``: path of a local state-dict file loaded with ``strict=False``; the load
-    report is kept on ``model.init_report``.
+    report is kept on ``model.init_report``. ``trainable_blocks`` (pretrained archs: None = all, 0 = frozen
+    encoder) is ignored by the from-scratch ResNets, which train whole.
     """
     from ml.backbones import BACKBONE_ARCHS, PretrainedFlukeNet
 
@@ -219,6 +220,7 @@ def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: 
         model = PretrainedFlukeNet(arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head, **kwargs)
         model.init_report = load_weights_file(model, init_weights) if init_weights else None
         return model
+    kwargs.pop("trainable_blocks", None)  # a from-scratch network has nothing pretrained to freeze: all of it trains
     model = FlukeNet(arch=arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head,
                      in_channels=in_channels, **kwargs)
     model.init_report = None

@@ -4,9 +4,11 @@
 choices and defaults from here, so that the site's training form and settings can too, without
 importing torch: everything here is a plain tuple, dict or frozen dataclass.
 
-- ``DEFAULT`` is the seed 000 recipe (the ResNet50 study): what ``TrainConfig`` and ``python -m ml train``
-  use when nothing is said.
-- ``QUICK`` is the small CPU-friendly recipe the site trains with unless an operator chooses otherwise.
+- ``PRETRAINED`` (= ``DEFAULT``): frozen pretrained EfficientNet-Lite0 at 224 px, a few epochs, the winner of
+  ``bench/real_reid.py`` on real photos within this CPU's budget: what ``TrainConfig``, ``python -m ml train``,
+  the site's training form and ``seed_demo`` use when nothing is said.
+- ``SEED000`` is the seed 000 recipe (the ResNet50 humpback study), selectable by name.
+- ``QUICK`` is a small from-scratch ResNet-18 recipe.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class Recipe:
     embedding_dim: int = 512
     head: str = "arcface"
     pooling: str = "avg"
+    trainable_blocks: int | None = None  # pretrained archs: 0 = frozen encoder (ml.backbones.PretrainedFlukeNet)
 
     @property
     def lr(self) -> float:
@@ -62,6 +65,11 @@ class Recipe:
         return kwargs
 
 
-DEFAULT = Recipe("default", arch="resnet50", image_size=224, epochs=20, batch_size=32)
+# bench/real_reid.py's winner within this CPU's budget: frozen EfficientNet-Lite0 (only the embedding and the
+# ArcFace head learn: a few epochs suffice) + RootSIFT re-ranking of the top 50 + logistic fusion
+PRETRAINED = Recipe("pretrained", arch="efficientnet_lite0", image_size=224, epochs=4, batch_size=32,
+                    trainable_blocks=0)
+SEED000 = Recipe("seed000", arch="resnet50", image_size=224, epochs=20, batch_size=32)  # the ResNet50 humpback study
 QUICK = Recipe("quick", arch="resnet18", image_size=128, epochs=10, batch_size=32)
-RECIPES = {recipe.name: recipe for recipe in (DEFAULT, QUICK)}
+DEFAULT = PRETRAINED  # TrainConfig's, the CLI's, the site's and seed_demo's recipe
+RECIPES = {recipe.name: recipe for recipe in (PRETRAINED, SEED000, QUICK)}

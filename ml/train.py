@@ -50,6 +50,9 @@ class TrainConfig:
     out_dir: str
     boxes_csv: str | None = None
     arch: str = DEFAULT.arch  # ml.presets.ARCHS
+    # pretrained archs: None fine-tunes the whole encoder, 0 freezes it (embedding + head learn), n the last n
+    # blocks; the from-scratch ResNets ignore it (they train whole)
+    trainable_blocks: int | None = DEFAULT.trainable_blocks
     image_size: int = DEFAULT.image_size
     embedding_dim: int = DEFAULT.embedding_dim
     head: str = DEFAULT.head  # "arcface" | "softmax" (seed 000)
@@ -100,6 +103,9 @@ class TrainConfig:
     cache_dir: str | None = None  # default <out_dir>/cache
     eval_batch_size: int = 64
     progress_bar: bool = False  # tqdm bars for preprocessing (the CLI turns it on)
+    # fit calibration.json (P same individual, fused-P new threshold) on the held-out individuals (ml.train_calibration)
+    calibrate: bool = True
+    calibration_shortlist: int = 50
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -399,6 +405,7 @@ class _Run:
     total_steps: int
     report: _Reporter
     init_report: dict[str, Any]
+    calibration_info: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> _Validation:
         return validate(self.model, self.data, self.config, self.device)
@@ -409,7 +416,7 @@ def build_model(config: TrainConfig, classes: list[str], device: torch.device) -
     given) and what those initialisations loaded."""
     model = create_model(config.arch, config.embedding_dim, len(classes), config.head,
                          init_weights=config.init_weights, arcface_s=config.arcface_s, arcface_m=config.arcface_m,
-                         pooling=config.pooling)
+                         pooling=config.pooling, trainable_blocks=config.trainable_blocks)
     init_report: dict[str, Any] = {"init_weights": model.init_report} if config.init_weights else {}
     if config.init_from:
         init_report["init_from"] = _init_from_model_dir(model, config.init_from, classes)
@@ -646,9 +653,13 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
                           config.eval_batch_size, min_new=config.new_threshold_min_new,
                           min_known=config.new_threshold_min_known, precision=config.precision)
     new_threshold = float(final_val.threshold) if final_val.threshold is not None else DEFAULT_NEW_THRESHOLD
+    calibration = _calibrate(run)
+    if calibration is not None:  # the folder's new-individual decision is then on the fused P
+        new_threshold = calibration.new_threshold
     state_dict = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
     version = _version(state_dict)
     metrics = _final_metrics(final_val, data.split, data.dup_report, _run_facts(run, state, version))
+    metrics.extra["calibration"] = run.calibration_info  # metrics.json: how P(same) was fitted, or why not
     do_loc = config.train_localizer if config.train_localizer is not None else bool(config.boxes_csv)
     if do_loc and config.boxes_csv:
         run.report.check_stop()
@@ -658,12 +669,39 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
     saved = SavedModel(state_dict=state_dict, classes=data.classes, arch=config.arch, image_size=config.image_size,
                        embedding_dim=config.embedding_dim, head=config.head, pooling=config.pooling,
                        new_threshold=new_threshold, version=version, config=config.to_dict())
-    write_model_folder(run.out, saved, metrics, state.history)
+    write_model_folder(run.out, saved, metrics, state.history, calibration)
     _write_report(metrics.to_dict(), state.history, run.out, final_val, new_threshold)
     last_loss = state.history[-1]["loss"] if state.history and state.history[-1]["loss"] is not None else 0.0
     run.report(epoch=len(state.history), step=run.steps_per_epoch, steps_per_epoch=run.steps_per_epoch,
                loss=last_loss, val_map5=metrics.map5, eta_seconds=0.0, phase="done", message="done")
     return TrainResult(model_dir=str(run.out), metrics=metrics, history=state.history, new_threshold=new_threshold)
+
+
+def _calibrate(run: _Run):
+    """The open-set match calibration of the final weights (``ml.train_calibration``), or None (recorded
+    in ``run.calibration_info`` either way, for metrics.json's ``calibration``)."""
+    from ml.train_calibration import fit_open_set_calibration
+
+    config, data = run.config, run.data
+    if not config.calibrate:
+        run.calibration_info = {"skipped": "calibrate=False"}
+        return None
+    run.report.check_stop()
+    run.report(epoch=config.epochs, step=0, steps_per_epoch=run.steps_per_epoch, loss=0.0, phase="validate",
+               message="calibrating match probabilities on held-out individuals")
+
+    def embed(crops):
+        return embed_crops(run.model, list(crops), run.device, config.eval_batch_size, data.eval_tf, config.precision)
+
+    gal, qry = data.gallery_ds, data.query_ds
+    calibration, info = fit_open_set_calibration(
+        embed, [gal.crop(i) for i in range(len(gal))], [s.label for s in gal.samples],
+        [qry.crop(i) for i in range(len(qry))], [s.label for s in qry.samples], data.split.val_truth,
+        data.split.new_individuals, shortlist=config.calibration_shortlist)
+    run.calibration_info = info
+    if calibration is None:
+        log.warning("no match calibration: %s", info.get("skipped"))
+    return calibration
 
 
 def _run_facts(run: _Run, state: _LoopState, version: str) -> dict[str, Any]:

@@ -109,30 +109,78 @@ def embed_photo(photo, version, ident):
     return vector, prepared
 
 
-def rank_photo(photo, version, vector: np.ndarray):
-    """Top individuals for ``vector`` from the gallery (excluding the photo itself), with
-    "new individual" inserted at its rank. Returns a list of ``ml.types.Match``."""
+def local_features(ident, prepared):
+    """RootSIFT features of the crop just embedded: stored with its embedding, computed only here."""
+    return ident.local_features(prepared.crop)
+
+
+def stored_features(version, labels) -> dict[str, list]:
+    """``{individual id: [(photo id, LocalFeatures)]}`` of the gallery photos of ``labels`` embedded by
+    ``version``, in ONE query: a query's shortlist is verified against features stored at embed time."""
+    from ml.local_features import LocalFeatures
+
+    ids = [int(label) for label in labels if label != NEW_WHALE]
+    rows = (Embedding.objects.filter(model_version=version, features__isnull=False, photo__individual_id__in=ids,
+                                     photo__in=Photo.objects.in_gallery())
+            .values_list("photo_id", "photo__individual_id", "features"))
+    out: dict[str, list] = {}
+    for photo_id, individual_id, blob in rows:
+        out.setdefault(str(individual_id), []).append((str(photo_id), LocalFeatures.from_bytes(bytes(blob))))
+    return out
+
+
+def top_with_new(ranked: list, n: int) -> list:
+    """The ``n`` most probable individuals with "new individual" kept at its place by P (after those at or
+    above the threshold), and never cut off: the moderator always has that choice, as with cosines."""
+    new = next(s for s in ranked if s.label == NEW_WHALE)
+    pos = ranked.index(new)
+    individuals = [s for s in ranked if s.label != NEW_WHALE][:n]
+    return individuals[:min(pos, n)] + [new] + individuals[min(pos, n):]
+
+
+def rank_photo(photo, version, vector: np.ndarray, query_features=None, ident=None) -> list:
+    """Top individuals for ``vector`` from the gallery (excluding the photo itself), with "new individual"
+    at its rank: by the calibrated, RootSIFT-fused P(same individual) (``ml.fused_ranking.suggest``) when
+    the version's folder has a calibration, else by cosine as before. Returns ``ml.fused_ranking.Suggestion``
+    rows (probability None without calibration)."""
+    from ml.fused_ranking import Suggestion as Ranked
+    from ml.fused_ranking import suggest
+    from ml.local_features import DEFAULT_SHORTLIST
     from ml.gallery import insert_new_whale  # loads torch
 
     index = gallery(version)
+    calibration = getattr(ident, "calibration", None)
+    if calibration is not None:
+        if index is None or not len(index):
+            return [Ranked(NEW_WHALE, 1.0, None, 0, None)]
+        ranked = suggest(index, vector, calibration, query_features, k=DEFAULT_SHORTLIST + 1,
+                         features_for=lambda labels: stored_features(version, labels), exclude_items={str(photo.pk)})
+        return top_with_new(ranked, NEW_INDIVIDUAL_RANKS - 1)
     matches = []
     if index is not None and len(index):
         matches = index.rank(vector, k=NEW_INDIVIDUAL_RANKS - 1, exclude_items={str(photo.pk)})
-    return insert_new_whale(list(matches), version.new_threshold, NEW_INDIVIDUAL_RANKS)
+    # uncalibrated versions: no probability to show (None), only the cosine
+    return [Ranked(m.label, None, float(m.score), None, m.best_item)  # type: ignore[arg-type]
+            for m in insert_new_whale(list(matches), version.new_threshold, NEW_INDIVIDUAL_RANKS)]
 
 
-def _write_suggestions(photo, version, matches) -> None:
+def _write_suggestions(photo, version, ranked) -> None:
     Suggestion.objects.filter(photo=photo, model_version=version).delete()
     rows = []
-    for rank, m in enumerate(matches, start=1):
+    for rank, m in enumerate(ranked, start=1):
+        is_new = m.label == NEW_WHALE
+        calibrated = m.probability is not None
         rows.append(
             Suggestion(
                 photo=photo,
                 model_version=version,
                 rank=rank,
-                individual_id=None if m.label == NEW_WHALE else int(m.label),
-                score=float(m.score),
-                best_photo_id=int(m.best_item) if m.best_item and m.label != NEW_WHALE else None,
+                individual_id=None if is_new else int(m.label),
+                # the raw cosine; "new individual" has none under calibration: its P stands in
+                score=float(m.cosine if m.cosine is not None else m.probability if calibrated else 0.0),
+                probability=float(m.probability) if calibrated else None,
+                inliers=int(m.inliers) if calibrated and not is_new else None,
+                best_photo_id=int(m.best_item) if m.best_item and not is_new else None,
             )
         )
     Suggestion.objects.bulk_create(rows)
@@ -161,6 +209,19 @@ def _batch_matches(photo, version, vector: np.ndarray) -> list[dict]:
             Photo.objects.filter(pk=mate_id).update(batch_matches=others)
     out.sort(key=lambda m: -m["score"])
     return out
+
+
+def embedding_fields(vector: np.ndarray, features) -> dict:
+    """An Embedding row's stored values: the vector and the crop's RootSIFT features (``to_bytes``)."""
+    return {"vector": np.ascontiguousarray(vector).tobytes(),
+            "features": features.to_bytes() if features is not None else None}
+
+
+def _features_of(embedding):
+    """The stored features of an embedding (None for rows embedded before features were stored)."""
+    from ml.local_features import LocalFeatures
+
+    return LocalFeatures.from_bytes(bytes(embedding.features)) if embedding.features is not None else None
 
 
 def process_photo(photo_id: int) -> str:
@@ -199,14 +260,17 @@ def _process(photo_id: int, *, rerank: bool) -> str:
 def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
     try:
         existing = Embedding.objects.filter(photo=photo, model_version=version).first() if rerank else None
-        prepared = None
+        prepared, features = None, None
+        ident = cache.identifier(version)
         if existing is not None:
             vector = cache.vector_from_bytes(existing.vector)
+            features = _features_of(existing)
         else:
-            vector, prepared = embed_photo(photo, version, cache.identifier(version))
+            vector, prepared = embed_photo(photo, version, ident)
+            features = local_features(ident, prepared)
         # another species is never ranked against the humpback catalogue: no suggestions, and the review
         # page says why (a moderator can correct the species, which re-ranks it)
-        matches = rank_photo(photo, version, vector) if photo.sighting.species.is_matched else []
+        matches = rank_photo(photo, version, vector, features, ident) if photo.sighting.species.is_matched else []
         png = crop_png(prepared.crop) if prepared is not None else None
     except TRANSIENT_ERRORS:
         _release_lease(photo_id)  # the task retries with backoff: its next try must find the photo free
@@ -227,9 +291,7 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
         if photo is None or photo.status != expected:
             return "changed meanwhile"
         if prepared is not None:
-            Embedding.objects.update_or_create(
-                photo=photo, model_version=version, defaults={"vector": np.ascontiguousarray(vector).tobytes()}
-            )
+            Embedding.objects.update_or_create(photo=photo, model_version=version, defaults=embedding_fields(vector, features))
             loc = prepared.localization
             if given_box(photo) is None:
                 photo.set_box(

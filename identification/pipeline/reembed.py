@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,7 +14,7 @@ from ..errors import TRANSIENT_ERRORS
 from ..models import Embedding, ModelVersion
 from . import cache
 from .gallery_sync import gallery
-from .process import crop_png, embed_photo, replace_crop
+from .process import crop_png, embed_photo, embedding_fields, local_features, replace_crop
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,8 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
             log.warning("could not embed gallery photo %s with %s: %s", photo.pk, version.name, exc)
             failed.append(photo.pk)
             continue
-        Embedding.objects.update_or_create(
-            photo=photo, model_version=version, defaults={"vector": np.ascontiguousarray(vector).tobytes()}
+        Embedding.objects.update_or_create(  # the crop's RootSIFT features too: queries only read them
+            photo=photo, model_version=version, defaults=embedding_fields(vector, local_features(ident, prepared))
         )
         if photo.box_source == Photo.BoxSource.MODERATOR or not photo.crop:
             replace_crop(photo, crop_png(prepared.crop))  # a moderator's box fix shows in the crop too

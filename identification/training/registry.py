@@ -33,7 +33,7 @@ from ..models import (
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
 from ..pipeline.cache import vector_from_bytes
-from ..pipeline.process import embed_photo
+from ..pipeline.process import embed_photo, embedding_fields, local_features
 from .dataset import current_holdout, get_or_create_holdout, resolve_merged_id
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,49 @@ def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
         if photo.pk in vectors:
             continue
         try:
-            vector, _ = embed_photo(photo, version, ident)
+            vector, prepared = embed_photo(photo, version, ident)
         except Exception as exc:  # an unreadable file is left out, not fatal
             log.warning("holdout evaluation: cannot embed photo %s: %s", photo.pk, exc)
             continue
+        # with its RootSIFT features, as the pipeline stores them: reembed skips photos already embedded
         Embedding.objects.update_or_create(
-            photo=photo, model_version=version, defaults={"vector": np.ascontiguousarray(vector).tobytes()}
+            photo=photo, model_version=version, defaults=embedding_fields(vector, local_features(ident, prepared))
         )
         vectors[photo.pk] = vector
     return vectors
+
+
+def _features(version, photo_ids) -> dict[int, object]:
+    """Stored ``ml.local_features.LocalFeatures`` of ``photo_ids`` under ``version`` (one query)."""
+    from ml.local_features import LocalFeatures
+
+    rows = Embedding.objects.filter(model_version=version, photo_id__in=list(photo_ids), features__isnull=False)
+    return {pid: LocalFeatures.from_bytes(bytes(b)) for pid, b in rows.values_list("photo_id", "features")}
+
+
+def _ranker(version, ident, labels: dict[int, str], query_ids):
+    """``rank(index, photo_id, vector) -> [label]``: the fused, calibrated ranking when the version has a
+    calibration (as the pipeline ranks), else cosine with the version's threshold."""
+    calibration = getattr(ident, "calibration", None)
+
+    def by_cosine(index, pid, vector):
+        return [m.label for m in index.rank(vector, k=5, new_threshold=version.new_threshold)]
+
+    if calibration is None:
+        return by_cosine
+    from ml.fused_ranking import suggest
+
+    feats = _features(version, [*labels, *query_ids])
+    by_label: dict[str, list] = {}
+    for pid, label in labels.items():
+        if pid in feats:
+            by_label.setdefault(label, []).append((str(pid), feats[pid]))
+
+    def fused(index, pid, vector):
+        return [s.label for s in suggest(index, vector, calibration, feats.get(pid), k=5,
+                                         features_for=lambda ls: {lab: by_label.get(lab, []) for lab in ls})]
+
+    return fused
 
 
 def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
@@ -83,6 +117,7 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
         index = GalleryIndex(len(next(iter(gallery_vectors.values()))))
         index.add([str(i) for i in ids], [labels[i] for i in ids], np.stack([gallery_vectors[i] for i in ids]))
     known_labels = set(labels.values())
+    rank = _ranker(version, ident, labels, query_vectors)
     truth, predictions = [], []
     for item in holdout.items:
         vector = query_vectors.get(int(item["photo_id"]))
@@ -90,8 +125,7 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
             continue
         label = str(resolve_merged_id(int(item["individual_id"]), merged))
         truth.append(NEW_WHALE if item.get("new") or label not in known_labels else label)
-        matches = index.rank(vector, k=5, new_threshold=version.new_threshold) if index is not None else []
-        ranked = [m.label for m in matches][:5] or [NEW_WHALE]
+        ranked = (rank(index, int(item["photo_id"]), vector) if index is not None else [])[:5] or [NEW_WHALE]
         predictions.append(ranked)
     if not truth:
         raise ValidationError("No holdout photo could be embedded.")

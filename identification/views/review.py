@@ -13,6 +13,7 @@ from ..models import Decision, Individual
 from ..permissions import admin_required, is_model_admin, moderator_required
 from ..review.compare import audit_log, candidate_photos, explain_png
 from ..review.curation import undo_last_decision
+from ..review.evidence import matched_points_png
 from ..review.decisions import (
     confirm_match, consensus_needed, name_new_individual, next_catalogue_id, reject_photo, skip_photo,
 )
@@ -209,6 +210,20 @@ def explain(request, photo_id, individual_id):
     individual = get_object_or_404(Individual, pk=individual_id)
     try:
         png = explain_png(photo=photo, individual=individual, user=request.user)
+    except ValidationError as exc:
+        raise Http404(" ".join(exc.messages))
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@moderator_required
+def matched_points(request, photo_id, individual_id):
+    """The RootSIFT-verified keypoint pairs with the candidate's best photo, as a PNG (review.evidence)."""
+    photo = get_object_or_404(Photo, pk=photo_id)
+    individual = get_object_or_404(Individual, pk=individual_id)
+    try:
+        png = matched_points_png(photo=photo, individual=individual, user=request.user)
     except ValidationError as exc:
         raise Http404(" ".join(exc.messages))
     response = HttpResponse(png, content_type="image/png")

@@ -169,11 +169,12 @@ ML_INIT_WEIGHTS = env.str("ML_INIT_WEIGHTS", default="")  # optional local backb
 ML_DEVICE = env.str("ML_DEVICE", default="")  # "" = CUDA when present, else CPU
 # torch threads per worker process; 0 = the cores divided by the pool size (identification.ops.threads)
 ML_TORCH_THREADS = env.int("ML_TORCH_THREADS", default=0)
-# what a run gets when its caller leaves the recipe out: ml.presets.QUICK, the library's CPU-sized recipe
-ML_DEFAULT_ARCH = env.str("ML_DEFAULT_ARCH", default=presets.QUICK.arch)
-ML_DEFAULT_IMAGE_SIZE = env.int("ML_DEFAULT_IMAGE_SIZE", default=presets.QUICK.image_size)
-ML_DEFAULT_EPOCHS = env.int("ML_DEFAULT_EPOCHS", default=presets.QUICK.epochs)
-ML_DEFAULT_BATCH_SIZE = env.int("ML_DEFAULT_BATCH_SIZE", default=presets.QUICK.batch_size)
+# what a run gets when its caller leaves the recipe out: ml.presets.DEFAULT, the frozen pretrained
+# EfficientNet-Lite0 that won bench/real_reid.py within this CPU's budget (TrainConfig.trainable_blocks: 0)
+ML_DEFAULT_ARCH = env.str("ML_DEFAULT_ARCH", default=presets.DEFAULT.arch)
+ML_DEFAULT_IMAGE_SIZE = env.int("ML_DEFAULT_IMAGE_SIZE", default=presets.DEFAULT.image_size)
+ML_DEFAULT_EPOCHS = env.int("ML_DEFAULT_EPOCHS", default=presets.DEFAULT.epochs)
+ML_DEFAULT_BATCH_SIZE = env.int("ML_DEFAULT_BATCH_SIZE", default=presets.DEFAULT.batch_size)
 ML_TRAIN_MAX_STEPS = env.int("ML_TRAIN_MAX_STEPS", default=0)  # 0 = no cap (tests set a small cap)
 AUTO_PROMOTE_BETTER_MODELS = env.bool("AUTO_PROMOTE_BETTER_MODELS", default=False)
 REVIEW_CONSENSUS = env.int("REVIEW_CONSENSUS", default=1)

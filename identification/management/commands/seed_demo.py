@@ -26,6 +26,7 @@ from identification.pipeline.reembed import reembed_gallery
 from identification.review.decisions import next_catalogue_id
 from identification.training.dataset import export_dataset
 from identification.training.runs import finish_run, mark_examples_used, register_version, run_dir, run_lifecycle
+from ml import presets
 from ml.data import read_boxes_csv, read_labels_csv
 from ml.images import compute_hashes, load_image
 from ml.synth import generate_dataset
@@ -159,12 +160,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--individuals", type=int, default=40)
-        # 8 photos a whale at 96 px for 12 epochs: held-out known-whale MAP@5 0.68, top-5 0.87 (4 photos at
-        # 128 px for 8 epochs: 0.39 and 0.71) for about twice the CPU time (bench/README.md, session 3)
+        # the library's default recipe (ml.presets.DEFAULT): a frozen pretrained EfficientNet-Lite0 at 224 px for a
+        # few epochs, calibrated on held-out whales, the winner on real photos (bench/real_reid.py)
         parser.add_argument("--photos", type=int, default=8, help="gallery photos per individual")
-        parser.add_argument("--image-size", type=int, default=96)
-        parser.add_argument("--epochs", type=int, default=12)
-        parser.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
+        parser.add_argument("--image-size", type=int, default=presets.DEFAULT.image_size)
+        parser.add_argument("--epochs", type=int, default=presets.DEFAULT.epochs)
+        parser.add_argument("--arch", default=presets.DEFAULT.arch, choices=presets.ARCHS)
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--localizer-epochs", type=int, default=8,
                             help="fluke localizer epochs (capped for a first `make run`; ml's own default is >= 400 steps)")
@@ -175,7 +176,7 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         ensure_broker_folders()  # promotion queues photos that waited for a model
         if o["fast"]:
-            o.update(individuals=6, photos=3, image_size=64, epochs=1, localizer_epochs=2)
+            o.update(individuals=6, photos=3, image_size=64, epochs=1, localizer_epochs=2, arch="resnet18")
         if o["individuals"] < 2 or o["photos"] < 1:
             raise CommandError("--individuals must be at least 2 and --photos at least 1")
         species = {}

@@ -1,0 +1,116 @@
+"""Fit a model folder's match calibration (``calibration.json``) at the end of training, open set.
+
+Why open set: the site's hard case is a whale the model never trained on. Validation photos of
+*trained* individuals score higher cosines than an unseen whale's re-sighting ever will, so a
+calibration fitted on them says "95% same" too easily (issue 10: strangers at cosine 0.97). Here
+only the individuals ``ml.data.split_dataset`` held out whole (``new_individual_fraction``: never
+trained on) give queries:
+
+- two of every three held-out individuals are *re-sighted*: half their photos join the gallery, up
+  to two others are queries whose truth is that individual;
+- every third one (and any ``new_whale`` photo) is a *stranger*: up to two photos are queries whose
+  truth is ``new_whale``;
+- the gallery is every training photo (the trained individuals, as on the site) plus the re-sighted
+  halves.
+
+Per query: the max cosine per gallery individual, and RootSIFT inliers for the embedding's top
+``shortlist`` individuals (0 beyond, as at query time); ``ml.calibration.fit_match_calibration``
+does the rest. Too few held-out individuals: no calibration (the folder ranks by cosine, as before).
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ml.calibration import MatchCalibration, fit_match_calibration
+from ml.local_features import DEFAULT_SHORTLIST, LocalFeatures, best_inliers, extract
+from ml.types import NEW_WHALE
+
+log = logging.getLogger(__name__)
+
+MIN_RESIGHTED_QUERIES = 2  # positives needed for an isotonic fit that means anything
+MAX_QUERIES_PER_INDIVIDUAL = 2
+
+
+@dataclass
+class CalibrationSet:
+    """Indices into the validation dataset: gallery additions, queries and their truth."""
+
+    gallery: list[int] = field(default_factory=list)
+    queries: list[int] = field(default_factory=list)
+    truth: list[str] = field(default_factory=list)
+
+    @property
+    def resighted_queries(self) -> int:
+        return sum(1 for t in self.truth if t != NEW_WHALE)
+
+
+def calibration_set(val_labels: Sequence[str], val_truth: Sequence[str], held_out: Sequence[str]) -> CalibrationSet:
+    """Split the held-out individuals' validation photos into gallery halves and queries (module doc)."""
+    photos: dict[str, list[int]] = defaultdict(list)
+    out = CalibrationSet()
+    held = set(held_out)
+    for i, (label, truth) in enumerate(zip(val_labels, val_truth)):
+        if label in held:
+            photos[label].append(i)
+        elif label == NEW_WHALE and truth == NEW_WHALE:
+            out.queries.append(i)
+            out.truth.append(NEW_WHALE)
+    for n, label in enumerate(sorted(photos)):
+        idx = photos[label]
+        if n % 3 == 2 or len(idx) < 2:
+            out.queries.extend(idx[:MAX_QUERIES_PER_INDIVIDUAL])
+            out.truth.extend([NEW_WHALE] * len(idx[:MAX_QUERIES_PER_INDIVIDUAL]))
+            continue
+        half = (len(idx) + 1) // 2
+        out.gallery.extend(idx[:half])
+        queries = idx[half:half + MAX_QUERIES_PER_INDIVIDUAL]
+        out.queries.extend(queries)
+        out.truth.extend([label] * len(queries))
+    return out
+
+
+def query_scores(q_vec: np.ndarray, q_feats: LocalFeatures, g_vecs: np.ndarray, g_labels: Sequence[str],
+                 g_feats: Sequence[LocalFeatures], shortlist: int = DEFAULT_SHORTLIST) -> dict[str, dict[str, float]]:
+    """``{"cos": {label: max cosine}, "inl": {label: most inliers}}`` for one query, as at query time."""
+    sims = g_vecs @ q_vec
+    cos: dict[str, float] = {}
+    members: dict[str, list[int]] = defaultdict(list)
+    for j, label in enumerate(g_labels):
+        members[label].append(j)
+        cos[label] = max(cos.get(label, -1.0), float(sims[j]))
+    inl = {label: 0.0 for label in cos}
+    for label in sorted(cos, key=lambda lab: -cos[lab])[:shortlist]:
+        inl[label] = float(best_inliers(q_feats, [g_feats[j] for j in members[label]])[0])
+    return {"cos": cos, "inl": inl}
+
+
+def fit_open_set_calibration(embed, train_crops: Sequence[np.ndarray], train_labels: Sequence[str],
+                             val_crops: Sequence[np.ndarray], val_labels: Sequence[str], val_truth: Sequence[str],
+                             held_out: Sequence[str], shortlist: int = DEFAULT_SHORTLIST
+                             ) -> tuple[MatchCalibration | None, dict[str, Any]]:
+    """The calibration (or None) and what it was fitted on. ``embed(crops) -> (N, D)`` L2-normalised."""
+    cset = calibration_set(val_labels, val_truth, held_out)
+    info: dict[str, Any] = {"open_set": True, "held_out_individuals": len(held_out), "queries": len(cset.queries),
+                            "resighted_queries": cset.resighted_queries}
+    if cset.resighted_queries < MIN_RESIGHTED_QUERIES or not cset.queries:
+        info["skipped"] = (f"{cset.resighted_queries} re-sighted queries of held-out individuals "
+                           f"(need {MIN_RESIGHTED_QUERIES}): raise new_individual_fraction or add photos")
+        return None, info
+    g_crops = list(train_crops) + [val_crops[i] for i in cset.gallery]
+    g_labels = list(train_labels) + [val_labels[i] for i in cset.gallery]
+    g_vecs = np.asarray(embed(g_crops), dtype=np.float32)
+    q_vecs = np.asarray(embed([val_crops[i] for i in cset.queries]), dtype=np.float32)
+    g_feats = [extract(c) for c in g_crops]
+    per_query = [query_scores(q_vecs[n], extract(val_crops[i]), g_vecs, g_labels, g_feats, shortlist)
+                 for n, i in enumerate(cset.queries)]
+    calibration = fit_match_calibration(per_query, cset.truth)
+    calibration.info.update(info)
+    return calibration, {**info, **calibration.info, "new_threshold": calibration.new_threshold}
+
+
+__all__ = ["CalibrationSet", "calibration_set", "query_scores", "fit_open_set_calibration"]
