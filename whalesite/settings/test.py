@@ -13,3 +13,4 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(BASE_DIR / "var" / "test-media"))
 SERVE_MEDIA = True  # uploaded photos and crops are served by Django (live_server in the browser tests)
+NOTIFY_UNDO_WINDOW_S = env.float("NOTIFY_UNDO_WINDOW_S", default=2)  # the real worker's mail task runs after a short window
