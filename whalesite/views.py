@@ -1,7 +1,8 @@
 from django.db import connection
 from django.db.models import F
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -51,3 +52,9 @@ def broker_status() -> str:
     except Exception as exc:  # noqa: BLE001 - any failure means the broker is not usable
         return f"unreachable: {type(exc).__name__}: {str(exc)[:160]}"
     return "ok"
+
+
+def favicon(request):
+    """Browsers ask /favicon.ico whatever the page says; resolved per request (the hashed static name
+    exists only after collectstatic)."""
+    return redirect(static("favicon.svg"), permanent=True)

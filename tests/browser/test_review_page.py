@@ -120,6 +120,7 @@ def box(page, selector: str) -> dict:
 def square_crops(photo, individuals, extra: int = 2):
     """Square crops, as the pipeline stores them (NxN for a 2.09-wide region), and ``extra`` more
     gallery photos of the first candidate to flip through."""
+    Embedding.objects.create(photo=photo, model_version=photo.model_version, vector=bytes(8))  # ranked: its crop shows
     for p in [photo, *[Photo.objects.filter(individual=ind).first() for ind in individuals]]:
         p.crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=p.pk)), save=True)
     for i in range(extra):
@@ -182,6 +183,8 @@ def test_heat_map_lies_over_the_query_at_its_size(new_page, active_model):
                          sighting__species=active_model.species,
                          image=ContentFile(active_model.held_out[label].read_bytes(), name="q.jpg"))
     photo.crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=3)), save=True)
+    reference = Embedding.objects.get(photo=active_model.gallery[label][0], model_version=active_model.version)
+    Embedding.objects.create(photo=photo, model_version=active_model.version, vector=reference.vector)  # ranked
     Suggestion.objects.create(photo=photo, model_version=active_model.version, rank=1, individual=whale,
                               score=0.8, best_photo=active_model.gallery[label][0])
     page = new_page()

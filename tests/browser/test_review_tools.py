@@ -45,6 +45,8 @@ def review_page(new_page, photo):
     login(page, "moderator@example.org")
     page.goto(f"/review/{photo.pk}/")
     shortcuts_ready(page)
+    # the side-by-side card sits above the query tools: bring them on screen, as a person scrolls
+    page.evaluate("() => document.getElementById('query-viewer').scrollIntoView({block: 'center'})")
     return page
 
 

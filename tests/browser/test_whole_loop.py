@@ -164,7 +164,7 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     shots(admin, "admin run finished")
 
     # the registry page shows the new version's plots beside the active one's
-    new_row.get_by_role("link", name=new.name).click()
+    new_row.get_by_role("link", name=new.label).click()  # the version number; the run stamp beside it
     for version in (new, old):
         img = f'#plots img[alt="loss plot of {version.name}"]'
         expect(admin.locator(img)).to_have_count(1)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from identification.models import Embedding, ModelVersion, Suggestion, TrainingExample, TrainingRun
 from identification.pipeline import cache
+from identification.training.dataset import current_holdout
 from identification.training.registry import promote_model_version, rollback_model
 from identification.training.runs import start_training_run
 from submissions.models import Photo
@@ -77,7 +78,9 @@ def test_training_run_on_worker_succeeds_with_inactive_version(active_model, cel
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.started_at is not None and run.finished_at is not None and run.finished_at >= run.started_at
     assert run.progress.get("phase") == "done" and run.progress.get("epochs") == 5
-    assert "Exported 18 photos of 6 individuals" in run.log and "Created model version" in run.log
+    held = set(current_holdout().photo_ids)  # frozen before this first export, and left out of it
+    assert f"Exported {18 - len(held)} photos of 6 individuals" in run.log and "Created model version" in run.log
+    assert not held & set(run.model_version.training_snapshot["photo_ids"])
     assert "fine-tuning from" in run.log  # from the active model
 
     version = run.model_version
@@ -85,7 +88,7 @@ def test_training_run_on_worker_succeeds_with_inactive_version(active_model, cel
     assert version.metrics.get("steps") == 3 and version.metrics.get("stop_reason") == "max_steps"
     assert "map5" in version.metrics
     assert [h["epoch"] for h in version.history][:2] == [0, 1]  # epoch 0: the untrained baseline
-    assert version.training_snapshot["photos"] == 18 and len(version.training_snapshot["photo_ids"]) == 18
+    assert version.training_snapshot["photos"] == 18 - len(held) == len(version.training_snapshot["photo_ids"])
     assert run.metrics == version.metrics
     folder = cache.model_dir(version)
     assert (folder / "model.pt").is_file() and (folder / "metrics.json").is_file()
