@@ -659,7 +659,7 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
     state_dict = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
     version = _version(state_dict)
     metrics = _final_metrics(final_val, data.split, data.dup_report, _run_facts(run, state, version))
-    metrics.extra["calibration"] = run.calibration_info  # metrics.json: how P(same) was fitted, or why not
+    metrics.calibration = run.calibration_info  # metrics.json: how P(same) was fitted, or why not
     do_loc = config.train_localizer if config.train_localizer is not None else bool(config.boxes_csv)
     if do_loc and config.boxes_csv:
         run.report.check_stop()

@@ -154,6 +154,7 @@ class TrainMetrics:
     duplicate_images: int | None = None
     near_duplicate_groups: int | None = None
     localizer: dict[str, Any] | None = None  # ml.localizer.train_localizer's metrics, or {"skipped": why}
+    calibration: dict[str, Any] | None = None  # ml.train_calibration: how P(same) was fitted, or why not
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
 
     def to_dict(self) -> dict[str, Any]:

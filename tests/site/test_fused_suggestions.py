@@ -36,7 +36,7 @@ def calibrated_model(demo_data, media_root):
                          image_size=MODEL_IMAGE_SIZE, epochs=1, batch_size=16, num_workers=0, max_steps=4,
                          device="cpu", train_localizer=False, new_individual_fraction=0.5)
     result = train(config)
-    assert MatchCalibration.load(result.model_dir) is not None, result.metrics.extra.get("calibration")
+    assert MatchCalibration.load(result.model_dir) is not None, result.metrics.calibration
     return result
 
 

@@ -1,5 +1,6 @@
 """Decisions, permissions, roles and emails (in process, no worker)."""
 import pytest
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 
@@ -77,7 +78,7 @@ def test_only_one_training_run_at_a_time():
     admin = UserFactory(role="admin")
     admin = type(admin).objects.get(pk=admin.pk)
     run = start_training_run(user=admin, epochs=1)
-    assert run.status == TrainingRun.Status.QUEUED and run.options["arch"] == "resnet18"
+    assert run.status == TrainingRun.Status.QUEUED and run.options["arch"] == settings.ML_DEFAULT_ARCH == "efficientnet_lite0"
     with pytest.raises(ValidationError):
         start_training_run(user=admin)
     cancel_training_run(run=run, user=admin)

@@ -73,6 +73,8 @@ MATRIX = [
     ("identification:correct_box", "post", "photo", "box", MODERATOR_REDIRECT),
     # no active model in this matrix: allowed roles get 404 (the PNG itself: tests/web/test_review_depth.py)
     ("identification:explain", "get", "explain", None, {"anonymous": 302, "watcher": 403, "moderator": 404, "admin": 404}),
+    ("identification:matched_points", "get", "explain", None,
+     {"anonymous": 302, "watcher": 403, "moderator": 404, "admin": 404}),
 ]
 
 
