@@ -1,4 +1,5 @@
 """Log in by email: usernames are email addresses, matched case-insensitively."""
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 

@@ -1,4 +1,5 @@
 """Sign-in and sign-up forms: an account is an e-mail address (it is also the username)."""
+
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
@@ -33,9 +34,10 @@ class SignUpForm(forms.Form):
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
         User = get_user_model()
-        if User._default_manager.filter(username__iexact=email).exists() or User._default_manager.filter(
-            email__iexact=email
-        ).exists():
+        if (
+            User._default_manager.filter(username__iexact=email).exists()
+            or User._default_manager.filter(email__iexact=email).exists()
+        ):
             raise forms.ValidationError("An account with this email already exists. Try logging in.")
         return email
 
@@ -54,7 +56,9 @@ class SignUpForm(forms.Form):
 
     def save(self):
         email = self.cleaned_data["email"]
-        user = get_user_model().objects.create_user(username=email, email=email, password=self.cleaned_data["password1"])
+        user = get_user_model().objects.create_user(
+            username=email, email=email, password=self.cleaned_data["password1"]
+        )
         watchers = Group.objects.filter(name=ROLE_GROUPS["watcher"]).first()
         if watchers:
             user.groups.add(watchers)

@@ -4,6 +4,7 @@ django-ratelimit is installed). Counts are per key ("login-account:<email>", "up
 
 With several web processes the cache must be shared (``CACHE_URL``, e.g. Redis); the per-process
 local-memory default limits each process on its own."""
+
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +56,9 @@ def too_many(message: str, retry_after: int, *, json: bool = False) -> HttpRespo
 
         response = JsonResponse({"error": text}, status=429)
     else:
-        response = HttpResponse(f"<!doctype html><title>Too many requests</title><h1>Too many requests</h1>"
-                                f"<p>{text}</p>", status=429)
+        response = HttpResponse(
+            f"<!doctype html><title>Too many requests</title><h1>Too many requests</h1><p>{text}</p>", status=429
+        )
     response["Retry-After"] = str(retry_after)
     return response
 

@@ -1,6 +1,7 @@
 """The three roles and the groups that carry them. Roles are exclusive; an admin can also review.
 The groups are made by migration identification 0003_roles and recreated here when missing (a
 flushed database)."""
+
 from django.contrib.auth.models import Group, Permission
 
 from identification.permissions import MANAGE_MODELS_PERMISSION, REVIEW_PERMISSION

@@ -1,5 +1,6 @@
 """Signing up (a new account is a watcher, signed in at once) and signing in, with failed sign-ins
 limited per account and per address (``ratelimit``)."""
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -19,8 +20,10 @@ class RateLimitedLoginView(LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        wait = max(ratelimit.blocked(self._account_key(), settings.LOGIN_FAILURES_PER_ACCOUNT),
-                   ratelimit.blocked(self._address_key(), settings.LOGIN_FAILURES_PER_ADDRESS))
+        wait = max(
+            ratelimit.blocked(self._account_key(), settings.LOGIN_FAILURES_PER_ACCOUNT),
+            ratelimit.blocked(self._address_key(), settings.LOGIN_FAILURES_PER_ADDRESS),
+        )
         if wait:
             return ratelimit.too_many("Too many failed sign-ins for this account or from this address.", wait)
         return super().post(request, *args, **kwargs)

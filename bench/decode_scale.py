@@ -15,6 +15,7 @@ and the cosine between the two embeddings under a trained model.
         --arch resnet18 --image-size 96
     python bench/decode_scale.py --model /tmp/ds-model            # ../shared/real-flukes/flukes by default
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,10 +84,12 @@ def main(argv=None):
         emb_full = ident.embed([crop_full])[0]
         rows[1].append((path.name, full.size, t_full, 0.0, 1.0))
         for k in args.scales:
+
             def small_path():
                 img, s = decode_at(data, k)
                 b = Box(box.x0 / s, box.y0 / s, box.x1 / s, box.y1 / s)
                 return preprocess(img, b, size=size), img, b
+
             (crop_k, img_k, box_k), t_k = cold(small_path)
             if crop_box(box_k, *img_k.size).height < size:
                 continue  # the crop would be upsampled: this photo needs the full decode
@@ -94,10 +97,14 @@ def main(argv=None):
             cos = float(emb_full @ ident.embed([crop_k])[0])
             rows[k].append((path.name, img_k.size, t_k, diff, cos))
     n = len(paths)
-    print(f"{n} photos from {args.images}; model {args.model} ({size} px crops); decode + crop timed after a "
-          f"ResNet50 forward, median of {args.repeats}")
-    print("| decode | photos it can serve | median decode+crop ms | vs full, same photos | max crop diff (std) | "
-          "embedding cosine, min / median |")
+    print(
+        f"{n} photos from {args.images}; model {args.model} ({size} px crops); decode + crop timed after a "
+        f"ResNet50 forward, median of {args.repeats}"
+    )
+    print(
+        "| decode | photos it can serve | median decode+crop ms | vs full, same photos | max crop diff (std) | "
+        "embedding cosine, min / median |"
+    )
     print("|---|---|---|---|---|---|")
     full_ms = {name: t for name, _, t, _, _ in rows[1]}
     for k, r in rows.items():
@@ -107,11 +114,14 @@ def main(argv=None):
         ms = np.median([t for _, _, t, _, _ in r])
         base = np.median([full_ms[name] for name, *_ in r])
         cos = [c for *_, c in r]
-        print(f"| 1/{k} | {len(r)} of {n} | {ms:.1f} | {ms / base:.2f}x | {max(d for *_, d, _ in r):.3f} | "
-              f"{min(cos):.4f} / {np.median(cos):.4f} |")
+        print(
+            f"| 1/{k} | {len(r)} of {n} | {ms:.1f} | {ms / base:.2f}x | {max(d for *_, d, _ in r):.3f} | "
+            f"{min(cos):.4f} / {np.median(cos):.4f} |"
+        )
     name, shape, t, _, _ = max(rows[1], key=lambda r: r[1][0] * r[1][1])
-    by_k = ", ".join(f"1/{k} {t_k:.1f} ms (cos {c:.4f})" for k in args.scales for nm, _, t_k, _, c in rows[k]
-                     if nm == name)
+    by_k = ", ".join(
+        f"1/{k} {t_k:.1f} ms (cos {c:.4f})" for k in args.scales for nm, _, t_k, _, c in rows[k] if nm == name
+    )
     print(f"largest photo {name} ({shape[0]}x{shape[1]}): full {t:.1f} ms; {by_k}")
 
 

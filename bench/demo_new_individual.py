@@ -13,6 +13,7 @@ else cosine and the folder's threshold), and prints where "new individual" lands
 ``--gallery``: a folder with ``train.csv`` (Image,Id) and ``images/`` (what seed_demo exports and trains on;
 or ``ml.synth.generate_dataset``'s output).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,7 @@ from ml.types import NEW_WHALE  # noqa: E402
 
 def read_gallery(folder: Path) -> list[tuple[Path, str]]:
     with open(folder / "train.csv", newline="") as fh:
-        return [(folder / "images" / row["Image"], row["Id"]) for row in csv.DictReader(fh)
-                if row["Id"] != NEW_WHALE]
+        return [(folder / "images" / row["Image"], row["Id"]) for row in csv.DictReader(fh) if row["Id"] != NEW_WHALE]
 
 
 def build(ident: Identifier, photos: list[tuple[Path, str]]):
@@ -56,8 +56,14 @@ def rank(ident: Identifier, index, by_label, path: Path) -> tuple[list[tuple[str
     vector = ident.embed([prepared.crop])[0]
     if ident.calibration is None:
         return [(m.label, m.score) for m in insert_new_whale(index.rank(vector, k=5), ident.new_threshold, 6)], "cosine"
-    ranked = suggest(index, vector, ident.calibration, ident.local_features(prepared.crop), k=6,
-                     features_for=lambda labels: {lab: by_label.get(lab, []) for lab in labels})
+    ranked = suggest(
+        index,
+        vector,
+        ident.calibration,
+        ident.local_features(prepared.crop),
+        k=6,
+        features_for=lambda labels: {lab: by_label.get(lab, []) for lab in labels},
+    )
     return [(s.label, s.probability) for s in ranked], "P(same)"
 
 
@@ -71,8 +77,10 @@ def main(argv=None):
     ident = Identifier.load(args.model, device="cpu")
     t = time.perf_counter()
     index, by_label = build(ident, read_gallery(Path(args.gallery)))
-    print(f"model {args.model} ({'calibrated' if ident.calibrated else 'no calibration: cosine'}), gallery "
-          f"{len(index)} synthetic photos of {len(by_label)} whales built in {time.perf_counter() - t:.0f} s")
+    print(
+        f"model {args.model} ({'calibrated' if ident.calibrated else 'no calibration: cosine'}), gallery "
+        f"{len(index)} synthetic photos of {len(by_label)} whales built in {time.perf_counter() - t:.0f} s"
+    )
     photos = sorted(Path(args.real).glob("*.jpg"))
     new_ranks, tops, outranked_high = [], [], 0
     for path in photos:
@@ -84,9 +92,11 @@ def main(argv=None):
         tops.append(top)
         outranked_high += new_rank > 1 and top >= args.high
         print(f"{path.name[:12]}  new individual at #{new_rank}  top candidate {what} {top:.3f}")
-    print(f"{len(photos)} real flukes (none in the catalogue): new individual first for {new_ranks.count(1)}, "
-          f"median top {what} {np.median(tops):.3f}, max {max(tops):.3f}; outranked by a candidate at >= {args.high}: "
-          f"{outranked_high} [claim: 0 -> {'OK' if outranked_high == 0 else 'MISS'}]")
+    print(
+        f"{len(photos)} real flukes (none in the catalogue): new individual first for {new_ranks.count(1)}, "
+        f"median top {what} {np.median(tops):.3f}, max {max(tops):.3f}; outranked by a candidate at >= {args.high}: "
+        f"{outranked_high} [claim: 0 -> {'OK' if outranked_high == 0 else 'MISS'}]"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ calls (the site's case), recall@5 of HNSW against exact search, and build times.
     python bench/gallery_search.py --n 200000 --ef 64 128 256
     (the built HNSW gallery is saved under --save and loaded by the next run with the same settings)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,20 +26,24 @@ from tqdm import tqdm  # noqa: E402
 from ml.gallery import EF_CONSTRUCTION, HNSW_THRESHOLD, GalleryIndex, l2_normalize  # noqa: E402
 
 
-def clustered(n: int, dim: int, photos: int, noise: float, rng: np.random.Generator, chunk: int = 100_000,
-              groups: int = 1000):
+def clustered(
+    n: int, dim: int, photos: int, noise: float, rng: np.random.Generator, chunk: int = 100_000, groups: int = 1000
+):
     """Two-level clusters: ``groups`` broad groups (pose/lighting/population look-alikes), individuals
     around them, photos around the individuals (exactly ``photos`` each)."""
     group_centres = l2_normalize(rng.standard_normal((groups, dim), dtype=np.float32))
     n_ind = max(1, n // photos)
-    centres = l2_normalize(group_centres[rng.integers(0, groups, n_ind)]
-                           + rng.standard_normal((n_ind, dim), dtype=np.float32) / np.sqrt(dim))
+    centres = l2_normalize(
+        group_centres[rng.integers(0, groups, n_ind)]
+        + rng.standard_normal((n_ind, dim), dtype=np.float32) / np.sqrt(dim)
+    )
     labels = rng.permutation(np.arange(n) % n_ind)
     out = np.empty((n, dim), dtype=np.float32)
     for i in tqdm(range(0, n, chunk), desc="vectors", leave=False):
         j = slice(i, min(n, i + chunk))
-        out[j] = l2_normalize(centres[labels[j]] + noise / np.sqrt(dim) * rng.standard_normal((j.stop - i, dim),
-                                                                                           dtype=np.float32))
+        out[j] = l2_normalize(
+            centres[labels[j]] + noise / np.sqrt(dim) * rng.standard_normal((j.stop - i, dim), dtype=np.float32)
+        )
     return centres, labels, out
 
 
@@ -51,19 +56,30 @@ def main(argv=None):
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
-    ap.add_argument("--ef", nargs="+", default=["auto", 64, 128, 256],
-                    help="efSearch values to compare; 'auto' = GalleryIndex's default for this size")
+    ap.add_argument(
+        "--ef",
+        nargs="+",
+        default=["auto", 64, 128, 256],
+        help="efSearch values to compare; 'auto' = GalleryIndex's default for this size",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save", default="/tmp/whalesite-bench-hnsw",
-                    help="keep the built gallery here (GalleryIndex.save) and load it next time; '' = don't")
+    ap.add_argument(
+        "--save",
+        default="/tmp/whalesite-bench-hnsw",
+        help="keep the built gallery here (GalleryIndex.save) and load it next time; '' = don't",
+    )
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    print(f"gallery {args.n:,} x {args.dim}, {args.n // args.photos:,} individuals, faiss threads "
-          f"{faiss.omp_get_max_threads()}")
+    print(
+        f"gallery {args.n:,} x {args.dim}, {args.n // args.photos:,} individuals, faiss threads "
+        f"{faiss.omp_get_max_threads()}"
+    )
     centres, labels, vectors = clustered(args.n, args.dim, args.photos, args.noise, rng)
     q_labels = rng.integers(0, len(centres), args.queries)
-    queries = l2_normalize(centres[q_labels] + args.noise / np.sqrt(args.dim)
-                           * rng.standard_normal((args.queries, args.dim), dtype=np.float32))
+    queries = l2_normalize(
+        centres[q_labels]
+        + args.noise / np.sqrt(args.dim) * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
+    )
     ids = [str(i) for i in range(args.n)]
     str_labels = [str(v) for v in labels]
 
@@ -77,25 +93,32 @@ def main(argv=None):
     n_single = min(args.queries, 50)
     t = time.perf_counter()
     for i in tqdm(range(n_single), desc="exact single queries", leave=False):
-        exact.search(queries[i:i + 1], 5)
+        exact.search(queries[i : i + 1], 5)
     t_exact_single = (time.perf_counter() - t) / n_single
 
-    folder = (Path(f"{args.save}-{args.n}x{args.dim}-M{args.m}-efc{args.ef_construction}-s{args.seed}")
-              if args.save else None)
+    folder = (
+        Path(f"{args.save}-{args.n}x{args.dim}-M{args.m}-efc{args.ef_construction}-s{args.seed}") if args.save else None
+    )
     if folder is not None and (folder / "meta.json").is_file():
         t = time.perf_counter()
         gallery = GalleryIndex.load(folder)  # the production way: build once, save, load
         print(f"HNSW gallery loaded from {folder} in {time.perf_counter() - t:.1f} s (built by an earlier run)")
     else:
-        gallery = GalleryIndex(args.dim, hnsw_threshold=min(HNSW_THRESHOLD, args.n - 1), hnsw_m=args.m,
-                               ef_construction=args.ef_construction)
+        gallery = GalleryIndex(
+            args.dim,
+            hnsw_threshold=min(HNSW_THRESHOLD, args.n - 1),
+            hnsw_m=args.m,
+            ef_construction=args.ef_construction,
+        )
         t = time.perf_counter()
         step = 50_000  # added in chunks for a progress bar; past the threshold each chunk goes into the graph
         for i in tqdm(range(0, args.n, step), desc="building HNSW", unit="chunk"):
-            gallery.add(ids[i:i + step], str_labels[i:i + step], vectors[i:i + step])
+            gallery.add(ids[i : i + step], str_labels[i : i + step], vectors[i : i + step])
         t_build = time.perf_counter() - t
-        print(f"build: HNSW (M={args.m}, efConstruction={args.ef_construction}, faiss threads "
-              f"{faiss.omp_get_max_threads()}) {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)")
+        print(
+            f"build: HNSW (M={args.m}, efConstruction={args.ef_construction}, faiss threads "
+            f"{faiss.omp_get_max_threads()}) {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)"
+        )
         if folder is not None:
             t = time.perf_counter()
             gallery.save(folder)
@@ -103,8 +126,10 @@ def main(argv=None):
     assert gallery.is_hnsw
     del vectors
     print(f"build: exact {t_exact_build:.1f} s")
-    print(f"exact IndexFlatIP: {t_exact_single * 1000:.2f} ms/query single, {t_exact_batch * 1000:.3f} ms/query "
-          f"batched ({args.queries} queries)")
+    print(
+        f"exact IndexFlatIP: {t_exact_single * 1000:.2f} ms/query single, {t_exact_batch * 1000:.3f} ms/query "
+        f"batched ({args.queries} queries)"
+    )
     truth_sets = [set(map(int, row)) for row in truth]
     # exact top-5 individuals (max similarity per individual) for rank()'s recall
     _, deep = exact.search(queries[:100], 200)
@@ -122,7 +147,7 @@ def main(argv=None):
         found, times = [], []
         for i in tqdm(range(args.queries), desc=f"HNSW ef={ef}", leave=False):
             t = time.perf_counter()
-            _, hit = gallery.search(queries[i:i + 1], 5)
+            _, hit = gallery.search(queries[i : i + 1], 5)
             times.append(time.perf_counter() - t)
             found.append({int(h) for h in hit[0]})
         recall = np.mean([len(f & s) / 5 for f, s in zip(found, truth_sets)])
@@ -132,10 +157,12 @@ def main(argv=None):
         t_rank = (time.perf_counter() - t_rank) / n_rank
         ind_recall = np.mean([len({m.label for m in r} & s) / 5 for r, s in zip(ranks, exact_ind[:n_rank])])
         ms = np.median(times) * 1000
-        print(f"HNSW efSearch={ef}: {ms:.2f} ms/query median (p95 {np.percentile(times, 95) * 1000:.2f}), "
-              f"recall@5 {recall:.4f}, speed-up vs exact single {t_exact_single * 1000 / ms:.0f}x; "
-              f"rank() top-5 individuals {t_rank * 1000:.2f} ms/query, individual recall@5 {ind_recall:.4f}   "
-              f"[targets <= 5 ms, >= 0.99: {'OK' if ms <= 5 and recall >= 0.99 else 'MISS'}]")
+        print(
+            f"HNSW efSearch={ef}: {ms:.2f} ms/query median (p95 {np.percentile(times, 95) * 1000:.2f}), "
+            f"recall@5 {recall:.4f}, speed-up vs exact single {t_exact_single * 1000 / ms:.0f}x; "
+            f"rank() top-5 individuals {t_rank * 1000:.2f} ms/query, individual recall@5 {ind_recall:.4f}   "
+            f"[targets <= 5 ms, >= 0.99: {'OK' if ms <= 5 and recall >= 0.99 else 'MISS'}]"
+        )
 
 
 if __name__ == "__main__":

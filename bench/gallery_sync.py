@@ -17,6 +17,7 @@ and filled once per size (kept for the next run; ``--fresh`` refills it).
 
     python bench/gallery_sync.py [--sizes 10000 100000] [--burst 100000] [--database-url postgres://...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,20 +60,32 @@ def fill(n: int, dim: int, fresh: bool):
     version = ModelVersion.objects.create(name=name, artifact_dir=name, is_active=True, gallery_ready=True)
     species, _ = Species.objects.get_or_create(code="BENCH", defaults={"common_name": "Bench whale"})
     whales = Individual.objects.bulk_create(
-        [Individual(catalogue_id=f"S{n}-{i}", species=species) for i in range(max(1, n // 4))], batch_size=5000)
+        [Individual(catalogue_id=f"S{n}-{i}", species=species) for i in range(max(1, n // 4))], batch_size=5000
+    )
     rng = np.random.default_rng(0)
     from tqdm import tqdm
 
     for start in tqdm(range(0, n, 5000), desc=f"filling {n:,} gallery photos"):
         count = min(5000, n - start)
         sighting = Sighting.objects.create(species=species, observed_at=timezone.now(), place_name=name)
-        photos = Photo.objects.bulk_create([
-            Photo(sighting=sighting, image=f"bench/{start + i}.jpg", sha256=f"{start + i:064d}",
-                  status=Photo.Status.CONFIRMED, individual=whales[(start + i) % len(whales)], width=1050, height=700)
-            for i in range(count)])
+        photos = Photo.objects.bulk_create(
+            [
+                Photo(
+                    sighting=sighting,
+                    image=f"bench/{start + i}.jpg",
+                    sha256=f"{start + i:064d}",
+                    status=Photo.Status.CONFIRMED,
+                    individual=whales[(start + i) % len(whales)],
+                    width=1050,
+                    height=700,
+                )
+                for i in range(count)
+            ]
+        )
         vectors = rng.standard_normal((count, dim)).astype(np.float32)
-        Embedding.objects.bulk_create([Embedding(photo=p, model_version=version, vector=v.tobytes())
-                                       for p, v in zip(photos, vectors)])
+        Embedding.objects.bulk_create(
+            [Embedding(photo=p, model_version=version, vector=v.tobytes()) for p, v in zip(photos, vectors)]
+        )
     return version
 
 
@@ -92,9 +105,13 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/whalesite_bench_sync")
     ap.add_argument("--fresh", action="store_true", help="refill the database")
-    ap.add_argument("--burst", type=int, default=0,
-                    help="also time a task while this many log rows of the version lie in the sync window, as "
-                         "right after a gallery re-embedding (inserted, timed, deleted again)")
+    ap.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="also time a task while this many log rows of the version lie in the sync window, as "
+        "right after a gallery re-embedding (inserted, timed, deleted again)",
+    )
     args = ap.parse_args(argv)
     ensure_database(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url
@@ -107,8 +124,8 @@ def main(argv=None):
     from django.core.management import call_command
 
     from identification import pipeline
-    from identification.pipeline import gallery_sync
     from identification.models import Embedding, Individual
+    from identification.pipeline import gallery_sync
     from ml.models import create_model
     from submissions.models import Photo
 
@@ -133,9 +150,11 @@ def main(argv=None):
         whales = list(Individual.objects.filter(catalogue_id__startswith=f"S{n}-").order_by("pk")[:2])
 
         def one_more():
-            Photo.objects.filter(pk=photo.pk).update(individual=whales[0] if photo.individual_id != whales[0].pk
-                                                     else whales[1])
+            Photo.objects.filter(pk=photo.pk).update(
+                individual=whales[0] if photo.individual_id != whales[0].pk else whales[1]
+            )
             gallery_sync.gallery(version)
+
         confirmed = timed(one_more, 5)
         moved = list(Photo.objects.filter(individual=whales[1]).values_list("pk", flat=True)[:20])
 
@@ -144,6 +163,7 @@ def main(argv=None):
             gallery_sync.gallery(version)
             Photo.objects.filter(pk__in=moved).update(individual=whales[1])
             gallery_sync.gallery(version)
+
         merged = timed(merge, 3) / 2
         index = gallery_sync.gallery(version)
         assert len(index) == n == Embedding.objects.filter(model_version=version).count()
@@ -156,8 +176,10 @@ def main(argv=None):
 
         version = fill(args.sizes[-1], args.dim, False)
         stamp = timezone.now()
-        GalleryChange.objects.bulk_create([GalleryChange(photo_id=-1 - i, model_version_id=version.pk, changed_at=stamp)
-                                           for i in range(args.burst)], batch_size=10_000)
+        GalleryChange.objects.bulk_create(
+            [GalleryChange(photo_id=-1 - i, model_version_id=version.pk, changed_at=stamp) for i in range(args.burst)],
+            batch_size=10_000,
+        )
         try:
             pipeline.reset()
             gallery_sync.gallery(version)
@@ -165,11 +187,15 @@ def main(argv=None):
         finally:
             GalleryChange.objects.filter(changed_at=stamp, photo_id__lt=0).delete()
     print(f"PostgreSQL, {args.dim}-d vectors; ResNet50 224 px forward {forward:.0f} ms (for scale)")
-    print(f"{'gallery':>9} {'first sync ms':>13} {'next worker ms':>14} {'unchanged ms':>12} {'+1 photo ms':>11} "
-          f"{'merge of 20 ms':>14} {'unchanged / forward':>19}")
+    print(
+        f"{'gallery':>9} {'first sync ms':>13} {'next worker ms':>14} {'unchanged ms':>12} {'+1 photo ms':>11} "
+        f"{'merge of 20 ms':>14} {'unchanged / forward':>19}"
+    )
     for n, first, from_snapshot, unchanged, confirmed, merged in rows:
-        print(f"{n:>9,} {first:>13.0f} {from_snapshot:>14.0f} {unchanged:>12.1f} {confirmed:>11.1f} {merged:>14.1f} "
-              f"{unchanged / forward:>18.2f}x")
+        print(
+            f"{n:>9,} {first:>13.0f} {from_snapshot:>14.0f} {unchanged:>12.1f} {confirmed:>11.1f} {merged:>14.1f} "
+            f"{unchanged / forward:>18.2f}x"
+        )
     if burst is not None:
         print(f"unchanged task with {args.burst:,} log rows in the window ({args.sizes[-1]:,} gallery): {burst:.1f} ms")
 

@@ -11,6 +11,7 @@ IoU >= 0.7, upside-down accuracy, and the time of one photo through ``Localizer.
     python bench/localizer_design.py        # 128:16-32-64-96-128:128 (v1) vs lighter designs
     python bench/localizer_design.py --designs 128:16-32-64-96-128:128 96:16-32-64-96-128:128
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,12 @@ def predict_ms(localizer, image, repeats: int, flush) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--designs", nargs="+",
-                    default=["128:16-32-64-96-128:128", "128:8-16-32-64-96:128", "128:16-24-32-48-64:64",
-                             "96:16-32-64-96-128:128"],
-                    help="SIZE:W1-W2-W3-W4-W5:HIDDEN, the first is the baseline")
+    ap.add_argument(
+        "--designs",
+        nargs="+",
+        default=["128:16-32-64-96-128:128", "128:8-16-32-64-96:128", "128:16-24-32-48-64:64", "96:16-32-64-96-128:128"],
+        help="SIZE:W1-W2-W3-W4-W5:HIDDEN, the first is the baseline",
+    )
     ap.add_argument("--individuals", type=int, default=100)
     ap.add_argument("--photos", type=int, default=4)
     ap.add_argument("--test", type=int, default=200, help="held-out photos (other individuals)")
@@ -67,18 +70,23 @@ def main(argv=None):
     train_images, train_boxes = photos(args.individuals, args.photos, args.seed)
     test_images, test_boxes = photos(max(1, args.test // args.photos), args.photos, args.seed + 1)
     rotated = [im.rotate(180) for im in test_images]
-    rot_boxes = [type(b)(im.size[0] - b.x1, im.size[1] - b.y1, im.size[0] - b.x0, im.size[1] - b.y0)
-                 for im, b in zip(test_images, test_boxes)]
-    print(f"{len(train_images)} training photos, {len(test_images)} held-out photos of other whales, "
-          f"torch threads {torch.get_num_threads()}")
+    rot_boxes = [
+        type(b)(im.size[0] - b.x1, im.size[1] - b.y1, im.size[0] - b.x0, im.size[1] - b.y0)
+        for im, b in zip(test_images, test_boxes)
+    ]
+    print(
+        f"{len(train_images)} training photos, {len(test_images)} held-out photos of other whales, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     flush = create_model("resnet50", embedding_dim=512, num_classes=10).eval()
     rows = []
     for design in args.designs:
         size, widths, hidden = design.split(":")
         size, widths, hidden = int(size), [int(w) for w in widths.split("-")], int(hidden)
         t = time.perf_counter()
-        localizer, metrics = train_localizer(train_images, train_boxes, image_size=size, seed=args.seed,
-                                             val_fraction=0.0, widths=widths, hidden=hidden)
+        localizer, metrics = train_localizer(
+            train_images, train_boxes, image_size=size, seed=args.seed, val_fraction=0.0, widths=widths, hidden=hidden
+        )
         params = sum(p.numel() for p in localizer.net.parameters())
         seconds = time.perf_counter() - t
         up = localizer.predict_raw(test_images)
@@ -86,9 +94,22 @@ def main(argv=None):
         ious = np.array([iou(p.box, b) for p, b in zip(up, test_boxes)])
         ious_rot = np.array([iou(p.box, b) for p, b in zip(down, rot_boxes)])
         upside = np.mean([not p.upside_down for p in up] + [p.upside_down for p in down])
-        rows.append((f"{design} ({params / 1000:.0f}k)", ious.mean(), ious_rot.mean(), (ious >= 0.7).mean(), upside,
-                     predict_ms(localizer, test_images[0], args.repeats, flush), metrics["steps"], seconds))
-    print("| design (params) | IoU upright | IoU rotated | IoU >= 0.7 | upside-down acc. | predict ms (cold) | steps | train s |")
+        rows.append(
+            (
+                f"{design} ({params / 1000:.0f}k)",
+                ious.mean(),
+                ious_rot.mean(),
+                (ious >= 0.7).mean(),
+                upside,
+                predict_ms(localizer, test_images[0], args.repeats, flush),
+                metrics["steps"],
+                seconds,
+            )
+        )
+    print(
+        "| design (params) | IoU upright | IoU rotated | IoU >= 0.7 | upside-down acc. | predict ms (cold) "
+        "| steps | train s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.2f} | {r[6]} | {r[7]:.0f} |")

@@ -10,6 +10,7 @@ here, so this judges them by what the crops do for identification.
         --arch resnet18 --image-size 96 --boxes /tmp/ds/boxes.csv
     python bench/localizer_real.py --model /tmp/ds-model --data /tmp/ds --seeds 0 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,11 @@ def main(argv=None):
         for name, widths in (("default", WIDTHS), ("first", WIDTHS_V1)):
             localizer, metrics = train_localizer(images, boxes, seed=seed, widths=widths, epochs=15)
             ident.localizer = localizer
-            print(f"seed {seed}, {name} design {'-'.join(map(str, widths))}: synthetic val IoU "
-                  f"{metrics['val_iou_mean']:.3f}", flush=True)
+            print(
+                f"seed {seed}, {name} design {'-'.join(map(str, widths))}: synthetic val IoU "
+                f"{metrics['val_iou_mean']:.3f}",
+                flush=True,
+            )
             real_benchmark({name: ident}, args.views, 0)
 
 

@@ -5,7 +5,8 @@
   queries, so the share of new queries is printed; it is above 10% for small runs).
   The shared crop cache is warmed first, so neither time budget pays for preprocessing;
   the localizer (trained for "ours" only, after its budget) is not counted either.
-* ours: ml.train's default recipe (ArcFace s=16 m=0.3, augmentation warm-up), kNN over the gallery (``ml.gallery``, max cosine per individual),
+* ours: ml.train's default recipe (ArcFace s=16 m=0.3, augmentation warm-up), kNN over the gallery
+  (``ml.gallery``, max cosine per individual),
   ``new_whale`` threshold chosen on the validation queries as training does (``ml.metrics.select_new_threshold``).
 * seed 000: softmax head, Adam lr 0.005 decayed 0.9/epoch, horizontal flips, ranked by the
   classifier's top-5 probabilities (new_whale threshold on the top probability, chosen the same
@@ -19,6 +20,7 @@ Both models are trained by ``ml.train.train`` with ``time_budget_s = --minutes *
     python bench/map_synthetic.py                                   # full: 500 ids, 10 min per model
     python bench/map_synthetic.py --individuals 60 --minutes 2 --arch resnet18 --size 128   # quick
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +67,7 @@ def classifier_rankings(ident, crops):
     tf = EvalTransform(ident.image_size)
     out = []
     for i in range(0, len(crops), 64):
-        x = torch.stack([tf(c) for c in crops[i:i + 64]])
+        x = torch.stack([tf(c) for c in crops[i : i + 64]])
         prob = torch.softmax(ident.model(x).float(), dim=1)
         p, idx = prob.topk(min(5, prob.shape[1]), dim=1)
         out += [[(ident.classes[j], float(s)) for j, s in zip(ii, pp)] for ii, pp in zip(idx.tolist(), p.tolist())]
@@ -105,14 +107,18 @@ def real_benchmark(idents: dict, views: int, seed: int):
     rng = np.random.default_rng(seed)
     queries = [(rephotograph(im, rng), lab) for im, lab in zip(photos, labels) for _ in range(views)]
     chance = float(np.mean([1 / (i + 1) for i in range(5)]) * 5 / len(labels))
-    print(f"real flukes: {len(photos)} individuals, {len(queries)} re-photographed queries "
-          f"(chance MAP@5 ~{chance:.3f})")
+    print(
+        f"real flukes: {len(photos)} individuals, {len(queries)} re-photographed queries (chance MAP@5 ~{chance:.3f})"
+    )
     for name, ident in idents.items():
         # whole photo (box=None) and the pipeline's own localizer, side by side
         for mode in ("whole photo", "localizer"):
+
             def prep(im):
-                return ident.prepare(im, box=None).crop if mode == "localizer" else \
-                    ident.prepare(im, box=_whole(im)).crop
+                return (
+                    ident.prepare(im, box=None).crop if mode == "localizer" else ident.prepare(im, box=_whole(im)).crop
+                )
+
             if mode == "localizer" and ident.localizer is None:
                 continue
             g = ident.embed([prep(im) for im in photos])
@@ -153,15 +159,30 @@ def main(argv=None):
             "seed000": dict(head="softmax", optimizer="adam", lr=0.005, hflip=True, aug_warmup_epochs=0.0),
         }
         idents, results = {}, {}
-        common = dict(csv=str(data / "train.csv"), images_dir=str(data / "images"), boxes_csv=str(data / "boxes.csv"),
-                      arch=args.arch, image_size=args.size, batch_size=args.batch, seed=args.seed,
-                      new_individual_fraction=0.1, cache_dir=str(tmp / "cache"))
+        common = dict(
+            csv=str(data / "train.csv"),
+            images_dir=str(data / "images"),
+            boxes_csv=str(data / "boxes.csv"),
+            arch=args.arch,
+            image_size=args.size,
+            batch_size=args.batch,
+            seed=args.seed,
+            new_individual_fraction=0.1,
+            cache_dir=str(tmp / "cache"),
+        )
         # warm the shared crop/hash cache first so that neither recipe's time budget pays for it
         train(TrainConfig(out_dir=str(tmp / "warmup"), epochs=1, max_steps=1, train_localizer=False, **common))
         for name, kw in recipes.items():
             bar = tqdm(desc=f"train {name}", unit="step")
-            cfg = TrainConfig(out_dir=str(tmp / name), epochs=args.epochs, time_budget_s=args.minutes * 60,
-                              train_localizer=(name == "ours"), localizer_epochs=15, **common, **kw)
+            cfg = TrainConfig(
+                out_dir=str(tmp / name),
+                epochs=args.epochs,
+                time_budget_s=args.minutes * 60,
+                train_localizer=(name == "ours"),
+                localizer_epochs=15,
+                **common,
+                **kw,
+            )
             res = train(cfg, progress=lambda p: bar.update(1) if p.phase == "train" else None)
             bar.close()
             idents[name] = Identifier.load(tmp / name, device="cpu")
@@ -174,18 +195,23 @@ def main(argv=None):
         val = split["val"]
         truth = [v["truth"] for v in val]
         n_new = sum(t == NEW_WHALE for t in truth)
-        print(f"\nsynthetic: {args.individuals} individuals, {len(gallery_imgs)} gallery photos, {len(val)} queries "
-              f"({n_new} new = {n_new / max(1, len(val)):.0%}); {args.arch} {args.size}px, "
-              f"{args.minutes:g} min per model")
+        print(
+            f"\nsynthetic: {args.individuals} individuals, {len(gallery_imgs)} gallery photos, {len(val)} queries "
+            f"({n_new} new = {n_new / max(1, len(val)):.0%}); {args.arch} {args.size}px, "
+            f"{args.minutes:g} min per model"
+        )
         for name, ident in idents.items():
             res = results[name]
             crops_g = [ident.prepare(data / "images" / i, boxes.get(i)).crop for i in gallery_imgs]
             crops_q = [ident.prepare(data / "images" / v["image"], boxes.get(v["image"])).crop for v in val]
-            ranked = knn_rankings(ident, ident.embed(crops_g), [labels_of[i] for i in gallery_imgs],
-                                  ident.embed(crops_q))
+            ranked = knn_rankings(
+                ident, ident.embed(crops_g), [labels_of[i] for i in gallery_imgs], ident.embed(crops_q)
+            )
             m, t, m_plain = with_threshold(ranked, truth)
-            line = (f"  {name:8s} ({res.metrics.steps} steps, {res.metrics.epochs_run} epochs): "
-                    f"kNN MAP@5 {m:.3f} (new_whale at {t:.2f}; without new_whale {m_plain:.3f})")
+            line = (
+                f"  {name:8s} ({res.metrics.steps} steps, {res.metrics.epochs_run} epochs): "
+                f"kNN MAP@5 {m:.3f} (new_whale at {t:.2f}; without new_whale {m_plain:.3f})"
+            )
             if name == "seed000":
                 cr = classifier_rankings(ident, crops_q)
                 mc, tc, _ = with_threshold(cr, truth)

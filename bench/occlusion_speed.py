@@ -1,7 +1,8 @@
 """Time one occlusion map (query vs candidate) with a random-init backbone on this machine.
 
-    python bench/occlusion_speed.py [--arch resnet50] [--size 224] [--grid 6] [--repeats 3]
+python bench/occlusion_speed.py [--arch resnet50] [--size 224] [--grid 6] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def main(argv=None):
         for _ in tqdm(range(args.repeats), desc=f"grid {grid}x{grid}", leave=False):
             occ = occlusion_map(emb, q, c, patch=patch, stride=stride)
             times.append(occ.seconds)
-        print(f"grid {grid}x{grid} (patch {patch}, stride {stride}): {occ.forwards} forwards, "
-              f"median {np.median(times):.2f} s per pair = {np.median(times) / single:.1f}x one forward")
+        print(
+            f"grid {grid}x{grid} (patch {patch}, stride {stride}): {occ.forwards} forwards, "
+            f"median {np.median(times):.2f} s per pair = {np.median(times) / single:.1f}x one forward"
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ synthetic crops each, decoded from ``LocalFeatures.to_bytes`` as the site reads 
 the calibrated fusion. ``suggest`` runs its own shortlist search, so "upload to suggestions" with re-ranking
 is decode + localize+crop + embed + re-rank (the top-5 search line is the cosine-only path).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,18 +87,28 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=101, help="interleaved pairs (a pair takes ~0.1 s idle)")
     ap.add_argument("--image", default=None, help="a JPEG to use (default: a synthetic 1050x700 photo)")
-    ap.add_argument("--full-decode", action="store_true",
-                    help="decode a camera-sized JPEG at full resolution (before: Identifier.open's reduced decode)")
+    ap.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="decode a camera-sized JPEG at full resolution (before: Identifier.open's reduced decode)",
+    )
     ap.add_argument("--upside-down", action="store_true", help="time a photo the localizer finds upside down")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads (0: torch's default, every core); a pipeline worker child gets "
-                         "ml.device.worker_threads(pool size), e.g. 1 for -c 2 on 2 cores")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default, every core); a pipeline worker child gets "
+        "ml.device.worker_threads(pool size), e.g. 1 for -c 2 on 2 cores",
+    )
     ap.add_argument("--hnsw-threshold", type=int, default=HNSW_THRESHOLD)
     ap.add_argument("--no-rerank", dest="rerank", action="store_false", help="leave out the re-rank stage")
     ap.add_argument("--shortlist", type=int, default=50, help="individuals verified with RootSIFT")
     ap.add_argument("--photos-per-id", type=int, default=2, help="stored features per shortlisted individual")
-    ap.add_argument("--cache", default="/tmp/whalesite-bench-gallery",
-                    help="folder for the built gallery (GalleryIndex.save/load), '' to rebuild every run")
+    ap.add_argument(
+        "--cache",
+        default="/tmp/whalesite-bench-gallery",
+        help="folder for the built gallery (GalleryIndex.save/load), '' to rebuild every run",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         set_threads(args.threads)
@@ -150,7 +161,7 @@ def main(argv=None):
         v.clear()
     t_pipe, t_bare = [], []
     for i in tqdm(range(args.repeats), desc="interleaved runs"):
-        for which in ((pipeline, bare) if i % 2 == 0 else (bare, pipeline)):  # alternate the order
+        for which in (pipeline, bare) if i % 2 == 0 else (bare, pipeline):  # alternate the order
             t = time.perf_counter()
             which()
             (t_pipe if which is pipeline else t_bare).append(time.perf_counter() - t)
@@ -159,20 +170,28 @@ def main(argv=None):
     overhead = sum(np.median(stages[k]) for k in ("decode", "localize+crop", "search"))
     assert all(p.upside_down == args.upside_down for p in prepared)
     prepared_scale = ident.open(data[0], short_side=short_side).info["scale"]
-    print(f"{args.arch} {args.size}px, batch {args.batch}, gallery {len(gallery):,} x {args.dim} "
-          f"({'HNSW' if gallery.is_hnsw else 'exact'}, efSearch {gallery.effective_ef_search}), torch threads "
-          f"{torch.get_num_threads()}, {args.repeats} interleaved pairs, "
-          f"{'upside-down' if args.upside_down else 'upright'} photo, decoded at 1/{prepared_scale}")
+    print(
+        f"{args.arch} {args.size}px, batch {args.batch}, gallery {len(gallery):,} x {args.dim} "
+        f"({'HNSW' if gallery.is_hnsw else 'exact'}, efSearch {gallery.effective_ef_search}), torch threads "
+        f"{torch.get_num_threads()}, {args.repeats} interleaved pairs, "
+        f"{'upside-down' if args.upside_down else 'upright'} photo, decoded at 1/{prepared_scale}"
+    )
     print("pipeline stages (median ms): " + ", ".join(f"{k} {np.median(v) * 1000:.1f}" for k, v in stages.items()))
-    print(f"pipeline {p * 1000:.1f} ms vs bare forward {b * 1000:.1f} ms per call: ratio of medians {p / b:.3f}x, "
-          f"median of per-pair ratios {pair:.3f}x [target <= 1.15x: {'OK' if pair <= 1.15 else 'MISS'}]")
-    print(f"non-forward stages (decode + localize+crop + search) {overhead * 1000:.1f} ms = "
-          f"{overhead / b * 100:.1f}% of the bare forward")
+    print(
+        f"pipeline {p * 1000:.1f} ms vs bare forward {b * 1000:.1f} ms per call: ratio of medians {p / b:.3f}x, "
+        f"median of per-pair ratios {pair:.3f}x [target <= 1.15x: {'OK' if pair <= 1.15 else 'MISS'}]"
+    )
+    print(
+        f"non-forward stages (decode + localize+crop + search) {overhead * 1000:.1f} ms = "
+        f"{overhead / b * 100:.1f}% of the bare forward"
+    )
     if rerank is not None:
         fused = sum(np.median(stages[k]) for k in ("decode", "localize+crop", "embed", "re-rank"))
-        print(f"re-rank (RootSIFT extract + shortlist {args.shortlist} x {args.photos_per_id} photos verified + "
-              f"fusion) {np.median(stages['re-rank']) * 1000:.1f} ms; upload to suggestions with re-ranking "
-              f"{fused * 1000:.1f} ms per photo [target <= 2000 ms: {'OK' if fused <= 2.0 else 'MISS'}]")
+        print(
+            f"re-rank (RootSIFT extract + shortlist {args.shortlist} x {args.photos_per_id} photos verified + "
+            f"fusion) {np.median(stages['re-rank']) * 1000:.1f} ms; upload to suggestions with re-ranking "
+            f"{fused * 1000:.1f} ms per photo [target <= 2000 ms: {'OK' if fused <= 2.0 else 'MISS'}]"
+        )
 
 
 def make_reranker(ident, gallery, args):
@@ -188,19 +207,34 @@ def make_reranker(ident, gallery, args):
     for i in range(args.photos_per_id * 4):  # a few distinct crops, cycled over the shortlist
         img, _ = render_photo(100 + i // 2, i % 2, size=(1050, 700))
         stored.append(ident.local_features(ident.prepare(img.convert("L"))).to_bytes())
-    calibration = MatchCalibration({"cos": IsotonicCalibrator([0.0, 1.0], [0.01, 0.99]),
-                                    "inl": IsotonicCalibrator([0.0, 40.0], [0.01, 0.99])},
-                                   Fusion("logistic", {"cos": 1.0, "inl": 1.0}, 0.0), 0.5)
+    calibration = MatchCalibration(
+        {"cos": IsotonicCalibrator([0.0, 1.0], [0.01, 0.99]), "inl": IsotonicCalibrator([0.0, 40.0], [0.01, 0.99])},
+        Fusion("logistic", {"cos": 1.0, "inl": 1.0}, 0.0),
+        0.5,
+    )
 
     def features_for(labels):  # what identification.pipeline.process.stored_features returns
-        return {lab: [(f"{lab}-{j}", LocalFeatures.from_bytes(stored[(n + j) % len(stored)]))
-                      for j in range(args.photos_per_id)] for n, lab in enumerate(labels)}
+        return {
+            lab: [
+                (f"{lab}-{j}", LocalFeatures.from_bytes(stored[(n + j) % len(stored)]))
+                for j in range(args.photos_per_id)
+            ]
+            for n, lab in enumerate(labels)
+        }
 
     def rerank(crop, vector):
-        return suggest(gallery, vector, calibration, ident.local_features(crop), k=args.shortlist + 1,
-                       shortlist=args.shortlist, features_for=features_for)
+        return suggest(
+            gallery,
+            vector,
+            calibration,
+            ident.local_features(crop),
+            k=args.shortlist + 1,
+            shortlist=args.shortlist,
+            features_for=features_for,
+        )
 
     return rerank
+
 
 if __name__ == "__main__":
     main()

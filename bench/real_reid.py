@@ -33,6 +33,7 @@ fine-tuned (last blocks + embedding + ArcFace on cached prefix features, ``--fin
 The table is printed and written with a reliability plot to ``--out``; embeddings, prefix
 features and inlier matrices are cached there (a rerun only recomputes what changed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -120,8 +121,9 @@ def _by_individual(labels, groups, idx) -> dict[str, dict[str, list[int]]]:
     return out
 
 
-def build_part(labels, groups, individuals: list[str], idx_of, rng, new_fraction: float, max_gallery: int,
-               n_queries: int = 2) -> Part:
+def build_part(
+    labels, groups, individuals: list[str], idx_of, rng, new_fraction: float, max_gallery: int, n_queries: int = 2
+) -> Part:
     """Half of each individual's source photos -> gallery (capped), up to ``n_queries`` photos from
     the others -> queries; ``new_fraction`` of the individuals -> queries only, truth ``new_whale``.
     An individual whose photos all share one source photo is a gallery distractor only."""
@@ -149,15 +151,22 @@ def build_part(labels, groups, individuals: list[str], idx_of, rng, new_fraction
     return part
 
 
-def split_open_set(ds: ImageSet, seed: int, train_fraction: float, calib_fraction: float,
-                   new_fraction: float = 0.1, max_gallery: int = 4, max_train_photos: int = 6) -> Split:
+def split_open_set(
+    ds: ImageSet,
+    seed: int,
+    train_fraction: float,
+    calib_fraction: float,
+    new_fraction: float = 0.1,
+    max_gallery: int = 4,
+    max_train_photos: int = 6,
+) -> Split:
     rng = np.random.default_rng(seed)
     idx_of = _by_individual(ds.labels, ds.groups, range(len(ds.labels)))
     ids = sorted(idx_of)
     rng.shuffle(ids)
     n_train = int(round(train_fraction * len(ids)))
     n_calib = int(round(calib_fraction * len(ids)))
-    train_ids, calib_ids, eval_ids = ids[:n_train], ids[n_train:n_train + n_calib], ids[n_train + n_calib:]
+    train_ids, calib_ids, eval_ids = ids[:n_train], ids[n_train : n_train + n_calib], ids[n_train + n_calib :]
     train = [i for ind in train_ids for i in [j for g in idx_of[ind].values() for j in g][:max_train_photos]]
     calib = build_part(ds.labels, ds.groups, calib_ids, idx_of, rng, new_fraction, max_gallery)
     ev = build_part(ds.labels, ds.groups, eval_ids, idx_of, rng, new_fraction, max_gallery)
@@ -169,7 +178,12 @@ def rephotograph(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     from torchvision.transforms.v2 import functional as TF
 
     w, h = img.size
-    box = (rng.uniform(0, 0.12) * w, rng.uniform(0, 0.12) * h, w - rng.uniform(0, 0.12) * w, h - rng.uniform(0, 0.12) * h)
+    box = (
+        rng.uniform(0, 0.12) * w,
+        rng.uniform(0, 0.12) * h,
+        w - rng.uniform(0, 0.12) * w,
+        h - rng.uniform(0, 0.12) * h,
+    )
     im = img.crop(tuple(int(v) for v in box))
     im = im.rotate(float(rng.uniform(-10, 10)), resample=Image.BILINEAR, fillcolor=int(np.asarray(im).mean()))
     cw, ch = im.size
@@ -269,14 +283,26 @@ class Cache:
         return a, t
 
 
-def arcface_train(params_model, forward_features, inputs: np.ndarray, labels: list[str], budget_s: float,
-                  epochs: int, lr: float, desc: str, batch: int = 32, augment=None, groups=None):
+def arcface_train(
+    params_model,
+    forward_features,
+    inputs: np.ndarray,
+    labels: list[str],
+    budget_s: float,
+    epochs: int,
+    lr: float,
+    desc: str,
+    batch: int = 32,
+    augment=None,
+    groups=None,
+):
     """ArcFace (margin warm-up over the first epoch) on ``inputs`` until ``epochs`` or ``budget_s``."""
     classes = sorted(set(labels))
     y = torch.tensor([classes.index(v) for v in labels])
     model = params_model(len(classes))
-    opt = torch.optim.AdamW(groups(model) if groups else [p for p in model.parameters() if p.requires_grad],
-                            lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(
+        groups(model) if groups else [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4
+    )
     t0, steps, done = time.perf_counter(), 0, 0
     n = len(inputs)
     steps_per_epoch = math.ceil(n / batch)
@@ -310,8 +336,12 @@ def arcface_train(params_model, forward_features, inputs: np.ndarray, labels: li
             break
     bar.close()
     model.eval()
-    return model, {"epochs": done, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
-                   "classes": len(classes)}
+    return model, {
+        "epochs": done,
+        "steps": steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "classes": len(classes),
+    }
 
 
 @dataclass
@@ -345,21 +375,36 @@ def scratch_resnet(sets, splits, cache: Cache, budget_s: float, size: int, seed:
         info = blob["info"]
         model.eval()
     else:
-        model, info = arcface_train(build, lambda m, x: m.features(x), rw.crops[train][:, None],
-                                    [rw.labels[i] for i in train], budget_s, epochs=30, lr=2e-3,
-                                    desc="train resnet18 scratch", augment=lambda x: aug.apply_batch(down(x)))
+        model, info = arcface_train(
+            build,
+            lambda m, x: m.features(x),
+            rw.crops[train][:, None],
+            [rw.labels[i] for i in train],
+            budget_s,
+            epochs=30,
+            lr=2e-3,
+            desc="train resnet18 scratch",
+            augment=lambda x: aug.apply_batch(down(x)),
+        )
         torch.save({"n": info["classes"], "state": model.state_dict(), "info": info}, path)
     vectors, dt = {}, 0.0
     for name, ds in sets.items():
-        v, t = cache.get(_cache_key("scratch-emb", key, name, len(ds.crops)),
-                         lambda: run_in_batches(lambda x: model.embed(down(x)), ds.crops, f"embed scratch {name}"))
+        v, t = cache.get(
+            _cache_key("scratch-emb", key, name, len(ds.crops)),
+            lambda: run_in_batches(lambda x: model.embed(down(x)), ds.crops, f"embed scratch {name}"),
+        )
         vectors[name], dt = v, max(dt, t)
-    return Embedder("resnet18 from scratch", vectors, dt,
-                    f"{info['epochs']} epochs / {info['seconds']:.0f} s at {size} px on {info['classes']} whales")
+    return Embedder(
+        "resnet18 from scratch",
+        vectors,
+        dt,
+        f"{info['epochs']} epochs / {info['seconds']:.0f} s at {size} px on {info['classes']} whales",
+    )
 
 
-def backbone_rows(arch: str, sets, splits, cache: Cache, suffix_blocks: int, budget_s: float, epochs: int,
-                  seed: int) -> list[Embedder]:
+def backbone_rows(
+    arch: str, sets, splits, cache: Cache, suffix_blocks: int, budget_s: float, epochs: int, seed: int
+) -> list[Embedder]:
     """Frozen (pooled pretrained features) and fine-tuned (last ``suffix_blocks`` blocks + embedding +
     ArcFace, on cached prefix outputs of the right-whale train crops) rows of one backbone."""
     from ml.backbones import PretrainedFlukeNet, create_encoder
@@ -367,22 +412,33 @@ def backbone_rows(arch: str, sets, splits, cache: Cache, suffix_blocks: int, bud
     enc = create_encoder(arch).eval()
     prefixes, prefix_dt = {}, 0.0
     for name, ds in sets.items():
-        a, t = cache.get(_cache_key("prefix", arch, suffix_blocks, name, len(ds.crops), float(ds.crops[:4].sum())),
-                         lambda: run_in_batches(lambda x: enc.prefix(x, suffix_blocks).half(), ds.crops,
-                                                f"{arch} prefix {name}", batch=16))
+        a, t = cache.get(
+            _cache_key("prefix", arch, suffix_blocks, name, len(ds.crops), float(ds.crops[:4].sum())),
+            lambda: run_in_batches(
+                lambda x: enc.prefix(x, suffix_blocks).half(), ds.crops, f"{arch} prefix {name}", batch=16
+            ),
+        )
         prefixes[name], prefix_dt = a, max(prefix_dt, t)
 
     def suffix_all(fn, tag):
         out, dt = {}, 0.0
         for name, h in prefixes.items():
-            v, t = cache.get(_cache_key(tag, arch, suffix_blocks, name, len(h), float(h[:2].astype(np.float32).sum())),
-                             lambda: run_in_batches(fn, h, f"{arch} {tag} {name}"))
+            v, t = cache.get(
+                _cache_key(tag, arch, suffix_blocks, name, len(h), float(h[:2].astype(np.float32).sum())),
+                lambda: run_in_batches(fn, h, f"{arch} {tag} {name}"),
+            )
             out[name], dt = v, max(dt, t)
         return out, dt
 
     frozen, t_frozen = suffix_all(lambda h: enc.suffix(h[:, 0].float(), suffix_blocks), "frozen")
-    rows = [Embedder(f"{arch} frozen", {k: _normalize(v) for k, v in frozen.items()}, prefix_dt + t_frozen,
-                     "pooled pretrained features, no training")]
+    rows = [
+        Embedder(
+            f"{arch} frozen",
+            {k: _normalize(v) for k, v in frozen.items()},
+            prefix_dt + t_frozen,
+            "pooled pretrained features, no training",
+        )
+    ]
 
     rw = splits["right-whales"]
     train_h = prefixes["right-whales"][rw.train]
@@ -390,14 +446,15 @@ def backbone_rows(arch: str, sets, splits, cache: Cache, suffix_blocks: int, bud
     torch.manual_seed(seed)
 
     def build(n):
-        m = PretrainedFlukeNet(arch, embedding_dim=256, num_classes=n, arcface_s=30.0, arcface_m=0.3,
-                               pretrained=False)
+        m = PretrainedFlukeNet(arch, embedding_dim=256, num_classes=n, arcface_s=30.0, arcface_m=0.3, pretrained=False)
         m.backbone.load_state_dict(enc.state_dict())
         blocks = m.backbone.net._blocks if arch == "efficientnet_lite0" else m.backbone.net.blocks
         for p in m.backbone.parameters():
             p.requires_grad_(False)
-        tail = list(blocks[len(blocks) - suffix_blocks:])
-        tail += [m.backbone.net._conv_head, m.backbone.net._bn1] if arch == "efficientnet_lite0" else [m.backbone.net.norm]
+        tail = list(blocks[len(blocks) - suffix_blocks :])
+        tail += (
+            [m.backbone.net._conv_head, m.backbone.net._bn1] if arch == "efficientnet_lite0" else [m.backbone.net.norm]
+        )
         for mod in tail:
             for p in mod.parameters():
                 p.requires_grad_(True)
@@ -421,13 +478,20 @@ def backbone_rows(arch: str, sets, splits, cache: Cache, suffix_blocks: int, bud
         model.load_state_dict(blob["state"])
         info = blob["info"]
     else:
-        model, info = arcface_train(build, features, train_h, labels, budget_s, epochs=epochs, lr=1e-3,
-                                    desc=f"fine-tune {arch}", groups=groups)
+        model, info = arcface_train(
+            build, features, train_h, labels, budget_s, epochs=epochs, lr=1e-3, desc=f"fine-tune {arch}", groups=groups
+        )
         torch.save({"n": info["classes"], "state": model.state_dict(), "info": info}, path)
     model.eval()
     tuned, t_tuned = suffix_all(lambda h: F.normalize(features(model, h[:, 0].float()), dim=1), f"tuned-{key}")
-    rows.append(Embedder(f"{arch} fine-tuned", tuned, prefix_dt + t_tuned,
-                         f"last {suffix_blocks} blocks + ArcFace, {info['epochs']} epochs / {info['seconds']:.0f} s"))
+    rows.append(
+        Embedder(
+            f"{arch} fine-tuned",
+            tuned,
+            prefix_dt + t_tuned,
+            f"last {suffix_blocks} blocks + ArcFace, {info['epochs']} epochs / {info['seconds']:.0f} s",
+        )
+    )
     return rows
 
 
@@ -566,12 +630,15 @@ def rankings(p: np.ndarray, individuals: list[str], tie: np.ndarray | None = Non
 def fit_matcher(ps: PartScores, matcher: str, k: int, fusion: str = "logistic") -> Fitted:
     if matcher in ("cos", "inl"):
         pairs = pairs_of(ps, matcher)
-        cal = C.MatchCalibration({matcher: C.IsotonicCalibrator.fit(pairs.scores[matcher], pairs.same)},
-                                 C.Fusion("noisy_or"))
+        cal = C.MatchCalibration(
+            {matcher: C.IsotonicCalibrator.fit(pairs.scores[matcher], pairs.same)}, C.Fusion("noisy_or")
+        )
     else:
         cos_pairs, inl_pairs = pairs_of(ps, "cos"), pairs_of(ps, "inl")
-        cals = {"cos": C.IsotonicCalibrator.fit(cos_pairs.scores["cos"], cos_pairs.same),
-                "inl": C.IsotonicCalibrator.fit(inl_pairs.scores["inl"], inl_pairs.same)}
+        cals = {
+            "cos": C.IsotonicCalibrator.fit(cos_pairs.scores["cos"], cos_pairs.same),
+            "inl": C.IsotonicCalibrator.fit(inl_pairs.scores["inl"], inl_pairs.same),
+        }
         cal = C.MatchCalibration(cals, C.Fusion("noisy_or"))
         # fusion weights on both kinds of hardest negatives (what the embedding and what the inliers rank first)
         inl_short = np.where(shortlist_mask(ps.cos, k), ps.inl, 0.0)
@@ -611,8 +678,17 @@ def evaluate(fits_and_parts: list[tuple[Fitted, PartScores]], k: int) -> Result:
         same.append(pairs_of(ps, "rank", values=p).same)
     np_, nr = new_whale_precision_recall(truth, preds)
     pr, sm = np.concatenate(probs), np.concatenate(same)
-    return Result(map_at_k(truth, preds), top_k_accuracy(truth, preds, 1), top_k_accuracy(truth, preds, 5), np_, nr,
-                  len(truth), sum(t == NEW_WHALE for t in truth), C.expected_calibration_error(pr, sm), (pr, sm))
+    return Result(
+        map_at_k(truth, preds),
+        top_k_accuracy(truth, preds, 1),
+        top_k_accuracy(truth, preds, 5),
+        np_,
+        nr,
+        len(truth),
+        sum(t == NEW_WHALE for t in truth),
+        C.expected_calibration_error(pr, sm),
+        (pr, sm),
+    )
 
 
 def _pair_probabilities(p: np.ndarray, ps: PartScores) -> np.ndarray:
@@ -651,8 +727,11 @@ def main(argv=None) -> int:
     ap.add_argument("--lite-suffix-blocks", type=int, default=5)
     ap.add_argument("--dino-suffix-blocks", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--plot-models", default="efficientnet_lite0 frozen,resnet18 from scratch",
-                    help="rows drawn in the reliability plot (comma-separated names)")
+    ap.add_argument(
+        "--plot-models",
+        default="efficientnet_lite0 frozen,resnet18 from scratch",
+        help="rows drawn in the reliability plot (comma-separated names)",
+    )
     ap.add_argument("--max-individuals", type=int, default=0, help="right whales: only the first N (smoke runs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -667,12 +746,22 @@ def main(argv=None) -> int:
     rw_dir = Path(args.real_data) / "right-whales"
     full = [(f, i) for f, i in _read_labels(rw_dir)]
     if args.max_individuals:  # a quick smoke run
-        keep_ids = set(sorted({i for _, i in full})[:args.max_individuals])
+        keep_ids = set(sorted({i for _, i in full})[: args.max_individuals])
         full = [(f, i) for f, i in full if i in keep_ids]
-    probe = ImageSet("right-whales", np.zeros((len(full), 1, 1), np.float32), [i for _, i in full], [f for f, _ in full])
-    sp = split_open_set(probe, args.seed, args.train_fraction, args.calib_fraction, max_gallery=args.max_gallery,
-                        max_train_photos=args.max_train_photos)
-    used = sorted(set(sp.train) | set(sp.calib.gallery) | set(sp.calib.queries) | set(sp.eval.gallery) | set(sp.eval.queries))
+    probe = ImageSet(
+        "right-whales", np.zeros((len(full), 1, 1), np.float32), [i for _, i in full], [f for f, _ in full]
+    )
+    sp = split_open_set(
+        probe,
+        args.seed,
+        args.train_fraction,
+        args.calib_fraction,
+        max_gallery=args.max_gallery,
+        max_train_photos=args.max_train_photos,
+    )
+    used = sorted(
+        set(sp.train) | set(sp.calib.gallery) | set(sp.calib.queries) | set(sp.eval.gallery) | set(sp.eval.queries)
+    )
     remap = {old: new for new, old in enumerate(used)}
     sets["right-whales"] = load_square_set("right-whales", rw_dir, lambda f: f, keep={full[i][0] for i in used})
     assert sets["right-whales"].labels == [full[i][1] for i in used]
@@ -693,21 +782,42 @@ def main(argv=None) -> int:
     if "scratch" in rows:
         embedders.append(scratch_resnet(sets, splits, cache, args.scratch_budget_s, args.scratch_size, args.seed))
     if "efficientnet_lite0" in rows:
-        embedders += backbone_rows("efficientnet_lite0", sets, splits, cache, args.lite_suffix_blocks,
-                                   args.finetune_budget_s, args.finetune_epochs, args.seed)
+        embedders += backbone_rows(
+            "efficientnet_lite0",
+            sets,
+            splits,
+            cache,
+            args.lite_suffix_blocks,
+            args.finetune_budget_s,
+            args.finetune_epochs,
+            args.seed,
+        )
     if "dinov2_s" in rows:
-        embedders += backbone_rows("dinov2_s", sets, splits, cache, args.dino_suffix_blocks,
-                                   args.finetune_budget_s, args.finetune_epochs, args.seed)
+        embedders += backbone_rows(
+            "dinov2_s",
+            sets,
+            splits,
+            cache,
+            args.dino_suffix_blocks,
+            args.finetune_budget_s,
+            args.finetune_epochs,
+            args.seed,
+        )
 
     table, curves = [], {}
     for name, ds in sets.items():
         split = splits[name]
         local = LocalScores(ds, cache)
         folds = split.folds or [(split.calib, split.eval)]
-        mats = [(local.matrix(fit_part, f"{name} fit"), local.matrix(ev_part, f"{name} eval")) for fit_part, ev_part in folds]
+        mats = [
+            (local.matrix(fit_part, f"{name} fit"), local.matrix(ev_part, f"{name} eval"))
+            for fit_part, ev_part in folds
+        ]
         sift_s, match_s = local.seconds()
         n_gallery = len(folds[0][1].gallery)
-        local_parts = [(score_part(ds, fp, None, fm), score_part(ds, ep, None, em)) for (fp, ep), (fm, em) in zip(folds, mats)]
+        local_parts = [
+            (score_part(ds, fp, None, fm), score_part(ds, ep, None, em)) for (fp, ep), (fm, em) in zip(folds, mats)
+        ]
         res = evaluate([(fit_matcher(a, "inl", args.shortlist), b) for a, b in local_parts], args.shortlist)
         table.append((name, "RootSIFT + RANSAC alone", "all gallery", res, 1000 * (sift_s + n_gallery * match_s)))
         if name == "right-whales":
@@ -718,11 +828,20 @@ def main(argv=None) -> int:
             res = evaluate([(fit_matcher(a, "cos", args.shortlist), b) for a, b in parts], args.shortlist)
             ms_emb = 1000 * emb.sec_per_image
             table.append((name, emb.name, "embedding", res, ms_emb))
-            res_f = evaluate([(fit_matcher(a, "fused", args.shortlist, args.fusion), b) for a, b in parts], args.shortlist)
+            res_f = evaluate(
+                [(fit_matcher(a, "fused", args.shortlist, args.fusion), b) for a, b in parts], args.shortlist
+            )
             photos_per_ind = n_gallery / max(1, len(set(ds.labels[i] for i in folds[0][1].gallery)))
             k_photos = min(n_gallery, args.shortlist * photos_per_ind)
-            table.append((name, emb.name, f"fused + RootSIFT top-{args.shortlist}", res_f,
-                          ms_emb + 1000 * (sift_s + k_photos * match_s)))
+            table.append(
+                (
+                    name,
+                    emb.name,
+                    f"fused + RootSIFT top-{args.shortlist}",
+                    res_f,
+                    ms_emb + 1000 * (sift_s + k_photos * match_s),
+                )
+            )
             if name == "right-whales" and emb.name in args.plot_models.split(","):
                 curves[f"{emb.name} cosine"] = res.calib_points
                 curves[f"{emb.name} fused"] = res_f.calib_points
@@ -730,8 +849,9 @@ def main(argv=None) -> int:
     text = render(table, embedders, sizes, args, time.perf_counter() - t_start)
     print(text)
     (out / "real_reid.md").write_text(text)
-    C.reliability_plot(curves, out / "reliability_right_whales.png",
-                       title="Right whales, eval individuals: P(same) vs observed")
+    C.reliability_plot(
+        curves, out / "reliability_right_whales.png", title="Right whales, eval individuals: P(same) vs observed"
+    )
     print(f"wrote {out / 'real_reid.md'} and {out / 'reliability_right_whales.png'}")
     return 0
 
@@ -740,31 +860,53 @@ def describe_splits(sets, splits) -> str:
     lines = ["split sizes (individuals never trained on: calib fits calibration/threshold, eval is reported):"]
     for name, sp in splits.items():
         ds = sets[name]
+
         def ids(idx):
             return len({ds.labels[i] for i in idx})
-        parts = sp.folds and [("fold A", sp.folds[0][0]), ("fold B", sp.folds[0][1])] or [("calib", sp.calib), ("eval", sp.eval)]
+
+        parts = (
+            sp.folds
+            and [("fold A", sp.folds[0][0]), ("fold B", sp.folds[0][1])]
+            or [("calib", sp.calib), ("eval", sp.eval)]
+        )
         desc = [f"train {len(sp.train)} photos / {ids(sp.train)} ids"] if sp.train else []
         for label, p in parts:
             n_new = sum(t == NEW_WHALE for t in p.truth)
-            desc.append(f"{label}: gallery {len(p.gallery)} photos / {ids(p.gallery)} ids, "
-                        f"queries {len(p.queries)} ({n_new} new_whale)")
+            desc.append(
+                f"{label}: gallery {len(p.gallery)} photos / {ids(p.gallery)} ids, "
+                f"queries {len(p.queries)} ({n_new} new_whale)"
+            )
         lines.append(f"  {name}: " + "; ".join(desc))
     return "\n".join(lines)
 
 
 def render(table, embedders, sizes, args, seconds) -> str:
-    head = ("| set | model | matcher | MAP@5 | top-1 | top-5 | new P | new R | ECE | ms/query |\n"
-            "|---|---|---|---|---|---|---|---|---|---|")
-    lines = [f"# Real re-identification benchmark (bench/real_reid.py, seed {args.seed}, {seconds / 60:.1f} min)", "",
-             "```", sizes, "```", "", head]
+    head = (
+        "| set | model | matcher | MAP@5 | top-1 | top-5 | new P | new R | ECE | ms/query |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [
+        f"# Real re-identification benchmark (bench/real_reid.py, seed {args.seed}, {seconds / 60:.1f} min)",
+        "",
+        "```",
+        sizes,
+        "```",
+        "",
+        head,
+    ]
     for name, model, matcher, r, ms in table:
-        lines.append(f"| {name} | {model} | {matcher} | {r.map5:.3f} | {r.top1:.3f} | {r.top5:.3f} | "
-                     f"{r.new_precision:.2f} | {r.new_recall:.2f} | {r.ece:.3f} | {ms:.0f} |")
+        lines.append(
+            f"| {name} | {model} | {matcher} | {r.map5:.3f} | {r.top1:.3f} | {r.top5:.3f} | "
+            f"{r.new_precision:.2f} | {r.new_recall:.2f} | {r.ece:.3f} | {ms:.0f} |"
+        )
     lines += ["", "Rows:"] + [f"- {e.name}: {e.note}" for e in embedders]
-    lines += ["", "ms/query: embedding forward per image on this CPU (+ SIFT extraction and the measured mean time "
-              "of one RootSIFT match times the gallery photos verified). new P/R: precision and recall of "
-              "'new individual' ranked first, threshold on the calibrated P tuned on calib individuals. "
-              "ECE: on eval positive and hardest-negative pairs."]
+    lines += [
+        "",
+        "ms/query: embedding forward per image on this CPU (+ SIFT extraction and the measured mean time "
+        "of one RootSIFT match times the gallery photos verified). new P/R: precision and recall of "
+        "'new individual' ranked first, threshold on the calibrated P tuned on calib individuals. "
+        "ECE: on eval positive and hardest-negative pairs.",
+    ]
     return "\n".join(lines) + "\n"
 
 

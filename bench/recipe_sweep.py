@@ -9,6 +9,7 @@ augmentation from step one is what chose ``ml.train``'s defaults.
     python bench/recipe_sweep.py                                  # 40 whales x 8 photos, 96 px, 22 epochs
     python bench/recipe_sweep.py --recipes seed000_aug,light --epochs 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ RECIPES = {  # every recipe names all the knobs it compares, so changing ml.trai
     "light_aug": dict(arcface_s=30.0, arcface_m=0.5, **LIGHT_AUG),
     "light_aug_grid": dict(arcface_s=30.0, arcface_m=0.5, pooling="grid", **LIGHT_AUG),
     "s16_m03": dict(arcface_s=16.0, arcface_m=0.3, **SEED000_AUG),
-    "s16_m03_warmup10": dict(arcface_s=16.0, arcface_m=0.3, rotation=20.0, zoom=0.2, shift=0.2,
-                             aug_warmup_epochs=10.0, aug_start=0.25),
+    "s16_m03_warmup10": dict(
+        arcface_s=16.0, arcface_m=0.3, rotation=20.0, zoom=0.2, shift=0.2, aug_warmup_epochs=10.0, aug_start=0.25
+    ),
     "s16_m03_light": dict(arcface_s=16.0, arcface_m=0.3, **LIGHT_AUG),
 }
 
@@ -51,8 +53,9 @@ def jitter(box: Box, rng: np.random.Generator, width: int, height: int) -> Box:
     s = rng.uniform(0.85, 1.15)
     cx = (box.x0 + box.x1) / 2 + rng.uniform(-0.1, 0.1) * bw
     cy = (box.y0 + box.y1) / 2 + rng.uniform(-0.1, 0.1) * bh
-    return Box(max(0.0, cx - s * bw / 2), max(0.0, cy - s * bh / 2), min(width, cx + s * bw / 2),
-               min(height, cy + s * bh / 2))
+    return Box(
+        max(0.0, cx - s * bw / 2), max(0.0, cy - s * bh / 2), min(width, cx + s * bw / 2), min(height, cy + s * bh / 2)
+    )
 
 
 def top5(gallery: np.ndarray, labels: list[str], query: np.ndarray) -> list[str]:
@@ -109,21 +112,35 @@ def main(argv=None):
     data = tmp / "data"
     generate_dataset(str(data), args.individuals, args.photos, seed=args.seed)
     csv, images, boxes = data / "train.csv", data / "images", data / "boxes.csv"
-    print(f"{args.individuals} whales x {args.photos} photos, {args.arch} {args.size} px, {args.epochs} epochs, "
-          f"same split for every recipe (ml.train seed 0); data in {tmp}")
+    print(
+        f"{args.individuals} whales x {args.photos} photos, {args.arch} {args.size} px, {args.epochs} epochs, "
+        f"same split for every recipe (ml.train seed 0); data in {tmp}"
+    )
     print(f"{'recipe':22s} {'time':>6s}  {'true boxes':>10s} {'jittered':>9s}   {'pixel kNN true / jittered':>26s}")
     for name in names:
-        config = TrainConfig(csv=str(csv), images_dir=str(images), boxes_csv=str(boxes), out_dir=str(tmp / name),
-                             arch=args.arch, image_size=args.size, epochs=args.epochs, num_workers=0,
-                             train_localizer=False, cache_dir=str(tmp / "cache"), progress_bar=False,
-                             **RECIPES[name])
+        config = TrainConfig(
+            csv=str(csv),
+            images_dir=str(images),
+            boxes_csv=str(boxes),
+            out_dir=str(tmp / name),
+            arch=args.arch,
+            image_size=args.size,
+            epochs=args.epochs,
+            num_workers=0,
+            train_localizer=False,
+            cache_dir=str(tmp / "cache"),
+            progress_bar=False,
+            **RECIPES[name],
+        )
         t = time.perf_counter()
         train(config)
         elapsed = time.perf_counter() - t
         true_model, true_knn = known_map5(tmp / name, csv, images, boxes, jittered=False)
         jit_model, jit_knn = known_map5(tmp / name, csv, images, boxes, jittered=True)
-        print(f"{name:22s} {elapsed:5.0f}s  {true_model:10.3f} {jit_model:9.3f}   {true_knn:12.3f} / {jit_knn:.3f}",
-              flush=True)
+        print(
+            f"{name:22s} {elapsed:5.0f}s  {true_model:10.3f} {jit_model:9.3f}   {true_knn:12.3f} / {jit_knn:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

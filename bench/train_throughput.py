@@ -18,6 +18,7 @@ in-memory crops on the CPU, see ``ml.data.default_loader_workers``) there is no 
 ``--trainable-blocks`` (pretrained archs; default: the default recipe's, 0 = frozen encoder, ``all``) applies to
 both loops; the from-scratch ResNets always train whole.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,9 @@ def main(argv=None):
 def measure(args, arch: str, tmp: Path) -> str:
     """Interleave ml.train's steps with the bare loop's for ``arch``; the result row."""
     steps_needed = args.warmup + args.steps
-    bare = BareLoop(arch, args.size, args.batch, min(steps_needed, 8), args.individuals, args.head, 0.005,
-                    args.trainable_blocks)
+    bare = BareLoop(
+        arch, args.size, args.batch, min(steps_needed, 8), args.individuals, args.head, 0.005, args.trainable_blocks
+    )
     ours: list[float] = []
     last = {"end": None, "epoch": None}
     bar = tqdm(total=steps_needed, desc=f"{arch}: interleaved steps", leave=False)
@@ -106,27 +108,42 @@ def measure(args, arch: str, tmp: Path) -> str:
         last["epoch"] = p.epoch
         last["end"] = time.perf_counter()
 
-    cfg = TrainConfig(csv=str(tmp / "synth" / "train.csv"), images_dir=str(tmp / "synth" / "images"),
-                      out_dir=str(tmp / f"model-{arch}"), boxes_csv=str(tmp / "synth" / "boxes.csv"), arch=arch,
-                      image_size=args.size, head=args.head, epochs=1000, batch_size=args.batch,
-                      max_steps=steps_needed + 1, train_localizer=False, oversample_to=8, device="cpu",
-                      num_workers=args.workers, trainable_blocks=args.trainable_blocks, calibrate=False,
-                      cache_dir=str(tmp / "cache"))
+    cfg = TrainConfig(
+        csv=str(tmp / "synth" / "train.csv"),
+        images_dir=str(tmp / "synth" / "images"),
+        out_dir=str(tmp / f"model-{arch}"),
+        boxes_csv=str(tmp / "synth" / "boxes.csv"),
+        arch=arch,
+        image_size=args.size,
+        head=args.head,
+        epochs=1000,
+        batch_size=args.batch,
+        max_steps=steps_needed + 1,
+        train_localizer=False,
+        oversample_to=8,
+        device="cpu",
+        num_workers=args.workers,
+        trainable_blocks=args.trainable_blocks,
+        calibrate=False,
+        cache_dir=str(tmp / "cache"),
+    )
     train(cfg, progress=progress)
     bar.close()
     from ml.data import default_loader_workers
 
     workers = args.workers if args.workers is not None else default_loader_workers(True, "cpu")
-    ours_t = ours[max(0, args.warmup - 1):]
-    bare_t = bare.times[args.warmup:]
+    ours_t = ours[max(0, args.warmup - 1) :]
+    bare_t = bare.times[args.warmup :]
     if not ours_t:
         raise SystemExit("ml.train ran too few steps within an epoch; use more --individuals")
     o, b = args.batch / float(np.median(ours_t)), args.batch / float(np.median(bare_t))
     frozen = "" if arch.startswith("resnet") else f", trainable_blocks {args.trainable_blocks}"
-    return (f"{arch} {args.size}px batch {args.batch}{frozen}, {len(ours_t)} / {len(bare_t)} timed steps "
-            f"(interleaved), torch threads {torch.get_num_threads()}, ml.train loader workers {workers}: "
-            f"ml.train step median {np.median(ours_t) * 1000:.0f} ms, bare {np.median(bare_t) * 1000:.0f} ms; "
-            f"{o:.2f} img/s vs {b:.2f} img/s: ratio {o / b:.3f}x [target >= 0.8x: {'OK' if o / b >= 0.8 else 'MISS'}]")
+    return (
+        f"{arch} {args.size}px batch {args.batch}{frozen}, {len(ours_t)} / {len(bare_t)} timed steps "
+        f"(interleaved), torch threads {torch.get_num_threads()}, ml.train loader workers {workers}: "
+        f"ml.train step median {np.median(ours_t) * 1000:.0f} ms, bare {np.median(bare_t) * 1000:.0f} ms; "
+        f"{o:.2f} img/s vs {b:.2f} img/s: ratio {o / b:.3f}x [target >= 0.8x: {'OK' if o / b >= 0.8 else 'MISS'}]"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ DATABASE_URL / CELERY_BROKER_URL (and DJANGO_SETTINGS_MODULE) to measure Postgre
 
     python bench/upload_latency.py [--n 20] [--var-dir /tmp/whalesite-bench]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,10 @@ def main() -> None:
 
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     broker = str(settings.CELERY_BROKER_URL).split("://", 1)[0]
-    print(f"settings {os.environ['DJANGO_SETTINGS_MODULE']}: database {db}, broker {broker}, "
-          f"var {settings.VAR_DIR}, {os.cpu_count()} CPU(s)")
+    print(
+        f"settings {os.environ['DJANGO_SETTINGS_MODULE']}: database {db}, broker {broker}, "
+        f"var {settings.VAR_DIR}, {os.cpu_count()} CPU(s)"
+    )
     call_command("migrate", interactive=False, verbosity=0)
     ensure_broker_folders()
     if not ModelVersion.objects.active().exists():
@@ -70,9 +73,29 @@ def main() -> None:
 
     log_path = Path(settings.VAR_DIR) / "bench-worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "-Q", f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}",
-         "-c", "1", "--pool=solo", "--without-gossip", "--without-mingle", "-l", "WARNING", "-n", "bench@%h"],
-        cwd=REPO, env=dict(os.environ), stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "whalesite",
+            "worker",
+            "-Q",
+            f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}",
+            "-c",
+            "1",
+            "--pool=solo",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+            "-n",
+            "bench@%h",
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
     )
     try:
         # warm-up: the first task loads torch, the model and the gallery (reported separately)
@@ -81,11 +104,16 @@ def main() -> None:
         for i in tqdm(range(args.n + 1), desc="upload -> suggestions", unit="photo"):
             src = uploads[i % len(uploads)]
             buf = io.BytesIO()  # distinct bytes every time, so no upload is an exact duplicate
-            Image.open(src).convert("RGB").save(buf, "JPEG", quality=70 + (i * 7 + int(stamp)) % 28,
-                                                comment=f"bench {stamp} {i}".encode())
+            Image.open(src).convert("RGB").save(
+                buf, "JPEG", quality=70 + (i * 7 + int(stamp)) % 28, comment=f"bench {stamp} {i}".encode()
+            )
             t0 = time.perf_counter()
-            out = submit_sighting(user=user, species=species, observed_at=timezone.now(),
-                                  files=[SimpleUploadedFile(f"bench-{stamp}-{i}.jpg", buf.getvalue(), "image/jpeg")])
+            out = submit_sighting(
+                user=user,
+                species=species,
+                observed_at=timezone.now(),
+                files=[SimpleUploadedFile(f"bench-{stamp}-{i}.jpg", buf.getvalue(), "image/jpeg")],
+            )
             photo = out.accepted[0]
             while True:
                 status = Photo.objects.filter(pk=photo.pk).values_list("status", flat=True).get()
@@ -110,11 +138,15 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
     q = statistics.quantiles(times, n=10)
-    print(f"model {version.name} ({version.metrics.get('arch')} {version.metrics.get('image_size')} px), "
-          f"gallery {Photo.objects.in_gallery().count()} photos")
+    print(
+        f"model {version.name} ({version.metrics.get('arch')} {version.metrics.get('image_size')} px), "
+        f"gallery {Photo.objects.in_gallery().count()} photos"
+    )
     print(f"first photo (worker cold: torch, model, gallery): {cold:.2f} s")
-    print(f"upload -> suggestions over {len(times)} photos: median {statistics.median(times):.3f} s, "
-          f"p90 {q[8]:.3f} s, min {min(times):.3f} s, max {max(times):.3f} s (poll interval 0.02 s)")
+    print(
+        f"upload -> suggestions over {len(times)} photos: median {statistics.median(times):.3f} s, "
+        f"p90 {q[8]:.3f} s, min {min(times):.3f} s, max {max(times):.3f} s (poll interval 0.02 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ are in the database; anything else is *lost*. No worker is needed: photos stay U
 ``--files 20 --file-kb 25000 --n 1`` is the maximal upload of issue 13 (now refused with 413 above
 MAX_REQUEST_BYTES, before the body is read).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,12 @@ def multipart(fields: dict, files: list[tuple[str, bytes]]) -> tuple[bytes, str]
     for name, value in fields.items():
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for filename, data in files:
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="{filename}"\r\n'
-                     f"Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="{filename}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -89,8 +94,9 @@ class Session:
 
     def login(self, email: str) -> None:
         self.request("/accounts/login/")
-        body = urllib.parse.urlencode({"username": email, "password": PASSWORD,
-                                       "csrfmiddlewaretoken": self.csrf()}).encode()
+        body = urllib.parse.urlencode(
+            {"username": email, "password": PASSWORD, "csrfmiddlewaretoken": self.csrf()}
+        ).encode()
         status, _, _ = self.request("/accounts/login/", body, "application/x-www-form-urlencoded")
         if status != 302:
             raise SystemExit(f"login failed for {email}: HTTP {status}")
@@ -164,9 +170,20 @@ def main() -> None:
 
     port = free_port()
     gunicorn = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "whalesite.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(args.workers), "--timeout", "300", "--log-level", "warning"],
-        cwd=REPO, env=dict(os.environ),
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "whalesite.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -187,8 +204,12 @@ def main() -> None:
         def one(n: int):
             session = sessions[n % len(sessions)]
             session.request("/submit/")
-            fields = {"species": species_id, "observed_date": "2024-07-01", "observed_time": "14:30",
-                      "csrfmiddlewaretoken": session.csrf()}
+            fields = {
+                "species": species_id,
+                "observed_date": "2024-07-01",
+                "observed_time": "14:30",
+                "csrfmiddlewaretoken": session.csrf(),
+            }
             body, ctype = multipart(fields, [(f"load-{n}-{f}.jpg", d) for f, d in enumerate(photos[n])])
             start = time.perf_counter()
             try:
@@ -212,8 +233,10 @@ def main() -> None:
     lost = [r for r in results if r[1] != "saved"]
     times = sorted(r[2] for r in results)
     p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-    print(f"{args.n} uploads of {args.files} x ~{args.file_kb} kB, {args.concurrency} concurrent, "
-          f"{args.workers} gunicorn workers, {wall:.1f} s")
+    print(
+        f"{args.n} uploads of {args.files} x ~{args.file_kb} kB, {args.concurrency} concurrent, "
+        f"{args.workers} gunicorn workers, {wall:.1f} s"
+    )
     print(f"saved {len(saved)}, lost {len(lost)}; photos stored {stored} of {len(saved) * args.files} expected")
     print(f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s")
     if lost:

@@ -15,6 +15,7 @@ as an admin's retrain beside the pipeline worker on a one-machine site.
 
     python bench/worker_threads.py [--photos 30] [--arch resnet50] [--image PHOTO.jpg]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,12 +57,14 @@ def pipeline_process(threads, photos, arch, image, barrier, results):
     localizer = Localizer(conf_threshold=0.0)
     with torch.no_grad():
         localizer.net.upside.bias.fill_(-10.0)  # "upright", as a trained localizer says for most photos
-    ident = Identifier(model, [str(i) for i in range(10)], 0.5, 224, "bench", torch.device("cpu"),
-                       localizer=localizer)
+    ident = Identifier(model, [str(i) for i in range(10)], 0.5, 224, "bench", torch.device("cpu"), localizer=localizer)
     rng = np.random.default_rng(0)
     gallery = GalleryIndex(512)
-    gallery.add([str(i) for i in range(10_000)], [str(i % 2000) for i in range(10_000)],
-                rng.standard_normal((10_000, 512)).astype(np.float32))
+    gallery.add(
+        [str(i) for i in range(10_000)],
+        [str(i % 2000) for i in range(10_000)],
+        rng.standard_normal((10_000, 512)).astype(np.float32),
+    )
     data = _photo(image)
 
     def one():
@@ -118,8 +121,10 @@ def run(config, args):
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     barrier = ctx.Barrier(procs + (1 if neighbour else 0))
-    children = [ctx.Process(target=pipeline_process, args=(threads, args.photos, args.arch, args.image, barrier,
-                                                            results)) for _ in range(procs)]
+    children = [
+        ctx.Process(target=pipeline_process, args=(threads, args.photos, args.arch, args.image, barrier, results))
+        for _ in range(procs)
+    ]
     if neighbour:
         children.append(ctx.Process(target=training_process, args=(threads, args.train_seconds, barrier, results)))
     for c in children:
@@ -146,8 +151,12 @@ def main(argv=None):
     ap.add_argument("--photos", type=int, default=30, help="photos per pipeline process")
     ap.add_argument("--arch", default="resnet50")
     ap.add_argument("--image", default=None, help="a JPEG (default: a synthetic 1050x700 photo)")
-    ap.add_argument("--train-seconds", type=float, default=None,
-                    help="how long the training neighbour runs (default: about as long as the pipeline)")
+    ap.add_argument(
+        "--train-seconds",
+        type=float,
+        default=None,
+        help="how long the training neighbour runs (default: about as long as the pipeline)",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from tqdm import tqdm
@@ -172,20 +181,30 @@ def main(argv=None):
     rows = []
     for config in tqdm(configs, desc="configurations"):
         rows.append((config, run(config, args)))
-    print(f"{args.arch} 224 px, {args.photos} photos per process, {cores} cores; "
-          f"ml.device.worker_threads: {single} for one child, {split} each for two")
-    print(f"{'processes':>9} {'threads':>7} {'OMP_WAIT_POLICY':>15} {'neighbour':>9} {'photos/s':>8} "
-          f"{'median ms':>9} {'train steps/s':>13}")
+    print(
+        f"{args.arch} 224 px, {args.photos} photos per process, {cores} cores; "
+        f"ml.device.worker_threads: {single} for one child, {split} each for two"
+    )
+    print(
+        f"{'processes':>9} {'threads':>7} {'OMP_WAIT_POLICY':>15} {'neighbour':>9} {'photos/s':>8} "
+        f"{'median ms':>9} {'train steps/s':>13}"
+    )
     for (procs, threads, policy, neighbour), r in rows:
-        print(f"{procs:>9} {threads:>7} {policy or 'default':>15} {'training' if neighbour else '-':>9} "
-              f"{r['photos_s']:>8.2f} {r['latency_ms']:>9.0f} {r.get('train_steps_s', float('nan')):>13.2f}")
+        print(
+            f"{procs:>9} {threads:>7} {policy or 'default':>15} {'training' if neighbour else '-':>9} "
+            f"{r['photos_s']:>8.2f} {r['latency_ms']:>9.0f} {r.get('train_steps_s', float('nan')):>13.2f}"
+        )
     base = {(p, t, pol, n): r for (p, t, pol, n), r in rows}
     two_default, two_split = base[(2, cores, "", False)], base[(2, split, "", False)]
-    print(f"two children: worker_threads gives {two_split['photos_s'] / two_default['photos_s']:.1f}x the photos/s "
-          f"of torch's default")
+    print(
+        f"two children: worker_threads gives {two_split['photos_s'] / two_default['photos_s']:.1f}x the photos/s "
+        f"of torch's default"
+    )
     nb_default, nb_split = base[(1, cores, "", True)], base[(1, split, "", True)]
-    print(f"beside a retrain: pipeline photos/s {nb_split['photos_s'] / nb_default['photos_s']:.1f}x, "
-          f"training steps/s {nb_split['train_steps_s'] / nb_default['train_steps_s']:.1f}x with worker_threads")
+    print(
+        f"beside a retrain: pipeline photos/s {nb_split['photos_s'] / nb_default['photos_s']:.1f}x, "
+        f"training steps/s {nb_split['train_steps_s'] / nb_default['train_steps_s']:.1f}x with worker_threads"
+    )
 
 
 if __name__ == "__main__":

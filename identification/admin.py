@@ -4,6 +4,7 @@ The moderation workflow lives in the site's own pages; the admin is for looking 
 fixing data. Audit rows (decisions) and what the workers write (embeddings, suggestions, run
 progress) are read-only here.
 """
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
@@ -49,14 +50,34 @@ class IndividualAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "is_active", "gallery_ready", "map5", "new_threshold", "created_at", "promoted_at",
-                    "promoted_by")
+    list_display = (
+        "name",
+        "is_active",
+        "gallery_ready",
+        "map5",
+        "new_threshold",
+        "created_at",
+        "promoted_at",
+        "promoted_by",
+    )
     list_filter = ("is_active", "gallery_ready", "created_at")
     search_fields = ("name", "artifact_dir")
     list_select_related = ("promoted_by",)
     # promotion re-embeds the gallery first: use the dashboard (services.promote_model_version), not a checkbox
-    readonly_fields = ("name", "artifact_dir", "config", "metrics", "history", "training_snapshot", "new_threshold",
-                       "is_active", "gallery_ready", "created_at", "promoted_at", "promoted_by")
+    readonly_fields = (
+        "name",
+        "artifact_dir",
+        "config",
+        "metrics",
+        "history",
+        "training_snapshot",
+        "new_threshold",
+        "is_active",
+        "gallery_ready",
+        "created_at",
+        "promoted_at",
+        "promoted_by",
+    )
 
     @admin.display(description="MAP@5")
     def map5(self, obj):
@@ -107,8 +128,16 @@ class SuggestionAdmin(admin.ModelAdmin):
 class DecisionAdmin(admin.ModelAdmin):
     """The audit log: never edited or deleted here."""
 
-    list_display = ("created_at", "action", "photo", "individual", "reject_reason", "moderator", "model_version",
-                    "undone_at")
+    list_display = (
+        "created_at",
+        "action",
+        "photo",
+        "individual",
+        "reject_reason",
+        "moderator",
+        "model_version",
+        "undone_at",
+    )
     list_filter = ("action", "reject_reason", ("undone_at", admin.EmptyFieldListFilter), "created_at")
     search_fields = ("moderator__email", "individual__catalogue_id", "photo__id")
     list_select_related = ("photo", "individual", "moderator", "model_version")
@@ -150,14 +179,34 @@ class TrainingExampleAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "options_summary", "started_by", "created_at", "started_at", "finished_at",
-                    "model_version", "cancel_requested")
+    list_display = (
+        "id",
+        "status",
+        "options_summary",
+        "started_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "model_version",
+        "cancel_requested",
+    )
     list_filter = ("status", "cancel_requested", "created_at")
     search_fields = ("id", "error", "started_by__email", "model_version__name")
     list_select_related = ("started_by", "model_version")
     # runs are started and cancelled from the dashboard (services), which queue the task
-    readonly_fields = ("status", "options", "progress", "log_tail", "metrics", "error", "started_by", "model_version",
-                       "created_at", "started_at", "finished_at")
+    readonly_fields = (
+        "status",
+        "options",
+        "progress",
+        "log_tail",
+        "metrics",
+        "error",
+        "started_by",
+        "model_version",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
     exclude = ("log",)
 
     @admin.display(description="options")

@@ -1,5 +1,6 @@
 """Errors the site treats as transient: a database, broker or S3 connection that failed. Tasks retry
 only these (with backoff); the pipeline lets them through instead of failing the photo."""
+
 from __future__ import annotations
 
 from django.db import InterfaceError, OperationalError

@@ -15,7 +15,9 @@ class ReviewFilterForm(forms.Form):
     lon_max = forms.FloatField(required=False, min_value=-180, max_value=180, label="Lon ≤")
     score_min = forms.FloatField(required=False, label="Top-1 score ≥")
     score_max = forms.FloatField(required=False, label="Top-1 score ≤")
-    order = forms.ChoiceField(required=False, choices=[("oldest", "Oldest first"), ("confident", "Most confident first")])
+    order = forms.ChoiceField(
+        required=False, choices=[("oldest", "Oldest first"), ("confident", "Most confident first")]
+    )
 
     def active_count(self) -> int:
         """How many filters narrow the queue (the order only sorts it)."""
@@ -31,8 +33,11 @@ class ReviewFilterForm(forms.Form):
         if c.get("species"):
             queryset = queryset.filter(sighting__species=c["species"])
         queryset = queryset.observed_between(c.get("date_from"), c.get("date_to")).in_region(
-            place=c.get("place", ""), lat_min=c.get("lat_min"), lat_max=c.get("lat_max"),
-            lon_min=c.get("lon_min"), lon_max=c.get("lon_max"),
+            place=c.get("place", ""),
+            lat_min=c.get("lat_min"),
+            lat_max=c.get("lat_max"),
+            lon_min=c.get("lon_min"),
+            lon_max=c.get("lon_max"),
         )
         if c.get("score_min") is not None:
             queryset = queryset.filter(top_score__gte=c["score_min"])
@@ -84,10 +89,15 @@ class TrainingForm(forms.Form):
     epochs = forms.IntegerField(min_value=1, max_value=defaults.MAX_EPOCHS, initial=defaults.FORM_EPOCHS)
     arch = forms.ChoiceField(label="Architecture", choices=defaults.ARCH_CHOICES, initial=defaults.FORM_ARCH)
     image_size = forms.TypedChoiceField(
-        label="Image size", coerce=int, initial=defaults.FORM_IMAGE_SIZE, choices=defaults.IMAGE_SIZE_CHOICES,
+        label="Image size",
+        coerce=int,
+        initial=defaults.FORM_IMAGE_SIZE,
+        choices=defaults.IMAGE_SIZE_CHOICES,
     )
     fine_tune = forms.BooleanField(
-        required=False, initial=True, label="Fine-tune from the active model",
+        required=False,
+        initial=True,
+        label="Fine-tune from the active model",
         help_text="Unchecked: train from the backbone's initial weights.",
     )
 

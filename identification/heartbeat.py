@@ -1,6 +1,7 @@
 """A daemon thread that calls ``beat()`` every ``interval`` seconds while a block of work runs: the
 training run's ``heartbeat_at`` and the photo's processing lease are kept this way, so a long step with
 no progress callbacks still reads as alive, while a killed process simply goes silent."""
+
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,7 @@
 """The one seam through which site code queues Celery work: by task name, so that nothing imports
 ``identification.tasks`` (the tasks import the domain code, never the reverse). Routes and queues are
 named in ``whalesite.celery`` only; the names below are the tasks' registered names."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,7 @@ def try_send(task_name: str, *args, **kwargs) -> bool:
     try:
         send(task_name, *args, **kwargs)
     except TRANSIENT_ERRORS as exc:
-        log.warning("could not queue %s%r, the broker is unreachable: %s: %s", task_name, args,
-                    type(exc).__name__, exc)
+        log.warning("could not queue %s%r, the broker is unreachable: %s: %s", task_name, args, type(exc).__name__, exc)
         return False
     return True
 
@@ -52,8 +52,9 @@ def enqueue_later(task_name: str, *args, countdown: float) -> None:
         try:
             app.signature(task_name, args=args).apply_async(countdown=countdown)
         except TRANSIENT_ERRORS as exc:
-            log.warning("could not queue %s%r, the broker is unreachable: %s: %s", task_name, args,
-                        type(exc).__name__, exc)
+            log.warning(
+                "could not queue %s%r, the broker is unreachable: %s: %s", task_name, args, type(exc).__name__, exc
+            )
 
     transaction.on_commit(after_commit)
 

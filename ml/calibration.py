@@ -10,12 +10,13 @@ fused (noisy-or, or a logistic on their log-odds fitted on the same pairs), the 
 by the fused probability, and "new individual" goes first when the best probability is below a
 threshold tuned on validation individuals too. Everything serialises to JSON for the model folder.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class IsotonicCalibrator:
     ps: list[float] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, scores: Sequence[float], same: Sequence[bool]) -> "IsotonicCalibrator":
+    def fit(cls, scores: Sequence[float] | np.ndarray, same: Sequence[bool] | np.ndarray) -> IsotonicCalibrator:
         s = np.asarray(scores, dtype=np.float64)
         y = np.asarray(same, dtype=np.float64)
         if len(s) == 0 or len(s) != len(y):
@@ -77,7 +78,7 @@ class IsotonicCalibrator:
         return {"xs": self.xs, "ps": self.ps}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "IsotonicCalibrator":
+    def from_dict(cls, d: Mapping) -> IsotonicCalibrator:
         return cls(list(map(float, d["xs"])), list(map(float, d["ps"])))
 
 
@@ -90,18 +91,18 @@ class Pairs:
     same: np.ndarray  # bool
 
 
-def hardest_pairs(per_query: Sequence[Mapping[str, Mapping[str, float]]], truth: Sequence[str],
-                  rank_by: str) -> Pairs:
+def hardest_pairs(per_query: Sequence[Mapping[str, Mapping[str, float]]], truth: Sequence[str], rank_by: str) -> Pairs:
     """Positive and hardest-negative pairs. ``per_query[i][matcher][label]`` is query i's score for
     one individual (best over its photos); the hardest negative is the wrong individual that
     ``rank_by`` scores highest. Queries of new individuals give a hardest negative only."""
     matchers = list(per_query[0]) if per_query else [rank_by]
-    out = {m: [] for m in matchers}
+    out: dict[str, list[float]] = {m: [] for m in matchers}
     same: list[bool] = []
     for scores, t in zip(per_query, truth):
         wrong = [lab for lab in scores[rank_by] if lab != t]
-        picks = ([(t, True)] if t in scores[rank_by] else []) + \
-                ([(max(wrong, key=scores[rank_by].get), False)] if wrong else [])
+        picks = ([(t, True)] if t in scores[rank_by] else []) + (
+            [(max(wrong, key=lambda lab: scores[rank_by][lab]), False)] if wrong else []
+        )
         for label, is_same in picks:
             for m in matchers:
                 out[m].append(float(scores[m].get(label, 0.0)))
@@ -139,8 +140,9 @@ class Fusion:
         raise ValueError(f"unknown fusion {self.method!r}: 'noisy_or' or 'logistic'")
 
     @classmethod
-    def fit_logistic(cls, probs: Mapping[str, np.ndarray], same: np.ndarray, l2: float = 1e-2,
-                     steps: int = 50) -> "Fusion":
+    def fit_logistic(
+        cls, probs: Mapping[str, np.ndarray], same: np.ndarray, l2: float = 1e-2, steps: int = 50
+    ) -> Fusion:
         """Newton's method on the L2-regularised log-loss (a handful of features: exact and fast)."""
         names = list(probs)
         x = np.stack([_logit(np.asarray(probs[m], dtype=np.float64)) for m in names], axis=1)
@@ -170,17 +172,18 @@ class MatchCalibration:
     new_threshold: float = 0.5
     info: dict = field(default_factory=dict)  # how it was fitted (pairs, individuals, ECE ...)
 
-    def probabilities(self, scores: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+    def probabilities(self, scores: Mapping[str, Sequence[float] | np.ndarray]) -> dict[str, np.ndarray]:
         return {m: self.calibrators[m](scores[m]) for m in self.calibrators if m in scores}
 
-    def fused(self, scores: Mapping[str, Sequence[float]]) -> np.ndarray:
+    def fused(self, scores: Mapping[str, Sequence[float] | np.ndarray]) -> np.ndarray:
         probs = self.probabilities(scores)
         if len(probs) == 1:
             return next(iter(probs.values()))
         return self.fusion(probs)
 
-    def rank(self, candidates: Sequence[str], scores: Mapping[str, Sequence[float]], k: int = 5
-             ) -> list[tuple[str, float]]:
+    def rank(
+        self, candidates: Sequence[str], scores: Mapping[str, Sequence[float]], k: int = 5
+    ) -> list[tuple[str, float]]:
         """Candidates by fused P, ``new_whale`` (with P = 1 - best P) inserted first when the best
         P is below the threshold, cut to ``k``."""
         p = self.fused(scores)
@@ -189,13 +192,21 @@ class MatchCalibration:
         return insert_new(ranked, self.new_threshold, k)
 
     def to_dict(self) -> dict:
-        return {"calibrators": {m: c.to_dict() for m, c in self.calibrators.items()},
-                "fusion": asdict(self.fusion), "new_threshold": self.new_threshold, "info": self.info}
+        return {
+            "calibrators": {m: c.to_dict() for m, c in self.calibrators.items()},
+            "fusion": asdict(self.fusion),
+            "new_threshold": self.new_threshold,
+            "info": self.info,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "MatchCalibration":
-        return cls({m: IsotonicCalibrator.from_dict(c) for m, c in d["calibrators"].items()},
-                   Fusion(**d["fusion"]), float(d["new_threshold"]), dict(d.get("info", {})))
+    def from_dict(cls, d: Mapping) -> MatchCalibration:
+        return cls(
+            {m: IsotonicCalibrator.from_dict(c) for m, c in d["calibrators"].items()},
+            Fusion(**d["fusion"]),
+            float(d["new_threshold"]),
+            dict(d.get("info", {})),
+        )
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / CALIBRATION_FILE
@@ -203,7 +214,7 @@ class MatchCalibration:
         return path
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "MatchCalibration | None":
+    def load(cls, model_dir: str | Path) -> MatchCalibration | None:
         path = Path(model_dir) / CALIBRATION_FILE
         return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
@@ -217,8 +228,9 @@ def insert_new(ranked: Sequence[tuple[str, float]], threshold: float, k: int = 5
     return out[:k]
 
 
-def tune_new_threshold(fused_rankings: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str],
-                       k: int = 5) -> tuple[float, float]:
+def tune_new_threshold(
+    fused_rankings: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str], k: int = 5
+) -> tuple[float, float]:
     """The fused-P threshold that maximises MAP@k on validation individuals, and that MAP@k.
 
     ``ml.metrics.select_new_threshold``, the guarded chooser training uses for cosines: the middle of the
@@ -230,8 +242,9 @@ def tune_new_threshold(fused_rankings: Sequence[Sequence[tuple[str, float]]], tr
     return choice.threshold, float(choice.map5) if choice.map5 is not None else 0.0
 
 
-def fit_match_calibration(per_query: Sequence[Mapping[str, Mapping[str, float]]], truth: Sequence[str],
-                          fusion: str = "logistic") -> MatchCalibration:
+def fit_match_calibration(
+    per_query: Sequence[Mapping[str, Mapping[str, float]]], truth: Sequence[str], fusion: str = "logistic"
+) -> MatchCalibration:
     """Everything a model folder needs, from validation queries of individuals never trained on.
 
     ``per_query[i][matcher][label]``: query i's score for each gallery individual (``"cos"``: max
@@ -255,9 +268,13 @@ def fit_match_calibration(per_query: Sequence[Mapping[str, Mapping[str, float]]]
         p = cal.fused({m: [scores[m].get(lab, 0.0) for lab in labels] for m in matchers})
         rankings.append(sorted(zip(labels, p.tolist()), key=lambda t: -t[1]))
     cal.new_threshold, map5 = tune_new_threshold(rankings, truth)
-    cal.info = {"queries": len(truth), "new_queries": sum(t == NEW_WHALE for t in truth),
-                "pairs": {m: int(len(pairs[m].same)) for m in matchers}, "map5_at_threshold": map5,
-                "fusion": cal.fusion.method}
+    cal.info = {
+        "queries": len(truth),
+        "new_queries": sum(t == NEW_WHALE for t in truth),
+        "pairs": {m: int(len(pairs[m].same)) for m in matchers},
+        "map5_at_threshold": map5,
+        "fusion": cal.fusion.method,
+    }
     return cal
 
 
@@ -289,8 +306,12 @@ def expected_calibration_error(probs: Sequence[float], same: Sequence[bool], bin
     return reliability(probs, same, bins).ece
 
 
-def reliability_plot(curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]], path: str | Path,
-                     bins: int = 10, title: str = "Reliability") -> Path:
+def reliability_plot(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[bool]]],
+    path: str | Path,
+    bins: int = 10,
+    title: str = "Reliability",
+) -> Path:
     """One line per matcher (predicted P vs observed frequency of 'same individual'), ECE in the legend."""
     import matplotlib
 
@@ -321,6 +342,20 @@ def percent_same(p: float) -> str:
     return f"{round(100 * float(p))}% same individual"
 
 
-__all__ = ["pool_adjacent_violators", "IsotonicCalibrator", "Pairs", "hardest_pairs", "Fusion",
-           "MatchCalibration", "fit_match_calibration", "insert_new", "tune_new_threshold", "Reliability", "reliability",
-           "expected_calibration_error", "reliability_plot", "percent_same", "CALIBRATION_FILE"]
+__all__ = [
+    "pool_adjacent_violators",
+    "IsotonicCalibrator",
+    "Pairs",
+    "hardest_pairs",
+    "Fusion",
+    "MatchCalibration",
+    "fit_match_calibration",
+    "insert_new",
+    "tune_new_threshold",
+    "Reliability",
+    "reliability",
+    "expected_calibration_error",
+    "reliability_plot",
+    "percent_same",
+    "CALIBRATION_FILE",
+]

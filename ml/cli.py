@@ -3,16 +3,17 @@
 Errors a user can fix (bad paths, malformed CSVs, unreadable model folders) print one line
 ``error: ...`` on stderr and exit with status 2, without a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ml.presets import (ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, RECIPES,
-                        default_lr)
+from ml.presets import ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, RECIPES, default_lr
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"}
 
@@ -24,16 +25,20 @@ class CliError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [CliError, FileNotFoundError, NotADirectoryError, PermissionError]
     from ml.data import DatasetError
+
     errors.append(DatasetError)
     try:
         from ml.evaluate import EvaluationError
+
         errors.append(EvaluationError)
     except ImportError:  # pragma: no cover
         pass
     from ml.identifier import ModelFolderError
+
     errors.append(ModelFolderError)
     try:
         from ml.errors import ImageRejected
+
         errors.append(ImageRejected)
     except ImportError:  # pragma: no cover
         pass
@@ -70,6 +75,7 @@ def _tqdm(iterable=None, **kw):
 
 # --------------------------------------------------------------------------- synth
 
+
 def cmd_synth(args) -> int:
     from ml.synth import generate_dataset
 
@@ -85,6 +91,7 @@ def cmd_synth(args) -> int:
 
 # --------------------------------------------------------------------------- train
 
+
 def _check_train_inputs(args) -> None:
     _existing_file(args.csv, "labels CSV")
     _existing_dir(args.images, "images folder")
@@ -96,9 +103,16 @@ def _check_train_inputs(args) -> None:
         _existing_file(args.init_weights, "--init-weights file")
 
 
-_RECIPE_KNOBS = (("arch", "arch"), ("image_size", "image_size"), ("epochs", "epochs"), ("batch_size", "batch_size"),
-                 ("embedding_dim", "embedding_dim"), ("head", "head"), ("optimizer", "optimizer"),
-                 ("trainable_blocks", "trainable_blocks"))
+_RECIPE_KNOBS = (
+    ("arch", "arch"),
+    ("image_size", "image_size"),
+    ("epochs", "epochs"),
+    ("batch_size", "batch_size"),
+    ("embedding_dim", "embedding_dim"),
+    ("head", "head"),
+    ("optimizer", "optimizer"),
+    ("trainable_blocks", "trainable_blocks"),
+)
 
 
 def _apply_recipe(args) -> None:
@@ -127,17 +141,46 @@ def _train_config(args):
     _apply_recipe(args)
     lr = args.lr if args.lr is not None else default_lr(args.optimizer)
     return TrainConfig(
-        csv=args.csv, images_dir=args.images, out_dir=args.out, boxes_csv=args.boxes, arch=args.arch,
-        image_size=args.image_size, embedding_dim=args.embedding_dim, head=args.head, epochs=args.epochs,
-        batch_size=args.batch_size, lr=lr, optimizer=args.optimizer, seed=args.seed, max_steps=args.max_steps,
-        init_from=args.init_from, init_weights=args.init_weights, resume=args.resume, hflip=args.hflip,
-        flip_as_new_id=args.flip_as_new_id, oversample_to=args.oversample_to, num_workers=args.num_workers,
-        device=args.device, precision=args.precision, time_budget_s=args.time_budget, val_fraction=args.val_fraction,
-        train_localizer=False if args.no_localizer else None, localizer_epochs=args.localizer_epochs,
-        progress_bar=True, trainable_blocks=args.trainable_blocks,
-        **{key: value for key, value in (("pooling", args.pooling), ("rotation", args.rotation), ("zoom", args.zoom),
-                                         ("shift", args.shift), ("aug_warmup_epochs", args.aug_warmup))
-           if value is not None},
+        csv=args.csv,
+        images_dir=args.images,
+        out_dir=args.out,
+        boxes_csv=args.boxes,
+        arch=args.arch,
+        image_size=args.image_size,
+        embedding_dim=args.embedding_dim,
+        head=args.head,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=lr,
+        optimizer=args.optimizer,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        init_from=args.init_from,
+        init_weights=args.init_weights,
+        resume=args.resume,
+        hflip=args.hflip,
+        flip_as_new_id=args.flip_as_new_id,
+        oversample_to=args.oversample_to,
+        num_workers=args.num_workers,
+        device=args.device,
+        precision=args.precision,
+        time_budget_s=args.time_budget,
+        val_fraction=args.val_fraction,
+        train_localizer=False if args.no_localizer else None,
+        localizer_epochs=args.localizer_epochs,
+        progress_bar=True,
+        trainable_blocks=args.trainable_blocks,
+        **{
+            key: value
+            for key, value in (
+                ("pooling", args.pooling),
+                ("rotation", args.rotation),
+                ("zoom", args.zoom),
+                ("shift", args.shift),
+                ("aug_warmup_epochs", args.aug_warmup),
+            )
+            if value is not None
+        },
     )
 
 
@@ -168,8 +211,21 @@ class _EpochBars:
             self.bar = None
 
 
-SUMMARY_KEYS = ("n_train", "n_val", "n_classes", "n_new_individuals", "duplicates_dropped", "best_epoch",
-                "new_threshold", "top1", "top5", "new_precision", "new_recall", "map5_known_only", "chance_map5")
+SUMMARY_KEYS = (
+    "n_train",
+    "n_val",
+    "n_classes",
+    "n_new_individuals",
+    "duplicates_dropped",
+    "best_epoch",
+    "new_threshold",
+    "top1",
+    "top5",
+    "new_precision",
+    "new_recall",
+    "map5_known_only",
+    "chance_map5",
+)
 
 
 def cmd_train(args) -> int:
@@ -197,6 +253,7 @@ def cmd_train(args) -> int:
 
 # --------------------------------------------------------------------------- predict
 
+
 def _prepare_all(identifier, paths: Sequence[Path], desc: str, boxes: dict | None = None):
     from ml.errors import ImageRejected
 
@@ -216,7 +273,7 @@ def _embed_all(identifier, crops, desc: str):
     out = []
     step = 64
     for i in _tqdm(range(0, len(crops), step), desc=desc, unit="batch"):
-        out.append(identifier.embed(crops[i:i + step]))
+        out.append(identifier.embed(crops[i : i + step]))
     if not out:
         return np.zeros((0, identifier.embedding_dim), dtype=np.float32)
     return np.concatenate(out)
@@ -234,8 +291,9 @@ def cmd_predict(args) -> int:
     _existing_dir(args.gallery_images, "gallery images folder")
     query_dir = _existing_dir(args.images, "query images folder")
     identifier = Identifier.load(args.model, device=args.device or None)
-    samples = [s for s in load_samples(args.gallery_csv, args.gallery_images, args.gallery_boxes)
-               if s.label != NEW_WHALE]
+    samples = [
+        s for s in load_samples(args.gallery_csv, args.gallery_images, args.gallery_boxes) if s.label != NEW_WHALE
+    ]
     queries = list_images(query_dir)
     if not queries:
         raise CliError(f"no images found in {query_dir}")
@@ -256,17 +314,19 @@ def cmd_predict(args) -> int:
     threshold = identifier.new_threshold if args.new_threshold is None else args.new_threshold
     excludes = [{str(p.resolve())} for p in q_ok]  # a query never matches its own file
     ranked = index.rank_batch(q_vec, k=5, new_threshold=threshold, exclude_items=excludes) if len(q_ok) else []
-    predictions: dict[str, Sequence[str]] = {p.name: [m.label for m in ms]
-                                             for p, ms in zip(q_ok, ranked)}
+    predictions: dict[str, Sequence[str]] = {p.name: [m.label for m in ms] for p, ms in zip(q_ok, ranked)}
     for p, _ in q_bad:
         predictions[p.name] = [NEW_WHALE]
     write_submission(predictions, args.out)
-    print(f"wrote {args.out}: {len(predictions)} predictions (gallery {len(g_ok)} photos, "
-          f"{len(set(label_of.values()))} individuals, new_whale threshold {threshold:.3f}, model {identifier.version})")
+    print(
+        f"wrote {args.out}: {len(predictions)} predictions (gallery {len(g_ok)} photos, "
+        f"{len(set(label_of.values()))} individuals, new_whale threshold {threshold:.3f}, model {identifier.version})"
+    )
     return 0
 
 
 # --------------------------------------------------------------------------- evaluate
+
 
 def cmd_evaluate(args) -> int:
     from ml.evaluate import evaluate_submission
@@ -283,6 +343,7 @@ def cmd_evaluate(args) -> int:
 
 
 # --------------------------------------------------------------------------- localize
+
 
 def cmd_localize(args) -> int:
     from ml.data import write_csv
@@ -314,6 +375,7 @@ def cmd_localize(args) -> int:
 
 # --------------------------------------------------------------------------- parser
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml", description="Humpback fluke identification tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -339,24 +401,37 @@ def _add_train(sub) -> None:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--boxes", help="Image,x0,y0,x1,y1 CSV; also trains the localizer")
     p.add_argument("--epochs", type=int, default=DEFAULT.epochs)
-    p.add_argument("--recipe", default=DEFAULT.name, choices=sorted(RECIPES),
-                   help=f"starting values of the knobs below (default {DEFAULT.name}; seed000: the ResNet50 study)")
+    p.add_argument(
+        "--recipe",
+        default=DEFAULT.name,
+        choices=sorted(RECIPES),
+        help=f"starting values of the knobs below (default {DEFAULT.name}; seed000: the ResNet50 study)",
+    )
     p.add_argument("--arch", default=DEFAULT.arch, choices=ARCHS)
-    p.add_argument("--trainable-blocks", type=_blocks, default=DEFAULT.trainable_blocks,
-                   help="pretrained archs: 'all' or how many last encoder blocks fine-tune (0 = frozen encoder)")
+    p.add_argument(
+        "--trainable-blocks",
+        type=_blocks,
+        default=DEFAULT.trainable_blocks,
+        help="pretrained archs: 'all' or how many last encoder blocks fine-tune (0 = frozen encoder)",
+    )
     p.add_argument("--image-size", type=int, default=DEFAULT.image_size)
     p.add_argument("--embedding-dim", type=int, default=DEFAULT.embedding_dim)
     p.add_argument("--batch-size", type=int, default=DEFAULT.batch_size)
-    p.add_argument("--lr", type=float, default=None,
-                   help="default " + " or ".join(f"{lr} ({name})" for name, lr in LR_BY_OPTIMIZER.items()))
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="default " + " or ".join(f"{lr} ({name})" for name, lr in LR_BY_OPTIMIZER.items()),
+    )
     p.add_argument("--optimizer", default=DEFAULT.optimizer, choices=OPTIMIZERS)
     p.add_argument("--head", default=DEFAULT.head, choices=HEADS)
     p.add_argument("--pooling", default=None, choices=POOLINGS, help=f"default {DEFAULT.pooling}")
     p.add_argument("--rotation", type=float, default=None, help="augmentation, degrees (default 20, seed 000)")
     p.add_argument("--zoom", type=float, default=None, help="augmentation, fraction (default 0.2)")
     p.add_argument("--shift", type=float, default=None, help="augmentation, fraction (default 0.2)")
-    p.add_argument("--aug-warmup", type=float, default=None,
-                   help="epochs over which augmentation ramps up to full strength")
+    p.add_argument(
+        "--aug-warmup", type=float, default=None, help="epochs over which augmentation ramps up to full strength"
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--init-from", default=None, help="previous model folder to fine-tune")
     p.add_argument("--init-weights", default=None, help="local state-dict file to start from")
@@ -368,8 +443,9 @@ def _add_train(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--device", default="")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on CUDA, fp32 on the CPU"
+    )
     p.add_argument("--time-budget", type=float, default=None, help="seconds")
     p.add_argument("--no-localizer", action="store_true")
     p.add_argument("--localizer-epochs", type=int, default=None)

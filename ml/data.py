@@ -13,6 +13,7 @@ Pipeline (seeds 000/001):
    oversamples rare ids by repetition. ``ml.train`` gives no per-item transform: it augments whole
    batches on the device (``ml.preprocess.TrainTransform.apply_batch``), which is faster than per item.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,11 +24,11 @@ import os
 import random
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sized
-from typing import Callable, Iterable, Sequence, cast
+from typing import cast
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class DatasetError(ValueError):
 
 
 # --------------------------------------------------------------------------- CSV reading
+
 
 def _open_csv(path: str | Path, what: str) -> tuple[Path, list[str]]:
     path = Path(path)
@@ -66,8 +68,10 @@ def _header_index(path: Path, header: list[str], required: Sequence[str]) -> dic
         else:
             missing.append(name)
     if missing:
-        raise DatasetError(f"{path}:1: missing column(s) {', '.join(missing)}; header is {','.join(header)!r}, "
-                           f"expected {','.join(required)}")
+        raise DatasetError(
+            f"{path}:1: missing column(s) {', '.join(missing)}; header is {','.join(header)!r}, "
+            f"expected {','.join(required)}"
+        )
     return out
 
 
@@ -137,6 +141,7 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence])
 
 # --------------------------------------------------------------------------- samples
 
+
 @dataclass
 class Sample:
     image: str  # name as in the CSV
@@ -170,20 +175,24 @@ def load_samples(csv_path: str | Path, images_dir: str | Path, boxes_csv: str | 
         samples.append(Sample(image=image, label=label, path=str(p.resolve()), line=line, box=boxes.get(image)))
     if missing:
         first = ", ".join(f"{img} (line {ln})" for img, ln in missing[:3])
-        raise DatasetError(f"{csv_path}: {len(missing)} image(s) not found in {images_dir}: {first}"
-                           f"{', ...' if len(missing) > 3 else ''}")
+        raise DatasetError(
+            f"{csv_path}: {len(missing)} image(s) not found in {images_dir}: {first}"
+            f"{', ...' if len(missing) > 3 else ''}"
+        )
     return samples
 
 
 # --------------------------------------------------------------------------- hashing / duplicates
+
 
 def _hash_cache_key(path: str) -> str:
     st = os.stat(path)
     return f"{path}|{st.st_size}|{int(st.st_mtime_ns)}"
 
 
-def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = None, num_workers: int = 1,
-                          progress: bool = False) -> list[tuple[Sample, str]]:
+def compute_sample_hashes(
+    samples: list[Sample], cache_dir: str | Path | None = None, num_workers: int = 1, progress: bool = False
+) -> list[tuple[Sample, str]]:
     """Fill ``sha256`` and ``phash`` on each sample (memoised in ``cache_dir/hashes.json``).
 
     Returns the samples whose file is not a usable photo (corrupt, too small, ...) with the reason;
@@ -222,6 +231,7 @@ def compute_sample_hashes(samples: list[Sample], cache_dir: str | Path | None = 
         it = _maybe_pool_map(work, todo, num_workers)
         if progress:
             from tqdm import tqdm
+
             it = tqdm(it, total=len(todo), desc="hashing", unit="img")
         for s, key, h in it:
             if isinstance(h, Exception):
@@ -262,18 +272,20 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def near_duplicate_components(phashes: Sequence[str], sha256s: Sequence[str] | None = None,
-                              max_bits: int | None = None) -> list[int]:
+def near_duplicate_components(
+    phashes: Sequence[str], sha256s: Sequence[str] | None = None, max_bits: int | None = None
+) -> list[int]:
     """Component id per item: union-find over pHash Hamming <= max_bits (and equal sha256)."""
     if max_bits is None:
         from ml.images import NEAR_DUPLICATE_BITS
+
         max_bits = NEAR_DUPLICATE_BITS
     n = len(phashes)
     uf = _UnionFind(n)
     if n:
         values = np.array([int(h, 16) if h else 0 for h in phashes], dtype=np.uint64)
         for i in range(n - 1):
-            d = np.bitwise_count(values[i + 1:] ^ values[i])
+            d = np.bitwise_count(values[i + 1 :] ^ values[i])
             for j in np.nonzero(d <= max_bits)[0]:
                 uf.union(i, i + 1 + int(j))
     if sha256s:
@@ -308,7 +320,7 @@ def group_near_duplicates(samples: list[Sample], max_bits: int | None = None) ->
         members[c].append(s)
     report = DuplicateReport()
     keep: list[Sample] = []
-    for c, group in members.items():
+    for group in members.values():
         if len(group) > 1:
             report.duplicate_images += len(group)
         labels = {s.label for s in group}
@@ -330,6 +342,7 @@ def group_near_duplicates(samples: list[Sample], max_bits: int | None = None) ->
 
 # --------------------------------------------------------------------------- splitting
 
+
 @dataclass
 class Split:
     train: list[Sample]
@@ -343,8 +356,9 @@ class Split:
         return sorted({s.label for s in self.train})
 
 
-def split_dataset(samples: list[Sample], val_fraction: float = 0.2, new_individual_fraction: float = 0.1,
-                  seed: int = 0) -> Split:
+def split_dataset(
+    samples: list[Sample], val_fraction: float = 0.2, new_individual_fraction: float = 0.1, seed: int = 0
+) -> Split:
     """Split by individual and near-duplicate group (``group`` must be set).
 
     - ``new_whale`` photos -> validation, truth new_whale.
@@ -403,8 +417,14 @@ def _held_out_individuals(rng: random.Random, multi: list[str], new_individual_f
     return sorted(shuffled[:n_new])
 
 
-def _split_stats(samples: list[Sample], by_label: dict, new_whales: list[Sample], new_ids: list[str],
-                 train: list[Sample], truth: list[str]) -> dict[str, int]:
+def _split_stats(
+    samples: list[Sample],
+    by_label: dict,
+    new_whales: list[Sample],
+    new_ids: list[str],
+    train: list[Sample],
+    truth: list[str],
+) -> dict[str, int]:
     labels = sorted(by_label)
     return {
         "n_images": len(samples),
@@ -421,6 +441,7 @@ def _split_stats(samples: list[Sample], by_label: dict, new_whales: list[Sample]
 
 
 # --------------------------------------------------------------------------- crop cache
+
 
 def _box_key(box: Box | None) -> str:
     if box is None:
@@ -489,6 +510,7 @@ class CropCache:
         it = _maybe_pool_map(work, unique, num_workers)
         if progress and unique:
             from tqdm import tqdm
+
             it = tqdm(it, total=len(unique), desc="preprocessing", unit="img")
         for _ in it:
             pass
@@ -519,15 +541,23 @@ class FlukeDataset(Dataset):
     """Cached crops + labels. ``transform`` (optional) maps the float32 crop to a (1, S, S) tensor; without
     one, items are the raw crops (``ml.train`` augments whole batches itself, see the module doc)."""
 
-    def __init__(self, samples: Sequence[Sample], class_index: dict[str, int] | None, cache: CropCache,
-                 transform: Callable | None = None, num_workers: int = 1, progress: bool = False):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        class_index: dict[str, int] | None,
+        cache: CropCache,
+        transform: Callable | None = None,
+        num_workers: int = 1,
+        progress: bool = False,
+    ):
         self.samples = list(samples)
         self.class_index = class_index
         self.transform = transform
         self.paths = [str(p) for p in cache.ensure(self.samples, num_workers=num_workers, progress=progress)]
         self.array = cache.load_all(self.paths)
-        self.labels = [class_index[s.label] if class_index is not None and s.label in class_index else -1
-                       for s in self.samples]
+        self.labels = [
+            class_index[s.label] if class_index is not None and s.label in class_index else -1 for s in self.samples
+        ]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -564,7 +594,7 @@ def oversample_indices(labels: Sequence[int], oversample_to: int) -> list[int]:
         by[lab].append(i)
     out = list(range(len(labels)))
     if oversample_to and oversample_to > 1:
-        for lab, idx in sorted(by.items()):
+        for _label, idx in sorted(by.items()):
             k = 0
             while len(idx) + k < oversample_to:
                 out.append(idx[k % len(idx)])
@@ -606,7 +636,7 @@ def default_loader_workers(in_memory: bool = False, device=None) -> int:
 
 
 def _worker_init(worker_id: int) -> None:
-    seed = torch.initial_seed() % (2 ** 32)
+    seed = torch.initial_seed() % (2**32)
     np.random.seed(seed)
     random.seed(seed)
 
@@ -633,8 +663,16 @@ class EpochShuffle(Sampler):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, num_workers: int | None = None,
-                seed: int = 0, drop_last: bool = False, oversample_to: int = 0) -> "DataLoader":
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    num_workers: int | None = None,
+    seed: int = 0,
+    drop_last: bool = False,
+    oversample_to: int = 0,
+) -> DataLoader:
     """Batches of ``dataset``; with ``shuffle``, the order comes from an :class:`EpochShuffle` sampler
     (``loader.sampler.set_epoch(epoch)``)."""
     if num_workers is None:

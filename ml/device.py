@@ -1,4 +1,5 @@
 """Device selection and mixed precision (CUDA + bf16 when present, CPU otherwise)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,6 @@ def pick_device(preferred: str = "") -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
 
 
 def uses_bf16(device: torch.device | str, precision: str = "auto") -> bool:

@@ -4,6 +4,7 @@ Every refusal is an :class:`ImageRejected` (a ``ValueError``) with a stable ``co
 site can store and translate, and a ``str()`` that a watcher can act on without knowing
 anything about image formats.
 """
+
 from __future__ import annotations
 
 
@@ -42,7 +43,9 @@ class ImageTooSmall(ImageRejected):
 
 class ImageTooLarge(ImageRejected):
     code = "too_large"
-    default_message = "This image has too many pixels for us to process. Please upload a smaller version (under 60 megapixels)."
+    default_message = (
+        "This image has too many pixels for us to process. Please upload a smaller version (under 60 megapixels)."
+    )
 
 
 __all__ = ["ImageRejected", "NotAnImage", "CorruptImage", "ImageTooSmall", "ImageTooLarge"]

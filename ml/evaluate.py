@@ -1,10 +1,11 @@
 """Evaluation summaries, reports (metrics.json + PNG plots) and submission files."""
+
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -29,12 +30,20 @@ def evaluate_rankings(truth: Sequence[str], predictions: Sequence[Sequence[str]]
     }
 
 
-BOOTSTRAP_METRICS = {"map5": lambda t, p: map_at_k(t, p, 5), "top1": lambda t, p: top_k_accuracy(t, p, 1),
-                     "top5": lambda t, p: top_k_accuracy(t, p, 5)}
+BOOTSTRAP_METRICS = {
+    "map5": lambda t, p: map_at_k(t, p, 5),
+    "top1": lambda t, p: top_k_accuracy(t, p, 1),
+    "top5": lambda t, p: top_k_accuracy(t, p, 5),
+}
 
 
-def bootstrap_intervals(truth: Sequence[str], predictions: Sequence[Sequence[str]], resamples: int = 1000,
-                        level: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+def bootstrap_intervals(
+    truth: Sequence[str],
+    predictions: Sequence[Sequence[str]],
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float]]:
     """Percentile bootstrap interval of each mean-over-queries metric: the queries are resampled with
     replacement. On a holdout of a few dozen photos a MAP@5 difference of 0.05 can be noise; this says
     how much. ``{metric: [low, high]}``; empty for no queries."""
@@ -148,8 +157,10 @@ def _read_rows(path, columns: tuple[str, str]) -> list[tuple[int, str, str]]:
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in columns if c not in header]
             if missing:
-                raise EvaluationError(f"{path}: missing column(s) {', '.join(missing)}; "
-                                      f"expected a header {','.join(columns)} (found {','.join(header) or 'nothing'})")
+                raise EvaluationError(
+                    f"{path}: missing column(s) {', '.join(missing)}; "
+                    f"expected a header {','.join(columns)} (found {','.join(header) or 'nothing'})"
+                )
             reader.fieldnames = header
             rows = []
             for line, row in enumerate(reader, start=2):
@@ -193,7 +204,9 @@ def read_submission(csv_path, k: int = 5) -> dict[str, list[str]]:
         if not labels:
             raise EvaluationError(f"{csv_path}, line {line}: no prediction for {image!r}")
         if len(labels) > k:
-            raise EvaluationError(f"{csv_path}, line {line}: {len(labels)} predictions for {image!r}, at most {k} allowed")
+            raise EvaluationError(
+                f"{csv_path}, line {line}: {len(labels)} predictions for {image!r}, at most {k} allowed"
+            )
         parsed[image] = labels
     assert len(parsed) == len(out)
     return parsed
@@ -215,8 +228,10 @@ def evaluate_submission(submission_csv, truth_csv) -> dict:
     truth = read_truth(truth_csv)
     missing = [img for img in truth if img not in sub]
     if missing:
-        raise EvaluationError(f"{submission_csv}: {len(missing)} image(s) of {truth_csv} have no prediction, "
-                              f"e.g. {', '.join(missing[:3])}")
+        raise EvaluationError(
+            f"{submission_csv}: {len(missing)} image(s) of {truth_csv} have no prediction, "
+            f"e.g. {', '.join(missing[:3])}"
+        )
     images = list(truth)
     result = evaluate_rankings([truth[i] for i in images], [sub[i] for i in images])
     result["extra_predictions"] = len(set(sub) - set(truth))

@@ -12,11 +12,13 @@ Cost: ``n*n + 2`` forwards with ``n = 1 + (size - patch) / stride``. The default
 one pair near the ~2 s budget (bench/occlusion_speed.py, bench/README.md). Pass
 ``patch``/``stride`` (e.g. 56/28 = 7x7, 51 forwards) for a finer map on a GPU.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -81,9 +83,15 @@ def overlay_heatmap(crop: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> I
     return Image.fromarray(out.clip(0, 255).astype(np.uint8), "RGB")
 
 
-def occlusion_map(identifier: Embedder, query_crop: np.ndarray, candidate_crop: np.ndarray,
-                  patch: int | None = None, stride: int | None = None, fill: float = 0.0,
-                  batch_size: int = 64) -> Occlusion:
+def occlusion_map(
+    identifier: Embedder,
+    query_crop: np.ndarray,
+    candidate_crop: np.ndarray,
+    patch: int | None = None,
+    stride: int | None = None,
+    fill: float = 0.0,
+    batch_size: int = 64,
+) -> Occlusion:
     """Occlude the query crop square by square and map the drop in similarity to the candidate.
 
     ``identifier``: anything with ``.embed(list[np.ndarray]) -> (N, D)`` (ml.identifier.Identifier,
@@ -107,11 +115,11 @@ def occlusion_map(identifier: Embedder, query_crop: np.ndarray, candidate_crop: 
     for y in ys:
         for x in xs:
             occ = q.copy()
-            occ[y:y + patch, x:x + patch] = fill
+            occ[y : y + patch, x : x + patch] = fill
             batch.append(occ)
     emb = []
     for i in range(0, len(batch), batch_size):
-        emb.append(np.asarray(identifier.embed(batch[i:i + batch_size]), dtype=np.float32))
+        emb.append(np.asarray(identifier.embed(batch[i : i + batch_size]), dtype=np.float32))
     e = _unit(np.concatenate(emb, axis=0))
     base = float(e[0] @ e[1])
     drops = base - e[2:] @ e[1]
@@ -121,12 +129,19 @@ def occlusion_map(identifier: Embedder, query_crop: np.ndarray, candidate_crop: 
     i = 0
     for y in ys:
         for x in xs:
-            total[y:y + patch, x:x + patch] += drops[i]
-            cover[y:y + patch, x:x + patch] += 1
+            total[y : y + patch, x : x + patch] += drops[i]
+            cover[y : y + patch, x : x + patch] += 1
             i += 1
     heat = np.clip(total / np.maximum(cover, 1), 0, None)
     peak = float(heat.max())
     heat = (heat / peak if peak > 0 else heat).astype(np.float32)
-    return Occlusion(heatmap=heat, overlay=overlay_heatmap(q, heat), base_similarity=base,
-                     max_drop=float(max(0.0, drops.max())), patch=patch, stride=stride, forwards=len(batch),
-                     seconds=time.perf_counter() - started)
+    return Occlusion(
+        heatmap=heat,
+        overlay=overlay_heatmap(q, heat),
+        base_similarity=base,
+        max_drop=float(max(0.0, drops.max())),
+        patch=patch,
+        stride=stride,
+        forwards=len(batch),
+        seconds=time.perf_counter() - started,
+    )

@@ -5,10 +5,11 @@ Why one function: the pipeline worker, the review page and the benchmark must ra
 The worker stores each gallery photo's :class:`ml.local_features.LocalFeatures` when the photo joins
 the gallery; ``features_of(label)`` hands back those stored features, so nothing is recomputed per query.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,11 +50,18 @@ FeaturesOf = Callable[[str], Sequence[tuple[str, LocalFeatures]]]
 FeaturesFor = Callable[[Sequence[str]], Mapping[str, Sequence[tuple[str, LocalFeatures]]]]
 
 
-def suggest(gallery, vector: np.ndarray, calibration: MatchCalibration,
-            query_features: LocalFeatures | None = None,
-            features_of: FeaturesOf | None = None,
-            k: int = 5, shortlist: int = DEFAULT_SHORTLIST, *, features_for: FeaturesFor | None = None,
-            exclude_items: Iterable[str] = ()) -> list[Suggestion]:
+def suggest(
+    gallery,
+    vector: np.ndarray,
+    calibration: MatchCalibration,
+    query_features: LocalFeatures | None = None,
+    features_of: FeaturesOf | None = None,
+    k: int = 5,
+    shortlist: int = DEFAULT_SHORTLIST,
+    *,
+    features_for: FeaturesFor | None = None,
+    exclude_items: Iterable[str] = (),
+) -> list[Suggestion]:
     """Top ``k`` suggestions (``new_whale`` included where the fused P says so) for one query.
 
     ``gallery``: an :class:`ml.gallery.GalleryIndex`; ``features_of(label)``: that individual's stored
@@ -72,7 +80,8 @@ def suggest(gallery, vector: np.ndarray, calibration: MatchCalibration,
     cos = np.array([m.score for m in matches], dtype=np.float64)
     inliers, items = [], []
     for m in matches:
-        n, item = _verify(query_features, features_of(m.label)) if use_local else (0, None)
+        verified = use_local and query_features is not None and features_of is not None
+        n, item = _verify(query_features, features_of(m.label)) if verified else (0, None)  # type: ignore[arg-type,misc]
         inliers.append(n)
         items.append(item if n > 0 else m.best_item)
     scores = {"cos": cos, "inl": np.asarray(inliers, dtype=np.float64)} if use_local else {"cos": cos}

@@ -19,12 +19,14 @@ fine because FAISS already uses all cores inside one search). It is *not* safe
 across processes: each worker process should ``GalleryIndex.load`` its own copy
 and reload it when the gallery file changes.
 """
+
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import faiss
 import numpy as np
@@ -80,8 +82,14 @@ def insert_new_whale(matches: list[Match], new_threshold: float, k: int) -> list
 class GalleryIndex:
     """Incremental cosine-similarity index of gallery photos labelled by individual."""
 
-    def __init__(self, dim: int, hnsw_threshold: int = HNSW_THRESHOLD, hnsw_m: int = 32,
-                 ef_search: int | None = None, ef_construction: int = EF_CONSTRUCTION):
+    def __init__(
+        self,
+        dim: int,
+        hnsw_threshold: int = HNSW_THRESHOLD,
+        hnsw_m: int = 32,
+        ef_search: int | None = None,
+        ef_construction: int = EF_CONSTRUCTION,
+    ):
         if dim <= 0:
             raise ValueError("dim must be positive")
         self.dim = int(dim)
@@ -153,8 +161,10 @@ class GalleryIndex:
         labels = [str(label) for label in labels]
         vectors = l2_normalize(vectors)
         if not (len(item_ids) == len(labels) == len(vectors)):
-            raise ValueError(f"item_ids ({len(item_ids)}), labels ({len(labels)}) and vectors "
-                             f"({len(vectors)}) must have the same length")
+            raise ValueError(
+                f"item_ids ({len(item_ids)}), labels ({len(labels)}) and vectors "
+                f"({len(vectors)}) must have the same length"
+            )
         if vectors.shape[1] != self.dim:
             raise ValueError(f"vectors have dimension {vectors.shape[1]}, index expects {self.dim}")
         if len(set(item_ids)) != len(item_ids):
@@ -237,8 +247,8 @@ class GalleryIndex:
                 if len(sel_r) < min(k, n_alive) and fetch < total:
                     unfinished.append(qi)
                     continue
-                out_s[qi, :len(sel_s)] = sel_s
-                out_r[qi, :len(sel_r)] = sel_r
+                out_s[qi, : len(sel_s)] = sel_s
+                out_r[qi, : len(sel_r)] = sel_r
             todo = np.array(unfinished, dtype=np.int64)
             fetch = min(total, fetch * 4)
             if self.is_hnsw and len(todo):
@@ -254,14 +264,21 @@ class GalleryIndex:
             ids = [[self._ids[r] for r in row if r >= 0] for row in rows]
         return scores, ids
 
-    def rank(self, vector, k: int = 5, new_threshold: float | None = None,
-             exclude_items: Iterable[str] = (), exclude_labels: Iterable[str] = ()) -> list[Match]:
+    def rank(
+        self,
+        vector,
+        k: int = 5,
+        new_threshold: float | None = None,
+        exclude_items: Iterable[str] = (),
+        exclude_labels: Iterable[str] = (),
+    ) -> list[Match]:
         """Top-k individuals for one query (max cosine similarity over their photos)."""
         query = np.asarray(vector, dtype=np.float32).reshape(-1, self.dim)[:1]  # rank_batch normalises it
         return self.rank_batch(query, k, new_threshold, [exclude_items], [exclude_labels])[0]
 
-    def rank_batch(self, vectors, k: int = 5, new_threshold: float | None = None,
-                   exclude_items=None, exclude_labels=None) -> list[list[Match]]:
+    def rank_batch(
+        self, vectors, k: int = 5, new_threshold: float | None = None, exclude_items=None, exclude_labels=None
+    ) -> list[list[Match]]:
         """``rank`` for many queries in one FAISS call.
 
         ``exclude_items`` / ``exclude_labels``: None, one iterable applied to every
@@ -323,10 +340,14 @@ class GalleryIndex:
                 arrays["alive"] = self._alive
             np.savez(path / "tmp-items.npz", **arrays)
             meta = {
-                "format": FORMAT_VERSION, "dim": self.dim, "hnsw_threshold": self.hnsw_threshold,
-                "hnsw_m": self.hnsw_m, "ef_search": self.ef_search,
+                "format": FORMAT_VERSION,
+                "dim": self.dim,
+                "hnsw_threshold": self.hnsw_threshold,
+                "hnsw_m": self.hnsw_m,
+                "ef_search": self.ef_search,
                 "ef_construction": self.ef_construction,
-                "item_ids": self._ids, "labels": self._labels,
+                "item_ids": self._ids,
+                "labels": self._labels,
             }
             (path / "tmp-meta.json").write_text(json.dumps(meta))
             for name in ("index.faiss", "items.npz", "meta.json"):  # meta last: it marks completeness
@@ -334,14 +355,19 @@ class GalleryIndex:
         return path
 
     @classmethod
-    def load(cls, path) -> "GalleryIndex":
+    def load(cls, path) -> GalleryIndex:
         path = Path(path)
         meta_file = path / "meta.json"
         if not meta_file.exists():
             raise FileNotFoundError(f"no gallery at {path} (meta.json missing)")
         meta = json.loads(meta_file.read_text())
-        self = cls(meta["dim"], hnsw_threshold=meta["hnsw_threshold"], hnsw_m=meta["hnsw_m"],
-                   ef_search=meta["ef_search"], ef_construction=meta.get("ef_construction", 80))
+        self = cls(
+            meta["dim"],
+            hnsw_threshold=meta["hnsw_threshold"],
+            hnsw_m=meta["hnsw_m"],
+            ef_search=meta["ef_search"],
+            ef_construction=meta.get("ef_construction", 80),
+        )
         with np.load(path / "items.npz") as data:
             vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
             alive = np.asarray(data["alive"], dtype=bool) if "alive" in data else np.ones(len(vectors), dtype=bool)

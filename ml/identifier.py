@@ -1,18 +1,18 @@
 """Load a trained model folder once and turn photos into crops and embeddings."""
+
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ml.device import pick_device
-from ml.model_folder import (ModelFolderError, load_calibration, load_localizer,  # noqa: F401 (re-exported)
-                             load_model)
+from ml.model_folder import ModelFolderError, load_calibration, load_localizer, load_model  # noqa: F401 (re-exported)
 from ml.models import embed_crops
 from ml.types import Box, Localization
 
@@ -52,9 +52,20 @@ class Identifier:
     the object can then be shared by threads (inference only).
     """
 
-    def __init__(self, model, classes: Sequence[str], new_threshold: float, image_size: int, version: str,
-                 device: torch.device, localizer=None, config: dict | None = None, model_dir: str | None = None,
-                 batch_size: int = 64, calibration=None):
+    def __init__(
+        self,
+        model,
+        classes: Sequence[str],
+        new_threshold: float,
+        image_size: int,
+        version: str,
+        device: torch.device,
+        localizer=None,
+        config: dict | None = None,
+        model_dir: str | None = None,
+        batch_size: int = 64,
+        calibration=None,
+    ):
         self.model = model.eval()
         self.classes = list(classes)
         self.new_threshold = float(new_threshold)
@@ -74,14 +85,23 @@ class Identifier:
         self._transform = EvalTransform(self.image_size)
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> "Identifier":
+    def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> Identifier:
         """Read the folder (format: ``ml.model_folder``) once; ``ModelFolderError`` names what is wrong."""
         dev = device if isinstance(device, torch.device) else pick_device(device or "")
         saved, model = load_model(model_dir)
         model.to(dev).eval()
-        return cls(model, saved.classes, saved.new_threshold, saved.image_size, saved.version, dev,
-                   localizer=load_localizer(model_dir, device=dev), config=saved.config, model_dir=str(model_dir),
-                   calibration=load_calibration(model_dir))
+        return cls(
+            model,
+            saved.classes,
+            saved.new_threshold,
+            saved.image_size,
+            saved.version,
+            dev,
+            localizer=load_localizer(model_dir, device=dev),
+            config=saved.config,
+            model_dir=str(model_dir),
+            calibration=load_calibration(model_dir),
+        )
 
     @property
     def calibrated(self) -> bool:
@@ -145,8 +165,7 @@ class Identifier:
         img = self._gray(self._image(image))
         scale = _scale(img)
         if box is not None:
-            loc = Localization(box=box, confidence=1.0, source="given", flagged=False,
-                               upside_down=bool(upside_down))
+            loc = Localization(box=box, confidence=1.0, source="given", flagged=False, upside_down=bool(upside_down))
             decoded_box = _scaled(box, 1 / scale)
         else:
             decoded = self._localize(img)
@@ -162,7 +181,9 @@ class Identifier:
         crops = [c.crop if isinstance(c, PreparedImage) else c for c in crops]
         for c in crops:
             if np.asarray(c).shape[-2:] != (self.image_size, self.image_size):
-                raise ValueError(f"crop of shape {np.asarray(c).shape}, expected ({self.image_size}, {self.image_size})")
+                raise ValueError(
+                    f"crop of shape {np.asarray(c).shape}, expected ({self.image_size}, {self.image_size})"
+                )
         with self._lock:
             return embed_crops(self.model, list(crops), self.device, self.batch_size, self._transform)
 

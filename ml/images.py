@@ -22,6 +22,7 @@ Choices (documented here because the site relies on them):
   0..255); ``I``/``F`` keep values that already fit 0..255, floats in 0..1 are multiplied by
   255, 16-bit-range data is divided by 257, anything else is stretched min..max to 0..255.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -58,7 +59,7 @@ def _heif_formats() -> tuple[str, ...]:
 
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF") + _heif_formats()  # JPEG also opens MPO files
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 __all__ = [
     "MIN_SIDE",
@@ -146,8 +147,14 @@ def dct_scale(width: int, height: int, short_side: int | None) -> int:
     return scale
 
 
-def load_image(source: Source, *, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS,
-               gray: bool = False, short_side: int | None = None) -> Image.Image:
+def load_image(
+    source: Source,
+    *,
+    min_side: int = MIN_SIDE,
+    max_pixels: int = MAX_PIXELS,
+    gray: bool = False,
+    short_side: int | None = None,
+) -> Image.Image:
     """Open, check, fully decode and normalise an uploaded photo to mode ``"RGB"`` or ``"L"``.
 
     ``gray=True`` returns mode ``"L"`` (what the localizer and the crop use). For a JPEG the

@@ -6,6 +6,7 @@ by the site's workers, the crop cache shared by concurrent runs, CSVs and JSON m
 ``os.replace`` is a rename on one file system, atomic on POSIX and Windows) and renamed over the target
 only when writing succeeded. A failed write leaves the old file and no temporary file behind.
 """
+
 from __future__ import annotations
 
 import json

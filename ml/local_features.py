@@ -13,11 +13,12 @@ embedding's shortlist (:func:`rerank`), never the whole gallery.
 Coordinates are in the pixels of the picture the features were computed on (the 224x224 crop
 in the pipeline); :func:`crop_to_photo` maps them back into the photo through the crop's box.
 """
+
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class LocalFeatures:
         return head + self.keypoints.astype("<f4").tobytes() + self.descriptors.astype(np.uint8).tobytes()
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "LocalFeatures":
+    def from_bytes(cls, blob: bytes) -> LocalFeatures:
         if blob[:4] != MAGIC:
             raise ValueError("not RootSIFT features (bad magic)")
         n, w, h = struct.unpack("<IHH", blob[4:12])
@@ -135,8 +136,13 @@ def _ratio_matches(q: LocalFeatures, c: LocalFeatures, ratio: float) -> tuple[np
     return np.array([m.queryIdx for m in good], int), np.array([m.trainIdx for m in good], int)
 
 
-def match(query: LocalFeatures, candidate: LocalFeatures, ratio: float = DEFAULT_RATIO,
-          ransac_px: float = DEFAULT_RANSAC_PX, model: str = "similarity") -> MatchResult:
+def match(
+    query: LocalFeatures,
+    candidate: LocalFeatures,
+    ratio: float = DEFAULT_RATIO,
+    ransac_px: float = DEFAULT_RANSAC_PX,
+    model: str = "similarity",
+) -> MatchResult:
     """Ratio test then RANSAC: ``model="similarity"`` (rotation, scale, shift: robust with few
     matches) or ``"homography"`` (also perspective). The inlier count is the score."""
     cv2 = _cv2()
@@ -158,7 +164,9 @@ def match(query: LocalFeatures, candidate: LocalFeatures, ratio: float = DEFAULT
     return MatchResult(int(keep.sum()), int(len(qi)), pairs)
 
 
-def matched_pairs(query: LocalFeatures, candidate: LocalFeatures, **kw) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+def matched_pairs(
+    query: LocalFeatures, candidate: LocalFeatures, **kw
+) -> list[tuple[tuple[float, float], tuple[float, float]]]:
     """The RANSAC-verified point pairs ``((xq, yq), (xc, yc))``: the lines the review page draws."""
     return [((float(a), float(b)), (float(c), float(d))) for a, b, c, d in match(query, candidate, **kw).pairs]
 
@@ -173,9 +181,13 @@ def best_inliers(query: LocalFeatures, photos: Sequence[LocalFeatures], **kw) ->
     return best, which
 
 
-def rerank(query: LocalFeatures, shortlist: Sequence[tuple[str, float]],
-           gallery: Mapping[str, Sequence[LocalFeatures]] | Callable[[str], Sequence[LocalFeatures]],
-           k: int = DEFAULT_SHORTLIST, **kw) -> list[Reranked]:
+def rerank(
+    query: LocalFeatures,
+    shortlist: Sequence[tuple[str, float]],
+    gallery: Mapping[str, Sequence[LocalFeatures]] | Callable[[str], Sequence[LocalFeatures]],
+    k: int = DEFAULT_SHORTLIST,
+    **kw,
+) -> list[Reranked]:
     """Verify the embedding's top-``k`` individuals ``(label, score)`` against their stored
     features (a mapping or a loader ``label -> [LocalFeatures]``). Returns them in the shortlist's
     order with the inlier count beside the embedding score; :mod:`ml.calibration` fuses the two."""
@@ -196,5 +208,17 @@ def crop_to_photo(points: np.ndarray, crop_box, size: int) -> np.ndarray:
     return np.stack([crop_box.x0 + p[:, 0] * sx, crop_box.y0 + p[:, 1] * sy], axis=1)
 
 
-__all__ = ["LocalFeatures", "MatchResult", "Reranked", "to_uint8", "root_sift", "extract", "match",
-           "matched_pairs", "best_inliers", "rerank", "crop_to_photo", "DEFAULT_SHORTLIST"]
+__all__ = [
+    "LocalFeatures",
+    "MatchResult",
+    "Reranked",
+    "to_uint8",
+    "root_sift",
+    "extract",
+    "match",
+    "matched_pairs",
+    "best_inliers",
+    "rerank",
+    "crop_to_photo",
+    "DEFAULT_SHORTLIST",
+]

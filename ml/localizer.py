@@ -35,6 +35,7 @@ shipped (``metrics["shipped"] is False``): ``train_localizer`` sets its threshol
 ``ml.train`` writes no ``localizer.pt``, and ``ml.identifier.Identifier`` ignores such a file,
 so every photo gets the flagged default box.
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,9 +43,10 @@ import functools
 import itertools
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,8 +65,7 @@ def default_localization(width: int, height: int, confidence: float = 0.0, upsid
     """The documented fallback box: x 5%..95%, y 15%..85% of the photo; always flagged."""
     fx0, fy0, fx1, fy1 = DEFAULT_FRACTIONS
     box = Box(fx0 * width, fy0 * height, fx1 * width, fy1 * height)
-    return Localization(box=box, confidence=float(confidence), source="default", flagged=True,
-                        upside_down=upside_down)
+    return Localization(box=box, confidence=float(confidence), source="default", flagged=True, upside_down=upside_down)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -87,8 +88,9 @@ def _iou_cxcywh(p: torch.Tensor, t: torch.Tensor, generalized: bool = False) -> 
     if not generalized:
         return iou_
     # GIoU: minus the fraction of the enclosing box covered by neither (a gradient even without overlap)
-    enclosing = ((torch.maximum(px1, tx1) - torch.minimum(px0, tx0))
-                 * (torch.maximum(py1, ty1) - torch.minimum(py0, ty0))).clamp(min=1e-6)
+    enclosing = (
+        (torch.maximum(px1, tx1) - torch.minimum(px0, tx0)) * (torch.maximum(py1, ty1) - torch.minimum(py0, ty0))
+    ).clamp(min=1e-6)
     return iou_ - (enclosing - union) / enclosing
 
 
@@ -113,7 +115,7 @@ def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float, float, 
     mean = float(small.mean())
     canvas = np.full((size, size), mean, dtype=np.float32)
     ox, oy = (size - nw) // 2, (size - nh) // 2
-    canvas[oy:oy + nh, ox:ox + nw] = small
+    canvas[oy : oy + nh, ox : ox + nw] = small
     canvas = (canvas - mean) / (float(small.std()) + 1e-6)
     return canvas, scale, float(ox), float(oy)
 
@@ -140,8 +142,12 @@ class LocalizerNet(nn.Module):
         self.widths, self.hidden_size = tuple(int(w) for w in widths), int(hidden)
         layers, c = [], 3
         for w in widths:
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             c = w
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4))
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), nn.ReLU(inplace=True))
@@ -164,7 +170,7 @@ def _fused_for_inference(net: LocalizerNet) -> LocalizerNet:
     fast = copy.deepcopy(net).eval()
     layers, fused, i = list(fast.features), [], 0
     while i < len(layers):
-        block = layers[i:i + 4]
+        block = layers[i : i + 4]
         if [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]:
             conv, bn = cast(nn.Conv2d, block[0]), cast(nn.BatchNorm2d, block[1])
             fused += [fuse_conv_bn_eval(conv, bn), block[3], nn.ReLU(inplace=True)]
@@ -178,8 +184,14 @@ def _fused_for_inference(net: LocalizerNet) -> LocalizerNet:
 
 # ---------------------------------------------------------------------- inference
 class Localizer:
-    def __init__(self, net: LocalizerNet | None = None, image_size: int = 128, conf_threshold: float = 0.5,
-                 metrics: dict | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        net: LocalizerNet | None = None,
+        image_size: int = 128,
+        conf_threshold: float = 0.5,
+        metrics: dict | None = None,
+        device: str | torch.device = "cpu",
+    ):
         self.device = torch.device(device)
         self.net = (net or LocalizerNet()).to(self.device).eval()
         self.image_size = int(image_size)
@@ -206,7 +218,7 @@ class Localizer:
         net = self._inference_net()
         boxes, ups, confs = [], [], []
         for i in range(0, len(canvases), batch_size):
-            x = torch.from_numpy(canvases[i:i + batch_size]).unsqueeze(1).to(self.device)
+            x = torch.from_numpy(canvases[i : i + batch_size]).unsqueeze(1).to(self.device)
             b, u, c = net(x)
             boxes.append(b.float().cpu())
             ups.append(torch.sigmoid(u).float().cpu())
@@ -227,8 +239,12 @@ class Localizer:
             cx, cy, bw, bh = (v * s for v in b)
             x0, x1 = (cx - bw / 2 - ox) / scale, (cx + bw / 2 - ox) / scale
             y0, y1 = (cy - bh / 2 - oy) / scale, (cy + bh / 2 - oy) / scale
-            box = Box(min(max(x0, 0.0), float(w)), min(max(y0, 0.0), float(h)), min(max(x1, 0.0), float(w)),
-                      min(max(y1, 0.0), float(h)))
+            box = Box(
+                min(max(x0, 0.0), float(w)),
+                min(max(y0, 0.0), float(h)),
+                min(max(x1, 0.0), float(w)),
+                min(max(y1, 0.0), float(h)),
+            )
             out.append(Localization(box=box, confidence=c, source="localizer", flagged=False, upside_down=u > 0.5))
         return out
 
@@ -253,20 +269,34 @@ class Localizer:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        torch.save({"format": FORMAT_VERSION, "state_dict": state, "image_size": self.image_size,
-                    "widths": list(self.net.widths), "hidden": self.net.hidden_size,
-                    "conf_threshold": self.conf_threshold, "metrics": _plain(self.metrics)}, str(path))
+        torch.save(
+            {
+                "format": FORMAT_VERSION,
+                "state_dict": state,
+                "image_size": self.image_size,
+                "widths": list(self.net.widths),
+                "hidden": self.net.hidden_size,
+                "conf_threshold": self.conf_threshold,
+                "metrics": _plain(self.metrics),
+            },
+            str(path),
+        )
         return path
 
     @classmethod
-    def load(cls, path, device: str | torch.device = "cpu") -> "Localizer":
+    def load(cls, path, device: str | torch.device = "cpu") -> Localizer:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unknown localizer format {data.get('format')!r}")
         net = LocalizerNet(data.get("widths", WIDTHS_V1), data.get("hidden", HIDDEN_V1))
         net.load_state_dict(data["state_dict"])
-        return cls(net, image_size=data["image_size"], conf_threshold=data["conf_threshold"],
-                   metrics=data.get("metrics") or {}, device=device)
+        return cls(
+            net,
+            image_size=data["image_size"],
+            conf_threshold=data["conf_threshold"],
+            metrics=data.get("metrics") or {},
+            device=device,
+        )
 
 
 def _plain(value):
@@ -304,8 +334,13 @@ def _augment(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator, shift_scale
     return x, t, rot.float()
 
 
-def _shift_scale(x: torch.Tensor, t: torch.Tensor, gen: torch.Generator, max_shift: float = 0.12,
-                 scale_range: tuple[float, float] = (0.8, 1.2)):
+def _shift_scale(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    gen: torch.Generator,
+    max_shift: float = 0.12,
+    scale_range: tuple[float, float] = (0.8, 1.2),
+):
     """Random zoom and translation of the canvas (padding = 0 = the standardised mean); boxes mapped
     and clipped to the canvas."""
     n = x.shape[0]
@@ -338,8 +373,12 @@ def _localizer_loss(net: nn.Module, x: torch.Tensor, t: torch.Tensor, up: torch.
     pb, pu, pc = net(x)
     ious = _iou_cxcywh(pb, t)
     overlap = _iou_cxcywh(pb, t, generalized=True) if giou else ious
-    return (F.smooth_l1_loss(pb, t, beta=0.05) * 4 + (1 - overlap).mean()
-            + F.binary_cross_entropy_with_logits(pu, up) + 0.5 * F.mse_loss(pc, ious.detach()))
+    return (
+        F.smooth_l1_loss(pb, t, beta=0.05) * 4
+        + (1 - overlap).mean()
+        + F.binary_cross_entropy_with_logits(pu, up)
+        + 0.5 * F.mse_loss(pc, ious.detach())
+    )
 
 
 @dataclass
@@ -376,7 +415,7 @@ class _LocalizerFit:
         for i in range(self.steps_per_epoch):
             if self.step >= self.total_steps:
                 break
-            idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             if len(idx) < 2:  # BatchNorm needs 2+
                 continue
             x, t, up = _augment(x_train[idx], t_train[idx], self.gen, shift_scale=self.shift_scale)
@@ -388,12 +427,20 @@ class _LocalizerFit:
             self.step += 1
             losses.append(float(loss.detach()))
             if self.progress:
-                self.progress(TrainProgress(epoch=epoch + 1, epochs=self.epochs, step=i + 1,
-                                            steps_per_epoch=self.steps_per_epoch, loss=losses[-1], phase="localizer"))
+                self.progress(
+                    TrainProgress(
+                        epoch=epoch + 1,
+                        epochs=self.epochs,
+                        step=i + 1,
+                        steps_per_epoch=self.steps_per_epoch,
+                        loss=losses[-1],
+                        phase="localizer",
+                    )
+                )
         return losses
 
 
-def _ship_if_better(localizer: "Localizer", metrics: dict, n_val: int) -> None:
+def _ship_if_better(localizer: Localizer, metrics: dict, n_val: int) -> None:
     """The guard: a localizer not better than the default box on its validation photos predicts the
     flagged default box (``shipped`` False); without validation photos the caller decides (None)."""
     if n_val > 0:
@@ -412,8 +459,9 @@ def _split_indices(rng: np.random.Generator, n: int, val_fraction: float) -> tup
     return order[:n_val], order[n_val:]
 
 
-def _localizer_schedule(n_train: int, batch_size: int, epochs: int | None, min_steps: int,
-                        max_steps: int | None) -> tuple[int, int, int]:
+def _localizer_schedule(
+    n_train: int, batch_size: int, epochs: int | None, min_steps: int, max_steps: int | None
+) -> tuple[int, int, int]:
     """(steps per epoch, epochs, total steps): ``epochs`` defaults to 30, raised to reach ``min_steps``."""
     steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     if epochs is None:
@@ -422,13 +470,25 @@ def _localizer_schedule(n_train: int, batch_size: int, epochs: int | None, min_s
     return steps_per_epoch, epochs, total_steps
 
 
-def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int | None = None, image_size: int = 128,
-                    seed: int = 0, progress: Callable[[TrainProgress], None] | None = None,
-                    val_fraction: float = 0.2, batch_size: int = 32, lr: float = 3e-3,
-                    conf_threshold: float = 0.5, device: str | torch.device = "cpu",
-                    max_steps: int | None = None, min_steps: int = MIN_STEPS,
-                    augment_shift_scale: bool = True, giou: bool = True, widths: Sequence[int] = WIDTHS,
-                    hidden: int = HIDDEN) -> tuple[Localizer, dict]:
+def train_localizer(
+    images: Sequence,
+    boxes: Sequence[Box],
+    epochs: int | None = None,
+    image_size: int = 128,
+    seed: int = 0,
+    progress: Callable[[TrainProgress], None] | None = None,
+    val_fraction: float = 0.2,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    conf_threshold: float = 0.5,
+    device: str | torch.device = "cpu",
+    max_steps: int | None = None,
+    min_steps: int = MIN_STEPS,
+    augment_shift_scale: bool = True,
+    giou: bool = True,
+    widths: Sequence[int] = WIDTHS,
+    hidden: int = HIDDEN,
+) -> tuple[Localizer, dict]:
     """Train on photos (PIL images or paths) with their fluke boxes (original pixels).
 
     Returns (Localizer, metrics): ``val_iou_mean`` (raw predicted box vs truth on the
@@ -463,27 +523,53 @@ def train_localizer(images: Sequence, boxes: Sequence[Box], epochs: int | None =
     x_train, t_train = x_all[train_idx], t_all[train_idx]
 
     net = LocalizerNet(widths, hidden).to(device)
-    steps_per_epoch, epochs, total_steps = _localizer_schedule(len(train_idx), batch_size, epochs, min_steps,
-                                                               max_steps)
+    steps_per_epoch, epochs, total_steps = _localizer_schedule(len(train_idx), batch_size, epochs, min_steps, max_steps)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.15)
     localizer = Localizer(net, image_size=image_size, conf_threshold=conf_threshold, device=device)
 
-    fit = _LocalizerFit(net, opt, sched, gen, device, epochs, steps_per_epoch, total_steps, batch_size,
-                        augment_shift_scale, giou, progress)
+    fit = _LocalizerFit(
+        net,
+        opt,
+        sched,
+        gen,
+        device,
+        epochs,
+        steps_per_epoch,
+        total_steps,
+        batch_size,
+        augment_shift_scale,
+        giou,
+        progress,
+    )
     history, step = fit.run(x_train, t_train)
 
     metrics = evaluate_localizer(localizer, [pil[i] for i in val_idx], [boxes[i] for i in val_idx])
     if history:
         history[-1]["val_iou"] = metrics["val_iou_mean"]
-    metrics.update(n_train=int(len(train_idx)), n_val=int(n_val), epochs=epochs, steps=step,
-                   image_size=image_size, seconds=round(time.monotonic() - started, 2), history=history)
+    metrics.update(
+        n_train=int(len(train_idx)),
+        n_val=int(n_val),
+        epochs=epochs,
+        steps=step,
+        image_size=image_size,
+        seconds=round(time.monotonic() - started, 2),
+        history=history,
+    )
     _ship_if_better(localizer, metrics, n_val)
     if progress:
-        progress(TrainProgress(epoch=epochs, epochs=epochs, step=steps_per_epoch, steps_per_epoch=steps_per_epoch,
-                               loss=history[-1]["loss"] if history else float("nan"), phase="localizer",
-                               message=f"localizer val IoU {metrics['val_iou_mean']:.3f} "
-                                       f"(default box {metrics['iou_default_mean']:.3f})"))
+        progress(
+            TrainProgress(
+                epoch=epochs,
+                epochs=epochs,
+                step=steps_per_epoch,
+                steps_per_epoch=steps_per_epoch,
+                loss=history[-1]["loss"] if history else float("nan"),
+                phase="localizer",
+                message=f"localizer val IoU {metrics['val_iou_mean']:.3f} "
+                f"(default box {metrics['iou_default_mean']:.3f})",
+            )
+        )
     return localizer, metrics
 
 
@@ -492,12 +578,18 @@ def evaluate_localizer(localizer: Localizer, images: Sequence, boxes: Sequence[B
     pil = [_as_image(im) for im in images]
     if not pil:
         nan = float("nan")
-        return {"val_iou_mean": nan, "iou_default_mean": nan, "val_iou_flipped_mean": nan,
-                "val_upside_accuracy": nan, "val_flagged_fraction": nan}
+        return {
+            "val_iou_mean": nan,
+            "iou_default_mean": nan,
+            "val_iou_flipped_mean": nan,
+            "val_upside_accuracy": nan,
+            "val_flagged_fraction": nan,
+        }
     raw = localizer.predict_raw(pil)
     rotated = [im.rotate(180) for im in pil]
-    rot_boxes = [Box(im.size[0] - b.x1, im.size[1] - b.y1, im.size[0] - b.x0, im.size[1] - b.y0)
-                 for im, b in zip(pil, boxes)]
+    rot_boxes = [
+        Box(im.size[0] - b.x1, im.size[1] - b.y1, im.size[0] - b.x0, im.size[1] - b.y0) for im, b in zip(pil, boxes)
+    ]
     raw_rot = localizer.predict_raw(rotated)
     ious = [iou(p.box, b) for p, b in zip(raw, boxes)]
     default = [iou(default_localization(*im.size).box, b) for im, b in zip(pil, boxes)]
@@ -514,5 +606,12 @@ def evaluate_localizer(localizer: Localizer, images: Sequence, boxes: Sequence[B
     }
 
 
-__all__ = ["Localizer", "LocalizerNet", "default_localization", "iou", "letterbox", "train_localizer",
-           "evaluate_localizer"]
+__all__ = [
+    "Localizer",
+    "LocalizerNet",
+    "default_localization",
+    "iou",
+    "letterbox",
+    "train_localizer",
+    "evaluate_localizer",
+]

@@ -1,10 +1,10 @@
 """Ranking metrics for whale identification (Kaggle humpback conventions, seed 001)."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence, Sized
 from dataclasses import asdict, dataclass
-from collections.abc import Sized
-from typing import Sequence
 
 import numpy as np
 
@@ -105,10 +105,17 @@ class NewThresholdChoice:
         return asdict(self)
 
 
-def select_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str], *,
-                         min_new: int = MIN_NEW_QUERIES, min_known: int = MIN_KNOWN_QUERIES,
-                         default: float = DEFAULT_NEW_THRESHOLD, cap_quantiles=THRESHOLD_CAP_QUANTILES,
-                         k: int = 5, tol: float = 1e-9) -> NewThresholdChoice:
+def select_new_threshold(
+    ranked_scores: Sequence[Sequence[tuple[str, float]]],
+    truth: Sequence[str],
+    *,
+    min_new: int = MIN_NEW_QUERIES,
+    min_known: int = MIN_KNOWN_QUERIES,
+    default: float = DEFAULT_NEW_THRESHOLD,
+    cap_quantiles=THRESHOLD_CAP_QUANTILES,
+    k: int = 5,
+    tol: float = 1e-9,
+) -> NewThresholdChoice:
     """A ``new_whale`` threshold that does not overfit a small validation set.
 
     - Fewer than ``min_new`` new-whale queries or ``min_known`` known queries: ``default``
@@ -146,16 +153,19 @@ def select_new_threshold(ranked_scores: Sequence[Sequence[tuple[str, float]]], t
     lo_i, hi_i = max(runs, key=lambda r: (cand[r[1]] - cand[r[0]], -r[0]))
     plateau = (float(cand[lo_i]), float(cand[hi_i]))
     mid = (plateau[0] + plateau[1]) / 2
-    top1 = np.asarray([max(s for lab, s in r if lab != NEW_WHALE) for r in ranked_scores
-                       if any(lab != NEW_WHALE for lab, _ in r)], dtype=np.float64)
+    top1 = np.asarray(
+        [max(s for lab, s in r if lab != NEW_WHALE) for r in ranked_scores if any(lab != NEW_WHALE for lab, _ in r)],
+        dtype=np.float64,
+    )
     cap = None
     threshold = mid
     if len(top1):
         cap = (float(np.quantile(top1, cap_quantiles[0])), float(np.quantile(top1, cap_quantiles[1])))
         threshold = float(np.clip(mid, cap[0], cap[1]))
     raw_i = int(np.argmax(curve))
-    return NewThresholdChoice(float(threshold), at(threshold), "tuned", n_new, n_known, float(cand[raw_i]),
-                              float(curve[raw_i]), plateau, cap)
+    return NewThresholdChoice(
+        float(threshold), at(threshold), "tuned", n_new, n_known, float(cand[raw_i]), float(curve[raw_i]), plateau, cap
+    )
 
 
 def most_frequent_labels(truth: Sequence[str], n: int = 20, include_new: bool = False) -> list[str]:
@@ -163,8 +173,9 @@ def most_frequent_labels(truth: Sequence[str], n: int = 20, include_new: bool = 
     return [lab for lab, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
-def confusion_matrix(truth: Sequence[str], top1: Sequence[str], labels: Sequence[str] | None = None,
-                     n: int = 20) -> tuple[np.ndarray, list[str]]:
+def confusion_matrix(
+    truth: Sequence[str], top1: Sequence[str], labels: Sequence[str] | None = None, n: int = 20
+) -> tuple[np.ndarray, list[str]]:
     """Counts ``M[i, j]`` of (true = labels[i], top-1 = labels[j]) over queries whose true
     label is in ``labels`` (default: the ``n`` most frequent ids). The last column,
     ``"other"``, counts top-1 guesses outside ``labels``. Returns (M, column labels)."""

@@ -15,6 +15,7 @@ A model folder holds:
 Folders written before ``format`` existed lack some top-level keys: :func:`read_model` falls back on the
 saved config and then on the defaults those folders were trained with, so they stay loadable.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,13 +69,22 @@ class SavedModel:
         return len(self.classes)
 
     def to_blob(self) -> dict[str, Any]:
-        return {"format": MODEL_FORMAT, "config": self.config, "state_dict": self.state_dict,
-                "classes": list(self.classes), "new_threshold": float(self.new_threshold), "version": self.version,
-                "arch": self.arch, "image_size": self.image_size, "embedding_dim": self.embedding_dim,
-                "head": self.head, "num_classes": self.num_classes}
+        return {
+            "format": MODEL_FORMAT,
+            "config": self.config,
+            "state_dict": self.state_dict,
+            "classes": list(self.classes),
+            "new_threshold": float(self.new_threshold),
+            "version": self.version,
+            "arch": self.arch,
+            "image_size": self.image_size,
+            "embedding_dim": self.embedding_dim,
+            "head": self.head,
+            "num_classes": self.num_classes,
+        }
 
     @classmethod
-    def from_blob(cls, blob: dict[str, Any]) -> "SavedModel":
+    def from_blob(cls, blob: dict[str, Any]) -> SavedModel:
         """Read a ``model.pt`` dict, old folders included (missing keys: config, then legacy defaults)."""
         cfg = blob.get("config") or {}
 
@@ -84,24 +94,42 @@ class SavedModel:
         classes = list(blob["classes"])
         if int(blob.get("num_classes", len(classes))) != len(classes):
             raise KeyError(f"num_classes {blob['num_classes']} but {len(classes)} classes")
-        return cls(state_dict=blob["state_dict"], classes=classes, arch=str(pick("arch")),
-                   image_size=int(pick("image_size")), embedding_dim=int(pick("embedding_dim")),
-                   head=str(pick("head")), pooling=str(cfg.get("pooling", _LEGACY_DEFAULTS["pooling"])),
-                   new_threshold=float(blob.get("new_threshold", DEFAULT_NEW_THRESHOLD)),
-                   version=str(blob.get("version", "unknown")), config=dict(cfg))
+        return cls(
+            state_dict=blob["state_dict"],
+            classes=classes,
+            arch=str(pick("arch")),
+            image_size=int(pick("image_size")),
+            embedding_dim=int(pick("embedding_dim")),
+            head=str(pick("head")),
+            pooling=str(cfg.get("pooling", _LEGACY_DEFAULTS["pooling"])),
+            new_threshold=float(blob.get("new_threshold", DEFAULT_NEW_THRESHOLD)),
+            version=str(blob.get("version", "unknown")),
+            config=dict(cfg),
+        )
 
     def build(self):
         """The ``FlukeNet`` this file describes, with its weights loaded (on the CPU, train mode)."""
         from ml.models import create_model
 
-        model = create_model(self.arch, self.embedding_dim, self.num_classes, self.head, pooling=self.pooling,
-                             trainable_blocks=self.trainable_blocks)
+        model = create_model(
+            self.arch,
+            self.embedding_dim,
+            self.num_classes,
+            self.head,
+            pooling=self.pooling,
+            trainable_blocks=self.trainable_blocks,
+        )
         model.load_state_dict(self.state_dict)
         return model
 
 
-def write_model_folder(out_dir: str | Path, saved: SavedModel, metrics: TrainMetrics,
-                       history: list[dict[str, Any]], calibration: Any = None) -> None:
+def write_model_folder(
+    out_dir: str | Path,
+    saved: SavedModel,
+    metrics: TrainMetrics,
+    history: list[dict[str, Any]],
+    calibration: Any = None,
+) -> None:
     """Write ``model.pt``, ``config.json``, ``history.json``, ``metrics.json`` and, when given, the
     ``ml.calibration.MatchCalibration`` as ``calibration.json`` (each atomically). A stale
     ``calibration.json`` of an earlier run in the same folder is removed: it belongs to other weights."""

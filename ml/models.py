@@ -3,12 +3,13 @@
 Trained from scratch (no downloaded weights); ``init_weights`` lets an operator point at a
 local state-dict file (for example an ImageNet ResNet saved earlier) to start from.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ import torch.nn.functional as F
 import torchvision
 
 from ml.presets import HEADS, POOLINGS, SCRATCH_ARCHS
+
+if TYPE_CHECKING:
+    from ml.backbones import PretrainedFlukeNet
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +102,18 @@ class SoftmaxHead(nn.Module):
 class FlukeNet(nn.Module):
     init_report: dict[str, Any] | None  # create_model: what init_weights loaded
 
-    def __init__(self, arch: str = "resnet50", embedding_dim: int = 512, num_classes: int = 2,
-                 head: str = "arcface", in_channels: int = 1, arcface_s: float = 30.0,
-                 arcface_m: float = 0.5, easy_margin: bool = False, pooling: str = "avg"):
+    def __init__(
+        self,
+        arch: str = "resnet50",
+        embedding_dim: int = 512,
+        num_classes: int = 2,
+        head: str = "arcface",
+        in_channels: int = 1,
+        arcface_s: float = 30.0,
+        arcface_m: float = 0.5,
+        easy_margin: bool = False,
+        pooling: str = "avg",
+    ):
         super().__init__()
         if arch not in SCRATCH_ARCHS:
             raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(SCRATCH_ARCHS)}")
@@ -133,8 +146,9 @@ class FlukeNet(nn.Module):
         self.embedding = nn.Linear(feat_dim, embedding_dim)
         self.bn = nn.BatchNorm1d(embedding_dim)
         if head == "arcface":
-            self.head: nn.Module = ArcMarginHead(embedding_dim, num_classes, s=arcface_s, m=arcface_m,
-                                                 easy_margin=easy_margin)
+            self.head: nn.Module = ArcMarginHead(
+                embedding_dim, num_classes, s=arcface_s, m=arcface_m, easy_margin=easy_margin
+            )
         else:
             self.head = SoftmaxHead(embedding_dim, num_classes)
 
@@ -182,7 +196,7 @@ def load_weights_file(model: nn.Module, path: str | Path, *, skip_head: bool = F
     state: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     for k, v in blob.items():
-        name = k[len("module."):] if k.startswith("module.") else k
+        name = k[len("module.") :] if k.startswith("module.") else k
         # a plain torchvision resnet state dict maps onto our backbone
         if name not in own and ("backbone." + name) in own:
             name = "backbone." + name
@@ -199,13 +213,25 @@ def load_weights_file(model: nn.Module, path: str | Path, *, skip_head: bool = F
     result = model.load_state_dict(state, strict=False)
     report = {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys), "skipped": skipped}
     if report["missing"]:
-        log.warning("weights %s: %d missing keys (%s%s)", path, len(report["missing"]),
-                    ", ".join(report["missing"][:8]), "..." if len(report["missing"]) > 8 else "")
+        log.warning(
+            "weights %s: %d missing keys (%s%s)",
+            path,
+            len(report["missing"]),
+            ", ".join(report["missing"][:8]),
+            "..." if len(report["missing"]) > 8 else "",
+        )
     return report
 
 
-def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: int = 2, head: str = "arcface",
-                 in_channels: int = 1, init_weights: str | None = None, **kwargs) -> FlukeNet:
+def create_model(
+    arch: str = "resnet50",
+    embedding_dim: int = 512,
+    num_classes: int = 2,
+    head: str = "arcface",
+    in_channels: int = 1,
+    init_weights: str | None = None,
+    **kwargs,
+) -> FlukeNet | PretrainedFlukeNet:
     """Build a FlukeNet (weights=None: trained from scratch), or for a pretrained ``arch``
     (``ml.backbones.BACKBONE_ARCHS``) its twin on installed pretrained weights.
 
@@ -213,24 +239,27 @@ def create_model(arch: str = "resnet50", embedding_dim: int = 512, num_classes: 
     report is kept on ``model.init_report``. ``trainable_blocks`` (pretrained archs: None = all, 0 = frozen
     encoder) is ignored by the from-scratch ResNets, which train whole.
     """
-    from ml.backbones import BACKBONE_ARCHS, PretrainedFlukeNet
+    from ml.backbones import BACKBONE_ARCHS
+    from ml.backbones import PretrainedFlukeNet as Pretrained
 
     if arch in BACKBONE_ARCHS:
         kwargs.pop("pooling", None)  # the pretrained encoders pool their own way
-        model = PretrainedFlukeNet(arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head, **kwargs)
-        model.init_report = load_weights_file(model, init_weights) if init_weights else None
-        return model
+        pretrained = Pretrained(arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head, **kwargs)
+        pretrained.init_report = load_weights_file(pretrained, init_weights) if init_weights else None
+        return pretrained
     kwargs.pop("trainable_blocks", None)  # a from-scratch network has nothing pretrained to freeze: all of it trains
-    model = FlukeNet(arch=arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head,
-                     in_channels=in_channels, **kwargs)
+    model = FlukeNet(
+        arch=arch, embedding_dim=embedding_dim, num_classes=num_classes, head=head, in_channels=in_channels, **kwargs
+    )
     model.init_report = None
     if init_weights:
         model.init_report = load_weights_file(model, init_weights)
     return model
 
 
-def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=None,
-                precision: str = "auto") -> np.ndarray:
+def embed_crops(
+    model: FlukeNet, crops, device, batch_size: int = 64, transform=None, precision: str = "auto"
+) -> np.ndarray:
     """Embed float32 (S, S) crops (or (1, S, S) tensors) -> (N, D) float32 L2-normalised numpy."""
     from ml.device import autocast
 
@@ -241,7 +270,7 @@ def embed_crops(model: FlukeNet, crops, device, batch_size: int = 64, transform=
     try:
         with torch.inference_mode():
             for i in range(0, len(crops), batch_size):
-                chunk = crops[i:i + batch_size]
+                chunk = crops[i : i + batch_size]
                 xs = []
                 for c in chunk:
                     t = transform(c) if transform is not None else torch.as_tensor(np.asarray(c, dtype=np.float32))

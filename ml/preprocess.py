@@ -17,6 +17,7 @@ at least twice as large as the output, the picture is first reduced by an intege
 filter (same geometry, coordinates divided by the factor), so that bilinear sampling of a large photo
 does not alias. Training and inference go through the same function, so they stay consistent.
 """
+
 from __future__ import annotations
 
 import math
@@ -216,8 +217,15 @@ class TrainTransform:
     from the worker's own seed, so workers never repeat each other's augmentations.
     """
 
-    def __init__(self, size: int = DEFAULT_SIZE, hflip: bool = False, rotation: float = 20, zoom: float = 0.2,
-                 shift: float = 0.2, seed: int | None = None):
+    def __init__(
+        self,
+        size: int = DEFAULT_SIZE,
+        hflip: bool = False,
+        rotation: float = 20,
+        zoom: float = 0.2,
+        shift: float = 0.2,
+        seed: int | None = None,
+    ):
         self.size = int(size)
         self.hflip = bool(hflip)
         self.rotation = float(rotation)
@@ -311,5 +319,7 @@ class TrainTransform:
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).contiguous()
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(size={self.size}, hflip={self.hflip}, rotation={self.rotation}, "
-                f"zoom={self.zoom}, shift={self.shift}, seed={self.seed})")
+        return (
+            f"TrainTransform(size={self.size}, hflip={self.hflip}, rotation={self.rotation}, "
+            f"zoom={self.zoom}, shift={self.shift}, seed={self.seed})"
+        )

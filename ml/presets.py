@@ -10,16 +10,25 @@ importing torch: everything here is a plain tuple, dict or frozen dataclass.
 - ``SEED000`` is the seed 000 recipe (the ResNet50 humpback study), selectable by name.
 - ``QUICK`` is a small from-scratch ResNet-18 recipe.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
 SCRATCH_ARCHS = ("resnet18", "resnet34", "resnet50")  # torchvision ResNets trained from scratch (seed 000)
-PRETRAINED_ARCHS = ("efficientnet_lite0", "dinov2_s")  # ImageNet / DINOv2 weights from installed packages (ml.backbones)
+PRETRAINED_ARCHS = (
+    "efficientnet_lite0",
+    "dinov2_s",
+)  # ImageNet / DINOv2 weights from installed packages (ml.backbones)
 ARCHS = SCRATCH_ARCHS + PRETRAINED_ARCHS
-ARCH_LABELS = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
-               "efficientnet_lite0": "EfficientNet-Lite0 (pretrained)", "dinov2_s": "DINOv2 ViT-S/14 (pretrained)"}
+ARCH_LABELS = {
+    "resnet18": "ResNet-18",
+    "resnet34": "ResNet-34",
+    "resnet50": "ResNet-50",
+    "efficientnet_lite0": "EfficientNet-Lite0 (pretrained)",
+    "dinov2_s": "DINOv2 ViT-S/14 (pretrained)",
+}
 HEADS = ("arcface", "softmax")
 POOLINGS = ("avg", "gem", "grid")
 OPTIMIZERS = ("adam", "sgd")
@@ -67,8 +76,9 @@ class Recipe:
 
 # bench/real_reid.py's winner within this CPU's budget: frozen EfficientNet-Lite0 (only the embedding and the
 # ArcFace head learn: a few epochs suffice) + RootSIFT re-ranking of the top 50 + logistic fusion
-PRETRAINED = Recipe("pretrained", arch="efficientnet_lite0", image_size=224, epochs=4, batch_size=32,
-                    trainable_blocks=0)
+PRETRAINED = Recipe(
+    "pretrained", arch="efficientnet_lite0", image_size=224, epochs=4, batch_size=32, trainable_blocks=0
+)
 SEED000 = Recipe("seed000", arch="resnet50", image_size=224, epochs=20, batch_size=32)  # the ResNet50 humpback study
 QUICK = Recipe("quick", arch="resnet18", image_size=128, epochs=10, batch_size=32)
 DEFAULT = PRETRAINED  # TrainConfig's, the CLI's, the site's and seed_demo's recipe

@@ -17,6 +17,7 @@ the trailing-edge profile and its bites) and survives a 64-128 px crop; photo-to
 kept in ranges where a person can still match two photos of one whale, yet pose, light and splash
 make raw-pixel matching clearly worse than a trained network.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,7 @@ CANVAS_W, CANVAS_H = 480, 240  # canonical fluke canvas
 _CX = CANVAS_W / 2
 _HALF_SPAN = 215.0
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "SynthSummary", "Individual", "render_individual", "render_photo",
-           "generate_dataset"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "SynthSummary", "Individual", "render_individual", "render_photo", "generate_dataset"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -134,7 +134,7 @@ def _trailing_edge_detail(rng: np.random.Generator, signed_u: np.ndarray) -> np.
     serr += rng.uniform(0.3, 1.5) * np.abs(_smooth_noise(rng, (1, W), (1, int(rng.uniform(40, 120))))[0])
     for _ in range(int(rng.integers(0, 4))):  # bites, nicks out of the trailing edge
         c = rng.uniform(-0.9, 0.9)
-        serr += rng.uniform(5, 16) * np.exp(-((signed_u - c) / rng.uniform(0.02, 0.06)) ** 2)
+        serr += rng.uniform(5, 16) * np.exp(-(((signed_u - c) / rng.uniform(0.02, 0.06)) ** 2))
     return serr
 
 
@@ -153,12 +153,14 @@ def _silhouette(rng: np.random.Generator, c: _Canvas) -> _Silhouette:
     lobe_span = np.where(side == 0, span_l, span_r)
     uu = np.clip(u / lobe_span, 0, 1.2)
     inside_span = uu < 1.0
-    top_smooth = tip_y + sweep * asym[side] * (1 - uu ** p_sweep) + bend * uu * (1 - uu) * (1 if rng.random() < 0.5 else -1)
-    chord = chord0 * asym[::-1][side] ** 0.5 * np.clip(1 - uu ** k_tip, 0, 1) ** m_tip
+    top_smooth = (
+        tip_y + sweep * asym[side] * (1 - uu**p_sweep) + bend * uu * (1 - uu) * (1 if rng.random() < 0.5 else -1)
+    )
+    chord = chord0 * asym[::-1][side] ** 0.5 * np.clip(1 - uu**k_tip, 0, 1) ** m_tip
     # central notch
     notch_depth = rng.uniform(6, 22)
     notch_w = rng.uniform(0.02, 0.07)
-    notch = notch_depth * np.exp(-((signed_u - rng.uniform(-0.01, 0.01)) / notch_w) ** 2)
+    notch = notch_depth * np.exp(-(((signed_u - rng.uniform(-0.01, 0.01)) / notch_w) ** 2))
     serr = _trailing_edge_detail(rng, signed_u)
     top = top_smooth + notch + serr
     bottom = top_smooth + chord + 2.0
@@ -169,20 +171,25 @@ def _silhouette(rng: np.random.Generator, c: _Canvas) -> _Silhouette:
     pw0 = rng.uniform(16, 26)
     flare = 38 * np.exp(-np.clip(ys - join_y, 0, None) / rng.uniform(10, 20))
     half_w = pw0 + flare
-    ped = np.clip(half_w - np.abs(xs - _CX) + 0.5, 0, 1) * np.clip(ys - (top_smooth[int(_CX)] + notch_depth) + 0.5, 0, 1)
+    ped = np.clip(half_w - np.abs(xs - _CX) + 0.5, 0, 1) * np.clip(
+        ys - (top_smooth[int(_CX)] + notch_depth) + 0.5, 0, 1
+    )
     alpha = np.maximum(lobe, ped).astype(np.float32)
     return _Silhouette(alpha, lobe, ped, top, bottom, uu, inside_span, join_y)
 
 
-def _pigmentation(rng: np.random.Generator, c: _Canvas, sil: _Silhouette) -> tuple[np.ndarray, np.ndarray, float,
-                                                                                      float]:
+def _pigmentation(
+    rng: np.random.Generator, c: _Canvas, sil: _Silhouette
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     """A large-scale black/white patch layout (what human matchers use; it must survive a 64-128 px crop, so
     patches are tens of canvas pixels at least) and a dark trailing margin: (albedo, white, black, white level)."""
     H, W = CANVAS_H, CANVAS_W
     ys, signed_u, top, bottom, uu = c.ys, c.signed_u, sil.top, sil.bottom, sil.uu
     mask = sil.lobe > 0.5
     kind = rng.random()
-    white_frac = rng.uniform(0.05, 0.25) if kind < 0.3 else (rng.uniform(0.25, 0.6) if kind < 0.7 else rng.uniform(0.6, 0.88))
+    white_frac = (
+        rng.uniform(0.05, 0.25) if kind < 0.3 else (rng.uniform(0.25, 0.6) if kind < 0.7 else rng.uniform(0.6, 0.88))
+    )
     field = (
         1.0 * _smooth_noise(rng, (H, W), (2, 4))
         + 0.8 * _smooth_noise(rng, (H, W), (3, 7))
@@ -194,7 +201,7 @@ def _pigmentation(rng: np.random.Generator, c: _Canvas, sil: _Silhouette) -> tup
     dist_le = bottom - ys
     field -= rng.uniform(0.3, 1.2) * np.exp(-np.clip(dist_te, 0, None) / rng.uniform(5, 14))  # dark trailing margin
     field -= rng.uniform(0.0, 0.8) * np.exp(-np.clip(dist_le, 0, None) / rng.uniform(5, 15))  # dark leading edge
-    field -= rng.uniform(0.0, 1.2) * np.exp(-(signed_u / rng.uniform(0.06, 0.16)) ** 2)  # dark centre
+    field -= rng.uniform(0.0, 1.2) * np.exp(-((signed_u / rng.uniform(0.06, 0.16)) ** 2))  # dark centre
     field -= rng.uniform(0.0, 0.8) * np.clip(uu - 0.85, 0, None) * 6  # dark tips
     field += rng.uniform(0.05, 0.15) * _smooth_noise(rng, (H, W), (24, 48))  # ragged patch boundaries
     values = field[mask]
@@ -236,8 +243,10 @@ def _marks(rng: np.random.Generator, mask: np.ndarray, white: np.ndarray) -> np.
             x, y = random_point()
             ang = rng.uniform(0, np.pi)
             length = rng.uniform(30, 100)
-            pts = [(x + t * length * np.cos(ang) + rng.normal(0, 2), y + t * length * np.sin(ang) + rng.normal(0, 2))
-                   for t in np.linspace(-0.5, 0.5, 5)]
+            pts = [
+                (x + t * length * np.cos(ang) + rng.normal(0, 2), y + t * length * np.sin(ang) + rng.normal(0, 2))
+                for t in np.linspace(-0.5, 0.5, 5)
+            ]
             draw.line(pts, fill=int(rng.integers(215, 256)), width=int(rng.integers(3, 6)))
         for _ in range(int(rng.integers(0, 2))):  # rake marks: parallel lines
             x, y = random_point()
@@ -247,9 +256,14 @@ def _marks(rng: np.random.Generator, mask: np.ndarray, white: np.ndarray) -> np.
             nx, ny = -np.sin(ang), np.cos(ang)
             for j in range(int(rng.integers(2, 5))):
                 ox, oy = x + j * gap * nx, y + j * gap * ny
-                draw.line([(ox - length / 2 * np.cos(ang), oy - length / 2 * np.sin(ang)),
-                           (ox + length / 2 * np.cos(ang), oy + length / 2 * np.sin(ang))],
-                          fill=int(rng.integers(215, 256)), width=int(rng.integers(2, 4)))
+                draw.line(
+                    [
+                        (ox - length / 2 * np.cos(ang), oy - length / 2 * np.sin(ang)),
+                        (ox + length / 2 * np.cos(ang), oy + length / 2 * np.sin(ang)),
+                    ],
+                    fill=int(rng.integers(215, 256)),
+                    width=int(rng.integers(2, 4)),
+                )
         for _ in range(int(rng.integers(0, 6))):  # barnacle rings
             x, y = random_point()
             r = rng.uniform(3, 6)
@@ -306,8 +320,13 @@ def _sea(rng: np.random.Generator, W: int, H: int, colour: bool) -> tuple[np.nda
     return np.clip(sea, 0, 1).astype(np.float32), horizon
 
 
-def render_photo(individual_seed: int, photo_seed: int, size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
-                 grayscale: bool | None = None, jpeg_quality: int | None = None) -> tuple[Image.Image, Box]:
+def render_photo(
+    individual_seed: int,
+    photo_seed: int,
+    size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    grayscale: bool | None = None,
+    jpeg_quality: int | None = None,
+) -> tuple[Image.Image, Box]:
     """One photo of individual ``individual_seed``: ``(PIL image, true fluke box)``.
 
     ``grayscale=None`` decides from ``photo_seed`` (half the photos); the picture has already been
@@ -323,8 +342,9 @@ def render_photo(individual_seed: int, photo_seed: int, size: tuple[int, int] = 
     return out, box
 
 
-def _pose(rng: np.random.Generator, ind: Individual, W: int, H: int,
-          horizon: int | None) -> tuple[np.ndarray, np.ndarray, tuple, float]:
+def _pose(
+    rng: np.random.Generator, ind: Individual, W: int, H: int, horizon: int | None
+) -> tuple[np.ndarray, np.ndarray, tuple, float]:
     """Where the fluke goes: similarity + perspective, fitted inside the frame. Returns the canvas corners
     ``src``, their place in the photo ``dst``, the photo -> canvas coefficients for PIL, and the water line."""
     bx0, by0, bx1, by1 = ind.bbox
@@ -369,8 +389,9 @@ def _warp(ind: Individual, cut: float, inv: tuple, W: int, H: int) -> tuple[np.n
     water = np.clip((cut - rows) / 3.0, 0, 1)
     alpha_c = ind.alpha * water
     la = np.stack([ind.albedo * 255, alpha_c * 255], axis=-1).astype(np.uint8)
-    warped = Image.fromarray(la, "LA").transform((W, H), Image.Transform.PERSPECTIVE, inv,
-                                                 resample=Image.Resampling.BILINEAR, fillcolor=(0, 0))
+    warped = Image.fromarray(la, "LA").transform(
+        (W, H), Image.Transform.PERSPECTIVE, inv, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0)
+    )
     wa = np.asarray(warped, np.float32) / 255.0
     albedo, alpha = wa[..., 0], wa[..., 1]
     ys_a, xs_a = np.nonzero(alpha > 0.5)
@@ -378,15 +399,18 @@ def _warp(ind: Individual, cut: float, inv: tuple, W: int, H: int) -> tuple[np.n
     return albedo, alpha, box
 
 
-def _light(rng: np.random.Generator, sea: np.ndarray, albedo: np.ndarray, alpha: np.ndarray,
-           colour: bool) -> np.ndarray:
+def _light(
+    rng: np.random.Generator, sea: np.ndarray, albedo: np.ndarray, alpha: np.ndarray, colour: bool
+) -> np.ndarray:
     """Lighting and contrast of the fluke (back-light flattens the pattern), composited over the sea."""
     H, W = albedo.shape
     contrast = rng.uniform(0.55, 1.05)
     brightness = rng.uniform(0.7, 1.12)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     light_dir = rng.normal(size=2)
-    ramp = ((xx - W / 2) * np.float32(light_dir[0]) + (yy - H / 2) * np.float32(light_dir[1])) / np.float32(np.hypot(*light_dir) * W)
+    ramp = ((xx - W / 2) * np.float32(light_dir[0]) + (yy - H / 2) * np.float32(light_dir[1])) / np.float32(
+        np.hypot(*light_dir) * W
+    )
     shade = 1 + np.float32(rng.uniform(0, 0.5)) * ramp + 0.05 * _smooth_noise(rng, (H, W), (6, 9))
     mid = np.float32(0.45)
     lum = np.clip((mid + (albedo - mid) * np.float32(contrast)) * np.float32(brightness) * shade, 0, 1)
@@ -401,8 +425,9 @@ def _light(rng: np.random.Generator, sea: np.ndarray, albedo: np.ndarray, alpha:
     return img
 
 
-def _occluders(rng: np.random.Generator, img: np.ndarray, ind: Individual, src: np.ndarray, dst: np.ndarray,
-               cut: float, box: Box) -> np.ndarray:
+def _occluders(
+    rng: np.random.Generator, img: np.ndarray, ind: Individual, src: np.ndarray, dst: np.ndarray, cut: float, box: Box
+) -> np.ndarray:
     """Water running off the trailing edge, splash at the water line or on a lobe."""
     H, W = img.shape[:2]
     over = Image.new("L", (W, H), 0)
@@ -413,8 +438,11 @@ def _occluders(rng: np.random.Generator, img: np.ndarray, ind: Individual, src: 
         c = int(rng.choice(good_cols))
         p0 = _apply_homography(_perspective_coeffs(src, dst), np.array([[c, te[c]]], float))[0]
         length = rng.uniform(0.1, 0.5) * H
-        draw.line([(p0[0], p0[1]), (p0[0] + rng.normal(0, 3), p0[1] + length)], fill=int(rng.integers(40, 130)),
-                  width=int(rng.integers(1, 3)))
+        draw.line(
+            [(p0[0], p0[1]), (p0[0] + rng.normal(0, 3), p0[1] + length)],
+            fill=int(rng.integers(40, 130)),
+            width=int(rng.integers(1, 3)),
+        )
     fwd = _perspective_coeffs(src, dst)
     base_pt = _apply_homography(fwd, np.array([[_CX, cut]], float))[0]
     n_splash = int(rng.integers(1, 3)) if rng.random() < 0.5 else 0
@@ -429,8 +457,10 @@ def _occluders(rng: np.random.Generator, img: np.ndarray, ind: Individual, src: 
         for _ in range(int(rng.integers(3, 9))):  # a blob made of droplets
             ox, oy = rng.normal(0, 0.5, 2) * [rx, ry]
             r = rng.uniform(0.3, 0.8)
-            draw.ellipse([cx + ox - rx * r, cy + oy - ry * r, cx + ox + rx * r, cy + oy + ry * r],
-                         fill=int(rng.integers(170, 256)))
+            draw.ellipse(
+                [cx + ox - rx * r, cy + oy - ry * r, cx + ox + rx * r, cy + oy + ry * r],
+                fill=int(rng.integers(170, 256)),
+            )
     over = over.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 2.5)))
     o = np.asarray(over, np.float32)[..., None] / 255.0
     foam = np.clip(np.float32(rng.uniform(0.8, 1.0)) + 0.1 * rng.standard_normal((H, W, 1), dtype=np.float32), 0, 1)
@@ -438,8 +468,9 @@ def _occluders(rng: np.random.Generator, img: np.ndarray, ind: Individual, src: 
     return img
 
 
-def _camera(rng: np.random.Generator, img: np.ndarray, grayscale: bool,
-            jpeg_quality: int | None) -> tuple[Image.Image, int]:
+def _camera(
+    rng: np.random.Generator, img: np.ndarray, grayscale: bool, jpeg_quality: int | None
+) -> tuple[Image.Image, int]:
     """Exposure, gamma, noise, blur, grayscale; and the JPEG quality to encode with."""
     img = np.clip(img, 0, 1, dtype=np.float32) ** np.float32(rng.uniform(0.85, 1.15))
     img += np.float32(rng.uniform(0.005, 0.02)) * rng.standard_normal(img.shape, dtype=np.float32)
@@ -503,9 +534,18 @@ def _photo_counts(rng: np.random.Generator, individuals: int, photos, min_photos
     return rng.integers(lo, hi + 1, size=individuals)
 
 
-def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
-                     grayscale_fraction: float = 0.5, progress: bool = True, min_photos: int | None = None,
-                     new_whale_fraction: float = 0.0, workers: int | None = None) -> SynthSummary:
+def generate_dataset(
+    out_dir,
+    individuals: int,
+    photos,
+    seed: int = 0,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    grayscale_fraction: float = 0.5,
+    progress: bool = True,
+    min_photos: int | None = None,
+    new_whale_fraction: float = 0.0,
+    workers: int | None = None,
+) -> SynthSummary:
     """Write a Kaggle-style data set of synthetic flukes.
 
     ``photos`` is the number of photos per individual, or a ``(min, max)`` pair (each individual gets
@@ -531,17 +571,27 @@ def generate_dataset(out_dir, individuals: int, photos, seed: int = 0, image_siz
     # rendered individual by individual (the canvas cache stays warm); listed by file name
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if len(jobs) >= 200 else 1
-    tasks = [(str(images_dir), name, ind_seed, photo_seed, gray, quality, tuple(image_size))
-             for name, _label, ind_seed, photo_seed, gray, quality in jobs]
+    tasks = [
+        (str(images_dir), name, ind_seed, photo_seed, gray, quality, tuple(image_size))
+        for name, _label, ind_seed, photo_seed, gray, quality in jobs
+    ]
     rows, boxes = _render_all(jobs, tasks, workers, progress)
     render_individual.cache_clear()
     csv_path, boxes_path = _write_csvs(out, sorted(rows), sorted(boxes, key=lambda nb: nb[0]))
-    return SynthSummary(out_dir=str(out), n_images=len(rows), n_individuals=int(individuals), csv_path=str(csv_path),
-                        boxes_path=str(boxes_path), images_dir=str(images_dir), n_new_whale=int(is_new.sum()))
+    return SynthSummary(
+        out_dir=str(out),
+        n_images=len(rows),
+        n_individuals=int(individuals),
+        csv_path=str(csv_path),
+        boxes_path=str(boxes_path),
+        images_dir=str(images_dir),
+        n_new_whale=int(is_new.sum()),
+    )
 
 
-def _plan_photos(rng: np.random.Generator, seed: int, ind_seeds: np.ndarray, counts, labels: list[str],
-                 grayscale_fraction: float) -> list[tuple[str, str, int, int, bool, int]]:
+def _plan_photos(
+    rng: np.random.Generator, seed: int, ind_seeds: np.ndarray, counts, labels: list[str], grayscale_fraction: float
+) -> list[tuple[str, str, int, int, bool, int]]:
     """(file name, label, individual seed, photo seed, grayscale, JPEG quality) of every photo, drawn in order."""
     jobs = []
     for ind_seed, n, label in zip(ind_seeds, counts, labels):

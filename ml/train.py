@@ -10,6 +10,7 @@ Model folder (``config.out_dir``):
 - ``checkpoint.pt`` (last epoch: model, optimizer, scheduler, rng states) for ``resume=True``,
 - ``cache/`` preprocessed crops (reused by later runs pointing at the same folder or ``cache_dir``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,18 +19,32 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LinearLR, LRScheduler
 
-from ml.data import (CropCache, DatasetError, DuplicateReport, FlukeDataset, Sample, Split, add_flipped_ids,
-                     compute_sample_hashes, default_loader_workers, default_num_workers, group_near_duplicates,
-                     load_samples, make_loader, split_dataset)
+from ml.data import (
+    CropCache,
+    DatasetError,
+    DuplicateReport,
+    FlukeDataset,
+    Sample,
+    Split,
+    add_flipped_ids,
+    compute_sample_hashes,
+    default_loader_workers,
+    default_num_workers,
+    group_near_duplicates,
+    load_samples,
+    make_loader,
+    split_dataset,
+)
 from ml.device import autocast, pick_device, uses_bf16
 from ml.io import atomic_path, atomic_torch_save, atomic_write_json
 from ml.model_folder import LOCALIZER_FILE, MODEL_FILE, SavedModel, read_model, write_model_folder
@@ -38,6 +53,7 @@ from ml.presets import DEFAULT
 from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE, TrainMetrics, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
+
 
 class TrainingCancelled(RuntimeError):
     """Raised by ``train`` when ``should_stop()`` returned True."""
@@ -111,14 +127,14 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
+    np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
@@ -149,8 +165,9 @@ def make_optimizer(model, config: TrainConfig) -> tuple[torch.optim.Optimizer, L
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=config.lr_decay)
     elif config.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                              weight_decay=config.weight_decay)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
         milestones = sorted({max(1, int(round(config.epochs * 0.8))), max(1, int(round(config.epochs * 0.95)))})
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
     else:
@@ -173,8 +190,11 @@ def _init_from_model_dir(model, model_dir: str, classes: list[str]) -> dict:
     saved = read_model(model_dir, trusted=True)
     same_classes = saved.classes == list(classes)
     own = model.state_dict()
-    keep = {k: v for k, v in saved.state_dict.items()
-            if k in own and own[k].shape == v.shape and (same_classes or not k.startswith("head."))}
+    keep = {
+        k: v
+        for k, v in saved.state_dict.items()
+        if k in own and own[k].shape == v.shape and (same_classes or not k.startswith("head."))
+    }
     result = model.load_state_dict(keep, strict=False)
     return {"loaded": len(keep), "missing": list(result.missing_keys), "head_reinitialised": not same_classes}
 
@@ -210,8 +230,9 @@ def _shutdown(loader) -> None:
 
 
 @torch.no_grad()
-def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: int = 64,
-                   max_batches: int = 8, precision: str = "auto") -> None:
+def recalibrate_bn(
+    model, dataset: FlukeDataset, device, transform, batch_size: int = 64, max_batches: int = 8, precision: str = "auto"
+) -> None:
     """Recompute every BatchNorm's running mean/var as the exact average over (up to ``max_batches``
     batches of) the un-augmented training crops. After a few dozen steps the momentum-0.1 running stats
     still lag far behind the weights, so eval-mode embeddings would be computed with stale stats."""
@@ -228,7 +249,7 @@ def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: 
         n = min(len(dataset), batch_size * max_batches)
         order = np.random.default_rng(0).permutation(len(dataset))[:n]
         for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             if len(idx) < 2:
                 break
             x = torch.stack([transform(dataset.crop(int(j))) for j in idx]).to(device)
@@ -240,9 +261,19 @@ def recalibrate_bn(model, dataset: FlukeDataset, device, transform, batch_size: 
         model.train(was_training)
 
 
-def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: list[str], device,
-              eval_transform, batch_size: int, default_threshold: float | None = None, min_new: int = 5,
-              min_known: int = 5, precision: str = "auto") -> _Validation:
+def _validate(
+    model,
+    gallery_ds: FlukeDataset,
+    query_ds: FlukeDataset,
+    truth: list[str],
+    device,
+    eval_transform,
+    batch_size: int,
+    default_threshold: float | None = None,
+    min_new: int = 5,
+    min_known: int = 5,
+    precision: str = "auto",
+) -> _Validation:
     from ml.gallery import GalleryIndex
     from ml.metrics import map_at_k, select_new_threshold
 
@@ -250,10 +281,12 @@ def _validate(model, gallery_ds: FlukeDataset, query_ds: FlukeDataset, truth: li
         default_threshold = DEFAULT_NEW_THRESHOLD
     if len(query_ds) == 0 or len(gallery_ds) == 0:
         return _Validation(None, None, None)
-    g = embed_crops(model, [gallery_ds.crop(i) for i in range(len(gallery_ds))], device, batch_size, eval_transform,
-                    precision)
-    q = embed_crops(model, [query_ds.crop(i) for i in range(len(query_ds))], device, batch_size, eval_transform,
-                    precision)
+    g = embed_crops(
+        model, [gallery_ds.crop(i) for i in range(len(gallery_ds))], device, batch_size, eval_transform, precision
+    )
+    q = embed_crops(
+        model, [query_ds.crop(i) for i in range(len(query_ds))], device, batch_size, eval_transform, precision
+    )
     index = GalleryIndex(g.shape[1])
     index.add([f"g{i}" for i in range(len(g))], [s.label for s in gallery_ds.samples], g)
     matches = index.rank_batch(q, k=5)
@@ -302,8 +335,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 class _Reporter:
     """The caller's progress callback and cancel check, plus the run's clocks."""
 
-    def __init__(self, progress: Callable[[TrainProgress], None] | None, should_stop: Callable[[], bool] | None,
-                 epochs: int):
+    def __init__(
+        self, progress: Callable[[TrainProgress], None] | None, should_stop: Callable[[], bool] | None, epochs: int
+    ):
         self.progress, self.should_stop, self.epochs = progress, should_stop, epochs
         self.t_start = self.t_loop = time.monotonic()
 
@@ -334,12 +368,12 @@ class TrainingData:
     eval_tf: Any  # ml.preprocess.EvalTransform
 
 
-def _usable_samples(config: TrainConfig, cache_dir: Path, num_workers: int,
-                    check_stop: Callable[[], None]) -> tuple[list[Sample], DuplicateReport]:
+def _usable_samples(
+    config: TrainConfig, cache_dir: Path, num_workers: int, check_stop: Callable[[], None]
+) -> tuple[list[Sample], DuplicateReport]:
     """The CSV's photos less the unreadable ones and the near-duplicates (both recorded in the report)."""
     samples = load_samples(config.csv, config.images_dir, config.boxes_csv)
-    rejected = compute_sample_hashes(samples, cache_dir, num_workers=max(1, num_workers),
-                                     progress=config.progress_bar)
+    rejected = compute_sample_hashes(samples, cache_dir, num_workers=max(1, num_workers), progress=config.progress_bar)
     if rejected:
         bad = {id(s) for s, _ in rejected}
         samples = [s for s in samples if id(s) not in bad]
@@ -365,27 +399,47 @@ def prepare_data(config: TrainConfig, out: Path, check_stop: Callable[[], None])
     classes = sorted({s.label for s in train_samples})
     class_index = {c: i for i, c in enumerate(classes)}
     cache = CropCache(cache_dir, config.image_size)
-    train_tf = TrainTransform(config.image_size, hflip=config.hflip, rotation=config.rotation, zoom=config.zoom,
-                              shift=config.shift, seed=config.seed)
+    train_tf = TrainTransform(
+        config.image_size,
+        hflip=config.hflip,
+        rotation=config.rotation,
+        zoom=config.zoom,
+        shift=config.shift,
+        seed=config.seed,
+    )
     eval_tf = EvalTransform(config.image_size)
+
     def crops(photos: list[Sample], index: dict[str, int] | None) -> FlukeDataset:
         return FlukeDataset(photos, index, cache, num_workers=max(1, num_workers), progress=config.progress_bar)
 
-    data = TrainingData(samples, dup_report, split, classes, crops(train_samples, class_index),
-                        crops(split.train, class_index), crops(split.val, None), train_tf, eval_tf)
+    data = TrainingData(
+        samples,
+        dup_report,
+        split,
+        classes,
+        crops(train_samples, class_index),
+        crops(split.train, class_index),
+        crops(split.val, None),
+        train_tf,
+        eval_tf,
+    )
     check_stop()
     _write_split(out, split, dup_report)
     return data
 
 
 def _write_split(out: Path, split: Split, dup_report: DuplicateReport) -> None:
-    atomic_write_json(out / "split.json", {
-        "train": [s.image for s in split.train],
-        "val": [{"image": s.image, "label": s.label, "truth": t} for s, t in zip(split.val, split.val_truth)],
-        "new_individuals": split.new_individuals,
-        "dropped": [{"image": i, "reason": r} for i, r in dup_report.dropped],
-        "stats": split.stats,
-    }, indent=1)
+    atomic_write_json(
+        out / "split.json",
+        {
+            "train": [s.image for s in split.train],
+            "val": [{"image": s.image, "label": s.label, "truth": t} for s, t in zip(split.val, split.val_truth)],
+            "new_individuals": split.new_individuals,
+            "dropped": [{"image": i, "reason": r} for i, r in dup_report.dropped],
+            "stats": split.stats,
+        },
+        indent=1,
+    )
 
 
 @dataclass
@@ -414,30 +468,60 @@ class _Run:
 def build_model(config: TrainConfig, classes: list[str], device: torch.device) -> tuple[Any, dict[str, Any]]:
     """A fresh FlukeNet for ``classes`` on ``device`` (initialised from ``init_weights`` / ``init_from`` when
     given) and what those initialisations loaded."""
-    model = create_model(config.arch, config.embedding_dim, len(classes), config.head,
-                         init_weights=config.init_weights, arcface_s=config.arcface_s, arcface_m=config.arcface_m,
-                         pooling=config.pooling, trainable_blocks=config.trainable_blocks)
+    model = create_model(
+        config.arch,
+        config.embedding_dim,
+        len(classes),
+        config.head,
+        init_weights=config.init_weights,
+        arcface_s=config.arcface_s,
+        arcface_m=config.arcface_m,
+        pooling=config.pooling,
+        trainable_blocks=config.trainable_blocks,
+    )
     init_report: dict[str, Any] = {"init_weights": model.init_report} if config.init_weights else {}
     if config.init_from:
         init_report["init_from"] = _init_from_model_dir(model, config.init_from, classes)
     return model.to(device), init_report
 
 
-def _build_run(config: TrainConfig, out: Path, device: torch.device, data: TrainingData,
-               report: _Reporter) -> _Run:
+def _build_run(config: TrainConfig, out: Path, device: torch.device, data: TrainingData, report: _Reporter) -> _Run:
     model, init_report = build_model(config, data.classes, device)
     optimizer, scheduler = make_optimizer(model, config)
-    loader_workers = (default_loader_workers(data.train_ds.array is not None, device) if config.num_workers is None
-                      else int(config.num_workers))
-    loader = make_loader(data.train_ds, config.batch_size, shuffle=True, num_workers=loader_workers,
-                         seed=config.seed, drop_last=True, oversample_to=config.oversample_to)
+    loader_workers = (
+        default_loader_workers(data.train_ds.array is not None, device)
+        if config.num_workers is None
+        else int(config.num_workers)
+    )
+    loader = make_loader(
+        data.train_ds,
+        config.batch_size,
+        shuffle=True,
+        num_workers=loader_workers,
+        seed=config.seed,
+        drop_last=True,
+        oversample_to=config.oversample_to,
+    )
     steps_per_epoch = max(1, len(loader))
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     warmup = make_warmup(optimizer, int(round(config.lr_warmup_epochs * steps_per_epoch)))
-    return _Run(config, out, device, data, model, optimizer, scheduler, warmup, loader, steps_per_epoch,
-                total_steps, report, init_report)
+    return _Run(
+        config,
+        out,
+        device,
+        data,
+        model,
+        optimizer,
+        scheduler,
+        warmup,
+        loader,
+        steps_per_epoch,
+        total_steps,
+        report,
+        init_report,
+    )
 
 
 @dataclass
@@ -447,8 +531,9 @@ class _LoopState:
     epoch: int = 0  # epochs done
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"map5": -1.0, "epoch": -1, "state_dict": None,
-                                                          "threshold": DEFAULT_NEW_THRESHOLD})
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"map5": -1.0, "epoch": -1, "state_dict": None, "threshold": DEFAULT_NEW_THRESHOLD}
+    )
     stop_reason: str | None = None
     steps_this_run: int = 0
 
@@ -464,8 +549,12 @@ def maybe_resume(run: _Run) -> _LoopState:
         run.model.load_state_dict(ckpt["model"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
         run.scheduler.load_state_dict(ckpt["scheduler"])
-        state = _LoopState(epoch=int(ckpt["epoch"]), global_step=int(ckpt.get("global_step", 0)),
-                           history=list(ckpt.get("history", [])), best=ckpt.get("best", state.best))
+        state = _LoopState(
+            epoch=int(ckpt["epoch"]),
+            global_step=int(ckpt.get("global_step", 0)),
+            history=list(ckpt.get("history", [])),
+            best=ckpt.get("best", state.best),
+        )
         if run.warmup is not None:
             _restore_warmup(run.warmup, ckpt.get("warmup"), state.global_step)
         _set_rng_state(ckpt["rng"])
@@ -488,12 +577,22 @@ def _restore_warmup(warmup: LinearLR, saved: dict | None, global_step: int) -> N
 
 
 def _checkpoint(run: _Run, state: _LoopState) -> None:
-    atomic_torch_save({
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "warmup": run.warmup.state_dict() if run.warmup else None,
-        "epoch": state.epoch, "global_step": state.global_step, "rng": _rng_state(), "history": state.history,
-        "best": state.best, "classes": run.data.classes, "config": run.config.to_dict(),
-    }, run.out / CHECKPOINT_FILE)
+    atomic_torch_save(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "warmup": run.warmup.state_dict() if run.warmup else None,
+            "epoch": state.epoch,
+            "global_step": state.global_step,
+            "rng": _rng_state(),
+            "history": state.history,
+            "best": state.best,
+            "classes": run.data.classes,
+            "config": run.config.to_dict(),
+        },
+        run.out / CHECKPOINT_FILE,
+    )
 
 
 def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -558,8 +657,14 @@ def train_one_epoch(run: _Run, state: _LoopState, epoch: int) -> float | None:
         running, n_loss = running + lv, n_loss + 1
         state.global_step += 1
         state.steps_this_run += 1
-        run.report(epoch=epoch + 1, step=step + 1, steps_per_epoch=run.steps_per_epoch, loss=lv,
-                   eta_seconds=_eta(run, state), phase="train")
+        run.report(
+            epoch=epoch + 1,
+            step=step + 1,
+            steps_per_epoch=run.steps_per_epoch,
+            loss=lv,
+            eta_seconds=_eta(run, state),
+            phase="train",
+        )
         state.stop_reason = _step_limit(run, state)
         if state.stop_reason:
             break
@@ -570,51 +675,100 @@ def validate(model, data: TrainingData, config: TrainConfig, device: torch.devic
     """Held-out MAP@5 with the validation queries against the training photos as the gallery (BatchNorm
     statistics recomputed on the training crops first, when ``bn_recalibrate``)."""
     if config.bn_recalibrate:
-        recalibrate_bn(model, data.gallery_ds, device, data.eval_tf, config.eval_batch_size,
-                       precision=config.precision)
-    return _validate(model, data.gallery_ds, data.query_ds, data.split.val_truth, device, data.eval_tf,
-                     config.eval_batch_size, min_new=config.new_threshold_min_new,
-                     min_known=config.new_threshold_min_known, precision=config.precision)
+        recalibrate_bn(model, data.gallery_ds, device, data.eval_tf, config.eval_batch_size, precision=config.precision)
+    return _validate(
+        model,
+        data.gallery_ds,
+        data.query_ds,
+        data.split.val_truth,
+        device,
+        data.eval_tf,
+        config.eval_batch_size,
+        min_new=config.new_threshold_min_new,
+        min_known=config.new_threshold_min_known,
+        precision=config.precision,
+    )
 
 
 def _validate_untrained(run: _Run, state: _LoopState) -> None:
     """Epoch 0: the untrained network, measured the same way (the baseline training must beat)."""
-    run.report(epoch=0, step=0, steps_per_epoch=run.steps_per_epoch, loss=0.0, phase="validate",
-               message="validating the untrained model")
+    run.report(
+        epoch=0,
+        step=0,
+        steps_per_epoch=run.steps_per_epoch,
+        loss=0.0,
+        phase="validate",
+        message="validating the untrained model",
+    )
     v0 = run.validate()
-    state.history.append({"epoch": 0, "loss": None, "val_map5": v0.map5, "val_map5_known": v0.map5_known,
-                          "new_threshold": v0.threshold, "lr": 0.0, "steps": 0, "time_s": run.report.seconds()})
+    state.history.append(
+        {
+            "epoch": 0,
+            "loss": None,
+            "val_map5": v0.map5,
+            "val_map5_known": v0.map5_known,
+            "new_threshold": v0.threshold,
+            "lr": 0.0,
+            "steps": 0,
+            "time_s": run.report.seconds(),
+        }
+    )
 
 
 def _keep_if_best(run: _Run, state: _LoopState, val: _Validation, loss: float | None) -> None:
     # best = identification quality (known queries, threshold-free): with few validation photos the
     # all-inclusive MAP@5 can be won by a collapsed model that calls everything new_whale
-    score = (val.map5_known if val.map5_known is not None else val.map5
-             if val.map5 is not None else -loss if loss else 0.0)
+    score = (
+        val.map5_known if val.map5_known is not None else val.map5 if val.map5 is not None else -loss if loss else 0.0
+    )
     if state.best["state_dict"] is None or score > state.best["map5"]:
-        state.best = {"map5": score, "epoch": state.epoch,
-                      "state_dict": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
-                      "threshold": val.threshold if val.threshold is not None else DEFAULT_NEW_THRESHOLD}
+        state.best = {
+            "map5": score,
+            "epoch": state.epoch,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
+            "threshold": val.threshold if val.threshold is not None else DEFAULT_NEW_THRESHOLD,
+        }
 
 
 def _end_epoch(run: _Run, state: _LoopState, epoch: int, loss: float | None) -> None:
     """Step the epoch's lr schedule, validate, record the epoch, keep the best weights, checkpoint."""
     run.scheduler.step()
     run.report.check_stop()
-    run.report(epoch=epoch + 1, step=run.steps_per_epoch, steps_per_epoch=run.steps_per_epoch, loss=loss or 0.0,
-               phase="validate", message="validating")
+    run.report(
+        epoch=epoch + 1,
+        step=run.steps_per_epoch,
+        steps_per_epoch=run.steps_per_epoch,
+        loss=loss or 0.0,
+        phase="validate",
+        message="validating",
+    )
     val = run.validate()
     state.epoch = epoch + 1
-    state.history.append({
-        "epoch": epoch + 1, "loss": loss, "val_map5": val.map5, "val_map5_known": val.map5_known,
-        "new_threshold": val.threshold, "lr": _scheduled_lr(run),
-        "margin": float(run.model.head.m) if run.config.head == "arcface" else None,
-        "steps": state.global_step, "time_s": run.report.seconds()})
+    state.history.append(
+        {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "val_map5": val.map5,
+            "val_map5_known": val.map5_known,
+            "new_threshold": val.threshold,
+            "lr": _scheduled_lr(run),
+            "margin": float(run.model.head.m) if run.config.head == "arcface" else None,
+            "steps": state.global_step,
+            "time_s": run.report.seconds(),
+        }
+    )
     _keep_if_best(run, state, val, loss)
     _checkpoint(run, state)
-    run.report(epoch=epoch + 1, step=run.steps_per_epoch, steps_per_epoch=run.steps_per_epoch, loss=loss or 0.0,
-               val_map5=val.map5, eta_seconds=_eta(run, state), phase="validate",
-               message=f"epoch {epoch + 1}: val MAP@5 {val.map5}")
+    run.report(
+        epoch=epoch + 1,
+        step=run.steps_per_epoch,
+        steps_per_epoch=run.steps_per_epoch,
+        loss=loss or 0.0,
+        val_map5=val.map5,
+        eta_seconds=_eta(run, state),
+        phase="validate",
+        message=f"epoch {epoch + 1}: val MAP@5 {val.map5}",
+    )
 
 
 def _scheduled_lr(run: _Run) -> float:
@@ -649,9 +803,18 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
         run.model.load_state_dict(state.best["state_dict"])
     if config.head == "arcface":
         run.model.head.set_margin(config.arcface_m)
-    final_val = _validate(run.model, data.gallery_ds, data.query_ds, data.split.val_truth, run.device, data.eval_tf,
-                          config.eval_batch_size, min_new=config.new_threshold_min_new,
-                          min_known=config.new_threshold_min_known, precision=config.precision)
+    final_val = _validate(
+        run.model,
+        data.gallery_ds,
+        data.query_ds,
+        data.split.val_truth,
+        run.device,
+        data.eval_tf,
+        config.eval_batch_size,
+        min_new=config.new_threshold_min_new,
+        min_known=config.new_threshold_min_known,
+        precision=config.precision,
+    )
     new_threshold = float(final_val.threshold) if final_val.threshold is not None else DEFAULT_NEW_THRESHOLD
     calibration = _calibrate(run)
     if calibration is not None:  # the folder's new-individual decision is then on the fused P
@@ -663,17 +826,40 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
     do_loc = config.train_localizer if config.train_localizer is not None else bool(config.boxes_csv)
     if do_loc and config.boxes_csv:
         run.report.check_stop()
-        run.report(epoch=len(state.history), step=0, steps_per_epoch=run.steps_per_epoch, loss=0.0,
-                   phase="localizer", message="training the fluke localizer")
+        run.report(
+            epoch=len(state.history),
+            step=0,
+            steps_per_epoch=run.steps_per_epoch,
+            loss=0.0,
+            phase="localizer",
+            message="training the fluke localizer",
+        )
         metrics.localizer = _train_localizer(data.samples, run.out, config)
-    saved = SavedModel(state_dict=state_dict, classes=data.classes, arch=config.arch, image_size=config.image_size,
-                       embedding_dim=config.embedding_dim, head=config.head, pooling=config.pooling,
-                       new_threshold=new_threshold, version=version, config=config.to_dict())
+    saved = SavedModel(
+        state_dict=state_dict,
+        classes=data.classes,
+        arch=config.arch,
+        image_size=config.image_size,
+        embedding_dim=config.embedding_dim,
+        head=config.head,
+        pooling=config.pooling,
+        new_threshold=new_threshold,
+        version=version,
+        config=config.to_dict(),
+    )
     write_model_folder(run.out, saved, metrics, state.history, calibration)
     _write_report(metrics.to_dict(), state.history, run.out, final_val, new_threshold)
     last_loss = state.history[-1]["loss"] if state.history and state.history[-1]["loss"] is not None else 0.0
-    run.report(epoch=len(state.history), step=run.steps_per_epoch, steps_per_epoch=run.steps_per_epoch,
-               loss=last_loss, val_map5=metrics.map5, eta_seconds=0.0, phase="done", message="done")
+    run.report(
+        epoch=len(state.history),
+        step=run.steps_per_epoch,
+        steps_per_epoch=run.steps_per_epoch,
+        loss=last_loss,
+        val_map5=metrics.map5,
+        eta_seconds=0.0,
+        phase="done",
+        message="done",
+    )
     return TrainResult(model_dir=str(run.out), metrics=metrics, history=state.history, new_threshold=new_threshold)
 
 
@@ -687,17 +873,29 @@ def _calibrate(run: _Run):
         run.calibration_info = {"skipped": "calibrate=False"}
         return None
     run.report.check_stop()
-    run.report(epoch=config.epochs, step=0, steps_per_epoch=run.steps_per_epoch, loss=0.0, phase="validate",
-               message="calibrating match probabilities on held-out individuals")
+    run.report(
+        epoch=config.epochs,
+        step=0,
+        steps_per_epoch=run.steps_per_epoch,
+        loss=0.0,
+        phase="validate",
+        message="calibrating match probabilities on held-out individuals",
+    )
 
     def embed(crops):
         return embed_crops(run.model, list(crops), run.device, config.eval_batch_size, data.eval_tf, config.precision)
 
     gal, qry = data.gallery_ds, data.query_ds
     calibration, info = fit_open_set_calibration(
-        embed, [gal.crop(i) for i in range(len(gal))], [s.label for s in gal.samples],
-        [qry.crop(i) for i in range(len(qry))], [s.label for s in qry.samples], data.split.val_truth,
-        data.split.new_individuals, shortlist=config.calibration_shortlist)
+        embed,
+        [gal.crop(i) for i in range(len(gal))],
+        [s.label for s in gal.samples],
+        [qry.crop(i) for i in range(len(qry))],
+        [s.label for s in qry.samples],
+        data.split.val_truth,
+        data.split.new_individuals,
+        shortlist=config.calibration_shortlist,
+    )
     run.calibration_info = info
     if calibration is None:
         log.warning("no match calibration: %s", info.get("skipped"))
@@ -707,17 +905,30 @@ def _calibrate(run: _Run):
 def _run_facts(run: _Run, state: _LoopState, version: str) -> dict[str, Any]:
     config = run.config
     return {
-        "version": version, "arch": config.arch, "head": config.head, "image_size": config.image_size,
-        "embedding_dim": config.embedding_dim, "n_classes": len(run.data.classes), "best_epoch": state.best["epoch"],
-        "epochs_run": len(state.history), "steps": state.global_step, "stop_reason": state.stop_reason or "epochs",
-        "device": str(run.device), "precision": "bf16" if uses_bf16(run.device, config.precision) else "fp32",
-        "train_time_s": run.report.seconds(), "oversample_to": config.oversample_to, "seed": config.seed,
+        "version": version,
+        "arch": config.arch,
+        "head": config.head,
+        "image_size": config.image_size,
+        "embedding_dim": config.embedding_dim,
+        "n_classes": len(run.data.classes),
+        "best_epoch": state.best["epoch"],
+        "epochs_run": len(state.history),
+        "steps": state.global_step,
+        "stop_reason": state.stop_reason or "epochs",
+        "device": str(run.device),
+        "precision": "bf16" if uses_bf16(run.device, config.precision) else "fp32",
+        "train_time_s": run.report.seconds(),
+        "oversample_to": config.oversample_to,
+        "seed": config.seed,
         **run.init_report,
     }
 
 
-def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
     """Train, validate each epoch, keep the best, and write the model folder (see module doc).
 
     The steps are those of torchvision's classification reference: ``prepare_data``, ``build_model``,
@@ -736,8 +947,9 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
     return finalize(run, state)
 
 
-def _write_report(metrics: dict, history: list[dict], out: Path, val=None,
-                  threshold: float = DEFAULT_NEW_THRESHOLD) -> None:
+def _write_report(
+    metrics: dict, history: list[dict], out: Path, val=None, threshold: float = DEFAULT_NEW_THRESHOLD
+) -> None:
     """Plots next to ``metrics.json`` (already written by ``write_model_folder``)."""
     try:
         from ml.evaluate import write_report

@@ -17,12 +17,14 @@ Per query: the max cosine per gallery individual, and RootSIFT inliers for the e
 ``shortlist`` individuals (0 beyond, as at query time); ``ml.calibration.fit_match_calibration``
 does the rest. Too few held-out individuals: no calibration (the folder ranks by cosine, as before).
 """
+
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,14 +70,20 @@ def calibration_set(val_labels: Sequence[str], val_truth: Sequence[str], held_ou
             continue
         half = (len(idx) + 1) // 2
         out.gallery.extend(idx[:half])
-        queries = idx[half:half + MAX_QUERIES_PER_INDIVIDUAL]
+        queries = idx[half : half + MAX_QUERIES_PER_INDIVIDUAL]
         out.queries.extend(queries)
         out.truth.extend([label] * len(queries))
     return out
 
 
-def query_scores(q_vec: np.ndarray, q_feats: LocalFeatures, g_vecs: np.ndarray, g_labels: Sequence[str],
-                 g_feats: Sequence[LocalFeatures], shortlist: int = DEFAULT_SHORTLIST) -> dict[str, dict[str, float]]:
+def query_scores(
+    q_vec: np.ndarray,
+    q_feats: LocalFeatures,
+    g_vecs: np.ndarray,
+    g_labels: Sequence[str],
+    g_feats: Sequence[LocalFeatures],
+    shortlist: int = DEFAULT_SHORTLIST,
+) -> dict[str, dict[str, float]]:
     """``{"cos": {label: max cosine}, "inl": {label: most inliers}}`` for one query, as at query time."""
     sims = g_vecs @ q_vec
     cos: dict[str, float] = {}
@@ -89,25 +97,39 @@ def query_scores(q_vec: np.ndarray, q_feats: LocalFeatures, g_vecs: np.ndarray, 
     return {"cos": cos, "inl": inl}
 
 
-def fit_open_set_calibration(embed, train_crops: Sequence[np.ndarray], train_labels: Sequence[str],
-                             val_crops: Sequence[np.ndarray], val_labels: Sequence[str], val_truth: Sequence[str],
-                             held_out: Sequence[str], shortlist: int = DEFAULT_SHORTLIST
-                             ) -> tuple[MatchCalibration | None, dict[str, Any]]:
+def fit_open_set_calibration(
+    embed,
+    train_crops: Sequence[np.ndarray],
+    train_labels: Sequence[str],
+    val_crops: Sequence[np.ndarray],
+    val_labels: Sequence[str],
+    val_truth: Sequence[str],
+    held_out: Sequence[str],
+    shortlist: int = DEFAULT_SHORTLIST,
+) -> tuple[MatchCalibration | None, dict[str, Any]]:
     """The calibration (or None) and what it was fitted on. ``embed(crops) -> (N, D)`` L2-normalised."""
     cset = calibration_set(val_labels, val_truth, held_out)
-    info: dict[str, Any] = {"open_set": True, "held_out_individuals": len(held_out), "queries": len(cset.queries),
-                            "resighted_queries": cset.resighted_queries}
+    info: dict[str, Any] = {
+        "open_set": True,
+        "held_out_individuals": len(held_out),
+        "queries": len(cset.queries),
+        "resighted_queries": cset.resighted_queries,
+    }
     if cset.resighted_queries < MIN_RESIGHTED_QUERIES or not cset.queries:
-        info["skipped"] = (f"{cset.resighted_queries} re-sighted queries of held-out individuals "
-                           f"(need {MIN_RESIGHTED_QUERIES}): raise new_individual_fraction or add photos")
+        info["skipped"] = (
+            f"{cset.resighted_queries} re-sighted queries of held-out individuals "
+            f"(need {MIN_RESIGHTED_QUERIES}): raise new_individual_fraction or add photos"
+        )
         return None, info
     g_crops = list(train_crops) + [val_crops[i] for i in cset.gallery]
     g_labels = list(train_labels) + [val_labels[i] for i in cset.gallery]
     g_vecs = np.asarray(embed(g_crops), dtype=np.float32)
     q_vecs = np.asarray(embed([val_crops[i] for i in cset.queries]), dtype=np.float32)
     g_feats = [extract(c) for c in g_crops]
-    per_query = [query_scores(q_vecs[n], extract(val_crops[i]), g_vecs, g_labels, g_feats, shortlist)
-                 for n, i in enumerate(cset.queries)]
+    per_query = [
+        query_scores(q_vecs[n], extract(val_crops[i]), g_vecs, g_labels, g_feats, shortlist)
+        for n, i in enumerate(cset.queries)
+    ]
     calibration = fit_match_calibration(per_query, cset.truth)
     calibration.info.update(info)
     return calibration, {**info, **calibration.info, "new_threshold": calibration.new_threshold}

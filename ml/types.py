@@ -3,6 +3,7 @@
 They are plain dataclasses so that callers (the Django site, the CLI, benchmarks) can
 store them as JSON without importing torch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -168,7 +169,7 @@ class TrainMetrics:
         return {**self.extra, **out}
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any] | None) -> "TrainMetrics":
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> TrainMetrics:
         """Read a ``metrics.json`` dict of any age (unknown keys go to ``extra``)."""
         raw = dict(raw or {})
         names = {f.name for f in fields(cls)} - {"extra"}

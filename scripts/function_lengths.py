@@ -5,6 +5,7 @@ It only reports (exit 0); ``--strict`` exits 1 when any function is over the lim
 
     python scripts/function_lengths.py [--limit N] [--strict]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -12,6 +12,7 @@ otherwise. Standard library only, so it runs before anything is installed:
 
     python scripts/import_graph.py [package_dir]
 """
+
 from __future__ import annotations
 
 import ast
@@ -72,7 +73,9 @@ class Imports(ast.NodeVisitor):
         for alias in node.names:
             self._edge(alias.name, node.lineno)
             if alias.name.split(".")[0] in PROJECT:  # ``import a.b`` binds ``a``; ``import a.b as c`` binds ``c``
-                self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                self.aliases[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
 
     def visit_ImportFrom(self, node: ast.ImportFrom):
         source = absolute(node, self.current, self.is_package)

@@ -1,4 +1,5 @@
 """Django admin for sightings and photos: search, filters, read-only hashes and pipeline output."""
+
 from django.contrib import admin
 from django.db.models import Count
 from django.utils.html import format_html
@@ -39,26 +40,99 @@ class SightingAdmin(admin.ModelAdmin):
 
 @admin.register(Photo)
 class PhotoAdmin(admin.ModelAdmin):
-    list_display = ("id", "thumbnail", "status", "individual", "sighting", "original_filename", "box_source",
-                    "box_flagged", "attempts", "model_version", "created_at")
-    list_filter = ("status", "licence", "box_source", "box_flagged", "needs_admin", "upside_down", "failure_code",
-                   "model_version", "created_at")
-    search_fields = ("id", "original_filename", "sha256", "phash", "individual__catalogue_id",
-                     "sighting__submitted_by__email", "failure_reason")
+    list_display = (
+        "id",
+        "thumbnail",
+        "status",
+        "individual",
+        "sighting",
+        "original_filename",
+        "box_source",
+        "box_flagged",
+        "attempts",
+        "model_version",
+        "created_at",
+    )
+    list_filter = (
+        "status",
+        "licence",
+        "box_source",
+        "box_flagged",
+        "needs_admin",
+        "upside_down",
+        "failure_code",
+        "model_version",
+        "created_at",
+    )
+    search_fields = (
+        "id",
+        "original_filename",
+        "sha256",
+        "phash",
+        "individual__catalogue_id",
+        "sighting__submitted_by__email",
+        "failure_reason",
+    )
     list_select_related = ("individual", "sighting", "model_version")
     raw_id_fields = ("sighting", "individual", "duplicate_of", "claimed_by", "model_version")
     date_hierarchy = "created_at"
     # what the upload and the pipeline computed: shown, never typed in
-    readonly_fields = ("preview", "sha256", "phash", "width", "height", "duplicate_of", "attempts", "batch_matches",
-                       "model_version", "crop", "box_confidence", "created_at", "updated_at", "processed_at",
-                       "decided_at")
+    readonly_fields = (
+        "preview",
+        "sha256",
+        "phash",
+        "width",
+        "height",
+        "duplicate_of",
+        "attempts",
+        "batch_matches",
+        "model_version",
+        "crop",
+        "box_confidence",
+        "created_at",
+        "updated_at",
+        "processed_at",
+        "decided_at",
+    )
     fieldsets = (
-        (None, {"fields": ("preview", "sighting", "image", "original_filename", "status", "individual",
-                           "reject_reason", "needs_admin")}),
+        (
+            None,
+            {
+                "fields": (
+                    "preview",
+                    "sighting",
+                    "image",
+                    "original_filename",
+                    "status",
+                    "individual",
+                    "reject_reason",
+                    "needs_admin",
+                )
+            },
+        ),
         ("Hashes and size", {"fields": ("sha256", "phash", "width", "height", "duplicate_of")}),
-        ("Pipeline", {"fields": ("model_version", "attempts", "failure_code", "failure_reason", "crop",
-                                 "box_x0", "box_y0", "box_x1", "box_y1", "box_source", "box_confidence",
-                                 "box_flagged", "upside_down", "batch_matches", "processed_at")}),
+        (
+            "Pipeline",
+            {
+                "fields": (
+                    "model_version",
+                    "attempts",
+                    "failure_code",
+                    "failure_reason",
+                    "crop",
+                    "box_x0",
+                    "box_y0",
+                    "box_x1",
+                    "box_y1",
+                    "box_source",
+                    "box_confidence",
+                    "box_flagged",
+                    "upside_down",
+                    "batch_matches",
+                    "processed_at",
+                )
+            },
+        ),
         ("Review", {"fields": ("claimed_by", "claimed_at", "decided_at", "created_at", "updated_at")}),
     )
 

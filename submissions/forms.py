@@ -25,7 +25,9 @@ class MultipleFileField(forms.FileField):
             raise forms.ValidationError("Add at least one photo of a fluke.", code="required")
         limit = settings.MAX_PHOTOS_PER_SIGHTING
         if len(files) > limit:
-            raise forms.ValidationError(f"At most {limit} photos per sighting; you added {len(files)}.", code="too_many")
+            raise forms.ValidationError(
+                f"At most {limit} photos per sighting; you added {len(files)}.", code="too_many"
+            )
         return files
 
 
@@ -42,34 +44,53 @@ def default_species(user=None):
     """The species a new sighting most likely is: the watcher's last one, else humpback (the species
     the catalogue identifies), else the only one. An empty species was the commonest upload error."""
     last = user.sightings.order_by("-created_at").values_list("species", flat=True).first() if user else None
-    return (Species.objects.filter(pk=last).first() if last else None) or \
-        Species.objects.filter(code=Species.HUMPBACK_CODE).first() or \
-        (Species.objects.first() if Species.objects.count() == 1 else None)
+    return (
+        (Species.objects.filter(pk=last).first() if last else None)
+        or Species.objects.filter(code=Species.HUMPBACK_CODE).first()
+        or (Species.objects.first() if Species.objects.count() == 1 else None)
+    )
 
 
 class SightingForm(forms.Form):
     species = forms.ModelChoiceField(queryset=Species.objects.all(), empty_label="Choose a species…")
     observed_date = forms.DateField(label="Date", widget=forms.DateInput(attrs={"type": "date"}))
     observed_time = forms.TimeField(
-        label="Time", required=False, widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        label="Time",
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         help_text="Optional; local time of the sighting.",
     )
     latitude = forms.FloatField(
-        required=False, min_value=-90, max_value=90,
+        required=False,
+        min_value=-90,
+        max_value=90,
         widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. 64.1466", "inputmode": "decimal"}),
     )
     longitude = forms.FloatField(
-        required=False, min_value=-180, max_value=180,
+        required=False,
+        min_value=-180,
+        max_value=180,
         widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. -21.9426", "inputmode": "decimal"}),
     )
-    place_name = forms.CharField(label="Place", max_length=200, required=False,
-                                 widget=forms.TextInput(attrs={"placeholder": "e.g. Skjálfandi Bay, Iceland"}))
-    observer_name = forms.CharField(label="Observer name", max_length=200, required=False,
-                                    help_text="Who took the photos, if not you.")
-    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "maxlength": NOTES_MAX_CHARS}),
-                            help_text=f"Up to {NOTES_MAX_CHARS} characters.")
+    place_name = forms.CharField(
+        label="Place",
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Skjálfandi Bay, Iceland"}),
+    )
+    observer_name = forms.CharField(
+        label="Observer name", max_length=200, required=False, help_text="Who took the photos, if not you."
+    )
+    notes = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": NOTES_MAX_CHARS}),
+        help_text=f"Up to {NOTES_MAX_CHARS} characters.",
+    )
     licence = forms.ChoiceField(
-        label="Photo licence", choices=Licence.choices, initial=default_licence, required=False,
+        label="Photo licence",
+        choices=Licence.choices,
+        initial=default_licence,
+        required=False,
         help_text="How researchers may reuse your photos; CC BY-NC photos stay out of open data sets.",
     )
     photos = MultipleFileField(
@@ -90,8 +111,9 @@ class SightingForm(forms.Form):
             self.add_error("longitude" if lon is None else "latitude", "Give both latitude and longitude, or neither.")
         day = cleaned.get("observed_date")
         if day and day < date_floor():
-            self.add_error("observed_date", f"The sighting date can't be before {date_floor():%d %B %Y}: "
-                           "please check the year.")
+            self.add_error(
+                "observed_date", f"The sighting date can't be before {date_floor():%d %B %Y}: please check the year."
+            )
         elif day:
             when = timezone.make_aware(dt.datetime.combine(day, cleaned.get("observed_time") or dt.time(12, 0)))
             if when > timezone.now() + dt.timedelta(days=1):

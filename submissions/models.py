@@ -9,6 +9,7 @@ photo's own: the species of a sighting, and the whale and model version a photo 
 Moving those fields onto identification's side would mean a second row per photo, joined on every
 review and gallery query, and a migration of both apps for no reader's gain.
 """
+
 import uuid
 from datetime import timedelta
 
@@ -74,8 +75,11 @@ class PhotoQuerySet(models.QuerySet):
         the box and the worker is cropping and ranking it again, so the crop and suggestions on file
         are about to change. Read in the same query as the crop, so the two always agree."""
         embeddings = self.model._meta.get_field("embeddings").related_model.objects.filter(photo=OuterRef("pk"))
-        return self.annotate(rematching=ExpressionWrapper(
-            Q(status=Photo.Status.AWAITING_REVIEW) & ~Exists(embeddings), output_field=models.BooleanField()))
+        return self.annotate(
+            rematching=ExpressionWrapper(
+                Q(status=Photo.Status.AWAITING_REVIEW) & ~Exists(embeddings), output_field=models.BooleanField()
+            )
+        )
 
     def being_rematched(self):
         return self.with_rematching().filter(rematching=True)
@@ -83,8 +87,11 @@ class PhotoQuerySet(models.QuerySet):
     def newest_per_individual(self):
         """Each whale's most recently decided photo among these, once: the home page's "recent" tiles
         were eight photos of one whale decided photo by photo."""
-        newest = (self.filter(individual=OuterRef("individual"))
-                  .order_by(F("decided_at").desc(nulls_last=True), "-pk").values("pk")[:1])
+        newest = (
+            self.filter(individual=OuterRef("individual"))
+            .order_by(F("decided_at").desc(nulls_last=True), "-pk")
+            .values("pk")[:1]
+        )
         return self.filter(individual__isnull=False, pk=Subquery(newest))
 
     def in_gallery(self):
@@ -128,8 +135,12 @@ class PhotoQuerySet(models.QuerySet):
         qs = self
         if place:
             qs = qs.filter(sighting__place_name__icontains=place)
-        for field, lookup, value in (("latitude", "gte", lat_min), ("latitude", "lte", lat_max),
-                                     ("longitude", "gte", lon_min), ("longitude", "lte", lon_max)):
+        for field, lookup, value in (
+            ("latitude", "gte", lat_min),
+            ("latitude", "lte", lat_max),
+            ("longitude", "gte", lon_min),
+            ("longitude", "lte", lon_max),
+        ):
             if value is not None:
                 qs = qs.filter(**{f"sighting__{field}__{lookup}": value})
         return qs
@@ -170,7 +181,9 @@ class Photo(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
     phash = models.CharField(max_length=16, blank=True, db_index=True)
-    duplicate_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates")
+    duplicate_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates"
+    )
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UPLOADED, db_index=True)
     failure_code = models.CharField(max_length=40, blank=True)
@@ -209,7 +222,8 @@ class Photo(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     queued_at = models.DateTimeField(null=True, blank=True, help_text="When the broker took its processing message")
     lease_until = models.DateTimeField(
-        null=True, blank=True, help_text="Renewed by the processing worker; lapses soon after a kill")
+        null=True, blank=True, help_text="Renewed by the processing worker; lapses soon after a kill"
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 

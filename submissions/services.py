@@ -2,6 +2,7 @@
 
 Views call these; they raise ``ValidationError`` with a message a watcher can act on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.db import transaction
 
-from ml.errors import ImageRejected, NotAnImage
 from identification.pipeline.queue import queue_photo
+from ml.errors import ImageRejected, NotAnImage
 from ml.images import load_image, phash, read_exif
 
 from .models import Photo, Sighting
@@ -74,16 +75,23 @@ def _check_file(f) -> tuple[str, Checked | None, str]:
     name = os.path.basename(getattr(f, "name", "") or "photo") or "photo"
     size = getattr(f, "size", None)
     if size is not None and size > settings.MAX_UPLOAD_BYTES:
-        return name, None, (
-            f"This file is {_megabytes(size)}, over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."
+        return (
+            name,
+            None,
+            (f"This file is {_megabytes(size)}, over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."),
         )
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if ext not in IMAGE_EXTENSIONS:
         return name, None, NotAnImage.default_message
     data = _read_upload(f)
     if len(data) > settings.MAX_UPLOAD_BYTES:
-        return name, None, (
-            f"This file is {_megabytes(len(data))}, over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."
+        return (
+            name,
+            None,
+            (
+                f"This file is {_megabytes(len(data))}, "
+                f"over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."
+            ),
         )
     try:
         image = load_image(data)
@@ -116,8 +124,7 @@ def submit_sighting(
         raise ValidationError("Please choose at least one photo of the whale's fluke.")
     if len(files) > settings.MAX_PHOTOS_PER_SIGHTING:
         raise ValidationError(
-            f"Please upload at most {settings.MAX_PHOTOS_PER_SIGHTING} photos per sighting "
-            f"(you chose {len(files)})."
+            f"Please upload at most {settings.MAX_PHOTOS_PER_SIGHTING} photos per sighting (you chose {len(files)})."
         )
     if latitude is not None and not -90 <= float(latitude) <= 90:
         raise ValidationError("Latitude must be between -90 and 90.")
@@ -138,16 +145,27 @@ def submit_sighting(
     checked = _sort_out_known(user, checked, outcome)
     if not any(original is None for _, original in checked):
         # nothing new: no sighting of duplicates only (unsaved rows, to name them to the watcher)
-        outcome.duplicates = [Photo(original_filename=good.name[:255], duplicate_of=original)
-                              for good, original in checked]
+        outcome.duplicates = [
+            Photo(original_filename=good.name[:255], duplicate_of=original) for good, original in checked
+        ]
         return outcome
 
     written: list = []  # (storage, name) of the files stored, removed again if the transaction does not commit
     try:
-        return _save_sighting(outcome, checked, written, user=user, species=species, observed_at=observed_at,
-                              latitude=latitude, longitude=longitude, place_name=place_name,
-                              observer_name=observer_name, notes=notes,
-                              licence=licence or settings.DEFAULT_PHOTO_LICENCE)
+        return _save_sighting(
+            outcome,
+            checked,
+            written,
+            user=user,
+            species=species,
+            observed_at=observed_at,
+            latitude=latitude,
+            longitude=longitude,
+            place_name=place_name,
+            observer_name=observer_name,
+            notes=notes,
+            licence=licence or settings.DEFAULT_PHOTO_LICENCE,
+        )
     except BaseException:
         _remove_files(written)
         raise
@@ -163,8 +181,21 @@ def _remove_files(written: list) -> None:
             log.exception("could not remove %s after a failed upload", name)
 
 
-def _save_sighting(outcome, checked, written, *, user, species, observed_at, latitude, longitude, place_name,
-                   observer_name, notes, licence) -> UploadOutcome:
+def _save_sighting(
+    outcome,
+    checked,
+    written,
+    *,
+    user,
+    species,
+    observed_at,
+    latitude,
+    longitude,
+    place_name,
+    observer_name,
+    notes,
+    licence,
+) -> UploadOutcome:
     with transaction.atomic():
         sighting = Sighting.objects.create(
             species=species,
@@ -194,8 +225,9 @@ def _sort_out_known(user, checked, outcome: UploadOutcome) -> list:
     reached the broker."""
     out = []
     for good in checked:
-        original = Photo.objects.filter(sha256=good.sha256, duplicate_of__isnull=True).order_by(
-            "created_at", "pk").first()
+        original = (
+            Photo.objects.filter(sha256=good.sha256, duplicate_of__isnull=True).order_by("created_at", "pk").first()
+        )
         if original is not None and _own_pending(original, user):
             if original.queued_at is None and original.status == Photo.Status.UPLOADED:
                 queue_photo(original.pk)
@@ -206,13 +238,17 @@ def _sort_out_known(user, checked, outcome: UploadOutcome) -> list:
 
 
 def _own_pending(photo: Photo, user) -> bool:
-    return (getattr(user, "is_authenticated", False) and photo.status in Photo.PENDING_STATUSES
-            and photo.sighting.submitted_by_id == user.pk)
+    return (
+        getattr(user, "is_authenticated", False)
+        and photo.status in Photo.PENDING_STATUSES
+        and photo.sighting.submitted_by_id == user.pk
+    )
 
 
 def _save_photo(sighting, good: Checked, original, written: list, licence: str) -> Photo:
-    photo = Photo(sighting=sighting, original_filename=good.name[:255], licence=licence, sha256=good.sha256,
-                  phash=good.phash)
+    photo = Photo(
+        sighting=sighting, original_filename=good.name[:255], licence=licence, sha256=good.sha256, phash=good.phash
+    )
     if original is not None:
         photo.duplicate_of = original
         photo.status = Photo.Status.REJECTED

@@ -38,11 +38,15 @@ def _report(request, outcome) -> None:
     if outcome.accepted:
         n = len(outcome.accepted)
         if outcome.queued:
-            messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and queued for "
-                             "identification.")
+            messages.success(
+                request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and queued for identification."
+            )
         else:  # the broker is down: everything is saved, the beat sweep queues it when the broker is back
-            messages.success(request, f"Thank you! {n} photo{'s' if n != 1 else ''} received and saved. "
-                             "Identification is paused for a moment; they will be processed automatically.")
+            messages.success(
+                request,
+                f"Thank you! {n} photo{'s' if n != 1 else ''} received and saved. "
+                "Identification is paused for a moment; they will be processed automatically.",
+            )
     for photo in outcome.resumed:
         name = photo.original_filename or f"photo {photo.pk}"
         messages.info(request, f"{name}: you sent this photo already; it is saved and will be processed.")
@@ -57,8 +61,11 @@ def _report(request, outcome) -> None:
 def submit(request):
     if request.method == "POST" and (wait := _over_limit(request, "upload", settings.UPLOADS_PER_HOUR)):
         return ratelimit.too_many(f"You have sent {settings.UPLOADS_PER_HOUR} uploads in the last hour.", wait)
-    form = (SightingForm(request.POST, request.FILES, user=request.user) if request.method == "POST"
-            else SightingForm(user=request.user))
+    form = (
+        SightingForm(request.POST, request.FILES, user=request.user)
+        if request.method == "POST"
+        else SightingForm(user=request.user)
+    )
     outcome = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -69,8 +76,11 @@ def submit(request):
             if outcome.accepted or outcome.resumed:
                 _report(request, outcome)
                 if getattr(form, "notes_cut", False):
-                    messages.warning(request, f"Your notes were longer than {NOTES_MAX_CHARS} characters; the "
-                                     f"first {NOTES_MAX_CHARS} were kept with the sighting.")
+                    messages.warning(
+                        request,
+                        f"Your notes were longer than {NOTES_MAX_CHARS} characters; the "
+                        f"first {NOTES_MAX_CHARS} were kept with the sighting.",
+                    )
                 return redirect("submissions:my_sightings")
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")
     # a browser never re-selects files after a round trip: say so instead of dropping them silently
@@ -97,13 +107,15 @@ def exif(request):
     when = data.get("observed_at")
     if isinstance(when, str):
         when = parse_datetime(when)
-    return JsonResponse({
-        "observed_at": when.isoformat() if when else None,
-        "date": when.strftime("%Y-%m-%d") if when else None,
-        "time": when.strftime("%H:%M") if when else None,
-        "latitude": data.get("latitude"),
-        "longitude": data.get("longitude"),
-    })
+    return JsonResponse(
+        {
+            "observed_at": when.isoformat() if when else None,
+            "date": when.strftime("%Y-%m-%d") if when else None,
+            "time": when.strftime("%H:%M") if when else None,
+            "latitude": data.get("latitude"),
+            "longitude": data.get("longitude"),
+        }
+    )
 
 
 def _over_limit(request, what: str, per_hour: int) -> int:

@@ -8,6 +8,7 @@
 * ``celery_worker`` (session): a REAL worker subprocess (``celery -A whalesite worker --pool=solo``)
   on Redis db 15 and pytest-django's test database; ``.restart()`` / ``.kill()`` for crash tests.
 """
+
 from __future__ import annotations
 
 import os
@@ -91,13 +92,25 @@ def demo_model(demo_data, media_root):
     train_dir.mkdir(parents=True, exist_ok=True)
     rows = [(img, label) for label in known for img in by_id[label][:-1]]
     write_csv(train_dir / "train.csv", ["Image", "Id"], rows)
-    write_csv(train_dir / "boxes.csv", ["Image", "x0", "y0", "x1", "y1"],
-              [(img, b.x0, b.y0, b.x1, b.y1) for img, b in boxes.items() if any(img == r[0] for r in rows)])
+    write_csv(
+        train_dir / "boxes.csv",
+        ["Image", "x0", "y0", "x1", "y1"],
+        [(img, b.x0, b.y0, b.x1, b.y1) for img, b in boxes.items() if any(img == r[0] for r in rows)],
+    )
     out = Path(settings.ML_ROOT) / "models" / "demo"
     config = TrainConfig(
-        csv=str(train_dir / "train.csv"), images_dir=str(folder / "images"), out_dir=str(out),
-        boxes_csv=str(train_dir / "boxes.csv"), arch="resnet18", image_size=MODEL_IMAGE_SIZE, epochs=1,
-        batch_size=16, num_workers=0, max_steps=4, device="cpu", train_localizer=False,
+        csv=str(train_dir / "train.csv"),
+        images_dir=str(folder / "images"),
+        out_dir=str(out),
+        boxes_csv=str(train_dir / "boxes.csv"),
+        arch="resnet18",
+        image_size=MODEL_IMAGE_SIZE,
+        epochs=1,
+        batch_size=16,
+        num_workers=0,
+        max_steps=4,
+        device="cpu",
+        train_localizer=False,
     )
     result = train(config)
     return result
@@ -128,8 +141,12 @@ def register_model(result, **extra):
 
     rel = Path(result.model_dir).resolve().relative_to(Path(settings.ML_ROOT).resolve())
     return ModelVersion.objects.create(
-        name=f"demo-{time.monotonic_ns()}", artifact_dir=str(rel), metrics=result.metrics.to_dict(), history=result.history,
-        new_threshold=result.new_threshold, **extra,
+        name=f"demo-{time.monotonic_ns()}",
+        artifact_dir=str(rel),
+        metrics=result.metrics.to_dict(),
+        history=result.history,
+        new_threshold=result.new_threshold,
+        **extra,
     )
 
 
@@ -153,13 +170,18 @@ def active_model(demo_data, demo_model, demo_identifier, db):
     for n, label in enumerate(labels[:DEMO_INDIVIDUALS]):
         ind = Individual.objects.create(catalogue_id=f"HW-{n + 1:04d}", species=species, nickname=f"Whale {n + 1}")
         individuals[label], gallery[label] = ind, []
-        sighting = Sighting.objects.create(species=species, observed_at=timezone.now(),
-                                           submitted_by=users["watcher"])
+        sighting = Sighting.objects.create(species=species, observed_at=timezone.now(), submitted_by=users["watcher"])
         for img in by_id[label][:-1]:
             data = (folder / "images" / img).read_bytes()
             h = compute_hashes(data)
-            photo = Photo(sighting=sighting, sha256=h.sha256, phash=h.phash, original_filename=img,
-                          status=Photo.Status.CONFIRMED, individual=ind)
+            photo = Photo(
+                sighting=sighting,
+                sha256=h.sha256,
+                phash=h.phash,
+                original_filename=img,
+                status=Photo.Status.CONFIRMED,
+                individual=ind,
+            )
             photo.image.save(img, ContentFile(data), save=False)
             if img in boxes:
                 photo.set_box(boxes[img], Photo.BoxSource.GIVEN, 1.0, False)
@@ -194,10 +216,29 @@ class Worker:
         log = open(self.log_path, "ab")
         offset = log.tell()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "-Q", "pipeline,training,default",
-             "-c", "1", "--pool=solo", "--without-gossip", "--without-mingle", "-l", "INFO",
-             "-n", self.name],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "whalesite",
+                "worker",
+                "-Q",
+                "pipeline,training,default",
+                "-c",
+                "1",
+                "--pool=solo",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+                "-n",
+                self.name,
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
@@ -249,7 +290,9 @@ def celery_worker(django_db_setup, django_db_blocker, media_root, tmp_path_facto
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="whalesite.settings.test",
-        DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        DATABASE_URL=(
+            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
         CELERY_BROKER_URL=TEST_BROKER,
         CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S),
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
@@ -314,8 +357,13 @@ def photo_inserts_fail(timeout_ms: int = 500):
     from django.db import connection
 
     db = connection.settings_dict
-    blocker = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
-                              dbname=db["NAME"], password=db["PASSWORD"] or None)
+    blocker = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"] or "postgres",
+        dbname=db["NAME"],
+        password=db["PASSWORD"] or None,
+    )
     try:
         blocker.execute("LOCK TABLE submissions_photo IN SHARE MODE")
         with connection.cursor() as cursor:

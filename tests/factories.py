@@ -1,4 +1,5 @@
 """factory_boy factories and test images shared by the site tests."""
+
 from __future__ import annotations
 
 import csv

@@ -1,6 +1,7 @@
 """A loopback TCP proxy that a test starts and stops, to take a real service (Redis, PostgreSQL) away
 from the site without touching the server itself: ``stop()`` closes the listening socket and every
 open connection, so new connections are refused until ``start()`` listens on the same port again."""
+
 from __future__ import annotations
 
 import socket

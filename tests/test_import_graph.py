@@ -1,5 +1,6 @@
 """``scripts/import_graph.py`` keeps identification/ layered: no import cycle (module- or function-level)
 and no import of another module's private name. It runs on the real tree, as anyone would run it."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Production settings refuse to start without their variables and pass ``check --deploy``."""
+
 import os
 import subprocess
 import sys
@@ -8,7 +9,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(*args, env_extra, drop=()):
-    dropped = {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", *drop}  # the last: browser tests
+    dropped = {
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+        *drop,
+    }  # the last: browser tests
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(env_extra)
     env["DJANGO_SETTINGS_MODULE"] = "whalesite.settings.production"

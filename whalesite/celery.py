@@ -1,4 +1,5 @@
 """The Celery app. Queues and routes are named here, and only here."""
+
 import os
 
 from celery import Celery

@@ -1,4 +1,5 @@
 """Logging filters named in ``settings.LOGGING``."""
+
 import logging
 
 

@@ -4,6 +4,7 @@ Django's DATA_UPLOAD_MAX_MEMORY_SIZE leaves file parts out, and gunicorn has no 
 upload of 20 files of 25 MB was read in full (481 MB; one web worker grew to 1.2 GB). This middleware
 answers 413 from the ``Content-Length`` header alone, before anything reads the body, with a message the
 watcher can act on."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -31,10 +32,14 @@ class RequestSizeLimitMiddleware:
 
 
 def too_big(length: int, limit: int) -> HttpResponse:
-    message = (f"This upload is {megabytes(length)}, over the {megabytes(limit)} limit for one upload. "
-               "Nothing was saved: please go back and send fewer photos at a time.")
-    html = (f"<!doctype html><title>Upload too large</title><h1>Upload too large</h1><p>{escape(message)}</p>"
-            '<p><a href="javascript:history.back()">Back to the form</a></p>')
+    message = (
+        f"This upload is {megabytes(length)}, over the {megabytes(limit)} limit for one upload. "
+        "Nothing was saved: please go back and send fewer photos at a time."
+    )
+    html = (
+        f"<!doctype html><title>Upload too large</title><h1>Upload too large</h1><p>{escape(message)}</p>"
+        '<p><a href="javascript:history.back()">Back to the form</a></p>'
+    )
     response = HttpResponse(html, status=413)
     response["Connection"] = "close"  # the unread body is not drained
     return response

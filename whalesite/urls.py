@@ -28,4 +28,4 @@ def media(request, path):
 
 
 if (settings.DEBUG or getattr(settings, "SERVE_MEDIA", False)) and settings.MEDIA_URL.strip("/"):
-    urlpatterns += [re_path(r"^%s/(?P<path>.*)$" % settings.MEDIA_URL.strip("/"), media, name="media")]
+    urlpatterns += [re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", media, name="media")]

@@ -20,7 +20,8 @@ def home(request):
             "photos": gallery.count(),
             "sightings": Sighting.objects.filter(photos__in=gallery).distinct().count(),
         },
-        "recent": gallery.newest_per_individual().select_related("individual", "sighting__species")
+        "recent": gallery.newest_per_individual()
+        .select_related("individual", "sighting__species")
         .order_by(F("decided_at").desc(nulls_last=True), "-pk")[:8],
     }
     return render(request, "home.html", context)
@@ -43,7 +44,7 @@ def healthz(request):
 
 
 def broker_status() -> str:
-    """"ok", or why the broker cannot be reached (one connection attempt, about two seconds at most)."""
+    """ "ok", or why the broker cannot be reached (one connection attempt, about two seconds at most)."""
     from whalesite.celery import app
 
     try:

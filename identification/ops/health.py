@@ -12,6 +12,7 @@ Queues. Redis: ``LLEN`` of each queue's list (plus kombu's priority lists ``<que
 and the number of delivered-but-unacknowledged messages (the ``unacked`` hash). Filesystem
 transport: the number of ``*.<queue>.msg`` files waiting in its folder.
 """
+
 from __future__ import annotations
 
 import logging
@@ -159,15 +160,34 @@ def workers(ping: bool = True) -> list[dict]:
     cutoff = timezone.now() - timedelta(seconds=3 * heartbeat_interval())
     rows = []
     for hb in WorkerHeartbeat.objects.all():
-        rows.append({
-            "hostname": hb.hostname, "device": hb.device, "gpu": hb.device.startswith("GPU"),
-            "queues": hb.queues, "pid": hb.pid, "started_at": hb.started_at, "last_seen": hb.last_seen,
-            "alive": hb.last_seen >= cutoff, "answered_ping": hb.hostname in answered,
-        })
+        rows.append(
+            {
+                "hostname": hb.hostname,
+                "device": hb.device,
+                "gpu": hb.device.startswith("GPU"),
+                "queues": hb.queues,
+                "pid": hb.pid,
+                "started_at": hb.started_at,
+                "last_seen": hb.last_seen,
+                "alive": hb.last_seen >= cutoff,
+                "answered_ping": hb.hostname in answered,
+            }
+        )
     known = {r["hostname"] for r in rows}
     for name in sorted(answered - known):
-        rows.append({"hostname": name, "device": "", "gpu": False, "queues": [], "pid": None, "started_at": None,
-                     "last_seen": None, "alive": True, "answered_ping": True})
+        rows.append(
+            {
+                "hostname": name,
+                "device": "",
+                "gpu": False,
+                "queues": [],
+                "pid": None,
+                "started_at": None,
+                "last_seen": None,
+                "alive": True,
+                "answered_ping": True,
+            }
+        )
     return rows
 
 
@@ -177,8 +197,12 @@ def workers(ping: bool = True) -> list[dict]:
 def problem_photos(limit: int = 50) -> dict:
     failed = Photo.objects.failed().select_related("sighting__species").order_by("-updated_at")
     stuck = Photo.objects.stuck().select_related("sighting__species").order_by("updated_at")
-    return {"failed": list(failed[:limit]), "failed_count": failed.count(),
-            "stuck": list(stuck[:limit]), "stuck_count": stuck.count()}
+    return {
+        "failed": list(failed[:limit]),
+        "failed_count": failed.count(),
+        "stuck": list(stuck[:limit]),
+        "stuck_count": stuck.count(),
+    }
 
 
 def retry_all(actor) -> int:

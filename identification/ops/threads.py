@@ -10,6 +10,7 @@ So each process gets ``ML_TORCH_THREADS`` threads, or by default an equal share 
 (``ml.device.worker_threads``): the cores this worker may use divided by its pool size (1 for
 ``--pool=solo``). ``OMP_NUM_THREADS`` is not used for this: it would apply to every process alike.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """The identification pipeline: what a worker does with a photo after upload (``process``), with a
 new model version (``reembed``), and the per-process state it keeps (``cache``, ``gallery_sync``)."""
+
 from . import cache, gallery_sync
 
 

@@ -8,6 +8,7 @@ copy (the cache is filled lazily, after the fork).
 ``ml`` modules that load torch are imported inside functions, here and in the rest of the site:
 the web process imports this module and should not pay for torch until it embeds something.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ from ..models import ModelVersion
 log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
-_identifiers: "OrderedDict[int, object]" = OrderedDict()  # version id -> Identifier (at most 2)
+_identifiers: OrderedDict[int, object] = OrderedDict()  # version id -> Identifier (at most 2)
 
 
 def model_dir(version) -> Path:

@@ -10,6 +10,7 @@ version; on every other task only the photos that database triggers logged as ch
 A lock makes it safe for threads; prefork children each have their own copy (the state is
 created lazily, after the fork).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -18,17 +19,15 @@ import logging
 import os
 import shutil
 import threading
-from datetime import datetime
-from datetime import timezone as dt_timezone
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q
-from ml.io import atomic_write_json
 
+from ml.io import atomic_write_json
 from submissions.models import Photo
 
 from ..models import Embedding, GalleryChange, ModelVersion
@@ -42,8 +41,15 @@ _lock = threading.RLock()
 def _empty_gallery_state() -> dict:
     # seen: (changed_at, id, photo_id) of the log rows applied within the window, oldest first; top: the
     # highest log id applied; snapshot_at: when the snapshot this process loaded or saved was taken
-    return {"version_id": None, "index": None, "members": {}, "synced_at": None, "seen": [], "top": 0,
-            "snapshot_at": None}
+    return {
+        "version_id": None,
+        "index": None,
+        "members": {},
+        "synced_at": None,
+        "seen": [],
+        "top": 0,
+        "snapshot_at": None,
+    }
 
 
 _gallery_state: dict = _empty_gallery_state()
@@ -92,15 +98,17 @@ def _database_now():
         value = cursor.fetchone()[0]
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _window(version, since):
     """The logged changes that matter to ``version``'s gallery (photo changes, and its own embeddings:
     re-embedding the gallery for a new version leaves the active one alone), from the window before
     ``since`` on."""
-    return GalleryChange.objects.filter(Q(model_version_id__isnull=True) | Q(model_version_id=version.pk),
-                                        changed_at__gte=since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S))
+    return GalleryChange.objects.filter(
+        Q(model_version_id__isnull=True) | Q(model_version_id=version.pk),
+        changed_at__gte=since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S),
+    )
 
 
 def _window_changes(version, since) -> list[tuple]:
@@ -113,8 +121,9 @@ def _full_sync(state, version, now) -> None:
         state.update(version_id=version.pk, index=None, members={}, snapshot_at=None)
     built = state["index"] is None and not _start_from_snapshot(state, version, now)
     seen = _window_changes(version, now)  # read before the membership: all of these are in it already
-    current = dict(Photo.objects.in_gallery().filter(embeddings__model_version=version)
-                   .values_list("id", "individual_id"))
+    current = dict(
+        Photo.objects.in_gallery().filter(embeddings__model_version=version).values_list("id", "individual_id")
+    )
     members: dict[int, int] = state["members"]
     gone = [pid for pid, ind in members.items() if current.get(pid) != ind]
     _remove(state, gone)
@@ -177,8 +186,9 @@ def _save_snapshot(state, version, now, keep: int = 2) -> None:
     try:
         state["index"].save(folder, compact=False)  # compacting would rebuild the whole index
         np.save(folder / "seen.npy", np.array(sorted(c[1] for c in state["seen"]), dtype=np.int64))
-        atomic_write_json(root / "latest.json",
-                          {"folder": folder.name, "saved_at": now.isoformat(), "photos": len(state["index"])})
+        atomic_write_json(
+            root / "latest.json", {"folder": folder.name, "saved_at": now.isoformat(), "photos": len(state["index"])}
+        )
         state["snapshot_at"] = now
         for old in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -214,7 +224,7 @@ def _delta_sync(state, version, now) -> None:
     window = _window(version, since)
     seen: list = state["seen"]
     cutoff = since - timedelta(seconds=GALLERY_CHANGE_WINDOW_S)
-    del seen[:bisect.bisect_left(seen, (cutoff,))]  # out of the window now
+    del seen[: bisect.bisect_left(seen, (cutoff,))]  # out of the window now
     top = state["top"]
     fresh = sorted(window.filter(id__gt=top).values_list("changed_at", "id", "photo_id"))
     if window.filter(id__lte=top).count() != len(seen):  # a late commit below the top id
@@ -222,8 +232,11 @@ def _delta_sync(state, version, now) -> None:
         fresh += [c for c in _window_changes(version, since) if c[1] <= top and c[1] not in known]
     if fresh:
         changed = {c[2] for c in fresh}
-        current = dict(Photo.objects.in_gallery().filter(pk__in=changed, embeddings__model_version=version)
-                       .values_list("id", "individual_id"))
+        current = dict(
+            Photo.objects.in_gallery()
+            .filter(pk__in=changed, embeddings__model_version=version)
+            .values_list("id", "individual_id")
+        )
         _remove(state, [pid for pid in changed if pid in state["members"]])  # its whale or vector may differ now
         _add(state, version, current)
         seen.extend(fresh)
@@ -245,8 +258,11 @@ def _add(state, version, individual_of: dict) -> None:
 
     if not individual_of:
         return
-    rows = list(Embedding.objects.filter(model_version=version, photo_id__in=list(individual_of))
-                .values_list("photo_id", "vector"))
+    rows = list(
+        Embedding.objects.filter(model_version=version, photo_id__in=list(individual_of)).values_list(
+            "photo_id", "vector"
+        )
+    )
     if not rows:
         return
     vectors = np.stack([vector_from_bytes(v) for _, v in rows])

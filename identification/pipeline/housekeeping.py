@@ -1,5 +1,6 @@
 """Beat housekeeping (``whalesite.celery`` beat_schedule): photos whose message or worker was lost go
 round again, and the gallery change log and old snapshots are pruned."""
+
 from __future__ import annotations
 
 import logging
@@ -39,16 +40,21 @@ def requeue_stuck_photos(older_than_minutes: float | None = None, limit: int = 5
         requeue = [pk for pk, attempts in rows if attempts < STUCK_MAX_ATTEMPTS]
         if give_up:
             Photo.objects.filter(pk__in=give_up).update(
-                status=Photo.Status.FAILED, failure_code="stuck", updated_at=now,
-                failure_reason=f"Processing did not finish after {STUCK_MAX_ATTEMPTS} attempts. A moderator can retry it.",
+                status=Photo.Status.FAILED,
+                failure_code="stuck",
+                updated_at=now,
+                failure_reason=(
+                    f"Processing did not finish after {STUCK_MAX_ATTEMPTS} attempts. A moderator can retry it."
+                ),
             )
         # the lapsed lease is cleared, so the photo is queued once, not on every beat while it waits
         Photo.objects.filter(pk__in=requeue).update(updated_at=now, lease_until=None)
         for pk in requeue:
             queue_photo(pk)
     if rows:
-        log.warning("re-queued %d stuck photo(s); failed %d after %d attempts", len(requeue), len(give_up),
-                    STUCK_MAX_ATTEMPTS)
+        log.warning(
+            "re-queued %d stuck photo(s); failed %d after %d attempts", len(requeue), len(give_up), STUCK_MAX_ATTEMPTS
+        )
     return len(requeue)
 
 

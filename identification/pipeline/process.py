@@ -6,6 +6,7 @@ clear reason that a moderator can retry; named transient errors propagate, for t
 Re-running gives the same result (a photo's suggestions for a version are replaced in one
 transaction, embeddings are ``update_or_create``).
 """
+
 from __future__ import annotations
 
 import io
@@ -38,10 +39,13 @@ NEW_INDIVIDUAL_RANKS = 6  # 5 individuals + "new individual" at its rank
 
 
 def fail(photo_id: int, code: str, reason: str) -> None:
-    Photo.objects.filter(pk=photo_id).exclude(
-        status__in=(*Photo.GALLERY_STATUSES, Photo.Status.REJECTED)
-    ).update(status=Photo.Status.FAILED, failure_code=code[:40], failure_reason=reason, updated_at=timezone.now(),
-             lease_until=None)
+    Photo.objects.filter(pk=photo_id).exclude(status__in=(*Photo.GALLERY_STATUSES, Photo.Status.REJECTED)).update(
+        status=Photo.Status.FAILED,
+        failure_code=code[:40],
+        failure_reason=reason,
+        updated_at=timezone.now(),
+        lease_until=None,
+    )
 
 
 def lease_s() -> float:
@@ -53,17 +57,24 @@ def take_lease(photo_id: int) -> bool:
     message delivered twice (a requeue, Redis's redelivery) never processes one photo twice at once."""
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    return bool(Photo.objects.filter(free, pk=photo_id, status__in=Photo.PENDING_STATUSES).update(
-        status=Photo.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=now,
-        lease_until=now + timedelta(seconds=lease_s())))
+    return bool(
+        Photo.objects.filter(free, pk=photo_id, status__in=Photo.PENDING_STATUSES).update(
+            status=Photo.Status.PROCESSING,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+            lease_until=now + timedelta(seconds=lease_s()),
+        )
+    )
 
 
 def lease_keeper(photo_id: int) -> Beating:
     """Renews the lease every third of PHOTO_LEASE_S while the photo is processed; a killed worker stops
     renewing, and beat (``housekeeping.requeue_stuck_photos``) queues the photo again once it lapses."""
+
     def renew():
         Photo.objects.filter(pk=photo_id, status=Photo.Status.PROCESSING).update(
-            lease_until=timezone.now() + timedelta(seconds=lease_s()))
+            lease_until=timezone.now() + timedelta(seconds=lease_s())
+        )
 
     return Beating(lease_s() / 3, renew, name=f"photo-{photo_id}-lease")
 
@@ -120,9 +131,12 @@ def stored_features(version, labels) -> dict[str, list]:
     from ml.local_features import LocalFeatures
 
     ids = [int(label) for label in labels if label != NEW_WHALE]
-    rows = (Embedding.objects.filter(model_version=version, features__isnull=False, photo__individual_id__in=ids,
-                                     photo__in=Photo.objects.in_gallery())
-            .values_list("photo_id", "photo__individual_id", "features"))
+    rows = Embedding.objects.filter(
+        model_version=version,
+        features__isnull=False,
+        photo__individual_id__in=ids,
+        photo__in=Photo.objects.in_gallery(),
+    ).values_list("photo_id", "photo__individual_id", "features")
     out: dict[str, list] = {}
     for photo_id, individual_id, blob in rows:
         out.setdefault(str(individual_id), []).append((str(photo_id), LocalFeatures.from_bytes(bytes(blob))))
@@ -135,7 +149,7 @@ def top_with_new(ranked: list, n: int) -> list:
     new = next(s for s in ranked if s.label == NEW_WHALE)
     pos = ranked.index(new)
     individuals = [s for s in ranked if s.label != NEW_WHALE][:n]
-    return individuals[:min(pos, n)] + [new] + individuals[min(pos, n):]
+    return individuals[: min(pos, n)] + [new] + individuals[min(pos, n) :]
 
 
 def rank_photo(photo, version, vector: np.ndarray, query_features=None, ident=None) -> list:
@@ -145,23 +159,32 @@ def rank_photo(photo, version, vector: np.ndarray, query_features=None, ident=No
     rows (probability None without calibration)."""
     from ml.fused_ranking import Suggestion as Ranked
     from ml.fused_ranking import suggest
-    from ml.local_features import DEFAULT_SHORTLIST
     from ml.gallery import insert_new_whale  # loads torch
+    from ml.local_features import DEFAULT_SHORTLIST
 
     index = gallery(version)
     calibration = getattr(ident, "calibration", None)
     if calibration is not None:
         if index is None or not len(index):
             return [Ranked(NEW_WHALE, 1.0, None, 0, None)]
-        ranked = suggest(index, vector, calibration, query_features, k=DEFAULT_SHORTLIST + 1,
-                         features_for=lambda labels: stored_features(version, labels), exclude_items={str(photo.pk)})
+        ranked = suggest(
+            index,
+            vector,
+            calibration,
+            query_features,
+            k=DEFAULT_SHORTLIST + 1,
+            features_for=lambda labels: stored_features(version, labels),
+            exclude_items={str(photo.pk)},
+        )
         return top_with_new(ranked, NEW_INDIVIDUAL_RANKS - 1)
     matches = []
     if index is not None and len(index):
         matches = index.rank(vector, k=NEW_INDIVIDUAL_RANKS - 1, exclude_items={str(photo.pk)})
     # uncalibrated versions: no probability to show (None), only the cosine
-    return [Ranked(m.label, None, float(m.score), None, m.best_item)  # type: ignore[arg-type]
-            for m in insert_new_whale(list(matches), version.new_threshold, NEW_INDIVIDUAL_RANKS)]
+    return [
+        Ranked(m.label, None, float(m.score), None, m.best_item)  # type: ignore[arg-type]
+        for m in insert_new_whale(list(matches), version.new_threshold, NEW_INDIVIDUAL_RANKS)
+    ]
 
 
 def _write_suggestions(photo, version, ranked) -> None:
@@ -213,8 +236,10 @@ def _batch_matches(photo, version, vector: np.ndarray) -> list[dict]:
 
 def embedding_fields(vector: np.ndarray, features) -> dict:
     """An Embedding row's stored values: the vector and the crop's RootSIFT features (``to_bytes``)."""
-    return {"vector": np.ascontiguousarray(vector).tobytes(),
-            "features": features.to_bytes() if features is not None else None}
+    return {
+        "vector": np.ascontiguousarray(vector).tobytes(),
+        "features": features.to_bytes() if features is not None else None,
+    }
 
 
 def _features_of(embedding):
@@ -247,8 +272,12 @@ def _process(photo_id: int, *, rerank: bool) -> str:
     version = cache.active_version()
     if version is None:
         if not rerank:
-            fail(photo_id, "no_model", "No identification model is active yet. This photo will be processed "
-                 "automatically as soon as an administrator promotes a model.")
+            fail(
+                photo_id,
+                "no_model",
+                "No identification model is active yet. This photo will be processed "
+                "automatically as soon as an administrator promotes a model.",
+            )
         return "no model"
 
     if not rerank and not take_lease(photo_id):
@@ -291,7 +320,9 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
         if photo is None or photo.status != expected:
             return "changed meanwhile"
         if prepared is not None:
-            Embedding.objects.update_or_create(photo=photo, model_version=version, defaults=embedding_fields(vector, features))
+            Embedding.objects.update_or_create(
+                photo=photo, model_version=version, defaults=embedding_fields(vector, features)
+            )
             loc = prepared.localization
             if given_box(photo) is None:
                 photo.set_box(

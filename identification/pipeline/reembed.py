@@ -1,5 +1,6 @@
 """The body of ``reembed_gallery``: embed every gallery photo with a model version, then (when
 promoting) make it the active one and queue the photos that waited for it."""
+
 from __future__ import annotations
 
 import logging

@@ -11,6 +11,7 @@ nobody photographed is not known to have happened).
 Two passes, neither held whole: the distinct dates (to fix the columns), then the photos in
 catalogue-id order, grouped by whale.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,7 +65,8 @@ def histories(options: ExportOptions, occasion: str, months=None):
     columns = occasions(options, occasion, months)
     index = {label: i for i, label in enumerate(columns)}
     rows = (
-        confirmed_photos(options).order_by("whale_catalogue_id")
+        confirmed_photos(options)
+        .order_by("whale_catalogue_id")
         .values_list("whale_catalogue_id", "whale_nickname", "sighting__observed_at")
         .iterator(chunk_size=CHUNK_ROWS)
     )

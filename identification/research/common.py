@@ -1,4 +1,5 @@
 """What the research exports share: the confirmed photos, names, coordinates and streaming."""
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,7 @@ def rounding_uncertainty_m(decimals: int | None) -> str:
     Empty when coordinates are as recorded: the GPS's own uncertainty is not known to the site."""
     if decimals is None:
         return ""
-    return str(math.ceil(METRES_PER_DEGREE * 10 ** -decimals * math.sqrt(2) / 2))
+    return str(math.ceil(METRES_PER_DEGREE * 10**-decimals * math.sqrt(2) / 2))
 
 
 def confirming_decisions():

@@ -9,6 +9,7 @@
 The ZIP is written entry by entry into a ``StreamSink`` while the photos are read with
 ``.iterator()``, so neither the rows nor the archive are ever held whole.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,19 @@ from django.utils import timezone
 from submissions.models import Licence
 
 from .common import (
-    CHUNK_ROWS, ExportOptions, People, StreamSink, clean_cell, confirmed_photos, iso, photo_format, photo_url,
-    photographer, round_coordinate, rounding_uncertainty_m, site_host,
+    CHUNK_ROWS,
+    ExportOptions,
+    People,
+    StreamSink,
+    clean_cell,
+    confirmed_photos,
+    iso,
+    photo_format,
+    photo_url,
+    photographer,
+    round_coordinate,
+    rounding_uncertainty_m,
+    site_host,
 )
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
@@ -40,16 +52,37 @@ RESTRICTIVENESS = [Licence.CC0, Licence.CC_BY, Licence.CC_BY_NC]  # an occurrenc
 VERIFIED = "verified by expert"  # a moderator (the site's reviewers) confirmed the match
 
 OCCURRENCE_TERMS = [
-    ("occurrenceID", DWC), ("basisOfRecord", DWC), ("occurrenceStatus", DWC), ("organismID", DWC),
-    ("organismName", DWC), ("eventDate", DWC), ("decimalLatitude", DWC), ("decimalLongitude", DWC),
-    ("coordinateUncertaintyInMeters", DWC), ("geodeticDatum", DWC), ("locality", DWC), ("scientificName", DWC),
-    ("scientificNameID", DWC), ("vernacularName", DWC), ("recordedBy", DWC), ("identifiedBy", DWC),
-    ("dateIdentified", DWC), ("identificationVerificationStatus", DWC), ("license", DC), ("rightsHolder", DC),
+    ("occurrenceID", DWC),
+    ("basisOfRecord", DWC),
+    ("occurrenceStatus", DWC),
+    ("organismID", DWC),
+    ("organismName", DWC),
+    ("eventDate", DWC),
+    ("decimalLatitude", DWC),
+    ("decimalLongitude", DWC),
+    ("coordinateUncertaintyInMeters", DWC),
+    ("geodeticDatum", DWC),
+    ("locality", DWC),
+    ("scientificName", DWC),
+    ("scientificNameID", DWC),
+    ("vernacularName", DWC),
+    ("recordedBy", DWC),
+    ("identifiedBy", DWC),
+    ("dateIdentified", DWC),
+    ("identificationVerificationStatus", DWC),
+    ("license", DC),
+    ("rightsHolder", DC),
     ("associatedMedia", DWC),
 ]
 MULTIMEDIA_TERMS = [
-    ("identifier", DC), ("type", DC), ("format", DC), ("license", DC), ("rightsHolder", DC), ("creator", DC),
-    ("created", DC), ("references", DC),
+    ("identifier", DC),
+    ("type", DC),
+    ("format", DC),
+    ("license", DC),
+    ("rightsHolder", DC),
+    ("creator", DC),
+    ("created", DC),
+    ("references", DC),
 ]
 
 
@@ -64,7 +97,8 @@ def exportable_licences() -> list[str]:
 def exported_photos(options: ExportOptions):
     """Confirmed, licensed for export, ordered so that one occurrence's photos come together."""
     return (
-        confirmed_photos(options).filter(licence__in=exportable_licences())
+        confirmed_photos(options)
+        .filter(licence__in=exportable_licences())
         .order_by("sighting__observed_at", "sighting_id", "whale_catalogue_id", "pk")
     )
 
@@ -91,47 +125,61 @@ def occurrence_row(photos, options: ExportOptions, people: People) -> dict:
     latest = max(confirmed, key=lambda p: p.confirmed_at or p.decided_at or sighting.observed_at)
     identified_by = sorted({people.name(p.confirmed_by_id) for p in photos} - {""})
     return {
-        "occurrenceID": occurrence_id(first), "basisOfRecord": "HumanObservation", "occurrenceStatus": "present",
-        "organismID": first.whale_catalogue_id, "organismName": first.whale_nickname or "",
+        "occurrenceID": occurrence_id(first),
+        "basisOfRecord": "HumanObservation",
+        "occurrenceStatus": "present",
+        "organismID": first.whale_catalogue_id,
+        "organismName": first.whale_nickname or "",
         "eventDate": iso(timezone.localtime(sighting.observed_at)),
         "decimalLatitude": round_coordinate(sighting.latitude, options.decimals),
         "decimalLongitude": round_coordinate(sighting.longitude, options.decimals),
         "coordinateUncertaintyInMeters": rounding_uncertainty_m(options.decimals) if located else "",
         "geodeticDatum": "EPSG:4326" if located else "",
-        "locality": sighting.place_name, "scientificName": species.scientific_name,
-        "scientificNameID": species.scientific_name_id, "vernacularName": species.common_name,
-        "recordedBy": by, "identifiedBy": " | ".join(identified_by),
+        "locality": sighting.place_name,
+        "scientificName": species.scientific_name,
+        "scientificNameID": species.scientific_name_id,
+        "vernacularName": species.common_name,
+        "recordedBy": by,
+        "identifiedBy": " | ".join(identified_by),
         "dateIdentified": iso(latest.confirmed_at or latest.decided_at),
         "identificationVerificationStatus": VERIFIED,
         "license": LICENCE_URIS[max((p.licence for p in photos), key=RESTRICTIVENESS.index)],
-        "rightsHolder": by, "associatedMedia": " | ".join(photo_url(p) for p in photos),
+        "rightsHolder": by,
+        "associatedMedia": " | ".join(photo_url(p) for p in photos),
     }
 
 
 def multimedia_row(photo, core_id: str) -> dict:
     by = photographer(photo.sighting)
     return {
-        "identifier": photo_url(photo), "type": "StillImage", "format": photo_format(photo),
-        "license": LICENCE_URIS[photo.licence], "rightsHolder": by, "creator": by,
-        "created": iso(timezone.localtime(photo.sighting.observed_at)), "references": "",
+        "identifier": photo_url(photo),
+        "type": "StillImage",
+        "format": photo_format(photo),
+        "license": LICENCE_URIS[photo.licence],
+        "rightsHolder": by,
+        "creator": by,
+        "created": iso(timezone.localtime(photo.sighting.observed_at)),
+        "references": "",
         "coreid": core_id,
     }
 
 
 def meta_xml() -> str:
     """The archive's descriptor: tab-separated UTF-8 files with a header line, no quoting."""
+
     def fields(terms, offset):
         return "".join(f'\n    <field index="{i + offset}" term="{ns}{name}"/>' for i, (name, ns) in enumerate(terms))
 
-    files = ('encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" fieldsEnclosedBy="" '
-             'ignoreHeaderLines="1"')
+    files = (
+        'encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" fieldsEnclosedBy="" ignoreHeaderLines="1"'
+    )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<archive xmlns="http://rs.tdwg.org/dwc/text/" metadata="eml.xml">\n'
         f'  <core rowType="{OCCURRENCE_ROW_TYPE}" {files}>\n    <files><location>occurrence.txt</location></files>\n'
         f'    <id index="0"/>{fields(OCCURRENCE_TERMS, 0)}\n  </core>\n'
         f'  <extension rowType="{MULTIMEDIA_ROW_TYPE}" {files}>\n'
-        '    <files><location>multimedia.txt</location></files>\n'
+        "    <files><location>multimedia.txt</location></files>\n"
         f'    <coreid index="0"/>{fields(MULTIMEDIA_TERMS, 1)}\n  </extension>\n</archive>\n'
     )
 
@@ -140,8 +188,11 @@ def eml_xml() -> str:
     """Dataset metadata (EML 2.1.1 as GBIF's IPT writes it) from the ``DWCA_*`` settings."""
     title, creator = escape(settings.DWCA_TITLE), escape(settings.DWCA_CREATOR)
     licence = LICENCE_URIS.get(settings.DWCA_LICENCE, settings.DWCA_LICENCE)
-    email = f"<electronicMailAddress>{escape(settings.DWCA_CONTACT_EMAIL)}</electronicMailAddress>" \
-        if settings.DWCA_CONTACT_EMAIL else ""
+    email = (
+        f"<electronicMailAddress>{escape(settings.DWCA_CONTACT_EMAIL)}</electronicMailAddress>"
+        if settings.DWCA_CONTACT_EMAIL
+        else ""
+    )
     party = f"<organizationName>{creator}</organizationName>{email}"
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -150,13 +201,13 @@ def eml_xml() -> str:
         'xsi:schemaLocation="eml://ecoinformatics.org/eml-2.1.1 '
         'http://rs.gbif.org/schema/eml-gbif-profile/1.1/eml.xsd" '
         f'packageId="{escape(site_host())}:dataset" system="http://gbif.org" scope="system" xml:lang="en">\n'
-        f'  <dataset>\n    <title>{title}</title>\n    <creator>{party}</creator>\n'
-        f'    <metadataProvider>{party}</metadataProvider>\n'
-        f'    <pubDate>{timezone.localdate().isoformat()}</pubDate>\n    <language>en</language>\n'
-        f'    <abstract><para>{escape(settings.DWCA_DESCRIPTION)}</para></abstract>\n'
+        f"  <dataset>\n    <title>{title}</title>\n    <creator>{party}</creator>\n"
+        f"    <metadataProvider>{party}</metadataProvider>\n"
+        f"    <pubDate>{timezone.localdate().isoformat()}</pubDate>\n    <language>en</language>\n"
+        f"    <abstract><para>{escape(settings.DWCA_DESCRIPTION)}</para></abstract>\n"
         f'    <intellectualRights><para>This work is licensed under <ulink url="{escape(licence)}">'
-        f'<citetitle>{escape(settings.DWCA_LICENCE)}</citetitle></ulink>.</para></intellectualRights>\n'
-        f'    <contact>{party}</contact>\n  </dataset>\n</eml:eml>\n'
+        f"<citetitle>{escape(settings.DWCA_LICENCE)}</citetitle></ulink>.</para></intellectualRights>\n"
+        f"    <contact>{party}</contact>\n  </dataset>\n</eml:eml>\n"
     )
 
 

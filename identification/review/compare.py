@@ -1,5 +1,6 @@
 """Comparing a photo with a candidate whale: the candidate's gallery photos in order of similarity,
 the occlusion map that shows which parts of the fluke the model matched on, and the audit log."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,19 +27,25 @@ def candidate_photos(photo, individual_id, best_photo_id=None, limit: int = 4) -
     """Up to ``limit`` gallery photos of a candidate: the suggestion's best photo first, then by
     similarity to ``photo`` (when both are embedded by the photo's model version), else newest."""
     pool = list(
-        Photo.objects.in_gallery().filter(individual_id=individual_id).exclude(pk=photo.pk)
+        Photo.objects.in_gallery()
+        .filter(individual_id=individual_id)
+        .exclude(pk=photo.pk)
         .order_by("-created_at", "-pk")[:CANDIDATE_POOL]
     )
     score = {}
     if photo.model_version_id and pool:
-        rows = dict(Embedding.objects.filter(model_version_id=photo.model_version_id,
-                                             photo_id__in=[photo.pk, *[p.pk for p in pool]])
-                    .values_list("photo_id", "vector"))
+        rows = dict(
+            Embedding.objects.filter(
+                model_version_id=photo.model_version_id, photo_id__in=[photo.pk, *[p.pk for p in pool]]
+            ).values_list("photo_id", "vector")
+        )
         if photo.pk in rows:
             q = vector_from_bytes(rows.pop(photo.pk))
             score = {pid: float(q @ vector_from_bytes(v)) for pid, v in rows.items()}
-    ordered = sorted(enumerate(pool), key=lambda ip: (
-        ip[1].pk != best_photo_id, ip[1].pk not in score, -score.get(ip[1].pk, 0.0), ip[0]))
+    ordered = sorted(
+        enumerate(pool),
+        key=lambda ip: (ip[1].pk != best_photo_id, ip[1].pk not in score, -score.get(ip[1].pk, 0.0), ip[0]),
+    )
     out = [p for _, p in ordered[:limit]]
     for p in out:
         p.similarity = score.get(p.pk)
@@ -59,15 +66,20 @@ def explain_png(*, photo, individual, user) -> bytes:
     version = cache.active_version()
     if version is None:
         raise ValidationError("No identification model is active.")
-    best = (Suggestion.objects.filter(photo=photo, individual=individual, best_photo__isnull=False)
-            .order_by("-model_version__is_active", "rank").first())
+    best = (
+        Suggestion.objects.filter(photo=photo, individual=individual, best_photo__isnull=False)
+        .order_by("-model_version__is_active", "rank")
+        .first()
+    )
     reference = best.best_photo if best else None
     if reference is None or reference.individual_id != individual.pk:
         found = candidate_photos(photo, individual.pk, limit=1)
         reference = found[0] if found else None
     if reference is None:
         raise ValidationError("This individual has no gallery photo to compare with.")
-    boxes = f"{photo.box}{photo.box_source}{photo.upside_down}|{reference.box}{reference.box_source}{reference.upside_down}"
+    boxes = (
+        f"{photo.box}{photo.box_source}{photo.upside_down}|{reference.box}{reference.box_source}{reference.upside_down}"
+    )
     key = f"explain/{version.pk}/{photo.pk}-{reference.pk}-{hashlib.sha1(boxes.encode()).hexdigest()[:12]}.png"
     if default_storage.exists(key):
         with default_storage.open(key, "rb") as fh:

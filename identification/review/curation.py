@@ -2,6 +2,7 @@
 out of one, and retrying a failed photo. Each change is logged as a ``Decision`` and queues the
 re-embedding or re-ranking it makes necessary (through ``jobs``).
 """
+
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
@@ -56,9 +57,11 @@ def undo_last_decision(*, moderator) -> Decision:
     require(moderator, REVIEW_PERMISSION)
     with transaction.atomic():
         decision = (
-            Decision.objects.select_for_update().not_undone()
+            Decision.objects.select_for_update()
+            .not_undone()
             .filter(moderator=moderator, action__in=UNDOABLE, photo__isnull=False)
-            .order_by("-created_at", "-pk").first()
+            .order_by("-created_at", "-pk")
+            .first()
         )
         if decision is None:
             raise ValidationError("There is no decision of yours to undo.")
@@ -68,7 +71,8 @@ def undo_last_decision(*, moderator) -> Decision:
             decision.pending = False
             remaining = list(Decision.objects.open_votes().filter(photo=photo).exclude(pk=decision.pk))
             disputed = len({(v.action, v.individual_id) for v in remaining}) > 1 or any(
-                v.action == Decision.Action.REJECT for v in remaining)
+                v.action == Decision.Action.REJECT for v in remaining
+            )
             Photo.objects.filter(pk=photo.pk).update(needs_admin=disputed)
         elif decision.action in (Decision.Action.CONFIRM, Decision.Action.NEW_INDIVIDUAL):
             if photo.status not in Photo.GALLERY_STATUSES or photo.individual_id != decision.individual_id:
@@ -77,8 +81,12 @@ def undo_last_decision(*, moderator) -> Decision:
             _reopen(photo, moderator, now)
             _drop_training_example(photo)
             Decision.objects.filter(pk__in=decision.details.get("votes", [])).update(pending=True)
-            if (decision.action == Decision.Action.NEW_INDIVIDUAL and individual is not None
-                    and not individual.photos.exclude(pk=photo.pk).exists() and not individual.merged.exists()):
+            if (
+                decision.action == Decision.Action.NEW_INDIVIDUAL
+                and individual is not None
+                and not individual.photos.exclude(pk=photo.pk).exists()
+                and not individual.merged.exists()
+            ):
                 decision.details = {**decision.details, "deleted_individual": individual.catalogue_id}
                 decision.individual = None
                 individual.delete()
@@ -125,13 +133,19 @@ def correct_box(*, photo, moderator, box) -> Decision:
         x0, y0 = max(0.0, float(min(box.x0, box.x1))), max(0.0, float(min(box.y0, box.y1)))
         x1, y1 = min(float(w), float(max(box.x0, box.x1))), min(float(h), float(max(box.y0, box.y1)))
         if not w or not h or x1 - x0 < MIN_BOX_PX or y1 - y0 < MIN_BOX_PX:
-            raise ValidationError(f"Draw a box around the fluke (at least {MIN_BOX_PX} pixels each way, inside the photo).")
+            raise ValidationError(
+                f"Draw a box around the fluke (at least {MIN_BOX_PX} pixels each way, inside the photo)."
+            )
         old = [locked.box_x0, locked.box_y0, locked.box_x1, locked.box_y1, locked.box_source]
         locked.set_box(Box(x0, y0, x1, y1), Photo.BoxSource.MODERATOR, confidence=1.0, flagged=False)
         locked.save()
         decision = Decision.objects.create(
-            photo=locked, moderator=moderator, action=Decision.Action.BOX, model_version_id=locked.model_version_id,
-            individual=locked.individual, details={"old": old, "new": [x0, y0, x1, y1]},
+            photo=locked,
+            moderator=moderator,
+            action=Decision.Action.BOX,
+            model_version_id=locked.model_version_id,
+            individual=locked.individual,
+            details={"old": old, "new": [x0, y0, x1, y1]},
         )
         _queue_reembed(locked)
     refresh_caller(photo, locked)
@@ -162,12 +176,23 @@ def merge_individuals(*, source, target, moderator) -> Decision:
             target.nickname = source.nickname
             target.save(update_fields=["nickname"])
         decision = Decision.objects.create(
-            moderator=moderator, action=Decision.Action.MERGE, individual=target,
-            details={"source_id": source.pk, "source": source.catalogue_id, "target_id": target.pk,
-                     "target": target.catalogue_id, "photos": photo_ids},
+            moderator=moderator,
+            action=Decision.Action.MERGE,
+            individual=target,
+            details={
+                "source_id": source.pk,
+                "source": source.catalogue_id,
+                "target_id": target.pk,
+                "target": target.catalogue_id,
+                "photos": photo_ids,
+            },
         )
-        pending = list(Photo.objects.awaiting_review().filter(suggestions__individual=target)
-                       .distinct().values_list("pk", flat=True))
+        pending = list(
+            Photo.objects.awaiting_review()
+            .filter(suggestions__individual=target)
+            .distinct()
+            .values_list("pk", flat=True)
+        )
         for pk in pending:
             jobs.enqueue(jobs.RERANK_PHOTO, pk)
     return decision
@@ -190,8 +215,12 @@ def split_photo(*, photo, moderator) -> Decision:
         locked.claimed_at = None
         locked.save()
         decision = Decision.objects.create(
-            photo=locked, moderator=moderator, action=Decision.Action.SPLIT, individual=individual,
-            model_version_id=locked.model_version_id, details={"from": individual.catalogue_id},
+            photo=locked,
+            moderator=moderator,
+            action=Decision.Action.SPLIT,
+            individual=individual,
+            model_version_id=locked.model_version_id,
+            details={"from": individual.catalogue_id},
         )
         jobs.enqueue(jobs.RERANK_PHOTO, locked.pk)
     refresh_caller(photo, locked)
@@ -214,7 +243,10 @@ def correct_species(*, photo, moderator, species) -> Decision:
         sighting.species = species
         sighting.save(update_fields=["species"])
         decision = Decision.objects.create(
-            photo=locked, moderator=moderator, action=Decision.Action.SPECIES, model_version_id=locked.model_version_id,
+            photo=locked,
+            moderator=moderator,
+            action=Decision.Action.SPECIES,
+            model_version_id=locked.model_version_id,
             details={"old": old.code, "new": species.code},
         )
         for pk in sighting.photos.filter(status=Photo.Status.AWAITING_REVIEW).values_list("pk", flat=True):

@@ -4,6 +4,7 @@
 A final match puts the photo in the gallery at once, makes it a training example, re-ranks its
 batch-mates and e-mails its watchers (``review.notify``, queued through ``jobs``).
 """
+
 from __future__ import annotations
 
 import re
@@ -59,7 +60,10 @@ def _lock_for_decision(photo, moderator) -> Photo:
 
 def queue_rerank_batch_mates(photo) -> None:
     mates = list(
-        Photo.objects.awaiting_review().filter(sighting_id=photo.sighting_id).exclude(pk=photo.pk).values_list("pk", flat=True)
+        Photo.objects.awaiting_review()
+        .filter(sighting_id=photo.sighting_id)
+        .exclude(pk=photo.pk)
+        .values_list("pk", flat=True)
     )
     for pk in mates:
         jobs.enqueue(jobs.RERANK_PHOTO, pk)
@@ -110,15 +114,24 @@ def _vote(locked: Photo, moderator, action: str, individual=None, reason: str = 
     needed = consensus_needed()
     if not votes and (needed == 1 or action == Decision.Action.REJECT):
         return None
-    agree = all(
-        v.action == action and (action != Decision.Action.CONFIRM or v.individual_id == individual.pk)
-        for v in votes
-    ) and action != Decision.Action.REJECT
+    agree = (
+        all(
+            v.action == action and (action != Decision.Action.CONFIRM or v.individual_id == individual.pk)
+            for v in votes
+        )
+        and action != Decision.Action.REJECT
+    )
     if agree and len(votes) + 1 >= needed:
         return None
     decision = Decision.objects.create(
-        photo=locked, moderator=moderator, action=action, individual=individual, reject_reason=reason,
-        model_version_id=locked.model_version_id, scores=_shown_suggestions(locked), pending=True,
+        photo=locked,
+        moderator=moderator,
+        action=action,
+        individual=individual,
+        reject_reason=reason,
+        model_version_id=locked.model_version_id,
+        scores=_shown_suggestions(locked),
+        pending=True,
         details={"consensus": f"{len(votes) + 1} of {needed}", "nickname": nickname, "agrees": agree},
     )
     locked.claimed_by = None
@@ -134,8 +147,12 @@ def _close_votes(locked: Photo, decision: Decision) -> None:
     ids = list(Decision.objects.open_votes().filter(photo=locked).values_list("pk", flat=True))
     Decision.objects.filter(pk__in=ids).update(pending=False)
     if ids or locked.needs_admin:
-        decision.details = {**decision.details, "votes": ids, "consensus": f"{len(ids) + 1} of {consensus_needed()}",
-                            **({"admin_resolved": True} if locked.needs_admin else {})}
+        decision.details = {
+            **decision.details,
+            "votes": ids,
+            "consensus": f"{len(ids) + 1} of {consensus_needed()}",
+            **({"admin_resolved": True} if locked.needs_admin else {}),
+        }
         decision.save(update_fields=["details"])
     if locked.needs_admin:
         Photo.objects.filter(pk=locked.pk).update(needs_admin=False)
@@ -146,8 +163,10 @@ def _same_species(photo, individual) -> None:
     """A sighting filed as another species cannot join a humpback: correct the species first."""
     species = photo.sighting.species
     if individual.species_id != species.pk:
-        raise ValidationError(f"This sighting is filed as {species}; {individual.catalogue_id} is a "
-                              f"{individual.species}. Correct the species first if the filing is wrong.")
+        raise ValidationError(
+            f"This sighting is filed as {species}; {individual.catalogue_id} is a "
+            f"{individual.species}. Correct the species first if the filing is wrong."
+        )
 
 
 def confirm_match(*, photo, moderator, individual) -> Decision:
@@ -216,8 +235,12 @@ def reject_photo(*, photo, moderator, reason) -> Decision:
         locked.claimed_at = None
         locked.save()
         decision = Decision.objects.create(
-            photo=locked, moderator=moderator, action=Decision.Action.REJECT, reject_reason=reason,
-            model_version_id=locked.model_version_id, scores=scores,
+            photo=locked,
+            moderator=moderator,
+            action=Decision.Action.REJECT,
+            reject_reason=reason,
+            model_version_id=locked.model_version_id,
+            scores=scores,
         )
         _close_votes(locked, decision)
     refresh_caller(photo, locked)

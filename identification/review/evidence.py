@@ -1,11 +1,12 @@
 """The review page's evidence for one candidate (the calibrated probability's words are
-``Suggestion.probability_words``): the "matched points" picture (the query crop and the candidate's best photo crop side by side, with a line between each
-pair of RootSIFT keypoints that RANSAC verified).
+``Suggestion.probability_words``): the "matched points" picture (the query crop and the candidate's best
+photo crop side by side, with a line between each pair of RootSIFT keypoints that RANSAC verified).
 
 Why: a moderator should see *why* the model proposes a whale. The probability is the calibrated one stored
 with the suggestion (never a cosine relabelled); the points are those the fused ranking counted, drawn
 from the features stored when each photo was embedded (nothing is recomputed here).
 """
+
 from __future__ import annotations
 
 import io
@@ -23,9 +24,14 @@ LINE_COLOURS = ((0, 200, 255), (255, 170, 0), (120, 255, 120), (255, 90, 200))
 
 
 def _evidence_suggestion(photo, individual):
-    suggestion = (Suggestion.objects.filter(photo=photo, individual=individual, best_photo__isnull=False,
-                                            model_version_id=photo.model_version_id)
-                  .select_related("best_photo").order_by("rank").first())
+    suggestion = (
+        Suggestion.objects.filter(
+            photo=photo, individual=individual, best_photo__isnull=False, model_version_id=photo.model_version_id
+        )
+        .select_related("best_photo")
+        .order_by("rank")
+        .first()
+    )
     if suggestion is None or suggestion.best_photo.individual_id != individual.pk:
         raise ValidationError("No suggested photo of this individual to compare with.")
     return suggestion

@@ -1,5 +1,6 @@
 """E-mails to watchers: the one whose photos were identified, and earlier watchers of the same whale.
 Batched per sighting and outcome, and sent only after the undo window (``NOTIFY_UNDO_WINDOW_S``)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -17,16 +18,23 @@ def _individual_url(individual) -> str:
 
 
 def _whale_name(individual) -> str:
-    return f"{individual.catalogue_id} \u201c{individual.nickname}\u201d" if individual.nickname else individual.catalogue_id
+    return (
+        f"{individual.catalogue_id} \u201c{individual.nickname}\u201d"
+        if individual.nickname
+        else individual.catalogue_id
+    )
 
 
 def _outcome_batch(decision) -> list:
     """Every final decision giving a photo of this sighting the same outcome (same action, same whale),
     undone ones included: one outcome of one sighting is told once."""
     return list(
-        Decision.objects.filter(photo__sighting_id=decision.photo.sighting_id, action=decision.action,
-                                individual=decision.individual, pending=False)
-        .select_for_update()
+        Decision.objects.filter(
+            photo__sighting_id=decision.photo.sighting_id,
+            action=decision.action,
+            individual=decision.individual,
+            pending=False,
+        ).select_for_update()
     )
 
 
@@ -37,8 +45,9 @@ def send_decision_emails(decision_id: int) -> int:
     photo is one batch, and a decision undone meanwhile sends nothing). Returns the number sent."""
     with transaction.atomic():
         decision = (
-            Decision.objects.filter(pk=decision_id, action__in=(Decision.Action.CONFIRM, Decision.Action.NEW_INDIVIDUAL),
-                                    pending=False)
+            Decision.objects.filter(
+                pk=decision_id, action__in=(Decision.Action.CONFIRM, Decision.Action.NEW_INDIVIDUAL), pending=False
+            )
             .select_related("photo__sighting__submitted_by", "individual")
             .first()
         )
@@ -51,7 +60,9 @@ def send_decision_emails(decision_id: int) -> int:
         live = [d for d in batch if not d.undone_at]
         sent = _send(decision, photos=len(live))
         for d in live:
-            Decision.objects.filter(pk=d.pk).update(details={**d.details, "notified": sent if d.pk == decision.pk else 0})
+            Decision.objects.filter(pk=d.pk).update(
+                details={**d.details, "notified": sent if d.pk == decision.pk else 0}
+            )
     return sent
 
 
@@ -65,12 +76,16 @@ def _send(decision, photos: int) -> int:
     if watcher is not None and watcher.email:
         if decision.action == Decision.Action.NEW_INDIVIDUAL:
             subject = f"Your photo shows a new whale: {name}"
-            intro = (f"Thank you! In your sighting of {sighting.observed_at:%d %B %Y}, {what} "
-                     f"show{'s' if photos <= 1 else ''} a whale new to our catalogue. It is now {name}.")
+            intro = (
+                f"Thank you! In your sighting of {sighting.observed_at:%d %B %Y}, {what} "
+                f"show{'s' if photos <= 1 else ''} a whale new to our catalogue. It is now {name}."
+            )
         else:
             subject = f"Your whale has been identified: {name}"
             intro = f"Thank you! In your sighting of {sighting.observed_at:%d %B %Y}, {what} matched {name}."
-        sent += send_mail(subject, f"{intro}\n\nSee its sightings: {url}\n", settings.DEFAULT_FROM_EMAIL, [watcher.email])
+        sent += send_mail(
+            subject, f"{intro}\n\nSee its sightings: {url}\n", settings.DEFAULT_FROM_EMAIL, [watcher.email]
+        )
     earlier = (
         get_user_model()
         .objects.filter(sightings__photos__individual=individual, sightings__photos__status__in=Photo.GALLERY_STATUSES)

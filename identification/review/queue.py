@@ -3,6 +3,7 @@
 A claim lasts ``CLAIM_TTL``; an expired claim can be taken by anyone. Domain errors raise
 ``ValidationError`` (a human message) or ``PermissionDenied``.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -79,7 +80,8 @@ def _try_claim(pk, moderator, fresh, *, wait: bool):
         if row is None:
             return None if wait else _BUSY  # locked by someone else right now (or deleted)
         if row.status != Photo.Status.AWAITING_REVIEW or (
-                row.claimed_by_id not in (None, moderator.pk) and row.claimed_at and row.claimed_at > fresh):
+            row.claimed_by_id not in (None, moderator.pk) and row.claimed_at and row.claimed_at > fresh
+        ):
             return None
         row.claimed_by, row.claimed_at = moderator, timezone.now()
         row.save(update_fields=["claimed_by", "claimed_at", "updated_at"])

@@ -8,6 +8,7 @@ Layout under ``settings.ML_ROOT`` written by ``export_dataset``::
     runs/<run_id>/data/train.csv                 Image,Id (Id = catalogue id)
     runs/<run_id>/data/boxes.csv                 Image,x0,y0,x1,y1 (given / moderator / confident localizer boxes)
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,10 @@ def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
             return existing
         by_individual: dict[int, list[tuple[int, str]]] = {}
         for pk, ind_id, cid in (
-            Photo.objects.in_gallery().filter(individual__merged_into__isnull=True)
-            .order_by("pk").values_list("pk", "individual_id", "individual__catalogue_id")
+            Photo.objects.in_gallery()
+            .filter(individual__merged_into__isnull=True)
+            .order_by("pk")
+            .values_list("pk", "individual_id", "individual__catalogue_id")
         ):
             by_individual.setdefault(ind_id, []).append((pk, cid))
         rng = random.Random(seed)

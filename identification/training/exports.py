@@ -11,14 +11,14 @@ training set a run uses (``dataset.training_queryset``), so never the frozen hol
 are generated while streaming: the ZIP is written entry by entry into the response (no temporary
 file), the JSON object by object.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import json
 import zipfile
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.core.files.storage import default_storage
@@ -35,9 +35,9 @@ CHUNK = 256 * 1024
 def training_examples(params=None):
     """(form, queryset) of training examples filtered by ``params`` (a QueryDict or dict)."""
     form = TrainingDataFilterForm(params or None)
-    qs = TrainingExample.objects.select_related(
-        "photo__sighting", "individual__species", "used_by"
-    ).order_by("-created_at", "-pk")
+    qs = TrainingExample.objects.select_related("photo__sighting", "individual__species", "used_by").order_by(
+        "-created_at", "-pk"
+    )
     return form, form.apply(qs)
 
 
@@ -141,14 +141,22 @@ def kaggle_zip_stream(rows):
 
 def coco_document_stream(rows):
     """Yield a COCO detection JSON document (images, annotations, categories) piece by piece."""
-    info = {"description": "Whalesite fluke boxes", "version": "1.0",
-            "date_created": datetime.now(dt_timezone.utc).isoformat(timespec="seconds")}
+    info = {
+        "description": "Whalesite fluke boxes",
+        "version": "1.0",
+        "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     yield '{"info": ' + json.dumps(info) + ', "categories": [{"id": 1, "name": "fluke", "supercategory": "whale"}]'
     yield ', "images": ['
     for n, row in enumerate(rows):
         p = row["photo"]
-        image = {"id": p.pk, "file_name": f"images/{row['file_name']}", "width": p.width, "height": p.height,
-                 "individual": row["label"]}
+        image = {
+            "id": p.pk,
+            "file_name": f"images/{row['file_name']}",
+            "width": p.width,
+            "height": p.height,
+            "individual": row["label"],
+        }
         yield ("," if n else "") + json.dumps(image)
     yield '], "annotations": ['
     n = 0
@@ -163,7 +171,14 @@ def coco_document_stream(rows):
         if w <= 0 or h <= 0:
             continue
         n += 1
-        ann = {"id": n, "image_id": p.pk, "category_id": 1, "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
-               "area": round(w * h, 2), "iscrowd": 0, "attributes": {"box_source": p.box_source}}
+        ann = {
+            "id": n,
+            "image_id": p.pk,
+            "category_id": 1,
+            "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
+            "area": round(w * h, 2),
+            "iscrowd": 0,
+            "attributes": {"box_source": p.box_source},
+        }
         yield ("," if n > 1 else "") + json.dumps(ann)
     yield "]}\n"

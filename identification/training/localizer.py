@@ -1,6 +1,7 @@
 """Retraining the localizer from the boxes moderators corrected (and boxes given with photos): a run on
 the training queue that adds the new ``localizer.pt`` to a copy of the active model folder, registered
 as an inactive version with the IoU before and after on the same validation photos."""
+
 from __future__ import annotations
 
 import random
@@ -41,7 +42,8 @@ def start_localizer_retrain(*, user, epochs: int = LOCALIZER_EPOCHS) -> Training
     n = localizer_training_photos().count()
     if n < LOCALIZER_MIN_PHOTOS:
         raise ValidationError(
-            f"At least {LOCALIZER_MIN_PHOTOS} photos with corrected or given boxes are needed ({n} so far).")
+            f"At least {LOCALIZER_MIN_PHOTOS} photos with corrected or given boxes are needed ({n} so far)."
+        )
     with transaction.atomic():
         if TrainingRun.objects.select_for_update().in_progress().exists():
             raise ValidationError("A training run is already queued or running; wait for it to finish.")
@@ -66,8 +68,9 @@ def _trusted_examples(reporter):
         boxes.append(photo.box)
         ids.append(photo.pk)
     if len(images) < LOCALIZER_MIN_PHOTOS:
-        raise ValueError(f"Only {len(images)} readable photos with trusted boxes; "
-                         f"at least {LOCALIZER_MIN_PHOTOS} are needed.")
+        raise ValueError(
+            f"Only {len(images)} readable photos with trusted boxes; at least {LOCALIZER_MIN_PHOTOS} are needed."
+        )
     return images, boxes, ids
 
 
@@ -86,9 +89,11 @@ def execute_localizer_retrain(run_id: int) -> str:
         new, metrics = _train_and_compare(run, active, images, boxes, ids, life.reporter)
         version = _register_localizer(run, active, new, metrics, ids)
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-        life.reporter.log(f"IoU before: current localizer {fmt(metrics['iou_before_current'])}, default box "
-                          f"{fmt(metrics['iou_before_default'])}; after {fmt(metrics['iou_after'])}. "
-                          f"Created inactive version {version.name}.")
+        life.reporter.log(
+            f"IoU before: current localizer {fmt(metrics['iou_before_current'])}, default box "
+            f"{fmt(metrics['iou_before_default'])}; after {fmt(metrics['iou_after'])}. "
+            f"Created inactive version {version.name}."
+        )
     return life.outcome or "succeeded"
 
 
@@ -104,8 +109,11 @@ def _train_and_compare(run, active, images, boxes, ids, reporter):
     reporter.log(f"Training the localizer on {len(train)} photos, validating on {len(val)}.")
     opts = run.options or {}
     new, train_metrics = train_localizer(
-        [images[i] for i in train], [boxes[i] for i in train], epochs=int(opts.get("epochs") or LOCALIZER_EPOCHS),
-        val_fraction=0.0, device=settings.ML_DEVICE or "cpu",
+        [images[i] for i in train],
+        [boxes[i] for i in train],
+        epochs=int(opts.get("epochs") or LOCALIZER_EPOCHS),
+        val_fraction=0.0,
+        device=settings.ML_DEVICE or "cpu",
         max_steps=int(opts["max_steps"]) if opts.get("max_steps") else None,
         progress=reporter.progress,
     )
@@ -120,8 +128,11 @@ def _train_and_compare(run, active, images, boxes, ids, reporter):
         "iou_before_default": after["iou_default_mean"],
         "iou_after": after["val_iou_mean"],
         "upside_accuracy_after": after["val_upside_accuracy"],
-        "n_train": len(train), "n_val": len(val), "base_version": active.name,
-        "val_photo_ids": [ids[i] for i in val], "seconds": train_metrics.get("seconds"),
+        "n_train": len(train),
+        "n_val": len(val),
+        "base_version": active.name,
+        "val_photo_ids": [ids[i] for i in val],
+        "seconds": train_metrics.get("seconds"),
     }
     new.metrics = {**train_metrics, **metrics}
     return new, metrics
@@ -142,8 +153,14 @@ def _register_localizer(run, active, new, metrics, ids) -> ModelVersion:
             config={**(active.config or {}), "localizer": {"epochs": opts.get("epochs"), "base_version": active.name}},
             metrics={**(active.metrics or {}), "localizer_retrain": metrics},
             history=active.history,
-            training_snapshot={"kind": "localizer", "photos": len(ids), "photo_ids": ids,
-                               "individuals": None, "boxes": len(ids), "base_version": active.name},
+            training_snapshot={
+                "kind": "localizer",
+                "photos": len(ids),
+                "photo_ids": ids,
+                "individuals": None,
+                "boxes": len(ids),
+                "base_version": active.name,
+            },
             new_threshold=active.new_threshold,
         )
         finish_run(run_id, version, metrics)

@@ -5,11 +5,14 @@ Each phase keeps its own counter: the localizer's epochs used to overwrite the m
 and its loss the model's. The last validation MAP@5 stays until the next validation replaces it
 (it read "—" except for the moment after each validation).
 """
+
 from __future__ import annotations
 
 COUNTERS = ("epoch", "epochs", "step", "steps_per_epoch", "loss")
 PHASE_LABELS = {
-    "train": "Training the model", "validate": "Validating the model", "localizer": "Training the fluke localizer",
+    "train": "Training the model",
+    "validate": "Validating the model",
+    "localizer": "Training the fluke localizer",
     "done": "Done",
 }
 COUNTER_LABELS = {"localizer": "Localizer epoch", "validate": "Validated epoch"}

@@ -12,6 +12,7 @@ also prepares a later promotion); each holdout photo is ranked with ``GalleryInd
 the version's new-individual threshold; truth is the photo's individual, or ``new_whale`` when
 its whale has no other gallery photo; scored with ``ml.evaluate.evaluate_rankings``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,13 @@ from submissions.models import Photo
 
 from .. import jobs
 from ..models import (
-    Decision, Embedding, HoldoutEvaluation, Individual, ModelVersion, TrainingExample, TrainingRun,
+    Decision,
+    Embedding,
+    HoldoutEvaluation,
+    Individual,
+    ModelVersion,
+    TrainingExample,
+    TrainingRun,
 )
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
@@ -46,7 +53,9 @@ def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
     ids = [p.pk for p in photos]
     vectors = {
         pid: vector_from_bytes(v)
-        for pid, v in Embedding.objects.filter(model_version=version, photo_id__in=ids).values_list("photo_id", "vector")
+        for pid, v in Embedding.objects.filter(model_version=version, photo_id__in=ids).values_list(
+            "photo_id", "vector"
+        )
     }
     for photo in photos:
         if photo.pk in vectors:
@@ -91,8 +100,17 @@ def _ranker(version, ident, labels: dict[int, str], query_ids):
             by_label.setdefault(label, []).append((str(pid), feats[pid]))
 
     def fused(index, pid, vector):
-        return [s.label for s in suggest(index, vector, calibration, feats.get(pid), k=5,
-                                         features_for=lambda ls: {lab: by_label.get(lab, []) for lab in ls})]
+        return [
+            s.label
+            for s in suggest(
+                index,
+                vector,
+                calibration,
+                feats.get(pid),
+                k=5,
+                features_for=lambda ls: {lab: by_label.get(lab, []) for lab in ls},
+            )
+        ]
 
     return fused
 
@@ -129,11 +147,15 @@ def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
         predictions.append(ranked)
     if not truth:
         raise ValidationError("No holdout photo could be embedded.")
-    metrics = {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in evaluate_rankings(truth, predictions).items()}
+    metrics = {
+        k: float(v) if isinstance(v, (float, np.floating)) else v
+        for k, v in evaluate_rankings(truth, predictions).items()
+    }
     metrics["new_cases"] = sum(1 for t in truth if t == NEW_WHALE)
     metrics["intervals"] = bootstrap_intervals(truth, predictions)  # how much of a difference is noise
     evaluation, _ = HoldoutEvaluation.objects.update_or_create(
-        holdout=holdout, model_version=version,
+        holdout=holdout,
+        model_version=version,
         defaults={"metrics": metrics, "gallery_size": len(labels), "seconds": round(time.monotonic() - started, 2)},
     )
     return evaluation
@@ -161,10 +183,15 @@ def registry_rows() -> list[dict]:
     for v in ModelVersion.objects.select_related("promoted_by").all():
         snap = v.training_snapshot or {}
         ev = evaluations.get(v.pk)
-        rows.append({
-            "version": v, "photos": snap.get("photos"), "individuals": snap.get("individuals"),
-            "kind": snap.get("kind", "identifier"), "holdout": ev.metrics if ev else None,
-        })
+        rows.append(
+            {
+                "version": v,
+                "photos": snap.get("photos"),
+                "individuals": snap.get("individuals"),
+                "kind": snap.get("kind", "identifier"),
+                "holdout": ev.metrics if ev else None,
+            }
+        )
     return rows
 
 
@@ -185,23 +212,44 @@ def version_detail(version: ModelVersion) -> dict:
     mine = _evaluation(version, holdout)
     theirs = _evaluation(active, holdout) if active and active.pk != version.pk else None
     comparison = []
-    for key, label in (("map5", "MAP@5"), ("top1", "Top-1"), ("top5", "Top-5"),
-                       ("new_precision", "New-individual precision"), ("new_recall", "New-individual recall")):
+    for key, label in (
+        ("map5", "MAP@5"),
+        ("top1", "Top-1"),
+        ("top5", "Top-5"),
+        ("new_precision", "New-individual precision"),
+        ("new_recall", "New-individual recall"),
+    ):
         a = (mine.metrics or {}).get(key) if mine else None
         b = (theirs.metrics or {}).get(key) if theirs else None
         delta = a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
         mine_ci, their_ci = _interval(mine, key), _interval(theirs, key)
-        comparison.append({"key": key, "label": label, "value": a, "active": b, "delta": delta,
-                           "interval": mine_ci, "active_interval": their_ci,
-                           "within_noise": delta is not None and within_noise(mine_ci, their_ci)})
+        comparison.append(
+            {
+                "key": key,
+                "label": label,
+                "value": a,
+                "active": b,
+                "delta": delta,
+                "interval": mine_ci,
+                "active_interval": their_ci,
+                "within_noise": delta is not None and within_noise(mine_ci, their_ci),
+            }
+        )
     snap = dict(version.training_snapshot or {})
     photo_ids = list(snap.pop("photo_ids", []) or [])
     held = set(holdout.photo_ids) if holdout else set()
     run = TrainingRun.objects.filter(model_version=version).select_related("started_by").first()
     return {
-        "version": version, "active": active, "is_active": version.is_active,
-        "holdout": holdout, "evaluation": mine, "active_evaluation": theirs, "comparison": comparison,
-        "snapshot": snap, "photo_ids": photo_ids, "leaked": sorted(held & set(photo_ids)),
+        "version": version,
+        "active": active,
+        "is_active": version.is_active,
+        "holdout": holdout,
+        "evaluation": mine,
+        "active_evaluation": theirs,
+        "comparison": comparison,
+        "snapshot": snap,
+        "photo_ids": photo_ids,
+        "leaked": sorted(held & set(photo_ids)),
         "config": sorted((version.config or {}).items()),
         "training_metrics": {k: (version.metrics or {}).get(k) for k in METRIC_KEYS},
         "localizer_metrics": (version.metrics or {}).get("localizer_retrain"),

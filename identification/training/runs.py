@@ -11,6 +11,7 @@ its model version.
 
 The model folder is written under ``settings.ML_ROOT``/models/run-<run_id>/ by ml.train.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,8 +76,9 @@ def send_run(run_id: int) -> None:
     """Queue the run on commit and stamp ``sent_at`` once the broker took it; a run the broker could not
     take stays QUEUED without ``sent_at`` (``TrainingRun.objects.unsent()``) and is sent again by
     ``check_training_runs`` (beat, and every worker's start-up) or from the dashboard."""
-    jobs.enqueue(jobs.RUN_TRAINING, run_id, on_sent=lambda: TrainingRun.objects.filter(pk=run_id).update(
-        sent_at=timezone.now()))
+    jobs.enqueue(
+        jobs.RUN_TRAINING, run_id, on_sent=lambda: TrainingRun.objects.filter(pk=run_id).update(sent_at=timezone.now())
+    )
 
 
 def resend_training_run(*, run, user) -> TrainingRun:
@@ -179,6 +181,7 @@ RESTARTED_LINE = "The worker stopped during this run; starting it again."
 
 def run_heartbeat(run_id: int) -> Beating:
     """Stamps ``heartbeat_at`` every TRAINING_HEARTBEAT_S while the run's body runs."""
+
     def beat():
         TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(heartbeat_at=timezone.now())
 
@@ -241,21 +244,25 @@ def claim_run(run_id: int, *, restart_running: bool, exclusive: bool) -> tuple[T
         return None, "gone"
     if not (run.in_progress if restart_running else run.status == TrainingRun.Status.QUEUED):
         return None, "done"
-    if run.status == TrainingRun.Status.RUNNING and not TrainingRun.objects.lost(lost_after()).filter(
-            pk=run_id).exists():
+    if (
+        run.status == TrainingRun.Status.RUNNING
+        and not TrainingRun.objects.lost(lost_after()).filter(pk=run_id).exists()
+    ):
         return None, "owned"  # a live worker runs it: a message delivered again must not start it twice
     if run.cancel_requested:
         TrainingRun.objects.filter(pk=run_id).update(status=TrainingRun.Status.CANCELLED, finished_at=timezone.now())
         return None, "cancelled"
     if exclusive and TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exclude(pk=run_id).exists():
         TrainingRun.objects.filter(pk=run_id).update(
-            status=TrainingRun.Status.FAILED, error="Another training run is already running.",
+            status=TrainingRun.Status.FAILED,
+            error="Another training run is already running.",
             finished_at=timezone.now(),
         )
         return None, "refused"
     # taken only if nobody took it since it was read: two messages for one run never both start it
     taken = TrainingRun.objects.filter(pk=run_id, status=run.status, heartbeat_at=run.heartbeat_at).update(
-        status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
+        status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now()
+    )
     return (run, "") if taken else (None, "owned")
 
 
@@ -278,7 +285,8 @@ def run_lifecycle(run: TrainingRun, *, what: str = "training run", reraise: bool
 
     now = timezone.now()
     TrainingRun.objects.filter(pk=run.pk).update(
-        status=TrainingRun.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:200])
+        status=TrainingRun.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:200]
+    )
     with run_heartbeat(run.pk):
         with _recorded(run, what, reraise, TrainingCancelled) as life:
             yield life
@@ -314,15 +322,18 @@ def _recorded(run: TrainingRun, what: str, reraise: bool, cancelled: type[BaseEx
 def finish_run(run_id: int, version: ModelVersion, metrics: dict) -> None:
     """Mark the run SUCCEEDED with the version it registered (inside the registering transaction)."""
     TrainingRun.objects.filter(pk=run_id).update(
-        status=TrainingRun.Status.SUCCEEDED, model_version=version, metrics=metrics, finished_at=timezone.now(),
+        status=TrainingRun.Status.SUCCEEDED,
+        model_version=version,
+        metrics=metrics,
+        finished_at=timezone.now(),
     )
 
 
 def mark_examples_used(photo_ids, run: TrainingRun) -> None:
     """The run trained on these photos' examples (excluded ones stay excluded)."""
-    TrainingExample.objects.filter(photo_id__in=photo_ids).exclude(
-        status=TrainingExample.Status.EXCLUDED
-    ).update(status=TrainingExample.Status.USED, used_by=run)
+    TrainingExample.objects.filter(photo_id__in=photo_ids).exclude(status=TrainingExample.Status.EXCLUDED).update(
+        status=TrainingExample.Status.USED, used_by=run
+    )
 
 
 # --------------------------------------------------------------------------- the model run
@@ -358,7 +369,9 @@ def _train_config(run: TrainingRun, data_dir: Path, out_dir: Path):
     return TrainConfig.from_dict(values)
 
 
-def register_version(result, *, run: TrainingRun | None, config, snapshot: dict, name: str | None = None) -> ModelVersion:
+def register_version(
+    result, *, run: TrainingRun | None, config, snapshot: dict, name: str | None = None
+) -> ModelVersion:
     model_dir = Path(result.model_dir).resolve()
     root = Path(settings.ML_ROOT).resolve()
     artifact = str(model_dir.relative_to(root)) if model_dir.is_relative_to(root) else str(model_dir)

@@ -1,4 +1,5 @@
 """Public pages: the catalogue of individuals, and a photo's page (its watcher and moderators)."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -18,9 +19,13 @@ INDIVIDUALS_PAGE = 24
 
 def individuals(request):
     gallery = Q(photos__status__in=Photo.GALLERY_STATUSES)
-    qs = Individual.objects.active().select_related("species").annotate(
-        photo_count=Count("photos", filter=gallery),
-        last_seen=Max("photos__sighting__observed_at", filter=gallery),
+    qs = (
+        Individual.objects.active()
+        .select_related("species")
+        .annotate(
+            photo_count=Count("photos", filter=gallery),
+            last_seen=Max("photos__sighting__observed_at", filter=gallery),
+        )
     )
     q = request.GET.get("q", "").strip()
     if q:
@@ -33,33 +38,51 @@ def individuals(request):
 
 
 def individual_detail(request, catalogue_id):
-    individual = get_object_or_404(Individual.objects.select_related("species", "merged_into"), catalogue_id=catalogue_id)
+    individual = get_object_or_404(
+        Individual.objects.select_related("species", "merged_into"), catalogue_id=catalogue_id
+    )
     if individual.merged_into_id:
         messages.info(request, f"{individual.catalogue_id} was merged into {individual.merged_into.catalogue_id}.")
         return redirect("identification:individual_detail", catalogue_id=individual.merged_into.catalogue_id)
-    photos = Photo.objects.in_gallery().filter(individual=individual).select_related("sighting").order_by(
-        "-sighting__observed_at", "-pk"
+    photos = (
+        Photo.objects.in_gallery()
+        .filter(individual=individual)
+        .select_related("sighting")
+        .order_by("-sighting__observed_at", "-pk")
     )
-    sightings = (
-        Sighting.objects.filter(photos__in=photos).distinct().select_related("species").order_by("-observed_at")
-    )
+    sightings = Sighting.objects.filter(photos__in=photos).distinct().select_related("species").order_by("-observed_at")
     span = sightings.aggregate(first=Min("observed_at"), last=Max("observed_at"))
     moderator = is_moderator(request.user)
-    return render(request, "identification/individual_detail.html", {
-        "individual": individual, "photos": photos, "sightings": sightings, "span": span, "is_moderator": moderator,
-        "audit": audit_log(individual=individual)[:100] if moderator else [],
-        "merge_form": MergeForm() if moderator else None,
-    })
+    return render(
+        request,
+        "identification/individual_detail.html",
+        {
+            "individual": individual,
+            "photos": photos,
+            "sightings": sightings,
+            "span": span,
+            "is_moderator": moderator,
+            "audit": audit_log(individual=individual)[:100] if moderator else [],
+            "merge_form": MergeForm() if moderator else None,
+        },
+    )
 
 
 @login_required
 def photo_detail(request, photo_id):
-    photo = get_object_or_404(Photo.objects.select_related("sighting__species", "individual", "model_version"), pk=photo_id)
+    photo = get_object_or_404(
+        Photo.objects.select_related("sighting__species", "individual", "model_version"), pk=photo_id
+    )
     moderator = is_moderator(request.user)
     if not moderator and photo.sighting.submitted_by_id != request.user.pk:
         raise PermissionDenied("You can only see your own photos.")
-    return render(request, "identification/photo_detail.html", {
-        "photo": photo, "is_moderator": moderator,
-        "audit": audit_log(photo=photo) if moderator else [],
-        "in_gallery": photo.status in Photo.GALLERY_STATUSES and photo.individual_id is not None,
-    })
+    return render(
+        request,
+        "identification/photo_detail.html",
+        {
+            "photo": photo,
+            "is_moderator": moderator,
+            "audit": audit_log(photo=photo) if moderator else [],
+            "in_gallery": photo.status in Photo.GALLERY_STATUSES and photo.individual_id is not None,
+        },
+    )

@@ -1,4 +1,5 @@
 """Helpers every page family uses."""
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect

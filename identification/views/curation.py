@@ -1,5 +1,6 @@
 """Moderators' curation pages: correct a crop box, split a photo out of a whale, merge two whales,
 and retry the photos that failed. The work itself is in ``identification.review.curation``."""
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -31,8 +32,10 @@ def correct_box(request, photo_id):
         messages.success(request, f"Photo {photo.pk}: crop box saved; it is being matched again with the new crop.")
     except ValidationError as exc:
         show_errors(request, exc)
-    return redirect(request.POST.get("next") == "photo" and "identification:photo_detail" or "identification:review_photo",
-                    photo_id=photo.pk)
+    return redirect(
+        request.POST.get("next") == "photo" and "identification:photo_detail" or "identification:review_photo",
+        photo_id=photo.pk,
+    )
 
 
 @moderator_required
@@ -44,8 +47,11 @@ def correct_species(request, photo_id):
         if not form.is_valid():
             raise ValidationError("Choose a species.")
         save_species(photo=photo, moderator=request.user, species=form.cleaned_data["species"])
-        messages.success(request, f"Photo {photo.pk}: species corrected to {form.cleaned_data['species']}; "
-                                  "its sighting's photos are being matched again.")
+        messages.success(
+            request,
+            f"Photo {photo.pk}: species corrected to {form.cleaned_data['species']}; "
+            "its sighting's photos are being matched again.",
+        )
     except ValidationError as exc:
         show_errors(request, exc)
     return redirect("identification:review_photo", photo_id=photo.pk)
@@ -57,7 +63,9 @@ def split(request, photo_id):
     photo = get_object_or_404(Photo, pk=photo_id)
     try:
         decision = split_photo(photo=photo, moderator=request.user)
-        messages.success(request, f"Photo {photo.pk} was taken out of {decision.details.get('from')} and is awaiting review again.")
+        messages.success(
+            request, f"Photo {photo.pk} was taken out of {decision.details.get('from')} and is awaiting review again."
+        )
     except ValidationError as exc:
         show_errors(request, exc)
     return redirect("identification:photo_detail", photo_id=photo.pk)

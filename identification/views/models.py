@@ -1,6 +1,7 @@
 """Administrators' model pages: the dashboard (pipeline counts, training runs, model versions),
 starting and cancelling runs, the model registry with holdout scores, promotion and rollback, plots,
 and localizer retraining. The work itself is in ``identification.training``."""
+
 from pathlib import Path
 
 from django.conf import settings
@@ -10,8 +11,8 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from ml.types import TrainMetrics
 
+from ml.types import TrainMetrics
 
 from ..forms import TrainingForm
 from ..models import ModelVersion, TrainingExample, TrainingRun
@@ -25,12 +26,19 @@ from .common import back, show_errors
 
 PLOTS = ("loss", "map5", "confusion")
 PIPELINE_STATS = (
-    ("awaiting_review", "Awaiting review"), ("processing", "Processing"), ("failed", "Failed"), ("stuck", "Stuck"),
-    ("usable_examples", "Usable examples"), ("gallery_photos", "Gallery photos"), ("individuals", "Individuals"),
+    ("awaiting_review", "Awaiting review"),
+    ("processing", "Processing"),
+    ("failed", "Failed"),
+    ("stuck", "Stuck"),
+    ("usable_examples", "Usable examples"),
+    ("gallery_photos", "Gallery photos"),
+    ("individuals", "Individuals"),
 )
 DASHBOARD_VERSIONS = 30
 DASHBOARD_RUNS = 20
 LOG_TAIL_LINES = 15
+
+
 def _metrics(raw):
     """The headline metrics of a stored metrics dict, whatever spelling an older model folder used."""
     return TrainMetrics.from_dict(raw or {}).headline()
@@ -67,18 +75,22 @@ def dashboard(request, training_form=None):
     current = next((r for r in runs if r.in_progress), None)
     summary = registry.dashboard_summary()
     pipeline = [(label, summary.get(key)) for key, label in PIPELINE_STATS if summary.get(key) is not None]
-    return render(request, "identification/dashboard.html", {
-        "active": active,
-        "active_metrics": _metrics(active.metrics) if active else {},
-        "versions": versions,
-        "runs": runs,
-        "current": current,
-        "current_progress": run_progress_data(current) if current else None,
-        "queued_examples": TrainingExample.objects.queued().count(),
-        "pipeline": pipeline,
-        "form": training_form or TrainingForm(),
-        "plots": PLOTS,
-    })
+    return render(
+        request,
+        "identification/dashboard.html",
+        {
+            "active": active,
+            "active_metrics": _metrics(active.metrics) if active else {},
+            "versions": versions,
+            "runs": runs,
+            "current": current,
+            "current_progress": run_progress_data(current) if current else None,
+            "queued_examples": TrainingExample.objects.queued().count(),
+            "pipeline": pipeline,
+            "form": training_form or TrainingForm(),
+            "plots": PLOTS,
+        },
+    )
 
 
 @admin_required
@@ -100,8 +112,11 @@ def report_sent(request, run, done: str) -> None:
     if run.sent_at is not None:
         messages.success(request, done)
     else:
-        messages.warning(request, f"Training run {run.pk} is saved, but the task broker is unreachable: it will "
-                         "be sent as soon as the broker is back, or use Send again on the run's page.")
+        messages.warning(
+            request,
+            f"Training run {run.pk} is saved, but the task broker is unreachable: it will "
+            "be sent as soon as the broker is back, or use Send again on the run's page.",
+        )
 
 
 @admin_required
@@ -139,7 +154,10 @@ def promote(request, version_id):
     version = get_object_or_404(ModelVersion, pk=version_id)
     try:
         registry.promote_model_version(version=version, user=request.user)
-        messages.success(request, f"Promoting {version.name}: the gallery is being re-embedded; it becomes active when that finishes.")
+        messages.success(
+            request,
+            f"Promoting {version.name}: the gallery is being re-embedded; it becomes active when that finishes.",
+        )
     except ValidationError as exc:
         show_errors(request, exc)
     return back(request, "identification:dashboard")
@@ -170,18 +188,25 @@ def model_plot(request, version_id, name):
 
 @admin_required
 def model_list(request):
-    return render(request, "identification/registry/models.html", {
-        "rows": registry.registry_rows(), "holdout": current_holdout(),
-        "active": ModelVersion.objects.active().first(),
-        "localizer_photos": localizer_training_photos().count(),
-        "localizer_runs": TrainingRun.objects.filter(options__kind="localizer").select_related("model_version")[:5],
-    })
+    return render(
+        request,
+        "identification/registry/models.html",
+        {
+            "rows": registry.registry_rows(),
+            "holdout": current_holdout(),
+            "active": ModelVersion.objects.active().first(),
+            "localizer_photos": localizer_training_photos().count(),
+            "localizer_runs": TrainingRun.objects.filter(options__kind="localizer").select_related("model_version")[:5],
+        },
+    )
 
 
 @admin_required
 def model_detail(request, version_id):
     version = get_object_or_404(ModelVersion.objects.select_related("promoted_by"), pk=version_id)
-    return render(request, "identification/registry/model_detail.html", {**registry.version_detail(version), "plots": PLOTS})
+    return render(
+        request, "identification/registry/model_detail.html", {**registry.version_detail(version), "plots": PLOTS}
+    )
 
 
 @admin_required
@@ -196,12 +221,18 @@ def evaluate_model(request, version_id):
 @admin_required
 def run_detail(request, run_id):
     run = get_object_or_404(TrainingRun.objects.select_related("model_version", "started_by"), pk=run_id)
-    return render(request, "identification/registry/run_detail.html", {
-        "run": run, "p": run_progress_data(run), "in_progress": run.in_progress,
-        "kind": (run.options or {}).get("kind", "identifier"),
-        "options": sorted((k, v) for k, v in (run.options or {}).items() if k != "kind"),
-        "active": ModelVersion.objects.active().first(),
-    })
+    return render(
+        request,
+        "identification/registry/run_detail.html",
+        {
+            "run": run,
+            "p": run_progress_data(run),
+            "in_progress": run.in_progress,
+            "kind": (run.options or {}).get("kind", "identifier"),
+            "options": sorted((k, v) for k, v in (run.options or {}).items() if k != "kind"),
+            "active": ModelVersion.objects.active().first(),
+        },
+    )
 
 
 @admin_required

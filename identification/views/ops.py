@@ -1,5 +1,6 @@
 """Administrators' operations pages: health (queues, workers, failed and stuck photos, retry) and the
 training data (filter, exclude or include examples, Kaggle ZIP and COCO exports)."""
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -26,9 +27,16 @@ def training_data(request):
     page = Paginator(qs, TRAINING_DATA_PAGE).get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("page", None)
-    return render(request, "identification/registry/training_data.html", {
-        "form": form, "page": page, "count": qs.count(), "query": params.urlencode(),
-    })
+    return render(
+        request,
+        "identification/registry/training_data.html",
+        {
+            "form": form,
+            "page": page,
+            "count": qs.count(),
+            "query": params.urlencode(),
+        },
+    )
 
 
 @admin_required
@@ -57,15 +65,19 @@ def _download(stream, content_type, filename):
 @admin_required
 def export_kaggle(request):
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    return _download(exports.kaggle_zip_stream(exports.export_rows(request.GET)), "application/zip",
-                     f"whalesite-kaggle-{stamp}.zip")
+    return _download(
+        exports.kaggle_zip_stream(exports.export_rows(request.GET)), "application/zip", f"whalesite-kaggle-{stamp}.zip"
+    )
 
 
 @admin_required
 def export_coco(request):
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    return _download(exports.coco_document_stream(exports.export_rows(request.GET)), "application/json",
-                     f"whalesite-coco-{stamp}.json")
+    return _download(
+        exports.coco_document_stream(exports.export_rows(request.GET)),
+        "application/json",
+        f"whalesite-coco-{stamp}.json",
+    )
 
 
 @admin_required

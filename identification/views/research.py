@@ -1,5 +1,6 @@
 """Research exports for moderators and administrators: the options page and the three streamed
 downloads (the exports themselves: ``identification.research``)."""
+
 from django.conf import settings
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
@@ -24,9 +25,15 @@ def _options(request):
 
 @moderator_required
 def research_exports(request):
-    return render(request, "identification/research_exports.html",
-                  {"form": ResearchExportForm(request.GET or None), "query": request.GET.urlencode(),
-                   "noncommercial": settings.EXPORT_NONCOMMERCIAL_PHOTOS})
+    return render(
+        request,
+        "identification/research_exports.html",
+        {
+            "form": ResearchExportForm(request.GET or None),
+            "query": request.GET.urlencode(),
+            "noncommercial": settings.EXPORT_NONCOMMERCIAL_PHOTOS,
+        },
+    )
 
 
 @moderator_required

@@ -1,5 +1,6 @@
 """Moderators' pages: the review queue, one photo with its candidates, the decision, the occlusion
 map, undo and the disputed photos. The work itself is in ``identification.review``."""
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
@@ -13,11 +14,17 @@ from ..models import Decision, Individual
 from ..permissions import admin_required, is_model_admin, moderator_required
 from ..review.compare import audit_log, candidate_photos, explain_png
 from ..review.curation import undo_last_decision
-from ..review.evidence import matched_points_png
 from ..review.decisions import (
-    confirm_match, consensus_needed, name_new_individual, next_catalogue_id, reject_photo, skip_photo,
+    confirm_match,
+    consensus_needed,
+    name_new_individual,
+    next_catalogue_id,
+    reject_photo,
+    skip_photo,
 )
-from ..review.queue import claim_next, claim_photo, held_by_other, review_queue as moderator_queue
+from ..review.evidence import matched_points_png
+from ..review.queue import claim_next, claim_photo, held_by_other
+from ..review.queue import review_queue as moderator_queue
 from .common import show_errors
 
 REJECT_KEYS = {"not_a_fluke": "F", "poor_quality": "Q", "duplicate": "D", "other_species": "O"}
@@ -44,11 +51,18 @@ def review_queue(request):
     form = ReviewFilterForm(request.GET or None)
     request.session["review_filters"] = request.GET.dict() if form.is_valid() else {}
     queue = form.apply(moderator_queue(request.user)).select_related("sighting__species")
-    return render(request, "identification/review_queue.html", {
-        "form": form, "count": queue.count(), "photos": queue[:QUEUE_PAGE], "query": request.GET.urlencode(),
-        "active_filters": form.active_count(),
-        "disputed_count": Photo.objects.disputed().count() if is_model_admin(request.user) else None,
-    })
+    return render(
+        request,
+        "identification/review_queue.html",
+        {
+            "form": form,
+            "count": queue.count(),
+            "photos": queue[:QUEUE_PAGE],
+            "query": request.GET.urlencode(),
+            "active_filters": form.active_count(),
+            "disputed_count": Photo.objects.disputed().count() if is_model_admin(request.user) else None,
+        },
+    )
 
 
 @moderator_required
@@ -86,8 +100,14 @@ def _candidates(photo):
     rows = []
     for s in suggestions:
         photos = candidate_photos(photo, s.individual_id, s.best_photo_id) if s.individual_id else []
-        rows.append({"suggestion": s, "reference": photos[0] if photos else _reference_photo(s),
-                     "key": shortcut_for(s), "photos": photos})
+        rows.append(
+            {
+                "suggestion": s,
+                "reference": photos[0] if photos else _reference_photo(s),
+                "key": shortcut_for(s),
+                "photos": photos,
+            }
+        )
     return rows
 
 
@@ -120,21 +140,25 @@ def review_photo(request, photo_id):
     elif not reviewable:
         messages.info(request, f"This photo is {photo.get_status_display().lower()}; there is nothing to decide.")
     candidates = _candidates(photo)
-    return render(request, "identification/review_photo.html", {
-        "photo": photo,
-        "reviewable": reviewable,
-        "rematching": reviewable and photo.rematching,
-        "candidates": candidates,
-        "has_new_row": any(row["suggestion"].individual_id is None for row in candidates),
-        "batch_matches": _batch_matches(photo),
-        "next_catalogue_id": next_catalogue_id(photo.sighting.species) if reviewable else "",
-        "reject_reasons": [(v, label, REJECT_KEYS.get(v, "")) for v, label in Decision.RejectReason.choices],
-        "species_form": SpeciesForm(initial={"species": photo.sighting.species}),
-        "queue_count": _filtered_queue(request).count(),
-        "votes": Decision.objects.open_votes().filter(photo=photo).select_related("moderator", "individual"),
-        "consensus_needed": consensus_needed(),
-        "audit": audit_log(photo=photo)[:50],
-    })
+    return render(
+        request,
+        "identification/review_photo.html",
+        {
+            "photo": photo,
+            "reviewable": reviewable,
+            "rematching": reviewable and photo.rematching,
+            "candidates": candidates,
+            "has_new_row": any(row["suggestion"].individual_id is None for row in candidates),
+            "batch_matches": _batch_matches(photo),
+            "next_catalogue_id": next_catalogue_id(photo.sighting.species) if reviewable else "",
+            "reject_reasons": [(v, label, REJECT_KEYS.get(v, "")) for v, label in Decision.RejectReason.choices],
+            "species_form": SpeciesForm(initial={"species": photo.sighting.species}),
+            "queue_count": _filtered_queue(request).count(),
+            "votes": Decision.objects.open_votes().filter(photo=photo).select_related("moderator", "individual"),
+            "consensus_needed": consensus_needed(),
+            "audit": audit_log(photo=photo)[:50],
+        },
+    )
 
 
 def _confirm(request, photo):
@@ -153,9 +177,16 @@ def _vote_message(request, photo, decision) -> bool:
         return False
     photo.refresh_from_db()
     if photo.needs_admin:
-        messages.warning(request, f"Photo {photo.pk}: your decision disagrees with another moderator's; an administrator will decide.")
+        messages.warning(
+            request,
+            f"Photo {photo.pk}: your decision disagrees with another moderator's; an administrator will decide.",
+        )
     else:
-        messages.info(request, f"Photo {photo.pk}: your decision is recorded ({decision.details.get('consensus')} agreeing decisions needed).")
+        messages.info(
+            request,
+            f"Photo {photo.pk}: your decision is recorded "
+            f"({decision.details.get('consensus')} agreeing decisions needed).",
+        )
     return True
 
 
@@ -177,7 +208,9 @@ def _reject(request, photo):
     decision = reject_photo(photo=photo, moderator=request.user, reason=form.cleaned_data["reason"])
     if _vote_message(request, photo, decision):
         return
-    messages.success(request, f"Photo {photo.pk} rejected ({Decision.RejectReason(form.cleaned_data['reason']).label}).")
+    messages.success(
+        request, f"Photo {photo.pk} rejected ({Decision.RejectReason(form.cleaned_data['reason']).label})."
+    )
 
 
 def _skip(request, photo):
@@ -211,7 +244,7 @@ def explain(request, photo_id, individual_id):
     try:
         png = explain_png(photo=photo, individual=individual, user=request.user)
     except ValidationError as exc:
-        raise Http404(" ".join(exc.messages))
+        raise Http404(" ".join(exc.messages)) from None
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
@@ -225,7 +258,7 @@ def matched_points(request, photo_id, individual_id):
     try:
         png = matched_points_png(photo=photo, individual=individual, user=request.user)
     except ValidationError as exc:
-        raise Http404(" ".join(exc.messages))
+        raise Http404(" ".join(exc.messages)) from None
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
@@ -239,7 +272,9 @@ def undo(request):
     except ValidationError as exc:
         show_errors(request, exc)
         return redirect("identification:review_queue")
-    messages.success(request, f"Undid your decision on photo {decision.photo_id} ({decision.get_action_display().lower()}).")
+    messages.success(
+        request, f"Undid your decision on photo {decision.photo_id} ({decision.get_action_display().lower()})."
+    )
     request.session["review_skipped"] = [p for p in request.session.get("review_skipped", []) if p != decision.photo_id]
     return redirect("identification:review_photo", photo_id=decision.photo_id)
 

@@ -9,6 +9,7 @@
 The live server needs transactional database access (``django_db(transaction=True)``), so the real
 Celery worker (``celery_worker``) sees what the pages write and the pages see what the worker writes.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 TIMEOUT_MS = 20_000  # default for one locator action / expectation
 PASSWORD = "whales-test"  # tests.factories.PASSWORD
@@ -125,12 +131,18 @@ def awaiting_review_queue(n: int, individuals: int = 5):
     whales = [IndividualFactory(species=species, nickname=f"Whale {i + 1}") for i in range(individuals)]
     photos = []
     for i in range(n):
-        photo = PhotoFactory(sighting__species=species, status=Photo.Status.AWAITING_REVIEW, model_version=version,
-                             original_filename=f"fluke-{i + 1:03d}.jpg")
-        ranked = whales[i % individuals:] + whales[:i % individuals]
+        photo = PhotoFactory(
+            sighting__species=species,
+            status=Photo.Status.AWAITING_REVIEW,
+            model_version=version,
+            original_filename=f"fluke-{i + 1:03d}.jpg",
+        )
+        ranked = whales[i % individuals :] + whales[: i % individuals]
         Suggestion.objects.bulk_create(
-            [Suggestion(photo=photo, model_version=version, rank=r, individual=w, score=round(0.9 - 0.1 * r, 3))
-             for r, w in enumerate(ranked, 1)]
+            [
+                Suggestion(photo=photo, model_version=version, rank=r, individual=w, score=round(0.9 - 0.1 * r, 3))
+                for r, w in enumerate(ranked, 1)
+            ]
             + [Suggestion(photo=photo, model_version=version, rank=len(ranked) + 1, individual=None, score=0.2)]
         )
         photos.append(photo)

@@ -6,6 +6,7 @@ through the pipeline by the real Celery worker, so every page shows what the wor
 five ranked candidates and "new individual". Decisions re-rank batch-mates on the worker meanwhile.
 The elapsed time is printed (run with ``-s``), never asserted.
 """
+
 import io
 import os
 import re
@@ -40,15 +41,22 @@ def demo_queue(demo, n: int) -> list[Photo]:
         files.append(upload(f"fluke-{i + 1:03d}.jpg", buf.getvalue()))
     photos = []
     for start in range(0, n, settings.MAX_PHOTOS_PER_SIGHTING):
-        outcome = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                                  files=files[start:start + settings.MAX_PHOTOS_PER_SIGHTING])
+        outcome = submit_sighting(
+            user=demo.users["watcher"],
+            species=demo.species,
+            observed_at=timezone.now(),
+            files=files[start : start + settings.MAX_PHOTOS_PER_SIGHTING],
+        )
         assert not outcome.rejected, outcome.rejected
         photos += outcome.accepted
     ids = [p.pk for p in photos]
 
     def processed():
-        return not Photo.objects.filter(pk__in=ids).exclude(
-            status__in=(Photo.Status.AWAITING_REVIEW, Photo.Status.FAILED)).exists()
+        return (
+            not Photo.objects.filter(pk__in=ids)
+            .exclude(status__in=(Photo.Status.AWAITING_REVIEW, Photo.Status.FAILED))
+            .exists()
+        )
 
     wait_for(processed, timeout=300, message=f"the worker to process {n} photos")
     failed = dict(Photo.objects.filter(pk__in=ids, status=Photo.Status.FAILED).values_list("pk", "failure_reason"))
@@ -116,8 +124,10 @@ def test_moderator_clears_the_queue_with_the_keyboard_only(new_page, shots, acti
     expect(page.locator(".messages")).to_contain_text("The review queue is empty")
     elapsed = time.monotonic() - started
     shots(page, "queue done")
-    print(f"\nkeyboard-only review of {QUEUE_SIZE} pipeline-made photos: {elapsed:.1f} s "
-          f"({elapsed / QUEUE_SIZE:.2f} s per photo)")
+    print(
+        f"\nkeyboard-only review of {QUEUE_SIZE} pipeline-made photos: {elapsed:.1f} s "
+        f"({elapsed / QUEUE_SIZE:.2f} s per photo)"
+    )
 
     assert set(expected) == {p.pk for p in photos}
     statuses = dict(Photo.objects.filter(pk__in=expected).values_list("pk", "status"))

@@ -7,6 +7,7 @@
 * Side by side: the query and the selected candidate at a useful size and the fluke's 2.09 aspect,
   flipping through the candidate's photos, the heat-map laid over the query (item 2).
 """
+
 import pytest
 from django.core.files.base import ContentFile
 from playwright.sync_api import expect
@@ -114,7 +115,8 @@ def test_crop_box_controls_and_help_show_only_when_asked(new_page, width):
 
 def box(page, selector: str) -> dict:
     return page.locator(selector).first.evaluate(
-        "el => { const r = el.getBoundingClientRect(); return {w: r.width, h: r.height}; }")
+        "el => { const r = el.getBoundingClientRect(); return {w: r.width, h: r.height}; }"
+    )
 
 
 def square_crops(photo, individuals, extra: int = 2):
@@ -124,8 +126,9 @@ def square_crops(photo, individuals, extra: int = 2):
     for p in [photo, *[Photo.objects.filter(individual=ind).first() for ind in individuals]]:
         p.crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=p.pk)), save=True)
     for i in range(extra):
-        gallery_photo(individuals[0]).crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=90 + i)),
-                                                save=True)
+        gallery_photo(individuals[0]).crop.save(
+            "sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=90 + i)), save=True
+        )
 
 
 def assert_fluke_aspect(size: dict, min_width: float) -> None:
@@ -179,14 +182,23 @@ def test_heat_map_lies_over_the_query_at_its_size(new_page, active_model):
     pipeline.reset()
     label = next(iter(active_model.held_out))
     whale = active_model.individuals[label]
-    photo = PhotoFactory(status=Photo.Status.AWAITING_REVIEW, model_version=active_model.version,
-                         sighting__species=active_model.species,
-                         image=ContentFile(active_model.held_out[label].read_bytes(), name="q.jpg"))
+    photo = PhotoFactory(
+        status=Photo.Status.AWAITING_REVIEW,
+        model_version=active_model.version,
+        sighting__species=active_model.species,
+        image=ContentFile(active_model.held_out[label].read_bytes(), name="q.jpg"),
+    )
     photo.crop.save("sq.jpg", ContentFile(jpeg_bytes(size=(64, 64), seed=3)), save=True)
     reference = Embedding.objects.get(photo=active_model.gallery[label][0], model_version=active_model.version)
     Embedding.objects.create(photo=photo, model_version=active_model.version, vector=reference.vector)  # ranked
-    Suggestion.objects.create(photo=photo, model_version=active_model.version, rank=1, individual=whale,
-                              score=0.8, best_photo=active_model.gallery[label][0])
+    Suggestion.objects.create(
+        photo=photo,
+        model_version=active_model.version,
+        rank=1,
+        individual=whale,
+        score=0.8,
+        best_photo=active_model.gallery[label][0],
+    )
     page = new_page()
     login(page, "moderator@example.org")
     open_review(page, photo)
@@ -194,8 +206,10 @@ def test_heat_map_lies_over_the_query_at_its_size(new_page, active_model):
     expect(overlay).to_be_hidden()
     page.keyboard.press("h")
     expect(overlay).to_be_visible(timeout=90_000)
-    page.wait_for_function("() => { const i = document.querySelector('[data-heat-overlay]');"
-                           " return i.complete && i.naturalWidth > 0; }", timeout=90_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-heat-overlay]'); return i.complete && i.naturalWidth > 0; }",
+        timeout=90_000,
+    )
     assert overlay.get_attribute("src").endswith(f"/explain/{whale.pk}.png")
     size = box(page, "#compare [data-heat-overlay]")
     assert size == box(page, "#compare .compare-query img.is-crop")
@@ -246,9 +260,12 @@ def test_review_page_fits_the_screen_with_the_new_individual_row(new_page, shots
     expect(page.locator(".cand-new", has_text="New individual")).to_be_visible()
     page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
     page.wait_for_function("() => [...document.images].every(i => !i.getAttribute('src') || i.complete)")
-    wide = page.evaluate("""w => [...document.querySelectorAll('body *')]
+    wide = page.evaluate(
+        """w => [...document.querySelectorAll('body *')]
         .filter(el => el.getBoundingClientRect().right > w + 1 && el.getClientRects().length)
-        .map(el => el.tagName + '.' + el.className).slice(0, 8)""", width)
+        .map(el => el.tagName + '.' + el.className).slice(0, 8)""",
+        width,
+    )
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width, wide
     path = shots(page, f"review-{width}")
     if os.environ.get("REVIEW_SCREENSHOTS"):

@@ -5,6 +5,7 @@ original (with the stored box drawn); B opens the crop-box editor, a drag lands 
 the box is saved as moderator training data and the worker matches the photo again with the new
 crop; H loads ml's occlusion heat-map for the selected candidate.
 """
+
 import re
 
 import pytest
@@ -27,8 +28,12 @@ HEATMAP_TIMEOUT_MS = 90_000
 def processed_photo(demo) -> Photo:
     """A held-out photo of a known whale, uploaded and taken through the pipeline by the worker."""
     path = demo.held_out[sorted(demo.held_out)[1]]
-    photo = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                            files=[upload(path.name, path.read_bytes())]).accepted[0]
+    photo = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[upload(path.name, path.read_bytes())],
+    ).accepted[0]
 
     def settled():
         photo.refresh_from_db()
@@ -52,12 +57,16 @@ def review_page(new_page, photo):
 
 def rect(page, selector: str) -> dict:
     return page.locator(selector).first.evaluate(
-        "el => { const r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; }")
+        "el => { const r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; }"
+    )
 
 
 def wait_loaded(page, selector: str, timeout: int = 20_000) -> None:
-    page.wait_for_function("s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
-                           arg=selector, timeout=timeout)
+    page.wait_for_function(
+        "s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
+        arg=selector,
+        timeout=timeout,
+    )
 
 
 def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
@@ -78,17 +87,21 @@ def test_zoom_pan_and_crop_original_switch(new_page, shots, active_model, celery
     page.mouse.move(*cursor)
     for _ in range(3):
         page.mouse.wheel(0, -120)
-    page.wait_for_function("([s, w]) => document.querySelector(s).getBoundingClientRect().width > 1.5 * w",
-                           arg=[QUERY_IMG, before["w"]])
+    page.wait_for_function(
+        "([s, w]) => document.querySelector(s).getBoundingClientRect().width > 1.5 * w", arg=[QUERY_IMG, before["w"]]
+    )
     zoomed = rect(page, QUERY_IMG)
-    assert zoomed["w"] == pytest.approx(before["w"] * 1.2 ** 3, rel=0.01)
+    assert zoomed["w"] == pytest.approx(before["w"] * 1.2**3, rel=0.01)
     assert (cursor[0] - zoomed["x"]) / zoomed["w"] == pytest.approx(0.3, abs=0.01)
     assert (cursor[1] - zoomed["y"]) / zoomed["h"] == pytest.approx(0.6, abs=0.01)
 
     # drag pans by exactly the mouse's movement
     drag(page, cursor, (cursor[0] + 50, cursor[1] + 30))
     panned = rect(page, QUERY_IMG)
-    assert (panned["x"] - zoomed["x"], panned["y"] - zoomed["y"]) == (pytest.approx(50, abs=1), pytest.approx(30, abs=1))
+    assert (panned["x"] - zoomed["x"], panned["y"] - zoomed["y"]) == (
+        pytest.approx(50, abs=1),
+        pytest.approx(30, abs=1),
+    )
 
     # candidate photos zoom too; 0 resets every viewer
     cand_img = ".cand .viewer img"
@@ -122,8 +135,7 @@ def test_zoom_pan_and_crop_original_switch(new_page, shots, active_model, celery
     expect(page.locator(".box-rect")).to_be_hidden()
 
 
-def test_box_editor_saves_original_pixels_and_the_photo_is_matched_again(new_page, shots, active_model,
-                                                                          celery_worker):
+def test_box_editor_saves_original_pixels_and_the_photo_is_matched_again(new_page, shots, active_model, celery_worker):
     photo = processed_photo(active_model)
     old_crop = photo.crop.name
     page = review_page(new_page, photo)
@@ -185,7 +197,9 @@ def test_heat_map_loads_on_demand_for_the_selected_candidate(new_page, shots, ac
     expect(first.locator("figure.explain")).to_be_visible()
     page.wait_for_function(
         "() => { const i = document.querySelector('.cand[data-candidate] [data-explain-img]');"
-        " return i.complete && i.naturalWidth > 0; }", timeout=HEATMAP_TIMEOUT_MS)
+        " return i.complete && i.naturalWidth > 0; }",
+        timeout=HEATMAP_TIMEOUT_MS,
+    )
     expect(first.locator(".explain-btn")).to_be_enabled()
     expect(first.locator("figure.explain figcaption")).not_to_contain_text("could not")
     size = first.locator("[data-explain-img]").evaluate("i => [i.naturalWidth, i.naturalHeight]")
@@ -199,7 +213,8 @@ def test_heat_map_loads_on_demand_for_the_selected_candidate(new_page, shots, ac
     src = second.locator("[data-explain-img]").get_attribute("src")
     assert src and src.endswith(f"/explain/{second.get_attribute('data-candidate')}.png")
     second.locator("[data-explain-img]").evaluate(
-        "i => new Promise((ok, bad) => i.complete && i.naturalWidth ? ok() : (i.onload = ok, i.onerror = bad))")
+        "i => new Promise((ok, bad) => i.complete && i.naturalWidth ? ok() : (i.onload = ok, i.onerror = bad))"
+    )
     shots(page, "heat-maps")
     page.keyboard.press("h")  # toggles it away again
     expect(second.locator("figure.explain")).to_be_hidden()

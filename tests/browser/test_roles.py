@@ -1,5 +1,6 @@
 """One main path per role in a real browser: watcher upload with bad files among good ones, moderator
 reject-with-reason and skip by keyboard, admin cancels a running training run (real worker)."""
+
 import re
 
 import pytest
@@ -23,12 +24,14 @@ def test_watcher_upload_reports_each_bad_file_and_keeps_the_good_ones(new_page, 
     page = new_page()
     login(page, "watcher@example.org")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Submit photos").click()
-    page.locator("input[type=file][name=photos]").set_input_files([
-        _file("left-fluke.jpg", jpeg_bytes((640, 400), seed=1)),
-        _file("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg"),
-        _file("right-fluke.jpg", jpeg_bytes((640, 400), seed=2)),
-        _file("notes.txt", b"saw three whales", "text/plain"),
-    ])
+    page.locator("input[type=file][name=photos]").set_input_files(
+        [
+            _file("left-fluke.jpg", jpeg_bytes((640, 400), seed=1)),
+            _file("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg"),
+            _file("right-fluke.jpg", jpeg_bytes((640, 400), seed=2)),
+            _file("notes.txt", b"saw three whales", "text/plain"),
+        ]
+    )
     previews = page.locator("#previews li")
     expect(previews).to_have_count(4)
     expect(page.locator("#file-count")).to_have_text("4 photos selected")

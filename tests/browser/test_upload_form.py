@@ -2,6 +2,7 @@
 or date never costs the chosen photos (checked before they leave the page); an error only the server
 finds keeps every typed field and says plainly that the photos must be chosen again; the species is
 preselected (humpback, or the watcher's last one)."""
+
 import re
 
 import pytest
@@ -17,8 +18,9 @@ WATCHER = "watcher@example.org"
 
 
 def two_photos():
-    return [{"name": f"fluke-{i}.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes((640, 400), seed=i)}
-            for i in (1, 2)]
+    return [
+        {"name": f"fluke-{i}.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes((640, 400), seed=i)} for i in (1, 2)
+    ]
 
 
 def open_form(new_page):

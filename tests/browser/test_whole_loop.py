@@ -5,6 +5,7 @@ a moderator confirms a candidate with a keyboard shortcut; the watcher's page na
 retrains (3 steps: the worker runs with ML_TRAIN_MAX_STEPS=3), watches the run, promotes the new version
 and sees it active once the gallery is re-embedded.
 """
+
 import base64
 import re
 
@@ -16,8 +17,7 @@ from submissions.models import Photo
 from tests.browser.conftest import image_loaded, login, shortcuts_ready, upload_ready
 from tests.conftest import wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PIPELINE_TIMEOUT_MS = 180_000
 TRAINING_TIMEOUT_MS = 300_000

@@ -1,4 +1,5 @@
 """Fixtures for the Django-free ``ml`` tests (no Django, no database, no network)."""
+
 from __future__ import annotations
 
 import io
@@ -34,7 +35,7 @@ def encode_image():
     return encode
 
 
-# --------------------------------------------------------------------------- training fixtures (models/train/identifier/cli)
+# ------------------------------------------------------------- training fixtures (models/train/identifier/cli)
 
 TINY = dict(arch="resnet18", image_size=64, embedding_dim=32)
 
@@ -56,10 +57,21 @@ def tiny_trained(synth_small, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny_model")
     progress = []
-    config = TrainConfig(csv=str(synth_small / "train.csv"), images_dir=str(synth_small / "images"),
-                         out_dir=str(out), boxes_csv=str(synth_small / "boxes.csv"), epochs=6, batch_size=8,
-                         lr=0.001, num_workers=0, seed=0, localizer_epochs=1, aug_warmup_epochs=2,
-                         margin_warmup_epochs=2,
-                         cache_dir=str(synth_small / "cache"), **TINY)
+    config = TrainConfig(
+        csv=str(synth_small / "train.csv"),
+        images_dir=str(synth_small / "images"),
+        out_dir=str(out),
+        boxes_csv=str(synth_small / "boxes.csv"),
+        epochs=6,
+        batch_size=8,
+        lr=0.001,
+        num_workers=0,
+        seed=0,
+        localizer_epochs=1,
+        aug_warmup_epochs=2,
+        margin_warmup_epochs=2,
+        cache_dir=str(synth_small / "cache"),
+        **TINY,
+    )
     result = train(config, progress=progress.append)
     return result, progress

@@ -1,5 +1,6 @@
 """Pretrained backbones: checksums, missing packages, the grey-to-backbone input, frozen mode,
 and the lifted DINOv2 against the ONNX graph it came from (real weights, a few seconds on the CPU)."""
+
 from __future__ import annotations
 
 import sys
@@ -113,10 +114,21 @@ def test_ml_train_fine_tunes_a_pretrained_backbone_and_the_identifier_loads_it(s
     from ml.identifier import Identifier
     from ml.train import TrainConfig, train
 
-    config = TrainConfig(csv=str(synth_small / "train.csv"), images_dir=str(synth_small / "images"),
-                         out_dir=str(tmp_path / "m"), arch="efficientnet_lite0", image_size=64, embedding_dim=16,
-                         epochs=1, batch_size=8, num_workers=0, seed=0, train_localizer=False,
-                         cache_dir=str(synth_small / "cache"), max_steps=3)
+    config = TrainConfig(
+        csv=str(synth_small / "train.csv"),
+        images_dir=str(synth_small / "images"),
+        out_dir=str(tmp_path / "m"),
+        arch="efficientnet_lite0",
+        image_size=64,
+        embedding_dim=16,
+        epochs=1,
+        batch_size=8,
+        num_workers=0,
+        seed=0,
+        train_localizer=False,
+        cache_dir=str(synth_small / "cache"),
+        max_steps=3,
+    )
     train(config)
     ident = Identifier.load(tmp_path / "m")
     assert ident.model.arch == "efficientnet_lite0"

@@ -1,4 +1,5 @@
 """Isotonic calibration, fusion, the new-individual decision and ECE, on synthetic scores."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,10 @@ def test_isotonic_calibrator_recovers_a_known_probability_and_round_trips():
 
 
 def test_hardest_pairs_take_the_true_and_the_best_wrong_individual():
-    per_query = [{"cos": {"a": 0.9, "b": 0.7, "c": 0.8}, "inl": {"a": 30, "b": 2, "c": 5}},
-                 {"cos": {"a": 0.6, "b": 0.5}, "inl": {"a": 1, "b": 9}}]
+    per_query = [
+        {"cos": {"a": 0.9, "b": 0.7, "c": 0.8}, "inl": {"a": 30, "b": 2, "c": 5}},
+        {"cos": {"a": 0.6, "b": 0.5}, "inl": {"a": 1, "b": 9}},
+    ]
     pairs = C.hardest_pairs(per_query, ["a", NEW_WHALE], rank_by="cos")
     assert pairs.same.tolist() == [True, False, False]
     assert pairs.scores["cos"].tolist() == [0.9, 0.8, 0.6]
@@ -56,9 +59,11 @@ def test_logistic_fusion_beats_each_matcher_when_they_carry_independent_evidence
 
 
 def test_match_calibration_ranks_by_fused_probability_and_puts_new_first_when_unsure(tmp_path):
-    cal = C.MatchCalibration({"cos": C.IsotonicCalibrator([0.0, 1.0], [0.0, 1.0]),
-                              "inl": C.IsotonicCalibrator([0.0, 40.0], [0.0, 1.0])},
-                             C.Fusion("noisy_or"), new_threshold=0.6)
+    cal = C.MatchCalibration(
+        {"cos": C.IsotonicCalibrator([0.0, 1.0], [0.0, 1.0]), "inl": C.IsotonicCalibrator([0.0, 40.0], [0.0, 1.0])},
+        C.Fusion("noisy_or"),
+        new_threshold=0.6,
+    )
     ranked = cal.rank(["a", "b"], {"cos": [0.3, 0.2], "inl": [0, 36]})
     assert ranked[0][0] == "b" and ranked[1][0] == NEW_WHALE  # the inliers lift b above a
     unsure = cal.rank(["a", "b"], {"cos": [0.3, 0.2], "inl": [0, 0]})

@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ml", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ml", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"rc={proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
     return proc
@@ -24,10 +25,41 @@ def test_end_to_end(tmp_path):
     run("synth", "--out", data, "--individuals", 6, "--photos", 3, "--seed", 5)
     assert (data / "train.csv").is_file() and (data / "boxes.csv").is_file()
     model = tmp_path / "model"
-    out = run("train", "--csv", data / "train.csv", "--images", data / "images", "--boxes", data / "boxes.csv",
-              "--out", model, "--epochs", 2, "--arch", "resnet18", "--image-size", 64, "--embedding-dim", 16,
-              "--batch-size", 8, "--max-steps", 3, "--num-workers", 0, "--localizer-epochs", 1, "--seed", 1,
-              "--pooling", "grid", "--aug-warmup", 2, "--rotation", 10)
+    out = run(
+        "train",
+        "--csv",
+        data / "train.csv",
+        "--images",
+        data / "images",
+        "--boxes",
+        data / "boxes.csv",
+        "--out",
+        model,
+        "--epochs",
+        2,
+        "--arch",
+        "resnet18",
+        "--image-size",
+        64,
+        "--embedding-dim",
+        16,
+        "--batch-size",
+        8,
+        "--max-steps",
+        3,
+        "--num-workers",
+        0,
+        "--localizer-epochs",
+        1,
+        "--seed",
+        1,
+        "--pooling",
+        "grid",
+        "--aug-warmup",
+        2,
+        "--rotation",
+        10,
+    )
     assert (model / "model.pt").is_file()
     config = json.loads((model / "config.json").read_text())
     assert (config["pooling"], config["aug_warmup_epochs"], config["rotation"], config["zoom"]) == ("grid", 2, 10, 0.2)
@@ -47,8 +79,19 @@ def test_end_to_end(tmp_path):
             shutil.copy(data / "images" / r["Image"], qdir / name)
             w.writerow([name, r["Id"]])
     sub = tmp_path / "submission.csv"
-    run("predict", "--model", model, "--gallery-csv", data / "train.csv", "--gallery-images", data / "images",
-        "--images", qdir, "--out", sub)
+    run(
+        "predict",
+        "--model",
+        model,
+        "--gallery-csv",
+        data / "train.csv",
+        "--gallery-images",
+        data / "images",
+        "--images",
+        qdir,
+        "--out",
+        sub,
+    )
     preds = list(csv.DictReader(sub.open()))
     assert len(preds) == len(rows[::2])
     assert all(1 <= len(p["Id"].split()) <= 5 for p in preds)
@@ -74,12 +117,15 @@ def cli(capsys, *args):
     return rc, out, err
 
 
-@pytest.mark.parametrize("content,needle", [
-    (None, "does not exist"),
-    ("Image,Label\na.jpg,w\n", "missing column"),
-    ("Image,Id\na.jpg,w,extra\n", ":2: expected 2 fields"),
-    ("Image,Id\nghost.jpg,w\n", "ghost.jpg (line 2)"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (None, "does not exist"),
+        ("Image,Label\na.jpg,w\n", "missing column"),
+        ("Image,Id\na.jpg,w,extra\n", ":2: expected 2 fields"),
+        ("Image,Id\nghost.jpg,w\n", "ghost.jpg (line 2)"),
+    ],
+)
 def test_train_bad_csv_one_line_error(tmp_path, capsys, content, needle):
     csv_path = tmp_path / "t.csv"
     if content is not None:
@@ -109,6 +155,18 @@ def test_evaluate_malformed_submission(tmp_path, capsys):
 def test_predict_missing_model(tmp_path, capsys):
     (tmp_path / "m").mkdir()
     (tmp_path / "g.csv").write_text("Image,Id\n")
-    rc, _, err = cli(capsys, "predict", "--model", tmp_path / "m", "--gallery-csv", tmp_path / "g.csv",
-                     "--gallery-images", tmp_path, "--images", tmp_path, "--out", tmp_path / "s.csv")
+    rc, _, err = cli(
+        capsys,
+        "predict",
+        "--model",
+        tmp_path / "m",
+        "--gallery-csv",
+        tmp_path / "g.csv",
+        "--gallery-images",
+        tmp_path,
+        "--images",
+        tmp_path,
+        "--out",
+        tmp_path / "s.csv",
+    )
     assert rc == 2 and "model.pt" in err and len(err.strip().splitlines()) == 1

@@ -4,9 +4,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.data import (CropCache, DatasetError, FlukeDataset, Sample, group_near_duplicates, load_samples,
-                     near_duplicate_components, oversample_indices, read_boxes_csv, read_labels_csv,
-                     split_dataset)
+from ml.data import (
+    CropCache,
+    DatasetError,
+    FlukeDataset,
+    Sample,
+    group_near_duplicates,
+    load_samples,
+    near_duplicate_components,
+    oversample_indices,
+    read_boxes_csv,
+    read_labels_csv,
+    split_dataset,
+)
 from ml.types import NEW_WHALE
 
 
@@ -28,6 +38,7 @@ def noise_photos(tmp_path, labels: list[str]):
 
 # ----------------------------------------------------------------- CSV errors
 
+
 def test_read_labels_ok(tmp_path):
     rows = read_labels_csv(write(tmp_path / "t.csv", "Image,Id\na.jpg,w_1\nb.jpg,new_whale\n\n"))
     assert rows == [("a.jpg", "w_1", 2), ("b.jpg", "new_whale", 3)]
@@ -43,12 +54,15 @@ def test_missing_column(tmp_path):
         read_labels_csv(write(tmp_path / "t.csv", "Image,Label\na.jpg,w_1\n"))
 
 
-@pytest.mark.parametrize("body,line,msg", [
-    ("a.jpg,w_1\nb.jpg,w_2,extra\n", 3, "expected 2 fields"),
-    ("a.jpg,w_1\nb.jpg,\n", 3, "empty Id"),
-    (",w_1\n", 2, "empty Image"),
-    ("a.jpg,w_1\na.jpg,w_2\n", 3, "listed twice"),
-])
+@pytest.mark.parametrize(
+    "body,line,msg",
+    [
+        ("a.jpg,w_1\nb.jpg,w_2,extra\n", 3, "expected 2 fields"),
+        ("a.jpg,w_1\nb.jpg,\n", 3, "empty Id"),
+        (",w_1\n", 2, "empty Image"),
+        ("a.jpg,w_1\na.jpg,w_2\n", 3, "listed twice"),
+    ],
+)
 def test_malformed_rows_name_file_and_line(tmp_path, body, line, msg):
     p = write(tmp_path / "t.csv", "Image,Id\n" + body)
     with pytest.raises(DatasetError) as err:
@@ -76,6 +90,7 @@ def test_missing_images_named(tmp_path):
 
 # ----------------------------------------------------------------- duplicates and split
 
+
 def test_near_duplicate_union_find_is_transitive():
     a = 0x0F0F0F0F0F0F0F0F
     b = a ^ 0b111  # 3 bits from a
@@ -87,16 +102,20 @@ def test_near_duplicate_union_find_is_transitive():
 
 
 def _sample(i, label, ph, sha=None):
-    return Sample(image=f"{i}.jpg", label=label, path=f"/x/{i}.jpg", line=i + 2, phash=f"{ph:016x}",
-                  sha256=sha or f"{i:064x}")
+    return Sample(
+        image=f"{i}.jpg", label=label, path=f"/x/{i}.jpg", line=i + 2, phash=f"{ph:016x}", sha256=sha or f"{i:064x}"
+    )
 
 
 def test_conflicting_duplicates_dropped_new_whale_first():
     base = 0x123456789ABCDEF0
     samples = [
-        _sample(0, "w_a", base), _sample(1, NEW_WHALE, base ^ 1),  # new_whale copy dropped, w_a kept
-        _sample(2, "w_b", 0xFFFF000000000000), _sample(3, "w_c", 0xFFFF000000000001),  # conflict: both dropped
-        _sample(4, "w_d", 0x00000000FFFFFFFF), _sample(5, "w_d", 0x00000000FFFFFFFE),  # same id: one group
+        _sample(0, "w_a", base),
+        _sample(1, NEW_WHALE, base ^ 1),  # new_whale copy dropped, w_a kept
+        _sample(2, "w_b", 0xFFFF000000000000),
+        _sample(3, "w_c", 0xFFFF000000000001),  # conflict: both dropped
+        _sample(4, "w_d", 0x00000000FFFFFFFF),
+        _sample(5, "w_d", 0x00000000FFFFFFFE),  # same id: one group
     ]
     keep, report = group_near_duplicates(samples, max_bits=4)
     names = [s.image for s in keep]
@@ -123,11 +142,14 @@ def _synthetic_samples(seed=0):
         n_photos = 1 if k < 5 else rng.randint(2, 6)
         for _ in range(n_photos):
             v = fresh()
-            samples.append(_sample(i, f"w_{k}", v)); i += 1
+            samples.append(_sample(i, f"w_{k}", v))
+            i += 1
             if rng.random() < 0.3:  # a near-duplicate of the same photo
-                samples.append(_sample(i, f"w_{k}", v ^ 0b11)); i += 1
+                samples.append(_sample(i, f"w_{k}", v ^ 0b11))
+                i += 1
     for _ in range(4):
-        samples.append(_sample(i, NEW_WHALE, fresh())); i += 1
+        samples.append(_sample(i, NEW_WHALE, fresh()))
+        i += 1
     return samples
 
 
@@ -169,6 +191,7 @@ def test_oversample_indices():
 
 
 # ----------------------------------------------------------------- cache
+
 
 def test_crop_cache_reused(tmp_path):
     csv, img_dir = noise_photos(tmp_path, ["a", "b", "b"])
@@ -223,8 +246,9 @@ def test_loader_workers_start_cleanly_when_other_threads_run(tmp_path):
     from ml.preprocess import TrainTransform
 
     csv, img_dir = noise_photos(tmp_path, ["a", "a", "b", "b"])
-    ds = FlukeDataset(load_samples(csv, img_dir), {"a": 0, "b": 1}, CropCache(tmp_path / "cache", size=32),
-                      TrainTransform(32, seed=0))
+    ds = FlukeDataset(
+        load_samples(csv, img_dir), {"a": 0, "b": 1}, CropCache(tmp_path / "cache", size=32), TrainTransform(32, seed=0)
+    )
     stop = threading.Event()
     busy = threading.Thread(target=stop.wait, daemon=True)
     busy.start()

@@ -3,8 +3,15 @@ import json
 import numpy as np
 import pytest
 
-from ml.evaluate import (EvaluationError, evaluate_rankings, evaluate_submission, read_submission, read_truth,
-                         write_report, write_submission)
+from ml.evaluate import (
+    EvaluationError,
+    evaluate_rankings,
+    evaluate_submission,
+    read_submission,
+    read_truth,
+    write_report,
+    write_submission,
+)
 from ml.metrics import confusion_matrix
 from ml.types import NEW_WHALE
 
@@ -21,11 +28,15 @@ def test_evaluate_rankings_values():
 
 
 def test_write_report_writes_json_and_pngs(tmp_path):
-    history = [{"epoch": 1, "loss": 2.0, "val_map5": 0.2}, {"epoch": 2, "loss": 1.5, "val_map5": None},
-               {"epoch": 3, "loss": 1.0, "val_map5": 0.5}]
+    history = [
+        {"epoch": 1, "loss": 2.0, "val_map5": 0.2},
+        {"epoch": 2, "loss": 1.5, "val_map5": None},
+        {"epoch": 3, "loss": 1.0, "val_map5": 0.5},
+    ]
     conf = confusion_matrix(["a", "a", "b"], ["a", "b", "b"])
-    paths = write_report({"map5": 0.5, "arr": np.arange(3), "nan": float("nan")}, history, tmp_path / "r",
-                         confusion=conf)
+    paths = write_report(
+        {"map5": 0.5, "arr": np.arange(3), "nan": float("nan")}, history, tmp_path / "r", confusion=conf
+    )
     names = sorted(p.name for p in paths)
     assert names == ["confusion.png", "loss.png", "map5.png", "metrics.json"]
     for p in paths:

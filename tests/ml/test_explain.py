@@ -1,4 +1,5 @@
 """Occlusion maps with toy embedders whose answer is known."""
+
 import numpy as np
 import pytest
 from PIL import Image

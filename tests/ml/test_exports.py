@@ -1,4 +1,5 @@
 """ml's lazy public surface: every exported name resolves, from the module the table names."""
+
 from __future__ import annotations
 
 import importlib
@@ -6,7 +7,6 @@ import importlib
 import pytest
 
 import ml
-
 
 # ``preprocess`` is also the name of its module: once ``ml.preprocess`` is imported the package attribute is the
 # module (Python sets it), so ``from ml import preprocess`` is ambiguous; import it from ``ml.preprocess``.

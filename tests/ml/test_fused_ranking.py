@@ -1,5 +1,6 @@
 """The site's fused suggestions on a tiny gallery: local evidence lifts the true individual,
 and a stranger gets 'new individual' first."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,9 +24,14 @@ def setup():
     g.add(["p_a", "p_b", "p_c"], ["a", "b", "c"], vecs)
     pictures = {"a": blobs(11), "b": blobs(12), "c": blobs(13)}
     stored = {lab: [(f"p_{lab}", L.extract(pic))] for lab, pic in pictures.items()}
-    cal = C.MatchCalibration({"cos": C.IsotonicCalibrator([0.0, 1.0], [0.05, 0.45]),
-                              "inl": C.IsotonicCalibrator([0.0, 10.0, 20.0], [0.02, 0.02, 0.99])},
-                             C.Fusion("noisy_or"), new_threshold=0.5)
+    cal = C.MatchCalibration(
+        {
+            "cos": C.IsotonicCalibrator([0.0, 1.0], [0.05, 0.45]),
+            "inl": C.IsotonicCalibrator([0.0, 10.0, 20.0], [0.02, 0.02, 0.99]),
+        },
+        C.Fusion("noisy_or"),
+        new_threshold=0.5,
+    )
     return g, vecs, pictures, stored, cal
 
 

@@ -109,14 +109,16 @@ def test_hnsw_path_recall():
 def test_rank_aggregates_per_individual_and_inserts_new_whale():
     e = np.eye(4, dtype=np.float32)
     q = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
-    vecs = np.stack([
-        _unit([[1, 0.1, 0, 0]])[0],   # A, sim ~0.995
-        _unit([[1, 0.5, 0, 0]])[0],   # A, sim ~0.894
-        _unit([[1, 0.3, 0, 0]])[0],   # B, sim ~0.958
-        _unit([[1, 1, 0, 0]])[0],     # C, sim ~0.707
-        _unit([[0, 1, 1, 0]])[0],     # D, sim 0
-        e[0],                         # new_whale photo: never a candidate
-    ])
+    vecs = np.stack(
+        [
+            _unit([[1, 0.1, 0, 0]])[0],  # A, sim ~0.995
+            _unit([[1, 0.5, 0, 0]])[0],  # A, sim ~0.894
+            _unit([[1, 0.3, 0, 0]])[0],  # B, sim ~0.958
+            _unit([[1, 1, 0, 0]])[0],  # C, sim ~0.707
+            _unit([[0, 1, 1, 0]])[0],  # D, sim 0
+            e[0],  # new_whale photo: never a candidate
+        ]
+    )
     g = GalleryIndex(4)
     g.add(["a1", "a2", "b1", "c1", "d1", "n1"], ["A", "A", "B", "C", "D", NEW_WHALE], vecs)
     r = g.rank(q, k=5)

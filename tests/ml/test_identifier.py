@@ -79,7 +79,8 @@ def test_localizer_not_better_than_default_box_is_ignored(tiny_trained, tmp_path
     folder = tmp_path / "m"
     shutil.copytree(result.model_dir, folder, ignore=shutil.ignore_patterns("checkpoint.pt", "cache"))
     Localizer(image_size=64, metrics={"val_iou_mean": 0.2, "iou_default_mean": 0.4, "shipped": False}).save(
-        folder / "localizer.pt")
+        folder / "localizer.pt"
+    )
     ident = Identifier.load(folder)
     assert ident.localizer is None
     loc = ident.localize(_images(synth_small)[0])
@@ -107,8 +108,9 @@ def _corr(a, b):
 
 
 @pytest.mark.parametrize("upside_down", [False, True])
-def test_a_camera_photo_decoded_smaller_gives_the_same_crop_and_boxes_in_its_own_pixels(identifier, camera_photo,
-                                                                                       upside_down):
+def test_a_camera_photo_decoded_smaller_gives_the_same_crop_and_boxes_in_its_own_pixels(
+    identifier, camera_photo, upside_down
+):
     data, box = camera_photo
     small, full = identifier.open(data), identifier.open(data, short_side=None)
     assert small.info["scale"] == 2 and small.size == (1600, 800) and full.size == (3200, 1600)
@@ -131,7 +133,8 @@ def test_a_camera_photo_is_localized_in_its_own_pixels(identifier, camera_photo)
     assert iou(loc_small.box, loc_full.box) > 0.9
     assert identifier.prepare(small).localization == loc_small
     # without a localizer: the documented default box of the whole photo, not of the decoded picture
-    bare = Identifier(identifier.model, identifier.classes, identifier.new_threshold, identifier.image_size, "x",
-                      identifier.device)
+    bare = Identifier(
+        identifier.model, identifier.classes, identifier.new_threshold, identifier.image_size, "x", identifier.device
+    )
     assert bare.localize(small) == default_localization(3200, 1600)
     assert _corr(bare.prepare(small).crop, bare.prepare(full).crop) > 0.98

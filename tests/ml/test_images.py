@@ -22,12 +22,16 @@ from ml.images import (
 )
 from tests.ml.conftest import encode
 
-
 # ----------------------------------------------------------------- typed refusals
 
 
 def test_errors_are_value_errors_with_codes_and_readable_messages():
-    codes = {NotAnImage: "not_an_image", CorruptImage: "corrupt", ImageTooSmall: "too_small", ImageTooLarge: "too_large"}
+    codes = {
+        NotAnImage: "not_an_image",
+        CorruptImage: "corrupt",
+        ImageTooSmall: "too_small",
+        ImageTooLarge: "too_large",
+    }
     for cls, code in codes.items():
         err = cls(detail="libjpeg says no")
         assert isinstance(err, ImageRejected) and isinstance(err, ValueError)

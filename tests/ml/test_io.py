@@ -1,4 +1,5 @@
 """ml.io: writes land whole or not at all, and leave no temporary file behind."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """RootSIFT matching on pictures drawn in the test: a shifted, rotated copy verifies with many
 inliers that follow the known transform; a different picture does not."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -78,8 +79,11 @@ def test_root_sift_is_unit_l2_and_standardized_crops_are_accepted():
 
 def test_rerank_keeps_the_shortlist_and_finds_the_true_individual():
     a = blobs(6)
-    gallery = {"true": [L.extract(blobs(9)), L.extract(moved(a)[0])], "other": [L.extract(blobs(7))],
-               "far": [L.extract(blobs(8))]}
+    gallery = {
+        "true": [L.extract(blobs(9)), L.extract(moved(a)[0])],
+        "other": [L.extract(blobs(7))],
+        "far": [L.extract(blobs(8))],
+    }
     out = L.rerank(L.extract(a), [("other", 0.9), ("true", 0.8), ("far", 0.1)], gallery, k=2)
     assert [r.label for r in out] == ["other", "true"]  # only the top k are verified
     assert out[1].inliers > out[0].inliers and out[1].best_photo == 1

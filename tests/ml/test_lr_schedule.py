@@ -1,4 +1,5 @@
 """The lr schedule of ml.train: torch schedulers giving the values of the hand-rolled warm-up they replaced."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ def _old_lrs(config: TrainConfig, epochs: int, warm: int) -> list[float]:
     out, step = [], 0
     for epoch in range(epochs):
         if config.optimizer == "adam":
-            scheduled = config.lr * config.lr_decay ** epoch
+            scheduled = config.lr * config.lr_decay**epoch
         else:
             scheduled = config.lr * 0.1 ** sum(1 for m in milestones if epoch >= m)
         for _ in range(STEPS_PER_EPOCH):
@@ -46,11 +47,14 @@ def _new_lrs(config: TrainConfig, epochs: int, warm: int) -> tuple[list[float], 
     return used, recorded
 
 
-@pytest.mark.parametrize("optimizer, lr, warmup_epochs", [("adam", 0.005, 1.0), ("adam", 0.005, 1.5),
-                                                           ("sgd", 0.01, 2.25), ("sgd", 0.01, 0.0)])
+@pytest.mark.parametrize(
+    "optimizer, lr, warmup_epochs",
+    [("adam", 0.005, 1.0), ("adam", 0.005, 1.5), ("sgd", 0.01, 2.25), ("sgd", 0.01, 0.0)],
+)
 def test_lr_per_step_matches_the_old_warm_up(optimizer, lr, warmup_epochs):
-    config = TrainConfig(csv="c", images_dir="i", out_dir="o", optimizer=optimizer, lr=lr, epochs=5,
-                         lr_warmup_epochs=warmup_epochs)
+    config = TrainConfig(
+        csv="c", images_dir="i", out_dir="o", optimizer=optimizer, lr=lr, epochs=5, lr_warmup_epochs=warmup_epochs
+    )
     warm = int(round(warmup_epochs * STEPS_PER_EPOCH))
     used, recorded = _new_lrs(config, 5, warm)
     old = _old_lrs(config, 5, warm)

@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from ml.metrics import (DEFAULT_NEW_THRESHOLD, apply_new_threshold, confusion_matrix, map_at_k,
-                        new_whale_precision_recall, select_new_threshold, top_k_accuracy)
+from ml.metrics import (
+    DEFAULT_NEW_THRESHOLD,
+    apply_new_threshold,
+    confusion_matrix,
+    map_at_k,
+    new_whale_precision_recall,
+    select_new_threshold,
+    top_k_accuracy,
+)
 from ml.types import NEW_WHALE
 
 TRUTH = ["a", "b", "c", "d"]
@@ -49,8 +56,8 @@ def test_raw_new_threshold_maximises_map():
     ranked = [
         [("a", 0.9), ("b", 0.3)],
         [("b", 0.85), ("a", 0.2)],
-        [("a", 0.4), ("b", 0.35)],   # a new whale
-        [("b", 0.45), ("a", 0.1)],   # a new whale
+        [("a", 0.4), ("b", 0.35)],  # a new whale
+        [("b", 0.45), ("a", 0.1)],  # a new whale
     ]
     truth = ["a", "b", NEW_WHALE, NEW_WHALE]
     c = select_new_threshold(ranked, truth, min_new=0, min_known=0)
@@ -127,8 +134,9 @@ def test_select_threshold_capped_to_score_distribution():
     assert c.map5 == pytest.approx(map_at_k(truth, [apply_new_threshold(r, c.threshold) for r in ranked]))
 
 
-@pytest.mark.parametrize("n_known,n_new,reason", [(10, 4, "too_few_new"), (4, 10, "too_few_known"),
-                                                  (10, 0, "too_few_new")])
+@pytest.mark.parametrize(
+    "n_known,n_new,reason", [(10, 4, "too_few_new"), (4, 10, "too_few_known"), (10, 0, "too_few_new")]
+)
 def test_select_threshold_falls_back_on_small_validation(n_known, n_new, reason):
     ranked, truth = _separable(n_known, n_new)
     c = select_new_threshold(ranked, truth)

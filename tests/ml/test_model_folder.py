@@ -1,4 +1,5 @@
 """ml.model_folder: what train writes is what the Identifier reads, and older folders still load."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,16 @@ SMALL = dict(arch="resnet18", embedding_dim=16, head="softmax")
 def _saved(**overrides) -> SavedModel:
     torch.manual_seed(0)
     model = create_model(num_classes=3, pooling="gem", **SMALL)
-    fields = dict(state_dict=model.state_dict(), classes=["a", "b", "c"], image_size=64, pooling="gem",
-                  new_threshold=0.42, version="v1", config={"arch": "resnet18", "pooling": "gem"}, **SMALL)
+    fields = dict(
+        state_dict=model.state_dict(),
+        classes=["a", "b", "c"],
+        image_size=64,
+        pooling="gem",
+        new_threshold=0.42,
+        version="v1",
+        config={"arch": "resnet18", "pooling": "gem"},
+        **SMALL,
+    )
     fields.update(overrides)
     return SavedModel(**fields)
 
@@ -39,8 +48,11 @@ def test_round_trip_through_the_folder(tmp_path):
 def test_folder_without_the_top_level_keys_loads_from_its_config(tmp_path):
     """Early folders saved only config/state_dict/classes: the config supplies the rest."""
     saved = _saved()
-    blob = {"config": {"arch": "resnet18", "embedding_dim": 16, "head": "softmax", "image_size": 64,
-                       "pooling": "gem"}, "state_dict": saved.state_dict, "classes": saved.classes}
+    blob = {
+        "config": {"arch": "resnet18", "embedding_dim": 16, "head": "softmax", "image_size": 64, "pooling": "gem"},
+        "state_dict": saved.state_dict,
+        "classes": saved.classes,
+    }
     torch.save(blob, tmp_path / "model.pt")
     back = read_model(tmp_path)
     assert (back.arch, back.embedding_dim, back.head, back.image_size) == ("resnet18", 16, "softmax", 64)

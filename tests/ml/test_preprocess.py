@@ -189,9 +189,13 @@ def _whole_photo_crop(img: Image.Image, box: Box, size: int) -> np.ndarray:
     if factor >= 2:
         gray = gray.reduce(factor)
         x0, y0, x1, y1 = x0 / factor, y0 / factor, x1 / factor, y1 / factor
-    out = gray.convert("F").transform((size, size), Image.Transform.AFFINE,
-                                      ((x1 - x0) / size, 0.0, x0, 0.0, (y1 - y0) / size, y0),
-                                      resample=Image.Resampling.BILINEAR, fillcolor=mean)
+    out = gray.convert("F").transform(
+        (size, size),
+        Image.Transform.AFFINE,
+        ((x1 - x0) / size, 0.0, x0, 0.0, (y1 - y0) / size, y0),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=mean,
+    )
     return np.asarray(out, dtype=np.float32)
 
 

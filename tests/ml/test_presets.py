@@ -1,4 +1,5 @@
 """ml.presets: the defaults are stated once, keep their values, and import without torch."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,12 @@ from ml.presets import DEFAULT, PRETRAINED, QUICK, RECIPES, SEED000, default_lr
 def test_seed000_recipe_keeps_the_seed_000_values():
     assert (SEED000.arch, SEED000.image_size, SEED000.epochs, SEED000.batch_size) == ("resnet50", 224, 20, 32)
     assert (SEED000.optimizer, SEED000.lr, SEED000.embedding_dim, SEED000.head, SEED000.pooling) == (
-        "adam", 0.005, 512, "arcface", "avg")
+        "adam",
+        0.005,
+        512,
+        "arcface",
+        "avg",
+    )
     assert SEED000.trainable_blocks is None
     assert (QUICK.arch, QUICK.image_size, QUICK.epochs, QUICK.batch_size) == ("resnet18", 128, 10, 32)
     assert RECIPES == {"pretrained": PRETRAINED, "seed000": SEED000, "quick": QUICK}
@@ -52,8 +58,15 @@ def test_train_config_and_cli_read_the_default_recipe():
         assert fields[key] == value, key
     args = build_parser().parse_args(["train", "--csv", "c", "--images", "i", "--out", "o"])
     parsed = (args.arch, args.image_size, args.epochs, args.batch_size, args.embedding_dim, args.head, args.optimizer)
-    assert parsed == (DEFAULT.arch, DEFAULT.image_size, DEFAULT.epochs, DEFAULT.batch_size, DEFAULT.embedding_dim,
-                      DEFAULT.head, DEFAULT.optimizer)
+    assert parsed == (
+        DEFAULT.arch,
+        DEFAULT.image_size,
+        DEFAULT.epochs,
+        DEFAULT.batch_size,
+        DEFAULT.embedding_dim,
+        DEFAULT.head,
+        DEFAULT.optimizer,
+    )
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--csv", "c", "--images", "i", "--out", "o", "--arch", "vgg16"])
 

@@ -75,8 +75,16 @@ def test_dataset_is_deterministic_by_seed(tmp_path, small_set):
 
 
 def test_fixed_photo_count_grayscale_fraction_and_new_whale(tmp_path):
-    s = generate_dataset(tmp_path, individuals=5, photos=2, seed=3, progress=False, grayscale_fraction=1.0,
-                         new_whale_fraction=1.0, workers=1)
+    s = generate_dataset(
+        tmp_path,
+        individuals=5,
+        photos=2,
+        seed=3,
+        progress=False,
+        grayscale_fraction=1.0,
+        new_whale_fraction=1.0,
+        workers=1,
+    )
     rows = _read(s.csv_path)[1:]
     assert s.n_images == 10 and len(rows) == 10
     assert all(label == NEW_WHALE for _, label in rows) and s.n_new_whale == 5

@@ -1,6 +1,5 @@
-import math
 import json
-import shutil
+import math
 
 import pytest
 import torch
@@ -56,8 +55,16 @@ def test_model_folder(tiny_trained):
     from pathlib import Path
 
     out = Path(result.model_dir)
-    for name in ("model.pt", "config.json", "metrics.json", "history.json", "checkpoint.pt",
-                 "loss.png", "map5.png", "confusion.png"):
+    for name in (
+        "model.pt",
+        "config.json",
+        "metrics.json",
+        "history.json",
+        "checkpoint.pt",
+        "loss.png",
+        "map5.png",
+        "confusion.png",
+    ):
         assert (out / name).is_file(), name
     blob = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     assert set(blob) >= {"config", "state_dict", "classes", "new_threshold", "version"}
@@ -83,9 +90,19 @@ def test_model_folder(tiny_trained):
 
 
 def _config(synth, out, **kw):
-    base = dict(csv=str(synth / "train.csv"), images_dir=str(synth / "images"), out_dir=str(out), epochs=2,
-                batch_size=16, lr=0.001, num_workers=0, seed=1, train_localizer=False,
-                cache_dir=str(synth / "cache"), **TINY)
+    base = dict(
+        csv=str(synth / "train.csv"),
+        images_dir=str(synth / "images"),
+        out_dir=str(out),
+        epochs=2,
+        batch_size=16,
+        lr=0.001,
+        num_workers=0,
+        seed=1,
+        train_localizer=False,
+        cache_dir=str(synth / "cache"),
+        **TINY,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -119,8 +136,9 @@ def test_resumed_run_is_bit_exact_with_an_uninterrupted_one(synth_small, tmp_pat
     csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
     straight = train(_config(synth_small, tmp_path / "straight", csv=csv, epochs=3, batch_size=8, num_workers=0))
     train(_config(synth_small, tmp_path / "split", csv=csv, epochs=2, batch_size=8, num_workers=workers))
-    resumed = train(_config(synth_small, tmp_path / "split", csv=csv, epochs=3, batch_size=8, num_workers=workers,
-                            resume=True))
+    resumed = train(
+        _config(synth_small, tmp_path / "split", csv=csv, epochs=3, batch_size=8, num_workers=workers, resume=True)
+    )
 
     def losses(res):
         return [h["loss"] for h in res.history]
@@ -136,8 +154,7 @@ def test_init_from_previous_model_reinitialises_head(synth_small, tiny_trained, 
     result, _ = tiny_trained
     # fine-tune on a subset of individuals: backbone/embedding copied, head re-initialised
     sub = _subset_csv(synth_small, tmp_path / "sub.csv", 8)
-    cfg = _config(synth_small, tmp_path / "ft", csv=sub, epochs=1, max_steps=1,
-                  init_from=result.model_dir)
+    cfg = _config(synth_small, tmp_path / "ft", csv=sub, epochs=1, max_steps=1, init_from=result.model_dir)
     res = train(cfg)
     info = res.metrics.init_from
     assert info["head_reinitialised"] is True
@@ -172,22 +189,32 @@ def test_tiny_awkward_dataset(synth_small, tmp_path):
     keep += [f"{im},{NEW_WHALE}" for im in per_id[labs[7]][:2]]
     csv = tmp_path / "t.csv"
     csv.write_text(rows[0] + "\n" + "\n".join(keep) + "\n")
-    res = train(_config(synth_small, tmp_path / "t", csv=str(csv), epochs=2, optimizer="sgd", lr=0.01,
-                        head="softmax", batch_size=4))
+    res = train(
+        _config(
+            synth_small, tmp_path / "t", csv=str(csv), epochs=2, optimizer="sgd", lr=0.01, head="softmax", batch_size=4
+        )
+    )
     assert (tmp_path / "t" / "model.pt").is_file()
     assert res.metrics.n_new_whale_photos == 2
     assert NEW_WHALE not in torch.load(tmp_path / "t" / "model.pt", weights_only=True)["classes"]
 
 
-@pytest.mark.parametrize("extra", [dict(head="arcface", softmax_weight=0.5, pooling="gem"), dict(head="softmax")],
-                         ids=["arcface+softmax+gem", "softmax"])
+@pytest.mark.parametrize(
+    "extra",
+    [dict(head="arcface", softmax_weight=0.5, pooling="gem"), dict(head="softmax")],
+    ids=["arcface+softmax+gem", "softmax"],
+)
 def test_bf16_mixed_precision_path_trains_on_the_cpu(synth_small, tmp_path, extra):
     """The CUDA path's bf16 autocast, run through the CPU's autocast (no GPU here): every head and
     pooling must cope with bf16 activations meeting fp32 weights, and the loss must stay finite."""
     csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
     seen = []
-    res = train(_config(synth_small, tmp_path / "bf16", csv=csv, epochs=3, max_steps=3, batch_size=8,
-                        precision="bf16", **extra), progress=seen.append)
+    res = train(
+        _config(
+            synth_small, tmp_path / "bf16", csv=csv, epochs=3, max_steps=3, batch_size=8, precision="bf16", **extra
+        ),
+        progress=seen.append,
+    )
     losses = [p.loss for p in seen if p.phase == "train"]
     assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
     assert res.metrics.precision == "bf16"
@@ -211,6 +238,7 @@ def test_augmentation_warm_up_with_a_loader_worker(synth_small, tmp_path):
     """With worker processes the ramp restarts them (they hold a copy of the transform); the run
     still completes every epoch."""
     csv = _subset_csv(synth_small, tmp_path / "sub.csv", 6)
-    res = train(_config(synth_small, tmp_path / "ramp", csv=csv, epochs=3, batch_size=8, num_workers=1,
-                        aug_warmup_epochs=2))
+    res = train(
+        _config(synth_small, tmp_path / "ramp", csv=csv, epochs=3, batch_size=8, num_workers=1, aug_warmup_epochs=2)
+    )
     assert [h["epoch"] for h in res.history] == [0, 1, 2, 3] and res.metrics.stop_reason == "epochs"

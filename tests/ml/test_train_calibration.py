@@ -1,4 +1,5 @@
 """Training writes an open-set calibration.json that the Identifier loads; trainable_blocks round-trips."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,20 @@ TINY = dict(arch="resnet18", image_size=64, embedding_dim=32)
 def _config(synth, out, **kw):
     from ml.train import TrainConfig
 
-    base = dict(csv=str(synth / "train.csv"), images_dir=str(synth / "images"), out_dir=str(out), epochs=1,
-                batch_size=16, lr=0.001, num_workers=0, seed=1, train_localizer=False, max_steps=3,
-                cache_dir=str(synth / "cache"), **TINY)
+    base = dict(
+        csv=str(synth / "train.csv"),
+        images_dir=str(synth / "images"),
+        out_dir=str(out),
+        epochs=1,
+        batch_size=16,
+        lr=0.001,
+        num_workers=0,
+        seed=1,
+        train_localizer=False,
+        max_steps=3,
+        cache_dir=str(synth / "cache"),
+        **TINY,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -29,7 +41,13 @@ def test_calibration_set_uses_held_out_individuals_only():
     assert all(labels[i] in {"h1", "h2"} for i in cset.gallery)  # h3 (every third) is a stranger
     assert [labels[i] for i in cset.gallery] == ["h1", "h1", "h2"]
     assert list(zip([labels[i] for i in cset.queries], cset.truth)) == [
-        (NEW_WHALE, NEW_WHALE), ("h1", "h1"), ("h1", "h1"), ("h2", "h2"), ("h3", NEW_WHALE), ("h3", NEW_WHALE)]
+        (NEW_WHALE, NEW_WHALE),
+        ("h1", "h1"),
+        ("h1", "h1"),
+        ("h2", "h2"),
+        ("h3", NEW_WHALE),
+        ("h3", NEW_WHALE),
+    ]
     assert "a" not in {labels[i] for i in cset.queries + cset.gallery}  # trained individuals never calibrate
 
 
@@ -72,8 +90,11 @@ def test_trainable_blocks_round_trip_through_the_model_folder(synth_small, tmp_p
     from ml.train import train
 
     pytest.importorskip("efficientnet_lite_pytorch")
-    result = train(_config(synth_small, tmp_path / "e", arch="efficientnet_lite0", trainable_blocks=0,
-                           max_steps=2, calibrate=False))
+    result = train(
+        _config(
+            synth_small, tmp_path / "e", arch="efficientnet_lite0", trainable_blocks=0, max_steps=2, calibrate=False
+        )
+    )
     saved = read_model(result.model_dir)
     assert saved.trainable_blocks == 0 and saved.config["trainable_blocks"] == 0
     ident = Identifier.load(result.model_dir, device="cpu")

@@ -1,4 +1,5 @@
 """ml.types.TrainMetrics: typed, the same metrics.json keys as before, and older files still read."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,15 @@ UNVALIDATED = {"map5": None, "top1": None, "top5": None, "new_precision": None, 
 
 
 def test_old_spellings_and_unknown_keys_are_understood():
-    old = {"map@5": 0.61, "top1_accuracy": 0.5, "acc@5": 0.8, "new_whale_precision": 0.25, "new_whale_r": 0.75,
-           "steps": 40, "localizer_retrain": {"iou_after": 0.7}}
+    old = {
+        "map@5": 0.61,
+        "top1_accuracy": 0.5,
+        "acc@5": 0.8,
+        "new_whale_precision": 0.25,
+        "new_whale_r": 0.75,
+        "steps": 40,
+        "localizer_retrain": {"iou_after": 0.7},
+    }
     m = TrainMetrics.from_dict(old)
     assert m.headline() == {"map5": 0.61, "top1": 0.5, "top5": 0.8, "new_precision": 0.25, "new_recall": 0.75}
     assert m.steps == 40 and m.arch is None

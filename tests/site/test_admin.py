@@ -1,4 +1,5 @@
 """Django admin: every registered model's list (with search and a filter) and change page render for staff."""
+
 import pytest
 from django.contrib import admin
 from django.urls import reverse
@@ -19,8 +20,12 @@ def data():
     Embedding.objects.create(photo=photo, model_version=version, vector=b"\0" * 4 * 8)
     Suggestion.objects.create(photo=photo, model_version=version, rank=1, individual=individual, score=0.9)
     Decision.objects.create(photo=photo, moderator=superuser, action=Decision.Action.CONFIRM, individual=individual)
-    run = TrainingRun.objects.create(status=TrainingRun.Status.FAILED, options={"arch": "resnet18", "epochs": 2},
-                                     log="line one\nline two", error="boom")
+    run = TrainingRun.objects.create(
+        status=TrainingRun.Status.FAILED,
+        options={"arch": "resnet18", "epochs": 2},
+        log="line one\nline two",
+        error="boom",
+    )
     TrainingExample.objects.create(photo=photo, individual=individual)
     return superuser, photo, individual, version, run
 
@@ -41,7 +46,7 @@ def test_admin_lists_search_and_change_pages(client, data):
             assert client.get(change).status_code == 200, change
 
     page = client.get(reverse("admin:submissions_photo_change", args=[photo.pk])).content.decode()
-    assert photo.sha256 in page and f'name="sha256"' not in page  # shown, read-only
+    assert photo.sha256 in page and 'name="sha256"' not in page  # shown, read-only
     listing = client.get(reverse("admin:identification_modelversion_changelist")).content.decode()
     assert "0.712" in listing
     found = client.get(reverse("admin:identification_individual_changelist"), {"q": "Salt"}).content.decode()
@@ -49,8 +54,10 @@ def test_admin_lists_search_and_change_pages(client, data):
     assert "line two" in client.get(reverse("admin:identification_trainingrun_change", args=[run.pk])).content.decode()
     # the audit log cannot be edited or deleted
     decision = Decision.objects.get()
-    assert client.post(reverse("admin:identification_decision_delete", args=[decision.pk]),
-                       {"post": "yes"}).status_code == 403
+    assert (
+        client.post(reverse("admin:identification_decision_delete", args=[decision.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     assert Decision.objects.filter(pk=decision.pk).exists()
 
 

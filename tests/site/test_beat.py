@@ -1,5 +1,6 @@
 """Beat housekeeping: ``requeue_stuck_photos`` re-queues photos whose message was lost; the REAL
 worker then processes them."""
+
 from datetime import timedelta
 
 import pytest
@@ -21,9 +22,12 @@ def lost_photo(demo, path, status, age, attempts=0):
     """A photo saved without its process_photo message (as if the broker lost it), ``age`` old."""
     data = path.read_bytes()
     h = compute_hashes(data)
-    sighting = Sighting.objects.create(species=demo.species, observed_at=timezone.now(), submitted_by=demo.users["watcher"])
-    photo = Photo(sighting=sighting, sha256=h.sha256, phash=h.phash, original_filename=path.name, status=status,
-                  attempts=attempts)
+    sighting = Sighting.objects.create(
+        species=demo.species, observed_at=timezone.now(), submitted_by=demo.users["watcher"]
+    )
+    photo = Photo(
+        sighting=sighting, sha256=h.sha256, phash=h.phash, original_filename=path.name, status=status, attempts=attempts
+    )
     photo.image.save(path.name, ContentFile(data), save=False)
     photo.save()
     Photo.objects.filter(pk=photo.pk).update(updated_at=timezone.now() - age)
@@ -58,7 +62,9 @@ def test_stuck_photos_are_requeued_once_and_processed(active_model, celery_worke
     assert requeue_stuck_photos(older_than_minutes=30) == 0
 
     def processed():
-        return Photo.objects.filter(pk__in=[uploaded.pk, processing.pk], status=Photo.Status.AWAITING_REVIEW).count() == 2
+        return (
+            Photo.objects.filter(pk__in=[uploaded.pk, processing.pk], status=Photo.Status.AWAITING_REVIEW).count() == 2
+        )
 
     wait_for(processed, timeout=120, message="the re-queued photos to be processed by the worker")
     for photo in (uploaded, processing):
@@ -72,8 +78,11 @@ def test_stuck_photos_are_requeued_once_and_processed(active_model, celery_worke
     # through the worker as beat sends it: the young photo is now old enough
     Photo.objects.filter(pk=recent.pk).update(updated_at=timezone.now() - hour)
     requeue_stuck_photos.delay(30)
-    wait_for(lambda: Photo.objects.filter(pk=recent.pk, status=Photo.Status.AWAITING_REVIEW).exists(), timeout=120,
-             message="the beat task on the worker to re-queue the last photo")
+    wait_for(
+        lambda: Photo.objects.filter(pk=recent.pk, status=Photo.Status.AWAITING_REVIEW).exists(),
+        timeout=120,
+        message="the beat task on the worker to re-queue the last photo",
+    )
     assert Suggestion.objects.filter(photo=recent).count() == 6
     processing.refresh_from_db()
     assert processing.attempts == 2  # one lost attempt, one real one

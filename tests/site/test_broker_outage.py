@@ -2,6 +2,7 @@
 ``broker_proxy``), against the real form, a real worker and the real database. The watcher is told the
 photos are saved, a retry of the same file is recognised as the watcher's own, ``/healthz`` reports the
 broker, and the photos are processed once the broker is back."""
+
 import pytest
 from django.urls import reverse
 
@@ -14,12 +15,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def form(species, photo):
-    return {"species": species.pk, "observed_date": "2024-07-01", "observed_time": "14:30", "latitude": "66.05",
-            "longitude": "-17.35", "place_name": "Skjálfandi", "observer_name": "", "notes": "", "photos": [photo]}
+    return {
+        "species": species.pk,
+        "observed_date": "2024-07-01",
+        "observed_time": "14:30",
+        "latitude": "66.05",
+        "longitude": "-17.35",
+        "place_name": "Skjálfandi",
+        "observer_name": "",
+        "notes": "",
+        "photos": [photo],
+    }
 
 
 def test_upload_during_a_broker_outage_is_saved_told_and_processed_when_it_is_back(
-        active_model, celery_worker, client, broker_proxy):
+    active_model, celery_worker, client, broker_proxy
+):
     demo = active_model
     client.force_login(demo.users["watcher"])
     data = next(iter(demo.held_out.values())).read_bytes()

@@ -1,11 +1,12 @@
 """Curation services (in process, real PostgreSQL): undo, crop-box correction, merge, split,
 consensus review with disputes, queue filters / orders / claims."""
+
 from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.core.files.base import ContentFile
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from identification.forms import ReviewFilterForm
@@ -126,15 +127,21 @@ def test_rerank_after_box_correction_embeds_the_moderator_crop(active_model, dem
     mod = active_model.users["moderator"]
     label = next(iter(active_model.held_out))
     data = active_model.held_out[label].read_bytes()
-    photo = PhotoFactory(status=Photo.Status.AWAITING_REVIEW, model_version=active_model.version,
-                         sighting__species=active_model.species, image=ContentFile(data, name="q.jpg"))
+    photo = PhotoFactory(
+        status=Photo.Status.AWAITING_REVIEW,
+        model_version=active_model.version,
+        sighting__species=active_model.species,
+        image=ContentFile(data, name="q.jpg"),
+    )
     box = Box(5, 5, photo.width * 0.6, photo.height * 0.7)
     correct_box(photo=photo, moderator=mod, box=box)
     assert rerank_photo(photo.pk) == "ok"
     photo.refresh_from_db()
     assert photo.box_source == Photo.BoxSource.MODERATOR and photo.crop
     stored = np.frombuffer(Embedding.objects.get(photo=photo, model_version=active_model.version).vector, np.float32)
-    expected = demo_identifier.embed([demo_identifier.prepare(load_image(data), box=photo.box, upside_down=False).crop])[0]
+    expected = demo_identifier.embed(
+        [demo_identifier.prepare(load_image(data), box=photo.box, upside_down=False).crop]
+    )[0]
     assert np.allclose(stored, expected, atol=1e-4)
     assert Suggestion.objects.filter(photo=photo, model_version=active_model.version).exists()
 
@@ -168,7 +175,9 @@ def test_box_fix_on_a_gallery_photo_replaces_its_crop_and_vector(active_model, d
     with photo.image.open("rb") as fh:
         data = fh.read()
     stored = np.frombuffer(Embedding.objects.get(photo=photo, model_version=active_model.version).vector, np.float32)
-    expected = demo_identifier.embed([demo_identifier.prepare(load_image(data), box=photo.box, upside_down=False).crop])[0]
+    expected = demo_identifier.embed(
+        [demo_identifier.prepare(load_image(data), box=photo.box, upside_down=False).crop]
+    )[0]
     assert np.allclose(stored, expected, atol=1e-4)
 
 
@@ -319,12 +328,27 @@ def _scored(score, **kw):
 def test_queue_filters_and_orders(mods):
     mod, _, _ = mods
     now = timezone.now()
-    north = _scored(0.4, sighting__place_name="Húsavík Bay", sighting__latitude=66.05, sighting__longitude=-17.3,
-                    sighting__observed_at=now - timedelta(days=40))
-    south = _scored(0.9, sighting__place_name="Tonga", sighting__latitude=-18.6, sighting__longitude=-173.9,
-                    sighting__observed_at=now - timedelta(days=2))
-    mid = _scored(0.7, sighting__place_name="Azores", sighting__latitude=38.5, sighting__longitude=-28.0,
-                  sighting__observed_at=now - timedelta(days=10))
+    north = _scored(
+        0.4,
+        sighting__place_name="Húsavík Bay",
+        sighting__latitude=66.05,
+        sighting__longitude=-17.3,
+        sighting__observed_at=now - timedelta(days=40),
+    )
+    south = _scored(
+        0.9,
+        sighting__place_name="Tonga",
+        sighting__latitude=-18.6,
+        sighting__longitude=-173.9,
+        sighting__observed_at=now - timedelta(days=2),
+    )
+    mid = _scored(
+        0.7,
+        sighting__place_name="Azores",
+        sighting__latitude=38.5,
+        sighting__longitude=-28.0,
+        sighting__observed_at=now - timedelta(days=10),
+    )
 
     def run(**params):
         form = ReviewFilterForm(params)

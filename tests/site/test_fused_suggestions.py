@@ -1,6 +1,7 @@
 """Fused suggestions through a REAL Celery worker: RootSIFT features stored once at embed time, calibrated
 probabilities on the suggestions, "new individual" placed by P, the matched-points PNG, and model
 versions without calibration still ranking by cosine."""
+
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,20 @@ def calibrated_model(demo_data, media_root):
     train_dir.mkdir(parents=True, exist_ok=True)
     rows = [(img, label) for label in list(by_id)[:DEMO_INDIVIDUALS] for img in by_id[label][:-1]]
     write_csv(train_dir / "train.csv", ["Image", "Id"], rows)
-    config = TrainConfig(csv=str(train_dir / "train.csv"), images_dir=str(folder / "images"),
-                         out_dir=str(Path(settings.ML_ROOT) / "models" / "calibrated"), arch="resnet18",
-                         image_size=MODEL_IMAGE_SIZE, epochs=1, batch_size=16, num_workers=0, max_steps=4,
-                         device="cpu", train_localizer=False, new_individual_fraction=0.5)
+    config = TrainConfig(
+        csv=str(train_dir / "train.csv"),
+        images_dir=str(folder / "images"),
+        out_dir=str(Path(settings.ML_ROOT) / "models" / "calibrated"),
+        arch="resnet18",
+        image_size=MODEL_IMAGE_SIZE,
+        epochs=1,
+        batch_size=16,
+        num_workers=0,
+        max_steps=4,
+        device="cpu",
+        train_localizer=False,
+        new_individual_fraction=0.5,
+    )
     result = train(config)
     assert MatchCalibration.load(result.model_dir) is not None, result.metrics.calibration
     return result
@@ -103,8 +114,9 @@ def test_review_page_shows_words_and_matched_points_png_is_for_moderators(calibr
     assert top.probability_words in page and url in page and "match_evidence.js" in page
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     picture = Image.open(io.BytesIO(response.content))
     assert picture.size == (2 * MODEL_IMAGE_SIZE + 8, MODEL_IMAGE_SIZE)

@@ -1,5 +1,6 @@
 """The worker's gallery index follows the database through the GalleryChange log (database triggers),
 without reading the whole gallery for every photo."""
+
 import threading
 from datetime import timedelta
 
@@ -40,8 +41,15 @@ def gallery_db():
 
 
 def add_photo(sighting, version, whale, seed, status=Photo.Status.CONFIRMED):
-    photo = Photo.objects.create(sighting=sighting, image=f"photos/{seed}.jpg", sha256=f"{seed:064d}", width=800,
-                                 height=500, status=status, individual=whale)
+    photo = Photo.objects.create(
+        sighting=sighting,
+        image=f"photos/{seed}.jpg",
+        sha256=f"{seed:064d}",
+        width=800,
+        height=500,
+        status=status,
+        individual=whale,
+    )
     Embedding.objects.create(photo=photo, model_version=version, vector=unit(seed).tobytes())
     return photo
 
@@ -68,8 +76,10 @@ def test_triggers_log_every_change_that_can_move_a_photo_in_or_out(gallery_db):
     Embedding.objects.filter(photo=photos[4]).update(vector=unit(40).tobytes())  # re-embedded after a box fix
     Photo.objects.filter(pk=photos[5].pk).delete()  # cascades to its embedding
     assert logged().count(photos[4].pk) == 1 and logged().count(photos[5].pk) == 2
-    assert all(abs((c - timezone.now()).total_seconds()) < 60 for c in
-               GalleryChange.objects.values_list("changed_at", flat=True))
+    assert all(
+        abs((c - timezone.now()).total_seconds()) < 60
+        for c in GalleryChange.objects.values_list("changed_at", flat=True)
+    )
 
 
 def test_worker_index_follows_changes_without_reading_the_whole_gallery(gallery_db):
@@ -183,7 +193,8 @@ Photo.objects.filter(pk=ps[0].pk).update(individual=b)
 ps[2].delete()
 index = gallery_sync.gallery(v)
 m = index.rank(vec(0), k=1)[0]
-print("RESULT", before, len(index), m.best_item == str(ps[0].pk) and m.label == str(b.pk), GalleryChange.objects.count())
+relabelled = m.best_item == str(ps[0].pk) and m.label == str(b.pk)
+print("RESULT", before, len(index), relabelled, GalleryChange.objects.count())
 """
 
 
@@ -196,11 +207,17 @@ def test_sqlite_first_run_database_has_the_same_triggers(tmp_path):
 
     from tests.conftest import REPO
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "whalesite.settings.dev", "PYTHONPATH": str(REPO),
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "WHALESITE_VAR_DIR": str(tmp_path / "var")}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "whalesite.settings.dev",
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "WHALESITE_VAR_DIR": str(tmp_path / "var"),
+    }
     (tmp_path / "check.py").write_text(SQLITE_SCRIPT)
-    out = subprocess.run([sys.executable, str(tmp_path / "check.py")], env=env, cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(tmp_path / "check.py")], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     result = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
     assert result, out.stderr[-2000:]
     # 3 members, then 2 with the relabel applied; 3 inserts + 1 relabel + a delete and its cascade logged
@@ -220,8 +237,8 @@ def embedding_fetches(queries):
     out = []
     for q in queries:
         sql = q["sql"]
-        if sql.startswith("SELECT") and "identification_embedding" in sql and "photo_id\" IN (" in sql:
-            inside = sql.split("photo_id\" IN (", 1)[1].split(")", 1)[0]
+        if sql.startswith("SELECT") and "identification_embedding" in sql and 'photo_id" IN (' in sql:
+            inside = sql.split('photo_id" IN (', 1)[1].split(")", 1)[0]
             out.append(sorted(int(v) for v in inside.split(",")))
     return out
 
@@ -239,7 +256,10 @@ def test_a_fresh_worker_starts_from_the_snapshot_and_catches_up(snapshots, caplo
     Embedding.objects.create(photo=photos[1], model_version=other, vector=unit(60).tobytes())
 
     pipeline.reset()  # a new worker process
-    with caplog.at_level("INFO", logger="identification.pipeline.gallery_sync"), CaptureQueriesContext(connection) as cq:
+    with (
+        caplog.at_level("INFO", logger="identification.pipeline.gallery_sync"),
+        CaptureQueriesContext(connection) as cq,
+    ):
         index = gallery_sync.gallery(version)
     assert any("from its snapshot" in r.getMessage() for r in caplog.records)
     # vectors fetched only for what changed after the snapshot: not the whole gallery
@@ -275,7 +295,10 @@ def test_a_damaged_snapshot_is_skipped_not_fatal(snapshots):
 
     version, whales, sighting, photos = snapshots
     gallery_sync.gallery(version)
-    folder = gallery_sync.snapshot_dir(version) / json.loads((gallery_sync.snapshot_dir(version) / "latest.json").read_text())["folder"]
+    folder = (
+        gallery_sync.snapshot_dir(version)
+        / json.loads((gallery_sync.snapshot_dir(version) / "latest.json").read_text())["folder"]
+    )
     (folder / "items.npz").write_bytes(b"not a numpy file")
     pipeline.reset()
     index = gallery_sync.gallery(version)
@@ -299,7 +322,10 @@ def test_reembed_gallery_leaves_a_snapshot_that_the_next_worker_starts_from(acti
         assert reembed_gallery(version.pk, promote=False) == "embedded"
         assert (gallery_sync.snapshot_dir(version) / "latest.json").is_file()
         pipeline.reset()  # the next worker process
-        with caplog.at_level("INFO", logger="identification.pipeline.gallery_sync"), CaptureQueriesContext(connection) as cq:
+        with (
+            caplog.at_level("INFO", logger="identification.pipeline.gallery_sync"),
+            CaptureQueriesContext(connection) as cq,
+        ):
             index = gallery_sync.gallery(version)
         assert any("from its snapshot" in r.getMessage() for r in caplog.records)
         assert embedding_fetches(cq.captured_queries) == []  # every vector came from the snapshot
@@ -315,8 +341,13 @@ def test_prune_removes_the_snapshots_of_inactive_versions_the_log_no_longer_cove
     version, whales, sighting, photos = snapshots
     old, recent = ModelVersionFactory(), ModelVersionFactory()
     for v in (version, old, recent):
-        Embedding.objects.bulk_create([Embedding(photo=p, model_version=v, vector=unit(p.pk).tobytes())
-                                       for p in photos if not Embedding.objects.filter(photo=p, model_version=v).exists()])
+        Embedding.objects.bulk_create(
+            [
+                Embedding(photo=p, model_version=v, vector=unit(p.pk).tobytes())
+                for p in photos
+                if not Embedding.objects.filter(photo=p, model_version=v).exists()
+            ]
+        )
         pipeline.reset()
         gallery_sync.gallery(v)  # saves its snapshot
     stale = (timezone.now() - timedelta(seconds=gallery_sync.GALLERY_CHANGE_RETENTION_S)).isoformat()

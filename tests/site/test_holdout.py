@@ -1,5 +1,6 @@
 """The frozen holdout is never in any run's training set (issue 12, item 7): it is frozen before the
 first training export, not at the first evaluation (when the first model had trained on it)."""
+
 import pytest
 
 from identification.training.dataset import current_holdout, export_dataset, training_queryset

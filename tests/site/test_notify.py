@@ -1,6 +1,7 @@
 """Watchers' e-mails (issue 12, item 9), in process: at most one mail per sighting and outcome, for
 the whole batch; nothing for a decision undone within the undo window; an undo and the same decision
 again never send a second mail."""
+
 import pytest
 from django.conf import settings
 
@@ -15,8 +16,11 @@ pytestmark = pytest.mark.django_db
 
 def whale_seen_before():
     individual = IndividualFactory(nickname="Moby")
-    PhotoFactory(status=Photo.Status.CONFIRMED, individual=individual,
-                 sighting=SightingFactory(submitted_by=UserFactory(email="earlier@example.org")))
+    PhotoFactory(
+        status=Photo.Status.CONFIRMED,
+        individual=individual,
+        sighting=SightingFactory(submitted_by=UserFactory(email="earlier@example.org")),
+    )
     return individual
 
 

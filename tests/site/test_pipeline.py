@@ -1,4 +1,5 @@
 """The identification pipeline through a REAL Celery worker (Redis broker, PostgreSQL)."""
+
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
@@ -19,8 +20,9 @@ DONE = (Photo.Status.AWAITING_REVIEW, Photo.Status.FAILED)
 
 def upload_paths(demo, paths, user=None):
     files = [upload(p.name, p.read_bytes()) for p in paths]
-    return submit_sighting(user=user or demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                           files=files)
+    return submit_sighting(
+        user=user or demo.users["watcher"], species=demo.species, observed_at=timezone.now(), files=files
+    )
 
 
 def settled(photo, timeout=120):
@@ -103,8 +105,9 @@ def test_confirm_joins_gallery_and_batch_mates_are_matched(active_model, celery_
         return upload(f"re{quality}-{path.name}", buf.getvalue())
 
     files = [upload(demo.new_whale[0].name, demo.new_whale[0].read_bytes()), reencoded(demo.new_whale[0], 90)]
-    first, second = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                                    files=files).accepted
+    first, second = submit_sighting(
+        user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(), files=files
+    ).accepted
     settled(first)
     settled(second)
     assert second.batch_matches and second.batch_matches[0]["photo_id"] == first.pk
@@ -113,7 +116,7 @@ def test_confirm_joins_gallery_and_batch_mates_are_matched(active_model, celery_
     assert {p.pk for p in review_queue(moderator)} >= {first.pk, second.pk}
     claim_photo(photo=first, moderator=moderator)
     individual = name_new_individual(photo=first, moderator=moderator, nickname="Splash")
-    assert individual.catalogue_id == "HW-%04d" % (len(demo.individuals) + 1)
+    assert individual.catalogue_id == f"HW-{len(demo.individuals) + 1:04d}"
     first.refresh_from_db()
     assert first.status == Photo.Status.NEW_INDIVIDUAL and first in Photo.objects.in_gallery()
     assert TrainingExample.objects.get(photo=first).status == TrainingExample.Status.QUEUED
@@ -122,17 +125,31 @@ def test_confirm_joins_gallery_and_batch_mates_are_matched(active_model, celery_
 
     # the batch-mate is re-ranked by the worker: the new individual is now among its candidates
     try:
-        wait_for(lambda: Suggestion.objects.filter(photo=second, individual=individual).exists(), timeout=30,
-                 message="the batch-mate to be re-ranked")
+        wait_for(
+            lambda: Suggestion.objects.filter(photo=second, individual=individual).exists(),
+            timeout=30,
+            message="the batch-mate to be re-ranked",
+        )
     except AssertionError:
         second.refresh_from_db()
-        print("DEBUG", second.status, second.batch_matches, suggestions(second), individual.pk,
-              Embedding.objects.filter(photo=first).count(), celery_worker.log_tail(3000))
+        print(
+            "DEBUG",
+            second.status,
+            second.batch_matches,
+            suggestions(second),
+            individual.pk,
+            Embedding.objects.filter(photo=first).count(),
+            celery_worker.log_tail(3000),
+        )
         raise
 
     # a later upload of the same whale gets it as a candidate, no retraining
-    later = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                            files=[reencoded(demo.new_whale[0], 80)]).accepted[0]
+    later = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[reencoded(demo.new_whale[0], 80)],
+    ).accepted[0]
     settled(later)
     assert Suggestion.objects.filter(photo=later, individual=individual).exists()
 
@@ -141,8 +158,11 @@ def test_confirm_joins_gallery_and_batch_mates_are_matched(active_model, celery_
         confirm_match(photo=second, moderator=moderator, individual=individual)
 
     # emails name the whale by catalogue id (sent by the worker's notify_watchers task)
-    wait_for(lambda: Decision.objects.filter(photo=second, details__has_key="notified").exists(), timeout=60,
-             message="notification")
+    wait_for(
+        lambda: Decision.objects.filter(photo=second, details__has_key="notified").exists(),
+        timeout=60,
+        message="notification",
+    )
     first_decision = Decision.objects.get(photo=first)
     assert first_decision.details.get("notified", 0) >= 1
     # (the worker's locmem outbox is in its own process; the message text is checked in test_services)

@@ -1,5 +1,6 @@
 """Model registry services on the real demo model: the frozen holdout set, evaluation of two
 versions on it, training exports leaving it out, and localizer retraining (IoU before/after)."""
+
 from pathlib import Path
 
 import pytest
@@ -130,8 +131,11 @@ def test_real_worker_writes_heartbeat_with_device_and_queues(celery_worker, clie
     from tests.conftest import wait_for
     from tests.factories import UserFactory
 
-    beat = wait_for(lambda: WorkerHeartbeat.objects.filter(hostname__startswith="test-").first(), timeout=60,
-                    message="the worker heartbeat row")
+    beat = wait_for(
+        lambda: WorkerHeartbeat.objects.filter(hostname__startswith="test-").first(),
+        timeout=60,
+        message="the worker heartbeat row",
+    )
     assert beat.device.startswith("CPU")  # ML_DEVICE=cpu in the worker fixture
     assert set(beat.queues) == {"pipeline", "training", "default"} and beat.pid
     client.force_login(UserFactory(email="hb-admin@example.org", role="admin"))

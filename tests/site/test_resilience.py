@@ -1,13 +1,14 @@
 """A worker killed mid-task: the message is redelivered (acks_late, Redis visibility timeout of 10 s in
 the ``celery_worker`` fixture) to the restarted worker, and the task completes once, without duplicates."""
+
 import pytest
 from django.utils import timezone
 
+from identification import jobs
 from identification.models import ModelVersion, Suggestion, TrainingRun
 from identification.training.runs import start_training_run
 from submissions.models import Photo
 from submissions.services import submit_sighting
-from identification import jobs
 from tests.conftest import forget_unacked, wait_for
 from tests.factories import upload
 
@@ -51,8 +52,12 @@ def test_training_run_survives_worker_sigkill(active_model, celery_worker):
 
     # the restarted worker serves the pipeline as before: one set of six suggestions
     label = next(iter(demo.held_out))
-    photo = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                            files=[upload("after.jpg", demo.held_out[label].read_bytes())]).accepted[0]
+    photo = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[upload("after.jpg", demo.held_out[label].read_bytes())],
+    ).accepted[0]
 
     def settled():
         photo.refresh_from_db()
@@ -69,8 +74,12 @@ def test_photo_left_processing_by_a_dead_worker_is_finished_once(active_model, c
     label = list(demo.held_out)[1]
     # the worker is stopped first, so the message waits in the queue while we prepare the kill
     celery_worker.kill()
-    photo = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                            files=[upload("slow.jpg", demo.held_out[label].read_bytes())]).accepted[0]
+    photo = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[upload("slow.jpg", demo.held_out[label].read_bytes())],
+    ).accepted[0]
     # as if a worker had taken it and died mid-task: PROCESSING, one attempt
     Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.PROCESSING, attempts=1)
     celery_worker.restart()
@@ -98,13 +107,18 @@ def test_photo_of_a_worker_killed_mid_photo_is_processed_again_once_its_lease_la
     label = list(demo.held_out)[2]
     big = io.BytesIO()  # a large photo, so the worker is still on it when it is killed
     Image.open(demo.held_out[label]).convert("RGB").resize((4000, 2500)).save(big, "JPEG", quality=95)
-    photo = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                            files=[upload("big.jpg", big.getvalue())]).accepted[0]
+    photo = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[upload("big.jpg", big.getvalue())],
+    ).accepted[0]
 
     def processing():
         photo.refresh_from_db()
-        assert photo.status == Photo.Status.UPLOADED or photo.status == Photo.Status.PROCESSING, \
+        assert photo.status == Photo.Status.UPLOADED or photo.status == Photo.Status.PROCESSING, (
             "the photo was processed before the worker could be killed"
+        )
         return photo.status == Photo.Status.PROCESSING
 
     wait_for(processing, timeout=120, interval=0.005, message="the worker to take the photo")

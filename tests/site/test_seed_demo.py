@@ -1,4 +1,5 @@
 """``manage.py seed_demo --fast``: a working demo from nothing (in process, tiny model)."""
+
 import io
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Decisions, permissions, roles and emails (in process, no worker)."""
+
 import pytest
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -38,7 +39,9 @@ def test_confirm_creates_audit_training_example_and_emails(mailoutbox, django_ca
     moderator = UserFactory(role="moderator")
     earlier_watcher = UserFactory()
     individual = IndividualFactory(nickname="Moby")
-    PhotoFactory(status=Photo.Status.CONFIRMED, individual=individual, sighting=SightingFactory(submitted_by=earlier_watcher))
+    PhotoFactory(
+        status=Photo.Status.CONFIRMED, individual=individual, sighting=SightingFactory(submitted_by=earlier_watcher)
+    )
     photo = awaiting()
     decision = confirm_match(photo=photo, moderator=moderator, individual=individual)
     photo.refresh_from_db()
@@ -71,14 +74,21 @@ def test_new_individual_ids_reject_skip_claim_queue():
     reject_photo(photo=p3, moderator=moderator, reason="poor_quality")
     p3.refresh_from_db()
     assert p3.status == Photo.Status.REJECTED
-    assert list(Decision.objects.order_by("pk").values_list("action", flat=True)) == ["new_individual", "skip", "reject"]
+    assert list(Decision.objects.order_by("pk").values_list("action", flat=True)) == [
+        "new_individual",
+        "skip",
+        "reject",
+    ]
 
 
 def test_only_one_training_run_at_a_time():
     admin = UserFactory(role="admin")
     admin = type(admin).objects.get(pk=admin.pk)
     run = start_training_run(user=admin, epochs=1)
-    assert run.status == TrainingRun.Status.QUEUED and run.options["arch"] == settings.ML_DEFAULT_ARCH == "efficientnet_lite0"
+    assert (
+        run.status == TrainingRun.Status.QUEUED
+        and run.options["arch"] == settings.ML_DEFAULT_ARCH == "efficientnet_lite0"
+    )
     with pytest.raises(ValidationError):
         start_training_run(user=admin)
     cancel_training_run(run=run, user=admin)

@@ -3,6 +3,7 @@
 The worker trains with ML_TRAIN_MAX_STEPS=3 (see ``celery_worker`` in tests/conftest.py), so a run
 is tiny: resnet18 at 64 px, a few steps, on the gallery of the ``active_model`` fixture.
 """
+
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from identification.training.registry import promote_model_version, rollback_mod
 from identification.training.runs import start_training_run
 from submissions.models import Photo
 from submissions.services import submit_sighting
-from tests.conftest import register_model, wait_for
+from tests.conftest import wait_for
 from tests.factories import UserFactory, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -139,8 +140,12 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
     old = demo.version
     # a photo already awaiting review with the old model, re-ranked after promotion
     first_label, second_label = list(demo.held_out)[:2]
-    waiting = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                              files=[upload("w.jpg", demo.held_out[first_label].read_bytes())]).accepted[0]
+    waiting = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[upload("w.jpg", demo.held_out[first_label].read_bytes())],
+    ).accepted[0]
     settled(waiting)
     assert waiting.status == Photo.Status.AWAITING_REVIEW and waiting.model_version_id == old.pk
 
@@ -149,8 +154,11 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
     dst = src.parent / f"copy-{timezone.now():%H%M%S%f}"
     shutil.copytree(src, dst)
     new = ModelVersion.objects.create(
-        name=f"v2-{dst.name}", artifact_dir=str(dst.relative_to(Path(settings.ML_ROOT))), metrics=old.metrics,
-        history=old.history, new_threshold=old.new_threshold,
+        name=f"v2-{dst.name}",
+        artifact_dir=str(dst.relative_to(Path(settings.ML_ROOT))),
+        metrics=old.metrics,
+        history=old.history,
+        new_threshold=old.new_threshold,
     )
 
     promote_model_version(version=new, user=admin)
@@ -169,13 +177,20 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
     assert new.promoted_at is not None
 
     # the photo awaiting review is re-ranked with the new version
-    wait_for(lambda: Suggestion.objects.filter(photo=waiting, model_version=new).count() == 6, timeout=60,
-             message="the waiting photo to be re-ranked with the new version")
+    wait_for(
+        lambda: Suggestion.objects.filter(photo=waiting, model_version=new).count() == 6,
+        timeout=60,
+        message="the waiting photo to be re-ranked with the new version",
+    )
 
     # a new upload, processed by the same worker process (no restart), uses the new version
     pid = celery_worker.proc.pid
-    photo = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                            files=[upload("n.jpg", demo.held_out[second_label].read_bytes())]).accepted[0]
+    photo = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[upload("n.jpg", demo.held_out[second_label].read_bytes())],
+    ).accepted[0]
     settled(photo)
     assert photo.status == Photo.Status.AWAITING_REVIEW, photo.failure_reason
     assert photo.model_version_id == new.pk
@@ -185,11 +200,18 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
 
     # roll back: the previous version is active again (its gallery embeddings are still there)
     rollback_model(user=admin)
-    wait_for(lambda: ModelVersion.objects.filter(pk=old.pk, is_active=True).exists(), timeout=120,
-             message="rollback to the previous version")
+    wait_for(
+        lambda: ModelVersion.objects.filter(pk=old.pk, is_active=True).exists(),
+        timeout=120,
+        message="rollback to the previous version",
+    )
     assert list(ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True)) == [old.pk]
-    later = submit_sighting(user=demo.users["watcher"], species=demo.species, observed_at=timezone.now(),
-                            files=[reencoded(demo.held_out[first_label], "l.jpg")]).accepted[0]
+    later = submit_sighting(
+        user=demo.users["watcher"],
+        species=demo.species,
+        observed_at=timezone.now(),
+        files=[reencoded(demo.held_out[first_label], "l.jpg")],
+    ).accepted[0]
     settled(later)
     assert later.model_version_id == old.pk
     assert set(Suggestion.objects.filter(photo=later).values_list("model_version_id", flat=True)) == {old.pk}

@@ -4,13 +4,19 @@ starting a run into an error page. A real worker subprocess and Redis broker (``
 Redis gives an unacknowledged message back only after its visibility timeout (an hour in production, 10 s
 in the fixture); ``forget_unacked`` drops the killed worker's message so the test sees production's
 hour, not the fixture's 10 s."""
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from identification.models import ModelVersion, TrainingRun
-from identification.training.runs import RESTARTED_LINE, WORKER_LOST, cancel_training_run, lost_after, \
-    start_training_run
+from identification.training.runs import (
+    RESTARTED_LINE,
+    WORKER_LOST,
+    cancel_training_run,
+    lost_after,
+    start_training_run,
+)
 from tests.conftest import forget_unacked, wait_for
 from tests.site.test_training import finished, fresh
 
@@ -31,8 +37,11 @@ def kill_mid_run(run, worker):
 
 
 def wait_lost(run):
-    wait_for(lambda: TrainingRun.objects.lost(lost_after()).filter(pk=run.pk).exists(), timeout=60,
-             message="the killed run's heartbeat to stop")
+    wait_for(
+        lambda: TrainingRun.objects.lost(lost_after()).filter(pk=run.pk).exists(),
+        timeout=60,
+        message="the killed run's heartbeat to stop",
+    )
 
 
 def test_restarted_training_worker_resumes_its_killed_run_at_once(active_model, celery_worker):
@@ -83,7 +92,8 @@ def test_run_no_live_worker_owns_fails_as_worker_lost_and_never_blocks_the_next(
 
 
 def test_starting_a_run_while_the_broker_is_down_saves_it_unsent_and_it_is_sent_again(
-        active_model, celery_worker, client, broker_proxy):
+    active_model, celery_worker, client, broker_proxy
+):
     client.force_login(active_model.users["admin"])
     form = {"epochs": 1, "arch": "resnet18", "image_size": 128, "fine_tune": "on"}
     broker_proxy.stop()

@@ -1,4 +1,5 @@
 """submit_sighting: the happy path, every kind of bad file, and duplicates."""
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -13,13 +14,22 @@ pytestmark = pytest.mark.django_db
 
 
 def submit(files, **kw):
-    return submit_sighting(user=kw.pop("user", None) or UserFactory(), species=SpeciesFactory(),
-                           observed_at=timezone.now(), files=files, **kw)
+    return submit_sighting(
+        user=kw.pop("user", None) or UserFactory(),
+        species=SpeciesFactory(),
+        observed_at=timezone.now(),
+        files=files,
+        **kw,
+    )
 
 
 def test_happy_path_saves_photos_with_unguessable_names():
-    out = submit([upload("IMG_1.JPG", jpeg_bytes(seed=1)), upload("b.png", jpeg_bytes(seed=2, fmt="PNG"))],
-                 place_name="Hervey Bay", latitude=-25.0, longitude=152.9)
+    out = submit(
+        [upload("IMG_1.JPG", jpeg_bytes(seed=1)), upload("b.png", jpeg_bytes(seed=2, fmt="PNG"))],
+        place_name="Hervey Bay",
+        latitude=-25.0,
+        longitude=152.9,
+    )
     assert out.sighting is not None and out.rejected == [] and out.duplicates == []
     assert len(out.accepted) == 2
     for photo in out.accepted:
@@ -120,8 +130,12 @@ def test_a_database_failure_mid_upload_leaves_no_file_behind(media_root):
     user, species = UserFactory(), SpeciesFactory()
     before = stored()
     with photo_inserts_fail(), pytest.raises(OperationalError):
-        submit_sighting(user=user, species=species, observed_at=timezone.now(),
-                        files=[upload("a.jpg", jpeg_bytes(seed=41)), upload("b.jpg", jpeg_bytes(seed=42))])
+        submit_sighting(
+            user=user,
+            species=species,
+            observed_at=timezone.now(),
+            files=[upload("a.jpg", jpeg_bytes(seed=41)), upload("b.jpg", jpeg_bytes(seed=42))],
+        )
     assert not Sighting.objects.exists() and not Photo.objects.exists()
     assert stored() == before
 
@@ -138,8 +152,12 @@ def test_heic_and_heif_photos_from_phones_are_accepted():
         pillow_heif.from_pillow(Image.open(io.BytesIO(jpeg_bytes(seed=seed))).convert("RGB")).save(out, format="HEIF")
         return out.getvalue()
 
-    out = submit([upload("IMG_0001.HEIC", heif(81), content_type="image/heic"),
-                  upload("IMG_0002.heif", heif(82), content_type="image/heif")])
+    out = submit(
+        [
+            upload("IMG_0001.HEIC", heif(81), content_type="image/heic"),
+            upload("IMG_0002.heif", heif(82), content_type="image/heif"),
+        ]
+    )
     assert out.rejected == [] and [p.original_filename for p in out.accepted] == ["IMG_0001.HEIC", "IMG_0002.heif"]
     for photo in out.accepted:
         photo.refresh_from_db()

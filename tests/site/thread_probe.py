@@ -1,5 +1,6 @@
 """A task for tests only, loaded into a test worker with ``celery worker -I tests.site.thread_probe``:
 it reports the torch threads of the pool process that ran it."""
+
 from pathlib import Path
 
 from celery import shared_task

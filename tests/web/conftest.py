@@ -1,4 +1,5 @@
 """Signed-in users for the web tests: one per role, logged in on the test client."""
+
 import pytest
 
 from tests.factories import UserFactory

@@ -1,4 +1,5 @@
 """Shared builders for the web tests (model rows made directly with the ORM and factories)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,8 +49,12 @@ def review_setup(n_candidates: int = 5, new_rank: int = 3):
     individuals = [IndividualFactory(species=species, nickname=f"Nick {i}") for i in range(n_candidates)]
     for ind in individuals:
         gallery_photo(ind)
-    photo = PhotoFactory(status=Photo.Status.AWAITING_REVIEW, model_version=version, sighting__species=species,
-                         sighting__place_name="Husavik")
+    photo = PhotoFactory(
+        status=Photo.Status.AWAITING_REVIEW,
+        model_version=version,
+        sighting__species=species,
+        sighting__place_name="Husavik",
+    )
     photo.crop.save("q.png", ContentFile(jpeg_bytes(size=(209, 100), seed=7)), save=True)
     rank = 1
     for i, ind in enumerate(individuals):
@@ -65,10 +70,21 @@ def review_setup(n_candidates: int = 5, new_rank: int = 3):
 
 def running_run(user=None) -> TrainingRun:
     return TrainingRun.objects.create(
-        status=TrainingRun.Status.RUNNING, options={"epochs": 10, "arch": "resnet18"}, started_by=user,
-        started_at=timezone.now(), log="epoch 1 started\nstep 5 loss 1.9\n",
-        progress={"epoch": 3, "epochs": 10, "step": 5, "steps_per_epoch": 10, "loss": 1.234,
-                  "val_map5": 0.42, "eta_seconds": 95.0, "phase": "train"},
+        status=TrainingRun.Status.RUNNING,
+        options={"epochs": 10, "arch": "resnet18"},
+        started_by=user,
+        started_at=timezone.now(),
+        log="epoch 1 started\nstep 5 loss 1.9\n",
+        progress={
+            "epoch": 3,
+            "epochs": 10,
+            "step": 5,
+            "steps_per_epoch": 10,
+            "loss": 1.234,
+            "val_map5": 0.42,
+            "eta_seconds": 95.0,
+            "phase": "train",
+        },
     )
 
 
@@ -82,6 +98,17 @@ def model_with_plots(**kwargs) -> ModelVersion:
 
 
 __all__ = [
-    "ROLES", "make_user", "login", "gallery_photo", "review_setup", "running_run", "model_with_plots",
-    "SightingFactory", "SpeciesFactory", "IndividualFactory", "PhotoFactory", "UserFactory", "PASSWORD",
+    "ROLES",
+    "make_user",
+    "login",
+    "gallery_photo",
+    "review_setup",
+    "running_run",
+    "model_with_plots",
+    "SightingFactory",
+    "SpeciesFactory",
+    "IndividualFactory",
+    "PhotoFactory",
+    "UserFactory",
+    "PASSWORD",
 ]

@@ -1,5 +1,6 @@
 """Administrator pages through the Django test client on PostgreSQL (and the real Redis broker
 for queue lengths): registry, run page, training data + exports, health, and 403 for moderators."""
+
 import csv
 import io
 import json
@@ -10,18 +11,33 @@ import redis
 from django.conf import settings
 from django.urls import reverse
 
-from identification.models import HoldoutEvaluation, HoldoutSet, ModelVersion, TrainingExample, TrainingRun, WorkerHeartbeat
+from identification.models import (
+    HoldoutEvaluation,
+    HoldoutSet,
+    ModelVersion,
+    TrainingExample,
+    TrainingRun,
+    WorkerHeartbeat,
+)
 from identification.training.runs import execute_run
 from submissions.models import Photo
 from tests.web.helpers import (
-    IndividualFactory, PhotoFactory, UserFactory, gallery_photo, model_with_plots, running_run,
+    IndividualFactory,
+    PhotoFactory,
+    UserFactory,
+    gallery_photo,
+    model_with_plots,
+    running_run,
 )
 
 pytestmark = pytest.mark.django_db
 
 ADMIN_GETS = [
-    ("identification:model_list", {}), ("identification:training_data", {}), ("identification:health", {}),
-    ("identification:export_kaggle", {}), ("identification:export_coco", {}),
+    ("identification:model_list", {}),
+    ("identification:training_data", {}),
+    ("identification:health", {}),
+    ("identification:export_kaggle", {}),
+    ("identification:export_coco", {}),
 ]
 
 
@@ -43,14 +59,41 @@ def _examples(n=3, **kw):
 def test_registry_detail_snapshot_config_metrics_deltas(client, admin):
     active = model_with_plots(is_active=True, name="active-v1", promoted_by=admin)
     candidate = ModelVersion.objects.create(
-        name="cand-v2", artifact_dir="models/web-test", config={"arch": "resnet34", "epochs": 7},
-        metrics={"map5": 0.9}, training_snapshot={"photos": 3, "individuals": 2, "boxes": 1, "photo_ids": [41, 42, 43]},
+        name="cand-v2",
+        artifact_dir="models/web-test",
+        config={"arch": "resnet34", "epochs": 7},
+        metrics={"map5": 0.9},
+        training_snapshot={"photos": 3, "individuals": 2, "boxes": 1, "photo_ids": [41, 42, 43]},
     )
-    holdout = HoldoutSet.objects.create(items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}])
-    HoldoutEvaluation.objects.create(holdout=holdout, model_version=active, metrics={
-        "map5": 0.5, "top1": 0.4, "top5": 0.8, "new_precision": 0.5, "new_recall": 0.25, "n": 1, "new_cases": 0})
-    HoldoutEvaluation.objects.create(holdout=holdout, model_version=candidate, metrics={
-        "map5": 0.625, "top1": 0.3, "top5": 0.8, "new_precision": 0.5, "new_recall": 0.5, "n": 1, "new_cases": 0})
+    holdout = HoldoutSet.objects.create(
+        items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}]
+    )
+    HoldoutEvaluation.objects.create(
+        holdout=holdout,
+        model_version=active,
+        metrics={
+            "map5": 0.5,
+            "top1": 0.4,
+            "top5": 0.8,
+            "new_precision": 0.5,
+            "new_recall": 0.25,
+            "n": 1,
+            "new_cases": 0,
+        },
+    )
+    HoldoutEvaluation.objects.create(
+        holdout=holdout,
+        model_version=candidate,
+        metrics={
+            "map5": 0.625,
+            "top1": 0.3,
+            "top5": 0.8,
+            "new_precision": 0.5,
+            "new_recall": 0.5,
+            "n": 1,
+            "new_cases": 0,
+        },
+    )
     html = client.get(reverse("identification:model_detail", args=[candidate.pk])).content.decode()
     assert "41, 42, 43" in html and "resnet34" in html  # snapshot photos and config
     assert "0.625" in html and "+0.125" in html and "-0.100" in html  # map5, top1 deltas against active
@@ -68,11 +111,31 @@ def test_a_difference_smaller_than_the_noise_is_labelled(client, admin):
     """Bootstrap intervals beside each holdout score; a delta whose intervals overlap says so."""
     active = model_with_plots(is_active=True, name="active-v1")
     candidate = model_with_plots(name="cand-v2")
-    holdout = HoldoutSet.objects.create(items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}])
-    HoldoutEvaluation.objects.create(holdout=holdout, model_version=active, metrics={
-        "map5": 0.50, "top1": 0.40, "top5": 0.80, "n": 9, "intervals": {"map5": [0.30, 0.70], "top1": [0.30, 0.50]}})
-    HoldoutEvaluation.objects.create(holdout=holdout, model_version=candidate, metrics={
-        "map5": 0.55, "top1": 0.90, "top5": 0.80, "n": 9, "intervals": {"map5": [0.35, 0.75], "top1": [0.80, 1.0]}})
+    holdout = HoldoutSet.objects.create(
+        items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}]
+    )
+    HoldoutEvaluation.objects.create(
+        holdout=holdout,
+        model_version=active,
+        metrics={
+            "map5": 0.50,
+            "top1": 0.40,
+            "top5": 0.80,
+            "n": 9,
+            "intervals": {"map5": [0.30, 0.70], "top1": [0.30, 0.50]},
+        },
+    )
+    HoldoutEvaluation.objects.create(
+        holdout=holdout,
+        model_version=candidate,
+        metrics={
+            "map5": 0.55,
+            "top1": 0.90,
+            "top5": 0.80,
+            "n": 9,
+            "intervals": {"map5": [0.35, 0.75], "top1": [0.80, 1.0]},
+        },
+    )
     html = client.get(reverse("identification:model_detail", args=[candidate.pk])).content.decode()
     assert "[0.35–0.75]" in html
     rows = {key: html.split(f'data-metric="{key}"')[1].split("</tr>")[0] for key in ("map5", "top1")}
@@ -119,8 +182,9 @@ def test_failed_run_keeps_active_model_and_shows_why(client, admin):
 
 def test_only_one_run_at_a_time_message(client, admin):
     running_run(admin)
-    response = client.post(reverse("identification:start_training"),
-                           {"epochs": 2, "arch": "resnet18", "image_size": 128}, follow=True)
+    response = client.post(
+        reverse("identification:start_training"), {"epochs": 2, "arch": "resnet18", "image_size": 128}, follow=True
+    )
     assert "already queued or running" in response.content.decode()
     assert TrainingRun.objects.count() == 1
     response = client.post(reverse("identification:retrain_localizer"), follow=True)
@@ -214,16 +278,18 @@ def test_health_lists_worker_heartbeats(client, admin):
     from identification.ops.health import write_heartbeat
 
     write_heartbeat("gpu-box@host", ["pipeline", "training"], started_at=timezone.now(), device="GPU: NVIDIA H100")
-    WorkerHeartbeat.objects.create(hostname="old@host", device="CPU (2 cores)", queues=["default"],
-                                   last_seen=timezone.now() - timedelta(hours=1))
+    WorkerHeartbeat.objects.create(
+        hostname="old@host", device="CPU (2 cores)", queues=["default"], last_seen=timezone.now() - timedelta(hours=1)
+    )
     html = client.get(reverse("identification:health")).content.decode()
     assert "gpu-box@host" in html and "GPU: NVIDIA H100" in html and "pipeline, training" in html
     assert 'data-worker="old@host"' in html and "stale" in html
 
 
 def test_health_failed_photos_retry_and_retry_all(client, admin):
-    failed = [PhotoFactory(status=Photo.Status.FAILED, failure_code="corrupt", failure_reason="broken file")
-              for _ in range(3)]
+    failed = [
+        PhotoFactory(status=Photo.Status.FAILED, failure_code="corrupt", failure_reason="broken file") for _ in range(3)
+    ]
     html = client.get(reverse("identification:health")).content.decode()
     assert "broken file" in html and "Failed photos (3)" in html
     client.post(reverse("identification:health_retry", args=[failed[0].pk]))
@@ -242,10 +308,15 @@ def test_moderator_gets_403_on_admin_pages(client, name, kwargs):
     client.force_login(UserFactory(email="mod@example.org", role="moderator"))
     assert client.get(reverse(name, kwargs=kwargs)).status_code == 403
     version, run = model_with_plots(), running_run()
-    for url in (reverse("identification:model_detail", args=[version.pk]),
-                reverse("identification:run_detail", args=[run.pk])):
+    for url in (
+        reverse("identification:model_detail", args=[version.pk]),
+        reverse("identification:run_detail", args=[run.pk]),
+    ):
         assert client.get(url).status_code == 403
     ex = _examples(1)[0]
-    assert client.post(reverse("identification:training_data_update"), {"ids": [ex.pk], "action": "exclude"}).status_code == 403
+    assert (
+        client.post(reverse("identification:training_data_update"), {"ids": [ex.pk], "action": "exclude"}).status_code
+        == 403
+    )
     ex.refresh_from_db()
     assert ex.status == TrainingExample.Status.QUEUED

@@ -8,9 +8,14 @@ pytestmark = pytest.mark.django_db
 
 
 def test_signup_creates_watcher_and_logs_in(client):
-    response = client.post(reverse("signup"), {
-        "email": "New.Watcher@Example.org", "password1": "humpback-tails-42", "password2": "humpback-tails-42",
-    })
+    response = client.post(
+        reverse("signup"),
+        {
+            "email": "New.Watcher@Example.org",
+            "password1": "humpback-tails-42",
+            "password2": "humpback-tails-42",
+        },
+    )
     assert response.status_code == 302
     user = get_user_model().objects.get(email="new.watcher@example.org")
     assert user.username == "new.watcher@example.org"

@@ -8,8 +8,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_dashboard_renders_metrics_runs_and_progress(client, admin):
-    active = model_with_plots(is_active=True, metrics={"map5": 0.812, "top1": 0.7, "top5": 0.9,
-                                                       "new_precision": 0.6, "new_recall": 0.5})
+    active = model_with_plots(
+        is_active=True, metrics={"map5": 0.812, "top1": 0.7, "top5": 0.9, "new_precision": 0.6, "new_recall": 0.5}
+    )
     model_with_plots(name="candidate-2", metrics={"map5": 0.85})
     run = running_run(admin)
     response = client.get(reverse("identification:dashboard"))
@@ -37,13 +38,15 @@ def test_progress_json(client, admin):
 
 
 def test_start_training_and_cancel(client, admin):
-    response = client.post(reverse("identification:start_training"),
-                           {"epochs": 3, "arch": "resnet34", "image_size": 224, "fine_tune": ""})
+    response = client.post(
+        reverse("identification:start_training"), {"epochs": 3, "arch": "resnet34", "image_size": 224, "fine_tune": ""}
+    )
     assert response.status_code == 302
     run = TrainingRun.objects.get()
     assert run.options == {"epochs": 3, "arch": "resnet34", "image_size": 224, "fine_tune": False}
-    again = client.post(reverse("identification:start_training"), {"epochs": 3, "arch": "resnet34", "image_size": 224},
-                        follow=True)
+    again = client.post(
+        reverse("identification:start_training"), {"epochs": 3, "arch": "resnet34", "image_size": 224}, follow=True
+    )
     assert "already queued or running" in again.content.decode()
     client.post(reverse("identification:cancel_run", args=[run.pk]))
     run.refresh_from_db()

@@ -1,10 +1,10 @@
 """Research exports (identification.research) on a small known catalogue: the Darwin Core Archive
 read back with python-dwca-reader, capture histories computed by hand, the sightings CSV, the page,
 the management command and who may download."""
+
 import csv
 import io
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
@@ -22,13 +22,20 @@ pytestmark = pytest.mark.django_db
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
 DC = "http://purl.org/dc/terms/"
-OBIS_REQUIRED = ["eventDate", "decimalLatitude", "decimalLongitude", "scientificName", "scientificNameID",
-                 "occurrenceStatus", "basisOfRecord"]
+OBIS_REQUIRED = [
+    "eventDate",
+    "decimalLatitude",
+    "decimalLongitude",
+    "scientificName",
+    "scientificNameID",
+    "occurrenceStatus",
+    "basisOfRecord",
+]
 LSID = "urn:lsid:marinespecies.org:taxname:137092"
 
 
 def _when(y, m, d):
-    return datetime(y, m, d, 10, 0, tzinfo=dt_timezone.utc)
+    return datetime(y, m, d, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -42,11 +49,21 @@ def catalogue():
     b = IndividualFactory(species=species, catalogue_id="HW-0002")
     c = IndividualFactory(species=species, catalogue_id="HW-0003")
     sightings = {
-        key: SightingFactory(species=species, observed_at=_when(*day), latitude=-25.123456, longitude=152.987654,
-                             place_name="Hervey Bay", submitted_by=watcher, observer_name=observer)
+        key: SightingFactory(
+            species=species,
+            observed_at=_when(*day),
+            latitude=-25.123456,
+            longitude=152.987654,
+            place_name="Hervey Bay",
+            submitted_by=watcher,
+            observer_name=observer,
+        )
         for key, day, observer in [
-            ("s5", (2024, 12, 20), ""), ("s1", (2025, 12, 10), ""), ("s2", (2026, 1, 5), "someone@example.org"),
-            ("s3", (2026, 2, 20), ""), ("s4", (2026, 6, 15), "Jo Photographer"),
+            ("s5", (2024, 12, 20), ""),
+            ("s1", (2025, 12, 10), ""),
+            ("s2", (2026, 1, 5), "someone@example.org"),
+            ("s3", (2026, 2, 20), ""),
+            ("s4", (2026, 6, 15), "Jo Photographer"),
         ]
     }
 
@@ -59,9 +76,13 @@ def catalogue():
         return p
 
     photos = {
-        "a5": photo("s5", a), "a1": photo("s1", a), "a1_cc0": photo("s1", a, licence="CC0"),
-        "b1_nc": photo("s1", b, licence="CC-BY-NC"), "a2": photo("s2", a),
-        "c2": photo("s2", c, status=Photo.Status.NEW_INDIVIDUAL), "b3": photo("s3", b, licence="CC0"),
+        "a5": photo("s5", a),
+        "a1": photo("s1", a),
+        "a1_cc0": photo("s1", a, licence="CC0"),
+        "b1_nc": photo("s1", b, licence="CC-BY-NC"),
+        "a2": photo("s2", a),
+        "c2": photo("s2", c, status=Photo.Status.NEW_INDIVIDUAL),
+        "b3": photo("s3", b, licence="CC0"),
         "c4": photo("s4", c),
         # never exported: not confirmed, rejected
         "pending": photo("s3", None, status=Photo.Status.AWAITING_REVIEW, confirm=False),
@@ -95,11 +116,16 @@ def test_dwca_has_every_obis_field_and_only_confirmed_exportable_photos(client, 
     rows, metadata = _read_archive(tmp_path, data)
     occ = _by_id(rows)
     s = catalogue["sightings"]
-    assert sorted(occ) == sorted([
-        f"127.0.0.1:occ:{s['s5'].pk}-HW-0001", f"127.0.0.1:occ:{s['s1'].pk}-HW-0001",
-        f"127.0.0.1:occ:{s['s2'].pk}-HW-0001", f"127.0.0.1:occ:{s['s2'].pk}-HW-0003",
-        f"127.0.0.1:occ:{s['s3'].pk}-HW-0002", f"127.0.0.1:occ:{s['s4'].pk}-HW-0003",
-    ])  # B's CC BY-NC photo of s1 is not exportable by default
+    assert sorted(occ) == sorted(
+        [
+            f"127.0.0.1:occ:{s['s5'].pk}-HW-0001",
+            f"127.0.0.1:occ:{s['s1'].pk}-HW-0001",
+            f"127.0.0.1:occ:{s['s2'].pk}-HW-0001",
+            f"127.0.0.1:occ:{s['s2'].pk}-HW-0003",
+            f"127.0.0.1:occ:{s['s3'].pk}-HW-0002",
+            f"127.0.0.1:occ:{s['s4'].pk}-HW-0003",
+        ]
+    )  # B's CC BY-NC photo of s1 is not exportable by default
     for core, _ in occ.values():
         for term in OBIS_REQUIRED + ["organismID"]:
             assert core[DWC + term], term
@@ -123,10 +149,12 @@ def test_dwca_has_every_obis_field_and_only_confirmed_exportable_photos(client, 
     assert {m[DC + "identifier"] for m in media} == urls
     assert set(core[DWC + "associatedMedia"].split(" | ")) == urls
     assert {(m[DC + "type"], m[DC + "format"], m[DC + "creator"]) for m in media} == {
-        ("StillImage", "image/jpeg", "Ann Watcher")}
+        ("StillImage", "image/jpeg", "Ann Watcher")
+    }
     assert {m[DC + "license"] for m in media} == {
         "http://creativecommons.org/licenses/by/4.0/legalcode",
-        "http://creativecommons.org/publicdomain/zero/1.0/legalcode"}
+        "http://creativecommons.org/publicdomain/zero/1.0/legalcode",
+    }
     # an e-mail typed as the observer's name is dropped: the uploader's name stands in
     assert occ[f"127.0.0.1:occ:{s['s2'].pk}-HW-0001"][0][DWC + "recordedBy"] == "Ann Watcher"
     assert occ[f"127.0.0.1:occ:{s['s4'].pk}-HW-0003"][0][DWC + "recordedBy"] == "Jo Photographer"
@@ -173,8 +201,11 @@ def test_capture_history_by_season(catalogue):
 
 
 def test_capture_history_respects_the_date_range(client, moderator, catalogue):
-    text = _content(client.get(reverse("identification:export_capture"),
-                               {"occasion": "month", "start": "2025-12-01", "end": "2026-02-28"}))
+    text = _content(
+        client.get(
+            reverse("identification:export_capture"), {"occasion": "month", "start": "2025-12-01", "end": "2026-02-28"}
+        )
+    )
     assert text.decode() == "/* HW-0001 Moby */ 110 1;\n/* HW-0002 */ 101 1;\n/* HW-0003 */ 010 1;\n"
 
 
@@ -186,9 +217,18 @@ def test_sightings_csv_has_every_photo_with_photographer_and_whale(client, moder
     by_photo = {int(r["photo_id"]): r for r in rows}
     a1 = by_photo[photos["a1"].pk]
     assert (a1["catalogue_id"], a1["nickname"], a1["species"], a1["photographer"], a1["submitted_by"]) == (
-        "HW-0001", "Moby", "Humpback whale", "Ann Watcher", "Ann Watcher")
+        "HW-0001",
+        "Moby",
+        "Humpback whale",
+        "Ann Watcher",
+        "Ann Watcher",
+    )
     assert (a1["latitude"], a1["longitude"], a1["status"], a1["identified_by"]) == (
-        "-25.123", "152.988", "confirmed", "Maya Moderator")
+        "-25.123",
+        "152.988",
+        "confirmed",
+        "Maya Moderator",
+    )
     assert by_photo[photos["c4"].pk]["photographer"] == "Jo Photographer"
     assert by_photo[photos["rejected"].pk]["status"] == "rejected"
     assert by_photo[photos["rejected"].pk]["catalogue_id"] == ""
@@ -239,8 +279,15 @@ def test_upload_saves_the_chosen_licence(client, watcher):
     from tests.factories import jpeg_bytes, upload
 
     species = SpeciesFactory()
-    data = {"species": species.pk, "observed_date": "2024-07-01", "observed_time": "14:30", "latitude": "66.05",
-            "longitude": "-17.35", "licence": "CC-BY-NC", "photos": [upload("a.jpg", jpeg_bytes(seed=7))]}
+    data = {
+        "species": species.pk,
+        "observed_date": "2024-07-01",
+        "observed_time": "14:30",
+        "latitude": "66.05",
+        "longitude": "-17.35",
+        "licence": "CC-BY-NC",
+        "photos": [upload("a.jpg", jpeg_bytes(seed=7))],
+    }
     assert client.post(reverse("submissions:submit"), data).status_code == 302
     assert list(Photo.objects.values_list("licence", flat=True)) == ["CC-BY-NC"]
 
@@ -252,8 +299,12 @@ def test_demo_catalogue_archive_reads_back_with_every_required_field(tmp_path):
     from identification.models import Species
 
     for common, scientific, code in SPECIES:
-        Species.objects.create(code=code, common_name=common, scientific_name=scientific,
-                               scientific_name_id=WORMS_LSIDS.get(scientific, ""))
+        Species.objects.create(
+            code=code,
+            common_name=common,
+            scientific_name=scientific,
+            scientific_name_id=WORMS_LSIDS.get(scientific, ""),
+        )
     build_gallery(tmp_path / "synth", individuals=3, photos=2, seed=0, user=UserFactory(email="demo@example.org"))
     out = tmp_path / "demo-dwca.zip"
     call_command("export_research", "dwca", "--out", str(out), stdout=io.StringIO())

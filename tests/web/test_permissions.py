@@ -1,10 +1,18 @@
 """Every named URL × anonymous / watcher / moderator / admin."""
+
 import pytest
 from django.urls import reverse
 
 from submissions.models import Photo
 from tests.web.helpers import (
-    ROLES, IndividualFactory, PhotoFactory, gallery_photo, login, make_user, model_with_plots, review_setup,
+    ROLES,
+    IndividualFactory,
+    PhotoFactory,
+    gallery_photo,
+    login,
+    make_user,
+    model_with_plots,
+    review_setup,
     running_run,
 )
 
@@ -72,9 +80,20 @@ MATRIX = [
     ("identification:undo", "post", None, None, MODERATOR_REDIRECT),
     ("identification:correct_box", "post", "photo", "box", MODERATOR_REDIRECT),
     # no active model in this matrix: allowed roles get 404 (the PNG itself: tests/web/test_review_depth.py)
-    ("identification:explain", "get", "explain", None, {"anonymous": 302, "watcher": 403, "moderator": 404, "admin": 404}),
-    ("identification:matched_points", "get", "explain", None,
-     {"anonymous": 302, "watcher": 403, "moderator": 404, "admin": 404}),
+    (
+        "identification:explain",
+        "get",
+        "explain",
+        None,
+        {"anonymous": 302, "watcher": 403, "moderator": 404, "admin": 404},
+    ),
+    (
+        "identification:matched_points",
+        "get",
+        "explain",
+        None,
+        {"anonymous": 302, "watcher": 403, "moderator": 404, "admin": 404},
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """Issue 13, item 8: a confirmed sighting's exact position is not public; the precision is a setting."""
+
 import pytest
 from django.urls import reverse
 

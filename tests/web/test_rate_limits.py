@@ -1,5 +1,6 @@
 """Issue 13, item 6: sign-ins limited per account and per address, uploads and EXIF reads per user,
 each answered 429 with ``Retry-After`` and a message."""
+
 import pytest
 from django.urls import reverse
 
@@ -42,8 +43,12 @@ def test_uploads_and_exif_reads_are_limited_per_user(client, watcher, settings):
     settings.EXIF_READS_PER_HOUR = 2
     species = SpeciesFactory()
     for n in range(2):
-        data = {"species": species.pk, "observed_date": "2024-07-01", "observed_time": "14:30",
-                "photos": [upload(f"{n}.jpg", jpeg_bytes(seed=60 + n))]}
+        data = {
+            "species": species.pk,
+            "observed_date": "2024-07-01",
+            "observed_time": "14:30",
+            "photos": [upload(f"{n}.jpg", jpeg_bytes(seed=60 + n))],
+        }
         assert client.post(reverse("submissions:submit"), data).status_code == 302
     data["photos"] = [upload("third.jpg", jpeg_bytes(seed=70))]
     response = client.post(reverse("submissions:submit"), data)

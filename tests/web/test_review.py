@@ -81,8 +81,9 @@ def test_flagged_box_warning_and_batch_mates(client, moderator):
 def test_confirm_through_view_changes_photo_and_goes_to_next(client, moderator):
     photo, individuals, _ = review_setup()
     other, _, _ = review_setup()
-    response = client.post(reverse("identification:review_decide", args=[photo.pk]),
-                           {"action": "confirm", "individual": individuals[1].pk})
+    response = client.post(
+        reverse("identification:review_decide", args=[photo.pk]), {"action": "confirm", "individual": individuals[1].pk}
+    )
     assert response.status_code == 302
     assert response["Location"] == reverse("identification:review_photo", args=[other.pk])
     photo.refresh_from_db()

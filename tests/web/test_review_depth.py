@@ -1,6 +1,7 @@
 """The moderator's review page in depth, through the Django test client on PostgreSQL:
 candidate photo strips, keyboard wiring, explain heat-maps, undo, crop boxes, merge/split,
 consensus notes, disputed list, queue filters and the audit log on photo and individual pages."""
+
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,14 @@ from django.urls import reverse
 from identification.models import Decision, Embedding, Individual, Suggestion
 from submissions.models import Photo
 from tests.web.helpers import (
-    IndividualFactory, PhotoFactory, SightingFactory, UserFactory, gallery_photo, login, make_user, review_setup,
+    IndividualFactory,
+    PhotoFactory,
+    SightingFactory,
+    UserFactory,
+    gallery_photo,
+    login,
+    make_user,
+    review_setup,
 )
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +33,7 @@ def test_review_page_shows_up_to_four_photos_per_candidate_best_first(client, mo
     Suggestion.objects.filter(photo=photo, individual=whale).update(best_photo=best)
     # embeddings for two photos: the more similar one comes right after the best photo
     import numpy as np
+
     Embedding.objects.create(photo=photo, model_version=version, vector=np.array([1, 0], np.float32).tobytes())
     Embedding.objects.create(photo=extra[0], model_version=version, vector=np.array([0.9, 0.1], np.float32).tobytes())
     Embedding.objects.create(photo=extra[3], model_version=version, vector=np.array([0.1, 0.9], np.float32).tobytes())
@@ -68,10 +77,20 @@ def test_explain_endpoint_png_for_moderator_403_for_watcher(client, active_model
     label = next(iter(active_model.held_out))
     whale = active_model.individuals[label]
     data = active_model.held_out[label].read_bytes()
-    photo = PhotoFactory(status=Photo.Status.AWAITING_REVIEW, model_version=active_model.version,
-                         sighting__species=active_model.species, image=ContentFile(data, name="q.jpg"))
-    Suggestion.objects.create(photo=photo, model_version=active_model.version, rank=1, individual=whale, score=0.8,
-                              best_photo=active_model.gallery[label][0])
+    photo = PhotoFactory(
+        status=Photo.Status.AWAITING_REVIEW,
+        model_version=active_model.version,
+        sighting__species=active_model.species,
+        image=ContentFile(data, name="q.jpg"),
+    )
+    Suggestion.objects.create(
+        photo=photo,
+        model_version=active_model.version,
+        rank=1,
+        individual=whale,
+        score=0.8,
+        best_photo=active_model.gallery[label][0],
+    )
     url = reverse("identification:explain", args=[photo.pk, whale.pk])
 
     login(client, active_model.users["watcher"])
@@ -81,8 +100,10 @@ def test_explain_endpoint_png_for_moderator_403_for_watcher(client, active_model
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
-    from PIL import Image
     import io
+
+    from PIL import Image
+
     assert Image.open(io.BytesIO(response.content)).size == (64, 64)  # the model's crop size
     cached = default_storage.listdir(f"explain/{active_model.version.pk}")[1]
     assert len(cached) == 1
@@ -93,8 +114,9 @@ def test_explain_endpoint_png_for_moderator_403_for_watcher(client, active_model
 
 def test_undo_through_the_view(client, moderator):
     photo, individuals, _ = review_setup()
-    client.post(reverse("identification:review_decide", args=[photo.pk]),
-                {"action": "confirm", "individual": individuals[0].pk})
+    client.post(
+        reverse("identification:review_decide", args=[photo.pk]), {"action": "confirm", "individual": individuals[0].pk}
+    )
     response = client.post(reverse("identification:undo"), follow=True)
     assert response.redirect_chain[0][0] == reverse("identification:review_photo", args=[photo.pk])
     photo.refresh_from_db()
@@ -130,8 +152,9 @@ def test_merge_and_split_ui(client, moderator):
     moved = gallery_photo(source)
     page = client.get(reverse("identification:individual_detail", args=[source.catalogue_id])).content.decode()
     assert 'id="merge-form"' in page
-    response = client.post(reverse("identification:merge", args=[source.catalogue_id]),
-                           {"target": target.catalogue_id}, follow=True)
+    response = client.post(
+        reverse("identification:merge", args=[source.catalogue_id]), {"target": target.catalogue_id}, follow=True
+    )
     assert response.redirect_chain[-1][0] == reverse("identification:individual_detail", args=[target.catalogue_id])
     moved.refresh_from_db()
     assert moved.individual == target
@@ -152,13 +175,22 @@ def test_merge_and_split_ui(client, moderator):
 
 def test_audit_log_on_photo_and_individual_pages(client, moderator):
     photo, individuals, version = review_setup()
-    client.post(reverse("identification:review_decide", args=[photo.pk]),
-                {"action": "confirm", "individual": individuals[1].pk})
+    client.post(
+        reverse("identification:review_decide", args=[photo.pk]), {"action": "confirm", "individual": individuals[1].pk}
+    )
     html = client.get(reverse("identification:photo_detail", args=[photo.pk])).content.decode()
-    for text in ("Audit log", "Confirmed a match", "mod@example.org", version.name, individuals[1].catalogue_id,
-                 individuals[0].catalogue_id + " 0.900"):
+    for text in (
+        "Audit log",
+        "Confirmed a match",
+        "mod@example.org",
+        version.name,
+        individuals[1].catalogue_id,
+        individuals[0].catalogue_id + " 0.900",
+    ):
         assert text in html, text
-    ind_html = client.get(reverse("identification:individual_detail", args=[individuals[1].catalogue_id])).content.decode()
+    ind_html = client.get(
+        reverse("identification:individual_detail", args=[individuals[1].catalogue_id])
+    ).content.decode()
     assert "Audit log" in ind_html and "Confirmed a match" in ind_html and "mod@example.org" in ind_html
 
     # the photo's watcher sees its status, not the log; another watcher is refused; the public sees no log
@@ -171,7 +203,9 @@ def test_audit_log_on_photo_and_individual_pages(client, moderator):
     client.force_login(make_user("watcher", "stranger@example.org"))
     assert client.get(reverse("identification:photo_detail", args=[photo.pk])).status_code == 403
     client.logout()
-    public = client.get(reverse("identification:individual_detail", args=[individuals[1].catalogue_id])).content.decode()
+    public = client.get(
+        reverse("identification:individual_detail", args=[individuals[1].catalogue_id])
+    ).content.decode()
     assert "Audit log" not in public and "mod@example.org" not in public
 
 
@@ -210,7 +244,9 @@ def test_consensus_note_and_disputed_list(client, settings):
 def test_queue_view_filters_order_and_two_moderators_get_different_photos(client):
     first, _, _ = review_setup()
     second, _, _ = review_setup()
-    Photo.objects.filter(pk=second.pk).update(sighting=SightingFactory(place_name="Tonga", latitude=-18.6, longitude=-173.9))
+    Photo.objects.filter(pk=second.pk).update(
+        sighting=SightingFactory(place_name="Tonga", latitude=-18.6, longitude=-173.9)
+    )
     Suggestion.objects.filter(photo=second, individual__isnull=False, rank=1).update(score=0.99)
     a = UserFactory(email="a@example.org", role="moderator")
     b = UserFactory(email="b@example.org", role="moderator")

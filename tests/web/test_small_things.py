@@ -1,5 +1,6 @@
 """Small things that looked unfinished (issue 12, item 10): a styled 403 that logs one line and no
 traceback, a favicon, and ``make run PORT=...`` pointing e-mail links at that port."""
+
 import logging
 import subprocess
 from pathlib import Path
@@ -34,8 +35,9 @@ def test_favicon(client):
 
 
 def test_make_run_points_site_url_at_its_port():
-    dry = subprocess.run(["make", "-n", "run", "PORT=8100", "PY=python"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    dry = subprocess.run(
+        ["make", "-n", "run", "PORT=8100", "PY=python"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert "SITE_URL=http://127.0.0.1:8100" in dry and "--port 8100" in dry
     assert "SITE_URL" in (REPO / "README.md").read_text()
 
@@ -62,8 +64,10 @@ def test_versions_are_numbered_and_settings_folded(client, admin):
     from identification.models import ModelVersion
 
     version = ModelVersion.objects.create(
-        name="run-3-20261201-193727-29366c51", artifact_dir="models/x",
-        config={"arch": "resnet50", "image_size": 224, "epochs": 20, "lr": 0.0003, "mixup": 0.0, "seed": 0})
+        name="run-3-20261201-193727-29366c51",
+        artifact_dir="models/x",
+        config={"arch": "resnet50", "image_size": 224, "epochs": 20, "lr": 0.0003, "mixup": 0.0, "seed": 0},
+    )
     html = client.get(reverse("identification:model_detail", args=[version.pk])).content.decode()
     assert f"Version v{version.pk}" in html
     head, settings = html.split('id="all-settings"', 1)
@@ -80,8 +84,11 @@ def test_home_shows_the_demo_setup_until_a_model_is_active(client):
 
     html = client.get(reverse("home")).content.decode()
     assert 'id="setup-progress"' in html and "Preparing the demo catalogue" in html
-    TrainingRun.objects.create(status=TrainingRun.Status.RUNNING, options={"epochs": 4, "seed_demo": True},
-                               progress={"phase": "train", "epoch": 2, "epochs": 4, "step": 0, "steps_per_epoch": 5})
+    TrainingRun.objects.create(
+        status=TrainingRun.Status.RUNNING,
+        options={"epochs": 4, "seed_demo": True},
+        progress={"phase": "train", "epoch": 2, "epochs": 4, "step": 0, "steps_per_epoch": 5},
+    )
     html = client.get(reverse("home")).content.decode()
     assert "Training the model (25%)" in html and "photos wait in the queue" in html
     ModelVersion.objects.create(name="demo-1", artifact_dir="models/demo", is_active=True)

@@ -9,8 +9,16 @@ pytestmark = pytest.mark.django_db
 
 
 def form_data(species, **overrides):
-    data = {"species": species.pk, "observed_date": "2024-07-01", "observed_time": "14:30",
-            "latitude": "66.05", "longitude": "-17.35", "place_name": "Skjálfandi", "observer_name": "", "notes": ""}
+    data = {
+        "species": species.pk,
+        "observed_date": "2024-07-01",
+        "observed_time": "14:30",
+        "latitude": "66.05",
+        "longitude": "-17.35",
+        "place_name": "Skjálfandi",
+        "observer_name": "",
+        "notes": "",
+    }
     data.update(overrides)
     return data
 
@@ -111,8 +119,7 @@ def test_the_date_floor_is_a_setting_but_never_before_photography(client, watche
     assert response.status_code == 302 and Sighting.objects.count() == 1
 
 
-def test_an_upload_over_the_request_cap_is_refused_before_it_is_read_and_the_cap_is_shown(client, watcher,
-                                                                                              settings):
+def test_an_upload_over_the_request_cap_is_refused_before_it_is_read_and_the_cap_is_shown(client, watcher, settings):
     species = SpeciesFactory()
     assert "25 MB each, 100 MB per upload" in client.get(reverse("submissions:submit")).content.decode()
     settings.MAX_REQUEST_BYTES = 1024 * 1024
@@ -159,7 +166,9 @@ def test_my_sightings_badges_and_status_json(client, watcher):
     sighting_kwargs = {"sighting__submitted_by": watcher}
     processing = PhotoFactory(status=Photo.Status.PROCESSING, **sighting_kwargs)
     rejected = PhotoFactory(status=Photo.Status.REJECTED, reject_reason="not_a_fluke", sighting=processing.sighting)
-    failed = PhotoFactory(status=Photo.Status.FAILED, failure_reason="The image is too small.", sighting=processing.sighting)
+    failed = PhotoFactory(
+        status=Photo.Status.FAILED, failure_reason="The image is too small.", sighting=processing.sighting
+    )
     whale = IndividualFactory(nickname="Sprinkles")
     confirmed = gallery_photo(whale, sighting=processing.sighting)
     PhotoFactory()  # someone else's

@@ -4,10 +4,12 @@ The defaults are the embedded first-run setup: SQLite, local media, and a Celery
 (kombu's filesystem transport) that needs no server. Production overrides them through
 environment variables, see ``production.py`` and ``docker/``.
 """
+
 import datetime
 from pathlib import Path
 
 import environ
+
 from ml import presets
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent

@@ -1,4 +1,5 @@
 """The embedded first-run setup: SQLite, local media, filesystem Celery transport, DEBUG on."""
+
 from .base import *  # noqa: F401,F403
 from .base import env
 

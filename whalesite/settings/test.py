@@ -1,4 +1,5 @@
 """CI settings: PostgreSQL and Redis on this machine, for real (override with DATABASE_URL / CELERY_BROKER_URL)."""
+
 import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
@@ -16,4 +17,6 @@ SERVE_MEDIA = True  # uploaded photos and crops are served by Django (live_serve
 TRAINING_HEARTBEAT_S = env.float("TRAINING_HEARTBEAT_S", default=1)  # crash tests wait for a lost run
 TRAINING_RUN_LOST_S = env.float("TRAINING_RUN_LOST_S", default=8)
 PHOTO_LEASE_S = env.float("PHOTO_LEASE_S", default=6)
-NOTIFY_UNDO_WINDOW_S = env.float("NOTIFY_UNDO_WINDOW_S", default=2)  # the real worker's mail task runs after a short window
+NOTIFY_UNDO_WINDOW_S = env.float(
+    "NOTIFY_UNDO_WINDOW_S", default=2
+)  # the real worker's mail task runs after a short window

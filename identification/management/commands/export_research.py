@@ -1,6 +1,7 @@
 """``python manage.py export_research {dwca,capture,sightings} --out FILE``: the research exports
 of ``identification.research``, the same code the web page streams, written to a file. Run by an
 operator, so coordinates are as recorded unless ``--decimals`` rounds them."""
+
 from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError

@@ -1,4 +1,5 @@
 """``python manage.py grant_role EMAIL {watcher,moderator,admin}``: put a user in one role group."""
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 

@@ -4,6 +4,7 @@ Migrates, seeds the demo catalogue (and trains its small model) when there is no
 then runs two Celery workers (pipeline+default, and training, one run at a time) beside the
 web server. Ctrl-C stops all of them. Production runs these as separate services (docker/).
 """
+
 import os
 import signal
 import subprocess
@@ -42,8 +43,21 @@ class Command(BaseCommand):
         celery = [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "--loglevel=INFO"]
         procs = [
             # the pipeline worker also runs beat (housekeeping such as re-queuing stuck photos)
-            subprocess.Popen(celery + ["-Q", f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}", "-c", "1", "-n", "pipeline@%h",
-                                       "-B", "-s", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], env=env),
+            subprocess.Popen(
+                celery
+                + [
+                    "-Q",
+                    f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}",
+                    "-c",
+                    "1",
+                    "-n",
+                    "pipeline@%h",
+                    "-B",
+                    "-s",
+                    str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
+                ],
+                env=env,
+            ),
             subprocess.Popen(celery + ["-Q", TRAINING_QUEUE, "-c", "1", "-n", "training@%h"], env=env),
         ]
         if gunicorn:
@@ -55,9 +69,12 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"whalesite is running at http://{host}:{port}/  (Ctrl-C stops it)"))
         background = []
         if seed:  # after the web is up: the first page answers at once and shows the setup's progress
-            self.stdout.write("No active model yet: seeding the demo catalogue and training a small model "
-                              "in the background (the home page shows its progress)...")
+            self.stdout.write(
+                "No active model yet: seeding the demo catalogue and training a small model "
+                "in the background (the home page shows its progress)..."
+            )
             background.append(subprocess.Popen([sys.executable, "manage.py", "seed_demo"], env=env))
+
         def stop(signum, frame):  # `kill`, systemd, docker stop: stop the children too, not just this process
             raise KeyboardInterrupt
 

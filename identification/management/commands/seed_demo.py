@@ -4,6 +4,7 @@ Species, synthetic flukes (``ml.synth``) stored as confirmed gallery photos, a s
 model registered as the active version with its gallery embedded, demo users with their roles,
 and held-out photos in ``var/demo/uploads/`` to try an upload with.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -34,14 +35,23 @@ from submissions.models import Photo, Sighting
 from whalesite.celery import ensure_broker_folders
 
 DEMO_PASSWORD = "whales-demo"
-DEMO_USERS = [("admin@example.org", "admin"), ("moderator@example.org", "moderator"), ("watcher@example.org", "watcher")]
+DEMO_USERS = [
+    ("admin@example.org", "admin"),
+    ("moderator@example.org", "moderator"),
+    ("watcher@example.org", "watcher"),
+]
 SPECIES = [
     ("Humpback whale", "Megaptera novaeangliae", "HW"),
     ("Southern right whale", "Eubalaena australis", "SRW"),
     ("Sperm whale", "Physeter macrocephalus", "SPW"),
 ]
 WORMS_LSIDS = {"Megaptera novaeangliae": "urn:lsid:marinespecies.org:taxname:137092"}  # only those checked
-PLACES = [("Hervey Bay", -25.0, 152.9), ("Monterey Bay", 36.8, -121.9), ("Husavik", 66.05, -17.35), ("Tonga", -18.65, -173.98)]
+PLACES = [
+    ("Hervey Bay", -25.0, 152.9),
+    ("Monterey Bay", 36.8, -121.9),
+    ("Husavik", 66.05, -17.35),
+    ("Tonga", -18.65, -173.98),
+]
 NEW_INDIVIDUALS_HELD_OUT = 2
 
 
@@ -61,22 +71,32 @@ def create_demo_users(stdout=None) -> dict:
     return users
 
 
-def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, user=None, species=None,
-                  uploads_dir: Path | None = None, image_size: int | None = None):
+def build_gallery(
+    out_dir: Path,
+    *,
+    individuals: int,
+    photos: int,
+    seed: int,
+    user=None,
+    species=None,
+    uploads_dir: Path | None = None,
+    image_size: int | None = None,
+):
     """Generate synthetic flukes and store them as confirmed gallery photos.
 
     Returns (individual objects, list of held-out (path, catalogue id or "new")).
     """
     species = species or Species.objects.get(code="HW")
-    generate_dataset(str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed,
-                     progress=False)
+    generate_dataset(
+        str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed, progress=False
+    )
     labels = read_labels_csv(out_dir / "train.csv")
     boxes = read_boxes_csv(out_dir / "boxes.csv") if (out_dir / "boxes.csv").exists() else {}
     by_id: dict[str, list[str]] = defaultdict(list)
     for image, label, _ in labels:
         by_id[label].append(image)
     ids = sorted(by_id)
-    known, new = ids[: len(ids) - NEW_INDIVIDUALS_HELD_OUT], ids[len(ids) - NEW_INDIVIDUALS_HELD_OUT:]
+    known, new = ids[: len(ids) - NEW_INDIVIDUALS_HELD_OUT], ids[len(ids) - NEW_INDIVIDUALS_HELD_OUT :]
     held_out: list[tuple[Path, str]] = []
     created = []
     now = timezone.now()
@@ -90,15 +110,25 @@ def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, us
         for i, image in enumerate(gallery):
             place, lat, lon = PLACES[(n + i) % len(PLACES)]
             sighting = Sighting.objects.create(
-                species=species, observed_at=now - timedelta(days=30 * (i + 1) + n), latitude=lat, longitude=lon,
-                place_name=place, observer_name="Demo data", submitted_by=user,
+                species=species,
+                observed_at=now - timedelta(days=30 * (i + 1) + n),
+                latitude=lat,
+                longitude=lon,
+                place_name=place,
+                observer_name="Demo data",
+                submitted_by=user,
             )
             data = (out_dir / "images" / image).read_bytes()
             hashes = compute_hashes(data)
             width, height = load_image(data, min_side=1).size
             photo = Photo(
-                sighting=sighting, original_filename=image, sha256=hashes.sha256, phash=hashes.phash,
-                status=Photo.Status.CONFIRMED, individual=individual, decided_at=now,
+                sighting=sighting,
+                original_filename=image,
+                sha256=hashes.sha256,
+                phash=hashes.phash,
+                status=Photo.Status.CONFIRMED,
+                individual=individual,
+                decided_at=now,
             )
             photo.image.save(image, ContentFile(data), save=False)
             photo.width, photo.height = width, height
@@ -118,17 +148,31 @@ def build_gallery(out_dir: Path, *, individuals: int, photos: int, seed: int, us
     return created, held_out
 
 
-def train_and_activate(*, epochs: int, arch: str, image_size: int, progress=None, max_steps=None, user=None,
-                       localizer_epochs: int | None = None):
+def train_and_activate(
+    *,
+    epochs: int,
+    arch: str,
+    image_size: int,
+    progress=None,
+    max_steps=None,
+    user=None,
+    localizer_epochs: int | None = None,
+):
     """Train on the current gallery with ml.train, register the version, embed the gallery and activate it."""
     run = TrainingRun.objects.create(
         started_by=user,
         options={"epochs": epochs, "arch": arch, "image_size": image_size, "fine_tune": False, "seed_demo": True},
     )
     with run_lifecycle(run, what="demo training run", reraise=True):
-        config, result, snapshot = _train_demo(run, epochs=epochs, arch=arch, image_size=image_size,
-                                               progress=progress, max_steps=max_steps,
-                                               localizer_epochs=localizer_epochs)
+        config, result, snapshot = _train_demo(
+            run,
+            epochs=epochs,
+            arch=arch,
+            image_size=image_size,
+            progress=progress,
+            max_steps=max_steps,
+            localizer_epochs=localizer_epochs,
+        )
     with transaction.atomic():
         version = register_version(result, run=run, config=config, snapshot=snapshot, name=f"demo-{run.pk}")
         mark_examples_used(snapshot["photo_ids"], run)
@@ -147,10 +191,19 @@ def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer
     snapshot = export_dataset(data_dir)
     out_dir = Path(settings.ML_ROOT) / "models" / f"demo-{run.pk}"
     config = TrainConfig(
-        csv=str(data_dir / "train.csv"), images_dir=str(data_dir / "images"), boxes_csv=str(data_dir / "boxes.csv"),
-        out_dir=str(out_dir), arch=arch, image_size=image_size, epochs=epochs, num_workers=0,
-        batch_size=min(32, settings.ML_DEFAULT_BATCH_SIZE), device=settings.ML_DEVICE, max_steps=max_steps,
-        init_weights=settings.ML_INIT_WEIGHTS or None, localizer_epochs=localizer_epochs,
+        csv=str(data_dir / "train.csv"),
+        images_dir=str(data_dir / "images"),
+        boxes_csv=str(data_dir / "boxes.csv"),
+        out_dir=str(out_dir),
+        arch=arch,
+        image_size=image_size,
+        epochs=epochs,
+        num_workers=0,
+        batch_size=min(32, settings.ML_DEFAULT_BATCH_SIZE),
+        device=settings.ML_DEVICE,
+        max_steps=max_steps,
+        init_weights=settings.ML_INIT_WEIGHTS or None,
+        localizer_epochs=localizer_epochs,
     )
     return config, train(config, progress=progress), snapshot
 
@@ -167,9 +220,15 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=presets.DEFAULT.epochs)
         parser.add_argument("--arch", default=presets.DEFAULT.arch, choices=presets.ARCHS)
         parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--localizer-epochs", type=int, default=8,
-                            help="fluke localizer epochs (capped for a first `make run`; ml's own default is >= 400 steps)")
-        parser.add_argument("--fast", action="store_true", help="tiny settings (tests): 6 whales, 3 photos, 64px, 1 epoch")
+        parser.add_argument(
+            "--localizer-epochs",
+            type=int,
+            default=8,
+            help="fluke localizer epochs (capped for a first `make run`; ml's own default is >= 400 steps)",
+        )
+        parser.add_argument(
+            "--fast", action="store_true", help="tiny settings (tests): 6 whales, 3 photos, 64px, 1 epoch"
+        )
         parser.add_argument("--force", action="store_true", help="seed again even if demo data exists")
         parser.add_argument("--uploads-dir", default=None, help="where to write held-out photos (var/demo/uploads)")
 
@@ -182,8 +241,12 @@ class Command(BaseCommand):
         species = {}
         for common, scientific, code in SPECIES:
             species[code], _ = Species.objects.get_or_create(
-                code=code, defaults={"common_name": common, "scientific_name": scientific,
-                                     "scientific_name_id": WORMS_LSIDS.get(scientific, "")}
+                code=code,
+                defaults={
+                    "common_name": common,
+                    "scientific_name": scientific,
+                    "scientific_name_id": WORMS_LSIDS.get(scientific, ""),
+                },
             )
         self.stdout.write("Demo users:")
         users = create_demo_users(self.stdout)
@@ -196,11 +259,18 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory(prefix="whalesite-synth-") as tmp:
             with transaction.atomic():
                 individuals, held_out = build_gallery(
-                    Path(tmp), individuals=o["individuals"], photos=o["photos"], seed=o["seed"],
-                    user=users["watcher"], species=species["HW"], uploads_dir=uploads,
+                    Path(tmp),
+                    individuals=o["individuals"],
+                    photos=o["photos"],
+                    seed=o["seed"],
+                    user=users["watcher"],
+                    species=species["HW"],
+                    uploads_dir=uploads,
                 )
-        self.stdout.write(f"Created {len(individuals)} individuals with {o['photos']} photos each "
-                          f"({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}")
+        self.stdout.write(
+            f"Created {len(individuals)} individuals with {o['photos']} photos each "
+            f"({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}"
+        )
 
         last = [0.0]
 
@@ -213,10 +283,16 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Training {o['arch']} at {o['image_size']}px for {o['epochs']} epoch(s)...")
         version = train_and_activate(
-            epochs=o["epochs"], arch=o["arch"], image_size=o["image_size"], progress=progress, user=users["admin"],
+            epochs=o["epochs"],
+            arch=o["arch"],
+            image_size=o["image_size"],
+            progress=progress,
+            user=users["admin"],
             localizer_epochs=o["localizer_epochs"],
         )
-        self.stdout.write(self.style.SUCCESS(
-            f"Active model {version.name}: MAP@5 {version.metrics.get('map5')}, gallery embedded "
-            f"({time.monotonic() - t0:.0f}s in all)."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Active model {version.name}: MAP@5 {version.metrics.get('map5')}, gallery embedded "
+                f"({time.monotonic() - t0:.0f}s in all)."
+            )
+        )
