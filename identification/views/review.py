@@ -237,31 +237,29 @@ def review_decide(request, photo_id):
     return _next_photo(request, exclude=photo.pk)
 
 
-@moderator_required
-def explain(request, photo_id, individual_id):
+def _candidate_png(request, photo_id, individual_id, render) -> HttpResponse:
+    """A picture about one candidate of a photo (``render(photo=, individual=, user=)``), or 404 with why."""
     photo = get_object_or_404(Photo, pk=photo_id)
     individual = get_object_or_404(Individual, pk=individual_id)
     try:
-        png = explain_png(photo=photo, individual=individual, user=request.user)
+        png = render(photo=photo, individual=individual, user=request.user)
     except ValidationError as exc:
         raise Http404(" ".join(exc.messages)) from None
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@moderator_required
+def explain(request, photo_id, individual_id):
+    """The occlusion heat-map of the query against the candidate (review.compare)."""
+    return _candidate_png(request, photo_id, individual_id, explain_png)
 
 
 @moderator_required
 def matched_points(request, photo_id, individual_id):
     """The RootSIFT-verified keypoint pairs with the candidate's best photo, as a PNG (review.evidence)."""
-    photo = get_object_or_404(Photo, pk=photo_id)
-    individual = get_object_or_404(Individual, pk=individual_id)
-    try:
-        png = matched_points_png(photo=photo, individual=individual, user=request.user)
-    except ValidationError as exc:
-        raise Http404(" ".join(exc.messages)) from None
-    response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return _candidate_png(request, photo_id, individual_id, matched_points_png)
 
 
 @moderator_required
