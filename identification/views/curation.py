@@ -119,7 +119,8 @@ def rename(request, catalogue_id):
         if not form.is_valid():
             raise ValidationError("A nickname has at most 100 characters.")
         if set_nickname(individual=individual, nickname=form.cleaned_data["nickname"], moderator=request.user):
-            messages.success(request, f"{individual.catalogue_id} is now called \u201c{individual.nickname}\u201d.")
+            named = f"is now called \u201c{individual.nickname}\u201d" if individual.nickname else "has no nickname now"
+            messages.success(request, f"{individual.catalogue_id} {named}.")
     except ValidationError as exc:
         show_errors(request, exc)
     return redirect("identification:individual_detail", catalogue_id=individual.catalogue_id)
