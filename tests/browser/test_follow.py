@@ -4,8 +4,8 @@ the undo window the worker's mail task sends the follower the "seen again" e-mai
 its mail to files here), and the notification is on their page, counted in the menu. The e-mail's
 one-click unsubscribe link works once and answers "already unsubscribed" after.
 
-``DOCS_SCREENSHOTS=docs/screenshots`` also saves /following/, /notifications/ and search results at
-1280 and 390 px there."""
+``DOCS_SCREENSHOTS=docs/screenshots`` also saves /following/, /notifications/, search results and a
+whale page's follow button at 1280 and 390 px there."""
 
 import email
 import os
@@ -71,6 +71,7 @@ def test_a_follower_hears_their_whale_was_seen_again(new_page, shots, mail_dir):
     fan.get_by_role("button", name=f"Follow {whale.catalogue_id}").click()
     expect(fan.locator(".messages")).to_contain_text(f"You follow {whale.catalogue_id}")
     expect(fan.get_by_role("button", name=re.compile("Unfollow"))).to_be_visible()
+    docs_shots(fan, "individual-follow")
     fan.get_by_role("link", name="Following").click()
     expect(fan.locator(".follow-table")).to_contain_text(whale.catalogue_id)
     expect(fan.locator(".follow-table")).to_contain_text("Nick 0")
