@@ -73,6 +73,10 @@ class MergeForm(forms.Form):
     target = forms.CharField(max_length=20, label="Merge into (catalogue id)")
 
 
+class NicknameForm(forms.Form):
+    nickname = forms.CharField(max_length=100, required=False, label="Nickname")
+
+
 class ConfirmForm(forms.Form):
     individual = forms.ModelChoiceField(queryset=Individual.objects.active(), to_field_name="pk")
 

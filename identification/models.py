@@ -207,6 +207,7 @@ class Decision(models.Model):
         MERGE = "merge", "Merged individuals"
         SPLIT = "split", "Split a photo out"
         SPECIES = "species", "Corrected the species"
+        NAME = "name", "Set the nickname"
 
     class RejectReason(models.TextChoices):
         NOT_A_FLUKE = "not_a_fluke", "Not a fluke"

@@ -81,6 +81,7 @@ def run_training(self, run_id: int) -> str:
 
 @shared_task(name=jobs.NOTIFY_WATCHERS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)
 def notify_watchers(decision_id: int) -> int:
+    """Notices and e-mails of a match, a new whale, a nickname or a merge (``review.notify``; told once)."""
     return send_decision_emails(decision_id)
 
 

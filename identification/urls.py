@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import catalogue, curation, models, ops, research, review
+from .views import catalogue, curation, models, ops, research, review, search
 
 app_name = "identification"
 
@@ -10,6 +10,8 @@ urlpatterns = [
     path("individuals/", catalogue.individuals, name="individuals"),
     path("individuals/<str:catalogue_id>/", catalogue.individual_detail, name="individual_detail"),
     path("individuals/<str:catalogue_id>/merge/", curation.merge, name="merge"),
+    path("individuals/<str:catalogue_id>/nickname/", curation.rename, name="rename"),
+    path("search/", search.search, name="search"),
     path("photos/<int:photo_id>/", catalogue.photo_detail, name="photo_detail"),
     path("photos/<int:photo_id>/split/", curation.split, name="split"),
     path("review/", review.review_queue, name="review_queue"),

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from follows.following import move_follows
 from ml.types import Box
 from submissions.models import Photo
 
@@ -172,6 +173,7 @@ def merge_individuals(*, source, target, moderator) -> Decision:
         Individual.objects.filter(merged_into=source).update(merged_into=target)
         source.merged_into = target
         source.save(update_fields=["merged_into"])
+        followers = move_follows(source, target)
         if not target.nickname and source.nickname:
             target.nickname = source.nickname
             target.save(update_fields=["nickname"])
@@ -185,8 +187,11 @@ def merge_individuals(*, source, target, moderator) -> Decision:
                 "target_id": target.pk,
                 "target": target.catalogue_id,
                 "photos": photo_ids,
+                "followers": followers,
             },
         )
+        if followers:
+            jobs.enqueue(jobs.NOTIFY_WATCHERS, decision.pk)  # the merged whale's followers now follow target
         pending = list(
             Photo.objects.awaiting_review()
             .filter(suggestions__individual=target)

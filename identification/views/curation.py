@@ -9,12 +9,13 @@ from django.views.decorators.http import require_POST
 
 from submissions.models import Photo
 
-from ..forms import BoxForm, MergeForm, SpeciesForm
+from ..forms import BoxForm, MergeForm, NicknameForm, SpeciesForm
 from ..models import Individual
 from ..permissions import moderator_required
 from ..review.curation import correct_box as save_box
 from ..review.curation import correct_species as save_species
 from ..review.curation import merge_individuals, split_photo
+from ..review.naming import set_nickname
 from .common import retry_failed_photo, show_errors
 
 FAILED_PAGE = 30
@@ -100,3 +101,20 @@ def failed_photos(request):
 @require_POST
 def retry(request, photo_id):
     return retry_failed_photo(request, photo_id, "identification:failed_photos")
+
+
+@moderator_required
+@require_POST
+def rename(request, catalogue_id):
+    """Set a whale's nickname; its followers are told (``review.naming``)."""
+    individual = get_object_or_404(Individual, catalogue_id=catalogue_id)
+    form = NicknameForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError("A nickname has at most 100 characters.")
+        if set_nickname(individual=individual, nickname=form.cleaned_data["nickname"], moderator=request.user):
+            named = f"is now called \u201c{individual.nickname}\u201d" if individual.nickname else "has no nickname now"
+            messages.success(request, f"{individual.catalogue_id} {named}.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect("identification:individual_detail", catalogue_id=individual.catalogue_id)

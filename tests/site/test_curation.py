@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from follows.following import follow
 from identification.forms import ReviewFilterForm
 from identification.models import Decision, Embedding, Individual, Suggestion, TrainingExample
 from identification.review.curation import correct_box, merge_individuals, split_photo, undo_last_decision
@@ -241,6 +242,7 @@ def test_consensus_two_agreeing_moderators(mods, settings, mailoutbox, django_ca
     earlier = UserFactory()
     whale = IndividualFactory(nickname="Moby")
     PhotoFactory(status=Photo.Status.CONFIRMED, individual=whale, sighting=SightingFactory(submitted_by=earlier))
+    follow(earlier, whale, automatic=True)  # as their own confirmed photo (or the follows migration) made them
     photo = awaiting()
     with django_capture_on_commit_callbacks() as callbacks:
         vote = confirm_match(photo=photo, moderator=a, individual=whale)

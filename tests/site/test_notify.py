@@ -5,6 +5,7 @@ again never send a second mail."""
 import pytest
 from django.conf import settings
 
+from follows.following import follow
 from identification.review.curation import undo_last_decision
 from identification.review.decisions import confirm_match
 from identification.review.notify import send_decision_emails
@@ -15,12 +16,11 @@ pytestmark = pytest.mark.django_db
 
 
 def whale_seen_before():
+    """A whale with an earlier watcher's photo, who follows it (as confirmation, or the migration, made them)."""
     individual = IndividualFactory(nickname="Moby")
-    PhotoFactory(
-        status=Photo.Status.CONFIRMED,
-        individual=individual,
-        sighting=SightingFactory(submitted_by=UserFactory(email="earlier@example.org")),
-    )
+    earlier = UserFactory(email="earlier@example.org")
+    PhotoFactory(status=Photo.Status.CONFIRMED, individual=individual, sighting=SightingFactory(submitted_by=earlier))
+    follow(earlier, individual, automatic=True)
     return individual
 
 

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 
+from follows.following import follow
 from identification.models import Decision, TrainingExample, TrainingRun
 from identification.review.decisions import confirm_match, name_new_individual, reject_photo, skip_photo
 from identification.review.notify import send_decision_emails
@@ -42,6 +43,7 @@ def test_confirm_creates_audit_training_example_and_emails(mailoutbox, django_ca
     PhotoFactory(
         status=Photo.Status.CONFIRMED, individual=individual, sighting=SightingFactory(submitted_by=earlier_watcher)
     )
+    follow(earlier_watcher, individual, automatic=True)  # as their own confirmed photo (or the migration) made them
     photo = awaiting()
     decision = confirm_match(photo=photo, moderator=moderator, individual=individual)
     photo.refresh_from_db()

@@ -79,6 +79,13 @@ MATRIX = [
     ("identification:disputed", "get", None, None, ADMIN),
     ("identification:undo", "post", None, None, MODERATOR_REDIRECT),
     ("identification:correct_box", "post", "photo", "box", MODERATOR_REDIRECT),
+    ("identification:rename", "post", "individual", "nickname", MODERATOR_REDIRECT),
+    ("identification:search", "get", None, None, PUBLIC),
+    ("follows:following", "get", None, None, LOGGED_IN),
+    ("follows:notifications", "get", None, None, LOGGED_IN),
+    ("follows:follow", "post", "individual", None, LOGGED_IN_POST),
+    ("follows:unfollow", "post", "individual", None, LOGGED_IN_POST),
+    ("follows:unsubscribe", "get", "unsubscribe", None, PUBLIC),  # the signed token is the proof
     # no active model in this matrix: allowed roles get 404 (the PNG itself: tests/web/test_review_depth.py)
     (
         "identification:explain",
@@ -116,6 +123,7 @@ def test_matrix_covers_every_named_url():
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("name,method,target,data,expected", MATRIX, ids=[row[0] for row in MATRIX])
 def test_permission_matrix(client, role, name, method, target, data, expected):
+    from follows.unsubscribe import make_token
     from tests.factories import jpeg_bytes, upload
 
     photo, individuals, _ = review_setup()
@@ -135,6 +143,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "gallery": {"photo_id": in_gallery.pk},
         "media": {"path": in_gallery.image.name},
         "explain": {"photo_id": photo.pk, "individual_id": individuals[0].pk},
+        "unsubscribe": {"token": make_token(in_gallery.sighting.submitted_by_id, individual.pk)},
     }[target]
     payload = {
         None: {},
@@ -143,6 +152,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "train": {"epochs": 2, "arch": "resnet18", "image_size": 128, "fine_tune": "on"},
         "merge": {"target": individuals[0].catalogue_id},
         "box": {"x0": 10, "y0": 10, "x1": 200, "y1": 120},
+        "nickname": {"nickname": "Matrix"},
     }[data]
     login(client, make_user(role))
     url = reverse(name, kwargs=kwargs)

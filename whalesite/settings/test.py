@@ -11,7 +11,9 @@ from .base import BASE_DIR, env  # noqa: E402
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# locmem in the test process; a worker started by a browser test may write its mail to files instead
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "test-mail"))
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(BASE_DIR / "var" / "test-media"))
 SERVE_MEDIA = True  # uploaded photos and crops are served by Django (live_server in the browser tests)
 TRAINING_HEARTBEAT_S = env.float("TRAINING_HEARTBEAT_S", default=1)  # crash tests wait for a lost run
