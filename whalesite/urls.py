@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("submissions.urls")),
     path("", include("identification.urls")),
+    path("api/", include("api.urls")),
     path("django-admin/", admin.site.urls),
 ]
 
