@@ -4,13 +4,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from .models import ApiToken
 from .tokens import create_token, revoke_token
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def tokens(request):
     new_token = error = None
     if request.method == "POST":

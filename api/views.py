@@ -129,7 +129,12 @@ class PhotoViewSet(viewsets.ReadOnlyModelViewSet):
         return photo
 
     @extend_schema(request=s.DecisionSerializer, responses=s.DecisionResultSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[IsModerator], parser_classes=[parsers.JSONParser])
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[IsModerator],
+        parser_classes=[parsers.JSONParser, parsers.FormParser, parsers.MultiPartParser],
+    )
     def decision(self, request, pk=None):
         """Record a moderator's decision on a photo awaiting review (the review page's four buttons)."""
         photo = get_object_or_404(Photo, pk=pk)
