@@ -12,7 +12,7 @@ from api.tokens import create_token  # noqa: E402
 from tests.factories import IndividualFactory, UserFactory  # noqa: E402
 from tests.web.helpers import gallery_photo, review_setup  # noqa: E402
 
-EXAMPLES = 8  # per operation and generation mode
+EXAMPLES = 5  # per operation and generation mode
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 # any string is a catalogue id (imports bring their own), so this operation has no invalid input to generate
 NO_NEGATIVE = {"GET /api/v1/individuals/{catalogue_id}/"}
