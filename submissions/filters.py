@@ -61,6 +61,11 @@ class CoordinateBoxMixin(django_filters.FilterSet):
     lon_min = _bound_filter("lon_min", "Longitude from")
     lon_max = _bound_filter("lon_max", "Longitude to")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in BOX:  # the box after the subclass's own filters (dates first, on the page's form)
+            self.filters[name] = self.filters.pop(name)
+
     def filter_coordinate(self, queryset, name: str, value):
         field, lookup = BOX[name]
         path = f"{self.prefix}{field}"
