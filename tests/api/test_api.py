@@ -283,3 +283,18 @@ def test_requests_are_rate_limited_per_token(api_as, settings):
     limited = first.get(url)
     assert limited.status_code == 429 and int(limited["Retry-After"]) > 0 and "throttled" in limited.json()["detail"]
     assert second.get(url).status_code == 200  # another token has its own budget
+
+
+def test_an_oversized_upload_is_refused_with_json_before_the_body_is_read(api_as, settings):
+    """A 10 GB submission: refused from Content-Length alone (whalesite.middleware), as JSON for the API."""
+    client = api_as("watcher")
+    response = client.generic(
+        "POST",
+        reverse("api:sighting-list"),
+        b"",
+        content_type="multipart/form-data; boundary=x",
+        CONTENT_LENGTH=str(10 * 1024**3),
+    )
+    assert response.status_code == 413
+    assert "over the 100 MB limit" in response.json()["detail"] and "Nothing was saved" in response.json()["detail"]
+    assert not Sighting.objects.exists()
