@@ -47,7 +47,7 @@ def clustered(
     return centres, labels, out
 
 
-def main(argv=None):
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=512)
@@ -68,79 +68,75 @@ def main(argv=None):
         default="/tmp/whalesite-bench-hnsw",
         help="keep the built gallery here (GalleryIndex.save) and load it next time; '' = don't",
     )
-    args = ap.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    print(
-        f"gallery {args.n:,} x {args.dim}, {args.n // args.photos:,} individuals, faiss threads "
-        f"{faiss.omp_get_max_threads()}"
-    )
-    centres, labels, vectors = clustered(args.n, args.dim, args.photos, args.noise, rng)
-    q_labels = rng.integers(0, len(centres), args.queries)
-    queries = l2_normalize(
-        centres[q_labels]
-        + args.noise / np.sqrt(args.dim) * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
-    )
-    ids = [str(i) for i in range(args.n)]
-    str_labels = [str(v) for v in labels]
+    return ap
 
+
+def _exact_baseline(args, vectors, queries):
+    """The exact index, its batched top-5 (the ground truth) and its single-query time."""
     t = time.perf_counter()
     exact = faiss.IndexFlatIP(args.dim)
     exact.add(vectors)
-    t_exact_build = time.perf_counter() - t
+    t_build = time.perf_counter() - t
     t = time.perf_counter()
     _, truth = exact.search(queries, 5)  # batched ground truth
-    t_exact_batch = (time.perf_counter() - t) / args.queries
+    t_batch = (time.perf_counter() - t) / args.queries
     n_single = min(args.queries, 50)
     t = time.perf_counter()
     for i in tqdm(range(n_single), desc="exact single queries", leave=False):
         exact.search(queries[i : i + 1], 5)
-    t_exact_single = (time.perf_counter() - t) / n_single
+    t_single = (time.perf_counter() - t) / n_single
+    print(f"build: exact {t_build:.1f} s")
+    print(
+        f"exact IndexFlatIP: {t_single * 1000:.2f} ms/query single, {t_batch * 1000:.3f} ms/query "
+        f"batched ({args.queries} queries)"
+    )
+    return exact, truth, t_single
 
+
+def _hnsw_gallery(args, vectors, ids, str_labels) -> GalleryIndex:
+    """The HNSW gallery: loaded from an earlier run's save when there is one (the production way)."""
     folder = (
         Path(f"{args.save}-{args.n}x{args.dim}-M{args.m}-efc{args.ef_construction}-s{args.seed}") if args.save else None
     )
     if folder is not None and (folder / "meta.json").is_file():
         t = time.perf_counter()
-        gallery = GalleryIndex.load(folder)  # the production way: build once, save, load
+        gallery = GalleryIndex.load(folder)
         print(f"HNSW gallery loaded from {folder} in {time.perf_counter() - t:.1f} s (built by an earlier run)")
-    else:
-        gallery = GalleryIndex(
-            args.dim,
-            hnsw_threshold=min(HNSW_THRESHOLD, args.n - 1),
-            hnsw_m=args.m,
-            ef_construction=args.ef_construction,
-        )
-        t = time.perf_counter()
-        step = 50_000  # added in chunks for a progress bar; past the threshold each chunk goes into the graph
-        for i in tqdm(range(0, args.n, step), desc="building HNSW", unit="chunk"):
-            gallery.add(ids[i : i + step], str_labels[i : i + step], vectors[i : i + step])
-        t_build = time.perf_counter() - t
-        print(
-            f"build: HNSW (M={args.m}, efConstruction={args.ef_construction}, faiss threads "
-            f"{faiss.omp_get_max_threads()}) {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)"
-        )
-        if folder is not None:
-            t = time.perf_counter()
-            gallery.save(folder)
-            print(f"saved to {folder} in {time.perf_counter() - t:.1f} s")
-    assert gallery.is_hnsw
-    del vectors
-    print(f"build: exact {t_exact_build:.1f} s")
-    print(
-        f"exact IndexFlatIP: {t_exact_single * 1000:.2f} ms/query single, {t_exact_batch * 1000:.3f} ms/query "
-        f"batched ({args.queries} queries)"
+        return gallery
+    gallery = GalleryIndex(
+        args.dim, hnsw_threshold=min(HNSW_THRESHOLD, args.n - 1), hnsw_m=args.m, ef_construction=args.ef_construction
     )
-    truth_sets = [set(map(int, row)) for row in truth]
-    # exact top-5 individuals (max similarity per individual) for rank()'s recall
+    t = time.perf_counter()
+    step = 50_000  # added in chunks for a progress bar; past the threshold each chunk goes into the graph
+    for i in tqdm(range(0, args.n, step), desc="building HNSW", unit="chunk"):
+        gallery.add(ids[i : i + step], str_labels[i : i + step], vectors[i : i + step])
+    t_build = time.perf_counter() - t
+    print(
+        f"build: HNSW (M={args.m}, efConstruction={args.ef_construction}, faiss threads "
+        f"{faiss.omp_get_max_threads()}) {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)"
+    )
+    if folder is not None:
+        t = time.perf_counter()
+        gallery.save(folder)
+        print(f"saved to {folder} in {time.perf_counter() - t:.1f} s")
+    return gallery
+
+
+def _exact_individuals(exact, queries, str_labels) -> list[set]:
+    """Exact top-5 individuals (max similarity per individual), for rank()'s recall."""
     _, deep = exact.search(queries[:100], 200)
-    exact_ind = []
+    out = []
     for row in deep:
         seen = []
         for r in row:
             lab = str_labels[r]
             if lab not in seen:
                 seen.append(lab)
-        exact_ind.append(set(seen[:5]))
+        out.append(set(seen[:5]))
+    return out
+
+
+def _compare_ef(args, gallery, queries, truth_sets, exact_ind, t_exact_single) -> None:
     for ef in args.ef:
         gallery.ef_search = None if str(ef) == "auto" else int(ef)
         ef = f"auto ({gallery.effective_ef_search})" if gallery.ef_search is None else ef
@@ -163,6 +159,28 @@ def main(argv=None):
             f"rank() top-5 individuals {t_rank * 1000:.2f} ms/query, individual recall@5 {ind_recall:.4f}   "
             f"[targets <= 5 ms, >= 0.99: {'OK' if ms <= 5 and recall >= 0.99 else 'MISS'}]"
         )
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    print(
+        f"gallery {args.n:,} x {args.dim}, {args.n // args.photos:,} individuals, faiss threads "
+        f"{faiss.omp_get_max_threads()}"
+    )
+    centres, labels, vectors = clustered(args.n, args.dim, args.photos, args.noise, rng)
+    q_labels = rng.integers(0, len(centres), args.queries)
+    queries = l2_normalize(
+        centres[q_labels]
+        + args.noise / np.sqrt(args.dim) * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
+    )
+    str_labels = [str(v) for v in labels]
+    exact, truth, t_exact_single = _exact_baseline(args, vectors, queries)
+    gallery = _hnsw_gallery(args, vectors, [str(i) for i in range(args.n)], str_labels)
+    assert gallery.is_hnsw
+    del vectors
+    truth_sets = [set(map(int, row)) for row in truth]
+    _compare_ef(args, gallery, queries, truth_sets, _exact_individuals(exact, queries, str_labels), t_exact_single)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def timed(fn, repeats=1):
     return statistics.median(times) * 1000
 
 
-def main(argv=None):
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--dim", type=int, default=512)
@@ -112,7 +112,74 @@ def main(argv=None):
         help="also time a task while this many log rows of the version lie in the sync window, as "
         "right after a gallery re-embedding (inserted, timed, deleted again)",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def time_one_size(n: int, args) -> tuple:
+    """Sync times for a gallery of ``n`` photos: first, from a snapshot, unchanged, +1 photo, a merge."""
+    import shutil
+
+    from identification import pipeline
+    from identification.models import Embedding, Individual
+    from identification.pipeline import gallery_sync
+    from submissions.models import Photo
+
+    version = fill(n, args.dim, args.fresh)
+    shutil.rmtree(gallery_sync.snapshot_dir(version), ignore_errors=True)
+    pipeline.reset()
+    first = timed(lambda: gallery_sync.gallery(version))
+    pipeline.reset()  # the next worker process
+    from_snapshot = timed(lambda: gallery_sync.gallery(version))
+    unchanged = timed(lambda: gallery_sync.gallery(version), args.repeats)
+    # one more confirmed photo: a gallery photo gets a second embedding row's worth of change
+    photo = Photo.objects.filter(embeddings__model_version=version).order_by("-pk").first()
+    whales = list(Individual.objects.filter(catalogue_id__startswith=f"S{n}-").order_by("pk")[:2])
+
+    def one_more():
+        Photo.objects.filter(pk=photo.pk).update(
+            individual=whales[0] if photo.individual_id != whales[0].pk else whales[1]
+        )
+        gallery_sync.gallery(version)
+
+    confirmed = timed(one_more, 5)
+    moved = list(Photo.objects.filter(individual=whales[1]).values_list("pk", flat=True)[:20])
+
+    def merge():
+        Photo.objects.filter(pk__in=moved).update(individual=whales[0])
+        gallery_sync.gallery(version)
+        Photo.objects.filter(pk__in=moved).update(individual=whales[1])
+        gallery_sync.gallery(version)
+
+    merged = timed(merge, 3) / 2
+    index = gallery_sync.gallery(version)
+    assert len(index) == n == Embedding.objects.filter(model_version=version).count()
+    return n, first, from_snapshot, unchanged, confirmed, merged
+
+
+def time_burst(args) -> float:
+    """An unchanged task while ``--burst`` log rows lie in the sync window (inserted, timed, deleted)."""
+    from django.utils import timezone
+
+    from identification import pipeline
+    from identification.models import GalleryChange
+    from identification.pipeline import gallery_sync
+
+    version = fill(args.sizes[-1], args.dim, False)
+    stamp = timezone.now()
+    GalleryChange.objects.bulk_create(
+        [GalleryChange(photo_id=-1 - i, model_version_id=version.pk, changed_at=stamp) for i in range(args.burst)],
+        batch_size=10_000,
+    )
+    try:
+        pipeline.reset()
+        gallery_sync.gallery(version)
+        return timed(lambda: gallery_sync.gallery(version), args.repeats)
+    finally:
+        GalleryChange.objects.filter(changed_at=stamp, photo_id__lt=0).delete()
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
     ensure_database(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("ML_ROOT", "/tmp/whalesite-bench-sync-ml")  # where the snapshots go
@@ -123,69 +190,15 @@ def main(argv=None):
     import torch
     from django.core.management import call_command
 
-    from identification import pipeline
-    from identification.models import Embedding, Individual
-    from identification.pipeline import gallery_sync
     from ml.models import create_model
-    from submissions.models import Photo
 
     call_command("migrate", verbosity=0)
     model = create_model("resnet50", embedding_dim=args.dim, num_classes=10).eval()
     x = torch.randn(1, 1, 224, 224)
     with torch.inference_mode():
         forward = min(timed(lambda: model.embed(x)) for _ in range(5))
-    rows = []
-    for n in args.sizes:
-        version = fill(n, args.dim, args.fresh)
-        import shutil
-
-        shutil.rmtree(gallery_sync.snapshot_dir(version), ignore_errors=True)
-        pipeline.reset()
-        first = timed(lambda: gallery_sync.gallery(version))
-        pipeline.reset()  # the next worker process
-        from_snapshot = timed(lambda: gallery_sync.gallery(version))
-        unchanged = timed(lambda: gallery_sync.gallery(version), args.repeats)
-        # one more confirmed photo: a gallery photo gets a second embedding row's worth of change
-        photo = Photo.objects.filter(embeddings__model_version=version).order_by("-pk").first()
-        whales = list(Individual.objects.filter(catalogue_id__startswith=f"S{n}-").order_by("pk")[:2])
-
-        def one_more():
-            Photo.objects.filter(pk=photo.pk).update(
-                individual=whales[0] if photo.individual_id != whales[0].pk else whales[1]
-            )
-            gallery_sync.gallery(version)
-
-        confirmed = timed(one_more, 5)
-        moved = list(Photo.objects.filter(individual=whales[1]).values_list("pk", flat=True)[:20])
-
-        def merge():
-            Photo.objects.filter(pk__in=moved).update(individual=whales[0])
-            gallery_sync.gallery(version)
-            Photo.objects.filter(pk__in=moved).update(individual=whales[1])
-            gallery_sync.gallery(version)
-
-        merged = timed(merge, 3) / 2
-        index = gallery_sync.gallery(version)
-        assert len(index) == n == Embedding.objects.filter(model_version=version).count()
-        rows.append((n, first, from_snapshot, unchanged, confirmed, merged))
-    burst = None
-    if args.burst:
-        from django.utils import timezone
-
-        from identification.models import GalleryChange
-
-        version = fill(args.sizes[-1], args.dim, False)
-        stamp = timezone.now()
-        GalleryChange.objects.bulk_create(
-            [GalleryChange(photo_id=-1 - i, model_version_id=version.pk, changed_at=stamp) for i in range(args.burst)],
-            batch_size=10_000,
-        )
-        try:
-            pipeline.reset()
-            gallery_sync.gallery(version)
-            burst = timed(lambda: gallery_sync.gallery(version), args.repeats)
-        finally:
-            GalleryChange.objects.filter(changed_at=stamp, photo_id__lt=0).delete()
+    rows = [time_one_size(n, args) for n in args.sizes]
+    burst = time_burst(args) if args.burst else None
     print(f"PostgreSQL, {args.dim}-d vectors; ResNet50 224 px forward {forward:.0f} ms (for scale)")
     print(
         f"{'gallery':>9} {'first sync ms':>13} {'next worker ms':>14} {'unchanged ms':>12} {'+1 photo ms':>11} "

@@ -134,7 +134,7 @@ def _whole(im):
     return Box(0.0, 0.0, float(im.width), float(im.height))
 
 
-def main(argv=None):
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--individuals", type=int, default=500)
     ap.add_argument("--photos", type=int, nargs=2, default=(1, 8), metavar=("MIN", "MAX"))
@@ -146,79 +146,92 @@ def main(argv=None):
     ap.add_argument("--views", type=int, default=4, help="re-photographed queries per real photo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default=None, help="reuse/keep the synthetic data set in this folder")
-    args = ap.parse_args(argv)
+    return ap
+
+
+RECIPES = {
+    "ours": dict(),  # ml.train's defaults: ArcFace s=16 m=0.3, Adam 0.005 x0.9/epoch, augmentation warm-up
+    # seed 000: softmax, Adam 0.005 x0.9/epoch, flips, its full augmentation from the first step
+    "seed000": dict(head="softmax", optimizer="adam", lr=0.005, hflip=True, aug_warmup_epochs=0.0),
+}
+
+
+def train_recipes(args, data: Path, tmp: Path) -> tuple[dict, dict]:
+    """Each recipe trained for the same time budget; the identifiers and the training results."""
+    idents, results = {}, {}
+    common = dict(
+        csv=str(data / "train.csv"),
+        images_dir=str(data / "images"),
+        boxes_csv=str(data / "boxes.csv"),
+        arch=args.arch,
+        image_size=args.size,
+        batch_size=args.batch,
+        seed=args.seed,
+        new_individual_fraction=0.1,
+        cache_dir=str(tmp / "cache"),
+    )
+    # warm the shared crop/hash cache first so that neither recipe's time budget pays for it
+    train(TrainConfig(out_dir=str(tmp / "warmup"), epochs=1, max_steps=1, train_localizer=False, **common))
+    for name, kw in RECIPES.items():
+        bar = tqdm(desc=f"train {name}", unit="step")
+        cfg = TrainConfig(
+            out_dir=str(tmp / name),
+            epochs=args.epochs,
+            time_budget_s=args.minutes * 60,
+            train_localizer=(name == "ours"),
+            localizer_epochs=15,
+            **common,
+            **kw,
+        )
+        results[name] = train(cfg, progress=lambda p: bar.update(1) if p.phase == "train" else None)
+        bar.close()
+        idents[name] = Identifier.load(tmp / name, device="cpu")
+    return idents, results
+
+
+def report_recipes(args, data: Path, tmp: Path, idents: dict, results: dict) -> None:
+    """kNN MAP@5 on the held-out individuals of the split, with the tuned new-whale threshold."""
+    split = json.loads((tmp / "ours" / "split.json").read_text())
+    labels_of = {image: label for image, label, _ in read_labels_csv(data / "train.csv")}
+    boxes = read_boxes_csv(data / "boxes.csv")
+    gallery_imgs = split["train"]
+    val = split["val"]
+    truth = [v["truth"] for v in val]
+    n_new = sum(t == NEW_WHALE for t in truth)
+    print(
+        f"\nsynthetic: {args.individuals} individuals, {len(gallery_imgs)} gallery photos, {len(val)} queries "
+        f"({n_new} new = {n_new / max(1, len(val)):.0%}); {args.arch} {args.size}px, "
+        f"{args.minutes:g} min per model"
+    )
+    for name, ident in idents.items():
+        res = results[name]
+        crops_g = [ident.prepare(data / "images" / i, boxes.get(i)).crop for i in gallery_imgs]
+        crops_q = [ident.prepare(data / "images" / v["image"], boxes.get(v["image"])).crop for v in val]
+        ranked = knn_rankings(ident, ident.embed(crops_g), [labels_of[i] for i in gallery_imgs], ident.embed(crops_q))
+        m, t, m_plain = with_threshold(ranked, truth)
+        line = (
+            f"  {name:8s} ({res.metrics.steps} steps, {res.metrics.epochs_run} epochs): "
+            f"kNN MAP@5 {m:.3f} (new_whale at {t:.2f}; without new_whale {m_plain:.3f})"
+        )
+        if name == "seed000":
+            cr = classifier_rankings(ident, crops_q)
+            mc, tc, _ = with_threshold(cr, truth)
+            line += f"; softmax top-5 MAP@5 {mc:.3f} (new_whale below p={tc:.2f})"
+            pred = [apply_new_threshold(r, tc) for r in cr]
+            assert abs(map_at_k(truth, pred) - mc) < 1e-9
+        print(line)
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = Path(args.data) if args.data else tmp / "synth"
         if not (data / "train.csv").exists():
             generate_dataset(data, individuals=args.individuals, photos=tuple(args.photos), seed=args.seed)
-        recipes = {
-            "ours": dict(),  # ml.train's defaults: ArcFace s=16 m=0.3, Adam 0.005 x0.9/epoch, augmentation warm-up
-            # seed 000: softmax, Adam 0.005 x0.9/epoch, flips, its full augmentation from the first step
-            "seed000": dict(head="softmax", optimizer="adam", lr=0.005, hflip=True, aug_warmup_epochs=0.0),
-        }
-        idents, results = {}, {}
-        common = dict(
-            csv=str(data / "train.csv"),
-            images_dir=str(data / "images"),
-            boxes_csv=str(data / "boxes.csv"),
-            arch=args.arch,
-            image_size=args.size,
-            batch_size=args.batch,
-            seed=args.seed,
-            new_individual_fraction=0.1,
-            cache_dir=str(tmp / "cache"),
-        )
-        # warm the shared crop/hash cache first so that neither recipe's time budget pays for it
-        train(TrainConfig(out_dir=str(tmp / "warmup"), epochs=1, max_steps=1, train_localizer=False, **common))
-        for name, kw in recipes.items():
-            bar = tqdm(desc=f"train {name}", unit="step")
-            cfg = TrainConfig(
-                out_dir=str(tmp / name),
-                epochs=args.epochs,
-                time_budget_s=args.minutes * 60,
-                train_localizer=(name == "ours"),
-                localizer_epochs=15,
-                **common,
-                **kw,
-            )
-            res = train(cfg, progress=lambda p: bar.update(1) if p.phase == "train" else None)
-            bar.close()
-            idents[name] = Identifier.load(tmp / name, device="cpu")
-            results[name] = res
-
-        split = json.loads((tmp / "ours" / "split.json").read_text())
-        labels_of = {image: label for image, label, _ in read_labels_csv(data / "train.csv")}
-        boxes = read_boxes_csv(data / "boxes.csv")
-        gallery_imgs = split["train"]
-        val = split["val"]
-        truth = [v["truth"] for v in val]
-        n_new = sum(t == NEW_WHALE for t in truth)
-        print(
-            f"\nsynthetic: {args.individuals} individuals, {len(gallery_imgs)} gallery photos, {len(val)} queries "
-            f"({n_new} new = {n_new / max(1, len(val)):.0%}); {args.arch} {args.size}px, "
-            f"{args.minutes:g} min per model"
-        )
-        for name, ident in idents.items():
-            res = results[name]
-            crops_g = [ident.prepare(data / "images" / i, boxes.get(i)).crop for i in gallery_imgs]
-            crops_q = [ident.prepare(data / "images" / v["image"], boxes.get(v["image"])).crop for v in val]
-            ranked = knn_rankings(
-                ident, ident.embed(crops_g), [labels_of[i] for i in gallery_imgs], ident.embed(crops_q)
-            )
-            m, t, m_plain = with_threshold(ranked, truth)
-            line = (
-                f"  {name:8s} ({res.metrics.steps} steps, {res.metrics.epochs_run} epochs): "
-                f"kNN MAP@5 {m:.3f} (new_whale at {t:.2f}; without new_whale {m_plain:.3f})"
-            )
-            if name == "seed000":
-                cr = classifier_rankings(ident, crops_q)
-                mc, tc, _ = with_threshold(cr, truth)
-                line += f"; softmax top-5 MAP@5 {mc:.3f} (new_whale below p={tc:.2f})"
-                pred = [apply_new_threshold(r, tc) for r in cr]
-                assert abs(map_at_k(truth, pred) - mc) < 1e-9
-            print(line)
+        idents, results = train_recipes(args, data, tmp)
+        report_recipes(args, data, tmp, idents, results)
         real_benchmark(idents, args.views, args.seed)
     print(f"total {time.perf_counter() - t0:.0f} s")
 

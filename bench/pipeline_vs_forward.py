@@ -78,7 +78,7 @@ def load_gallery(args) -> GalleryIndex:
     return gallery
 
 
-def main(argv=None):
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default=DEFAULT.arch)
     ap.add_argument("--size", type=int, default=224)
@@ -109,28 +109,35 @@ def main(argv=None):
         default="/tmp/whalesite-bench-gallery",
         help="folder for the built gallery (GalleryIndex.save/load), '' to rebuild every run",
     )
-    args = ap.parse_args(argv)
-    if args.threads:
-        set_threads(args.threads)
+    return ap
+
+
+def build_identifier(args) -> Identifier:
+    """Random weights (speed does not depend on them), but a definite answer from the upside-down head."""
     torch.manual_seed(0)
-    device = torch.device("cpu")
     model = create_model(args.arch, embedding_dim=args.dim, num_classes=10).eval()
     localizer = Localizer(conf_threshold=0.0)  # always use the network's box (full path)
-    with torch.no_grad():  # random weights, but a definite answer from the upside-down head
+    with torch.no_grad():
         localizer.net.upside.weight.zero_()
         localizer.net.upside.bias.fill_(10.0 if args.upside_down else -10.0)
-    ident = Identifier(model, [str(i) for i in range(10)], 0.5, args.size, "bench", device, localizer=localizer)
-    gallery = load_gallery(args)
-    data = [photo_bytes(args.image)] * args.batch
-    transform = EvalTransform(args.size)
-    short_side = None if args.full_decode else DECODE_SHORT_SIDE
+    device = torch.device("cpu")
+    return Identifier(model, [str(i) for i in range(10)], 0.5, args.size, "bench", device, localizer=localizer)
 
-    stages = {"decode": [], "localize+crop": [], "embed": [], "search": [], "re-rank": []}
-    rerank = make_reranker(ident, gallery, args) if args.rerank else None
 
-    def pipeline():
+class Pipeline:
+    """The production calls for ``--batch`` photos, each stage's time recorded per call."""
+
+    def __init__(self, ident: Identifier, gallery: GalleryIndex, args):
+        self.ident, self.gallery = ident, gallery
+        self.data = [photo_bytes(args.image)] * args.batch
+        self.short_side = None if args.full_decode else DECODE_SHORT_SIDE
+        self.stages: dict[str, list[float]] = {k: [] for k in ("decode", "localize+crop", "embed", "search", "re-rank")}
+        self.rerank = make_reranker(ident, gallery, args) if args.rerank else None
+
+    def __call__(self):
+        ident, gallery = self.ident, self.gallery
         t0 = time.perf_counter()
-        images = [ident.open(b, short_side=short_side) for b in data]
+        images = [ident.open(b, short_side=self.short_side) for b in self.data]
         t1 = time.perf_counter()
         prepared = [ident.prepare(im) for im in images]
         t2 = time.perf_counter()
@@ -141,40 +148,36 @@ def main(argv=None):
         else:
             ranks = gallery.rank_batch(vecs, k=5, new_threshold=0.5)
         t4 = time.perf_counter()
-        if rerank is not None:
+        if self.rerank is not None:
             for p, v in zip(prepared, vecs):
-                rerank(p.crop, v)
+                self.rerank(p.crop, v)
         t5 = time.perf_counter()
-        for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-            stages[key].append(dt)
+        for key, dt in zip(self.stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            self.stages[key].append(dt)
         return prepared, ranks
 
-    prepared, _ = pipeline()  # warm-up, and the crops for the bare forward
-    x = torch.stack([transform(p.crop) for p in prepared])
 
-    def bare():
-        with torch.inference_mode():
-            return model.embed(x)
-
-    bare()
-    for v in stages.values():
-        v.clear()
+def interleave(pipeline: Pipeline, bare, repeats: int) -> tuple[list[float], list[float]]:
+    """Both timed in alternating order, so load from other processes hits both alike."""
     t_pipe, t_bare = [], []
-    for i in tqdm(range(args.repeats), desc="interleaved runs"):
-        for which in (pipeline, bare) if i % 2 == 0 else (bare, pipeline):  # alternate the order
+    for i in tqdm(range(repeats), desc="interleaved runs"):
+        for which in (pipeline, bare) if i % 2 == 0 else (bare, pipeline):
             t = time.perf_counter()
             which()
             (t_pipe if which is pipeline else t_bare).append(time.perf_counter() - t)
+    return t_pipe, t_bare
+
+
+def report(args, pipeline: Pipeline, t_pipe, t_bare, scale) -> None:
+    stages, gallery = pipeline.stages, pipeline.gallery
     p, b = np.median(t_pipe), np.median(t_bare)
     pair = np.median(np.array(t_pipe) / np.array(t_bare))
     overhead = sum(np.median(stages[k]) for k in ("decode", "localize+crop", "search"))
-    assert all(p.upside_down == args.upside_down for p in prepared)
-    prepared_scale = ident.open(data[0], short_side=short_side).info["scale"]
     print(
         f"{args.arch} {args.size}px, batch {args.batch}, gallery {len(gallery):,} x {args.dim} "
         f"({'HNSW' if gallery.is_hnsw else 'exact'}, efSearch {gallery.effective_ef_search}), torch threads "
         f"{torch.get_num_threads()}, {args.repeats} interleaved pairs, "
-        f"{'upside-down' if args.upside_down else 'upright'} photo, decoded at 1/{prepared_scale}"
+        f"{'upside-down' if args.upside_down else 'upright'} photo, decoded at 1/{scale}"
     )
     print("pipeline stages (median ms): " + ", ".join(f"{k} {np.median(v) * 1000:.1f}" for k, v in stages.items()))
     print(
@@ -185,13 +188,34 @@ def main(argv=None):
         f"non-forward stages (decode + localize+crop + search) {overhead * 1000:.1f} ms = "
         f"{overhead / b * 100:.1f}% of the bare forward"
     )
-    if rerank is not None:
+    if pipeline.rerank is not None:
         fused = sum(np.median(stages[k]) for k in ("decode", "localize+crop", "embed", "re-rank"))
         print(
             f"re-rank (RootSIFT extract + shortlist {args.shortlist} x {args.photos_per_id} photos verified + "
             f"fusion) {np.median(stages['re-rank']) * 1000:.1f} ms; upload to suggestions with re-ranking "
             f"{fused * 1000:.1f} ms per photo [target <= 2000 ms: {'OK' if fused <= 2.0 else 'MISS'}]"
         )
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
+    ident = build_identifier(args)
+    pipeline = Pipeline(ident, load_gallery(args), args)
+    prepared, _ = pipeline()  # warm-up, and the crops for the bare forward
+    x = torch.stack([EvalTransform(args.size)(p.crop) for p in prepared])
+
+    def bare():
+        with torch.inference_mode():
+            return ident.model.embed(x)
+
+    bare()
+    for v in pipeline.stages.values():
+        v.clear()
+    t_pipe, t_bare = interleave(pipeline, bare, args.repeats)
+    assert all(p.upside_down == args.upside_down for p in prepared)
+    report(args, pipeline, t_pipe, t_bare, ident.open(pipeline.data[0], short_side=pipeline.short_side).info["scale"])
 
 
 def make_reranker(ident, gallery, args):

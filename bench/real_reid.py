@@ -402,14 +402,8 @@ def scratch_resnet(sets, splits, cache: Cache, budget_s: float, size: int, seed:
     )
 
 
-def backbone_rows(
-    arch: str, sets, splits, cache: Cache, suffix_blocks: int, budget_s: float, epochs: int, seed: int
-) -> list[Embedder]:
-    """Frozen (pooled pretrained features) and fine-tuned (last ``suffix_blocks`` blocks + embedding +
-    ArcFace, on cached prefix outputs of the right-whale train crops) rows of one backbone."""
-    from ml.backbones import PretrainedFlukeNet, create_encoder
-
-    enc = create_encoder(arch).eval()
+def _prefix_outputs(enc, arch: str, sets, cache: Cache, suffix_blocks: int) -> tuple[dict, float]:
+    """Each set's frozen prefix outputs (cached): fine-tuning then only runs the last blocks."""
     prefixes, prefix_dt = {}, 0.0
     for name, ds in sets.items():
         a, t = cache.get(
@@ -419,18 +413,91 @@ def backbone_rows(
             ),
         )
         prefixes[name], prefix_dt = a, max(prefix_dt, t)
+    return prefixes, prefix_dt
 
-    def suffix_all(fn, tag):
-        out, dt = {}, 0.0
-        for name, h in prefixes.items():
-            v, t = cache.get(
-                _cache_key(tag, arch, suffix_blocks, name, len(h), float(h[:2].astype(np.float32).sum())),
-                lambda: run_in_batches(fn, h, f"{arch} {tag} {name}"),
-            )
-            out[name], dt = v, max(dt, t)
-        return out, dt
 
-    frozen, t_frozen = suffix_all(lambda h: enc.suffix(h[:, 0].float(), suffix_blocks), "frozen")
+def _suffix_all(prefixes: dict, fn, tag: str, arch: str, suffix_blocks: int, cache: Cache) -> tuple[dict, float]:
+    out, dt = {}, 0.0
+    for name, h in prefixes.items():
+        v, t = cache.get(
+            _cache_key(tag, arch, suffix_blocks, name, len(h), float(h[:2].astype(np.float32).sum())),
+            lambda: run_in_batches(fn, h, f"{arch} {tag} {name}"),
+        )
+        out[name], dt = v, max(dt, t)
+    return out, dt
+
+
+class _TailTuning:
+    """A PretrainedFlukeNet whose last ``suffix_blocks`` blocks (and head) train; the rest stays frozen."""
+
+    def __init__(self, arch: str, enc, suffix_blocks: int):
+        self.arch, self.enc, self.suffix_blocks = arch, enc, suffix_blocks
+
+    def build(self, n: int):
+        from ml.backbones import PretrainedFlukeNet
+
+        m = PretrainedFlukeNet(
+            self.arch, embedding_dim=256, num_classes=n, arcface_s=30.0, arcface_m=0.3, pretrained=False
+        )
+        m.backbone.load_state_dict(self.enc.state_dict())
+        net = m.backbone.net
+        lite = self.arch == "efficientnet_lite0"
+        blocks = net._blocks if lite else net.blocks
+        for p in m.backbone.parameters():
+            p.requires_grad_(False)
+        tail = list(blocks[len(blocks) - self.suffix_blocks :])
+        tail += [net._conv_head, net._bn1] if lite else [net.norm]
+        for mod in tail:
+            for p in mod.parameters():
+                p.requires_grad_(True)
+        m._tail = tail
+        return m
+
+    @staticmethod
+    def groups(m):
+        tail = [p for mod in m._tail for p in mod.parameters()]
+        ids = {id(p) for p in tail} | {id(p) for p in m.backbone.parameters()}
+        rest = [p for p in m.parameters() if id(p) not in ids]
+        return [{"params": tail, "scale": 0.1}, {"params": rest, "scale": 1.0}]
+
+    def features(self, m, h):
+        return m.bn(m.embedding(m.backbone.suffix(h, self.suffix_blocks)))
+
+
+def _load_or_finetune(tuning: _TailTuning, key: str, cache: Cache, train_h, labels, budget_s, epochs):
+    path = cache.folder / f"finetune-{key}.pt"
+    if path.is_file():
+        blob = torch.load(path, weights_only=True)
+        model = tuning.build(blob["n"])
+        model.load_state_dict(blob["state"])
+        return model, blob["info"]
+    model, info = arcface_train(
+        tuning.build,
+        tuning.features,
+        train_h,
+        labels,
+        budget_s,
+        epochs=epochs,
+        lr=1e-3,
+        desc=f"fine-tune {tuning.arch}",
+        groups=tuning.groups,
+    )
+    torch.save({"n": info["classes"], "state": model.state_dict(), "info": info}, path)
+    return model, info
+
+
+def backbone_rows(
+    arch: str, sets, splits, cache: Cache, suffix_blocks: int, budget_s: float, epochs: int, seed: int
+) -> list[Embedder]:
+    """Frozen (pooled pretrained features) and fine-tuned (last ``suffix_blocks`` blocks + embedding +
+    ArcFace, on cached prefix outputs of the right-whale train crops) rows of one backbone."""
+    from ml.backbones import create_encoder
+
+    enc = create_encoder(arch).eval()
+    prefixes, prefix_dt = _prefix_outputs(enc, arch, sets, cache, suffix_blocks)
+    frozen, t_frozen = _suffix_all(
+        prefixes, lambda h: enc.suffix(h[:, 0].float(), suffix_blocks), "frozen", arch, suffix_blocks, cache
+    )
     rows = [
         Embedder(
             f"{arch} frozen",
@@ -439,51 +506,21 @@ def backbone_rows(
             "pooled pretrained features, no training",
         )
     ]
-
     rw = splits["right-whales"]
-    train_h = prefixes["right-whales"][rw.train]
     labels = [sets["right-whales"].labels[i] for i in rw.train]
     torch.manual_seed(seed)
-
-    def build(n):
-        m = PretrainedFlukeNet(arch, embedding_dim=256, num_classes=n, arcface_s=30.0, arcface_m=0.3, pretrained=False)
-        m.backbone.load_state_dict(enc.state_dict())
-        blocks = m.backbone.net._blocks if arch == "efficientnet_lite0" else m.backbone.net.blocks
-        for p in m.backbone.parameters():
-            p.requires_grad_(False)
-        tail = list(blocks[len(blocks) - suffix_blocks :])
-        tail += (
-            [m.backbone.net._conv_head, m.backbone.net._bn1] if arch == "efficientnet_lite0" else [m.backbone.net.norm]
-        )
-        for mod in tail:
-            for p in mod.parameters():
-                p.requires_grad_(True)
-        m._tail = tail
-        return m
-
-    def groups(m):
-        tail = [p for mod in m._tail for p in mod.parameters()]
-        ids = {id(p) for p in tail} | {id(p) for p in m.backbone.parameters()}
-        rest = [p for p in m.parameters() if id(p) not in ids]
-        return [{"params": tail, "scale": 0.1}, {"params": rest, "scale": 1.0}]
-
-    def features(m, h):
-        return m.bn(m.embedding(m.backbone.suffix(h, suffix_blocks)))
-
+    tuning = _TailTuning(arch, enc, suffix_blocks)
     key = _cache_key("finetune", arch, suffix_blocks, budget_s, epochs, seed, rw.train)
-    path = cache.folder / f"finetune-{key}.pt"
-    if path.is_file():
-        blob = torch.load(path, weights_only=True)
-        model = build(blob["n"])
-        model.load_state_dict(blob["state"])
-        info = blob["info"]
-    else:
-        model, info = arcface_train(
-            build, features, train_h, labels, budget_s, epochs=epochs, lr=1e-3, desc=f"fine-tune {arch}", groups=groups
-        )
-        torch.save({"n": info["classes"], "state": model.state_dict(), "info": info}, path)
+    model, info = _load_or_finetune(tuning, key, cache, prefixes["right-whales"][rw.train], labels, budget_s, epochs)
     model.eval()
-    tuned, t_tuned = suffix_all(lambda h: F.normalize(features(model, h[:, 0].float()), dim=1), f"tuned-{key}")
+    tuned, t_tuned = _suffix_all(
+        prefixes,
+        lambda h: F.normalize(tuning.features(model, h[:, 0].float()), dim=1),
+        f"tuned-{key}",
+        arch,
+        suffix_blocks,
+        cache,
+    )
     rows.append(
         Embedder(
             f"{arch} fine-tuned",
@@ -705,7 +742,7 @@ def _pair_probabilities(p: np.ndarray, ps: PartScores) -> np.ndarray:
 
 
 # =========================================================================== the run
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real-data", default=str(ROOT.parent / "shared" / "real-data"))
     ap.add_argument("--real-flukes", default=str(ROOT.parent / "shared" / "real-flukes"))
@@ -733,16 +770,11 @@ def main(argv=None) -> int:
         help="rows drawn in the reliability plot (comma-separated names)",
     )
     ap.add_argument("--max-individuals", type=int, default=0, help="right whales: only the first N (smoke runs)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Cache(out)
-    wanted = args.sets.split(",")
-    t_start = time.perf_counter()
+    return ap
 
-    sets: dict[str, ImageSet] = {}
-    splits: dict[str, Split] = {}
+
+def load_right_whales(args) -> tuple[ImageSet, Split]:
+    """The right-whale set, split by individual first; only the photos a part uses are decoded."""
     rw_dir = Path(args.real_data) / "right-whales"
     full = [(f, i) for f, i in _read_labels(rw_dir)]
     if args.max_individuals:  # a quick smoke run
@@ -763,89 +795,87 @@ def main(argv=None) -> int:
         set(sp.train) | set(sp.calib.gallery) | set(sp.calib.queries) | set(sp.eval.gallery) | set(sp.eval.queries)
     )
     remap = {old: new for new, old in enumerate(used)}
-    sets["right-whales"] = load_square_set("right-whales", rw_dir, lambda f: f, keep={full[i][0] for i in used})
-    assert sets["right-whales"].labels == [full[i][1] for i in used]
+    ds = load_square_set("right-whales", rw_dir, lambda f: f, keep={full[i][0] for i in used})
+    assert ds.labels == [full[i][1] for i in used]
     re = lambda part: Part([remap[i] for i in part.gallery], [remap[i] for i in part.queries], part.truth)  # noqa: E731
-    splits["right-whales"] = Split([remap[i] for i in sp.train], re(sp.calib), re(sp.eval))
+    return ds, Split([remap[i] for i in sp.train], re(sp.calib), re(sp.eval))
+
+
+def load_sets(args) -> tuple[dict[str, ImageSet], dict[str, Split]]:
+    wanted = args.sets.split(",")
+    sets: dict[str, ImageSet] = {}
+    splits: dict[str, Split] = {}
+    sets["right-whales"], splits["right-whales"] = load_right_whales(args)
     if "harbour-seals" in wanted:
         seals = load_square_set("harbour-seals", Path(args.real_data) / "harbour-seals", seal_source_photo)
         sets["harbour-seals"] = seals
-        s = split_open_set(seals, args.seed, 0.0, 0.35, max_gallery=args.max_gallery)
-        splits["harbour-seals"] = s
+        splits["harbour-seals"] = split_open_set(seals, args.seed, 0.0, 0.35, max_gallery=args.max_gallery)
     if "flukes" in wanted:
         sets["flukes"], splits["flukes"] = load_flukes(Path(args.real_flukes), args.seed, args.new_flukes)
-    sizes = describe_splits(sets, splits)
-    print(sizes)
+    return sets, splits
 
+
+def build_embedders(args, sets, splits, cache) -> list[Embedder]:
     embedders: list[Embedder] = []
     rows = args.rows.split(",")
     if "scratch" in rows:
         embedders.append(scratch_resnet(sets, splits, cache, args.scratch_budget_s, args.scratch_size, args.seed))
-    if "efficientnet_lite0" in rows:
-        embedders += backbone_rows(
-            "efficientnet_lite0",
-            sets,
-            splits,
-            cache,
-            args.lite_suffix_blocks,
-            args.finetune_budget_s,
-            args.finetune_epochs,
-            args.seed,
-        )
-    if "dinov2_s" in rows:
-        embedders += backbone_rows(
-            "dinov2_s",
-            sets,
-            splits,
-            cache,
-            args.dino_suffix_blocks,
-            args.finetune_budget_s,
-            args.finetune_epochs,
-            args.seed,
-        )
+    suffix_blocks = {"efficientnet_lite0": args.lite_suffix_blocks, "dinov2_s": args.dino_suffix_blocks}
+    for arch, blocks in suffix_blocks.items():
+        if arch in rows:
+            embedders += backbone_rows(
+                arch, sets, splits, cache, blocks, args.finetune_budget_s, args.finetune_epochs, args.seed
+            )
+    return embedders
 
+
+def score_set(args, name, ds, split, cache, embedders, curves) -> list[tuple]:
+    """Table rows for one image set: local features alone, then each embedder alone and fused with them."""
+    local = LocalScores(ds, cache)
+    folds = split.folds or [(split.calib, split.eval)]
+    mats = [
+        (local.matrix(fit_part, f"{name} fit"), local.matrix(ev_part, f"{name} eval")) for fit_part, ev_part in folds
+    ]
+    sift_s, match_s = local.seconds()
+    n_gallery = len(folds[0][1].gallery)
+    local_parts = [
+        (score_part(ds, fp, None, fm), score_part(ds, ep, None, em)) for (fp, ep), (fm, em) in zip(folds, mats)
+    ]
+    res = evaluate([(fit_matcher(a, "inl", args.shortlist), b) for a, b in local_parts], args.shortlist)
+    rows = [(name, "RootSIFT + RANSAC alone", "all gallery", res, 1000 * (sift_s + n_gallery * match_s))]
+    if name == "right-whales":
+        curves["RootSIFT"] = res.calib_points
+    photos_per_ind = n_gallery / max(1, len(set(ds.labels[i] for i in folds[0][1].gallery)))
+    k_photos = min(n_gallery, args.shortlist * photos_per_ind)
+    for emb in embedders:
+        v = emb.vectors[name]
+        parts = [(score_part(ds, fp, v, fm), score_part(ds, ep, v, em)) for (fp, ep), (fm, em) in zip(folds, mats)]
+        res = evaluate([(fit_matcher(a, "cos", args.shortlist), b) for a, b in parts], args.shortlist)
+        ms_emb = 1000 * emb.sec_per_image
+        rows.append((name, emb.name, "embedding", res, ms_emb))
+        res_f = evaluate([(fit_matcher(a, "fused", args.shortlist, args.fusion), b) for a, b in parts], args.shortlist)
+        fused_ms = ms_emb + 1000 * (sift_s + k_photos * match_s)
+        rows.append((name, emb.name, f"fused + RootSIFT top-{args.shortlist}", res_f, fused_ms))
+        if name == "right-whales" and emb.name in args.plot_models.split(","):
+            curves[f"{emb.name} cosine"] = res.calib_points
+            curves[f"{emb.name} fused"] = res_f.calib_points
+    return rows
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Cache(out)
+    t_start = time.perf_counter()
+    sets, splits = load_sets(args)
+    sizes = describe_splits(sets, splits)
+    print(sizes)
+    embedders = build_embedders(args, sets, splits, cache)
     table, curves = [], {}
     for name, ds in sets.items():
-        split = splits[name]
-        local = LocalScores(ds, cache)
-        folds = split.folds or [(split.calib, split.eval)]
-        mats = [
-            (local.matrix(fit_part, f"{name} fit"), local.matrix(ev_part, f"{name} eval"))
-            for fit_part, ev_part in folds
-        ]
-        sift_s, match_s = local.seconds()
-        n_gallery = len(folds[0][1].gallery)
-        local_parts = [
-            (score_part(ds, fp, None, fm), score_part(ds, ep, None, em)) for (fp, ep), (fm, em) in zip(folds, mats)
-        ]
-        res = evaluate([(fit_matcher(a, "inl", args.shortlist), b) for a, b in local_parts], args.shortlist)
-        table.append((name, "RootSIFT + RANSAC alone", "all gallery", res, 1000 * (sift_s + n_gallery * match_s)))
-        if name == "right-whales":
-            curves["RootSIFT"] = res.calib_points
-        for emb in embedders:
-            v = emb.vectors[name]
-            parts = [(score_part(ds, fp, v, fm), score_part(ds, ep, v, em)) for (fp, ep), (fm, em) in zip(folds, mats)]
-            res = evaluate([(fit_matcher(a, "cos", args.shortlist), b) for a, b in parts], args.shortlist)
-            ms_emb = 1000 * emb.sec_per_image
-            table.append((name, emb.name, "embedding", res, ms_emb))
-            res_f = evaluate(
-                [(fit_matcher(a, "fused", args.shortlist, args.fusion), b) for a, b in parts], args.shortlist
-            )
-            photos_per_ind = n_gallery / max(1, len(set(ds.labels[i] for i in folds[0][1].gallery)))
-            k_photos = min(n_gallery, args.shortlist * photos_per_ind)
-            table.append(
-                (
-                    name,
-                    emb.name,
-                    f"fused + RootSIFT top-{args.shortlist}",
-                    res_f,
-                    ms_emb + 1000 * (sift_s + k_photos * match_s),
-                )
-            )
-            if name == "right-whales" and emb.name in args.plot_models.split(","):
-                curves[f"{emb.name} cosine"] = res.calib_points
-                curves[f"{emb.name} fused"] = res_f.calib_points
-
+        table += score_set(args, name, ds, splits[name], cache, embedders, curves)
     text = render(table, embedders, sizes, args, time.perf_counter() - t_start)
     print(text)
     (out / "real_reid.md").write_text(text)

@@ -150,6 +150,57 @@ def setup_site(users: int) -> tuple[list[str], int]:
     return emails, species.pk
 
 
+def start_gunicorn(workers: int) -> tuple[subprocess.Popen, str]:
+    """gunicorn on a free loopback port, once /healthz answers."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("gunicorn")), "whalesite.wsgi", "--bind", f"127.0.0.1:{port}"]
+    cmd += ["--workers", str(workers), "--timeout", "300", "--log-level", "warning"]
+    gunicorn = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ))
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=2)
+            break
+        except OSError:  # not listening yet
+            time.sleep(0.5)
+    return gunicorn, base
+
+
+def upload_one(session, species_id: int, n: int, files: list[bytes]) -> tuple[int, str, float]:
+    """One sighting through the real form: (n, "saved" or why not, seconds)."""
+    session.request("/submit/")
+    fields = {
+        "species": species_id,
+        "observed_date": "2024-07-01",
+        "observed_time": "14:30",
+        "csrfmiddlewaretoken": session.csrf(),
+    }
+    body, ctype = multipart(fields, [(f"load-{n}-{f}.jpg", d) for f, d in enumerate(files)])
+    start = time.perf_counter()
+    try:
+        status, headers, _ = session.request("/submit/", body, ctype)
+    except OSError as exc:
+        return n, f"error {type(exc).__name__}", time.perf_counter() - start
+    saved = status == 302 and "/me/sightings/" in (headers.get("Location") or "")
+    return n, "saved" if saved else f"HTTP {status}", time.perf_counter() - start
+
+
+def report(args, results, wall: float, stored: int, peaks: dict) -> None:
+    saved = [r for r in results if r[1] == "saved"]
+    lost = [r for r in results if r[1] != "saved"]
+    times = sorted(r[2] for r in results)
+    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    print(
+        f"{args.n} uploads of {args.files} x ~{args.file_kb} kB, {args.concurrency} concurrent, "
+        f"{args.workers} gunicorn workers, {wall:.1f} s"
+    )
+    print(f"saved {len(saved)}, lost {len(lost)}; photos stored {stored} of {len(saved) * args.files} expected")
+    print(f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s")
+    if lost:
+        print("lost:", ", ".join(f"#{n} {why}" for n, why, _ in lost[:10]))
+    print("peak RSS per gunicorn worker (MB):", ", ".join(f"{mb:.0f}" for mb in sorted(peaks.values())))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60, help="sightings to upload")
@@ -168,31 +219,8 @@ def main() -> None:
 
     from submissions.models import Photo
 
-    port = free_port()
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "whalesite.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--timeout",
-            "300",
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=dict(os.environ),
-    )
-    base = f"http://127.0.0.1:{port}"
+    gunicorn, base = start_gunicorn(args.workers)
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)
-                break
-            except OSError:  # not listening yet
-                time.sleep(0.5)
         sessions = []
         for email in emails:
             session = Session(base)
@@ -200,48 +228,17 @@ def main() -> None:
             sessions.append(session)
         photos = [[jpeg(n * 1000 + f, args.file_kb) for f in range(args.files)] for n in range(args.n)]
         before = Photo.objects.count()
-
-        def one(n: int):
-            session = sessions[n % len(sessions)]
-            session.request("/submit/")
-            fields = {
-                "species": species_id,
-                "observed_date": "2024-07-01",
-                "observed_time": "14:30",
-                "csrfmiddlewaretoken": session.csrf(),
-            }
-            body, ctype = multipart(fields, [(f"load-{n}-{f}.jpg", d) for f, d in enumerate(photos[n])])
-            start = time.perf_counter()
-            try:
-                status, headers, _ = session.request("/submit/", body, ctype)
-            except OSError as exc:
-                return n, f"error {type(exc).__name__}", time.perf_counter() - start
-            saved = status == 302 and "/me/sightings/" in (headers.get("Location") or "")
-            return n, "saved" if saved else f"HTTP {status}", time.perf_counter() - start
-
         started = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            results = list(pool.map(one, range(args.n)))
+            results = list(
+                pool.map(lambda n: upload_one(sessions[n % len(sessions)], species_id, n, photos[n]), range(args.n))
+            )
         wall = time.perf_counter() - started
         peaks = peak_rss_mb(gunicorn.pid)
     finally:
         gunicorn.terminate()
         gunicorn.wait(30)
-
-    stored = Photo.objects.count() - before
-    saved = [r for r in results if r[1] == "saved"]
-    lost = [r for r in results if r[1] != "saved"]
-    times = sorted(r[2] for r in results)
-    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-    print(
-        f"{args.n} uploads of {args.files} x ~{args.file_kb} kB, {args.concurrency} concurrent, "
-        f"{args.workers} gunicorn workers, {wall:.1f} s"
-    )
-    print(f"saved {len(saved)}, lost {len(lost)}; photos stored {stored} of {len(saved) * args.files} expected")
-    print(f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s")
-    if lost:
-        print("lost:", ", ".join(f"#{n} {why}" for n, why, _ in lost[:10]))
-    print("peak RSS per gunicorn worker (MB):", ", ".join(f"{mb:.0f}" for mb in sorted(peaks.values())))
+    report(args, results, wall, Photo.objects.count() - before, peaks)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class ImageRejected(ValueError):
 
 class NotAnImage(ImageRejected):
     code = "not_an_image"
-    default_message = "This file is not an image we can read (JPEG, PNG, WebP or TIFF)."
+    default_message = "This file is not an image we can read (JPEG, PNG, WebP, TIFF or HEIC)."
 
 
 class CorruptImage(ImageRejected):

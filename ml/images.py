@@ -3,7 +3,8 @@
 Choices (documented here because the site relies on them):
 
 * Accepted containers: JPEG (and MPO, the multi-picture JPEG some cameras write, first picture), PNG, WebP,
-  TIFF and GIF. Anything else is :class:`~ml.errors.NotAnImage`.
+  TIFF, GIF and (with pillow-heif) HEIC/HEIF. Anything else is :class:`~ml.errors.NotAnImage`; a file that
+  starts with one of their signatures but cannot be opened is :class:`~ml.errors.CorruptImage`.
 * The pixel count is checked from the header **before** any decoding
   (:class:`~ml.errors.ImageTooLarge` above ``max_pixels``, default :data:`MAX_PIXELS` = 60
   megapixels). Pillow's own decompression-bomb error is also mapped to ``ImageTooLarge``.
@@ -119,9 +120,25 @@ def _open(data: bytes) -> Image.Image:
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(detail=str(exc)) from exc
         except UnidentifiedImageError as exc:
+            if _looks_like_an_image(data):  # a photo's signature, cut short or garbled after it
+                raise CorruptImage(detail=str(exc)) from exc
             raise NotAnImage(detail=str(exc)) from exc
         except Exception as exc:  # a recognised header that then fails to parse
             raise CorruptImage(detail=f"{type(exc).__name__}: {exc}") from exc
+
+
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\0", b"MM\0*")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+
+
+def _looks_like_an_image(data: bytes) -> bool:
+    """The file starts as one of the accepted formats does: so it is a damaged photo (tell the watcher to
+    export it again), not a file of another kind (tell them to send a photo)."""
+    if data.startswith(_SIGNATURES):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
 
 
 def _check_size(width: int, height: int, min_side: int, max_pixels: int) -> None:

@@ -399,6 +399,15 @@ class _LocalizerFit:
     progress: Callable[[TrainProgress], None] | None
     step: int = 0
 
+    @classmethod
+    def one_cycle(cls, net, lr, gen, device, schedule, batch_size, shift_scale, giou, progress) -> _LocalizerFit:
+        """AdamW with a one-cycle lr over ``schedule`` = (epochs, steps per epoch, total steps)."""
+        epochs, steps_per_epoch, total_steps = schedule
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.15)
+        args = (net, opt, sched, gen, device, epochs, steps_per_epoch, total_steps, batch_size, shift_scale, giou)
+        return cls(*args, progress)
+
     def run(self, x_train: torch.Tensor, t_train: torch.Tensor) -> tuple[list[dict], int]:
         history = []
         for epoch in range(self.epochs):
@@ -524,24 +533,9 @@ def train_localizer(
 
     net = LocalizerNet(widths, hidden).to(device)
     steps_per_epoch, epochs, total_steps = _localizer_schedule(len(train_idx), batch_size, epochs, min_steps, max_steps)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.15)
+    schedule = (epochs, steps_per_epoch, total_steps)
+    fit = _LocalizerFit.one_cycle(net, lr, gen, device, schedule, batch_size, augment_shift_scale, giou, progress)
     localizer = Localizer(net, image_size=image_size, conf_threshold=conf_threshold, device=device)
-
-    fit = _LocalizerFit(
-        net,
-        opt,
-        sched,
-        gen,
-        device,
-        epochs,
-        steps_per_epoch,
-        total_steps,
-        batch_size,
-        augment_shift_scale,
-        giou,
-        progress,
-    )
     history, step = fit.run(x_train, t_train)
 
     metrics = evaluate_localizer(localizer, [pil[i] for i in val_idx], [boxes[i] for i in val_idx])
@@ -558,19 +552,22 @@ def train_localizer(
     )
     _ship_if_better(localizer, metrics, n_val)
     if progress:
-        progress(
-            TrainProgress(
-                epoch=epochs,
-                epochs=epochs,
-                step=steps_per_epoch,
-                steps_per_epoch=steps_per_epoch,
-                loss=history[-1]["loss"] if history else float("nan"),
-                phase="localizer",
-                message=f"localizer val IoU {metrics['val_iou_mean']:.3f} "
-                f"(default box {metrics['iou_default_mean']:.3f})",
-            )
-        )
+        progress(_done_progress(metrics, epochs, steps_per_epoch))
     return localizer, metrics
+
+
+def _done_progress(metrics: dict, epochs: int, steps_per_epoch: int) -> TrainProgress:
+    """The last report of a localizer fit: its held-out IoU beside the default box's."""
+    history = metrics["history"]
+    return TrainProgress(
+        epoch=epochs,
+        epochs=epochs,
+        step=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        loss=history[-1]["loss"] if history else float("nan"),
+        phase="localizer",
+        message=f"localizer val IoU {metrics['val_iou_mean']:.3f} (default box {metrics['iou_default_mean']:.3f})",
+    )
 
 
 def evaluate_localizer(localizer: Localizer, images: Sequence, boxes: Sequence[Box]) -> dict:

@@ -60,37 +60,67 @@ def sighting_time_error(when: dt.datetime) -> str:
     return ""
 
 
+CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
+
+
+class PlainTextField(forms.CharField):
+    """Text with invisible control characters (NUL and the like, never typed on purpose) taken out rather
+    than refused: refusing would lose the photos sent with the form; the form notes it (``notices``)."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        cleaned = value.translate(CONTROL_CHARACTERS)
+        self.stripped = cleaned != value
+        return cleaned
+
+
+def coordinate(name: str, limit: int, placeholder: str) -> forms.FloatField:
+    """A latitude or longitude in decimal degrees, with messages that say what is expected."""
+    expected = f"{name} must be a number in decimal degrees between -{limit} and {limit}, e.g. {placeholder}."
+    return forms.FloatField(
+        required=False,
+        min_value=-limit,
+        max_value=limit,
+        error_messages={"invalid": expected, "min_value": expected, "max_value": expected},
+        widget=forms.NumberInput(attrs={"step": "any", "placeholder": f"e.g. {placeholder}", "inputmode": "decimal"}),
+    )
+
+
 class SightingForm(forms.Form):
-    species = forms.ModelChoiceField(queryset=Species.objects.all(), empty_label="Choose a species…")
-    observed_date = forms.DateField(label="Date", widget=forms.DateInput(attrs={"type": "date"}))
+    species = forms.ModelChoiceField(
+        queryset=Species.objects.all(),
+        empty_label="Choose a species…",
+        error_messages={
+            "required": "Choose the species you saw.",
+            "invalid_choice": "That species is not in our list; choose one from the list.",
+        },
+    )
+    observed_date = forms.DateField(
+        label="Date",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={
+            "required": "Give the date of the sighting.",
+            "invalid": "Enter a valid date, as year-month-day (e.g. 2024-07-01).",
+        },
+    )
     observed_time = forms.TimeField(
         label="Time",
         required=False,
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         help_text="Optional; local time of the sighting.",
     )
-    latitude = forms.FloatField(
-        required=False,
-        min_value=-90,
-        max_value=90,
-        widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. 64.1466", "inputmode": "decimal"}),
-    )
-    longitude = forms.FloatField(
-        required=False,
-        min_value=-180,
-        max_value=180,
-        widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. -21.9426", "inputmode": "decimal"}),
-    )
-    place_name = forms.CharField(
+    latitude = coordinate("Latitude", 90, "64.1466")
+    longitude = coordinate("Longitude", 180, "-21.9426")
+    place_name = PlainTextField(
         label="Place",
         max_length=200,
         required=False,
         widget=forms.TextInput(attrs={"placeholder": "e.g. Skjálfandi Bay, Iceland"}),
     )
-    observer_name = forms.CharField(
+    observer_name = PlainTextField(
         label="Observer name", max_length=200, required=False, help_text="Who took the photos, if not you."
     )
-    notes = forms.CharField(
+    notes = PlainTextField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "maxlength": NOTES_MAX_CHARS}),
         help_text=f"Up to {NOTES_MAX_CHARS} characters.",
@@ -110,6 +140,7 @@ class SightingForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.notices: list[str] = []  # what cleaning changed, for the watcher (the view shows them)
         if not self.is_bound:
             self.initial.setdefault("species", default_species(user))
 
@@ -118,6 +149,10 @@ class SightingForm(forms.Form):
         lat, lon = cleaned.get("latitude"), cleaned.get("longitude")
         if (lat is None) != (lon is None) and "latitude" not in self.errors and "longitude" not in self.errors:
             self.add_error("longitude" if lon is None else "latitude", "Give both latitude and longitude, or neither.")
+        for name in ("place_name", "observer_name", "notes"):
+            if getattr(self.fields[name], "stripped", False) and name not in self.errors:
+                label = self.fields[name].label or name.replace("_", " ").capitalize()
+                self.notices.append(f"{label}: invisible control characters (such as NUL) were removed.")
         day = cleaned.get("observed_date")
         if day:
             when = timezone.make_aware(dt.datetime.combine(day, cleaned.get("observed_time") or dt.time(12, 0)))
@@ -129,9 +164,13 @@ class SightingForm(forms.Form):
 
     def clean_notes(self) -> str:
         """Notes past the limit are cut, not refused: refusing would lose the photos sent with them (a file
-        input cannot be refilled); the view tells the watcher (``notes_cut``)."""
+        input cannot be refilled); the view tells the watcher (``notices``)."""
         notes = self.cleaned_data.get("notes") or ""
-        self.notes_cut = len(notes) > NOTES_MAX_CHARS
+        if len(notes) > NOTES_MAX_CHARS:
+            self.notices.append(
+                f"Your notes were longer than {NOTES_MAX_CHARS} characters; the "
+                f"first {NOTES_MAX_CHARS} were kept with the sighting."
+            )
         return notes[:NOTES_MAX_CHARS]
 
     def service_kwargs(self) -> dict:

@@ -34,6 +34,7 @@ class UploadOutcome:
     duplicates: list[Photo] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     resumed: list[Photo] = field(default_factory=list)  # the watcher's own photo, sent before, still pending
+    repeated: list[tuple[str, str]] = field(default_factory=list)  # (name, first name) of a file sent twice at once
 
     @property
     def queued(self) -> bool:
@@ -43,7 +44,22 @@ class UploadOutcome:
 
 
 def _megabytes(n: int) -> str:
+    """A size as a watcher reads it: MB, or KB below one (a 60 KB cap is not "0 MB")."""
+    if n < 1024 * 1024:
+        return f"{max(1, round(n / 1024))} KB"
     return f"{n / (1024 * 1024):.0f} MB"
+
+
+def _too_big(n: int) -> str:
+    return f"This file is {_megabytes(n)}, over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."
+
+
+EMPTY_FILE = "This file is empty (0 bytes): perhaps it was still being copied. Please choose the photo again."
+NO_EXTENSION = "This file has no file extension and is not an image we can read (JPEG, PNG, WebP, TIFF or HEIC)."
+
+
+def _refused_extension(ext: str) -> str:
+    return f"Files ending in .{ext} can't be used as a photo: please send a JPEG, PNG, WebP, TIFF or HEIC photo."
 
 
 def _read_upload(f) -> bytes:
@@ -71,30 +87,24 @@ class Checked:
 
 
 def _check_file(f) -> tuple[str, Checked | None, str]:
-    """(display name, the checked upload or None, error message)."""
+    """(display name, the checked upload or None, error message). The format comes from the bytes: the
+    extension only turns away other kinds of file (a name without one is judged by its bytes alone)."""
     name = os.path.basename(getattr(f, "name", "") or "photo") or "photo"
     size = getattr(f, "size", None)
     if size is not None and size > settings.MAX_UPLOAD_BYTES:
-        return (
-            name,
-            None,
-            (f"This file is {_megabytes(size)}, over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."),
-        )
+        return name, None, _too_big(size)
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if ext not in IMAGE_EXTENSIONS:
-        return name, None, NotAnImage.default_message
+    if ext and ext not in IMAGE_EXTENSIONS:
+        return name, None, _refused_extension(ext[:10])
     data = _read_upload(f)
+    if not data:
+        return name, None, EMPTY_FILE
     if len(data) > settings.MAX_UPLOAD_BYTES:
-        return (
-            name,
-            None,
-            (
-                f"This file is {_megabytes(len(data))}, "
-                f"over the {_megabytes(settings.MAX_UPLOAD_BYTES)} limit per photo."
-            ),
-        )
+        return name, None, _too_big(len(data))
     try:
         image = load_image(data)
+    except NotAnImage as exc:
+        return name, None, str(exc) if ext else NO_EXTENSION
     except ImageRejected as exc:
         return name, None, str(exc)
     content = f if isinstance(f, File) else ContentFile(data)
@@ -142,7 +152,7 @@ def submit_sighting(
     if not checked:
         return outcome
 
-    checked = _sort_out_known(user, checked, outcome)
+    checked = _sort_out_known(user, _drop_repeats(checked, outcome), outcome)
     if not any(original is None for _, original in checked):
         # nothing new: no sighting of duplicates only (unsaved rows, to name them to the watcher)
         outcome.duplicates = [
@@ -216,6 +226,21 @@ def _save_sighting(
                 outcome.accepted.append(photo)
                 queue_photo(photo.pk)
     return outcome
+
+
+def _drop_repeats(checked: list[Checked], outcome: UploadOutcome) -> list[Checked]:
+    """One copy of a file chosen twice in the same upload (the same photo dragged in twice, or copied under
+    another name): two rows of the same bytes would be processed twice and then flagged as each other's
+    duplicate."""
+    first: dict[str, str] = {}
+    kept = []
+    for good in checked:
+        if good.sha256 in first:
+            outcome.repeated.append((good.name, first[good.sha256]))
+        else:
+            first[good.sha256] = good.name
+            kept.append(good)
+    return kept
 
 
 def _sort_out_known(user, checked, outcome: UploadOutcome) -> list:

@@ -14,7 +14,7 @@ from identification.models import Decision
 
 from . import services
 from .filters import SightingFilter
-from .forms import NOTES_MAX_CHARS, ExifForm, SightingForm
+from .forms import ExifForm, SightingForm
 from .models import Photo, Sighting
 
 REJECT_LABELS = {**dict(Decision.RejectReason.choices), "duplicate": "Already in our catalogue"}
@@ -54,6 +54,8 @@ def _report(request, outcome) -> None:
     for photo in outcome.duplicates:
         name = getattr(photo, "original_filename", "") or f"photo {photo.pk}"
         messages.warning(request, f"{name}: already in our catalogue, so it was not added again.")
+    for filename, first in outcome.repeated:
+        messages.info(request, f"{filename}: the same photo as {first} in this upload, so it was added once.")
     for filename, message in outcome.rejected:
         messages.error(request, f"{filename}: {message}")
 
@@ -76,12 +78,8 @@ def submit(request):
         else:
             if outcome.accepted or outcome.resumed:
                 _report(request, outcome)
-                if getattr(form, "notes_cut", False):
-                    messages.warning(
-                        request,
-                        f"Your notes were longer than {NOTES_MAX_CHARS} characters; the "
-                        f"first {NOTES_MAX_CHARS} were kept with the sighting.",
-                    )
+                for notice in form.notices:
+                    messages.warning(request, notice)
                 return redirect("submissions:my_sightings")
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")
     # a browser never re-selects files after a round trip: say so instead of dropping them silently

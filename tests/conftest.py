@@ -348,6 +348,26 @@ def broker_proxy(monkeypatch):
 # --------------------------------------------------------------------------- database failures
 
 
+@pytest.fixture
+def database_proxy(transactional_db):
+    """This process's database connection goes through a loopback TCP proxy in front of the test
+    PostgreSQL: ``.stop()`` drops every open connection mid-query and refuses new ones, ``.start()``
+    listens on the same port again. The worker subprocess keeps its own connection to PostgreSQL."""
+    from django.db import connection
+
+    from tests.proxy import TcpProxy
+
+    db = connection.settings_dict
+    original = db["PORT"]
+    proxy = TcpProxy(db["HOST"] or "127.0.0.1", int(original or 5432)).start()
+    connection.close()
+    db["PORT"] = str(proxy.port)
+    yield proxy
+    proxy.stop()
+    connection.close()
+    db["PORT"] = original
+
+
 @contextmanager
 def photo_inserts_fail(timeout_ms: int = 500):
     """A real database failure inside an upload: another session holds a SHARE lock on the photo table

@@ -14,8 +14,8 @@ from ..models import Individual
 from ..permissions import moderator_required
 from ..review.curation import correct_box as save_box
 from ..review.curation import correct_species as save_species
-from ..review.curation import merge_individuals, retry_photo, split_photo
-from .common import show_errors
+from ..review.curation import merge_individuals, split_photo
+from .common import retry_failed_photo, show_errors
 
 FAILED_PAGE = 30
 
@@ -99,10 +99,4 @@ def failed_photos(request):
 @moderator_required
 @require_POST
 def retry(request, photo_id):
-    photo = get_object_or_404(Photo, pk=photo_id)
-    try:
-        retry_photo(photo=photo, actor=request.user)
-        messages.success(request, f"Photo {photo.pk} is queued for processing again.")
-    except ValidationError as exc:
-        show_errors(request, exc)
-    return redirect("identification:failed_photos")
+    return retry_failed_photo(request, photo_id, "identification:failed_photos")

@@ -2,21 +2,17 @@
 training data (filter, exclude or include examples, Kaggle ZIP and COCO exports)."""
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from submissions.models import Photo
-
 from ..ops import health
 from ..permissions import admin_required
-from ..review.curation import retry_photo
 from ..training import exports
-from .common import show_errors
+from .common import retry_failed_photo
 
 TRAINING_DATA_PAGE = 50
 
@@ -88,13 +84,7 @@ def health_page(request):
 @admin_required
 @require_POST
 def health_retry(request, photo_id):
-    photo = get_object_or_404(Photo, pk=photo_id)
-    try:
-        retry_photo(photo=photo, actor=request.user)
-        messages.success(request, f"Photo {photo.pk} is queued for processing again.")
-    except ValidationError as exc:
-        show_errors(request, exc)
-    return redirect("identification:health")
+    return retry_failed_photo(request, photo_id, "identification:health")
 
 
 @admin_required

@@ -43,7 +43,15 @@ def test_errors_are_value_errors_with_codes_and_readable_messages():
 def test_non_images_are_refused(data):
     with pytest.raises(NotAnImage) as info:
         load_image(data)
-    assert "JPEG, PNG, WebP or TIFF" in str(info.value)
+    assert "JPEG, PNG, WebP, TIFF or HEIC" in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "TIFF", "WEBP"])
+def test_a_photo_cut_inside_its_header_is_damaged_not_another_kind_of_file(textured_rgb, fmt):
+    """Cut before Pillow can even identify it, the file still starts as a photo does: the watcher is told to
+    export it again ("damaged"), not to send a photo ("not an image")."""
+    with pytest.raises(CorruptImage):
+        load_image(encode(textured_rgb, fmt)[:14])
 
 
 def test_unsupported_format_is_not_an_image(textured_rgb):

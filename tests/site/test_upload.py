@@ -49,8 +49,8 @@ def test_png_named_jpg_is_fine():
 @pytest.mark.parametrize(
     "name,data,needle",
     [
-        ("virus.exe", jpeg_bytes(), "not an image"),
-        ("notes.txt", b"hello whales", "not an image"),
+        ("virus.exe", jpeg_bytes(), "Files ending in .exe can't be used as a photo"),
+        ("notes.txt", b"hello whales", "Files ending in .txt can't be used as a photo"),
         ("fake.jpg", b"this is plain text, not a JPEG" * 20, "not an image"),
         ("cut.jpg", jpeg_bytes(size=(640, 480))[:3000], "damaged or incomplete"),
         ("tiny.jpg", jpeg_bytes(size=(64, 48)), "too small"),

@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "whalesite.middleware.DatabaseUnavailableMiddleware",  # a view's lost database: 503, not a bare 500
 ]
 
 ROOT_URLCONF = "whalesite.urls"
