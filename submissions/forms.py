@@ -51,6 +51,15 @@ def default_species(user=None):
     )
 
 
+def sighting_time_error(when: dt.datetime) -> str:
+    """Why ``when`` cannot be a sighting's time ("" when it can): the upload form and the API share it."""
+    if when.date() < date_floor():
+        return f"The sighting date can't be before {date_floor():%d %B %Y}: please check the year."
+    if when > timezone.now() + dt.timedelta(days=1):
+        return "The sighting date can't be in the future."
+    return ""
+
+
 CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
 
 
@@ -145,15 +154,12 @@ class SightingForm(forms.Form):
                 label = self.fields[name].label or name.replace("_", " ").capitalize()
                 self.notices.append(f"{label}: invisible control characters (such as NUL) were removed.")
         day = cleaned.get("observed_date")
-        if day and day < date_floor():
-            self.add_error(
-                "observed_date", f"The sighting date can't be before {date_floor():%d %B %Y}: please check the year."
-            )
-        elif day:
+        if day:
             when = timezone.make_aware(dt.datetime.combine(day, cleaned.get("observed_time") or dt.time(12, 0)))
-            if when > timezone.now() + dt.timedelta(days=1):
-                self.add_error("observed_date", "The sighting date can't be in the future.")
-            cleaned["observed_at"] = when
+            if error := sighting_time_error(when):
+                self.add_error("observed_date", error)
+            else:
+                cleaned["observed_at"] = when
         return cleaned
 
     def clean_notes(self) -> str:

@@ -29,6 +29,26 @@ def crop_upload_to(instance: "Photo", filename: str) -> str:
     return f"crops/{uuid.uuid4().hex}.png"
 
 
+def _sees_everything(user) -> bool:
+    from identification.permissions import is_moderator
+
+    return user is not None and is_moderator(user)
+
+
+class SightingQuerySet(models.QuerySet):
+    def public(self):
+        """Sightings with a photo in the gallery: the ones everyone may see (``/sightings/``)."""
+        return self.filter(pk__in=Photo.objects.in_gallery().values("sighting_id"))
+
+    def visible_to(self, user):
+        """Moderators and admins see every sighting; a watcher the public ones and their own."""
+        if _sees_everything(user):
+            return self
+        if user is not None and user.is_authenticated:
+            return self.filter(Q(pk__in=Photo.objects.in_gallery().values("sighting_id")) | Q(submitted_by=user))
+        return self.public()
+
+
 class Sighting(models.Model):
     species = models.ForeignKey("identification.Species", on_delete=models.PROTECT, related_name="sightings")
     observed_at = models.DateTimeField()
@@ -41,6 +61,8 @@ class Sighting(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="sightings"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SightingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-observed_at"]
@@ -144,6 +166,16 @@ class PhotoQuerySet(models.QuerySet):
             if value is not None:
                 qs = qs.filter(**{f"sighting__{field}__{lookup}": value})
         return qs
+
+    def visible_to(self, user):
+        """Moderators and admins see every photo; others the gallery's and (signed in) their own."""
+        if _sees_everything(user):
+            return self
+        if user is not None and user.is_authenticated:
+            return self.filter(
+                Q(status__in=Photo.GALLERY_STATUSES, individual__isnull=False) | Q(sighting__submitted_by=user)
+            )
+        return self.in_gallery()
 
     def unclaimed_or_claimed_by(self, user, ttl: timedelta = timedelta(minutes=15)):
         cutoff = timezone.now() - ttl

@@ -13,6 +13,7 @@ from accounts import ratelimit
 from identification.models import Decision
 
 from . import services
+from .filters import SightingFilter
 from .forms import ExifForm, SightingForm
 from .models import Photo, Sighting
 
@@ -154,11 +155,13 @@ def my_sightings_status(request):
 def sightings(request):
     confirmed = Photo.objects.in_gallery().select_related("individual").order_by("pk")
     qs = (
-        Sighting.objects.filter(photos__in=Photo.objects.in_gallery())
-        .distinct()
+        Sighting.objects.public()
         .select_related("species")
         .prefetch_related(Prefetch("photos", queryset=confirmed, to_attr="public_photos"))
-        .order_by("-observed_at")
+        .order_by("-observed_at", "-pk")
     )
-    page = Paginator(qs, 20).get_page(request.GET.get("page"))
-    return render(request, "submissions/sightings.html", {"page": page})
+    filters = SightingFilter(request.GET, queryset=qs, request=request)  # the API's /api/v1/sightings/ filter
+    page = Paginator(filters.qs, 20).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "submissions/sightings.html", {"page": page, "filter": filters, "query": query.urlencode()})

@@ -17,7 +17,7 @@ import logging
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
@@ -41,15 +41,20 @@ class RequestSizeLimitMiddleware:
             length = 0
         limit = settings.MAX_REQUEST_BYTES
         if length > limit:
-            return too_big(length, limit)
+            return too_big(length, limit, json=request.path.startswith("/api/"))
         return self.get_response(request)
 
 
-def too_big(length: int, limit: int) -> HttpResponse:
+def too_big(length: int, limit: int, json: bool = False) -> HttpResponse:
+    """413 for the upload form (a page with a way back), or for an API client (JSON with ``detail``)."""
     message = (
         f"This upload is {megabytes(length)}, over the {megabytes(limit)} limit for one upload. "
         "Nothing was saved: please go back and send fewer photos at a time."
     )
+    if json:
+        response = JsonResponse({"detail": message.replace("please go back and send", "send")}, status=413)
+        response["Connection"] = "close"
+        return response
     html = (
         f"<!doctype html><title>Upload too large</title><h1>Upload too large</h1><p>{escape(message)}</p>"
         '<p><a href="javascript:history.back()">Back to the form</a></p>'

@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("submissions.urls")),
     path("", include("identification.urls")),
     path("", include("follows.urls")),
+    path("api/", include("api.urls")),
     path("django-admin/", admin.site.urls),
 ]
 

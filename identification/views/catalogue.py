@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from submissions.models import Photo, Sighting
 
+from ..filters import IndividualFilter
 from ..forms import MergeForm
 from ..models import Individual
 from ..permissions import is_moderator
@@ -27,9 +28,8 @@ def individuals(request):
             last_seen=Max("photos__sighting__observed_at", filter=gallery),
         )
     )
+    qs = IndividualFilter(request.GET, queryset=qs).qs  # the same filter as the API's /api/v1/individuals/
     q = request.GET.get("q", "").strip()
-    if q:
-        qs = qs.filter(Q(catalogue_id__icontains=q) | Q(nickname__icontains=q))
     page = Paginator(qs.order_by("catalogue_id"), INDIVIDUALS_PAGE).get_page(request.GET.get("page"))
     latest = Photo.objects.in_gallery().order_by("-sighting__observed_at", "-pk")
     for individual in page:

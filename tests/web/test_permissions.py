@@ -25,6 +25,9 @@ MODERATOR = {"anonymous": 302, "watcher": 403, "moderator": 200, "admin": 200}
 MODERATOR_REDIRECT = {"anonymous": 302, "watcher": 403, "moderator": 302, "admin": 302}
 ADMIN = {"anonymous": 302, "watcher": 403, "moderator": 403, "admin": 200}
 ADMIN_REDIRECT = {"anonymous": 302, "watcher": 403, "moderator": 403, "admin": 302}
+# the REST API signed in with the browser's session (every method and a token per role: tests/api/)
+API_PRIVATE = {"anonymous": 401, "watcher": 403, "moderator": 200, "admin": 200}
+API_NOT_FOUND_FOR_OTHERS = {"anonymous": 404, "watcher": 404, "moderator": 200, "admin": 200}
 
 # (name, method, kwargs-builder key, data, expected)
 MATRIX = [
@@ -86,6 +89,20 @@ MATRIX = [
     ("follows:follow", "post", "individual", None, LOGGED_IN_POST),
     ("follows:unfollow", "post", "individual", None, LOGGED_IN_POST),
     ("follows:unsubscribe", "get", "unsubscribe", None, PUBLIC),  # the signed token is the proof
+    ("api:api-root", "get", None, None, PUBLIC),
+    ("api:species-list", "get", None, None, PUBLIC),
+    ("api:species-detail", "get", "species", None, PUBLIC),
+    ("api:individual-list", "get", None, None, PUBLIC),
+    ("api:individual-detail", "get", "individual", None, PUBLIC),
+    ("api:sighting-list", "get", None, None, PUBLIC),
+    ("api:sighting-detail", "get", "api_sighting", None, API_NOT_FOUND_FOR_OTHERS),
+    ("api:photo-list", "get", None, None, PUBLIC),
+    ("api:photo-detail", "get", "api_photo", None, API_PRIVATE),
+    ("api:photo-decision", "post", "api_photo", "api_confirm", API_PRIVATE),
+    ("api:schema", "get", None, None, PUBLIC),
+    ("api:docs", "get", None, None, PUBLIC),
+    ("api:tokens", "get", None, None, LOGGED_IN),
+    ("api:revoke_token", "post", "token", None, LOGGED_IN_POST),
     # no active model in this matrix: allowed roles get 404 (the PNG itself: tests/web/test_review_depth.py)
     (
         "identification:explain",
@@ -123,6 +140,7 @@ def test_matrix_covers_every_named_url():
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("name,method,target,data,expected", MATRIX, ids=[row[0] for row in MATRIX])
 def test_permission_matrix(client, role, name, method, target, data, expected):
+    from api.tokens import create_token
     from follows.unsubscribe import make_token
     from tests.factories import jpeg_bytes, upload
 
@@ -144,6 +162,10 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "media": {"path": in_gallery.image.name},
         "explain": {"photo_id": photo.pk, "individual_id": individuals[0].pk},
         "unsubscribe": {"token": make_token(in_gallery.sighting.submitted_by_id, individual.pk)},
+        "species": {"pk": individual.species_id},
+        "api_sighting": {"pk": photo.sighting_id},
+        "api_photo": {"pk": photo.pk},
+        "token": {"token_id": create_token(make_user("watcher", "other@example.org"), "other's")[0].pk},
     }[target]
     payload = {
         None: {},
@@ -153,6 +175,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "merge": {"target": individuals[0].catalogue_id},
         "box": {"x0": 10, "y0": 10, "x1": 200, "y1": 120},
         "nickname": {"nickname": "Matrix"},
+        "api_confirm": {"action": "confirm", "individual": individuals[0].catalogue_id},
     }[data]
     login(client, make_user(role))
     url = reverse(name, kwargs=kwargs)

@@ -32,9 +32,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from static/ (no CDN)
     "identification",
     "submissions",
     "follows",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -211,6 +216,39 @@ DWCA_DESCRIPTION = env.str(
 )
 RESEARCH_SEASON_MONTHS = env.list("RESEARCH_SEASON_MONTHS", cast=int, default=[12, 1, 2, 3])  # in season order
 MODERATOR_COORDINATE_DECIMALS = env.int("MODERATOR_COORDINATE_DECIMALS", default=3)  # admins get full precision
+
+# REST API (api/): token or session sign-in, paginated and filtered reads, per-token rate limits
+API_TOKEN_RATE = env.str("API_TOKEN_RATE", default="1000/hour")  # per token (or per signed-in browser session)
+API_ANON_RATE = env.str("API_ANON_RATE", default="200/hour")  # per address, without a token
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
+API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=10)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",  # first: its 401 carries WWW-Authenticate
+        "rest_framework.authentication.SessionAuthentication",  # the browsable API for a signed-in user
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.TokenRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Whalesite API",
+    "DESCRIPTION": "Species, individuals, sightings and photos; submit sightings and, for moderators, "
+    "record decisions. See docs/API.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,  # multipart request bodies get their own (binary) schema
+}
 
 LOGGING = {
     "version": 1,
