@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"identification", "ml", "submissions", "whalesite", "accounts", "follows"}  # plus the package scanned
+PROJECT = {"identification", "ml", "submissions", "whalesite", "accounts", "follows", "api"}  # plus the package scanned
 
 
 def module_name(path: Path) -> str:
