@@ -51,6 +51,7 @@ MATRIX = [
     ("identification:retry", "post", "failed", None, MODERATOR_REDIRECT),
     ("identification:dashboard", "get", None, None, ADMIN),
     ("identification:start_training", "post", None, "train", ADMIN_REDIRECT),
+    ("identification:measure_step_time", "post", None, "measure", ADMIN_REDIRECT),
     ("identification:run_progress", "get", "run", None, ADMIN),
     ("identification:cancel_run", "post", "run", None, ADMIN_REDIRECT),
     ("identification:resend_run", "post", "run", None, ADMIN_REDIRECT),
@@ -141,6 +142,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "photo": {"photo": upload("a.jpg", jpeg_bytes(seed=1))},
         "confirm": {"action": "confirm", "individual": individuals[0].pk},
         "train": {"epochs": 2, "arch": "resnet18", "image_size": 128, "fine_tune": "on"},
+        "measure": {"arch": "resnet18", "image_size": 128},
         "merge": {"target": individuals[0].catalogue_id},
         "box": {"x0": 10, "y0": 10, "x1": 200, "y1": 120},
     }[data]
