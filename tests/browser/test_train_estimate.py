@@ -1,6 +1,9 @@
 """The retrain form's estimate in a real browser (issue 12, item 6): it follows the fields as they
 change, says where its step time came from, and warns past an hour on a CPU worker."""
 
+import os
+from pathlib import Path
+
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -39,6 +42,12 @@ def test_the_estimate_follows_the_form_and_warns_past_an_hour_on_a_cpu(new_page,
     expect(box.locator('[data-estimate="warning"]')).to_be_visible()
     expect(box.locator('[data-estimate="warning"]')).to_contain_text("more than an hour on a CPU worker")
     shots(page, "estimate-warning")
+    if os.environ.get("REVIEW_SCREENSHOTS"):  # docs/screenshots: the form with its estimate, 1280 and 390 px
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            target = Path(os.environ["REVIEW_SCREENSHOTS"]) / f"retrain-estimate-{width}.png"
+            form.screenshot(path=str(target))
+        page.set_viewport_size({"width": 1280, "height": 900})
     form.locator("[name=image_size]").select_option("160")
     expect(box.locator('[data-estimate="text"]')).to_have_text("not measured yet")
     expect(box.locator('[data-estimate="warning"]')).to_be_hidden()
