@@ -32,5 +32,18 @@ def recover_training_runs(sender=None, **kwargs):
         if TRAINING_QUEUE in queues:
             recover_runs_of(sender.hostname)
             check_training_runs()
+            measure_default_step_time()
     except Exception:
         logging.getLogger(__name__).exception("could not recover this worker's training runs")
+
+
+def measure_default_step_time() -> None:
+    """A training worker measures the retrain form's default architecture at start-up, so the form
+    can say how long a run would take on it before the first run (``training.estimate``)."""
+    from django.conf import settings
+
+    from . import jobs
+    from .training.defaults import FORM_ARCH, FORM_IMAGE_SIZE
+
+    if settings.ML_MEASURE_STEP_TIME_AT_START:
+        jobs.send(jobs.MEASURE_STEP_TIME, FORM_ARCH, FORM_IMAGE_SIZE, "worker start-up")

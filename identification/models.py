@@ -381,3 +381,29 @@ class WorkerHeartbeat(models.Model):
 
     class Meta:
         ordering = ["hostname"]
+
+
+class StepTiming(models.Model):
+    """Seconds per training step of an architecture and image size, measured on a training worker
+    (``ml.step_time``, the task ``measure_step_time``): the retrain form multiplies it by the run's
+    steps to estimate a run's time before it starts (``training.estimate``). One row per worker,
+    architecture, size and batch, replaced by each new measurement."""
+
+    worker = models.CharField(max_length=200)
+    device = models.CharField(max_length=100)
+    arch = models.CharField(max_length=100)
+    image_size = models.PositiveIntegerField()
+    batch_size = models.PositiveIntegerField()
+    seconds_per_step = models.FloatField()
+    steps_measured = models.PositiveIntegerField()
+    reason = models.CharField(max_length=100)  # "worker start-up" or "requested by <user>"
+    measured_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-measured_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["worker", "arch", "image_size", "batch_size"], name="one_step_timing")
+        ]
+
+    def __str__(self):
+        return f"{self.arch}@{self.image_size}px on {self.worker}: {self.seconds_per_step:.2f} s/step"

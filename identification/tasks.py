@@ -20,6 +20,7 @@ from .errors import TRANSIENT_ERRORS
 from .models import ModelVersion
 from .pipeline import housekeeping, process, queue, reembed
 from .review.notify import send_decision_emails
+from .training.estimate import measure_and_record
 from .training.localizer import execute_localizer_retrain
 from .training.registry import evaluate_on_holdout
 from .training.runs import check_training_runs, execute_run
@@ -77,6 +78,13 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
 def run_training(self, run_id: int) -> str:
     """Train a model version; the worker's hostname marks the run as its own (``runs.recover_runs_of``)."""
     return execute_run(run_id, worker=self.request.hostname or "")
+
+
+@shared_task(name=jobs.MEASURE_STEP_TIME, bind=True, soft_time_limit=600, time_limit=660)
+def measure_step_time(self, arch: str, image_size: int, reason: str = "requested") -> float:
+    """Time a few training steps of ``arch`` at ``image_size`` on this worker's device, for the retrain
+    form's estimate (``training.estimate``). Idempotent: it replaces this worker's last measurement."""
+    return measure_and_record(arch, image_size, self.request.hostname or "", reason).seconds_per_step
 
 
 @shared_task(name=jobs.NOTIFY_WATCHERS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)

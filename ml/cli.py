@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.presets import ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, RECIPES, default_lr
+from ml.types import PHASE_COUNTERS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"}
 
@@ -185,25 +186,25 @@ def _train_config(args):
 
 
 class _EpochBars:
-    """``train``'s progress on the terminal: one tqdm bar per epoch, a line per validation."""
+    """``train``'s progress on the terminal: one tqdm bar per epoch of each phase, labelled with the
+    phase's own counter ("model epoch 3/12", "localizer epoch 2/30"), and a line per validation."""
 
     def __init__(self) -> None:
         self.bar: Any = None  # tqdm
-        self.epoch: int | None = None
+        self.epoch: tuple[str, int] | None = None
 
     def __call__(self, p) -> None:
-        if p.phase == "train":
-            if self.epoch != p.epoch:
+        if p.phase in ("train", "localizer") and p.steps_per_epoch:
+            if self.epoch != (p.phase, p.epoch):
                 self.close()
-                self.bar = _tqdm(total=p.steps_per_epoch, desc=f"epoch {p.epoch}/{p.epochs}", unit="step")
-                self.epoch = p.epoch
+                label = PHASE_COUNTERS[p.phase]
+                self.bar = _tqdm(total=p.steps_per_epoch, desc=f"{label} {p.epoch}/{p.epochs}", unit="step")
+                self.epoch = (p.phase, p.epoch)
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{p.loss:.3f}")
-        elif p.phase == "validate" and p.val_map5 is not None:
+        elif p.message or p.val_map5 is not None:
             self.close()
-            print(f"epoch {p.epoch}: loss {p.loss:.4f}  val MAP@5 {p.val_map5:.4f}", file=sys.stderr)
-        elif p.phase == "localizer":
-            print("training the localizer", file=sys.stderr)
+            print(p.describe(), file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:

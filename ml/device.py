@@ -1,17 +1,24 @@
-"""Device selection and mixed precision (CUDA + bf16 when present, CPU otherwise)."""
+"""Device selection and mixed precision (CUDA + bf16 when present, CPU otherwise).
+
+torch is imported inside the functions that use it: ``available_cores`` and ``worker_threads`` serve
+``manage.py run_site``, which must not spend a torch import before the web server starts."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from ml.presets import PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pick_device(preferred: str = "") -> torch.device:
     """The device to run on: ``preferred`` when given and usable, else CUDA if available, else CPU."""
+    import torch
+
     preferred = (preferred or "").strip().lower()
     if preferred and preferred != "auto":
         dev = torch.device(preferred)
@@ -25,6 +32,8 @@ def pick_device(preferred: str = "") -> torch.device:
 
 def uses_bf16(device: torch.device | str, precision: str = "auto") -> bool:
     """Whether ``autocast(device, precision)`` runs in bf16: on CUDA for ``"auto"``, anywhere for ``"bf16"``."""
+    import torch
+
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda")
@@ -34,6 +43,8 @@ def autocast(device: torch.device | str, precision: str = "auto"):
     """bf16 autocast on CUDA (``"auto"``), off on the CPU. ``"bf16"`` asks for it on any device:
     with no GPU at hand, the CPU's autocast runs the same mixed-precision code path, so the dtype
     mistakes that only show up on CUDA (bf16 activations meeting fp32 weights) are caught there."""
+    import torch
+
     if uses_bf16(device, precision):
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -58,6 +69,8 @@ def worker_threads(processes: int, cores: int | None = None) -> int:
 
 def set_threads(threads: int) -> int:
     """Set this process's torch intra-op threads (BLAS and oneDNN follow); returns the number set."""
+    import torch
+
     threads = max(1, int(threads))
     torch.set_num_threads(threads)
     return threads

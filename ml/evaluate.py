@@ -86,11 +86,23 @@ def _series(history: Sequence[dict], key: str) -> tuple[list[float], list[float]
     return xs, ys
 
 
+def loss_panels(metrics: dict, history: Sequence[dict]) -> list[tuple[str, list[float], list[float]]]:
+    """``loss.png``'s panels, one per phase, each on its own axis: the model's loss per epoch (from
+    ``history``) and the localizer's (``metrics["localizer"]["history"]``, when it trained). On one
+    axis the localizer's values, on another scale, made the model's curve look as if it rose."""
+    panels = [("model training loss", *_series(history, "loss"))]
+    localizer = metrics.get("localizer")
+    if isinstance(localizer, dict) and localizer.get("history"):
+        panels.append(("fluke localizer training loss", *_series(localizer["history"], "loss")))
+    return panels
+
+
 def write_report(metrics: dict, history: Sequence[dict], out_dir, confusion=None) -> list[Path]:
     """Write ``metrics.json`` and plots into ``out_dir``; return the written paths.
 
     ``history`` entries carry ``epoch``, ``loss`` and ``val_map5`` (missing values are
-    skipped): ``loss.png`` and ``map5.png`` are drawn when there is something to draw.
+    skipped): ``loss.png`` (a panel per phase, ``loss_panels``) and ``map5.png`` are drawn when there
+    is something to draw.
     ``confusion`` is ``(matrix, labels)`` as returned by ``ml.metrics.confusion_matrix``
     (or a bare square matrix) and gives ``confusion.png``.
     """
@@ -106,18 +118,23 @@ def write_report(metrics: dict, history: Sequence[dict], out_dir, confusion=None
     atomic_write_json(path, _jsonable(metrics), indent=2, sort_keys=True)
     written.append(path)
 
-    for key, name, title in (("loss", "loss.png", "training loss"), ("val_map5", "map5.png", "validation MAP@5")):
-        xs, ys = _series(history, key)
-        if not xs:
+    panels = {
+        "loss.png": loss_panels(metrics, history),
+        "map5.png": [("validation MAP@5", *_series(history, "val_map5"))],
+    }
+    for name, series in panels.items():
+        series = [panel for panel in series if panel[1]]
+        if not series:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        ax.plot(xs, ys, marker="o")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title(title)
-        if key == "val_map5":
-            ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
+        fig, axes = plt.subplots(1, len(series), figsize=(6 * len(series), 4), dpi=100, squeeze=False)
+        for ax, (title, xs, ys) in zip(axes[0], series):
+            ax.plot(xs, ys, marker="o")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("MAP@5" if name == "map5.png" else "loss")
+            ax.set_title(title)
+            if name == "map5.png":
+                ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)

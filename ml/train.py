@@ -345,6 +345,12 @@ class _Reporter:
         if self.progress is not None:
             self.progress(TrainProgress(epochs=self.epochs, **kw))
 
+    def raw(self, p: TrainProgress) -> None:
+        """A report that carries its own counter (the localizer's epochs), after a cancel check."""
+        self.check_stop()
+        if self.progress is not None:
+            self.progress(p)
+
     def check_stop(self) -> None:
         if self.should_stop is not None and self.should_stop():
             raise TrainingCancelled("training cancelled")
@@ -485,6 +491,16 @@ def build_model(config: TrainConfig, classes: list[str], device: torch.device) -
     return model.to(device), init_report
 
 
+def _check_stop_in_forward(model: torch.nn.Module, report: _Reporter) -> None:
+    """Check for a cancel before every top-level block of the model runs, in training and validation
+    alike: checked once per step, a cancel waited for the step and the epoch's whole validation (34 s
+    with ResNet-50 at 224 px on a CPU). The caller's check is throttled (the site reads the database at
+    most once a second), so a check per block costs nothing next to the block."""
+    blocks = [m for m in model.modules() if len(list(m.children())) == 0]
+    for block in blocks[:: max(1, len(blocks) // 32)]:  # about 32 checks per forward pass
+        block.register_forward_pre_hook(lambda module, args: report.check_stop())
+
+
 def _build_run(config: TrainConfig, out: Path, device: torch.device, data: TrainingData, report: _Reporter) -> _Run:
     model, init_report = build_model(config, data.classes, device)
     optimizer, scheduler = make_optimizer(model, config)
@@ -502,6 +518,7 @@ def _build_run(config: TrainConfig, out: Path, device: torch.device, data: Train
         drop_last=True,
         oversample_to=config.oversample_to,
     )
+    _check_stop_in_forward(model, report)
     steps_per_epoch = max(1, len(loader))
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
@@ -595,7 +612,7 @@ def _checkpoint(run: _Run, state: _LoopState) -> None:
     )
 
 
-def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def step_loss(run: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """ArcFace (or softmax) cross-entropy, plus ``softmax_weight`` x the margin-free one (ArcFace+softmax)."""
     model, config = run.model, run.config
     with autocast(run.device, config.precision):
@@ -615,7 +632,7 @@ def _train_step(run: _Run, state: _LoopState, x: torch.Tensor, y: torch.Tensor) 
     warm_m_steps = int(round(config.margin_warmup_epochs * run.steps_per_epoch))
     if config.head == "arcface" and warm_m_steps > 0:
         run.model.head.set_margin(config.arcface_m * min(1.0, state.global_step / warm_m_steps))
-    loss = _loss(run, x, y)
+    loss = step_loss(run, x, y)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -816,7 +833,7 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
         precision=config.precision,
     )
     new_threshold = float(final_val.threshold) if final_val.threshold is not None else DEFAULT_NEW_THRESHOLD
-    calibration = _calibrate(run)
+    calibration = _calibrate(run, state.epoch)
     if calibration is not None:  # the folder's new-individual decision is then on the fused P
         new_threshold = calibration.new_threshold
     state_dict = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
@@ -825,16 +842,9 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
     metrics.calibration = run.calibration_info  # metrics.json: how P(same) was fitted, or why not
     do_loc = config.train_localizer if config.train_localizer is not None else bool(config.boxes_csv)
     if do_loc and config.boxes_csv:
-        run.report.check_stop()
-        run.report(
-            epoch=len(state.history),
-            step=0,
-            steps_per_epoch=run.steps_per_epoch,
-            loss=0.0,
-            phase="localizer",
-            message="training the fluke localizer",
-        )
-        metrics.localizer = _train_localizer(data.samples, run.out, config)
+        start = TrainProgress(epoch=0, epochs=0, step=0, steps_per_epoch=0, loss=0.0, phase="localizer")
+        run.report.raw(dataclasses.replace(start, message="training the fluke localizer"))
+        metrics.localizer = _train_localizer(data.samples, run.out, config, run.report.raw)
     saved = SavedModel(
         state_dict=state_dict,
         classes=data.classes,
@@ -851,7 +861,7 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
     _write_report(metrics.to_dict(), state.history, run.out, final_val, new_threshold)
     last_loss = state.history[-1]["loss"] if state.history and state.history[-1]["loss"] is not None else 0.0
     run.report(
-        epoch=len(state.history),
+        epoch=state.epoch,  # epochs trained (the history also holds the untrained epoch 0)
         step=run.steps_per_epoch,
         steps_per_epoch=run.steps_per_epoch,
         loss=last_loss,
@@ -863,7 +873,7 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
     return TrainResult(model_dir=str(run.out), metrics=metrics, history=state.history, new_threshold=new_threshold)
 
 
-def _calibrate(run: _Run):
+def _calibrate(run: _Run, epochs_done: int):
     """The open-set match calibration of the final weights (``ml.train_calibration``), or None (recorded
     in ``run.calibration_info`` either way, for metrics.json's ``calibration``)."""
     from ml.train_calibration import fit_open_set_calibration
@@ -874,7 +884,7 @@ def _calibrate(run: _Run):
         return None
     run.report.check_stop()
     run.report(
-        epoch=config.epochs,
+        epoch=epochs_done,
         step=0,
         steps_per_epoch=run.steps_per_epoch,
         loss=0.0,
@@ -964,13 +974,13 @@ def _write_report(
         log.warning("could not write the report plots: %s", exc)
 
 
-def _train_localizer(samples, out: Path, config: TrainConfig) -> dict:
+def _train_localizer(samples, out: Path, config: TrainConfig, progress=None) -> dict:
     from ml.localizer import train_localizer
 
     with_boxes = [s for s in samples if s.box is not None]
     if len(with_boxes) < 4:
         return {"skipped": f"only {len(with_boxes)} photos with boxes"}
-    kwargs: dict[str, Any] = {"seed": config.seed, "device": str(pick_device(config.device))}
+    kwargs: dict[str, Any] = {"seed": config.seed, "device": str(pick_device(config.device)), "progress": progress}
     if config.localizer_epochs is not None:
         kwargs["epochs"] = config.localizer_epochs
     if config.max_steps is not None:

@@ -77,6 +77,26 @@ class TrainProgress:
     phase: Literal["train", "validate", "localizer", "done"] = "train"
     message: str = ""
 
+    def describe(self) -> str:
+        """One line for a terminal, each phase with its own label and counter: ``epoch``/``epochs`` are
+        the model's in "train"/"validate"/"done" and the localizer's own in "localizer" (printed as
+        one counter they read "epoch 13/12": the localizer's start carried the model's history length)."""
+        label = PHASE_COUNTERS.get(self.phase, self.phase)
+        line = f"{label} {self.epoch}/{self.epochs}" if self.epochs else self.phase  # not started yet
+        if self.phase in ("train", "localizer") and self.steps_per_epoch:
+            line += f" step {self.step}/{self.steps_per_epoch} loss {self.loss:.3f}"
+        if self.val_map5 is not None:
+            line += f" val MAP@5 {self.val_map5:.4f}"
+        return f"{line}  {self.message}" if self.message else line
+
+
+PHASE_COUNTERS = {
+    "train": "model epoch",
+    "validate": "model epoch",
+    "done": "model epochs",
+    "localizer": "localizer epoch",
+}
+
 
 # Used when validation cannot tune the threshold (too few new or known queries): a cosine
 # similarity of 0.5 (60 degrees) between the query and its best gallery match.

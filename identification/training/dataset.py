@@ -21,7 +21,6 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 
-from ml.data import write_csv
 from submissions.models import Photo
 
 from ..models import HoldoutSet, ModelVersion, TrainingExample
@@ -145,6 +144,8 @@ def export_dataset(out_dir: Path) -> dict:
         b = trusted_box(photo)
         if b is not None:
             boxes.append((name, round(b.x0, 2), round(b.y0, 2), round(b.x1, 2), round(b.y1, 2)))
+    from ml.data import write_csv  # imports torch: not at import time, the web process never needs it
+
     write_csv(out_dir / "train.csv", ["Image", "Id"], labels)
     write_csv(out_dir / "boxes.csv", ["Image", "x0", "y0", "x1", "y1"], boxes)
     return {

@@ -104,8 +104,15 @@ def cancel_training_run(*, run, user) -> TrainingRun:
             # no live worker owns it, so nobody would act on the request: it ends now
             _end_lost(locked, TrainingRun.Status.CANCELLED, "Cancelled; its worker was gone.")
         elif locked.status == TrainingRun.Status.RUNNING:
-            locked.cancel_requested = True
-            locked.save(update_fields=["cancel_requested"])
+            # cancelled at once, on the page and for the next run: the worker sees the request within
+            # about a second (ml.train checks it inside every forward pass) and only tidies up
+            locked.status, locked.cancel_requested, locked.finished_at = (
+                TrainingRun.Status.CANCELLED,
+                True,
+                timezone.now(),
+            )
+            locked.log = "\n".join(filter(None, [locked.log, f"[{timezone.now():%H:%M:%S}] Cancelled by {user}."]))
+            locked.save(update_fields=["status", "cancel_requested", "finished_at", "log"])
         else:
             raise ValidationError("This training run has already finished.")
     run.refresh_from_db()
@@ -321,7 +328,7 @@ def _recorded(run: TrainingRun, what: str, reraise: bool, cancelled: type[BaseEx
 
 def finish_run(run_id: int, version: ModelVersion, metrics: dict) -> None:
     """Mark the run SUCCEEDED with the version it registered (inside the registering transaction)."""
-    TrainingRun.objects.filter(pk=run_id).update(
+    TrainingRun.objects.filter(pk=run_id).exclude(cancel_requested=True).update(
         status=TrainingRun.Status.SUCCEEDED,
         model_version=version,
         metrics=metrics,
@@ -419,6 +426,8 @@ def execute_run(run_id: int, worker: str = "") -> str:
         result = train(config, progress=reporter.progress, should_stop=reporter.should_stop)
     if life.outcome:
         return life.outcome
+    if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
+        return "cancelled"  # asked for after the last check: no version is registered
 
     with transaction.atomic():
         version = register_version(result, run=run, config=config, snapshot=snapshot)

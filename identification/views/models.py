@@ -19,6 +19,7 @@ from ..models import ModelVersion, TrainingExample, TrainingRun
 from ..permissions import admin_required
 from ..training import registry
 from ..training.dataset import current_holdout
+from ..training.estimate import form_estimate, request_step_time
 from ..training.localizer import localizer_training_photos, start_localizer_retrain
 from ..training.progress import percent_done, phase_counters
 from ..training.runs import cancel_training_run, resend_training_run, start_training_run
@@ -74,6 +75,7 @@ def dashboard(request, training_form=None):
     # the panel and the table from one read: a worker finishing in between drew "Running" beside "no run"
     current = next((r for r in runs if r.in_progress), None)
     summary = registry.dashboard_summary()
+    form = training_form or TrainingForm()
     pipeline = [(label, summary.get(key)) for key, label in PIPELINE_STATS if summary.get(key) is not None]
     return render(
         request,
@@ -87,7 +89,8 @@ def dashboard(request, training_form=None):
             "current_progress": run_progress_data(current) if current else None,
             "queued_examples": TrainingExample.objects.queued().count(),
             "pipeline": pipeline,
-            "form": training_form or TrainingForm(),
+            "form": form,
+            "estimate": form_estimate(form),
             "plots": PLOTS,
         },
     )
@@ -121,6 +124,17 @@ def report_sent(request, run, done: str) -> None:
 
 @admin_required
 @require_POST
+def measure_step_time(request):
+    try:
+        request_step_time(user=request.user, arch=request.POST.get("arch"), image_size=request.POST.get("image_size"))
+        messages.success(request, "The training worker will time a few steps; the estimate appears when it is done.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect(reverse("identification:dashboard") + "#training")
+
+
+@admin_required
+@require_POST
 def resend_run(request, run_id):
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
@@ -142,7 +156,7 @@ def cancel_run(request, run_id):
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
         cancel_training_run(run=run, user=request.user)
-        messages.success(request, f"Cancelling training run {run.pk}…")
+        messages.success(request, f"Cancelled training run {run.pk}.")
     except ValidationError as exc:
         show_errors(request, exc)
     return redirect("identification:dashboard")

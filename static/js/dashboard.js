@@ -1,5 +1,46 @@
-/* Model dashboard: poll the running training run's progress every 1.5 s (each phase with its own
-   label and counter; the last validation MAP@5 stays on screen). */
+/* Model dashboard: the retrain form's time estimate, recomputed as its fields change (the step times
+   a training worker measured, x epochs x batches per epoch; training.estimate does the same on the
+   server), then the running run's progress, polled every 1.5 s (each phase with its own label and
+   counter; the last validation MAP@5 stays on screen). */
+(function () {
+  "use strict";
+  var box = document.getElementById("train-estimate");
+  var form = box && box.closest("form");
+  if (!form) return;
+  var timings = JSON.parse(box.dataset.timings || "[]");
+  var batches = Number(box.dataset.batches) || 1, maxSteps = Number(box.dataset.maxSteps) || 0;
+  var warnAfter = Number(box.dataset.warnAfter) || 3600;
+  function part(name) { return box.querySelector('[data-estimate="' + name + '"]'); }
+  function duration(s) {
+    s = Math.max(0, Math.ceil(s));
+    if (s >= 3600) { var m = Math.floor((s % 3600) / 60); return Math.floor(s / 3600) + " h " + (m < 10 ? "0" : "") + m + " min"; }
+    return s >= 60 ? Math.floor(s / 60) + " min" : s + " s";
+  }
+  function update() {
+    var arch = form.elements.arch.value, size = Number(form.elements.image_size.value);
+    var epochs = Math.max(0, parseInt(form.elements.epochs.value, 10) || 0);
+    var t = timings.filter(function (x) { return x.arch === arch && x.image_size === size; })[0];
+    if (!t) {
+      part("text").textContent = "not measured yet";
+      part("source").textContent = "No step time for this architecture and size on the training worker yet: measure it, then the estimate appears here.";
+      part("warning").hidden = true;
+      return;
+    }
+    var steps = epochs * batches;
+    if (maxSteps) steps = Math.min(steps, maxSteps);
+    var seconds = steps * t.seconds_per_step;
+    part("text").textContent = "about " + duration(seconds);
+    part("source").textContent = steps + " steps (" + batches + " batch" + (batches === 1 ? "" : "es") + " per epoch) \u00d7 " +
+      t.seconds_per_step.toFixed(2) + " s per step, measured on " + t.worker + " (" + t.device + ") at " + t.measured_at +
+      ", " + t.reason + ". Validation adds a little per epoch.";
+    part("warning").hidden = !(t.device.indexOf("cpu") === 0 && seconds > warnAfter);
+  }
+  ["arch", "image_size", "epochs"].forEach(function (name) {
+    form.elements[name].addEventListener("input", update);
+    form.elements[name].addEventListener("change", update);
+  });
+})();
+
 (function () {
   "use strict";
   var box = document.getElementById("run-progress");

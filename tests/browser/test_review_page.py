@@ -292,3 +292,48 @@ def test_the_review_queue_list_starts_on_the_first_phone_screen(new_page):
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("#queue-filters")).to_have_attribute("open", "")
     expect(page.locator("#queue-filters summary")).to_contain_text("1 active")
+
+
+def with_local_features(photo, version):
+    """A real RootSIFT extraction of the photo's crop, stored with its embedding as the pipeline stores it."""
+    import numpy as np
+    from PIL import Image
+
+    from ml.local_features import extract
+
+    with photo.crop.open("rb") as fh:
+        crop = np.asarray(Image.open(fh).convert("L"))
+    Embedding.objects.update_or_create(
+        photo=photo, model_version=version, defaults={"vector": bytes(8), "features": extract(crop).to_bytes()}
+    )
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_matched_points_view_opens_with_k_at_desktop_and_phone_width(new_page, shots, width):
+    """K opens the active candidate's matched-points view (RootSIFT pairs with its best photo): drawn,
+    on screen, within the page's width. ``REVIEW_SCREENSHOTS=docs/screenshots`` saves the screenshots."""
+    import os
+    from pathlib import Path
+
+    UserFactory(email=MODERATOR, role="moderator")
+    photo, individuals, version = review_setup(n_candidates=5, new_rank=3)
+    synthetic_fluke(photo, 11, 5)
+    best = gallery_photo(individuals[0])
+    synthetic_fluke(best, 11, 71)  # the same synthetic whale, another photo
+    for p in (photo, best):
+        with_local_features(p, version)
+    Suggestion.objects.filter(photo=photo, individual=individuals[0]).update(best_photo=best, inliers=24)
+    page = new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    login(page, MODERATOR)
+    open_review(page, photo)
+    page.keyboard.press("k")
+    figure = page.locator(".cand figure.points").first
+    expect(figure).to_be_visible()
+    img = figure.locator("[data-points-img]")
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle())
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    figure.scroll_into_view_if_needed()
+    path = page.screenshot(path=str(shots(page, f"matched-points-{width}").with_suffix(".view.png")))
+    if os.environ.get("REVIEW_SCREENSHOTS"):
+        (Path(os.environ["REVIEW_SCREENSHOTS"]) / f"review-matched-points-{width}.png").write_bytes(path)

@@ -87,3 +87,24 @@ def test_bootstrap_intervals_are_wide_on_few_queries_and_narrow_on_many():
     assert many["map5"][1] - many["map5"][0] < 0.15
     assert bootstrap_intervals([], []) == {}
     assert bootstrap_intervals(few_truth, few_pred) == few  # seeded: the page shows stable numbers
+
+
+def test_loss_plot_has_a_panel_per_phase_so_the_localizer_never_shares_the_models_axis(tmp_path):
+    """Issue 12, item 8: the localizer's loss (another scale) on the model's axis made the model's
+    curve look as if it rose. Each phase gets its own panel, and loss.png is as wide as its panels."""
+    from PIL import Image
+
+    from ml.evaluate import loss_panels
+
+    history = [{"epoch": 0, "loss": None}, {"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.5}]
+    metrics = {"localizer": {"history": [{"epoch": 1, "loss": 9.0}, {"epoch": 2, "loss": 7.0}]}}
+    panels = loss_panels(metrics, history)
+    assert panels == [
+        ("model training loss", [1, 2], [2.0, 1.5]),
+        ("fluke localizer training loss", [1, 2], [9.0, 7.0]),
+    ]
+    assert loss_panels({"localizer": {"skipped": "only 2 photos with boxes"}}, history) == panels[:1]
+    write_report(metrics, history, tmp_path / "two")
+    write_report({}, history, tmp_path / "one")
+    two, one = (Image.open(tmp_path / d / "loss.png").size for d in ("two", "one"))
+    assert two[0] == 2 * one[0] and two[1] == one[1]

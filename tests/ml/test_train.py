@@ -242,3 +242,33 @@ def test_augmentation_warm_up_with_a_loader_worker(synth_small, tmp_path):
         _config(synth_small, tmp_path / "ramp", csv=csv, epochs=3, batch_size=8, num_workers=1, aug_warmup_epochs=2)
     )
     assert [h["epoch"] for h in res.history] == [0, 1, 2, 3] and res.metrics.stop_reason == "epochs"
+
+
+def test_each_phase_reports_its_own_counter_never_past_its_end(tiny_trained):
+    """Issue 12, item 8: the localizer's start and the final "done" carried the model's history length
+    (epoch 0 included), so a 12-epoch run printed "epoch 13/12". The localizer reports its own epochs."""
+    result, progress = tiny_trained
+    assert all(p.epoch <= p.epochs for p in progress if p.epochs), [(p.phase, p.epoch, p.epochs) for p in progress]
+    localizer = [p for p in progress if p.phase == "localizer" and p.epochs]
+    assert localizer and {p.epochs for p in localizer} == {1}  # localizer_epochs=1, not the model's 6
+    done = progress[-1]
+    assert (done.phase, done.epoch, done.epochs) == ("done", 6, 6)
+    assert done.describe().startswith("model epochs 6/6")
+    assert localizer[-1].describe().startswith("localizer epoch 1/1 step ")
+    assert not any("7/6" in p.describe() for p in progress)
+
+
+def test_cancel_is_honoured_inside_the_localizer_phase(synth_small, tmp_path):
+    """A cancel asked for while the localizer trains stops it at its next step (it was checked once,
+    before the localizer started, so a cancel then waited for the whole localizer and the model folder)."""
+    seen = []
+
+    def stop():
+        return any(p.phase == "localizer" and p.step >= 1 for p in seen)
+
+    config = _config(synth_small, tmp_path / "loc", epochs=1, train_localizer=True, localizer_epochs=50)
+    config.boxes_csv = str(synth_small / "boxes.csv")
+    with pytest.raises(TrainingCancelled):
+        train(config, progress=seen.append, should_stop=stop)
+    assert [p.step for p in seen if p.phase == "localizer" and p.steps_per_epoch] == [1]
+    assert not (tmp_path / "loc" / "model.pt").exists()

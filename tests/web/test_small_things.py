@@ -93,5 +93,3 @@ def test_home_shows_the_demo_setup_until_a_model_is_active(client):
     assert "Training the model (25%)" in html and "photos wait in the queue" in html
     ModelVersion.objects.create(name="demo-1", artifact_dir="models/demo", is_active=True)
     assert 'id="setup-progress"' not in client.get(reverse("home")).content.decode()
-    command = (REPO / "identification/management/commands/run_site.py").read_text()
-    assert command.index('"seed_demo"]') > command.index("procs.append(subprocess.Popen(web")  # web first

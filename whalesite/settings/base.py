@@ -185,6 +185,8 @@ ML_DEFAULT_ARCH = env.str("ML_DEFAULT_ARCH", default=presets.DEFAULT.arch)
 ML_DEFAULT_IMAGE_SIZE = env.int("ML_DEFAULT_IMAGE_SIZE", default=presets.DEFAULT.image_size)
 ML_DEFAULT_EPOCHS = env.int("ML_DEFAULT_EPOCHS", default=presets.DEFAULT.epochs)
 ML_DEFAULT_BATCH_SIZE = env.int("ML_DEFAULT_BATCH_SIZE", default=presets.DEFAULT.batch_size)
+# a training worker times a few steps of the form's default at start-up, for the form's estimate
+ML_MEASURE_STEP_TIME_AT_START = env.bool("ML_MEASURE_STEP_TIME_AT_START", default=True)
 ML_TRAIN_MAX_STEPS = env.int("ML_TRAIN_MAX_STEPS", default=0)  # 0 = no cap (tests set a small cap)
 AUTO_PROMOTE_BETTER_MODELS = env.bool("AUTO_PROMOTE_BETTER_MODELS", default=False)
 REVIEW_CONSENSUS = env.int("REVIEW_CONSENSUS", default=1)

@@ -22,3 +22,5 @@ PHOTO_LEASE_S = env.float("PHOTO_LEASE_S", default=6)
 NOTIFY_UNDO_WINDOW_S = env.float(
     "NOTIFY_UNDO_WINDOW_S", default=2
 )  # the real worker's mail task runs after a short window
+# the real training worker of the tests starts no step timing of its own (tests ask for one)
+ML_MEASURE_STEP_TIME_AT_START = env.bool("ML_MEASURE_STEP_TIME_AT_START", default=False)

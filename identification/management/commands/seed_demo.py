@@ -278,8 +278,7 @@ class Command(BaseCommand):
             now = time.monotonic()
             if p.phase != "train" or now - last[0] > 2:
                 last[0] = now
-                msg = p.message or f"loss {p.loss:.3f}"
-                self.stdout.write(f"  epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps_per_epoch} [{p.phase}] {msg}")
+                self.stdout.write(f"  {p.describe()}")  # each phase its own counter
 
         self.stdout.write(f"Training {o['arch']} at {o['image_size']}px for {o['epochs']} epoch(s)...")
         version = train_and_activate(
