@@ -11,6 +11,8 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.utils.html import escape
 
+IMPORT_PATH = "/imports/"
+
 
 def megabytes(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB"
@@ -25,7 +27,9 @@ class RequestSizeLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        limit = settings.MAX_REQUEST_BYTES
+        # the bulk import page takes a ZIP of many photos (submissions.imports); every other page the usual cap
+        import_page = request.path.startswith(IMPORT_PATH)
+        limit = settings.IMPORT_MAX_REQUEST_BYTES if import_page else settings.MAX_REQUEST_BYTES
         if length > limit:
             return too_big(length, limit)
         return self.get_response(request)

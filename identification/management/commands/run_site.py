@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from identification.models import ModelVersion
-from whalesite.celery import DEFAULT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, ensure_broker_folders
+from whalesite.celery import DEFAULT_QUEUE, IMPORT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, ensure_broker_folders
 
 
 class Command(BaseCommand):
@@ -47,7 +47,7 @@ class Command(BaseCommand):
                 celery
                 + [
                     "-Q",
-                    f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}",
+                    f"{PIPELINE_QUEUE},{DEFAULT_QUEUE},{IMPORT_QUEUE}",
                     "-c",
                     "1",
                     "-n",
