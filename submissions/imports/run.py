@@ -122,11 +122,19 @@ def run_chunk(import_id: int, chunk: int) -> str:
             return "continued"
         finally:
             photos.close()
-    left = bulk.rows.to_import().order_by("number").values_list("number", flat=True).first()
-    if left is None:
-        return finish(bulk)
-    jobs.enqueue(jobs.IMPORT_CHUNK, import_id, max(chunk + 1, chunk_of(left)))
-    return f"chunk {chunk} done"
+    return _next(bulk, chunk)
+
+
+def _next(bulk: BulkImport, chunk: int) -> str:
+    """Queue the chunk of the next row left after this one; with none after it, finish, unless rows
+    before it are still held by another delivery of their chunk (whose worker then finishes)."""
+    after = bulk.rows.to_import().filter(number__gte=2 + (chunk + 1) * chunk_rows()).order_by("number").first()
+    if after is not None:
+        jobs.enqueue(jobs.IMPORT_CHUNK, bulk.pk, chunk_of(after.number))
+        return f"chunk {chunk} done"
+    if bulk.rows.to_import().exists():
+        return f"chunk {chunk} done; rows before it are being imported"
+    return finish(bulk)
 
 
 def finish(bulk: BulkImport) -> str:

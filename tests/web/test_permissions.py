@@ -8,6 +8,7 @@ from tests.web.helpers import (
     ROLES,
     IndividualFactory,
     PhotoFactory,
+    checked_import,
     gallery_photo,
     login,
     make_user,
@@ -79,6 +80,12 @@ MATRIX = [
     ("identification:disputed", "get", None, None, ADMIN),
     ("identification:undo", "post", None, None, MODERATOR_REDIRECT),
     ("identification:correct_box", "post", "photo", "box", MODERATOR_REDIRECT),
+    ("submissions:imports", "get", None, None, MODERATOR),
+    ("submissions:import_template", "get", None, None, MODERATOR),
+    ("submissions:import_detail", "get", "import", None, MODERATOR),
+    ("submissions:import_progress", "get", "import", None, MODERATOR),
+    ("submissions:import_start", "post", "import", None, MODERATOR_REDIRECT),
+    ("submissions:import_resume", "post", "import", None, MODERATOR_REDIRECT),
     # no active model in this matrix: allowed roles get 404 (the PNG itself: tests/web/test_review_depth.py)
     (
         "identification:explain",
@@ -124,6 +131,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
     failed = PhotoFactory(status=Photo.Status.FAILED, failure_code="corrupt")
     run = running_run()
     version = model_with_plots()
+    bulk = checked_import()
     kwargs = {
         None: {},
         "individual": {"catalogue_id": individual.catalogue_id},
@@ -135,6 +143,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "gallery": {"photo_id": in_gallery.pk},
         "media": {"path": in_gallery.image.name},
         "explain": {"photo_id": photo.pk, "individual_id": individuals[0].pk},
+        "import": {"pk": bulk.pk},
     }[target]
     payload = {
         None: {},
