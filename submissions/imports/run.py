@@ -115,7 +115,6 @@ def run_chunk(import_id: int, chunk: int) -> str:
         try:
             for row in rows:
                 import_row(row.pk, bulk, photos)
-                BulkImport.objects.filter(pk=bulk.pk).update(progress_at=timezone.now())
         except SoftTimeLimitExceeded:  # the rows done stay done; the rest of this chunk goes round again
             log.warning("import %s chunk %s hit its time limit; queued again", import_id, chunk)
             jobs.enqueue(jobs.IMPORT_CHUNK, import_id, chunk)

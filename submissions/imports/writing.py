@@ -33,6 +33,7 @@ def import_row(row_id: int, bulk: BulkImport, photos: PhotoArchive) -> str:
             _import_locked(row, bulk, photos, written)
             row.finished_at = timezone.now()
             row.save()
+            BulkImport.objects.filter(pk=bulk.pk).update(progress_at=row.finished_at)  # one commit for both
             return row.status
     except BaseException:
         remove_files(written)
