@@ -140,9 +140,13 @@ def run_import(session: Session, sheet: bytes, archive: bytes) -> tuple[int, flo
     parts = body[: -len(f"--{boundary}--\r\n")]
     for field, name, data in (("sheet", "bench.csv", sheet), ("archive", "bench.zip", archive)):
         parts += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + b"\r\n"
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     parts += f"--{boundary}--\r\n".encode()
     started = time.perf_counter()
     status, headers, page = session.request("/imports/", parts, ctype)
