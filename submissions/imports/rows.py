@@ -128,11 +128,10 @@ def _check_fields(row: CheckedRow, cells: dict, lookups: Lookups) -> None:
     when, error = parse_when(cells.get("observed_at"))
     errors += [error] if error else []
     v["observed_at"] = when.isoformat() if when else None
-    lat, error = parse_coordinate(cells.get("latitude"), "latitude", 90)
-    errors += [error] if error else []
-    lon, error = parse_coordinate(cells.get("longitude"), "longitude", 180)
-    errors += [error] if error else []
-    if (lat is None) != (lon is None) and not error:
+    lat, lat_error = parse_coordinate(cells.get("latitude"), "latitude", 90)
+    lon, lon_error = parse_coordinate(cells.get("longitude"), "longitude", 180)
+    errors += [e for e in (lat_error, lon_error) if e]
+    if (lat is None) != (lon is None) and not (lat_error or lon_error):
         errors.append("Give both latitude and longitude, or neither.")
     v["latitude"], v["longitude"] = lat, lon
     for name, limit in LENGTHS.items():

@@ -51,7 +51,7 @@ def test_a_sheet_of_good_and_bad_rows_is_checked_row_by_row_and_nothing_is_writt
     assert [n for n, s in statuses.items() if s == ImportRow.Status.VALID] == [2, 3, 12]
     reasons = _reasons(bulk)
     assert "'14/07/2024' is not a date and time: write YYYY-MM-DD HH:MM" in reasons[4]
-    assert "latitude 95 is out of range: it must be between -90 and 90" in reasons[5]
+    assert reasons[5] == "latitude 95 is out of range: it must be between -90 and 90."  # and nothing else
     assert "Unknown species 'Blue whale'; the catalogue has: HW (Humpback whale)" in reasons[6]
     assert "No file named 'missing.jpg' in the ZIP." in reasons[7]
     assert "HW-0100 is nicknamed 'Notch' on line 2." in reasons[8]
