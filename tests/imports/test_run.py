@@ -124,3 +124,25 @@ def test_resume_sends_the_first_chunk_left_and_finishes_an_import_with_nothing_l
     assert run.resume(bulk, moderator)
     bulk.refresh_from_db()
     assert bulk.status == BulkImport.Status.DONE and bulk.finished_at is not None
+
+
+def test_the_command_checks_prints_each_error_and_starts_the_valid_rows(moderator, tmp_path):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    (tmp_path / "s.csv").write_bytes(sheet_csv([row("p0000.jpg"), row("p0001.jpg", species="Orca")]).read())
+    (tmp_path / "p.zip").write_bytes(photos_zip(photos(2)).read())
+    out = StringIO()
+    call_command("import_sheet", str(tmp_path / "s.csv"), str(tmp_path / "p.zip"), user=moderator.email, stdout=out)
+    assert "line 3: Unknown species 'Orca'" in out.getvalue() and "1 valid row(s), 1 with errors" in out.getvalue()
+    assert BulkImport.objects.get().status == BulkImport.Status.CHECKED
+
+    call_command(
+        "import_sheet", str(tmp_path / "s.csv"), str(tmp_path / "p.zip"), user=moderator.email, start=True, stdout=out
+    )
+    assert BulkImport.objects.filter(status=BulkImport.Status.RUNNING).count() == 1
+    assert "importing 1 row(s) on the workers" in out.getvalue()
+    (tmp_path / "bad.csv").write_text("photo,when\np0000.jpg,2024-01-01\n")
+    with pytest.raises(CommandError, match="missing columns: observed_at, species"):
+        call_command("import_sheet", str(tmp_path / "bad.csv"), str(tmp_path / "p.zip"), user=moderator.email)
