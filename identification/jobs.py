@@ -26,6 +26,7 @@ REQUEUE_STUCK_PHOTOS = "identification.tasks.requeue_stuck_photos"
 PRUNE_GALLERY_CHANGES = "identification.tasks.prune_gallery_changes"
 CHECK_TRAINING_RUNS = "identification.tasks.check_training_runs"
 SEND_UNQUEUED_PHOTOS = "identification.tasks.send_unqueued_photos"
+IMPORT_CHUNK = "submissions.tasks.import_chunk"  # bulk import (submissions.imports), one chunk of rows
 
 
 def send(task_name: str, *args, **kwargs) -> None:

@@ -231,7 +231,12 @@ class Photo(models.Model):
     box_flagged = models.BooleanField(default=False)
     upside_down = models.BooleanField(default=False)
     batch_matches = models.JSONField(
-        default=list, blank=True, help_text="Similarity to other photos of the same sighting: [{photo_id, score}]"
+        default=list,
+        blank=True,
+        help_text="Similarity to other photos of the same sighting or bulk import: [{photo_id, score}]",
+    )
+    bulk_import = models.ForeignKey(
+        "BulkImport", on_delete=models.SET_NULL, null=True, blank=True, related_name="photos", editable=False
     )
 
     # identification state kept on the photo (see the module docstring): the whale, the version that ranked it
@@ -283,3 +288,72 @@ class Photo(models.Model):
         self.box_source = source
         self.box_confidence = confidence
         self.box_flagged = flagged
+
+
+def import_upload_to(instance: "BulkImport", filename: str) -> str:
+    return f"imports/{uuid.uuid4().hex}.zip"
+
+
+class BulkImport(models.Model):
+    """A sheet of rows plus a ZIP of their photos (``submissions.imports``). Checked in full when it is
+    uploaded (``CHECKED``: nothing but this row and its rows written), then run on Celery in chunks."""
+
+    class Status(models.TextChoices):
+        CHECKED = "checked", "Checked, waiting to start"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    sheet_name = models.CharField(max_length=255)
+    archive = models.FileField(upload_to=import_upload_to)
+    archive_name = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CHECKED, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="When the worker last finished a row")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} ({self.sheet_name})"
+
+
+class ImportRowQuerySet(models.QuerySet):
+    def to_import(self):
+        """Valid rows the worker has not finished: what a (re-delivered) chunk still has to do."""
+        return self.filter(status=ImportRow.Status.VALID)
+
+    def finished(self):
+        return self.filter(status__in=ImportRow.FINISHED_STATUSES)
+
+
+class ImportRow(models.Model):
+    """One row of the sheet with its own state, so that a chunk delivered again skips the rows done."""
+
+    class Status(models.TextChoices):
+        INVALID = "invalid", "Not valid"
+        VALID = "valid", "Valid"
+        SKIPPED = "skipped", "Not imported"
+        IMPORTED = "imported", "Imported"
+        DUPLICATE = "duplicate", "Duplicate of a photo held"
+        FAILED = "failed", "Photo refused"
+
+    FINISHED_STATUSES = (Status.IMPORTED, Status.DUPLICATE, Status.FAILED)
+
+    bulk_import = models.ForeignKey(BulkImport, on_delete=models.CASCADE, related_name="rows")
+    number = models.PositiveIntegerField(help_text="The row's line in the sheet (the header is line 1)")
+    values = models.JSONField(default=dict, help_text="The cleaned values (ISO date, species id, ...)")
+    raw = models.JSONField(default=dict, help_text="The cells as read, shown beside an error")
+    status = models.CharField(max_length=10, choices=Status.choices, db_index=True)
+    errors = models.JSONField(default=list)
+    photo = models.ForeignKey(Photo, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImportRowQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["bulk_import", "number"], name="one_row_per_line")]

@@ -91,24 +91,47 @@ def _check_file(f) -> tuple[str, Checked | None, str]:
     extension only turns away other kinds of file (a name without one is judged by its bytes alone)."""
     name = os.path.basename(getattr(f, "name", "") or "photo") or "photo"
     size = getattr(f, "size", None)
-    if size is not None and size > settings.MAX_UPLOAD_BYTES:
-        return name, None, _too_big(size)
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if ext and ext not in IMAGE_EXTENSIONS:
-        return name, None, _refused_extension(ext[:10])
+    if size is not None and (error := size_error(size)):
+        return name, None, error
+    if error := extension_error(name):
+        return name, None, error
     data = _read_upload(f)
+    good, error = check_photo(name, data, f if isinstance(f, File) else None)
+    return name, good, error
+
+
+def size_error(size: int) -> str:
+    """The per-photo size cap (uploads and bulk imports), in words; "" when within it."""
+    return _too_big(size) if size > settings.MAX_UPLOAD_BYTES else ""
+
+
+def extension_error(name: str) -> str:
+    """Other kinds of file, turned away by their extension; a name without one is judged by its bytes."""
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return _refused_extension(ext[:10]) if ext and ext not in IMAGE_EXTENSIONS else ""
+
+
+def check_photo(name: str, data: bytes, content=None) -> tuple[Checked | None, str]:
+    """The checks every photo passes, uploaded or imported: size, then ``ml.images`` (type, truncation,
+    pixel cap), then its hashes. (checked, "") or (None, the reason). ``content`` is the file to store
+    (the upload's own); the bytes are stored when it is None."""
     if not data:
-        return name, None, EMPTY_FILE
-    if len(data) > settings.MAX_UPLOAD_BYTES:
-        return name, None, _too_big(len(data))
+        return None, EMPTY_FILE
+    if error := size_error(len(data)):
+        return None, error
     try:
         image = load_image(data)
     except NotAnImage as exc:
-        return name, None, str(exc) if ext else NO_EXTENSION
+        return None, str(exc) if "." in name else NO_EXTENSION
     except ImageRejected as exc:
-        return name, None, str(exc)
-    content = f if isinstance(f, File) else ContentFile(data)
-    return name, Checked(name, content, hashlib.sha256(data).hexdigest(), phash(image), image.size), ""
+        return None, str(exc)
+    content = content if content is not None else ContentFile(data)
+    return Checked(name, content, hashlib.sha256(data).hexdigest(), phash(image), image.size), ""
+
+
+def held_original(sha256: str) -> Photo | None:
+    """The photo already held with these bytes (the first one saved), or None: the duplicate rule."""
+    return Photo.objects.filter(sha256=sha256, duplicate_of__isnull=True).order_by("created_at", "pk").first()
 
 
 def submit_sighting(
@@ -177,11 +200,11 @@ def submit_sighting(
             licence=licence or settings.DEFAULT_PHOTO_LICENCE,
         )
     except BaseException:
-        _remove_files(written)
+        remove_files(written)
         raise
 
 
-def _remove_files(written: list) -> None:
+def remove_files(written: list) -> None:
     """The rows rolled back (the database failed mid-upload): their files must not stay behind, on local
     storage or S3. A file that cannot be removed now is logged; nothing refers to it."""
     for storage, name in written:
@@ -219,7 +242,7 @@ def _save_sighting(
         )
         outcome.sighting = sighting
         for good, original in checked:
-            photo = _save_photo(sighting, good, original, written, licence)
+            photo = save_photo(sighting, good, original, written, licence)
             if original is not None:
                 outcome.duplicates.append(photo)
             else:
@@ -250,9 +273,7 @@ def _sort_out_known(user, checked, outcome: UploadOutcome) -> list:
     reached the broker."""
     out = []
     for good in checked:
-        original = (
-            Photo.objects.filter(sha256=good.sha256, duplicate_of__isnull=True).order_by("created_at", "pk").first()
-        )
+        original = held_original(good.sha256)
         if original is not None and _own_pending(original, user):
             if original.queued_at is None and original.status == Photo.Status.UPLOADED:
                 queue_photo(original.pk)
@@ -270,9 +291,16 @@ def _own_pending(photo: Photo, user) -> bool:
     )
 
 
-def _save_photo(sighting, good: Checked, original, written: list, licence: str) -> Photo:
+def save_photo(sighting, good: Checked, original, written: list, licence: str, **fields) -> Photo:
+    """Store one checked photo of ``sighting`` (a duplicate of ``original`` is saved rejected, linked to it);
+    ``written`` collects the stored file, for the caller to remove if its transaction does not commit."""
     photo = Photo(
-        sighting=sighting, original_filename=good.name[:255], licence=licence, sha256=good.sha256, phash=good.phash
+        sighting=sighting,
+        original_filename=good.name[:255],
+        licence=licence,
+        sha256=good.sha256,
+        phash=good.phash,
+        **fields,
     )
     if original is not None:
         photo.duplicate_of = original

@@ -224,7 +224,7 @@ class Worker:
                 "whalesite",
                 "worker",
                 "-Q",
-                "pipeline,training,default",
+                "pipeline,training,default,imports",
                 "-c",
                 "1",
                 "--pool=solo",

@@ -10,10 +10,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "whalesite.settings.dev")
 PIPELINE_QUEUE = "pipeline"  # GPU workers: preprocess, embed, search
 TRAINING_QUEUE = "training"  # GPU, one run at a time (run that worker with --concurrency=1)
 DEFAULT_QUEUE = "default"  # email, housekeeping
+IMPORT_QUEUE = "imports"  # bulk imports, a chunk of rows at a time (CPU: reading the ZIP, checking photos)
 
 app = Celery("whalesite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue(PIPELINE_QUEUE), Queue(TRAINING_QUEUE), Queue(DEFAULT_QUEUE))
+app.conf.task_queues = (Queue(PIPELINE_QUEUE), Queue(TRAINING_QUEUE), Queue(DEFAULT_QUEUE), Queue(IMPORT_QUEUE))
 app.conf.task_default_queue = DEFAULT_QUEUE
 app.conf.task_routes = {
     "identification.tasks.process_photo": {"queue": PIPELINE_QUEUE},
@@ -28,6 +29,7 @@ app.conf.task_routes = {
     "identification.tasks.prune_gallery_changes": {"queue": DEFAULT_QUEUE},
     "identification.tasks.check_training_runs": {"queue": DEFAULT_QUEUE},
     "identification.tasks.send_unqueued_photos": {"queue": DEFAULT_QUEUE},
+    "submissions.tasks.import_chunk": {"queue": IMPORT_QUEUE},
 }
 app.conf.beat_schedule = {
     # photos whose message or worker was lost go round again (see the task for the rules)

@@ -24,6 +24,7 @@ from django.utils.html import escape
 log = logging.getLogger(__name__)
 
 DATABASE_RETRY_AFTER_S = 30
+IMPORT_PATH = "/imports/"
 
 
 def megabytes(n: int) -> str:
@@ -39,7 +40,9 @@ class RequestSizeLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        limit = settings.MAX_REQUEST_BYTES
+        # the bulk import page takes a ZIP of many photos (submissions.imports); every other page the usual cap
+        import_page = request.path.startswith(IMPORT_PATH)
+        limit = settings.IMPORT_MAX_REQUEST_BYTES if import_page else settings.MAX_REQUEST_BYTES
         if length > limit:
             return too_big(length, limit, json=request.path.startswith("/api/"))
         return self.get_response(request)

@@ -28,7 +28,7 @@ from django.db import connection
 from django.utils import timezone
 
 from submissions.models import Photo
-from whalesite.celery import DEFAULT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, app
+from whalesite.celery import DEFAULT_QUEUE, IMPORT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, app
 
 from ..models import WorkerHeartbeat
 from ..review.curation import retry_photo
@@ -36,7 +36,7 @@ from .threads import planned_threads
 
 log = logging.getLogger(__name__)
 
-QUEUES = (PIPELINE_QUEUE, TRAINING_QUEUE, DEFAULT_QUEUE)
+QUEUES = (PIPELINE_QUEUE, TRAINING_QUEUE, DEFAULT_QUEUE, IMPORT_QUEUE)
 REDIS_PRIORITY_SEP = "\x06\x16"
 REDIS_PRIORITY_STEPS = (3, 6, 9)  # kombu's default steps; priority 0 is the bare list
 

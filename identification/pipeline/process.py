@@ -209,28 +209,38 @@ def _write_suggestions(photo, version, ranked) -> None:
     Suggestion.objects.bulk_create(rows)
 
 
+BATCH_MATCHES_KEPT = 20  # per photo: a sighting has at most 20 photos; an import's thousands keep their best
+
+
+def batch_mates(photo):
+    """The photos matched against ``photo`` beside the gallery: the other photos of its sighting, and of
+    its bulk import when it came in one (``submissions.imports``)."""
+    same = Q(sighting_id=photo.sighting_id)
+    if photo.bulk_import_id:
+        same |= Q(bulk_import_id=photo.bulk_import_id)
+    return Photo.objects.filter(same).exclude(pk=photo.pk).exclude(status=Photo.Status.REJECTED)
+
+
 def _batch_matches(photo, version, vector: np.ndarray) -> list[dict]:
-    """Cosine similarity to the other photos of the same sighting embedded by ``version``;
-    each batch-mate's own list is updated too."""
+    """Cosine similarity to the batch-mates embedded by ``version`` (the best ``BATCH_MATCHES_KEPT``);
+    each of those mates' own list is updated too, so the pair shows from both sides."""
     mates = list(
-        Embedding.objects.filter(model_version=version, photo__sighting_id=photo.sighting_id)
-        .exclude(photo_id=photo.pk)
-        .exclude(photo__status=Photo.Status.REJECTED)
-        .values_list("photo_id", "vector")
+        Embedding.objects.filter(model_version=version, photo__in=batch_mates(photo)).values_list("photo_id", "vector")
     )
     v = vector / (np.linalg.norm(vector) or 1.0)
     out = []
     for mate_id, data in mates:
         w = cache.vector_from_bytes(data)
-        score = float(np.dot(v, w / (np.linalg.norm(w) or 1.0)))
-        out.append({"photo_id": mate_id, "score": round(score, 4)})
-        mate = Photo.objects.select_for_update().filter(pk=mate_id).first()
+        out.append({"photo_id": mate_id, "score": round(float(np.dot(v, w / (np.linalg.norm(w) or 1.0))), 4)})
+    out.sort(key=lambda m: -m["score"])
+    out = out[:BATCH_MATCHES_KEPT]
+    for match in out:
+        mate = Photo.objects.select_for_update().filter(pk=match["photo_id"]).first()
         if mate is not None:
             others = [m for m in (mate.batch_matches or []) if m.get("photo_id") != photo.pk]
-            others.append({"photo_id": photo.pk, "score": round(score, 4)})
+            others.append({"photo_id": photo.pk, "score": match["score"]})
             others.sort(key=lambda m: -m["score"])
-            Photo.objects.filter(pk=mate_id).update(batch_matches=others)
-    out.sort(key=lambda m: -m["score"])
+            Photo.objects.filter(pk=mate.pk).update(batch_matches=others[:BATCH_MATCHES_KEPT])
     return out
 
 

@@ -137,7 +137,7 @@ def test_real_worker_writes_heartbeat_with_device_and_queues(celery_worker, clie
         message="the worker heartbeat row",
     )
     assert beat.device.startswith("CPU")  # ML_DEVICE=cpu in the worker fixture
-    assert set(beat.queues) == {"pipeline", "training", "default"} and beat.pid
+    assert set(beat.queues) == {"pipeline", "training", "default", "imports"} and beat.pid
     client.force_login(UserFactory(email="hb-admin@example.org", role="admin"))
     response = client.get(reverse("identification:health"))
     row = next(w for w in response.context["workers"] if w["hostname"] == beat.hostname)

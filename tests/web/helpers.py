@@ -112,3 +112,16 @@ __all__ = [
     "UserFactory",
     "PASSWORD",
 ]
+
+
+def checked_import():
+    """A bulk import checked and waiting to start (one valid row), made by the real import code."""
+    from submissions.imports.run import create_import
+    from tests.imports.helpers import photos, photos_zip, row, sheet_csv
+
+    SpeciesFactory()
+    return create_import(
+        user=make_user("moderator", "importer@example.org"),
+        sheet=sheet_csv([row("p0000.jpg")]),
+        archive=photos_zip(photos(1)),
+    )

@@ -8,6 +8,7 @@ from tests.web.helpers import (
     ROLES,
     IndividualFactory,
     PhotoFactory,
+    checked_import,
     gallery_photo,
     login,
     make_user,
@@ -104,6 +105,12 @@ MATRIX = [
     ("api:docs", "get", None, None, PUBLIC),
     ("api:tokens", "get", None, None, LOGGED_IN),
     ("api:revoke_token", "post", "token", None, LOGGED_IN_POST),
+    ("submissions:imports", "get", None, None, MODERATOR),
+    ("submissions:import_template", "get", None, None, MODERATOR),
+    ("submissions:import_detail", "get", "import", None, MODERATOR),
+    ("submissions:import_progress", "get", "import", None, MODERATOR),
+    ("submissions:import_start", "post", "import", None, MODERATOR_REDIRECT),
+    ("submissions:import_resume", "post", "import", None, MODERATOR_REDIRECT),
     # no active model in this matrix: allowed roles get 404 (the PNG itself: tests/web/test_review_depth.py)
     (
         "identification:explain",
@@ -151,6 +158,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
     failed = PhotoFactory(status=Photo.Status.FAILED, failure_code="corrupt")
     run = running_run()
     version = model_with_plots()
+    bulk = checked_import()
     kwargs = {
         None: {},
         "individual": {"catalogue_id": individual.catalogue_id},
@@ -167,6 +175,7 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "api_sighting": {"pk": photo.sighting_id},
         "api_photo": {"pk": photo.pk},
         "token": {"token_id": create_token(make_user("watcher", "other@example.org"), "other's")[0].pk},
+        "import": {"pk": bulk.pk},
     }[target]
     payload = {
         None: {},

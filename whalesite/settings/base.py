@@ -151,6 +151,15 @@ MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=100 * 1024 * 1024)
 # kept) instead of ending in Django's bare HTTP 400
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# bulk import (submissions.imports, docs/IMPORT.md): the import page's request cap (a ZIP of many photos;
+# larger catalogues go through ``manage.py import_sheet``), the ZIP's caps against zip bombs, rows per chunk
+IMPORT_MAX_REQUEST_BYTES = env.int("IMPORT_MAX_REQUEST_BYTES", default=2 * 1024**3)
+IMPORT_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_UNCOMPRESSED_BYTES", default=20 * 1024**3)
+IMPORT_MAX_ZIP_RATIO = env.int("IMPORT_MAX_ZIP_RATIO", default=100)
+IMPORT_MAX_SHEET_BYTES = env.int("IMPORT_MAX_SHEET_BYTES", default=20 * 1024 * 1024)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=20000)
+IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=25)
+IMPORT_STALLED_S = env.int("IMPORT_STALLED_S", default=120)  # no row done for this long: the page offers Resume
 
 # Celery. The default transport is kombu's filesystem transport, so a first run needs no server.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

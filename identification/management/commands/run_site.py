@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from identification.models import ModelVersion
-from whalesite.celery import DEFAULT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, ensure_broker_folders
+from whalesite.celery import DEFAULT_QUEUE, IMPORT_QUEUE, PIPELINE_QUEUE, TRAINING_QUEUE, ensure_broker_folders
 
 WEB_START_WAIT_S = 60.0
 
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         training worker, one run at a time."""
         celery = [sys.executable, "-m", "celery", "-A", "whalesite", "worker", "--loglevel=INFO"]
         beat = ["-B", "-s", str(Path(settings.VAR_DIR) / "celerybeat-schedule")]
-        pipeline = ["-Q", f"{PIPELINE_QUEUE},{DEFAULT_QUEUE}", "-c", "1", "-n", "pipeline@%h"]
+        pipeline = ["-Q", f"{PIPELINE_QUEUE},{DEFAULT_QUEUE},{IMPORT_QUEUE}", "-c", "1", "-n", "pipeline@%h"]
         return [
             subprocess.Popen(celery + pipeline + beat, env=env),
             subprocess.Popen(celery + ["-Q", TRAINING_QUEUE, "-c", "1", "-n", "training@%h"], env=env),
