@@ -12,7 +12,7 @@ FORMER_CONTRIBUTOR = "former contributor"
 class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     display_name = models.CharField(
-        max_length=80, blank=True, help_text="Shown on your sightings and to moderators instead of your email."
+        max_length=80, blank=True, help_text="Credited beside your photos when the credit line is empty."
     )
     credit_line = models.CharField(
         max_length=120,

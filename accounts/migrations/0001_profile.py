@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
             name='Profile',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('display_name', models.CharField(blank=True, help_text='Shown on your sightings and to moderators instead of your email.', max_length=80)),
+                ('display_name', models.CharField(blank=True, help_text='Credited beside your photos when the credit line is empty.', max_length=80)),
                 ('credit_line', models.CharField(blank=True, help_text='Printed beside your photos, e.g. “Photo: Ana Silva / Ocean Trips”. Empty: your display name.', max_length=120)),
                 ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='profile', to=settings.AUTH_USER_MODEL)),
             ],
