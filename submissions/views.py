@@ -131,7 +131,7 @@ def _my_sightings(user):
     photos = Photo.objects.select_related("individual").order_by("pk")
     return (
         Sighting.objects.filter(submitted_by=user)
-        .select_related("species")
+        .select_related("species", "submitted_by__profile")  # the photo credit line
         .prefetch_related(Prefetch("photos", queryset=photos))
         .order_by("-created_at")
     )
@@ -158,7 +158,7 @@ def sightings(request):
     qs = (
         Sighting.objects.filter(photos__in=Photo.objects.in_gallery())
         .distinct()
-        .select_related("species")
+        .select_related("species", "submitted_by__profile")  # the photo credit line
         .prefetch_related(Prefetch("photos", queryset=confirmed, to_attr="public_photos"))
         .order_by("-observed_at")
     )

@@ -129,3 +129,27 @@ def test_users_from_before_allauth_survive_the_migration_and_sign_in(client):
     response = client.post(reverse("login"), {"login": "second@example.org", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/"
     assert client.session["_auth_user_id"]
+
+
+def test_photo_credits_cost_no_query_per_photo(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import UserFactory
+
+    whale = IndividualFactory()
+
+    def credited_photo(n):
+        uploader = UserFactory(email=f"up{n}@example.org")
+        Profile.objects.create(user=uploader, credit_line=f"Credit {n}")
+        return gallery_photo(whale, sighting__submitted_by=uploader)
+
+    url = reverse("identification:individual_detail", args=[whale.catalogue_id])
+    credited_photo(0)
+    with CaptureQueriesContext(connection) as one:
+        assert "Photo: Credit 0" in client.get(url).content.decode()
+    for n in range(1, 5):
+        credited_photo(n)
+    with CaptureQueriesContext(connection) as five:
+        assert "Photo: Credit 4" in client.get(url).content.decode()
+    assert len(five) == len(one)
