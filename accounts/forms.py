@@ -1,6 +1,7 @@
 """The site's forms on top of allauth's: sign-up in the site's wording, the profile, and the
 password-confirmed account deletion."""
 
+from allauth.account.forms import LoginForm as AllauthLoginForm
 from allauth.account.forms import SignupForm as AllauthSignupForm
 from django import forms
 from django.utils.translation import gettext
@@ -10,9 +11,22 @@ from .models import Profile
 PASSWORDS_DIFFER = "The two passwords don't match."
 
 
+class LoginForm(AllauthLoginForm):
+    """allauth's sign-in by e-mail, its address field focused on arrival (the keyboard-only path)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["login"].label = "Email"
+        self.fields["login"].widget.attrs["autofocus"] = True
+
+
 class SignUpForm(AllauthSignupForm):
     """allauth's sign-up (e-mail, password twice; an address that has an account gets the same answer
     and its owner an e-mail), with the site's wording for two passwords that differ."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].widget.attrs["autofocus"] = True
 
     def clean(self):
         cleaned = super().clean()

@@ -159,3 +159,16 @@ def test_account_pages_and_upload_fit_the_screen(new_page, shots, width):
             keep(page, shots, f"accounts-{name}-{width}")
     if width < 400:
         keep(page, shots, "upload-390")
+
+
+def test_sign_in_with_the_keyboard_only(new_page):
+    """The path test_keyboard_review takes (autofocus, Tab, Enter), without its worker and model."""
+    UserFactory(email=EMAIL)
+    page = new_page()
+    page.goto("/accounts/login/?next=/accounts/profile/")
+    expect(page.locator("input[autofocus]")).to_be_focused()
+    page.keyboard.type(EMAIL)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/accounts/profile/$"))

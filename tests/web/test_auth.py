@@ -108,3 +108,9 @@ def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def test_login_and_signup_focus_their_email_field(client):
+    for name in ("login", "signup"):
+        page = client.get(reverse(name)).content.decode()
+        assert re.search(r'<input type="email" name="(login|email)"[^>]*autofocus', page), name

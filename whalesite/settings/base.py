@@ -96,7 +96,7 @@ LOGOUT_REDIRECT_URL = "/"
 # mandatory so that sign-up can answer the same whether or not the address has an account (the owner is
 # e-mailed instead); accounts made by an operator, and those from before allauth, count as verified.
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
-ACCOUNT_FORMS = {"signup": "accounts.forms.SignUpForm"}
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignUpForm"}
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
