@@ -1,2 +1,3 @@
-"""Accounts: signing in by e-mail, signing up, and the three roles (watcher, moderator, admin). A plain
-module, not a Django app: users and groups are ``django.contrib.auth``'s own models."""
+"""Accounts: signing in by e-mail, signing up with a verified address (django-allauth), profiles, the
+three roles (watcher, moderator, admin), a user's data download and account deletion. Users and groups
+are ``django.contrib.auth``'s own models; a ``Profile`` carries what the site adds."""

@@ -1,65 +1,75 @@
-"""Sign-in and sign-up forms: an account is an e-mail address (it is also the username)."""
+"""The site's forms on top of allauth's: sign-up in the site's wording, the profile, and the
+password-confirmed account deletion."""
 
+from allauth.account.forms import LoginForm as AllauthLoginForm
+from allauth.account.forms import SignupForm as AllauthSignupForm
 from django import forms
-from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.models import Group
+from django.utils.translation import gettext
 
-from .roles import ROLE_GROUPS
+from .models import Profile
 
-
-class EmailLoginForm(AuthenticationForm):
-    username = forms.EmailField(
-        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
-    )
-
-    error_messages = {
-        "invalid_login": "That email and password don't match an account.",
-        "inactive": "This account is inactive.",
-    }
+PASSWORDS_DIFFER = "The two passwords don't match."
 
 
-class SignUpForm(forms.Form):
-    email = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
-    password1 = forms.CharField(
-        label="Password",
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text=password_validation.password_validators_help_text_html(),
-    )
-    password2 = forms.CharField(
-        label="Confirm password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
-    )
+class LoginForm(AllauthLoginForm):
+    """allauth's sign-in by e-mail, its address field focused on arrival (the keyboard-only path)."""
 
-    def clean_email(self):
-        email = self.cleaned_data["email"].strip().lower()
-        User = get_user_model()
-        if (
-            User._default_manager.filter(username__iexact=email).exists()
-            or User._default_manager.filter(email__iexact=email).exists()
-        ):
-            raise forms.ValidationError("An account with this email already exists. Try logging in.")
-        return email
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["login"].label = "Email"
+        self.fields["login"].widget.attrs["autofocus"] = True
+
+
+class SignUpForm(AllauthSignupForm):
+    """allauth's sign-up (e-mail, password twice; an address that has an account gets the same answer
+    and its owner an e-mail), with the site's wording for two passwords that differ."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].widget.attrs["autofocus"] = True
 
     def clean(self):
         cleaned = super().clean()
-        p1, p2 = cleaned.get("password1"), cleaned.get("password2")
-        if p1 and p2 and p1 != p2:
-            self.add_error("password2", "The two passwords don't match.")
-        elif p1 and cleaned.get("email"):
-            user = get_user_model()(username=cleaned["email"], email=cleaned["email"])
-            try:
-                password_validation.validate_password(p1, user)
-            except forms.ValidationError as exc:
-                self.add_error("password1", exc)
+        errors = self._errors.get("password2") if self._errors else None
+        if errors:
+            allauth_words = gettext("You must type the same password each time.")
+            self._errors["password2"] = self.error_class(
+                [PASSWORDS_DIFFER if e == allauth_words else e for e in errors]
+            )
+        elif self.data.get("password1") != self.data.get("password2"):
+            self.add_error("password2", PASSWORDS_DIFFER)  # allauth checks only once password1 is valid
         return cleaned
 
-    def save(self):
-        email = self.cleaned_data["email"]
-        user = get_user_model().objects.create_user(
-            username=email, email=email, password=self.cleaned_data["password1"]
-        )
-        watchers = Group.objects.filter(name=ROLE_GROUPS["watcher"]).first()
-        if watchers:
-            user.groups.add(watchers)
-        return user
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = Profile
+        fields = ["display_name", "credit_line"]
+
+
+class DeleteAccountForm(forms.Form):
+    """Deleting an account asks for its password and what becomes of the photos."""
+
+    KEEP, REMOVE = "keep", "remove"
+    photos = forms.ChoiceField(
+        label="Your photos",
+        choices=[
+            (KEEP, "Keep them in the catalogue, credited to “former contributor”"),
+            (REMOVE, "Remove them, and the sightings they belong to, from the catalogue"),
+        ],
+        initial=KEEP,
+        widget=forms.RadioSelect,
+    )
+    password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password; nothing was deleted.")
+        return password

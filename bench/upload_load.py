@@ -95,7 +95,7 @@ class Session:
     def login(self, email: str) -> None:
         self.request("/accounts/login/")
         body = urllib.parse.urlencode(
-            {"username": email, "password": PASSWORD, "csrfmiddlewaretoken": self.csrf()}
+            {"login": email, "password": PASSWORD, "csrfmiddlewaretoken": self.csrf()}
         ).encode()
         status, _, _ = self.request("/accounts/login/", body, "application/x-www-form-urlencoded")
         if status != 302:

@@ -130,7 +130,7 @@ def _my_sightings(user):
     photos = Photo.objects.select_related("individual").order_by("pk")
     return (
         Sighting.objects.filter(submitted_by=user)
-        .select_related("species")
+        .select_related("species", "submitted_by__profile")  # the photo credit line
         .prefetch_related(Prefetch("photos", queryset=photos))
         .order_by("-created_at")
     )
@@ -156,7 +156,7 @@ def sightings(request):
     confirmed = Photo.objects.in_gallery().select_related("individual").order_by("pk")
     qs = (
         Sighting.objects.public()
-        .select_related("species")
+        .select_related("species", "submitted_by__profile")  # the photo credit line
         .prefetch_related(Prefetch("photos", queryset=confirmed, to_attr="public_photos"))
         .order_by("-observed_at", "-pk")
     )

@@ -1,3 +1,4 @@
+from allauth.account import views as allauth_views
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -12,9 +13,13 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon),  # browsers ask here
-    path("accounts/signup/", accounts_views.signup, name="signup"),
+    # allauth (accounts/: sign-up, e-mail confirmation, password reset and change, e-mail addresses) under
+    # the site's names; login and logout first: the rate-limited login, and a logout that is POST only
     path("accounts/login/", accounts_views.RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/signup/", allauth_views.signup, name="signup"),
+    path("accounts/", include("allauth.urls")),
+    path("accounts/", include("accounts.urls")),
     path("", include("submissions.urls")),
     path("", include("identification.urls")),
     path("", include("follows.urls")),

@@ -47,7 +47,7 @@ def individual_detail(request, catalogue_id):
     photos = (
         Photo.objects.in_gallery()
         .filter(individual=individual)
-        .select_related("sighting")
+        .select_related("sighting__submitted_by__profile")  # the photo credit line
         .order_by("-sighting__observed_at", "-pk")
     )
     sightings = Sighting.objects.filter(photos__in=photos).distinct().select_related("species").order_by("-observed_at")

@@ -4,7 +4,8 @@
  * - [data-poll-reload]: while the server is still working on this page (re-matching a photo),
  *   fetch it every 2 s and reload once the marker is gone, instead of a <meta refresh> that
  *   resets scroll and focus on every tick;
- * - details[data-collapse-below]: closed below that width unless data-active says filters are set. */
+ * - details[data-collapse-below]: closed below that width unless data-active says filters are set;
+ * - .nav-burger: the menu's disclosure button on narrow screens. */
 (function () {
   "use strict";
 
@@ -26,6 +27,22 @@
   document.querySelectorAll("details[data-collapse-below]").forEach(function (d) {
     if (window.innerWidth < parseInt(d.dataset.collapseBelow, 10) && d.dataset.active === "0") d.open = false;
   });
+
+  // the menu button below 820 px: a disclosure (aria-expanded) that Escape closes, back on the button
+  var burger = document.querySelector(".nav-burger");
+  if (burger) {
+    var nav = burger.closest(".nav");
+    function setOpen(open) {
+      burger.setAttribute("aria-expanded", String(open));
+      nav.classList.toggle("nav-open", open);
+    }
+    nav.classList.add("nav-collapsible");
+    burger.hidden = false;
+    burger.addEventListener("click", function () { setOpen(burger.getAttribute("aria-expanded") !== "true"); });
+    nav.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && burger.getAttribute("aria-expanded") === "true") { setOpen(false); burger.focus(); }
+    });
+  }
 
   var marker = document.querySelector("[data-poll-reload]");
   if (!marker || !window.fetch) return;

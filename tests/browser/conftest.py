@@ -93,7 +93,7 @@ def login(page, email: str, password: str = PASSWORD) -> None:
     from playwright.sync_api import expect
 
     page.goto("/accounts/login/")
-    page.locator("[name=username]").fill(email)
+    page.locator("[name=login]").fill(email)
     page.locator("[name=password]").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.locator(".nav-user")).to_contain_text(email)

@@ -10,6 +10,7 @@ import base64
 import re
 
 import pytest
+from django.core import mail
 from playwright.sync_api import expect
 
 from identification.models import Decision, ModelVersion, TrainingRun
@@ -56,6 +57,10 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
     watcher.locator("[name=password1]").fill("Tail-flukes-2024")
     watcher.locator("[name=password2]").fill("Tail-flukes-2024")
     watcher.get_by_role("button", name="Sign up").click()
+    expect(watcher.locator("h1")).to_have_text("Check your email")  # signed in once the address is confirmed
+    confirm_mail = [m for m in mail.outbox if m.to == ["orca.fan@example.org"]][-1]
+    watcher.goto(re.search(r"https?://\S+/accounts/confirm-email/\S+/", confirm_mail.body).group(0))
+    watcher.get_by_role("button", name="Confirm").click()
     expect(watcher).to_have_url(re.compile(r"/submit/$"))
     expect(watcher.locator(".messages")).to_contain_text("Welcome aboard")
 

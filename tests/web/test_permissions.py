@@ -38,6 +38,27 @@ MATRIX = [
     ("signup", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
     ("login", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
     ("logout", "post", None, None, LOGGED_IN_POST),
+    # allauth (accounts/): the same login and logout views under allauth's names, then its own pages
+    ("account_login", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
+    ("account_logout", "post", None, None, LOGGED_IN_POST),
+    ("account_signup", "get", None, None, {"anonymous": 200, "watcher": 302, "moderator": 302, "admin": 302}),
+    ("account_inactive", "get", None, None, PUBLIC),
+    ("account_email_verification_sent", "get", None, None, PUBLIC),
+    ("account_confirm_email", "get", "email_key", None, PUBLIC),  # an unknown key: "expired or invalid"
+    ("account_reset_password", "get", None, None, PUBLIC),
+    ("account_reset_password_done", "get", None, None, PUBLIC),
+    ("account_reset_password_from_key", "get", "reset_key", None, PUBLIC),  # a bad key: "Bad Token"
+    ("account_reset_password_from_key_done", "get", None, None, PUBLIC),
+    ("account_confirm_login_code", "get", None, None, LOGGED_IN_POST),  # login by code is off: redirected
+    ("account_email", "get", None, None, LOGGED_IN),
+    ("account_change_password", "get", None, None, LOGGED_IN),
+    ("account_set_password", "get", None, None, LOGGED_IN_POST),  # has a password: on to change it
+    ("account_reauthenticate", "get", None, None, LOGGED_IN),
+    ("account_request_reauthentication_code", "get", None, None, LOGGED_IN),
+    ("account_confirm_reauthentication_code", "get", None, None, LOGGED_IN_POST),
+    ("accounts:profile", "get", None, None, LOGGED_IN),
+    ("accounts:download_data", "post", None, None, LOGGED_IN),
+    ("accounts:delete", "get", None, None, LOGGED_IN),
     ("identification:individuals", "get", None, None, PUBLIC),
     ("identification:individual_detail", "get", "individual", None, PUBLIC),
     ("submissions:sightings", "get", None, None, PUBLIC),
@@ -176,6 +197,8 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
         "api_photo": {"pk": photo.pk},
         "token": {"token_id": create_token(make_user("watcher", "other@example.org"), "other's")[0].pk},
         "import": {"pk": bulk.pk},
+        "email_key": {"key": "no-such-key"},
+        "reset_key": {"uidb36": "zz", "key": "bad-key"},
     }[target]
     payload = {
         None: {},
@@ -192,5 +215,9 @@ def test_permission_matrix(client, role, name, method, target, data, expected):
     url = reverse(name, kwargs=kwargs)
     response = getattr(client, method)(url, payload)
     assert response.status_code == expected[role], (name, role, response.status_code)
-    if response.status_code == 302 and role == "anonymous" and name not in ("logout", "signup", "login"):
+    if (
+        response.status_code == 302
+        and role == "anonymous"
+        and name not in ("logout", "signup", "login", "account_logout")
+    ):
         assert response["Location"].startswith(reverse("login"))

@@ -14,27 +14,27 @@ pytestmark = pytest.mark.django_db
 def test_wrong_passwords_lock_the_account_even_for_the_right_password(client, settings):
     user = UserFactory(email="target@example.org")
     for _ in range(settings.LOGIN_FAILURES_PER_ACCOUNT):
-        response = client.post(reverse("login"), {"username": user.email, "password": "wrong-guess"})
+        response = client.post(reverse("login"), {"login": user.email, "password": "wrong-guess"})
         assert response.status_code == 200 and b"don&#x27;t match" in response.content
-    response = client.post(reverse("login"), {"username": "TARGET@example.org", "password": PASSWORD})
+    response = client.post(reverse("login"), {"login": "TARGET@example.org", "password": PASSWORD})
     assert response.status_code == 429
     assert 0 < int(response["Retry-After"]) <= settings.LOGIN_FAILURE_WINDOW_S
     assert b"Too many failed sign-ins" in response.content and b"try again in" in response.content
     assert "_auth_user_id" not in client.session
 
     other = UserFactory(email="other@example.org")  # another account from another address is not affected
-    response = client.post(reverse("login"), {"username": other.email, "password": PASSWORD}, REMOTE_ADDR="10.0.0.9")
+    response = client.post(reverse("login"), {"login": other.email, "password": PASSWORD}, REMOTE_ADDR="10.0.0.9")
     assert response.status_code == 302 and int(client.session["_auth_user_id"]) == other.pk
 
 
 def test_failures_from_one_address_across_accounts_are_limited(client, settings):
     settings.LOGIN_FAILURES_PER_ADDRESS = 3
     for n in range(3):
-        client.post(reverse("login"), {"username": f"u{n}@example.org", "password": "x"}, REMOTE_ADDR="10.1.1.1")
+        client.post(reverse("login"), {"login": f"u{n}@example.org", "password": "x"}, REMOTE_ADDR="10.1.1.1")
     user = UserFactory(email="fresh@example.org")
-    blocked = client.post(reverse("login"), {"username": user.email, "password": PASSWORD}, REMOTE_ADDR="10.1.1.1")
+    blocked = client.post(reverse("login"), {"login": user.email, "password": PASSWORD}, REMOTE_ADDR="10.1.1.1")
     assert blocked.status_code == 429 and int(blocked["Retry-After"]) > 0
-    elsewhere = client.post(reverse("login"), {"username": user.email, "password": PASSWORD}, REMOTE_ADDR="10.2.2.2")
+    elsewhere = client.post(reverse("login"), {"login": user.email, "password": PASSWORD}, REMOTE_ADDR="10.2.2.2")
     assert elsewhere.status_code == 302
 
 

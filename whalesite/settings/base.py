@@ -36,6 +36,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from static/ (no CDN)
+    "allauth",
+    "allauth.account",
+    "accounts",
     "identification",
     "submissions",
     "follows",
@@ -51,6 +54,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "whalesite.middleware.DatabaseUnavailableMiddleware",  # a view's lost database: 503, not a bare 500
 ]
@@ -92,10 +96,29 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["accounts.backends.EmailBackend"]
+AUTHENTICATION_BACKENDS = ["accounts.backends.EmailBackend", "allauth.account.auth_backends.AuthenticationBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
+# django-allauth: sign-up, e-mail verification and password reset (accounts.adapter). Verification is
+# mandatory so that sign-up can answer the same whether or not the address has an account (the owner is
+# e-mailed instead); accounts made by an operator, and those from before allauth, count as verified.
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignUpForm"}
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_SESSION_REMEMBER = True
+ACCOUNT_SIGNUP_REDIRECT_URL = "/submit/"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Whalesite] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
+# allauth's own limits (sign-up, reset, re-sent confirmations...) stay on; failed sign-ins are limited by
+# accounts.views.RateLimitedLoginView (LOGIN_FAILURES_*: 429 + Retry-After), so allauth's copy is off
+ACCOUNT_RATE_LIMITS = {"login_failed": False}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -29,3 +29,4 @@ X_FRAME_OPTIONS = "DENY"
 # Email: EMAIL_URL such as smtp+tls://user:password@smtp.example.org:587 (console when unset).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}  # noqa: F405
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"  # links in sign-up and password-reset e-mails
