@@ -48,23 +48,65 @@ def build(ident: Identifier, photos: list[tuple[Path, str]]):
     return index, by_label
 
 
-def rank(ident: Identifier, index, by_label, path: Path) -> tuple[list[tuple[str, float]], str]:
-    """(label, score) top 6 as the review page lists them, and what the score is."""
+def rank(ident: Identifier, index, by_label, path: Path) -> tuple[list[tuple[str, float]], str, bool | None]:
+    """(label, score) top 6 as the review page lists them, what the score is, and the photo's OOD flag
+    (``Identifier.familiarity``; None when the folder has no detector). A flagged photo's cosine is not
+    trusted, as in the worker (``identification.pipeline.process.rank_photo``)."""
     from ml.fused_ranking import suggest
 
     prepared = ident.prepare(str(path))
     vector = ident.embed([prepared.crop])[0]
+    familiar = ident.familiarity(vector)
+    flagged = None if familiar is None else familiar.flagged
     if ident.calibration is None:
-        return [(m.label, m.score) for m in insert_new_whale(index.rank(vector, k=5), ident.new_threshold, 6)], "cosine"
-    ranked = suggest(
+        ranked = insert_new_whale(index.rank(vector, k=5), ident.new_threshold, 6)
+        return [(m.label, m.score) for m in ranked], "cosine", flagged
+    suggestions = suggest(
         index,
         vector,
         ident.calibration,
         ident.local_features(prepared.crop),
         k=6,
         features_for=lambda labels: {lab: by_label.get(lab, []) for lab in labels},
+        trust_embedding=not flagged,
     )
-    return [(s.label, s.probability) for s in ranked], "P(same)"
+    return [(s.label, s.probability) for s in suggestions], "P(same)", flagged
+
+
+def report(ident: Identifier, index, by_label, photos: list[Path], what_photos: str, high: float) -> int:
+    """Rank each photo, print a line each and a summary; returns how many outranked "new individual" at >= high."""
+    new_ranks, tops, outranked_high, flags = [], [], 0, []
+    what = "score"
+    for path in photos:
+        ranked, what, flagged = rank(ident, index, by_label, path)
+        flags.append(flagged)
+        labels = [lab for lab, _ in ranked]
+        new_rank = labels.index(NEW_WHALE) + 1 if NEW_WHALE in labels else len(labels) + 1
+        top = max(score for lab, score in ranked if lab != NEW_WHALE)
+        new_ranks.append(new_rank)
+        tops.append(top)
+        outranked_high += new_rank > 1 and top >= high
+        flag = "" if flagged is None else "  flagged: unlike the training photos" if flagged else "  familiar"
+        print(f"{path.name[:12]}  new individual at #{new_rank}  top candidate {what} {top:.3f}{flag}")
+    detector = "no OOD detector in the folder" if ident.ood is None else f"flagged {sum(map(bool, flags))}"
+    print(
+        f"{len(photos)} {what_photos} (none in the catalogue): new individual first for {new_ranks.count(1)}, "
+        f"median top {what} {np.median(tops):.3f}, max {max(tops):.3f}; outranked by a candidate at >= {high}: "
+        f"{outranked_high}; out of distribution: {detector}"
+    )
+    return outranked_high
+
+
+def synthetic_strangers(n: int, seed: int) -> list[Path]:
+    """``n`` synthetic whales the catalogue does not hold (one photo each, a seed of their own), in a temporary
+    folder: the in-distribution control. They should rarely be flagged."""
+    import tempfile
+
+    from ml.synth import generate_dataset
+
+    out = Path(tempfile.mkdtemp(prefix="demo-strangers-"))
+    generate_dataset(out, individuals=n, photos=1, seed=seed, progress=False)
+    return sorted((out / "images").glob("*.jpg"))
 
 
 def main(argv=None):
@@ -73,6 +115,8 @@ def main(argv=None):
     ap.add_argument("--gallery", required=True, help="folder with train.csv and images/ (synthetic)")
     ap.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" / "real-flukes" / "flukes"))
     ap.add_argument("--high", type=float, default=0.8, help="a top score at or above this counts as 'high'")
+    ap.add_argument("--strangers", type=int, default=20, help="synthetic whales not in the catalogue (0: none)")
+    ap.add_argument("--strangers-seed", type=int, default=991)
     args = ap.parse_args(argv)
     ident = Identifier.load(args.model, device="cpu")
     t = time.perf_counter()
@@ -81,22 +125,11 @@ def main(argv=None):
         f"model {args.model} ({'calibrated' if ident.calibrated else 'no calibration: cosine'}), gallery "
         f"{len(index)} synthetic photos of {len(by_label)} whales built in {time.perf_counter() - t:.0f} s"
     )
-    photos = sorted(Path(args.real).glob("*.jpg"))
-    new_ranks, tops, outranked_high = [], [], 0
-    for path in photos:
-        ranked, what = rank(ident, index, by_label, path)
-        labels = [lab for lab, _ in ranked]
-        new_rank = labels.index(NEW_WHALE) + 1 if NEW_WHALE in labels else len(labels) + 1
-        top = max(score for lab, score in ranked if lab != NEW_WHALE)
-        new_ranks.append(new_rank)
-        tops.append(top)
-        outranked_high += new_rank > 1 and top >= args.high
-        print(f"{path.name[:12]}  new individual at #{new_rank}  top candidate {what} {top:.3f}")
-    print(
-        f"{len(photos)} real flukes (none in the catalogue): new individual first for {new_ranks.count(1)}, "
-        f"median top {what} {np.median(tops):.3f}, max {max(tops):.3f}; outranked by a candidate at >= {args.high}: "
-        f"{outranked_high} [claim: 0 -> {'OK' if outranked_high == 0 else 'MISS'}]"
-    )
+    outranked = report(ident, index, by_label, sorted(Path(args.real).glob("*.jpg")), "real flukes", args.high)
+    print(f"[claim: no real fluke outranks new individual at >= {args.high}: {'OK' if outranked == 0 else 'MISS'}]")
+    if args.strangers:
+        print("control: synthetic whales not in the catalogue (in distribution: rarely flagged)")
+        report(ident, index, by_label, synthetic_strangers(args.strangers, args.strangers_seed), "synthetic", args.high)
 
 
 if __name__ == "__main__":

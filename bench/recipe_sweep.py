@@ -8,6 +8,14 @@ augmentation from step one is what chose ``ml.train``'s defaults.
 
     python bench/recipe_sweep.py                                  # 40 whales x 8 photos, 96 px, 22 epochs
     python bench/recipe_sweep.py --recipes seed000_aug,light --epochs 10
+
+Real photos (issue 10 item 5: does photometric augmentation help?): ``--data`` names a folder with
+``labels.csv`` or ``train.csv`` (Image,Id) and ``images/``, read at run time and never copied into the
+project (e.g. ``../shared/real-data/right-whales``: 224x224 aligned head crops, no boxes, so the whole photo is
+the crop and the jittered column is left empty). The same split and epochs for both rows:
+
+    python bench/recipe_sweep.py --data ../shared/real-data/right-whales --recipes pretrained,pretrained_photometric \
+        --arch efficientnet_lite0 --size 224 --epochs 4 [--max-individuals 80]
 """
 
 from __future__ import annotations
@@ -45,6 +53,10 @@ RECIPES = {  # every recipe names all the knobs it compares, so changing ml.trai
         arcface_s=16.0, arcface_m=0.3, rotation=20.0, zoom=0.2, shift=0.2, aug_warmup_epochs=10.0, aug_start=0.25
     ),
     "s16_m03_light": dict(arcface_s=16.0, arcface_m=0.3, **LIGHT_AUG),
+    # ml.presets.PRETRAINED's knobs (frozen encoder; pass --arch efficientnet_lite0 --size 224) without and with
+    # ml.preprocess.PhotometricTransform (contrast, gamma, blur, JPEG, noise, occlusion)
+    "pretrained": dict(trainable_blocks=0, photometric=False),
+    "pretrained_photometric": dict(trainable_blocks=0, photometric=True),
 }
 
 
@@ -65,7 +77,25 @@ def top5(gallery: np.ndarray, labels: list[str], query: np.ndarray) -> list[str]
     return [label for label, _ in sorted(best.items(), key=lambda kv: -kv[1])[:5]]
 
 
-def known_map5(run_dir: Path, csv: Path, images: Path, boxes: Path, jittered: bool) -> tuple[float, float]:
+def real_subset(folder: Path, out: Path, max_individuals: int) -> Path:
+    """``folder``'s labels as a ``train.csv`` under ``out`` (the first ``max_individuals`` individuals by name when
+    > 0, else all): only the list is written; the photos stay where they are."""
+    import csv as csv_module
+
+    src = folder / "labels.csv" if (folder / "labels.csv").is_file() else folder / "train.csv"
+    with open(src, newline="") as fh:
+        rows = [(r["Image"], r["Id"]) for r in csv_module.DictReader(fh)]
+    keep = sorted({label for _, label in rows})
+    keep = set(keep[:max_individuals] if max_individuals > 0 else keep)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.csv", "w", newline="") as fh:
+        writer = csv_module.writer(fh)
+        writer.writerow(["Image", "Id"])
+        writer.writerows(row for row in rows if row[1] in keep)
+    return out / "train.csv"
+
+
+def known_map5(run_dir: Path, csv: Path, images: Path, boxes: Path | None, jittered: bool) -> tuple[float, float]:
     """(model, pixel kNN) known-whale MAP@5 on the run's held-out queries."""
     split = json.loads((run_dir / "split.json").read_text())
     samples = {s.image: s for s in load_samples(csv, images, boxes)}
@@ -103,17 +133,25 @@ def main(argv=None):
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--seed", type=int, default=5, help="synthetic data seed")
+    ap.add_argument("--data", default=None, help="a real set instead: folder with labels.csv/train.csv and images/")
+    ap.add_argument("--max-individuals", type=int, default=0, help="--data: only the first N individuals (0: all)")
     args = ap.parse_args(argv)
     names = [n for n in args.recipes.split(",") if n]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         ap.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
     tmp = Path(tempfile.mkdtemp(prefix="recipe-sweep-"))
-    data = tmp / "data"
-    generate_dataset(str(data), args.individuals, args.photos, seed=args.seed)
-    csv, images, boxes = data / "train.csv", data / "images", data / "boxes.csv"
+    if args.data:
+        csv, images, boxes = real_subset(Path(args.data), tmp / "data", args.max_individuals), None, None
+        images = Path(args.data) / "images"
+        what = f"{args.data} ({sum(1 for _ in open(csv)) - 1} photos, no boxes: the whole photo is the crop)"
+    else:
+        data = tmp / "data"
+        generate_dataset(str(data), args.individuals, args.photos, seed=args.seed)
+        csv, images, boxes = data / "train.csv", data / "images", data / "boxes.csv"
+        what = f"{args.individuals} synthetic whales x {args.photos} photos"
     print(
-        f"{args.individuals} whales x {args.photos} photos, {args.arch} {args.size} px, {args.epochs} epochs, "
+        f"{what}, {args.arch} {args.size} px, {args.epochs} epochs, "
         f"same split for every recipe (ml.train seed 0); data in {tmp}"
     )
     print(f"{'recipe':22s} {'time':>6s}  {'true boxes':>10s} {'jittered':>9s}   {'pixel kNN true / jittered':>26s}")
@@ -121,7 +159,7 @@ def main(argv=None):
         config = TrainConfig(
             csv=str(csv),
             images_dir=str(images),
-            boxes_csv=str(boxes),
+            boxes_csv=str(boxes) if boxes else None,
             out_dir=str(tmp / name),
             arch=args.arch,
             image_size=args.size,
@@ -136,11 +174,12 @@ def main(argv=None):
         train(config)
         elapsed = time.perf_counter() - t
         true_model, true_knn = known_map5(tmp / name, csv, images, boxes, jittered=False)
-        jit_model, jit_knn = known_map5(tmp / name, csv, images, boxes, jittered=True)
-        print(
-            f"{name:22s} {elapsed:5.0f}s  {true_model:10.3f} {jit_model:9.3f}   {true_knn:12.3f} / {jit_knn:.3f}",
-            flush=True,
-        )
+        if boxes is None:  # no boxes to jitter (real aligned crops)
+            jittered = f"{'—':>9s}   {true_knn:12.3f} / —"
+        else:
+            jit_model, jit_knn = known_map5(tmp / name, csv, images, boxes, jittered=True)
+            jittered = f"{jit_model:9.3f}   {true_knn:12.3f} / {jit_knn:.3f}"
+        print(f"{name:22s} {elapsed:5.0f}s  {true_model:10.3f} {jittered}", flush=True)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,11 @@ class Embedding(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="embeddings")
     vector = models.BinaryField()
     features = models.BinaryField(null=True, blank=True, editable=False)  # null: embedded before local features
+    # ml.ood.Familiarity of the photo under this version: the k-NN distance to the training embeddings and
+    # whether it passed the version's threshold (the photo looks unlike the training photos, so its cosine is
+    # not trusted). Null: the version has no detector, or the row was embedded before the flag existed.
+    ood_score = models.FloatField(null=True, blank=True, editable=False)
+    out_of_distribution = models.BooleanField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

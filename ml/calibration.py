@@ -172,11 +172,23 @@ class MatchCalibration:
     new_threshold: float = 0.5
     info: dict = field(default_factory=dict)  # how it was fitted (pairs, individuals, ECE ...)
 
+    @property
+    def prior(self) -> float:
+        """P(same individual) with no evidence: the share of positives among the fitted pairs (0.5, as likely
+        as not, for calibrations fitted before it was recorded)."""
+        return float(self.info.get("prior", 0.5))
+
     def probabilities(self, scores: Mapping[str, Sequence[float] | np.ndarray]) -> dict[str, np.ndarray]:
         return {m: self.calibrators[m](scores[m]) for m in self.calibrators if m in scores}
 
-    def fused(self, scores: Mapping[str, Sequence[float] | np.ndarray]) -> np.ndarray:
-        probs = self.probabilities(scores)
+    def fused(self, scores: Mapping[str, Sequence[float] | np.ndarray], untrusted: Sequence[str] = ()) -> np.ndarray:
+        """The fused P of each candidate. ``untrusted``: matchers whose evidence is left out (an
+        out-of-distribution query's cosine, ``ml.ood``): one matcher left gives its own calibrated P, none
+        left gives the prior for every candidate."""
+        probs = {m: p for m, p in self.probabilities(scores).items() if m not in untrusted}
+        if not probs:
+            n = len(np.atleast_1d(np.asarray(next(iter(scores.values())))))
+            return np.full(n, self.prior)
         if len(probs) == 1:
             return next(iter(probs.values()))
         return self.fusion(probs)
@@ -268,7 +280,9 @@ def fit_match_calibration(
         p = cal.fused({m: [scores[m].get(lab, 0.0) for lab in labels] for m in matchers})
         rankings.append(sorted(zip(labels, p.tolist()), key=lambda t: -t[1]))
     cal.new_threshold, map5 = tune_new_threshold(rankings, truth)
+    cos_pairs = pairs[matchers[0]].same
     cal.info = {
+        "prior": float(cos_pairs.mean()) if len(cos_pairs) else 0.5,
         "queries": len(truth),
         "new_queries": sum(t == NEW_WHALE for t in truth),
         "pairs": {m: int(len(pairs[m].same)) for m in matchers},

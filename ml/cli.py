@@ -113,6 +113,7 @@ _RECIPE_KNOBS = (
     ("head", "head"),
     ("optimizer", "optimizer"),
     ("trainable_blocks", "trainable_blocks"),
+    ("photometric", "photometric"),
 )
 
 
@@ -171,6 +172,7 @@ def _train_config(args):
         localizer_epochs=args.localizer_epochs,
         progress_bar=True,
         trainable_blocks=args.trainable_blocks,
+        photometric=args.photometric,
         **{
             key: value
             for key, value in (
@@ -432,6 +434,12 @@ def _add_train(sub) -> None:
     p.add_argument("--shift", type=float, default=None, help="augmentation, fraction (default 0.2)")
     p.add_argument(
         "--aug-warmup", type=float, default=None, help="epochs over which augmentation ramps up to full strength"
+    )
+    p.add_argument(
+        "--photometric",
+        action="store_true",
+        default=DEFAULT.photometric,
+        help="photometric augmentation too: contrast, gamma, blur, JPEG, noise, occlusion (recipe 'photometric')",
     )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--init-from", default=None, help="previous model folder to fine-tune")

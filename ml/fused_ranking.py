@@ -61,6 +61,7 @@ def suggest(
     *,
     features_for: FeaturesFor | None = None,
     exclude_items: Iterable[str] = (),
+    trust_embedding: bool = True,
 ) -> list[Suggestion]:
     """Top ``k`` suggestions (``new_whale`` included where the fused P says so) for one query.
 
@@ -68,7 +69,9 @@ def suggest(
     ``(item id, LocalFeatures)``, or ``features_for(labels)``: all the shortlist's at once (a site reads
     them in one database query). Without query features (or a calibration without an ``inl``
     matcher) the ranking is the calibrated cosine alone. ``exclude_items``: gallery photos to leave
-    out (the query itself, when it is in the gallery).
+    out (the query itself, when it is in the gallery). ``trust_embedding`` False (an out-of-distribution
+    query, ``ml.ood``): the cosine still picks the shortlist but adds no probability, so only verified
+    keypoints can carry a match and, without them, every candidate gets the calibration's prior.
     """
     matches = gallery.rank(vector, k=shortlist, exclude_items=set(exclude_items))
     if features_for is not None and query_features is not None and matches:
@@ -85,7 +88,7 @@ def suggest(
         inliers.append(n)
         items.append(item if n > 0 else m.best_item)
     scores = {"cos": cos, "inl": np.asarray(inliers, dtype=np.float64)} if use_local else {"cos": cos}
-    p = calibration.fused(scores) if use_local else calibration.calibrators["cos"](cos)
+    p = calibration.fused(scores, untrusted=() if trust_embedding else ("cos",))
     order = np.argsort(-p, kind="mergesort")
     ranked = [Suggestion(matches[i].label, float(p[i]), float(cos[i]), int(inliers[i]), items[i]) for i in order]
     best = ranked[0].probability

@@ -12,7 +12,13 @@ import numpy as np
 import torch
 
 from ml.device import pick_device
-from ml.model_folder import ModelFolderError, load_calibration, load_localizer, load_model  # noqa: F401 (re-exported)
+from ml.model_folder import (  # noqa: F401 (ModelFolderError re-exported)
+    ModelFolderError,
+    load_calibration,
+    load_localizer,
+    load_model,
+    load_ood,
+)
 from ml.models import embed_crops
 from ml.types import Box, Localization
 
@@ -65,6 +71,7 @@ class Identifier:
         model_dir: str | None = None,
         batch_size: int = 64,
         calibration=None,
+        ood=None,
     ):
         self.model = model.eval()
         self.classes = list(classes)
@@ -79,6 +86,8 @@ class Identifier:
         self.embedding_dim = int(model.embedding_dim)
         # ml.calibration.MatchCalibration from calibration.json; None (older folders): rank by cosine as before
         self.calibration = calibration
+        # ml.ood.OODDetector from ood.npz; None (older folders): no photo is flagged
+        self.ood = ood
         self._lock = threading.Lock()
         from ml.preprocess import EvalTransform
 
@@ -101,6 +110,7 @@ class Identifier:
             config=saved.config,
             model_dir=str(model_dir),
             calibration=load_calibration(model_dir),
+            ood=load_ood(model_dir),
         )
 
     @property
@@ -193,6 +203,11 @@ class Identifier:
             raise ValueError("boxes must have one entry per path")
         crops = [self.prepare(p, b).crop for p, b in zip(paths, boxes)]
         return self.embed(crops)
+
+    def familiarity(self, vector: np.ndarray):
+        """``ml.ood.Familiarity`` of one embedding (is the photo like the training photos?), or None when the
+        folder has no detector. A flagged photo's cosine is not trusted by ``ml.fused_ranking.suggest``."""
+        return self.ood.check(vector) if self.ood is not None else None
 
     # ----------------------------------------------------------------- local features
     @staticmethod

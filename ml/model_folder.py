@@ -10,7 +10,9 @@ A model folder holds:
 - ``localizer.pt`` (optional; ``ml.localizer.Localizer``), ignored when its metrics say it did not beat
   the default box (``shipped`` False);
 - ``calibration.json`` (optional; ``ml.calibration.MatchCalibration``): P(same individual) from cosine and
-  RootSIFT inliers, and the new-individual threshold on that P (then also ``model.pt``'s ``new_threshold``).
+  RootSIFT inliers, and the new-individual threshold on that P (then also ``model.pt``'s ``new_threshold``);
+- ``ood.npz`` (optional; ``ml.ood.OODDetector``): the training embeddings' k-NN reference and the threshold
+  above which a query looks unlike the training photos (older folders: no detector, nothing is flagged).
 
 Folders written before ``format`` existed lack some top-level keys: :func:`read_model` falls back on the
 saved config and then on the defaults those folders were trained with, so they stay loadable.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.io import atomic_torch_save, atomic_write_json
+from ml.ood import OOD_FILE  # ml.ood.OODDetector (optional: older folders flag nothing)
 from ml.types import DEFAULT_NEW_THRESHOLD, TrainMetrics
 
 MODEL_FORMAT = 1
@@ -129,16 +132,22 @@ def write_model_folder(
     metrics: TrainMetrics,
     history: list[dict[str, Any]],
     calibration: Any = None,
+    ood: Any = None,
 ) -> None:
     """Write ``model.pt``, ``config.json``, ``history.json``, ``metrics.json`` and, when given, the
-    ``ml.calibration.MatchCalibration`` as ``calibration.json`` (each atomically). A stale
-    ``calibration.json`` of an earlier run in the same folder is removed: it belongs to other weights."""
+    ``ml.calibration.MatchCalibration`` as ``calibration.json`` and the ``ml.ood.OODDetector`` as ``ood.npz``
+    (each atomically). A stale ``calibration.json`` or ``ood.npz`` of an earlier run in the same folder is
+    removed: it belongs to other weights."""
     out = Path(out_dir)
     cal_path = out / CALIBRATION_FILE
     if calibration is not None:
         atomic_write_json(cal_path, calibration.to_dict(), indent=1)
     elif cal_path.exists():
         cal_path.unlink()
+    if ood is not None:
+        ood.save(out)
+    elif (out / OOD_FILE).exists():
+        (out / OOD_FILE).unlink()
     atomic_torch_save(saved.to_blob(), out / MODEL_FILE)
     atomic_write_json(out / CONFIG_FILE, saved.config, indent=2)
     atomic_write_json(out / HISTORY_FILE, history, indent=2)
@@ -195,6 +204,17 @@ def load_calibration(model_dir: str | Path):
     from ml.calibration import MatchCalibration
 
     return MatchCalibration.load(model_dir)
+
+
+def load_ood(model_dir: str | Path):
+    """The folder's ``ml.ood.OODDetector``, or None for folders trained without one; an unreadable
+    ``ood.npz`` is a ``ModelFolderError`` (a detector silently missing would hide distribution shift)."""
+    from ml.ood import OODDetector
+
+    try:
+        return OODDetector.load(model_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelFolderError(f"{Path(model_dir) / OOD_FILE}: cannot read the OOD detector ({exc})") from None
 
 
 def read_metrics(model_dir: str | Path) -> TrainMetrics | None:

@@ -208,6 +208,98 @@ class EvalTransform:
         return f"EvalTransform(size={self.size})"
 
 
+class PhotometricTransform:
+    """Real-photo appearance changes on a standardized crop: contrast and gamma, blur, JPEG, sensor noise
+    and occlusion (``torchvision.transforms.v2`` functionals; the noise from this transform's own generator, so
+    a seed reproduces every draw), each applied with probability ``p``.
+
+    Why: seed 000's augmentation is geometric only, and a real fluke photo differs from its twin mostly in
+    light, haze, focus, compression and what covers part of the fluke (water, a bird, the boat's rail);
+    issue 10 item 5. Each op works on the crop mapped to [0, 1] by its own min and max; the result is
+    standardized again (zero mean, unit variance), as every crop the model sees is. ``strength`` scales the
+    ranges (``ml.train``'s augmentation warm-up ramps it as it does the geometric ones).
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        contrast: float = 0.4,
+        gamma: float = 0.4,
+        blur_sigma: float = 1.5,
+        jpeg_quality: tuple[int, int] = (25, 90),
+        noise_sigma: float = 0.05,
+        occlusion: float = 0.25,
+        seed: int | None = None,
+    ):
+        self.p = float(p)
+        self.contrast, self.gamma, self.blur_sigma = float(contrast), float(gamma), float(blur_sigma)
+        self.jpeg_quality = (int(jpeg_quality[0]), int(jpeg_quality[1]))
+        self.noise_sigma, self.occlusion = float(noise_sigma), float(occlusion)
+        self.strength = 1.0
+        self._rng = np.random.default_rng(seed)
+
+    def reseed(self, seed) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def sample_params(self) -> dict:
+        """One crop's draw: None for each op not applied this time."""
+        rng, k = self._rng, self.strength
+
+        def maybe(value):
+            return value if rng.random() < self.p else None
+
+        worst = round(self.jpeg_quality[1] - k * (self.jpeg_quality[1] - self.jpeg_quality[0]))
+        side = float(np.sqrt(rng.uniform(0.02, max(0.02, k * self.occlusion))))
+        return {
+            "contrast": maybe(float(rng.uniform(1 - k * self.contrast, 1 + k * self.contrast))),
+            "gamma": maybe(float(np.exp(rng.uniform(-k * self.gamma, k * self.gamma)))),
+            "blur": maybe(float(rng.uniform(0.1, max(0.1, k * self.blur_sigma)))),
+            "jpeg": maybe(int(rng.integers(min(worst, self.jpeg_quality[1]), self.jpeg_quality[1] + 1))),
+            "noise": maybe(float(rng.uniform(0.0, k * self.noise_sigma))),
+            "occlusion": maybe((side, float(rng.uniform(0, 1)), float(rng.uniform(0, 1)), float(rng.random()))),
+        }
+
+    def __call__(self, crop: torch.Tensor) -> torch.Tensor:
+        """One standardized ``(1, S, S)`` (or ``(S, S)``) crop, photometrically changed and standardized again."""
+        from torchvision.transforms.v2 import functional as TF
+
+        t = torch.as_tensor(crop).float()
+        t = t[None] if t.dim() == 2 else t
+        lo, hi = float(t.min()), float(t.max())
+        u = (t - lo) / (hi - lo) if hi > lo else torch.zeros_like(t)
+        q = self.sample_params()
+        if q["contrast"] is not None:
+            u = TF.adjust_contrast(u, q["contrast"])
+        if q["gamma"] is not None:
+            u = TF.adjust_gamma(u.clamp(0, 1), q["gamma"])
+        if q["blur"] is not None:
+            u = TF.gaussian_blur(u, kernel_size=2 * int(np.ceil(2 * q["blur"])) + 1, sigma=q["blur"])
+        if q["jpeg"] is not None:
+            u8 = (u.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            u = TF.jpeg(u8, quality=q["jpeg"]).to(t.device).float() / 255
+        if q["noise"] is not None and q["noise"] > 0:  # drawn from our generator (v2's uses torch's global one)
+            noise = torch.as_tensor(self._rng.standard_normal(tuple(u.shape)), dtype=u.dtype, device=u.device)
+            u = (u + q["noise"] * noise).clamp(0, 1)
+        if q["occlusion"] is not None:
+            side, fy, fx, value = q["occlusion"]
+            h = max(1, int(side * u.shape[-2]))
+            w = max(1, int(side * u.shape[-1]))
+            u = TF.erase(u, int(fy * (u.shape[-2] - h)), int(fx * (u.shape[-1] - w)), h, w, torch.tensor(value))
+        std = u.std()
+        return ((u - u.mean()) / (std if float(std) > 1e-6 else 1.0)).contiguous()
+
+    def apply_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """``__call__`` on each crop of a ``(B, 1, S, S)`` batch (JPEG is per image, so per crop)."""
+        return torch.stack([self(c) for c in x]) if len(x) else x
+
+    def __repr__(self) -> str:
+        return (
+            f"PhotometricTransform(p={self.p}, contrast={self.contrast}, gamma={self.gamma}, "
+            f"blur_sigma={self.blur_sigma}, jpeg_quality={self.jpeg_quality}, noise_sigma={self.noise_sigma}, "
+            f"occlusion={self.occlusion})"
+        )
+
+
 class TrainTransform:
     """Seed-000 augmentation on the standardized crop: rotation up to ``±rotation`` degrees, zoom
     ``1±zoom``, shift up to ``±shift`` of width/height, horizontal flip only when ``hflip`` (never a
@@ -225,8 +317,10 @@ class TrainTransform:
         zoom: float = 0.2,
         shift: float = 0.2,
         seed: int | None = None,
+        photometric: PhotometricTransform | None = None,
     ):
         self.size = int(size)
+        self.photometric = photometric  # applied before the geometric warp (ml.train's photometric option)
         self.hflip = bool(hflip)
         self.rotation = float(rotation)
         self.zoom = float(zoom)
@@ -242,6 +336,8 @@ class TrainTransform:
         augmentations as an uninterrupted one; loader worker processes keep their own generators)."""
         self._rng = np.random.default_rng(seed)
         self._pid = os.getpid()
+        if self.photometric is not None:
+            self.photometric.reseed([*np.atleast_1d(seed).tolist(), 7] if seed is not None else None)
 
     def _generator(self) -> np.random.Generator:
         info = torch.utils.data.get_worker_info()
@@ -271,6 +367,9 @@ class TrainTransform:
         from torchvision.transforms.v2 import functional as TF
 
         t = _as_tensor(crop, self.size)
+        if self.photometric is not None:
+            self.photometric.strength = self.strength
+            t = self.photometric(t)
         p = self.sample_params()
         if p["flip"]:
             t = torch.flip(t, dims=[-1])
@@ -305,6 +404,9 @@ class TrainTransform:
         n = x.shape[0]
         if n == 0:
             return x.contiguous()
+        if self.photometric is not None:
+            self.photometric.strength = self.strength
+            x = self.photometric.apply_batch(x)
         params = [self.sample_params() for _ in range(n)]
         theta = torch.zeros(n, 2, 3, dtype=torch.float32)
         for i, p in enumerate(params):
@@ -321,5 +423,5 @@ class TrainTransform:
     def __repr__(self) -> str:
         return (
             f"TrainTransform(size={self.size}, hflip={self.hflip}, rotation={self.rotation}, "
-            f"zoom={self.zoom}, shift={self.shift}, seed={self.seed})"
+            f"zoom={self.zoom}, shift={self.shift}, seed={self.seed}, photometric={self.photometric!r})"
         )

@@ -9,10 +9,12 @@ importing torch: everything here is a plain tuple, dict or frozen dataclass.
   the site's training form and ``seed_demo`` use when nothing is said.
 - ``SEED000`` is the seed 000 recipe (the ResNet50 humpback study), selectable by name.
 - ``QUICK`` is a small from-scratch ResNet-18 recipe.
+- ``PHOTOMETRIC`` is ``PRETRAINED`` with photometric augmentation (``ml.preprocess.PhotometricTransform``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,6 +63,7 @@ class Recipe:
     head: str = "arcface"
     pooling: str = "avg"
     trainable_blocks: int | None = None  # pretrained archs: 0 = frozen encoder (ml.backbones.PretrainedFlukeNet)
+    photometric: bool = False  # ml.preprocess.PhotometricTransform beside the geometric augmentation
 
     @property
     def lr(self) -> float:
@@ -81,5 +84,8 @@ PRETRAINED = Recipe(
 )
 SEED000 = Recipe("seed000", arch="resnet50", image_size=224, epochs=20, batch_size=32)  # the ResNet50 humpback study
 QUICK = Recipe("quick", arch="resnet18", image_size=128, epochs=10, batch_size=32)
+# the default recipe plus photometric augmentation (contrast, gamma, blur, JPEG, noise, occlusion: issue 10
+# item 5), selectable by name until bench/recipe_sweep.py --data on real photos says whether it should be the default
+PHOTOMETRIC = dataclasses.replace(PRETRAINED, name="photometric", photometric=True)
 DEFAULT = PRETRAINED  # TrainConfig's, the CLI's, the site's and seed_demo's recipe
-RECIPES = {recipe.name: recipe for recipe in (PRETRAINED, SEED000, QUICK)}
+RECIPES = {recipe.name: recipe for recipe in (PRETRAINED, PHOTOMETRIC, SEED000, QUICK)}

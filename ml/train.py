@@ -102,6 +102,9 @@ class TrainConfig:
     # augmentation, which made it the most robust to box error in bench/recipe_sweep.py.
     aug_warmup_epochs: float = 10.0
     aug_start: float = 0.25
+    # photometric augmentation beside the geometric one (ml.preprocess.PhotometricTransform: contrast, gamma,
+    # blur, JPEG, noise, occlusion); off by default until bench/recipe_sweep.py --data shows it helps on real photos
+    photometric: bool = False
     oversample_to: int = 4
     seed: int = 0
     val_fraction: float = 0.2
@@ -122,6 +125,9 @@ class TrainConfig:
     # fit calibration.json (P same individual, fused-P new threshold) on the held-out individuals (ml.train_calibration)
     calibrate: bool = True
     calibration_shortlist: int = 50
+    # fit ood.npz (ml.ood: flag queries unlike the training photos) on the training and held-out validation embeddings
+    ood_detector: bool = True
+    ood_quantile: float = 0.99
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -393,7 +399,7 @@ def _usable_samples(
 
 def prepare_data(config: TrainConfig, out: Path, check_stop: Callable[[], None]) -> TrainingData:
     """Load, de-duplicate and split the photos, preprocess their crops once, and write ``split.json``."""
-    from ml.preprocess import EvalTransform, TrainTransform
+    from ml.preprocess import EvalTransform, PhotometricTransform, TrainTransform
 
     cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
     num_workers = default_num_workers() if config.num_workers is None else int(config.num_workers)
@@ -412,6 +418,7 @@ def prepare_data(config: TrainConfig, out: Path, check_stop: Callable[[], None])
         zoom=config.zoom,
         shift=config.shift,
         seed=config.seed,
+        photometric=PhotometricTransform(seed=config.seed) if config.photometric else None,
     )
     eval_tf = EvalTransform(config.image_size)
 
@@ -466,6 +473,7 @@ class _Run:
     report: _Reporter
     init_report: dict[str, Any]
     calibration_info: dict[str, Any] = field(default_factory=dict)
+    ood_skipped: str = ""  # why no ood.npz was fitted (metrics.json's ood)
 
     def validate(self) -> _Validation:
         return validate(self.model, self.data, self.config, self.device)
@@ -840,6 +848,8 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
     version = _version(state_dict)
     metrics = _final_metrics(final_val, data.split, data.dup_report, _run_facts(run, state, version))
     metrics.calibration = run.calibration_info  # metrics.json: how P(same) was fitted, or why not
+    ood = _fit_ood(run)
+    metrics.ood = ood.info if ood is not None else {"skipped": run.ood_skipped}
     do_loc = config.train_localizer if config.train_localizer is not None else bool(config.boxes_csv)
     if do_loc and config.boxes_csv:
         start = TrainProgress(epoch=0, epochs=0, step=0, steps_per_epoch=0, loss=0.0, phase="localizer")
@@ -857,7 +867,7 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
         version=version,
         config=config.to_dict(),
     )
-    write_model_folder(run.out, saved, metrics, state.history, calibration)
+    write_model_folder(run.out, saved, metrics, state.history, calibration, ood)
     _write_report(metrics.to_dict(), state.history, run.out, final_val, new_threshold)
     last_loss = state.history[-1]["loss"] if state.history and state.history[-1]["loss"] is not None else 0.0
     run.report(
@@ -910,6 +920,28 @@ def _calibrate(run: _Run, epochs_done: int):
     if calibration is None:
         log.warning("no match calibration: %s", info.get("skipped"))
     return calibration
+
+
+def _fit_ood(run: _Run):
+    """The distribution-shift detector of the final weights (``ml.ood``): k-NN reference = the training crops'
+    embeddings, threshold = a high quantile of the held-out validation photos' scores; None when switched off or
+    too few photos (``run.ood_skipped`` says why)."""
+    from ml.ood import OODDetector
+
+    config, data = run.config, run.data
+    if not config.ood_detector:
+        run.ood_skipped = "ood_detector=False"
+        return None
+
+    def embed(ds):
+        crops = [ds.crop(i) for i in range(len(ds))]
+        return embed_crops(run.model, crops, run.device, config.eval_batch_size, data.eval_tf, config.precision)
+
+    detector = OODDetector.fit(embed(data.gallery_ds), embed(data.query_ds), quantile=config.ood_quantile)
+    if detector is None:
+        run.ood_skipped = f"{len(data.query_ds)} validation photos: too few to set the OOD threshold"
+        log.warning("no OOD detector: %s", run.ood_skipped)
+    return detector
 
 
 def _run_facts(run: _Run, state: _LoopState, version: str) -> dict[str, Any]:

@@ -113,7 +113,7 @@ METRIC_ALIASES: dict[str, tuple[str, ...]] = {
 HEADLINE_METRICS = tuple(METRIC_ALIASES)
 # present in metrics.json only when there was something to put there (validation queries, fine-tuning, boxes)
 _VALIDATED_ONLY = ("n", "map5_known_only", "new_threshold", "new_threshold_choice")
-_OPTIONAL = ("init_weights", "init_from", "localizer")
+_OPTIONAL = ("init_weights", "init_from", "localizer", "ood")
 
 
 def _number(value: Any) -> float | int | None:
@@ -176,6 +176,7 @@ class TrainMetrics:
     near_duplicate_groups: int | None = None
     localizer: dict[str, Any] | None = None  # ml.localizer.train_localizer's metrics, or {"skipped": why}
     calibration: dict[str, Any] | None = None  # ml.train_calibration: how P(same) was fitted, or why not
+    ood: dict[str, Any] | None = None  # ml.ood.OODDetector.info: how the distribution-shift flag was fitted, or why not
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
 
     def to_dict(self) -> dict[str, Any]:

@@ -103,6 +103,18 @@ class PhotoQuerySet(models.QuerySet):
             )
         )
 
+    def with_familiarity(self):
+        """Annotate ``out_of_distribution`` and ``ood_score`` from the embedding of the photo's own model version
+        (``ml.ood``; None when that version has no detector): the review page and the photo's detail say in
+        words when the photo looks unlike the photos the model was trained on, so its scores are less reliable."""
+        embeddings = self.model._meta.get_field("embeddings").related_model.objects.filter(
+            photo=OuterRef("pk"), model_version=OuterRef("model_version")
+        )
+        return self.annotate(
+            out_of_distribution=Subquery(embeddings.values("out_of_distribution")[:1]),
+            ood_score=Subquery(embeddings.values("ood_score")[:1]),
+        )
+
     def being_rematched(self):
         return self.with_rematching().filter(rematching=True)
 

@@ -152,11 +152,13 @@ def top_with_new(ranked: list, n: int) -> list:
     return individuals[: min(pos, n)] + [new] + individuals[min(pos, n) :]
 
 
-def rank_photo(photo, version, vector: np.ndarray, query_features=None, ident=None) -> list:
+def rank_photo(photo, version, vector: np.ndarray, query_features=None, ident=None, familiar=None) -> list:
     """Top individuals for ``vector`` from the gallery (excluding the photo itself), with "new individual"
     at its rank: by the calibrated, RootSIFT-fused P(same individual) (``ml.fused_ranking.suggest``) when
     the version's folder has a calibration, else by cosine as before. Returns ``ml.fused_ranking.Suggestion``
-    rows (probability None without calibration)."""
+    rows (probability None without calibration). ``familiar`` (``ml.ood.Familiarity``) flagged: the photo
+    looks unlike the training photos, so its cosine adds no probability and only verified keypoints can
+    carry a match (a stranger's photo no longer outranks "new individual" on a misleading cosine)."""
     from ml.fused_ranking import Suggestion as Ranked
     from ml.fused_ranking import suggest
     from ml.gallery import insert_new_whale  # loads torch
@@ -175,6 +177,7 @@ def rank_photo(photo, version, vector: np.ndarray, query_features=None, ident=No
             k=DEFAULT_SHORTLIST + 1,
             features_for=lambda labels: stored_features(version, labels),
             exclude_items={str(photo.pk)},
+            trust_embedding=not (familiar is not None and familiar.flagged),
         )
         return top_with_new(ranked, NEW_INDIVIDUAL_RANKS - 1)
     matches = []
@@ -244,12 +247,21 @@ def _batch_matches(photo, version, vector: np.ndarray) -> list[dict]:
     return out
 
 
-def embedding_fields(vector: np.ndarray, features) -> dict:
-    """An Embedding row's stored values: the vector and the crop's RootSIFT features (``to_bytes``)."""
+def embedding_fields(vector: np.ndarray, features, familiar=None) -> dict:
+    """An Embedding row's stored values: the vector, the crop's RootSIFT features (``to_bytes``) and its
+    ``ml.ood.Familiarity`` (None: the version has no detector; both fields stay null)."""
     return {
         "vector": np.ascontiguousarray(vector).tobytes(),
         "features": features.to_bytes() if features is not None else None,
+        **ood_fields(familiar),
     }
+
+
+def ood_fields(familiar) -> dict:
+    """``Embedding.ood_score`` / ``out_of_distribution`` of an ``ml.ood.Familiarity`` (or None)."""
+    if familiar is None:
+        return {"ood_score": None, "out_of_distribution": None}
+    return {"ood_score": float(familiar.score), "out_of_distribution": bool(familiar.flagged)}
 
 
 def _features_of(embedding):
@@ -307,9 +319,11 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
         else:
             vector, prepared = embed_photo(photo, version, ident)
             features = local_features(ident, prepared)
+        familiar = ident.familiarity(vector)  # ml.ood: cheap (a k-NN over the training embeddings)
         # another species is never ranked against the humpback catalogue: no suggestions, and the review
         # page says why (a moderator can correct the species, which re-ranks it)
-        matches = rank_photo(photo, version, vector, features, ident) if photo.sighting.species.is_matched else []
+        matched = photo.sighting.species.is_matched
+        matches = rank_photo(photo, version, vector, features, ident, familiar) if matched else []
         png = crop_png(prepared.crop) if prepared is not None else None
     except TRANSIENT_ERRORS:
         _release_lease(photo_id)  # the task retries with backoff: its next try must find the photo free
@@ -331,7 +345,7 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
             return "changed meanwhile"
         if prepared is not None:
             Embedding.objects.update_or_create(
-                photo=photo, model_version=version, defaults=embedding_fields(vector, features)
+                photo=photo, model_version=version, defaults=embedding_fields(vector, features, familiar)
             )
             loc = prepared.localization
             if given_box(photo) is None:
@@ -343,6 +357,8 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
                 )
             photo.upside_down = bool(prepared.upside_down)
             replace_crop(photo, png, save=False)
+        elif existing is not None and familiar is not None and existing.out_of_distribution is None:
+            Embedding.objects.filter(pk=existing.pk).update(**ood_fields(familiar))  # embedded before the flag
         _write_suggestions(photo, version, matches)
         photo.batch_matches = _batch_matches(photo, version, vector)
         photo.model_version = version

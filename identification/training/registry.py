@@ -67,7 +67,9 @@ def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
             continue
         # with its RootSIFT features, as the pipeline stores them: reembed skips photos already embedded
         Embedding.objects.update_or_create(
-            photo=photo, model_version=version, defaults=embedding_fields(vector, local_features(ident, prepared))
+            photo=photo,
+            model_version=version,
+            defaults=embedding_fields(vector, local_features(ident, prepared), ident.familiarity(vector)),
         )
         vectors[photo.pk] = vector
     return vectors

@@ -71,7 +71,8 @@ def individual_detail(request, catalogue_id):
 @login_required
 def photo_detail(request, photo_id):
     photo = get_object_or_404(
-        Photo.objects.select_related("sighting__species", "individual", "model_version"), pk=photo_id
+        Photo.objects.select_related("sighting__species", "individual", "model_version").with_familiarity(),
+        pk=photo_id,
     )
     moderator = is_moderator(request.user)
     if not moderator and photo.sighting.submitted_by_id != request.user.pk:

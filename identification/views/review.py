@@ -128,7 +128,9 @@ def _batch_matches(photo):
 @moderator_required
 def review_photo(request, photo_id):
     photo = get_object_or_404(
-        Photo.objects.select_related("sighting__species", "model_version", "claimed_by").with_rematching(),
+        Photo.objects.select_related("sighting__species", "model_version", "claimed_by")
+        .with_rematching()
+        .with_familiarity(),
         pk=photo_id,
     )
     reviewable = photo.status == Photo.Status.AWAITING_REVIEW

@@ -58,3 +58,37 @@ def test_without_local_features_the_calibrated_cosine_ranks(setup):
     # in this toy calibration a cosine alone never reaches the threshold: new first, c after it
     assert out[0].label == NEW_WHALE and out[0].probability == pytest.approx(0.55, abs=0.01)
     assert out[1].label == "c" and out[1].probability == pytest.approx(0.45, abs=0.01) and out[1].inliers == 0
+
+
+@pytest.fixture
+def trusting_cal(setup):
+    """A calibration whose cosine alone is confident (P 0.99 at cosine 1): what an overconfident synthetic fit
+    says about a real photo (issue 10, item 6)."""
+    cal = setup[4]
+    cal.calibrators["cos"] = C.IsotonicCalibrator([0.0, 1.0], [0.05, 0.99])
+    cal.info["prior"] = 0.3
+    return cal
+
+
+def test_an_out_of_distribution_stranger_is_not_matched_on_its_cosine(setup, trusting_cal):
+    g, vecs, _, stored, _ = setup
+    query = L.extract(blobs(99))  # no keypoints agree with any gallery photo
+    trusted = suggest(g, vecs[1], trusting_cal, query, lambda lab: stored[lab], k=3, shortlist=3)
+    assert trusted[0].label == "b" and trusted[0].probability > 0.9  # the cosine alone carries it
+    flagged = suggest(g, vecs[1], trusting_cal, query, lambda lab: stored[lab], k=3, shortlist=3, trust_embedding=False)
+    assert flagged[0].label == NEW_WHALE and flagged[1].probability < 0.1
+    assert flagged[1].label == "b"  # the cosine still orders the candidates behind it
+
+
+def test_an_out_of_distribution_photo_of_a_catalogued_whale_is_found_by_its_keypoints(setup, trusting_cal):
+    g, vecs, pictures, stored, _ = setup
+    query = L.extract(moved(pictures["a"])[0])
+    out = suggest(g, vecs[1], trusting_cal, query, lambda lab: stored[lab], k=3, shortlist=3, trust_embedding=False)
+    assert out[0].label == "a" and out[0].probability > 0.9 and out[1].label == NEW_WHALE
+
+
+def test_out_of_distribution_without_local_features_gets_the_prior(setup, trusting_cal):
+    g, vecs, _, _, _ = setup
+    out = suggest(g, vecs[1], trusting_cal, k=3, shortlist=3, trust_embedding=False)
+    assert out[0].label == NEW_WHALE and out[0].probability == pytest.approx(0.7)
+    assert all(s.probability == pytest.approx(0.3) for s in out[1:])

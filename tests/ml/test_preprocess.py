@@ -213,3 +213,47 @@ def test_affine_crop_of_the_reachable_region_equals_the_whole_photo_crop(seed):
         box = Box(x0, y0, x0 + bw, y0 + bw / float(rng.uniform(1.0, 3.0)))
         size = int(rng.choice([32, 64, 224]))
         np.testing.assert_array_equal(affine_crop(img, box, size), _whole_photo_crop(img, box, size))
+
+
+def _ramp_crop(size: int = 64) -> torch.Tensor:
+    y, x = np.mgrid[0:size, 0:size]
+    a = np.sin(x / 5.0) + np.cos(y / 7.0)
+    return torch.as_tensor(((a - a.mean()) / a.std()).astype(np.float32))[None]
+
+
+def test_photometric_transform_changes_appearance_not_geometry_and_stays_standardized():
+    from ml.preprocess import PhotometricTransform
+
+    crop = _ramp_crop()
+    out = PhotometricTransform(p=1.0, occlusion=0.0, seed=0)(crop)
+    assert out.shape == crop.shape and abs(float(out.mean())) < 1e-4 and abs(float(out.std()) - 1) < 1e-3
+    assert not torch.allclose(out, crop, atol=1e-2)  # contrast, gamma, blur, JPEG and noise all applied
+    corr = float(torch.corrcoef(torch.stack([out.ravel(), crop.ravel()]))[0, 1])
+    assert corr > 0.8  # the same picture in the same place: photometric only
+    # each op alone, at full strength, moves the crop
+    for op in ("contrast", "gamma", "blur", "jpeg", "noise", "occlusion"):
+        t = PhotometricTransform(p=1.0, seed=1)
+        params = t.sample_params()
+        t.sample_params = lambda params=params, op=op: {k: (v if k == op else None) for k, v in params.items()}
+        assert not torch.allclose(t(crop), crop, atol=1e-3), op
+
+
+def test_photometric_transform_is_reproducible_and_off_at_p_zero():
+    from ml.preprocess import PhotometricTransform
+
+    crop = _ramp_crop()
+    a, b = PhotometricTransform(seed=3), PhotometricTransform(seed=3)
+    assert torch.equal(a.apply_batch(torch.stack([crop] * 3)), b.apply_batch(torch.stack([crop] * 3)))
+    assert torch.allclose(PhotometricTransform(p=0.0, seed=0)(crop), crop, atol=1e-3)
+
+
+def test_train_transform_applies_photometric_before_the_warp_only_when_asked():
+    from ml.preprocess import PhotometricTransform
+
+    batch = torch.stack([_ramp_crop()] * 2)
+    geometric = TrainTransform(64, rotation=0, zoom=0, shift=0, seed=0)
+    assert torch.allclose(geometric.apply_batch(batch), batch, atol=1e-4)  # no geometry, no photometry
+    both = TrainTransform(64, rotation=0, zoom=0, shift=0, seed=0, photometric=PhotometricTransform(p=1.0))
+    both.reseed([0, 1])
+    assert not torch.allclose(both.apply_batch(batch), batch, atol=1e-2)
+    assert "PhotometricTransform" in repr(both)

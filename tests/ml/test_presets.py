@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ml import presets
-from ml.presets import DEFAULT, PRETRAINED, QUICK, RECIPES, SEED000, default_lr
+from ml.presets import DEFAULT, PHOTOMETRIC, PRETRAINED, QUICK, RECIPES, SEED000, default_lr
 
 
 def test_seed000_recipe_keeps_the_seed_000_values():
@@ -23,7 +23,9 @@ def test_seed000_recipe_keeps_the_seed_000_values():
     )
     assert SEED000.trainable_blocks is None
     assert (QUICK.arch, QUICK.image_size, QUICK.epochs, QUICK.batch_size) == ("resnet18", 128, 10, 32)
-    assert RECIPES == {"pretrained": PRETRAINED, "seed000": SEED000, "quick": QUICK}
+    assert RECIPES == {"pretrained": PRETRAINED, "photometric": PHOTOMETRIC, "seed000": SEED000, "quick": QUICK}
+    assert dataclasses.replace(PHOTOMETRIC, name="pretrained", photometric=False) == PRETRAINED
+    assert PHOTOMETRIC.train_kwargs()["photometric"] is True and PRETRAINED.train_kwargs()["photometric"] is False
     assert default_lr("sgd") == 0.01 and default_lr("adam") == 0.005
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         default_lr("rmsprop")
@@ -47,6 +49,9 @@ def test_cli_recipe_selects_seed000_and_trainable_blocks():
     assert (config.arch, config.trainable_blocks) == ("efficientnet_lite0", None)
     config = _train_config(build_parser().parse_args(base + ["--recipe", "seed000", "--arch", "resnet34"]))
     assert config.arch == "resnet34"  # a knob given on the command line wins over the recipe
+    assert _train_config(build_parser().parse_args(base)).photometric is False
+    assert _train_config(build_parser().parse_args(base + ["--recipe", "photometric"])).photometric is True
+    assert _train_config(build_parser().parse_args(base + ["--photometric"])).photometric is True
 
 
 def test_train_config_and_cli_read_the_default_recipe():

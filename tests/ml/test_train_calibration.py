@@ -67,11 +67,20 @@ def test_train_writes_calibration_that_the_identifier_loads(synth_small, tmp_pat
     crop = ident.prepare(str(next((synth_small / "images").iterdir()))).crop
     feats = ident.local_features(crop)
     assert feats.size == (64, 64) and feats.descriptors.shape[1] == 128
+    # the distribution-shift detector (ml.ood) is fitted on the same run: a training photo is familiar
+    ood = json.loads((tmp_path / "m" / "metrics.json").read_text())["ood"]
+    assert ood["method"] == "knn" and ood["validation_photos"] >= 5 and ood["reference"] > 0
+    familiar = ident.familiarity(ident.embed([crop])[0])
+    assert familiar is not None and not familiar.flagged and familiar.threshold == pytest.approx(ident.ood.threshold)
 
     # the same folder retrained without calibration drops the stale file: its P belonged to other weights
-    result = train(_config(synth_small, tmp_path / "m", new_individual_fraction=0.4, calibrate=False))
-    assert not (tmp_path / "m" / "calibration.json").exists()
-    assert Identifier.load(result.model_dir, device="cpu").calibration is None
+    result = train(
+        _config(synth_small, tmp_path / "m", new_individual_fraction=0.4, calibrate=False, ood_detector=False)
+    )
+    assert not (tmp_path / "m" / "calibration.json").exists() and not (tmp_path / "m" / "ood.npz").exists()
+    again = Identifier.load(result.model_dir, device="cpu")
+    assert again.calibration is None and again.ood is None and again.familiarity(np.ones(32)) is None
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["ood"] == {"skipped": "ood_detector=False"}
 
 
 def test_too_few_held_out_individuals_ship_no_calibration(synth_small, tmp_path):

@@ -151,3 +151,63 @@ def test_holdout_evaluation_of_a_calibrated_version_ranks_like_the_pipeline(acti
     assert evaluation.metrics["n"] >= 1 and 0.0 <= evaluation.metrics["map5"] <= 1.0
     rows = Embedding.objects.filter(model_version=version)
     assert rows.exists() and not rows.filter(features__isnull=True).exists()
+
+
+def _strict_copy(result):
+    """The calibrated folder copied with its real detector (ml.ood) made strict: threshold 0, so every photo
+    the training set does not hold is flagged, as a real photo is under a model trained on synthetic flukes."""
+    import dataclasses
+    import shutil
+
+    from ml.ood import OODDetector
+
+    out = Path(settings.ML_ROOT) / "models" / "calibrated-strict"
+    shutil.copytree(result.model_dir, out, dirs_exist_ok=True)
+    detector = OODDetector.load(out)
+    detector.threshold = 0.0
+    detector.save(out)
+    return dataclasses.replace(result, model_dir=str(out))
+
+
+def test_the_trained_detector_scores_every_photo_and_the_review_page_follows_its_flag(
+    calibrated, celery_worker, client
+):
+    from ml.identifier import Identifier
+    from ml.ood import OODDetector
+
+    detector = OODDetector.load(cache.model_dir(calibrated.version))
+    assert detector is not None and detector.info["method"] == "knn"  # training fitted it (ml.train._fit_ood)
+    photo = settled(upload_paths(calibrated, [next(iter(calibrated.held_out.values()))]).accepted[0])
+    emb = Embedding.objects.get(photo=photo, model_version=calibrated.version)
+    ident = Identifier.load(cache.model_dir(calibrated.version), device="cpu")
+    familiar = ident.familiarity(cache.vector_from_bytes(emb.vector))
+    assert emb.ood_score == pytest.approx(familiar.score, abs=1e-5) and emb.out_of_distribution is familiar.flagged
+    client.force_login(calibrated.users["moderator"])
+    page = client.get(reverse("identification:review_photo", args=[photo.pk])).content.decode()
+    warned = "looks unlike the photos the model was trained on" in page
+    assert warned is familiar.flagged and "Familiarity" in page
+    gallery = Embedding.objects.filter(model_version=calibrated.version, photo__in=Photo.objects.in_gallery())
+    assert not gallery.filter(ood_score__isnull=True).exists()  # reembed stored every gallery photo's score
+
+
+def test_a_flagged_photo_is_matched_on_keypoints_only_and_the_pages_say_so(
+    calibrated, calibrated_model, celery_worker, client
+):
+    version = register_model(_strict_copy(calibrated_model))
+    assert reembed_gallery(version.pk, promote=True) == "promoted"
+    cal = MatchCalibration.load(cache.model_dir(version))
+    photo = settled(upload_paths(calibrated, [calibrated.new_whale[0]]).accepted[0])
+    assert photo.status == Photo.Status.AWAITING_REVIEW and photo.model_version_id == version.pk
+    emb = Embedding.objects.get(photo=photo, model_version=version)
+    assert emb.out_of_distribution is True and emb.ood_score > 0.0
+    rows = _rows(photo)
+    candidates = [r for r in rows if r.individual_id is not None]
+    # the cosine adds nothing: each candidate's P is what its verified keypoints alone say
+    for r in candidates:
+        assert r.probability == pytest.approx(float(cal.calibrators["inl"]([r.inliers])[0]), abs=1e-6)
+    client.force_login(calibrated.users["moderator"])
+    words = "This photo looks unlike the photos the model was trained on; the scores are less reliable"
+    assert words in client.get(reverse("identification:review_photo", args=[photo.pk])).content.decode()
+    assert words in client.get(reverse("identification:photo_detail", args=[photo.pk])).content.decode()
+    # a gallery photo re-embedded by the strict version is flagged too (reembed stores the flag)
+    assert Embedding.objects.filter(model_version=version, out_of_distribution__isnull=False).count() > 1
