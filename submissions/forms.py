@@ -64,12 +64,22 @@ class SightingForm(forms.Form):
         required=False,
         min_value=-90,
         max_value=90,
+        error_messages={
+            "min_value": "This latitude is off the map: it must be between -90 (South Pole) and 90 (North Pole).",
+            "max_value": "This latitude is off the map: it must be between -90 (South Pole) and 90 (North Pole).",
+            "invalid": "Give the latitude as a number of degrees, e.g. 64.1466 (south is negative).",
+        },
         widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. 64.1466", "inputmode": "decimal"}),
     )
     longitude = forms.FloatField(
         required=False,
         min_value=-180,
         max_value=180,
+        error_messages={
+            "min_value": "This longitude is off the map: it must be between -180 and 180 (west is negative).",
+            "max_value": "This longitude is off the map: it must be between -180 and 180 (west is negative).",
+            "invalid": "Give the longitude as a number of degrees, e.g. -21.9426 (west is negative).",
+        },
         widget=forms.NumberInput(attrs={"step": "any", "placeholder": "e.g. -21.9426", "inputmode": "decimal"}),
     )
     place_name = forms.CharField(

@@ -10,6 +10,8 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from accounts import ratelimit
+from identification import maps
+from identification.forms import SightingFilterForm
 from identification.models import Decision
 
 from . import services
@@ -154,13 +156,19 @@ def my_sightings_status(request):
 
 
 def sightings(request):
+    """Identified sightings, newest first, and the map of every public sighting, narrowed by one form."""
+    form = SightingFilterForm(request.GET or None)
+    filters = form.filters()
     confirmed = Photo.objects.in_gallery().select_related("individual").order_by("pk")
+    shown = maps.public_photos(filters).filter(status__in=Photo.GALLERY_STATUSES)
     qs = (
-        Sighting.objects.filter(photos__in=Photo.objects.in_gallery())
+        Sighting.objects.filter(photos__in=shown)
         .distinct()
         .select_related("species")
         .prefetch_related(Prefetch("photos", queryset=confirmed, to_attr="public_photos"))
         .order_by("-observed_at")
     )
     page = Paginator(qs, 20).get_page(request.GET.get("page"))
-    return render(request, "submissions/sightings.html", {"page": page})
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "submissions/sightings.html", {"page": page, "form": form, "query": query.urlencode()})
