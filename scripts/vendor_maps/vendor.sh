@@ -27,4 +27,5 @@ cp "$nm/leaflet.markercluster/MIT-LICENCE.txt" "$out/leaflet.markercluster/LICEN
 cp "$nm/world-atlas/LICENSE" "$out/world-atlas/LICENSE"
 NODE_PATH="$nm" node "$here/world_geojson.js" "$nm/world-atlas/land-50m.json" \
   "$nm/world-atlas/countries-50m.json" "$out/world-atlas/world-50m.geojson"
+chmod 644 "$out"/*/*.* "$out"/*/LICENSE
 echo "vendored into $out"

@@ -20,8 +20,8 @@
   }
 
   function baseMap(node) {
-    var map = L.map(node, { worldCopyJump: true, minZoom: 1, maxZoom: node.dataset.tileUrl ? 18 : 10 });
-    map.setView([20, 0], 1);
+    var map = L.map(node, { worldCopyJump: true, minZoom: 0, maxZoom: node.dataset.tileUrl ? 18 : 10 });
+    map.setView([20, 0], node.clientWidth < 500 ? 0 : 1);  // the whole world on a phone too
     if (node.dataset.tileUrl) {
       L.tileLayer(node.dataset.tileUrl, { attribution: node.dataset.tileAttribution }).addTo(map);
     } else {
@@ -107,7 +107,9 @@
     var map = baseMap(node);
     fetch(node.dataset.geojsonUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
       var layer = L.geoJSON(data, {
-        style: { color: "#f28c28", weight: 3, opacity: 0.9, className: "track-line" },
+        style: function (f) {  // applied to every layer: the points keep their own look
+          return f.geometry.type === "LineString" ? { color: "#f28c28", weight: 3, opacity: 0.9, className: "track-line", interactive: false } : CONFIRMED;
+        },
         pointToLayer: function (f, latlng) { return L.circleMarker(latlng, CONFIRMED); },
         onEachFeature: function (f, l) { if (f.geometry.type === "Point") l.bindPopup(function () { return trackPopup(f.properties); }); }
       }).addTo(map);
@@ -147,7 +149,8 @@
     function typed() {
       var a = parseFloat(lat.value), b = parseFloat(lon.value);
       var problem = offMap(a, b);
-      say(node, problem);
+      if (problem || node.dataset.offMap) say(node, problem);  // clear only our own off-map message
+      node.dataset.offMap = problem ? "1" : "";
       if (!problem && !isNaN(a) && !isNaN(b)) place([a, b], true);
     }
     lat.addEventListener("change", typed);

@@ -110,8 +110,8 @@
       if (setIfEmpty("longitude", d.longitude)) filled.push("longitude");
       if (d.latitude !== null && d.latitude !== undefined && d.longitude !== null && d.longitude !== undefined) {
         // the upload map (maps.js) marks the photo's own GPS position, and moves its pin when the fields were filled
-        form.dispatchEvent(new CustomEvent("exif-position", { detail: { latitude: d.latitude, longitude: d.longitude } }));
         if (filled.indexOf("latitude") !== -1) form.elements.latitude.dispatchEvent(new Event("change"));
+        form.dispatchEvent(new CustomEvent("exif-position", { detail: { latitude: d.latitude, longitude: d.longitude } }));
       }
       exifStatus.textContent = filled.length ? "Filled in " + filled.join(", ") + " from the photo's EXIF data — please check." : "";
     }).catch(function () { exifStatus.textContent = ""; });
