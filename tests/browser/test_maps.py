@@ -11,8 +11,9 @@ from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect
 
+from submissions.models import Photo
 from tests.browser.conftest import login, upload_ready
-from tests.factories import IndividualFactory, SpeciesFactory, UserFactory, jpeg_bytes
+from tests.factories import IndividualFactory, PhotoFactory, SpeciesFactory, UserFactory, jpeg_bytes
 from tests.web.helpers import gallery_photo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -36,8 +37,8 @@ def whale_with_track():
 
 
 def map_ready(page, selector):
-    expect(page.locator(f"{selector}[data-ready=true]")).to_have_count(1)
-    expect(page.locator(f"{selector}[data-base-layer=offline]")).to_have_count(1)
+    expect(page.locator(f"{selector}[data-ready=true]")).to_have_count(1, timeout=20_000)  # a busy CI machine
+    expect(page.locator(f"{selector}[data-base-layer=offline]")).to_have_count(1, timeout=20_000)
 
 
 def test_individual_page_map_shows_its_track(new_page, shots):
@@ -133,10 +134,11 @@ def test_sightings_map_clusters_and_filters(new_page, shots):
     other = IndividualFactory(catalogue_id="HW-0032")
     for i in range(12):  # a dozen sightings in one bay cluster into one marker
         gallery_photo(other, sighting__latitude=65.0 + i / 100, sighting__longitude=-18.0, sighting__place_name="Bay")
+    PhotoFactory(status=Photo.Status.AWAITING_REVIEW, sighting__latitude=-33.86, sighting__longitude=151.2)  # grey
     page = new_page()
     page.goto("/sightings/")
     map_ready(page, "#sightings-map")
-    assert page.locator("#sightings-map").get_attribute("data-points") == str(len(TRACK) + 12)
+    assert page.locator("#sightings-map").get_attribute("data-points") == str(len(TRACK) + 13)
     expect(page.locator("#sightings-map .marker-cluster").first).to_be_visible()
     shots(page, "sightings-1280")
 
