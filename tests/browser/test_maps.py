@@ -30,6 +30,7 @@ def whale_with_track():
             sighting__latitude=lat,
             sighting__longitude=lon,
             sighting__place_name=place,
+            sighting__observer_name=("Ana Lima", "Bo Berg")[i % 2],
             sighting__observed_at=now - timedelta(days=400 - 100 * i),
             box_confidence=0.5 + i / 10,
         )
@@ -55,6 +56,7 @@ def test_individual_page_map_shows_its_track(new_page, shots):
     assert d.count("L") == len(TRACK) - 1, d
     expect(track.locator("path.leaflet-interactive").first).to_be_visible()
     expect(page.locator("meta[property='og:image']")).to_have_count(1)
+    expect(page.locator(".timeline-photos figcaption").first).to_contain_text("© Bo Berg")  # the newest first
     shots(page, "individual-1280")
 
     page.evaluate("document.getElementById('track-map').scrollIntoView()")
