@@ -143,12 +143,12 @@ def main() -> None:
     busy = Individual.objects.annotate(n=Count("photos")).order_by("-n").first()
     typical = Individual.objects.annotate(n=Count("photos")).filter(n__gte=40, n__lte=60).first()
     month = (timezone.now() - timedelta(days=400)).date()
-    narrowed = f"date_from={month.isoformat()}&date_to={(month + timedelta(days=30)).isoformat()}"
+    narrowed = f"observed_after={month.isoformat()}&observed_before={(month + timedelta(days=30)).isoformat()}"
     urls = [
         ("sightings page", "/sightings/"),
         ("sightings GeoJSON, all", "/sightings/map.geojson"),
         ("sightings GeoJSON, one month", f"/sightings/map.geojson?{narrowed}"),
-        ("sightings GeoJSON, one whale", f"/sightings/map.geojson?whale={typical.catalogue_id}"),
+        ("sightings GeoJSON, one whale", f"/sightings/map.geojson?individual={typical.catalogue_id}"),
         (f"whale page ({typical.n} sightings)", f"/individuals/{typical.catalogue_id}/"),
         (f"whale track ({typical.n} sightings)", f"/individuals/{typical.catalogue_id}/track.geojson"),
         (f"whale page ({busy.n} sightings)", f"/individuals/{busy.catalogue_id}/"),

@@ -1,6 +1,5 @@
 from django import forms
 
-from .maps import MapFilters
 from .models import Decision, Individual, Species, TrainingExample
 from .training import defaults
 
@@ -129,45 +128,3 @@ class TrainingDataFilterForm(forms.Form):
         if c.get("date_to"):
             queryset = queryset.filter(photo__sighting__observed_at__date__lte=c["date_to"])
         return queryset
-
-
-class SightingFilterForm(forms.Form):
-    """The public sightings page and its map (``maps.MapFilters``): the review queue's species and date
-    fields, and a whale by catalogue id. A bad value is reported on its field and the rest still apply."""
-
-    species = ReviewFilterForm.base_fields["species"]
-    date_from = ReviewFilterForm.base_fields["date_from"]
-    date_to = ReviewFilterForm.base_fields["date_to"]
-    whale = forms.CharField(
-        required=False, max_length=20, label="Whale", widget=forms.TextInput(attrs={"placeholder": "e.g. HW-0001"})
-    )
-
-    def clean_whale(self):
-        catalogue_id = self.cleaned_data["whale"].strip()
-        if not catalogue_id:
-            return None
-        whale = Individual.objects.select_related("merged_into").filter(catalogue_id__iexact=catalogue_id).first()
-        if whale is None:
-            raise forms.ValidationError(f"No whale in the catalogue has the id “{catalogue_id}”.")
-        return whale.merged_into or whale
-
-    def clean(self):
-        cleaned = super().clean()
-        start, end = cleaned.get("date_from"), cleaned.get("date_to")
-        if start and end and start > end:
-            self.add_error("date_to", "The end date is before the start date.")
-        return cleaned
-
-    def filters(self):
-        """The valid fields as ``maps.MapFilters`` (an invalid field narrows nothing)."""
-        if not self.is_bound:
-            return MapFilters()
-        self.is_valid()
-        data = getattr(self, "cleaned_data", {})
-        errors = self.errors
-        return MapFilters(
-            species=data.get("species") if "species" not in errors else None,
-            start=data.get("date_from") if "date_from" not in errors and "date_to" not in errors else None,
-            end=data.get("date_to") if "date_to" not in errors else None,
-            individual=data.get("whale") if "whale" not in errors else None,
-        )

@@ -10,15 +10,12 @@ research exports (``research.common.coordinate_decimals``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-
 from django.conf import settings
 from django.db.models import Q
 
 from submissions.models import Photo
 
-from .models import Individual, Species
+from .models import Individual
 
 UNCONFIRMED_STATUSES = (*Photo.PENDING_STATUSES, Photo.Status.AWAITING_REVIEW)
 
@@ -30,35 +27,23 @@ def public_coordinate(value) -> float | None:
     return round(float(value), int(settings.PUBLIC_COORDINATE_DECIMALS))
 
 
-@dataclass(frozen=True)
-class MapFilters:
-    """What the sightings page and its map may be narrowed to (``forms.SightingFilterForm``)."""
-
-    species: Species | None = None
-    start: date | None = None
-    end: date | None = None
-    individual: Individual | None = None
-
-
-def public_photos(filters: MapFilters):
-    """The photos behind the public sightings: in the gallery, or still on their way to review."""
-    qs = Photo.objects.filter(
-        Q(status__in=Photo.GALLERY_STATUSES, individual__isnull=False) | Q(status__in=UNCONFIRMED_STATUSES)
-    ).observed_between(filters.start, filters.end)
-    if filters.species is not None:
-        qs = qs.filter(sighting__species=filters.species)
-    if filters.individual is not None:
-        qs = qs.filter(individual=filters.individual, status__in=Photo.GALLERY_STATUSES)
-    return qs
+def public_photos(sightings):
+    """The public photos of ``sightings`` (a Sighting QuerySet, already narrowed by the sightings page's
+    filter): in the gallery, or still on their way to review."""
+    return Photo.objects.filter(
+        Q(status__in=Photo.GALLERY_STATUSES, individual__isnull=False) | Q(status__in=UNCONFIRMED_STATUSES),
+        sighting__in=sightings.values("pk"),
+    )
 
 
-def sightings_geojson(filters: MapFilters) -> dict:
-    """One GeoJSON point per sighting with a position, confirmed (with its whales) or not, in one query.
+def sightings_geojson(sightings) -> dict:
+    """One GeoJSON point per sighting of ``sightings`` with a position and a public photo, confirmed (with
+    its whales) or not, in one query.
 
     Properties are short on purpose (the map of 100k sightings is one response): ``d`` the date,
     ``c`` confirmed, ``w`` the catalogue ids, ``p`` the place name (confirmed sightings only)."""
     rows = (
-        public_photos(filters)
+        public_photos(sightings)
         .filter(sighting__latitude__isnull=False, sighting__longitude__isnull=False)
         .order_by("sighting_id")
         .values_list(

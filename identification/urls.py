@@ -10,7 +10,6 @@ urlpatterns = [
     path("individuals/", catalogue.individuals, name="individuals"),
     path("individuals/<str:catalogue_id>/", catalogue.individual_detail, name="individual_detail"),
     path("individuals/<str:catalogue_id>/track.geojson", catalogue.individual_track, name="individual_track"),
-    path("sightings/map.geojson", catalogue.sightings_map, name="sightings_map"),
     path("individuals/<str:catalogue_id>/merge/", curation.merge, name="merge"),
     path("individuals/<str:catalogue_id>/nickname/", curation.rename, name="rename"),
     path("search/", search.search, name="search"),

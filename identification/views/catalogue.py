@@ -1,4 +1,4 @@
-"""Public pages: the catalogue of individuals, a whale's page and track, the sightings map data, and a photo's
+"""Public pages: the catalogue of individuals, a whale's page and track, and a photo's
 page (its watcher and moderators)."""
 
 from django.contrib import messages
@@ -13,7 +13,7 @@ from submissions.models import Photo
 
 from .. import maps, whales
 from ..filters import IndividualFilter
-from ..forms import MergeForm, SightingFilterForm
+from ..forms import MergeForm
 from ..models import Individual
 from ..permissions import is_moderator
 from ..review.compare import audit_log
@@ -75,14 +75,6 @@ def individual_track(request, catalogue_id):
     """The whale's track as GeoJSON (the page's map reads it); a merged whale's is its target's."""
     individual = _whale_or_404(catalogue_id)
     return JsonResponse(maps.track_geojson(individual.merged_into or individual))
-
-
-def sightings_map(request):
-    """Public sightings as GeoJSON, narrowed like the sightings page; a bad filter is a 400 naming it."""
-    form = SightingFilterForm(request.GET)
-    if not form.is_valid():
-        return JsonResponse({"errors": {k: [str(e) for e in v] for k, v in form.errors.items()}}, status=400)
-    return JsonResponse(maps.sightings_geojson(form.filters()))
 
 
 @login_required

@@ -144,7 +144,7 @@ def test_sightings_map_clusters_and_filters(new_page, shots):
     expect(page.locator("#sightings-map .marker-cluster").first).to_be_visible()
     shots(page, "sightings-1280")
 
-    page.locator("[name=whale]").fill(whale.catalogue_id)
+    page.locator("[name=individual]").fill(whale.catalogue_id)
     page.get_by_role("button", name="Filter").click()
     map_ready(page, "#sightings-map")
     assert page.locator("#sightings-map").get_attribute("data-points") == str(len(TRACK))

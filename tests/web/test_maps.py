@@ -9,7 +9,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from identification import maps
-from identification.forms import SightingFilterForm
 from submissions.models import Photo
 from tests.factories import SpeciesFactory, UserFactory
 from tests.web.helpers import IndividualFactory, PhotoFactory, gallery_photo, login
@@ -24,7 +23,7 @@ def days_ago(n):
 
 
 def features(client, **params):
-    response = client.get(reverse("identification:sightings_map"), params)
+    response = client.get(reverse("submissions:sightings_map"), params)
     assert response.status_code == 200, response.content
     return response.json()["features"]
 
@@ -63,36 +62,47 @@ def test_geojson_filters_by_species_dates_and_whale(client):
         return sorted(f["geometry"]["coordinates"][1] for f in features(client, **params))
 
     assert lats() == [1.0, 2.0, 3.0]
-    assert lats(species=other_species.pk) == [3.0]
-    assert lats(whale=a.catalogue_id.lower()) == [1.0]  # ids are matched without case
+    assert lats(species=other_species.code) == [3.0]
+    assert lats(individual=a.catalogue_id.lower()) == [1.0]  # ids are matched without case
     since = (timezone.now() - timedelta(days=10)).date().isoformat()
-    assert lats(date_from=since) == [2.0, 3.0]
-    assert lats(date_to=since) == [1.0]
+    assert lats(observed_after=since) == [2.0, 3.0]
+    assert lats(observed_before=since) == [1.0]
 
 
 def test_geojson_names_a_bad_filter(client):
-    response = client.get(reverse("identification:sightings_map"), {"whale": "HW-9999", "date_from": "soon"})
+    url = reverse("submissions:sightings_map")
+    response = client.get(url, {"individual": "HW-9999", "observed_after": "soon"})
     assert response.status_code == 400
     errors = response.json()["errors"]
-    assert "HW-9999" in errors["whale"][0] and "date_from" in errors
-    response = client.get(reverse("identification:sightings_map"), {"date_from": "2024-05-01", "date_to": "2024-04-01"})
-    assert response.json()["errors"]["date_to"] == ["The end date is before the start date."]
+    assert errors["individual"] == ["No whale in the catalogue has the id “HW-9999”."] and "observed_after" in errors
+    response = client.get(url, {"observed_after": "2024-05-01", "observed_before": "2024-04-01"})
+    assert response.status_code == 400
+    assert response.json()["errors"]["observed_before"] == ["The end date is before the start date."]
 
 
-def test_a_merged_whale_filters_as_the_whale_it_joined():
+def test_geojson_box_is_at_the_viewers_precision(client):
+    """The map picks sightings with the page's filter: a box edge finer than the public 0.1° cannot find a
+    sighting's exact spot (66.04 is seen as 66.0, so "from 66.03" leaves it out)."""
+    gallery_photo(IndividualFactory(), sighting__latitude=66.04, sighting__longitude=-17.34)
+    assert [f["geometry"]["coordinates"][1] for f in features(client, lat_min="66.0")] == [66.0]
+    assert features(client, lat_min="66.03") == []
+
+
+def test_a_merged_whale_filters_as_the_whale_it_joined(client):
     target = IndividualFactory()
     merged = IndividualFactory(merged_into=target)
-    form = SightingFilterForm({"whale": merged.catalogue_id})
-    assert form.filters().individual == target
+    gallery_photo(target, sighting__latitude=5.0, sighting__longitude=5.0)
+    gallery_photo(IndividualFactory(), sighting__latitude=6.0, sighting__longitude=6.0)
+    assert [f["properties"]["w"] for f in features(client, individual=merged.catalogue_id)] == [[target.catalogue_id]]
 
 
 def test_sightings_page_keeps_valid_filters_and_reports_the_bad_one(client):
     whale = IndividualFactory()
     gallery_photo(whale, sighting__place_name="Húsavík", sighting__latitude=66.04, sighting__longitude=-17.34)
-    page = client.get(reverse("submissions:sightings"), {"whale": "nope"}).content.decode()
+    page = client.get(reverse("submissions:sightings"), {"individual": "nope"}).content.decode()
     assert "No whale in the catalogue has the id “nope”." in page
     assert "Húsavík" in page  # the bad field narrows nothing
-    assert 'data-map="sightings"' in page and "whale=nope" in page  # the map reads the same filters
+    assert 'data-map="sightings"' in page and "map.geojson?individual=nope" in page  # the map reads the same filters
 
 
 def test_track_is_in_time_order_with_a_line_and_popups(client):
@@ -161,8 +171,8 @@ def test_no_public_page_or_endpoint_reveals_an_unconfirmed_position(client, role
     urls = [
         reverse("home"),
         reverse("submissions:sightings"),
-        reverse("identification:sightings_map"),
-        reverse("identification:sightings_map") + f"?species={whale.species.pk}",
+        reverse("submissions:sightings_map"),
+        reverse("submissions:sightings_map") + f"?species={whale.species.code}",
         reverse("identification:individuals"),
         reverse("identification:individual_detail", args=[whale.catalogue_id]),
         reverse("identification:individual_track", args=[whale.catalogue_id]),
