@@ -124,7 +124,9 @@ class SightingFilter(CoordinateBoxMixin):
         if whale is None:
             return queryset.none()
         whale = whale.merged_into or whale
-        photos = Photo.objects.in_gallery().filter(Q(individual=whale) | Q(individual__merged_into=whale))
+        # the whale's pk and its merged ones' first: an OR across the join would scan every photo
+        whales = Individual.objects.filter(Q(pk=whale.pk) | Q(merged_into=whale)).values("pk")
+        photos = Photo.objects.in_gallery().filter(individual__in=whales)
         return queryset.filter(pk__in=photos.values("sighting_id"))
 
 
