@@ -44,4 +44,6 @@ def photo_credit(sighting) -> str:
         profile = None
     if profile and (profile.credit_line or profile.display_name):
         return profile.credit_line or profile.display_name
-    return "a Whalesite contributor"
+    from identification.research.common import display_name  # a full name, never an e-mail address
+
+    return display_name(user) or "a Whalesite contributor"

@@ -9,6 +9,7 @@ app_name = "identification"
 urlpatterns = [
     path("individuals/", catalogue.individuals, name="individuals"),
     path("individuals/<str:catalogue_id>/", catalogue.individual_detail, name="individual_detail"),
+    path("individuals/<str:catalogue_id>/track.geojson", catalogue.individual_track, name="individual_track"),
     path("individuals/<str:catalogue_id>/merge/", curation.merge, name="merge"),
     path("individuals/<str:catalogue_id>/nickname/", curation.rename, name="rename"),
     path("search/", search.search, name="search"),

@@ -78,7 +78,28 @@ class CoordinateBoxMixin(django_filters.FilterSet):
         return queryset.alias(**{alias: seen}).filter(**{f"{alias}__{lookup}": Decimal(value)})
 
 
+class SightingFilterForm(forms.Form):
+    """The sightings filter's form: a date range that ends before it starts, or a catalogue id that names no
+    whale, is reported on its field (the page shows it, the API and the map answer 400) instead of silently
+    matching nothing."""
+
+    def clean_individual(self):
+        catalogue_id = (self.cleaned_data.get("individual") or "").strip()
+        if catalogue_id and not Individual.objects.filter(catalogue_id__iexact=catalogue_id).exists():
+            raise forms.ValidationError(f"No whale in the catalogue has the id “{catalogue_id}”.")
+        return catalogue_id
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("observed_after"), cleaned.get("observed_before")
+        if start and end and start > end:
+            self.add_error("observed_before", "The end date is before the start date.")
+        return cleaned
+
+
 class SightingFilter(CoordinateBoxMixin):
+    """Sightings (``/sightings/``, its map's ``/sightings/map.geojson`` and ``/api/v1/sightings/``)."""
+
     observed_after = django_filters.DateFilter(
         field_name="observed_at", lookup_expr="date__gte", label="From", widget=DATE_INPUT
     )
@@ -93,12 +114,19 @@ class SightingFilter(CoordinateBoxMixin):
 
     class Meta:
         model = Sighting
+        form = SightingFilterForm
         fields: list[str] = []
 
     def filter_individual(self, queryset, name, value):
-        """Sightings with a gallery photo of that whale (or of one merged into it)."""
-        whales = Individual.objects.filter(catalogue_id__iexact=value.strip())
-        photos = Photo.objects.in_gallery().filter(Q(individual__in=whales) | Q(individual__merged_into__in=whales))
+        """Sightings with a gallery photo of that whale or of one merged into it; a merged whale's id stands
+        for the whale it joined (old links and notebooks keep working)."""
+        whale = Individual.objects.select_related("merged_into").filter(catalogue_id__iexact=value).first()
+        if whale is None:
+            return queryset.none()
+        whale = whale.merged_into or whale
+        # the whale's pk and its merged ones' first: an OR across the join would scan every photo
+        whales = Individual.objects.filter(Q(pk=whale.pk) | Q(merged_into=whale)).values("pk")
+        photos = Photo.objects.in_gallery().filter(individual__in=whales)
         return queryset.filter(pk__in=photos.values("sighting_id"))
 
 

@@ -74,14 +74,16 @@ class PlainTextField(forms.CharField):
         return cleaned
 
 
-def coordinate(name: str, limit: int, placeholder: str) -> forms.FloatField:
-    """A latitude or longitude in decimal degrees, with messages that say what is expected."""
+def coordinate(name: str, limit: int, placeholder: str, negative: str) -> forms.FloatField:
+    """A latitude or longitude in decimal degrees, with messages that say what is expected: a value that is
+    not a number, or one off the map (the upload form's map says the same)."""
     expected = f"{name} must be a number in decimal degrees between -{limit} and {limit}, e.g. {placeholder}."
+    off_map = f"This {name.lower()} is off the map: it must be between -{limit} and {limit} ({negative} is negative)."
     return forms.FloatField(
         required=False,
         min_value=-limit,
         max_value=limit,
-        error_messages={"invalid": expected, "min_value": expected, "max_value": expected},
+        error_messages={"invalid": expected, "min_value": off_map, "max_value": off_map},
         widget=forms.NumberInput(attrs={"step": "any", "placeholder": f"e.g. {placeholder}", "inputmode": "decimal"}),
     )
 
@@ -109,8 +111,8 @@ class SightingForm(forms.Form):
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         help_text="Optional; local time of the sighting.",
     )
-    latitude = coordinate("Latitude", 90, "64.1466")
-    longitude = coordinate("Longitude", 180, "-21.9426")
+    latitude = coordinate("Latitude", 90, "64.1466", "south")
+    longitude = coordinate("Longitude", 180, "-21.9426", "west")
     place_name = PlainTextField(
         label="Place",
         max_length=200,

@@ -66,6 +66,8 @@ class Sighting(models.Model):
 
     class Meta:
         ordering = ["-observed_at"]
+        # the public sightings list is newest first: at 100k sightings a sort of the whole table per page
+        indexes = [models.Index(fields=["-observed_at"], name="sighting_observed_desc")]
 
     def __str__(self) -> str:
         return f"Sighting {self.pk} on {self.observed_at:%Y-%m-%d}"

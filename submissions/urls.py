@@ -11,6 +11,7 @@ urlpatterns = [
     path("me/sightings/", views.my_sightings, name="my_sightings"),
     path("me/sightings/status.json", views.my_sightings_status, name="my_sightings_status"),
     path("sightings/", views.sightings, name="sightings"),
+    path("sightings/map.geojson", views.sightings_map, name="sightings_map"),
     # bulk import (moderators): the prefix is whalesite.middleware.IMPORT_PATH, whose request cap is larger
     path("imports/", imports.import_list, name="imports"),
     path("imports/template.csv", imports.import_template, name="import_template"),

@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from accounts import ratelimit
+from identification import maps
 from identification.models import Decision
 
 from . import services
@@ -153,6 +154,8 @@ def my_sightings_status(request):
 
 
 def sightings(request):
+    """Identified sightings, newest first, and the map of every public sighting, narrowed by ``SightingFilter``
+    (the API's ``/api/v1/sightings/`` filter); a bad value is reported on its field and narrows nothing."""
     confirmed = Photo.objects.in_gallery().select_related("individual").order_by("pk")
     qs = (
         Sighting.objects.public()
@@ -160,8 +163,17 @@ def sightings(request):
         .prefetch_related(Prefetch("photos", queryset=confirmed, to_attr="public_photos"))
         .order_by("-observed_at", "-pk")
     )
-    filters = SightingFilter(request.GET, queryset=qs, request=request)  # the API's /api/v1/sightings/ filter
+    filters = SightingFilter(request.GET, queryset=qs, request=request)
     page = Paginator(filters.qs, 20).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "submissions/sightings.html", {"page": page, "filter": filters, "query": query.urlencode()})
+
+
+def sightings_map(request):
+    """The sightings page's map as GeoJSON: the sightings ``SightingFilter`` picks (a box at the viewer's
+    precision), each with its public photos (``maps.sightings_geojson``); a bad filter is a 400 naming it."""
+    filters = SightingFilter(request.GET, queryset=Sighting.objects.all(), request=request)
+    if not filters.is_valid():
+        return JsonResponse({"errors": {k: [str(e) for e in v] for k, v in filters.errors.items()}}, status=400)
+    return JsonResponse(maps.sightings_geojson(filters.qs))

@@ -1,14 +1,17 @@
-"""Public pages: the catalogue of individuals, and a photo's page (its watcher and moderators)."""
+"""Public pages: the catalogue of individuals, a whale's page and track, and a photo's
+page (its watcher and moderators)."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Q
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from submissions.models import Photo, Sighting
+from submissions.models import Photo
 
+from .. import maps, whales
 from ..filters import IndividualFilter
 from ..forms import MergeForm
 from ..models import Individual
@@ -37,35 +40,41 @@ def individuals(request):
     return render(request, "identification/individuals.html", {"page": page, "q": q})
 
 
+def _whale_or_404(catalogue_id):
+    individual = Individual.objects.select_related("species", "merged_into").filter(catalogue_id=catalogue_id).first()
+    if individual is None:
+        raise Http404(f"No whale in the catalogue has the id “{catalogue_id}”.")
+    return individual
+
+
 def individual_detail(request, catalogue_id):
-    individual = get_object_or_404(
-        Individual.objects.select_related("species", "merged_into"), catalogue_id=catalogue_id
-    )
+    individual = _whale_or_404(catalogue_id)
     if individual.merged_into_id:
         messages.info(request, f"{individual.catalogue_id} was merged into {individual.merged_into.catalogue_id}.")
         return redirect("identification:individual_detail", catalogue_id=individual.merged_into.catalogue_id)
-    photos = (
-        Photo.objects.in_gallery()
-        .filter(individual=individual)
-        .select_related("sighting__submitted_by__profile")  # the photo credit line
-        .order_by("-sighting__observed_at", "-pk")
-    )
-    sightings = Sighting.objects.filter(photos__in=photos).distinct().select_related("species").order_by("-observed_at")
-    span = sightings.aggregate(first=Min("observed_at"), last=Max("observed_at"))
     moderator = is_moderator(request.user)
+    profile = whales.whale_profile(individual)
+    preview = whales.preview_image(profile)
     return render(
         request,
         "identification/individual_detail.html",
         {
             "individual": individual,
-            "photos": photos,
-            "sightings": sightings,
-            "span": span,
+            "profile": profile,
+            "share_url": request.build_absolute_uri(request.path),
+            "share_text": whales.share_text(profile),
+            "og_image": request.build_absolute_uri(preview.url) if preview else "",
             "is_moderator": moderator,
             "audit": audit_log(individual=individual)[:100] if moderator else [],
             "merge_form": MergeForm() if moderator else None,
         },
     )
+
+
+def individual_track(request, catalogue_id):
+    """The whale's track as GeoJSON (the page's map reads it); a merged whale's is its target's."""
+    individual = _whale_or_404(catalogue_id)
+    return JsonResponse(maps.track_geojson(individual.merged_into or individual))
 
 
 @login_required

@@ -108,6 +108,11 @@
       if (setIfEmpty("observed_time", d.time)) filled.push("time");
       if (setIfEmpty("latitude", d.latitude)) filled.push("latitude");
       if (setIfEmpty("longitude", d.longitude)) filled.push("longitude");
+      if (d.latitude !== null && d.latitude !== undefined && d.longitude !== null && d.longitude !== undefined) {
+        // the upload map (maps.js) marks the photo's own GPS position, and moves its pin when the fields were filled
+        if (filled.indexOf("latitude") !== -1) form.elements.latitude.dispatchEvent(new Event("change"));
+        form.dispatchEvent(new CustomEvent("exif-position", { detail: { latitude: d.latitude, longitude: d.longitude } }));
+      }
       exifStatus.textContent = filled.length ? "Filled in " + filled.join(", ") + " from the photo's EXIF data — please check." : "";
     }).catch(function () { exifStatus.textContent = ""; });
   }

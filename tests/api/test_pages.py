@@ -49,6 +49,19 @@ def test_sightings_page_shows_the_form_and_public_precision(client):
     assert bad.status_code == 200 and "Enter a number." in bad.content.decode()
 
 
+def test_page_map_and_api_name_an_unknown_whale_the_same_way(client):
+    """One definition, one message: the page shows it on the field (and still lists every sighting), the
+    map's GeoJSON and the API answer 400 with it."""
+    _catalogue()
+    message = "No whale in the catalogue has the id “HW-9999”."
+    page = client.get(reverse("submissions:sightings"), {"individual": "HW-9999"})
+    assert message in page.content.decode() and len(page.context["page"]) == 2
+    geojson = client.get(reverse("submissions:sightings_map"), {"individual": "HW-9999"})
+    assert geojson.status_code == 400 and geojson.json()["errors"]["individual"] == [message]
+    api = client.get(reverse("api:sighting-list"), {"individual": "HW-9999"})
+    assert api.status_code == 400 and api.json()["errors"]["individual"] == [message], api.json()
+
+
 def test_individuals_page_and_api_share_one_filter(client):
     lumpy = IndividualFactory(nickname="Lumpy")
     IndividualFactory(nickname="Other")

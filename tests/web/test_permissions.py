@@ -61,6 +61,8 @@ MATRIX = [
     ("accounts:delete", "get", None, None, LOGGED_IN),
     ("identification:individuals", "get", None, None, PUBLIC),
     ("identification:individual_detail", "get", "individual", None, PUBLIC),
+    ("identification:individual_track", "get", "individual", None, PUBLIC),  # positions rounded: test_maps.py
+    ("submissions:sightings_map", "get", None, None, PUBLIC),
     ("submissions:sightings", "get", None, None, PUBLIC),
     ("submissions:submit", "get", None, None, LOGGED_IN),
     ("submissions:exif", "post", None, "photo", {"anonymous": 302, "watcher": 200, "moderator": 200, "admin": 200}),

@@ -141,7 +141,7 @@ def test_public_catalogue_shows_only_confirmed(client):
     assert listing.context["page"][0].photo_count == 1
     assert client.get(reverse("identification:individuals"), {"q": "zzz"}).context["page"].paginator.count == 0
     detail = client.get(reverse("identification:individual_detail", args=[whale.catalogue_id]))
-    assert list(detail.context["photos"]) == [shown]
+    assert [p for entry in detail.context["profile"].timeline for p in entry.photos] == [shown]
     assert hidden.image.url not in detail.content.decode()
     sightings = client.get(reverse("submissions:sightings")).content.decode()
     assert whale.catalogue_id in sightings

@@ -170,7 +170,7 @@ def test_merge_and_split_ui(client, moderator):
     moved.refresh_from_db()
     assert moved.status == Photo.Status.AWAITING_REVIEW and moved.individual is None
     public = client.get(reverse("identification:individual_detail", args=[target.catalogue_id]))
-    assert moved not in list(public.context["photos"])
+    assert moved not in [p for entry in public.context["profile"].timeline for p in entry.photos]
 
 
 def test_audit_log_on_photo_and_individual_pages(client, moderator):

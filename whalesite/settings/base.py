@@ -166,6 +166,10 @@ UPLOADS_PER_HOUR = env.int("UPLOADS_PER_HOUR", default=60)
 EXIF_READS_PER_HOUR = env.int("EXIF_READS_PER_HOUR", default=600)
 # decimals of a sighting's coordinates on public pages: 1 is about 11 km (4 would be about 11 m)
 PUBLIC_COORDINATE_DECIMALS = env.int("PUBLIC_COORDINATE_DECIMALS", default=1)
+# maps (identification.maps, static/js/maps.js): a tile server for production, e.g.
+# https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty = the offline Natural Earth outline served from static/
+MAP_TILE_URL = env.str("MAP_TILE_URL", default="")
+MAP_TILE_ATTRIBUTION = env.str("MAP_TILE_ATTRIBUTION", default="© OpenStreetMap contributors")
 # the earliest sighting date accepted (never earlier than FIRST_PHOTOGRAPH_DATE, the first photograph)
 SIGHTING_DATE_FLOOR = datetime.date.fromisoformat(env.str("SIGHTING_DATE_FLOOR", default="1950-01-01"))
 # one request (all its photos and fields), refused from Content-Length before the body is read

@@ -1,0 +1,157 @@
+"""Issue 14 in a real browser: the whale page's map draws its track (a line through its sightings in time order,
+popups with date, place and photo) on the offline base layer; the upload form's map fills latitude and
+longitude on a click, says so when a typed position is off the map, and shows the photo's EXIF GPS; the
+sightings map clusters. Screenshots at 1280 and 390 px (``BROWSER_SHOTS`` keeps them)."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from PIL import Image
+from playwright.sync_api import expect
+
+from submissions.models import Photo
+from tests.browser.conftest import login, upload_ready
+from tests.factories import IndividualFactory, PhotoFactory, SpeciesFactory, UserFactory, jpeg_bytes
+from tests.web.helpers import gallery_photo
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TRACK = [(64.1, -21.9, "Faxaflói"), (66.0, -17.3, "Skjálfandi"), (62.0, -7.0, "Faroe Islands"), (18.5, -66.0, "")]
+
+
+def whale_with_track():
+    whale = IndividualFactory(catalogue_id="HW-0031", nickname="Comet")
+    now = timezone.now()
+    for i, (lat, lon, place) in enumerate(TRACK):
+        gallery_photo(
+            whale,
+            sighting__latitude=lat,
+            sighting__longitude=lon,
+            sighting__place_name=place,
+            sighting__observer_name=("Ana Lima", "Bo Berg")[i % 2],
+            sighting__observed_at=now - timedelta(days=400 - 100 * i),
+            box_confidence=0.5 + i / 10,
+        )
+    return whale
+
+
+def map_ready(page, selector):
+    expect(page.locator(f"{selector}[data-ready=true]")).to_have_count(1, timeout=20_000)  # a busy CI machine
+    expect(page.locator(f"{selector}[data-base-layer=offline]")).to_have_count(1, timeout=20_000)
+
+
+def test_individual_page_map_shows_its_track(new_page, shots):
+    whale = whale_with_track()
+    page = new_page()
+    page.goto(f"/individuals/{whale.catalogue_id}/")
+    map_ready(page, "#track-map")
+    track = page.locator("#track-map")
+    assert track.get_attribute("data-track-points") == str(len(TRACK))
+    expect(track.locator("path.track-line")).to_have_count(1)
+    expect(track.locator("path.leaflet-interactive")).to_have_count(len(TRACK))  # the points; the line is not clickable
+    # the line is drawn: its SVG path has a vertex per sighting ("M x y L x y L ...")
+    d = track.locator("path.track-line").get_attribute("d")
+    assert d.count("L") == len(TRACK) - 1, d
+    expect(track.locator("path.leaflet-interactive").first).to_be_visible()
+    expect(page.locator("meta[property='og:image']")).to_have_count(1)
+    expect(page.locator(".timeline-photos figcaption").first).to_contain_text("© Bo Berg")  # the newest first
+    shots(page, "individual-1280")
+
+    page.evaluate("document.getElementById('track-map').scrollIntoView()")
+    # the second sighting in time order is the second point drawn
+    track.locator("path.leaflet-interactive").nth(1).click(force=True)
+    popup = page.locator(".leaflet-popup-content")
+    expect(popup).to_contain_text("#2 ·")
+    expect(popup).to_contain_text("Skjálfandi")
+    expect(popup.locator("img.map-popup-photo")).to_have_count(1)
+    popup.locator("img").evaluate("img => img.decode()")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"/individuals/{whale.catalogue_id}/")
+    map_ready(page, "#track-map")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots(page, "individual-390")
+
+
+def gps_jpeg(lat=(33.0, 51.0, 54.0), lon=(151.0, 12.0, 36.0)) -> bytes:
+    """A photo whose EXIF GPS says 33°51'54"S 151°12'36"E (Sydney Harbour)."""
+    im = Image.open(io.BytesIO(jpeg_bytes((640, 400), seed=3)))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2019:08:14 16:42:07"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2], gps[3], gps[4] = "S", lat, "E", lon
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_upload_map_click_fills_the_fields_and_shows_exif_gps(new_page, shots):
+    SpeciesFactory()
+    UserFactory(email="watcher@example.org", role="watcher")
+    page = new_page()
+    login(page, "watcher@example.org")
+    page.goto("/submit/")
+    upload_ready(page)
+    map_ready(page, "#picker-map")
+    picker = page.locator("#picker-map")
+    picker.scroll_into_view_if_needed()
+    box = picker.bounding_box()
+    # the map opens centred on 20°N 0°E: a click at its centre is there
+    picker.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    lat = float(page.locator("[name=latitude]").input_value())
+    lon = float(page.locator("[name=longitude]").input_value())
+    assert abs(lat - 20) < 2 and abs(lon) < 2, (lat, lon)
+    expect(page.locator("#picker-status")).to_contain_text("Position set to")
+    # a click further east gives a larger longitude
+    picker.click(position={"x": box["width"] / 2 + 60, "y": box["height"] / 2})
+    assert float(page.locator("[name=longitude]").input_value()) > lon + 10
+
+    page.locator("[name=latitude]").fill("95")
+    page.locator("[name=latitude]").dispatch_event("change")
+    expect(page.locator("#picker-status")).to_contain_text("Latitude 95 is off the map")
+    shots(page, "upload-map-1280")
+
+    page.locator("[name=latitude]").fill("")
+    page.locator("[name=longitude]").fill("")
+    page.locator("input[type=file][name=photos]").set_input_files(
+        [{"name": "sydney.jpg", "mimeType": "image/jpeg", "buffer": gps_jpeg()}]
+    )
+    expect(picker).to_have_attribute("data-exif", "shown")
+    expect(page.locator("[name=latitude]")).not_to_have_value("")
+    assert float(page.locator("[name=latitude]").input_value()) == pytest.approx(-33.865, abs=0.001)
+    assert float(page.locator("[name=longitude]").input_value()) == pytest.approx(151.21, abs=0.001)
+    expect(page.locator("#picker-status")).to_contain_text("photo's GPS")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/submit/")
+    map_ready(page, "#picker-map")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots(page, "upload-map-390")
+
+
+def test_sightings_map_clusters_and_filters(new_page, shots):
+    whale = whale_with_track()
+    other = IndividualFactory(catalogue_id="HW-0032")
+    for i in range(12):  # a dozen sightings in one bay cluster into one marker
+        gallery_photo(other, sighting__latitude=65.0 + i / 100, sighting__longitude=-18.0, sighting__place_name="Bay")
+    PhotoFactory(status=Photo.Status.AWAITING_REVIEW, sighting__latitude=-33.86, sighting__longitude=151.2)  # grey
+    page = new_page()
+    page.goto("/sightings/")
+    map_ready(page, "#sightings-map")
+    assert page.locator("#sightings-map").get_attribute("data-points") == str(len(TRACK) + 13)
+    expect(page.locator("#sightings-map .marker-cluster").first).to_be_visible()
+    shots(page, "sightings-1280")
+
+    page.locator("[name=individual]").fill(whale.catalogue_id)
+    page.get_by_role("button", name="Filter").click()
+    map_ready(page, "#sightings-map")
+    assert page.locator("#sightings-map").get_attribute("data-points") == str(len(TRACK))
+    expect(page.locator("#map-status")).to_have_text(f"{len(TRACK)} sightings on the map.")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/sightings/")
+    map_ready(page, "#sightings-map")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots(page, "sightings-390")
