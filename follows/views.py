@@ -5,14 +5,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from identification.models import Individual
 from identification.views.common import back
+from identification.whales import whale_or_404
 from submissions.models import Photo
 
 from . import following, notices
@@ -20,13 +19,6 @@ from . import unsubscribe as links
 from .models import Follow
 
 NOTIFICATIONS_PAGE = 30
-
-
-def whale_or_404(catalogue_id: str) -> Individual:
-    individual = Individual.objects.select_related("merged_into").filter(catalogue_id=catalogue_id).first()
-    if individual is None:
-        raise Http404(f"No whale has the catalogue id \u201c{catalogue_id[:40]}\u201d.")
-    return individual
 
 
 @login_required

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import F
+from django.http import Http404
 
 from submissions.models import Photo, Sighting
 
@@ -110,3 +111,12 @@ def preview_image(profile: WhaleProfile):
     if best is None:
         return None
     return best.crop or best.image or None
+
+
+def whale_or_404(catalogue_id: str) -> Individual:
+    """The whale with this catalogue id (merged ones too: callers follow ``merged_into``), or a 404 whose
+    message the 404 page shows. One wording for every page and action that takes a whale id in its URL."""
+    individual = Individual.objects.select_related("species", "merged_into").filter(catalogue_id=catalogue_id).first()
+    if individual is None:
+        raise Http404(f"No whale in the catalogue has the id \u201c{catalogue_id[:40]}\u201d.")
+    return individual

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from submissions.models import Photo
@@ -40,15 +40,8 @@ def individuals(request):
     return render(request, "identification/individuals.html", {"page": page, "q": q})
 
 
-def _whale_or_404(catalogue_id):
-    individual = Individual.objects.select_related("species", "merged_into").filter(catalogue_id=catalogue_id).first()
-    if individual is None:
-        raise Http404(f"No whale in the catalogue has the id “{catalogue_id}”.")
-    return individual
-
-
 def individual_detail(request, catalogue_id):
-    individual = _whale_or_404(catalogue_id)
+    individual = whales.whale_or_404(catalogue_id)
     if individual.merged_into_id:
         messages.info(request, f"{individual.catalogue_id} was merged into {individual.merged_into.catalogue_id}.")
         return redirect("identification:individual_detail", catalogue_id=individual.merged_into.catalogue_id)
@@ -73,7 +66,7 @@ def individual_detail(request, catalogue_id):
 
 def individual_track(request, catalogue_id):
     """The whale's track as GeoJSON (the page's map reads it); a merged whale's is its target's."""
-    individual = _whale_or_404(catalogue_id)
+    individual = whales.whale_or_404(catalogue_id)
     return JsonResponse(maps.track_geojson(individual.merged_into or individual))
 
 

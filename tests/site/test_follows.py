@@ -127,9 +127,12 @@ def test_follow_views_answer_merged_and_unknown_whales(client):
     assert f"you now follow {target.catalogue_id}".encode() in response.content
     assert is_following(user, target)
     missing = client.post(reverse("follows:follow", args=["HW-9999"]))
-    assert missing.status_code == 404 and "No whale has the catalogue id “HW-9999”".encode() in missing.content
+    assert missing.status_code == 404 and "No whale in the catalogue has the id “HW-9999”".encode() in missing.content
     whale_page = client.get(reverse("identification:individual_detail", args=["HW-9999"]))
-    assert whale_page.status_code == 404 and "No whale has the catalogue id “HW-9999”".encode() in whale_page.content
+    assert (
+        whale_page.status_code == 404
+        and "No whale in the catalogue has the id “HW-9999”".encode() in whale_page.content
+    )
     page = client.get(reverse("follows:following"))
     assert target.catalogue_id.encode() in page.content and b"Unfollow" in page.content
 

@@ -75,8 +75,8 @@ def test_whale_page_has_title_preview_and_credits(client, whale):
     assert '<meta property="og:title" content="HW-0007 (Salt), humpback whale">' in page
     assert 'name="twitter:card" content="summary_large_image"' in page
     assert f'class="whale-hero"><img src="{best.crop.url}"' in " ".join(page.split()).replace("> <", "><")
-    assert "© Captain Bo" in page and "© Ana Lima" in page
-    assert "CC BY-NC 4.0 (credit, non-commercial only)" in page
+    assert "Photo: Captain Bo" in page and "Photo: Ana Lima" in page
+    assert 'rel="license">CC BY-NC 4.0</a>' in page
     assert 'id="contributor-count">2<' in page and 'id="sighting-count">4<' in page
     assert 'data-map="track"' in page
     assert "ana@example.org" not in page and "ben@example.org" not in page  # names, never e-mail addresses
