@@ -1,12 +1,13 @@
 // The review page's "matched points" view: a PNG of RootSIFT-verified keypoint pairs, loaded on demand
-// by its button or by K for the active candidate (kept apart from review.js / viewer.js on purpose).
+// by a candidate's button or by K for the active candidate, shown in that candidate's side-by-side pane (kept apart from review.js / viewer.js on purpose).
 (function () {
   "use strict";
 
   function toggle(cand) {
     if (!cand) return;
     var btn = cand.querySelector("[data-points-url]");
-    var fig = cand.querySelector("figure.points");
+    var pane = document.querySelector('#compare [data-compare-for="' + cand.dataset.candidate + '"]');
+    var fig = pane && pane.querySelector("figure.points");
     if (!btn || !fig) return;
     fig.hidden = !fig.hidden;
     var img = fig.querySelector("[data-points-img]");
@@ -18,6 +19,7 @@
       fig.querySelector("figcaption").textContent = "The matched points could not be drawn.";
     });
     img.src = btn.dataset.pointsUrl;
+    if (!fig.hidden) fig.scrollIntoView({ block: "nearest" });
   }
 
   document.addEventListener("click", function (e) {

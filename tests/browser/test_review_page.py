@@ -328,11 +328,13 @@ def test_matched_points_view_opens_with_k_at_desktop_and_phone_width(new_page, s
     login(page, MODERATOR)
     open_review(page, photo)
     page.keyboard.press("k")
-    figure = page.locator(".cand figure.points").first
+    figure = page.locator(f'#compare [data-compare-for="{individuals[0].pk}"] figure.points')
     expect(figure).to_be_visible()
     img = figure.locator("[data-points-img]")
     page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle())
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    # drawn at the side-by-side pane's width, not the candidate row's narrow score column (~230 px before)
+    assert img.bounding_box()["width"] >= min(500, width - 80)
     figure.scroll_into_view_if_needed()
     path = page.screenshot(path=str(shots(page, f"matched-points-{width}").with_suffix(".view.png")))
     if os.environ.get("REVIEW_SCREENSHOTS"):
