@@ -153,3 +153,9 @@ def test_photo_credits_cost_no_query_per_photo(client):
     with CaptureQueriesContext(connection) as five:
         assert "Photo: Credit 4" in client.get(url).content.decode()
     assert len(five) == len(one)
+
+
+def test_profile_page_leads_to_the_api_tokens(client, watcher):
+    """Issue 15: tokens are created and revoked from the profile (on their own page, one click away)."""
+    page = client.get(reverse("accounts:profile")).content.decode()
+    assert f'href="{reverse("api:tokens")}"' in page and "Manage API tokens" in page
