@@ -56,7 +56,7 @@ def rank(ident: Identifier, index, by_label, path: Path) -> tuple[list[tuple[str
 
     prepared = ident.prepare(str(path))
     vector = ident.embed([prepared.crop])[0]
-    familiar = ident.familiarity(vector)
+    familiar = ident.familiarity(vector, prepared.crop)
     flagged = None if familiar is None else familiar.flagged
     if ident.calibration is None:
         ranked = insert_new_whale(index.rank(vector, k=5), ident.new_threshold, 6)
