@@ -173,18 +173,18 @@ class OODDetector:
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / OOD_FILE
         buf = io.BytesIO()
-        np.savez(
-            buf,
-            reference=self.reference.astype(np.float16),
-            threshold=np.float64(self.threshold),
-            k=np.int64(self.k),
-            info=np.array(json.dumps(self.info)),
+        arrays: dict[str, Any] = {
+            "reference": self.reference.astype(np.float16),
+            "threshold": np.float64(self.threshold),
+            "k": np.int64(self.k),
+            "info": np.array(json.dumps(self.info)),
             **self._pooled_arrays(),
-        )
+        }
+        np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
         return path
 
-    def _pooled_arrays(self) -> dict[str, np.ndarray]:
+    def _pooled_arrays(self) -> dict[str, Any]:
         if not self.uses_pooled:
             return {}
         assert self.pooled_reference is not None and self.pooled_threshold is not None
