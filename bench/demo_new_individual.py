@@ -48,18 +48,21 @@ def build(ident: Identifier, photos: list[tuple[Path, str]]):
     return index, by_label
 
 
-def rank(ident: Identifier, index, by_label, path: Path) -> tuple[list[tuple[str, float]], str, bool | None]:
+def rank(
+    ident: Identifier, index, by_label, path: Path, exclude: str | None = None
+) -> tuple[list[tuple[str, float]], str, bool | None]:
     """(label, score) top 6 as the review page lists them, what the score is, and the photo's OOD flag
     (``Identifier.familiarity``; None when the folder has no detector). A flagged photo's cosine is not
-    trusted, as in the worker (``identification.pipeline.process.rank_photo``)."""
+    trusted, as in the worker (``identification.pipeline.process.rank_photo``). ``exclude``: a gallery item left
+    out of the index and the stored features (a re-sighting queried with its own photo held back)."""
     from ml.fused_ranking import suggest
 
     prepared = ident.prepare(str(path))
     vector = ident.embed([prepared.crop])[0]
-    familiar = ident.familiarity(vector)
+    familiar = ident.familiarity(vector, prepared.crop)
     flagged = None if familiar is None else familiar.flagged
     if ident.calibration is None:
-        ranked = insert_new_whale(index.rank(vector, k=5), ident.new_threshold, 6)
+        ranked = insert_new_whale(index.rank(vector, k=5, exclude_items={exclude} - {None}), ident.new_threshold, 6)
         return [(m.label, m.score) for m in ranked], "cosine", flagged
     suggestions = suggest(
         index,
@@ -67,7 +70,8 @@ def rank(ident: Identifier, index, by_label, path: Path) -> tuple[list[tuple[str
         ident.calibration,
         ident.local_features(prepared.crop),
         k=6,
-        features_for=lambda labels: {lab: by_label.get(lab, []) for lab in labels},
+        features_for=lambda labels: {lab: [f for f in by_label.get(lab, []) if f[0] != exclude] for lab in labels},
+        exclude_items=[exclude] if exclude is not None else [],
         trust_embedding=not flagged,
     )
     return [(s.label, s.probability) for s in suggestions], "P(same)", flagged
@@ -97,6 +101,29 @@ def report(ident: Identifier, index, by_label, photos: list[Path], what_photos: 
     return outranked_high
 
 
+def resightings(ident: Identifier, index, by_label, photos: list[tuple[Path, str]], n: int, high: float) -> int:
+    """Re-sighted whales (in distribution, must still be found): the first photo of ``n`` catalogued whales,
+    queried with that photo held out of the gallery (its other photos stay). Returns how many ranked first."""
+    first: dict[str, int] = {}
+    for i, (_, label) in enumerate(photos):
+        first.setdefault(label, i)
+    found, above_new, tops, flags = 0, 0, [], 0
+    for label, i in sorted(first.items())[:n]:
+        ranked, what, flagged = rank(ident, index, by_label, photos[i][0], exclude=str(i))
+        labels = [lab for lab, _ in ranked]
+        candidates = [(lab, p) for lab, p in ranked if lab != NEW_WHALE]
+        found += bool(candidates) and candidates[0][0] == label
+        above_new += labels[0] == label
+        tops.append(candidates[0][1] if candidates and candidates[0][0] == label else 0.0)
+        flags += bool(flagged)
+    print(
+        f"{len(tops)} synthetic re-sightings (another photo of the whale in the catalogue): true whale the top "
+        f"candidate for {found}, ranked above new individual for {above_new}, at {what} >= {high} for "
+        f"{sum(t >= high for t in tops)} (median {np.median(tops):.3f}); out of distribution: flagged {flags}"
+    )
+    return found
+
+
 def synthetic_strangers(n: int, seed: int) -> list[Path]:
     """``n`` synthetic whales the catalogue does not hold (one photo each, a seed of their own), in a temporary
     folder: the in-distribution control. They should rarely be flagged."""
@@ -117,10 +144,12 @@ def main(argv=None):
     ap.add_argument("--high", type=float, default=0.8, help="a top score at or above this counts as 'high'")
     ap.add_argument("--strangers", type=int, default=20, help="synthetic whales not in the catalogue (0: none)")
     ap.add_argument("--strangers-seed", type=int, default=991)
+    ap.add_argument("--resightings", type=int, default=10, help="catalogued whales re-queried (0: none)")
     args = ap.parse_args(argv)
     ident = Identifier.load(args.model, device="cpu")
     t = time.perf_counter()
-    index, by_label = build(ident, read_gallery(Path(args.gallery)))
+    gallery = read_gallery(Path(args.gallery))
+    index, by_label = build(ident, gallery)
     print(
         f"model {args.model} ({'calibrated' if ident.calibrated else 'no calibration: cosine'}), gallery "
         f"{len(index)} synthetic photos of {len(by_label)} whales built in {time.perf_counter() - t:.0f} s"
@@ -130,6 +159,9 @@ def main(argv=None):
     if args.strangers:
         print("control: synthetic whales not in the catalogue (in distribution: rarely flagged)")
         report(ident, index, by_label, synthetic_strangers(args.strangers, args.strangers_seed), "synthetic", args.high)
+    if args.resightings:
+        print("control: synthetic whales in the catalogue, re-sighted (must still be found)")
+        resightings(ident, index, by_label, gallery, args.resightings, args.high)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ import numpy as np
 from ml.metrics import NEW_WHALE
 
 P_MIN, P_MAX = 1e-3, 1 - 1e-3  # no matcher is ever certain: keeps log-odds finite
+# Pseudo-pairs at the base rate added to every isotonic block, and the fusion's ridge (issue 10, second round):
+# a demo calibration fitted on 4 re-sighted whales put P 0.67-1.0 on 8 and 11 RootSIFT inliers because one or
+# two pairs had them, and a real photo's chance keypoint match on a synthetic one then read "85% same". With
+# 4 pseudo-pairs such a block says at most (2 + 4 * 0.5) / 6 = 0.67; with hundreds of pairs it barely moves.
+PSEUDO_PAIRS = 4.0
+# Without stranger queries the MAP-tuned threshold cannot be fitted: new individual goes first unless a
+# candidate's P beats every wrong individual's on validation (the hardest negatives), and never below this.
+FALLBACK_NEW_THRESHOLD = 0.5
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -54,7 +62,12 @@ class IsotonicCalibrator:
     ps: list[float] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, scores: Sequence[float] | np.ndarray, same: Sequence[bool] | np.ndarray) -> IsotonicCalibrator:
+    def fit(
+        cls, scores: Sequence[float] | np.ndarray, same: Sequence[bool] | np.ndarray, pseudo_count: float = 0.0
+    ) -> IsotonicCalibrator:
+        """PAV on the pairs; ``pseudo_count`` > 0 then shrinks each block's frequency toward the pairs' base rate
+        as if ``pseudo_count`` more pairs at that rate had fallen in it, (n p + a prior) / (n + a), and re-pools:
+        a block of 2 pairs that were both "same" says 1.0 only by chance, a block of 200 barely moves."""
         s = np.asarray(scores, dtype=np.float64)
         y = np.asarray(same, dtype=np.float64)
         if len(s) == 0 or len(s) != len(y):
@@ -62,13 +75,19 @@ class IsotonicCalibrator:
         order = np.argsort(s, kind="mergesort")
         s, y = s[order], y[order]
         fitted = pool_adjacent_violators(y)
-        xs, ps = [], []
+        xs, ps, ns = [], [], []
         for value in np.unique(fitted):  # one knot at the centre of each constant block
             block = s[fitted == value]
             xs.append(float(block.mean()))
             ps.append(float(value))
+            ns.append(float(len(block)))
         order = np.argsort(xs)
-        return cls([xs[i] for i in order], [ps[i] for i in order])
+        xs, ps, ns = [xs[i] for i in order], [ps[i] for i in order], [ns[i] for i in order]
+        if pseudo_count > 0:
+            n, a = np.asarray(ns), float(pseudo_count)
+            shrunk = (n * np.asarray(ps) + a * float(y.mean())) / (n + a)
+            ps = [float(v) for v in pool_adjacent_violators(shrunk, n + a)]  # shrinking can break monotony
+        return cls(xs, ps)
 
     def __call__(self, scores) -> np.ndarray:
         p = np.interp(np.asarray(scores, dtype=np.float64), self.xs, self.ps)
@@ -143,7 +162,9 @@ class Fusion:
     def fit_logistic(
         cls, probs: Mapping[str, np.ndarray], same: np.ndarray, l2: float = 1e-2, steps: int = 50
     ) -> Fusion:
-        """Newton's method on the L2-regularised log-loss (a handful of features: exact and fast)."""
+        """Newton's method on the L2-regularised log-loss (a handful of features: exact and fast). A fixed
+        ``l2`` weighs more against few pairs than many: with ``PSEUDO_PAIRS`` it keeps a fusion fitted on a
+        handful of pairs from scaling the (shrunk) matchers' log-odds back up to certainty."""
         names = list(probs)
         x = np.stack([_logit(np.asarray(probs[m], dtype=np.float64)) for m in names], axis=1)
         x = np.concatenate([np.ones((len(x), 1)), x], axis=1)
@@ -191,7 +212,20 @@ class MatchCalibration:
             return np.full(n, self.prior)
         if len(probs) == 1:
             return next(iter(probs.values()))
-        return self.fusion(probs)
+        lo, hi = self.supported_range(list(probs))
+        return np.clip(self.fusion(probs), lo, hi)
+
+    def supported_range(self, matchers: Sequence[str]) -> tuple[float, float]:
+        """The fused P's bounds: no lower or higher than the matchers' calibrators reach. A fusion fitted on a
+        handful of pairs can multiply two shrunk log-odds into certainty the pairs never showed (two 0.75s
+        fused to 0.84 on 4 re-sighted whales); bounded, fusion re-orders candidates but claims no more than the
+        best-supported block of one matcher. With many pairs the bounds are the calibrators' P_MIN..P_MAX."""
+        cals = [self.calibrators[m] for m in matchers if m in self.calibrators and self.calibrators[m].ps]
+        if not cals:
+            return P_MIN, P_MAX
+        lo = max(P_MIN, min(min(c.ps) for c in cals))
+        hi = min(P_MAX, max(max(c.ps) for c in cals))
+        return lo, hi
 
     def rank(
         self, candidates: Sequence[str], scores: Mapping[str, Sequence[float]], k: int = 5
@@ -254,32 +288,49 @@ def tune_new_threshold(
     return choice.threshold, float(choice.map5) if choice.map5 is not None else 0.0
 
 
+def hardest_negative_bound(rankings: Sequence[Sequence[tuple[str, float]]], truth: Sequence[str]) -> float:
+    """The new-individual threshold when validation had no stranger queries to tune it on: the highest fused P
+    any *wrong* individual reached (at least ``FALLBACK_NEW_THRESHOLD``, at most ``P_MAX``). "New individual"
+    then goes first unless a candidate is more convincing than every mistake the calibration has seen; the
+    old fallback, 0.5, let any candidate the calibration found more likely than not outrank it."""
+    wrong = [p for ranked, t in zip(rankings, truth) for lab, p in ranked if lab != t]
+    return float(min(P_MAX, max([FALLBACK_NEW_THRESHOLD, *wrong])))
+
+
 def fit_match_calibration(
-    per_query: Sequence[Mapping[str, Mapping[str, float]]], truth: Sequence[str], fusion: str = "logistic"
+    per_query: Sequence[Mapping[str, Mapping[str, float]]],
+    truth: Sequence[str],
+    fusion: str = "logistic",
+    pseudo_count: float = PSEUDO_PAIRS,
 ) -> MatchCalibration:
     """Everything a model folder needs, from validation queries of individuals never trained on.
 
     ``per_query[i][matcher][label]``: query i's score for each gallery individual (``"cos"``: max
     cosine over its photos; ``"inl"``: most RANSAC inliers, 0 outside the embedding shortlist, as
     at query time). One isotonic calibrator per matcher on its own positive + hardest-negative
-    pairs; the logistic fusion on both matchers' hardest negatives; the new-individual threshold
-    on the fused P that maximises MAP@5.
+    pairs, each block shrunk by ``pseudo_count`` pairs toward the base rate (``PSEUDO_PAIRS``: few pairs give
+    a conservative P); the logistic fusion on both matchers' hardest negatives with ridge ``pseudo_count``; the
+    new-individual threshold on the fused P that maximises MAP@5, or without stranger queries
+    ``hardest_negative_bound``.
     """
     if not per_query:
         raise ValueError("fit_match_calibration needs validation queries")
     matchers = list(per_query[0])
     pairs = {m: hardest_pairs(per_query, truth, rank_by=m) for m in matchers}
-    cals = {m: IsotonicCalibrator.fit(pairs[m].scores[m], pairs[m].same) for m in matchers}
+    cals = {m: IsotonicCalibrator.fit(pairs[m].scores[m], pairs[m].same, pseudo_count) for m in matchers}
     cal = MatchCalibration(cals, Fusion("noisy_or"))
     if len(matchers) > 1 and fusion == "logistic":
         probs = {m: np.concatenate([cals[m](pairs[r].scores[m]) for r in matchers]) for m in matchers}
-        cal.fusion = Fusion.fit_logistic(probs, np.concatenate([pairs[r].same for r in matchers]))
+        same = np.concatenate([pairs[r].same for r in matchers])
+        cal.fusion = Fusion.fit_logistic(probs, same, l2=max(1e-2, pseudo_count))
     rankings = []
     for scores in per_query:
         labels = list(scores[matchers[0]])
         p = cal.fused({m: [scores[m].get(lab, 0.0) for lab in labels] for m in matchers})
         rankings.append(sorted(zip(labels, p.tolist()), key=lambda t: -t[1]))
     cal.new_threshold, map5 = tune_new_threshold(rankings, truth)
+    if sum(t == NEW_WHALE for t in truth) < 2:  # no strangers to tune on: beat every wrong whale seen instead
+        cal.new_threshold = hardest_negative_bound(rankings, truth)
     cos_pairs = pairs[matchers[0]].same
     cal.info = {
         "prior": float(cos_pairs.mean()) if len(cos_pairs) else 0.5,
@@ -288,6 +339,8 @@ def fit_match_calibration(
         "pairs": {m: int(len(pairs[m].same)) for m in matchers},
         "map5_at_threshold": map5,
         "fusion": cal.fusion.method,
+        "pseudo_pairs": float(pseudo_count),
+        "new_threshold_from": "map5" if sum(t == NEW_WHALE for t in truth) >= 2 else "hardest_negative",
     }
     return cal
 
@@ -365,6 +418,8 @@ __all__ = [
     "MatchCalibration",
     "fit_match_calibration",
     "insert_new",
+    "hardest_negative_bound",
+    "PSEUDO_PAIRS",
     "tune_new_threshold",
     "Reliability",
     "reliability",

@@ -204,10 +204,24 @@ class Identifier:
         crops = [self.prepare(p, b).crop for p, b in zip(paths, boxes)]
         return self.embed(crops)
 
-    def familiarity(self, vector: np.ndarray):
-        """``ml.ood.Familiarity`` of one embedding (is the photo like the training photos?), or None when the
-        folder has no detector. A flagged photo's cosine is not trusted by ``ml.fused_ranking.suggest``."""
-        return self.ood.check(vector) if self.ood is not None else None
+    def pooled(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, F) L2-normalised backbone features of prepared crops (``ml.models.pooled_crops``): what
+        ``ml.ood`` compares with the training photos' besides the embedding."""
+        from ml.models import pooled_crops
+
+        crops = [c.crop if isinstance(c, PreparedImage) else c for c in crops]
+        with self._lock:
+            return pooled_crops(self.model, list(crops), self.device, self.batch_size, self._transform)
+
+    def familiarity(self, vector: np.ndarray, crop=None):
+        """``ml.ood.Familiarity`` of one photo (is it like the training photos?), or None when the folder has no
+        detector. With the prepared ``crop`` (and a detector that has a pooled-feature reference) the backbone's
+        features are checked too, one more forward pass; without it the embedding alone (a stored vector
+        re-ranked). A flagged photo's cosine is not trusted by ``ml.fused_ranking.suggest``."""
+        if self.ood is None:
+            return None
+        pooled = self.pooled([crop])[0] if crop is not None and self.ood.uses_pooled else None
+        return self.ood.check(vector, pooled)
 
     # ----------------------------------------------------------------- local features
     @staticmethod

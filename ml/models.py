@@ -261,6 +261,22 @@ def embed_crops(
     model: FlukeNet, crops, device, batch_size: int = 64, transform=None, precision: str = "auto"
 ) -> np.ndarray:
     """Embed float32 (S, S) crops (or (1, S, S) tensors) -> (N, D) float32 L2-normalised numpy."""
+    return _batched(model, model.embed, model.embedding_dim, crops, device, batch_size, transform, precision)
+
+
+def pooled_crops(
+    model: FlukeNet, crops, device, batch_size: int = 64, transform=None, precision: str = "auto"
+) -> np.ndarray:
+    """The backbone's pooled features of crops (before the trained embedding layer), (N, F) L2-normalised.
+
+    Why: ``ml.ood`` scores distribution shift here too. A head trained on synthetic flukes maps a real photo
+    close to synthetic ones; the pretrained (ImageNet) features, which training leaves frozen or barely
+    moves, still tell a real photo from a render."""
+    return _batched(model, model.backbone, model.feature_dim, crops, device, batch_size, transform, precision)
+
+
+def _batched(model: FlukeNet, fn, dim: int, crops, device, batch_size, transform, precision) -> np.ndarray:
+    """``fn`` over the crops in inference-mode batches, rows L2-normalised (float32 numpy)."""
     from ml.device import autocast
 
     was_training = model.training
@@ -279,11 +295,11 @@ def embed_crops(
                     xs.append(t)
                 x = torch.stack(xs).to(device, non_blocking=True)
                 with autocast(device, precision):
-                    e = model.embed(x)
-                out.append(F.normalize(e.float(), dim=1).cpu().numpy())
+                    e = fn(x)
+                out.append(F.normalize(e.float().flatten(1), dim=1).cpu().numpy())
     finally:
         if was_training:
             model.train()
     if not out:
-        return np.zeros((0, model.embedding_dim), dtype=np.float32)
+        return np.zeros((0, dim), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)

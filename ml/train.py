@@ -48,7 +48,7 @@ from ml.data import (
 from ml.device import autocast, pick_device, uses_bf16
 from ml.io import atomic_path, atomic_torch_save, atomic_write_json
 from ml.model_folder import LOCALIZER_FILE, MODEL_FILE, SavedModel, read_model, write_model_folder
-from ml.models import create_model, embed_crops
+from ml.models import create_model, embed_crops, pooled_crops
 from ml.presets import DEFAULT
 from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE, TrainMetrics, TrainProgress, TrainResult
 
@@ -933,11 +933,18 @@ def _fit_ood(run: _Run):
         run.ood_skipped = "ood_detector=False"
         return None
 
-    def embed(ds):
+    def embed(ds, fn=embed_crops):
         crops = [ds.crop(i) for i in range(len(ds))]
-        return embed_crops(run.model, crops, run.device, config.eval_batch_size, data.eval_tf, config.precision)
+        return fn(run.model, crops, run.device, config.eval_batch_size, data.eval_tf, config.precision)
 
-    detector = OODDetector.fit(embed(data.gallery_ds), embed(data.query_ds), quantile=config.ood_quantile)
+    gal, qry = data.gallery_ds, data.query_ds
+    detector = OODDetector.fit(
+        embed(gal),
+        embed(qry),
+        quantile=config.ood_quantile,
+        train_pooled=embed(gal, pooled_crops),  # the backbone's features too: flagged when either is far
+        val_pooled=embed(qry, pooled_crops),
+    )
     if detector is None:
         run.ood_skipped = f"{len(data.query_ds)} validation photos: too few to set the OOD threshold"
         log.warning("no OOD detector: %s", run.ood_skipped)

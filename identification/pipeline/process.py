@@ -319,7 +319,9 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
         else:
             vector, prepared = embed_photo(photo, version, ident)
             features = local_features(ident, prepared)
-        familiar = ident.familiarity(vector)  # ml.ood: cheap (a k-NN over the training embeddings)
+        # ml.ood: a k-NN over the training photos, in the backbone features too when the crop is at hand (a
+        # stored vector re-ranked is checked in the embedding alone)
+        familiar = ident.familiarity(vector, prepared.crop if prepared is not None else None)
         # another species is never ranked against the humpback catalogue: no suggestions, and the review
         # page says why (a moderator can correct the species, which re-ranks it)
         matched = photo.sighting.species.is_matched

@@ -40,7 +40,9 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
         Embedding.objects.update_or_create(  # the crop's RootSIFT features too: queries only read them
             photo=photo,
             model_version=version,
-            defaults=embedding_fields(vector, local_features(ident, prepared), ident.familiarity(vector)),
+            defaults=embedding_fields(
+                vector, local_features(ident, prepared), ident.familiarity(vector, prepared.crop)
+            ),
         )
         if photo.box_source == Photo.BoxSource.MODERATOR or not photo.crop:
             replace_crop(photo, crop_png(prepared.crop))  # a moderator's box fix shows in the crop too

@@ -69,7 +69,9 @@ def _embed_photos(photos, version, ident) -> dict[int, np.ndarray]:
         Embedding.objects.update_or_create(
             photo=photo,
             model_version=version,
-            defaults=embedding_fields(vector, local_features(ident, prepared), ident.familiarity(vector)),
+            defaults=embedding_fields(
+                vector, local_features(ident, prepared), ident.familiarity(vector, prepared.crop)
+            ),
         )
         vectors[photo.pk] = vector
     return vectors

@@ -114,3 +114,40 @@ def test_fit_match_calibration_from_validation_queries(tmp_path):
     assert p_same > 0.8 > 0.5 > p_stranger
     cal.save(tmp_path)
     assert C.MatchCalibration.load(tmp_path).to_dict() == cal.to_dict()
+
+
+def _few_pairs_with_chance_matches():
+    """4 re-sighted queries, no stranger: as a demo's held-out split (issue 10, second round). The true pairs
+    have 8-12 inliers, the hardest wrong individual 5-6 chance inliers: one block of 4 positives."""
+    per_query, truth = [], []
+    for q, (true_inl, wrong_inl) in enumerate([(12, 5), (11, 6), (8, 5), (8, 6)]):
+        t = f"w{q}"
+        per_query.append({"cos": {t: 0.8, "x": 0.7 - 0.02 * q}, "inl": {t: true_inl, "x": wrong_inl}})
+        truth.append(t)
+    return per_query, truth
+
+
+def test_few_pairs_give_a_conservative_inlier_calibration():
+    """Without shrinkage 8-12 inliers say P = 0.999 on the strength of 4 pairs; with PSEUDO_PAIRS they say
+    (4 + 4 * 0.5) / 8, and many pairs at the same rate barely move."""
+    per_query, truth = _few_pairs_with_chance_matches()
+    raw = C.fit_match_calibration(per_query, truth, pseudo_count=0)
+    cal = C.fit_match_calibration(per_query, truth)
+    assert raw.calibrators["inl"]([12])[0] > 0.99
+    assert cal.calibrators["inl"]([12])[0] == pytest.approx((4 + 4 * 0.5) / 8)
+    assert np.all(np.diff(cal.calibrators["inl"].ps) >= 0)  # still monotone after shrinking
+    assert cal.fused({"cos": [0.8], "inl": [12]})[0] < 0.8 < raw.fused({"cos": [0.8], "inl": [12]})[0]
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0, 1, 4000)
+    y = rng.uniform(0, 1, 4000) < s
+    assert np.allclose(C.IsotonicCalibrator.fit(s, y, C.PSEUDO_PAIRS)([0.1, 0.9]), [0.1, 0.9], atol=0.08)
+
+
+def test_without_stranger_queries_new_individual_must_be_beaten_by_more_than_every_mistake():
+    per_query, truth = _few_pairs_with_chance_matches()
+    cal = C.fit_match_calibration(per_query, truth)
+    wrong = [cal.fused({"cos": [s["cos"]["x"]], "inl": [s["inl"]["x"]]})[0] for s in per_query]
+    assert cal.info["new_threshold_from"] == "hardest_negative"
+    assert cal.new_threshold == pytest.approx(max(0.5, *wrong))
+    ranked = cal.rank(["x"], {"cos": [0.7], "inl": [6]})
+    assert ranked[0][0] == NEW_WHALE  # a chance match as good as the worst mistake seen: new individual first

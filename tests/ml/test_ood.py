@@ -69,3 +69,37 @@ def test_the_model_folder_round_trip_and_older_folders(tmp_path, fitted):
     (tmp_path / OOD_FILE).write_bytes(b"not an npz")
     with pytest.raises(ModelFolderError, match="OOD detector"):
         load_ood(tmp_path)
+
+
+def test_the_backbone_features_flag_a_photo_the_embedding_calls_familiar(tmp_path):
+    """Issue 10, second round: a trained head maps a real photo next to synthetic ones; the pooled backbone
+    features still see the shift, and the photo is flagged when either space says it is far."""
+    from ml.model_folder import load_ood
+
+    rng = np.random.default_rng(3)
+    centre, other = np.eye(16)[0], np.eye(16)[1]
+    emb_train, emb_val = cluster(rng, centre, 200), cluster(rng, centre, 50)
+    pool_train, pool_val = cluster(rng, centre, 200), cluster(rng, centre, 50)
+    d = OODDetector.fit(emb_train, emb_val, train_pooled=pool_train, val_pooled=pool_val)
+    assert d.uses_pooled and d.info["pooled"]["dim"] == 16
+    familiar_embedding = cluster(rng, centre, 10)
+    shifted = [d.check(e, p) for e, p in zip(familiar_embedding, cluster(rng, other, 10))]
+    assert all(f.flagged and f.score <= f.threshold * 1.5 and f.pooled_score > f.pooled_threshold for f in shifted)
+    assert sum(d.check(e).flagged for e in familiar_embedding) <= 1  # the embedding alone calls them familiar
+    fresh = [d.check(e, p) for e, p in zip(cluster(rng, centre, 100), cluster(rng, centre, 100))]
+    assert sum(f.flagged for f in fresh) <= 8  # ~1% per space by construction; a few by chance
+    d.save(tmp_path)
+    back = load_ood(tmp_path)
+    assert back.uses_pooled and back.pooled_threshold == pytest.approx(d.pooled_threshold)
+    assert back.check(familiar_embedding[0], cluster(rng, other, 1)[0]).flagged
+
+
+def test_an_ood_file_without_pooled_features_loads_and_checks_the_embedding(tmp_path, fitted):
+    detector, rng, centre = fitted
+    detector.save(tmp_path)
+    with np.load(tmp_path / OOD_FILE) as data:
+        assert "pooled_reference" not in data.files  # the format before the backbone check
+    back = OODDetector.load(tmp_path)
+    assert not back.uses_pooled
+    f = back.check(cluster(rng, centre, 1)[0], pooled=np.ones(16))  # pooled given but nothing to compare with
+    assert f.pooled_score is None and "pooled_score" not in f.to_dict()

@@ -72,6 +72,10 @@ def test_train_writes_calibration_that_the_identifier_loads(synth_small, tmp_pat
     assert ood["method"] == "knn" and ood["validation_photos"] >= 5 and ood["reference"] > 0
     familiar = ident.familiarity(ident.embed([crop])[0])
     assert familiar is not None and not familiar.flagged and familiar.threshold == pytest.approx(ident.ood.threshold)
+    # and in the backbone's pooled features (issue 10, second round): fitted, stored, and a training photo passes
+    assert ood["pooled"]["dim"] == ident.pooled([crop]).shape[1] and ident.ood.uses_pooled
+    both = ident.familiarity(ident.embed([crop])[0], crop)
+    assert both.pooled_score is not None and both.pooled_score <= both.pooled_threshold and not both.flagged
 
     # the same folder retrained without calibration drops the stale file: its P belonged to other weights
     result = train(
