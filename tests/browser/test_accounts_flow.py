@@ -131,7 +131,10 @@ def test_menu_is_reachable_by_keyboard_at_every_width(new_page, width):
     page.keyboard.press("Enter")
     expect(burger).to_have_attribute("aria-expanded", "true")
     expect(catalogue).to_be_visible()
+    page.keyboard.press("Tab")  # the menu opens on the header's search box, then its links
+    expect(page.locator("#site-search")).to_be_focused()
     page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the search button
     expect(catalogue).to_be_focused()
     page.keyboard.press("Escape")
     expect(burger).to_have_attribute("aria-expanded", "false")

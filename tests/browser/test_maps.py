@@ -56,7 +56,7 @@ def test_individual_page_map_shows_its_track(new_page, shots):
     assert d.count("L") == len(TRACK) - 1, d
     expect(track.locator("path.leaflet-interactive").first).to_be_visible()
     expect(page.locator("meta[property='og:image']")).to_have_count(1)
-    expect(page.locator(".timeline-photos figcaption").first).to_contain_text("© Bo Berg")  # the newest first
+    expect(page.locator(".timeline-photos figcaption").first).to_contain_text("Photo: Bo Berg")  # the newest first
     shots(page, "individual-1280")
 
     page.evaluate("document.getElementById('track-map').scrollIntoView()")
