@@ -33,8 +33,10 @@ def profile_of(user) -> Profile:
 def photo_credit(sighting) -> str:
     """Who a photo is credited to: the observer named on the sighting, else the uploader's credit line or
     display name; a deleted account's photos kept in the catalogue read "former contributor"."""
-    if sighting.observer_name:
-        return sighting.observer_name
+    from identification.research.common import display_name, not_an_email  # one rule for public names
+
+    if observer := not_an_email(sighting.observer_name):
+        return observer
     user = sighting.submitted_by
     if user is None:
         return FORMER_CONTRIBUTOR
@@ -44,6 +46,4 @@ def photo_credit(sighting) -> str:
         profile = None
     if profile and (profile.credit_line or profile.display_name):
         return profile.credit_line or profile.display_name
-    from identification.research.common import display_name  # a full name, never an e-mail address
-
     return display_name(user) or "a Whalesite contributor"

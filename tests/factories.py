@@ -134,3 +134,20 @@ def write_csv(path: Path, header, rows) -> None:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
+
+
+def sighting_form(species, /, **overrides) -> dict:
+    """The upload form's fields for one sighting (the tests' one definition), with ``overrides`` (which may
+    replace ``species`` too: ``species`` is positional-only)."""
+    data = {
+        "species": species.pk,
+        "observed_date": "2024-07-01",
+        "observed_time": "14:30",
+        "latitude": "66.05",
+        "longitude": "-17.35",
+        "place_name": "Skjálfandi",
+        "observer_name": "",
+        "notes": "",
+    }
+    data.update(overrides)
+    return data

@@ -14,21 +14,11 @@ import pytest
 from django.urls import reverse
 
 from submissions.models import Photo, Sighting
-from tests.factories import SpeciesFactory, upload
+from tests.factories import SpeciesFactory, sighting_form, upload
 
 from .corpus import KINDS, Kind, good_photo
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the upload commits and queues, as in production
-
-FORM = {
-    "observed_date": "2024-07-01",
-    "observed_time": "14:30",
-    "latitude": "66.05",
-    "longitude": "-17.35",
-    "place_name": "Skjálfandi",
-    "observer_name": "",
-    "notes": "",
-}
 
 
 def modes(kind: Kind) -> tuple[str, ...]:
@@ -68,7 +58,7 @@ def test_bad_input_is_named_and_loses_nothing(kind, mode, client, settings, medi
     species = SpeciesFactory()
     files = [upload(*f) for f in kind.files()]
     good = [upload(*good_photo())] if mode == "with_good" else []
-    data = {**FORM, "species": species.pk, **kind.fields, "photos": good + files}
+    data = sighting_form(species, **kind.fields, photos=good + files)
     before = stored(media_root)
 
     response = client.post(reverse("submissions:submit"), data, follow=True)

@@ -9,23 +9,9 @@ from django.urls import reverse
 from identification import jobs
 from submissions.models import Photo, Sighting
 from tests.conftest import wait_for
-from tests.factories import upload
+from tests.factories import sighting_form, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def form(species, photo):
-    return {
-        "species": species.pk,
-        "observed_date": "2024-07-01",
-        "observed_time": "14:30",
-        "latitude": "66.05",
-        "longitude": "-17.35",
-        "place_name": "Skjálfandi",
-        "observer_name": "",
-        "notes": "",
-        "photos": [photo],
-    }
 
 
 def test_upload_during_a_broker_outage_is_saved_told_and_processed_when_it_is_back(
@@ -36,7 +22,9 @@ def test_upload_during_a_broker_outage_is_saved_told_and_processed_when_it_is_ba
     data = next(iter(demo.held_out.values())).read_bytes()
     broker_proxy.stop()
 
-    page = client.post(reverse("submissions:submit"), form(demo.species, upload("fluke.jpg", data)), follow=True)
+    page = client.post(
+        reverse("submissions:submit"), sighting_form(demo.species, photos=[upload("fluke.jpg", data)]), follow=True
+    )
     assert page.status_code == 200
     html = page.content.decode()
     assert "received and saved" in html and "will be processed automatically" in html
@@ -49,7 +37,9 @@ def test_upload_during_a_broker_outage_is_saved_told_and_processed_when_it_is_ba
 
     # the watcher tries again with the same file: their own photo, not a catalogue duplicate
     sightings = Sighting.objects.count()
-    again = client.post(reverse("submissions:submit"), form(demo.species, upload("fluke.jpg", data)), follow=True)
+    again = client.post(
+        reverse("submissions:submit"), sighting_form(demo.species, photos=[upload("fluke.jpg", data)]), follow=True
+    )
     html = again.content.decode()
     assert "you sent this photo already; it is saved and will be processed" in html
     assert "already in our catalogue" not in html

@@ -11,22 +11,9 @@ from django.urls import reverse
 
 from submissions.models import Photo, Sighting
 from tests.conftest import wait_for
-from tests.factories import upload
+from tests.factories import sighting_form, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def form(species, photos):
-    return {
-        "species": species.pk,
-        "observed_date": "2024-07-01",
-        "observed_time": "14:30",
-        "latitude": "66.05",
-        "longitude": "-17.35",
-        "place_name": "Skjálfandi",
-        "notes": "",
-        "photos": photos,
-    }
 
 
 def test_database_dropped_mid_upload_gives_a_clear_page_leaves_no_file_and_the_retry_is_saved_once(
@@ -56,7 +43,7 @@ def test_database_dropped_mid_upload_gives_a_clear_page_leaves_no_file_and_the_r
 
     pre_save.connect(cut_on_second_photo, sender=Photo, weak=False)
     try:
-        page = client.post(reverse("submissions:submit"), form(demo.species, files()))
+        page = client.post(reverse("submissions:submit"), sighting_form(demo.species, photos=files()))
     finally:
         pre_save.disconnect(cut_on_second_photo, sender=Photo)
 
@@ -72,7 +59,7 @@ def test_database_dropped_mid_upload_gives_a_clear_page_leaves_no_file_and_the_r
     assert set(Sighting.objects.values_list("pk", flat=True)) == sightings_before
     assert Photo.objects.count() == photos_before
 
-    again = client.post(reverse("submissions:submit"), form(demo.species, files()), follow=True)
+    again = client.post(reverse("submissions:submit"), sighting_form(demo.species, photos=files()), follow=True)
     assert again.redirect_chain[-1][0] == reverse("submissions:my_sightings")
     assert "Thank you! 2 photos received and queued for identification." in again.content.decode()
     (sighting,) = Sighting.objects.exclude(pk__in=sightings_before)

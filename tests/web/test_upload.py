@@ -2,25 +2,10 @@ import pytest
 from django.urls import reverse
 
 from submissions.models import Photo, Sighting
-from tests.factories import jpeg_bytes, upload
+from tests.factories import jpeg_bytes, sighting_form, upload
 from tests.web.helpers import PhotoFactory, SpeciesFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def form_data(species, **overrides):
-    data = {
-        "species": species.pk,
-        "observed_date": "2024-07-01",
-        "observed_time": "14:30",
-        "latitude": "66.05",
-        "longitude": "-17.35",
-        "place_name": "Skjálfandi",
-        "observer_name": "",
-        "notes": "",
-    }
-    data.update(overrides)
-    return data
 
 
 def test_upload_form_renders(client, watcher):
@@ -51,7 +36,7 @@ def test_missing_fields_show_field_errors(client, watcher):
 
 def test_latitude_without_longitude(client, watcher):
     species = SpeciesFactory()
-    data = form_data(species, longitude="")
+    data = sighting_form(species, longitude="")
     data["photos"] = [upload("a.jpg", jpeg_bytes(seed=1))]
     response = client.post(reverse("submissions:submit"), data)
     assert response.status_code == 200
@@ -61,7 +46,7 @@ def test_latitude_without_longitude(client, watcher):
 
 def test_rejected_file_message_rendered(client, watcher):
     species = SpeciesFactory()
-    data = form_data(species)
+    data = sighting_form(species)
     data["photos"] = [upload("not-a-photo.jpg", b"hello, I am text, not a JPEG", content_type="image/jpeg")]
     response = client.post(reverse("submissions:submit"), data)
     assert response.status_code == 200
@@ -74,7 +59,7 @@ def test_rejected_file_message_rendered(client, watcher):
 def test_good_upload_redirects_with_per_file_results(client, watcher):
     species = SpeciesFactory()
     existing = PhotoFactory(sha256=__import__("hashlib").sha256(jpeg_bytes(seed=3)).hexdigest())
-    data = form_data(species)
+    data = sighting_form(species)
     data["photos"] = [
         upload("good.jpg", jpeg_bytes(seed=2)),
         upload("again.jpg", jpeg_bytes(seed=3)),
@@ -97,7 +82,7 @@ def test_good_upload_redirects_with_per_file_results(client, watcher):
 @pytest.mark.parametrize("day", ["0001-01-01", "1825-12-31", "1899-12-31", "1949-12-31"])
 def test_dates_before_photography_or_the_floor_are_refused(client, watcher, day):
     species = SpeciesFactory()
-    data = form_data(species, observed_date=day)
+    data = sighting_form(species, observed_date=day)
     data["photos"] = [upload("a.jpg", jpeg_bytes(seed=21))]
     response = client.post(reverse("submissions:submit"), data)
     assert response.status_code == 200
@@ -110,10 +95,10 @@ def test_the_date_floor_is_a_setting_but_never_before_photography(client, watche
 
     settings.SIGHTING_DATE_FLOOR = datetime.date(1, 1, 1)
     species = SpeciesFactory()
-    data = form_data(species, observed_date="1825-12-31")
+    data = sighting_form(species, observed_date="1825-12-31")
     data["photos"] = [upload("a.jpg", jpeg_bytes(seed=22))]
     assert "can&#x27;t be before 01 January 1826" in client.post(reverse("submissions:submit"), data).content.decode()
-    data = form_data(species, observed_date="1930-06-01")
+    data = sighting_form(species, observed_date="1930-06-01")
     data["photos"] = [upload("a.jpg", jpeg_bytes(seed=22))]
     response = client.post(reverse("submissions:submit"), data)
     assert response.status_code == 302 and Sighting.objects.count() == 1
@@ -123,7 +108,7 @@ def test_an_upload_over_the_request_cap_is_refused_before_it_is_read_and_the_cap
     species = SpeciesFactory()
     assert "25 MB each, 100 MB per upload" in client.get(reverse("submissions:submit")).content.decode()
     settings.MAX_REQUEST_BYTES = 1024 * 1024
-    data = form_data(species)
+    data = sighting_form(species)
     data["photos"] = [upload(f"{i}.jpg", jpeg_bytes(seed=30 + i) + b"\0" * 600_000) for i in range(2)]
     response = client.post(reverse("submissions:submit"), data)
     assert response.status_code == 413
@@ -133,7 +118,7 @@ def test_an_upload_over_the_request_cap_is_refused_before_it_is_read_and_the_cap
 
 def test_notes_over_the_field_limit_are_cut_with_a_message_and_the_photos_kept(client, watcher):
     species = SpeciesFactory()
-    data = form_data(species, notes="n" * (26 * 1024 * 1024))  # over the old 25 MB field limit (bare HTTP 400)
+    data = sighting_form(species, notes="n" * (26 * 1024 * 1024))  # over the old 25 MB field limit (bare HTTP 400)
     data["photos"] = [upload("a.jpg", jpeg_bytes(seed=51))]
     response = client.post(reverse("submissions:submit"), data, follow=True)
     assert response.status_code == 200
@@ -144,7 +129,7 @@ def test_notes_over_the_field_limit_are_cut_with_a_message_and_the_photos_kept(c
 
 def test_too_many_photos(client, watcher, settings):
     species = SpeciesFactory()
-    data = form_data(species)
+    data = sighting_form(species)
     data["photos"] = [upload(f"{i}.jpg", b"x") for i in range(settings.MAX_PHOTOS_PER_SIGHTING + 1)]
     response = client.post(reverse("submissions:submit"), data)
     assert response.status_code == 200
