@@ -8,11 +8,15 @@ from django.db import models
 from django.utils import timezone
 
 from ml.metrics import DEFAULT_NEW_THRESHOLD  # the new-whale threshold before a run tunes one
+from ml.profiles import PROFILES
+
+PROFILE_CHOICES = [(key, profile.label) for key, profile in PROFILES.items()]
 
 
 class Species(models.Model):
-    # The one species with a catalogue and a model today: photos of any other species are never
-    # matched against it (issue 12 item 4) until species profiles exist.
+    """A species and the body part it is identified by (``profile``, an ``ml.profiles`` key). Each species with a
+    profile has its own catalogue, gallery and model; photos are only ever matched within their species."""
+
     HUMPBACK_CODE = "HW"
 
     common_name = models.CharField(max_length=100, unique=True)
@@ -22,6 +26,13 @@ class Species(models.Model):
         max_length=100,
         blank=True,
         help_text="WoRMS LSID, e.g. urn:lsid:marinespecies.org:taxname:137092 (Darwin Core scientificNameID)",
+    )
+    profile = models.CharField(
+        max_length=32,
+        blank=True,
+        choices=PROFILE_CHOICES,
+        help_text="The species profile (crop, flip policy, matchers) its photos are identified with; "
+        "empty: photos are kept for review but never matched",
     )
 
     class Meta:
@@ -93,6 +104,9 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     gallery_ready = models.BooleanField(default=False, help_text="Gallery embeddings exist for this version")
+    # the species whose catalogue this version identifies (one active version per species); null only for
+    # rows written before species profiles, which migration 0015 gave the humpback
+    species = models.ForeignKey(Species, on_delete=models.PROTECT, null=True, blank=True, related_name="model_versions")
 
     objects = ModelVersionQuerySet.as_manager()
 
@@ -100,7 +114,9 @@ class ModelVersion(models.Model):
         ordering = ["-created_at"]
         permissions = [("manage_models", "Can start training runs and promote model versions")]
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model")
+            models.UniqueConstraint(
+                fields=["species"], condition=models.Q(is_active=True), name="one_active_model_per_species"
+            )
         ]
 
     def __str__(self) -> str:
@@ -304,6 +320,8 @@ class TrainingRun(models.Model):
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     options = models.JSONField(default=dict, help_text="epochs, arch, image_size, fine_tune")
+    # the species whose model it trains (null: written before profiles; the humpback's)
+    species = models.ForeignKey(Species, on_delete=models.PROTECT, null=True, blank=True, related_name="training_runs")
     progress = models.JSONField(default=dict, help_text="Latest TrainProgress: epoch, step, loss, val_map5, eta")
     log = models.TextField(blank=True)
     metrics = models.JSONField(default=dict)
@@ -346,6 +364,8 @@ class HoldoutSet(models.Model):
 
     items = models.JSONField(default=list)
     seed = models.IntegerField(default=0)
+    # each species' models are scored on its own frozen holdout (null: written before profiles; the humpback's)
+    species = models.ForeignKey(Species, on_delete=models.PROTECT, null=True, blank=True, related_name="holdouts")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -219,6 +219,17 @@ class Photo(models.Model):
     PENDING_STATUSES = (Status.UPLOADED, Status.PROCESSING)
 
     sighting = models.ForeignKey(Sighting, on_delete=models.CASCADE, related_name="photos")
+    # The species this photo is identified within (its profile's gallery and model): chosen per photo by the
+    # watcher (prefilled from the species classifier) and correctable at review, so one sighting can hold a
+    # fluke and a fin. Null: unknown species, which goes to review and is never matched.
+    species = models.ForeignKey(
+        "identification.Species", on_delete=models.PROTECT, null=True, blank=True, related_name="photos"
+    )
+    # what the species classifier (ml.species) said, kept beside the choice so review can show both
+    suggested_species = models.ForeignKey(
+        "identification.Species", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    species_confidence = models.FloatField(null=True, blank=True)
     image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
     crop = models.ImageField(upload_to=crop_upload_to, blank=True)
     original_filename = models.CharField(max_length=255, blank=True)

@@ -1,0 +1,151 @@
+"""Species profiles: one per identifiable body part, stated once (importable without torch).
+
+A profile says how photos of one body part of one species become network inputs and which matchers apply:
+the crop (aspect ratio and margins around the box), whether a horizontal mirror shows the same animal, a new
+identity or must never be made, the augmentation ranges, the localizer, and the matchers. ``ml`` (crop,
+training, identification), the site's pipeline and its review page read them from here.
+
+Whalesite identifies individuals *within* a profile: each has its own gallery and its own model, so a
+dorsal fin is never cropped at a fluke's 2.09 aspect nor ranked against humpbacks.
+
+- ``humpback_fluke`` is seed 000 (the ResNet50 humpback study) unchanged: the margins and 2.09 aspect of
+  ``ml.preprocess``, no flip, rotation 20 degrees, zoom and shift 20 %, the fluke localizer (seed 003).
+- ``dolphin_fin``: dorsal fins are not symmetric, so a mirror is never the same fin (seed 002: no horizontal
+  flip for fins, small rotations only, no random crops).
+- ``right_whale_head``: aerial photos of the callosity pattern, already cut and turned to a square by a head
+  detector (``../shared/real-data/right-whales``); the photo is the crop.
+- ``seal_face``: face chips (SealNet); the photo is the crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "Augmentation",
+    "Crop",
+    "Mirror",
+    "SpeciesProfile",
+    "get_profile",
+    "profile_for_species",
+]
+
+
+class Mirror(StrEnum):
+    """What a horizontally mirrored photo is."""
+
+    NEVER = "never"  # never mirror: neither augmentation nor an extra identity (today's humpback recipe)
+    SAME = "same"  # the same animal: a random flip is a valid augmentation
+    NEW_ID = "new_id"  # another identity: mirrored copies may train as extra individuals (``<id>_flip``)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The region around a box that becomes the network input (see ``ml.preprocess.expand_box``)."""
+
+    aspect: float  # width / height of the cropped region before it is mapped onto the square input
+    margin_left: float = 0.10  # fractions of the box's width / height added on each side (seed 000)
+    margin_right: float = 0.15
+    margin_top: float = 0.10
+    margin_bottom: float = 0.10
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Geometric augmentation ranges for ``ml.preprocess.TrainTransform`` (seed 000's by default)."""
+
+    rotation: float = 20.0  # degrees, +-
+    zoom: float = 0.2  # 1 +- zoom
+    shift: float = 0.2  # of width / height, +-
+
+
+@dataclass(frozen=True)
+class SpeciesProfile:
+    key: str  # stable id stored in model folders and the site's database
+    label: str  # what people read: "Humpback whale fluke"
+    common_name: str
+    scientific_name: str  # Darwin Core scientificName
+    catalogue_prefix: str  # catalogue ids read <prefix>-0001
+    body_part: str
+    crop: Crop
+    mirror: Mirror
+    augmentation: Augmentation
+    localizer: str  # "fluke": the trained box localizer (seed 003); "full_frame": the photo is the crop
+    matchers: tuple[str, ...]  # "embedding" and/or "local_features" (RootSIFT re-ranking)
+
+
+HUMPBACK_FLUKE = SpeciesProfile(
+    key="humpback_fluke",
+    label="Humpback whale fluke",
+    common_name="Humpback whale",
+    scientific_name="Megaptera novaeangliae",
+    catalogue_prefix="HW",
+    body_part="fluke (ventral side)",
+    crop=Crop(aspect=2.09),
+    mirror=Mirror.NEVER,
+    augmentation=Augmentation(),
+    localizer="fluke",
+    matchers=("embedding", "local_features"),
+)
+DOLPHIN_FIN = SpeciesProfile(
+    key="dolphin_fin",
+    label="Bottlenose dolphin dorsal fin",
+    common_name="Common bottlenose dolphin",
+    scientific_name="Tursiops truncatus",
+    catalogue_prefix="TT",
+    body_part="dorsal fin (left or right side)",
+    crop=Crop(aspect=1.5, margin_left=0.10, margin_right=0.10, margin_top=0.10, margin_bottom=0.05),
+    mirror=Mirror.NEVER,
+    augmentation=Augmentation(rotation=8.0, zoom=0.1, shift=0.1),
+    localizer="full_frame",
+    matchers=("embedding", "local_features"),
+)
+RIGHT_WHALE_HEAD = SpeciesProfile(
+    key="right_whale_head",
+    label="Right whale head (aerial)",
+    common_name="North Atlantic right whale",
+    scientific_name="Eubalaena glacialis",
+    catalogue_prefix="EG",
+    body_part="head, callosity pattern from above",
+    crop=Crop(aspect=1.0, margin_left=0.0, margin_right=0.0, margin_top=0.0, margin_bottom=0.0),
+    mirror=Mirror.NEW_ID,
+    augmentation=Augmentation(rotation=15.0, zoom=0.15, shift=0.1),
+    localizer="full_frame",
+    matchers=("embedding", "local_features"),
+)
+SEAL_FACE = SpeciesProfile(
+    key="seal_face",
+    label="Harbour seal face",
+    common_name="Harbour seal",
+    scientific_name="Phoca vitulina",
+    catalogue_prefix="PV",
+    body_part="face",
+    crop=Crop(aspect=1.0, margin_left=0.0, margin_right=0.0, margin_top=0.0, margin_bottom=0.0),
+    mirror=Mirror.NEVER,
+    augmentation=Augmentation(rotation=10.0, zoom=0.1, shift=0.1),
+    localizer="full_frame",
+    matchers=("embedding", "local_features"),
+)
+
+PROFILES: dict[str, SpeciesProfile] = {p.key: p for p in (HUMPBACK_FLUKE, DOLPHIN_FIN, RIGHT_WHALE_HEAD, SEAL_FACE)}
+DEFAULT_PROFILE = HUMPBACK_FLUKE  # a model folder written before profiles existed is a humpback fluke model
+
+
+def get_profile(key: str | None) -> SpeciesProfile:
+    """The profile named ``key`` (``None`` or empty: the humpback fluke, as every model before profiles);
+    ``ValueError`` naming the known keys for anything else."""
+    if not key:
+        return DEFAULT_PROFILE
+    try:
+        return PROFILES[key]
+    except KeyError:
+        raise ValueError(f"unknown species profile {key!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+def profile_for_species(scientific_name: str) -> SpeciesProfile | None:
+    """The profile of a species by its scientific name, or None when no profile identifies it."""
+    wanted = scientific_name.strip().lower()
+    return next((p for p in PROFILES.values() if p.scientific_name.lower() == wanted), None)
