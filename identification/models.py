@@ -13,6 +13,12 @@ from ml.profiles import PROFILES
 PROFILE_CHOICES = [(key, profile.label) for key, profile in PROFILES.items()]
 
 
+class SpeciesQuerySet(models.QuerySet):
+    def identifiable(self):
+        """Species with a profile: their photos are matched within their own catalogue."""
+        return self.exclude(profile="")
+
+
 class Species(models.Model):
     """A species and the body part it is identified by (``profile``, an ``ml.profiles`` key). Each species with a
     profile has its own catalogue, gallery and model; photos are only ever matched within their species."""
@@ -34,6 +40,8 @@ class Species(models.Model):
         help_text="The species profile (crop, flip policy, matchers) its photos are identified with; "
         "empty: photos are kept for review but never matched",
     )
+
+    objects = SpeciesQuerySet.as_manager()
 
     class Meta:
         ordering = ["common_name"]
@@ -74,6 +82,14 @@ class Individual(models.Model):
 class ModelVersionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(is_active=True)
+
+    def of_species(self, species):
+        """The versions that identify ``species`` (a ``Species`` or its pk); each species has its own models."""
+        return self.filter(species=species)
+
+    def active_for(self, species):
+        """The one active version of ``species`` (a queryset: ``.first()`` is None when it has no model yet)."""
+        return self.filter(is_active=True, species=species)
 
 
 RECIPE_FIELDS = (
