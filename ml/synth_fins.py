@@ -237,7 +237,9 @@ def _tone(rng: np.random.Generator, o: _Outline, alpha: np.ndarray, fin: np.ndar
     albedo *= 1 + soft * rng.uniform(0.05, 0.25) * np.clip(0.5 - u, -0.6, 0.6)  # the rounder leading side is lit
     lead_band = _blur(np.clip(fin - np.roll(fin, 6, axis=1), 0, 1), 3)  # a sheen just inside the leading edge
     albedo = albedo + rng.uniform(0.02, 0.07) * lead_band
-    albedo *= 1 + 0.06 * smooth_noise(rng, (H, W), (12, 20))
+    back_line = o.back_y(np.arange(W) + 0.5)[None, :]
+    albedo = albedo + rng.uniform(0.02, 0.08) * (1 - soft) * np.exp(-np.clip(ys - back_line, 0, None) / 8)  # wet sheen
+    albedo *= 1 + 0.06 * smooth_noise(rng, (H, W), (12, 20)) + 0.025 * smooth_noise(rng, (H, W), (60, 100))
     return albedo.astype(np.float32)
 
 
