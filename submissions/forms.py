@@ -136,9 +136,10 @@ class SightingForm(forms.Form):
         help_text="How researchers may reuse your photos; CC BY-NC photos stay out of open data sets.",
     )
     photos = MultipleFileField(
-        label="Fluke photos",
+        label="Photos",
         widget=MultipleFileInput(attrs={"accept": ACCEPT_TYPES}),
-        help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP, TIFF or HEIC).",
+        help_text="1–20 photos of a fluke's underside or a dorsal fin (JPEG, PNG, WebP, TIFF or HEIC); "
+        "each photo's species can be set below it.",
     )
 
     def __init__(self, *args, user=None, **kwargs):

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from identification import pipeline
 from identification.management.commands.seed_demo import DEMO_PASSWORD
-from identification.models import Embedding, Individual, ModelVersion, TrainingExample, TrainingRun
+from identification.models import Embedding, Individual, ModelVersion, Species, TrainingExample, TrainingRun
 from identification.pipeline import cache
 from submissions.models import Photo
 
@@ -56,7 +56,14 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     assert moderator.has_perm("submissions.review_photo") and not moderator.has_perm("identification.manage_models")
     assert not User.objects.get(email="watcher@example.org").has_perm("submissions.review_photo")
 
-    files = sorted(uploads.iterdir())
+    assert set(gallery.values_list("species__code", flat=True)) == {"HW"}  # each photo's own species
+    assert dict(Species.objects.exclude(profile="").values_list("code", "profile")) == {
+        "HW": "humpback_fluke",
+        "TT": "dolphin_fin",
+    }
+    fins = sorted(uploads.glob("demo-fin-*.jpg"))  # synthetic fins, to try the per-photo species with
+    assert len(fins) == 6 and all(f.stat().st_size > 1000 for f in fins)
+    files = sorted(set(uploads.iterdir()) - set(fins))
     assert len(files) == 6 + 2 * 2  # one held-out photo of each known whale, two of each of two new whales
     assert sum("-new" in f.name for f in files) == 4
     assert all(f.stat().st_size > 1000 for f in files)

@@ -1,8 +1,9 @@
 """``python manage.py seed_demo``: a working demo from nothing.
 
-Species, synthetic flukes (``ml.synth``) stored as confirmed gallery photos, a small trained
-model registered as the active version with its gallery embedded, demo users with their roles,
-and held-out photos in ``var/demo/uploads/`` to try an upload with.
+Species (with their ``ml.profiles`` keys), synthetic flukes (``ml.synth``) stored as confirmed gallery photos,
+a small trained model registered as the active version with its gallery embedded, demo users with their
+roles, a species classifier trained on synthetic flukes and fins (``ml.synth_fins``) for the upload form's
+per-photo suggestion, and held-out photos in ``var/demo/uploads/`` to try an upload with (flukes and fins).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from ml import presets
 from ml.data import read_boxes_csv, read_labels_csv
 from ml.images import compute_hashes, load_image
 from ml.synth import generate_dataset
+from ml.synth_fins import generate_fin_dataset
 from submissions.models import Photo, Sighting
+from submissions.species_guess import classifier_dir
 from whalesite.celery import ensure_broker_folders
 
 DEMO_PASSWORD = "whales-demo"
@@ -40,12 +43,17 @@ DEMO_USERS = [
     ("moderator@example.org", "moderator"),
     ("watcher@example.org", "watcher"),
 ]
-SPECIES = [
-    ("Humpback whale", "Megaptera novaeangliae", "HW"),
-    ("Southern right whale", "Eubalaena australis", "SRW"),
-    ("Sperm whale", "Physeter macrocephalus", "SPW"),
+SPECIES = [  # (common name, scientific name, code = catalogue prefix, ml.profiles key: "" = not identified)
+    ("Humpback whale", "Megaptera novaeangliae", "HW", "humpback_fluke"),
+    ("Common bottlenose dolphin", "Tursiops truncatus", "TT", "dolphin_fin"),
+    ("Southern right whale", "Eubalaena australis", "SRW", ""),
+    ("Sperm whale", "Physeter macrocephalus", "SPW", ""),
 ]
-WORMS_LSIDS = {"Megaptera novaeangliae": "urn:lsid:marinespecies.org:taxname:137092"}  # only those checked
+WORMS_LSIDS = {  # only those checked
+    "Megaptera novaeangliae": "urn:lsid:marinespecies.org:taxname:137092",
+    "Tursiops truncatus": "urn:lsid:marinespecies.org:taxname:137111",
+}
+GENERATORS = {"humpback_fluke": generate_dataset, "dolphin_fin": generate_fin_dataset}  # synthetic photos
 PLACES = [
     ("Hervey Bay", -25.0, 152.9),
     ("Monterey Bay", 36.8, -121.9),
@@ -87,7 +95,7 @@ def build_gallery(
     Returns (individual objects, list of held-out (path, catalogue id or "new")).
     """
     species = species or Species.objects.get(code="HW")
-    generate_dataset(
+    GENERATORS[species.profile or "humpback_fluke"](
         str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed, progress=False
     )
     labels = read_labels_csv(out_dir / "train.csv")
@@ -123,6 +131,7 @@ def build_gallery(
             width, height = load_image(data, min_side=1).size
             photo = Photo(
                 sighting=sighting,
+                species=species,
                 original_filename=image,
                 sha256=hashes.sha256,
                 phash=hashes.phash,
@@ -208,6 +217,54 @@ def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer
     return config, train(config, progress=progress), snapshot
 
 
+DEMO_FINS = 6  # synthetic dolphin fins written to the uploads folder, to try the per-photo species with
+
+
+def fin_photos(out_dir: Path, *, individuals: int, photos: int, seed: int, uploads_dir: Path | None) -> list[Path]:
+    """Synthetic bottlenose dolphin fins (``ml.synth_fins``, never real photos): the species classifier's fins,
+    and a few copied to ``uploads_dir`` as ``demo-fin-NN.jpg`` to try an upload of a fluke and a fin with."""
+    generate_fin_dataset(str(out_dir), individuals=individuals, photos=photos, seed=seed, progress=False)
+    images = sorted((out_dir / "images").glob("*.jpg"))
+    if uploads_dir is not None:
+        uploads_dir.mkdir(parents=True, exist_ok=True)
+        for k, path in enumerate(images[:: max(1, len(images) // DEMO_FINS)][:DEMO_FINS]):
+            shutil.copyfile(path, uploads_dir / f"demo-fin-{k + 1:02d}{path.suffix}")
+    return images
+
+
+def train_species_demo(flukes: list[Path], fins: list[Path], stdout) -> None:
+    """The upload form's species classifier (``ml.species``), trained on synthetic flukes and fins only, into
+    the folder the form reads (``submissions.species_guess.classifier_dir``)."""
+    try:
+        from ml.species import train_species_classifier  # loads torch
+    except ImportError:
+        stdout.write("No species classifier (ml.species is not installed): uploads take the sighting's species.")
+        return
+    out = classifier_dir()
+    t0 = time.monotonic()
+    report = train_species_classifier({"humpback_fluke": flukes, "dolphin_fin": fins}, out)
+    stdout.write(f"Species classifier in {out} ({time.monotonic() - t0:.1f}s): {report}")
+
+
+def seed_species() -> dict[str, Species]:
+    """The demo's species by code; an existing species without a profile gets the demo's."""
+    species = {}
+    for common, scientific, code, profile in SPECIES:
+        species[code], _ = Species.objects.get_or_create(
+            code=code,
+            defaults={
+                "common_name": common,
+                "scientific_name": scientific,
+                "scientific_name_id": WORMS_LSIDS.get(scientific, ""),
+                "profile": profile,
+            },
+        )
+        if profile and not species[code].profile:
+            Species.objects.filter(pk=species[code].pk).update(profile=profile)
+            species[code].profile = profile
+    return species
+
+
 class Command(BaseCommand):
     help = "Seed a demo: species, synthetic whales, a trained active model, demo users and photos to upload."
 
@@ -238,16 +295,7 @@ class Command(BaseCommand):
             o.update(individuals=6, photos=3, image_size=64, epochs=1, localizer_epochs=2, arch="resnet18")
         if o["individuals"] < 2 or o["photos"] < 1:
             raise CommandError("--individuals must be at least 2 and --photos at least 1")
-        species = {}
-        for common, scientific, code in SPECIES:
-            species[code], _ = Species.objects.get_or_create(
-                code=code,
-                defaults={
-                    "common_name": common,
-                    "scientific_name": scientific,
-                    "scientific_name_id": WORMS_LSIDS.get(scientific, ""),
-                },
-            )
+        species = seed_species()
         self.stdout.write("Demo users:")
         users = create_demo_users(self.stdout)
         if Individual.objects.filter(species=species["HW"]).exists() and ModelVersion.objects.active().exists():
@@ -257,9 +305,16 @@ class Command(BaseCommand):
         uploads = Path(o["uploads_dir"]) if o["uploads_dir"] else Path(settings.VAR_DIR) / "demo" / "uploads"
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="whalesite-synth-") as tmp:
+            fins = fin_photos(
+                Path(tmp) / "fins",
+                individuals=max(4, o["individuals"] // 4),
+                photos=o["photos"],
+                seed=o["seed"],
+                uploads_dir=uploads,
+            )
             with transaction.atomic():
                 individuals, held_out = build_gallery(
-                    Path(tmp),
+                    Path(tmp) / "flukes",
                     individuals=o["individuals"],
                     photos=o["photos"],
                     seed=o["seed"],
@@ -267,6 +322,7 @@ class Command(BaseCommand):
                     species=species["HW"],
                     uploads_dir=uploads,
                 )
+            train_species_demo(sorted((Path(tmp) / "flukes" / "images").glob("*.jpg")), fins, self.stdout)
         self.stdout.write(
             f"Created {len(individuals)} individuals with {o['photos']} photos each "
             f"({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}"
