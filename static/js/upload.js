@@ -71,7 +71,9 @@
 
   function suggestionText(d) {
     if (!d) return "Suggested: checking…";
-    if (d.error) return "Suggested: none (" + d.error + ")";
+    if (d.later) return "Suggested when you submit";  // the server classifies every photo it keeps
+    if (d.available === false) return "No suggestion: same as the sighting";  // services.photo_species
+    if (d.error) return "No suggestion: " + d.error;
     if (d.species) return "Suggested: " + d.label + " (" + pct(d.probability) + ")";
     return "Suggested: unknown species" + (d.best ? " (best guess " + d.best.label + ", " + pct(d.probability) + ")" : "");
   }
@@ -100,14 +102,17 @@
       headers: { "X-CSRFToken": form.elements.csrfmiddlewaretoken.value }
     }).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (d) {
-        return r.ok ? d : { error: d.error || "it will be checked when you submit" };
+        return r.ok ? d : { error: d.error || "", later: r.status !== 400 };
       });
-    }).then(function (d) {
-      item.suggestion = d;
-      var opt = item.select && item.select.querySelector('option[value="suggested"]');
-      if (opt) opt.textContent = suggestionText(d);
-      if (item.select) item.select.dataset.suggested = d.species || "";
-    }).catch(function () {});
+    }).then(function (d) { show(item, d); }).catch(function () { show(item, { later: true }); });
+  }
+
+  function show(item, d) {
+    item.suggestion = d;
+    if (!item.select) return;
+    var opt = item.select.querySelector('option[value="suggested"]');
+    if (opt) opt.textContent = suggestionText(d);
+    item.select.dataset.suggested = d.species || "";
   }
 
   function remove(i) {
