@@ -5,7 +5,9 @@ folder (the site's state until one is trained): the form then has no suggestion 
 import pytest
 from django.urls import reverse
 
+from submissions import services
 from submissions.models import Photo
+from submissions.species_guess import Suggestion
 from tests.factories import jpeg_bytes, sighting_form, upload
 from tests.web.helpers import SpeciesFactory
 
@@ -108,3 +110,79 @@ def test_species_endpoint_is_rate_limited_per_user(client, watcher, settings):
         assert client.post(url, {"photo": upload("a.jpg", jpeg_bytes())}).status_code == 200
     response = client.post(url, {"photo": upload("a.jpg", jpeg_bytes())})
     assert response.status_code == 429 and int(response["Retry-After"]) > 0 and "species" in response.json()["error"]
+
+
+def test_a_photo_left_on_an_unsure_suggestion_is_unknown_species(two_species):
+    """Below the classifier's threshold its species is None: the photo goes to review as unknown species,
+    never into the humpback gallery because the sighting said humpback."""
+    humpback, dolphin = two_species
+    unsure = Suggestion(species=None, best=humpback, probability=0.41)
+    sure = Suggestion(species=dolphin, best=dolphin, probability=0.97)
+    assert services.photo_species(services.SUGGESTED, unsure, humpback) is None
+    assert services.photo_species(services.SUGGESTED, sure, humpback) == dolphin
+    assert services.photo_species(humpback, sure, dolphin) == humpback  # the watcher's correction wins
+    assert services.photo_species(services.UNKNOWN, sure, humpback) is None
+    assert services.photo_species(None, sure, humpback) == humpback  # no select: the sighting's
+    assert unsure.as_json() == {
+        "species": None,
+        "species_id": None,
+        "label": "Unknown species",
+        "probability": 0.41,
+        "best": {"species": "HW", "label": "Humpback whale"},
+    }
+
+
+# ------------------------------------------------------------------ with a real species classifier (ml.species)
+
+
+@pytest.fixture
+def classifier(tmp_path, settings, two_species):
+    ml_species = pytest.importorskip("ml.species", reason="ml.species (branch species) not merged yet")
+    from ml.synth import generate_dataset
+    from ml.synth_fins import generate_fin_dataset
+
+    generate_dataset(str(tmp_path / "flukes"), individuals=4, photos=4, seed=1, progress=False)
+    generate_fin_dataset(str(tmp_path / "fins"), individuals=4, photos=4, seed=2, progress=False)
+    data = {
+        "humpback_fluke": sorted((tmp_path / "flukes" / "images").glob("*.jpg")),
+        "dolphin_fin": sorted((tmp_path / "fins" / "images").glob("*.jpg")),
+    }
+    ml_species.train_species_classifier(data, tmp_path / "species")
+    settings.SPECIES_CLASSIFIER_DIR = str(tmp_path / "species")
+    return ml_species.SpeciesClassifier.load(tmp_path / "species"), data
+
+
+def _expected(model, data: bytes, two_species):
+    from ml.images import load_image
+
+    guess = model.predict(load_image(data))
+    by_profile = {s.profile: s for s in two_species}
+    best = max(guess.probabilities, key=guess.probabilities.get)
+    return by_profile.get(guess.profile), by_profile[best], guess.probabilities[best]
+
+
+def test_endpoint_answers_what_the_classifier_says(client, watcher, classifier, two_species):
+    model, data = classifier
+    for path in (data["humpback_fluke"][0], data["dolphin_fin"][0]):
+        species, best, probability = _expected(model, path.read_bytes(), two_species)
+        answer = client.post(reverse("submissions:species"), {"photo": upload(path.name, path.read_bytes())}).json()
+        assert answer["available"] is True
+        assert answer["species"] == (species.code if species else None)
+        assert answer["best"]["species"] == best.code and answer["probability"] == pytest.approx(probability, abs=1e-3)
+    assert 'data-species-url="' in client.get(reverse("submissions:submit")).content.decode()
+
+
+def test_upload_stores_the_choice_beside_the_suggestion(client, watcher, classifier, two_species):
+    model, data = classifier
+    humpback, dolphin = two_species
+    fluke, fin = data["humpback_fluke"][1], data["dolphin_fin"][1]
+    photos = [upload("fluke.jpg", fluke.read_bytes()), upload("fin.jpg", fin.read_bytes())]
+    assert _post(client, humpback, photos, ["suggested", str(humpback.pk)]).status_code == 302
+    stored = {p.original_filename: p for p in Photo.objects.all()}
+    species, best, probability = _expected(model, fluke.read_bytes(), two_species)
+    assert stored["fluke.jpg"].species == species  # left on the suggestion (None when unsure)
+    assert stored["fluke.jpg"].suggested_species == best
+    assert stored["fluke.jpg"].species_confidence == pytest.approx(probability, abs=1e-6)
+    _, fin_best, _ = _expected(model, fin.read_bytes(), two_species)
+    assert stored["fin.jpg"].species == humpback  # the watcher's choice, whatever the classifier said
+    assert stored["fin.jpg"].suggested_species == fin_best
