@@ -89,10 +89,15 @@ def build_gallery(
     species=None,
     uploads_dir: Path | None = None,
     image_size: int | None = None,
+    uploads_prefix: str = "demo",
+    example_status: str = TrainingExample.Status.USED,
 ):
-    """Generate synthetic flukes and store them as confirmed gallery photos.
+    """Generate synthetic photos of ``species`` (flukes, or fins for a ``dolphin_fin`` species) and store them
+    as confirmed gallery photos of its catalogue (ids with its code: HW-0001, TT-0001).
 
-    Returns (individual objects, list of held-out (path, catalogue id or "new")).
+    Each photo is a training example (``example_status``: used, as the demo's first model trains on them
+    at once; queued for a catalogue whose model is trained later). Returns (individual objects, list of
+    held-out (path, catalogue id or "new")).
     """
     species = species or Species.objects.get(code="HW")
     GENERATORS[species.profile or "humpback_fluke"](
@@ -144,7 +149,7 @@ def build_gallery(
             if image in boxes:
                 photo.set_box(boxes[image], Photo.BoxSource.GIVEN, confidence=1.0, flagged=False)
             photo.save()
-            TrainingExample.objects.create(photo=photo, individual=individual, status=TrainingExample.Status.USED)
+            TrainingExample.objects.create(photo=photo, individual=individual, status=example_status)
         for image in rest:
             held_out.append((out_dir / "images" / image, individual.catalogue_id))
     for label in new:
@@ -153,7 +158,7 @@ def build_gallery(
     if uploads_dir is not None:
         uploads_dir.mkdir(parents=True, exist_ok=True)
         for k, (path, who) in enumerate(held_out):
-            shutil.copyfile(path, uploads_dir / f"demo-{k + 1:02d}-{who}{path.suffix}")
+            shutil.copyfile(path, uploads_dir / f"{uploads_prefix}-{k + 1:02d}-{who}{path.suffix}")
     return created, held_out
 
 
@@ -217,21 +222,6 @@ def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer
     return config, train(config, progress=progress), snapshot
 
 
-DEMO_FINS = 6  # synthetic dolphin fins written to the uploads folder, to try the per-photo species with
-
-
-def fin_photos(out_dir: Path, *, individuals: int, photos: int, seed: int, uploads_dir: Path | None) -> list[Path]:
-    """Synthetic bottlenose dolphin fins (``ml.synth_fins``, never real photos): the species classifier's fins,
-    and a few copied to ``uploads_dir`` as ``demo-fin-NN.jpg`` to try an upload of a fluke and a fin with."""
-    generate_fin_dataset(str(out_dir), individuals=individuals, photos=photos, seed=seed, progress=False)
-    images = sorted((out_dir / "images").glob("*.jpg"))
-    if uploads_dir is not None:
-        uploads_dir.mkdir(parents=True, exist_ok=True)
-        for k, path in enumerate(images[:: max(1, len(images) // DEMO_FINS)][:DEMO_FINS]):
-            shutil.copyfile(path, uploads_dir / f"demo-fin-{k + 1:02d}{path.suffix}")
-    return images
-
-
 def train_species_demo(flukes: list[Path], fins: list[Path], stdout) -> None:
     """The upload form's species classifier (``ml.species``), trained on synthetic flukes and fins only, into
     the folder the form reads (``submissions.species_guess.classifier_dir``)."""
@@ -273,6 +263,7 @@ class Command(BaseCommand):
         # the library's default recipe (ml.presets.DEFAULT): a frozen pretrained EfficientNet-Lite0 at 224 px for a
         # few epochs, calibrated on held-out whales, the winner on real photos (bench/real_reid.py)
         parser.add_argument("--photos", type=int, default=8, help="gallery photos per individual")
+        parser.add_argument("--dolphins", type=int, default=10, help="bottlenose dolphins in the fin catalogue")
         parser.add_argument("--image-size", type=int, default=presets.DEFAULT.image_size)
         parser.add_argument("--epochs", type=int, default=presets.DEFAULT.epochs)
         parser.add_argument("--arch", default=presets.DEFAULT.arch, choices=presets.ARCHS)
@@ -292,9 +283,9 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         ensure_broker_folders()  # promotion queues photos that waited for a model
         if o["fast"]:
-            o.update(individuals=6, photos=3, image_size=64, epochs=1, localizer_epochs=2, arch="resnet18")
-        if o["individuals"] < 2 or o["photos"] < 1:
-            raise CommandError("--individuals must be at least 2 and --photos at least 1")
+            o.update(individuals=6, dolphins=3, photos=3, image_size=64, epochs=1, localizer_epochs=2, arch="resnet18")
+        if o["individuals"] < 2 or o["dolphins"] < 2 or o["photos"] < 1:
+            raise CommandError("--individuals and --dolphins must be at least 2 and --photos at least 1")
         species = seed_species()
         self.stdout.write("Demo users:")
         users = create_demo_users(self.stdout)
@@ -305,29 +296,38 @@ class Command(BaseCommand):
         uploads = Path(o["uploads_dir"]) if o["uploads_dir"] else Path(settings.VAR_DIR) / "demo" / "uploads"
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="whalesite-synth-") as tmp:
-            fins = fin_photos(
-                Path(tmp) / "fins",
-                individuals=max(4, o["individuals"] // 4),
-                photos=o["photos"],
-                seed=o["seed"],
-                uploads_dir=uploads,
-            )
-            with transaction.atomic():
-                individuals, held_out = build_gallery(
-                    Path(tmp) / "flukes",
-                    individuals=o["individuals"],
-                    photos=o["photos"],
-                    seed=o["seed"],
-                    user=users["watcher"],
-                    species=species["HW"],
-                    uploads_dir=uploads,
-                )
-            train_species_demo(sorted((Path(tmp) / "flukes" / "images").glob("*.jpg")), fins, self.stdout)
-        self.stdout.write(
-            f"Created {len(individuals)} individuals with {o['photos']} photos each "
-            f"({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}"
-        )
+            flukes = self._catalogue(Path(tmp) / "flukes", species["HW"], o, users, uploads, "demo")
+            self._train(o, users, t0)
+            # the fins join the gallery after the humpback model embedded it: its index stays flukes only
+            fins = self._catalogue(Path(tmp) / "fins", species["TT"], o, users, uploads, "demo-fin")
+            train_species_demo(flukes, fins, self.stdout)
 
+    def _catalogue(self, folder: Path, species: Species, o: dict, users: dict, uploads: Path, prefix: str):
+        """``species``' demo catalogue (synthetic photos, ``build_gallery``); returns its gallery photos' files
+        (the species classifier's training photos: the held-out demo uploads stay unseen by it too)."""
+        t0 = time.monotonic()
+        whales = o["individuals"] if species.code == "HW" else o["dolphins"]
+        with transaction.atomic():
+            individuals, held_out = build_gallery(
+                folder,
+                individuals=whales,
+                photos=o["photos"],
+                seed=o["seed"] + (species.code != "HW"),
+                user=users["watcher"],
+                species=species,
+                uploads_dir=uploads,
+                uploads_prefix=prefix,
+                # the fin catalogue's model is not trained here yet (it needs the per-species retrain)
+                example_status=TrainingExample.Status.USED if species.code == "HW" else TrainingExample.Status.QUEUED,
+            )
+        self.stdout.write(
+            f"Created {len(individuals)} {species.common_name.lower()} individuals ({species.code}-) with "
+            f"{o['photos']} photos each ({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}"
+        )
+        unseen = {path for path, _ in held_out}
+        return sorted(p for p in (folder / "images").glob("*.jpg") if p not in unseen)
+
+    def _train(self, o: dict, users: dict, t0: float) -> None:
         last = [0.0]
 
         def progress(p):
