@@ -131,24 +131,7 @@ def build_gallery(
                 observer_name="Demo data",
                 submitted_by=user,
             )
-            data = (out_dir / "images" / image).read_bytes()
-            hashes = compute_hashes(data)
-            width, height = load_image(data, min_side=1).size
-            photo = Photo(
-                sighting=sighting,
-                species=species,
-                original_filename=image,
-                sha256=hashes.sha256,
-                phash=hashes.phash,
-                status=Photo.Status.CONFIRMED,
-                individual=individual,
-                decided_at=now,
-            )
-            photo.image.save(image, ContentFile(data), save=False)
-            photo.width, photo.height = width, height
-            if image in boxes:
-                photo.set_box(boxes[image], Photo.BoxSource.GIVEN, confidence=1.0, flagged=False)
-            photo.save()
+            photo = _gallery_photo(sighting, out_dir / "images" / image, individual, boxes.get(image), now)
             TrainingExample.objects.create(photo=photo, individual=individual, status=example_status)
         for image in rest:
             held_out.append((out_dir / "images" / image, individual.catalogue_id))
@@ -160,6 +143,29 @@ def build_gallery(
         for k, (path, who) in enumerate(held_out):
             shutil.copyfile(path, uploads_dir / f"{uploads_prefix}-{k + 1:02d}-{who}{path.suffix}")
     return created, held_out
+
+
+def _gallery_photo(sighting, path: Path, individual, box, now) -> Photo:
+    """One confirmed gallery photo of ``individual`` (its sighting's species), stored from ``path``."""
+    data = path.read_bytes()
+    hashes = compute_hashes(data)
+    width, height = load_image(data, min_side=1).size
+    photo = Photo(
+        sighting=sighting,
+        species=sighting.species,
+        original_filename=path.name,
+        sha256=hashes.sha256,
+        phash=hashes.phash,
+        status=Photo.Status.CONFIRMED,
+        individual=individual,
+        decided_at=now,
+    )
+    photo.image.save(path.name, ContentFile(data), save=False)
+    photo.width, photo.height = width, height
+    if box is not None:
+        photo.set_box(box, Photo.BoxSource.GIVEN, confidence=1.0, flagged=False)
+    photo.save()
+    return photo
 
 
 def train_and_activate(
