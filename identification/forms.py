@@ -31,7 +31,7 @@ class ReviewFilterForm(forms.Form):
             return queryset
         c = self.cleaned_data
         if c.get("species"):
-            queryset = queryset.filter(sighting__species=c["species"])
+            queryset = queryset.filter(species=c["species"])  # the photo's own: a sighting can hold two species
         queryset = queryset.observed_between(c.get("date_from"), c.get("date_to")).in_region(
             place=c.get("place", ""),
             lat_min=c.get("lat_min"),

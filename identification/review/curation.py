@@ -116,8 +116,8 @@ def _queue_reembed(photo) -> None:
     Embedding.objects.filter(photo=photo).delete()
     if photo.status == Photo.Status.AWAITING_REVIEW:
         jobs.enqueue(jobs.RERANK_PHOTO, photo.pk)
-    elif photo.status in Photo.GALLERY_STATUSES:
-        active = ModelVersion.objects.active().first()
+    elif photo.status in Photo.GALLERY_STATUSES and photo.individual_id:
+        active = ModelVersion.objects.active_for(photo.individual.species_id).first()  # its catalogue's model
         if active is not None:
             jobs.enqueue(jobs.REEMBED_GALLERY, active.pk, promote=False)
 

@@ -51,7 +51,7 @@ def _next_photo(request, exclude=None):
 def review_queue(request):
     form = ReviewFilterForm(request.GET or None)
     request.session["review_filters"] = request.GET.dict() if form.is_valid() else {}
-    queue = form.apply(moderator_queue(request.user)).select_related("sighting__species")
+    queue = form.apply(moderator_queue(request.user)).select_related("species", "sighting__species")
     return render(
         request,
         "identification/review_queue.html",

@@ -137,13 +137,14 @@ def _next(bulk: BulkImport, chunk: int) -> str:
 
 
 def finish(bulk: BulkImport) -> str:
-    """Mark the import done; the confirmed photos it added are embedded into the active gallery."""
+    """Mark the import done; the confirmed photos it added are embedded into their species' active galleries."""
     if not BulkImport.objects.filter(pk=bulk.pk, status=BulkImport.Status.RUNNING).update(
         status=BulkImport.Status.DONE, finished_at=timezone.now()
     ):
         return "done already"
-    active = ModelVersion.objects.active().first()
-    if active is not None and bulk.photos.in_gallery().exists():
+    # each species' gallery is embedded by its own active model: a sheet of flukes and fins queues both
+    species = bulk.photos.in_gallery().values_list("individual__species", flat=True).distinct()
+    for active in ModelVersion.objects.active().filter(species__in=list(species)):
         jobs.enqueue(jobs.REEMBED_GALLERY, active.pk, False)
     return "done"
 
