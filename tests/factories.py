@@ -92,6 +92,7 @@ class SpeciesFactory(factory.django.DjangoModelFactory):
     scientific_name = "Megaptera novaeangliae"
     scientific_name_id = "urn:lsid:marinespecies.org:taxname:137092"
     code = "HW"
+    profile = "humpback_fluke"
 
 
 class IndividualFactory(factory.django.DjangoModelFactory):
@@ -127,6 +128,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"test-model-{n}")
     artifact_dir = "models/test"
+    species = factory.SubFactory(SpeciesFactory)  # each species has its own models (the humpback's by default)
 
 
 def write_csv(path: Path, header, rows) -> None:

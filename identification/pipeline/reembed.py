@@ -55,7 +55,8 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
         if not version.is_active:
-            ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+            # only its own species' active version steps down: each species keeps its own model
+            ModelVersion.objects.active_for(version.species).exclude(pk=version.pk).update(is_active=False)
             version.is_active = True
             version.promoted_at = timezone.now()
         version.gallery_ready = True
