@@ -185,15 +185,12 @@ def _evaluation(version, holdout):
     return HoldoutEvaluation.objects.filter(model_version=version, holdout=holdout).first()
 
 
-def registry_rows(species=None) -> list[dict]:
-    """``species``' versions (the humpback's when None), each with its score on the species' holdout."""
-    species = species_or_default(species)
-    holdout = current_holdout(species)
+def _rows(versions, holdout) -> list[dict]:
     evaluations = {}
     if holdout is not None:
         evaluations = {e.model_version_id: e for e in HoldoutEvaluation.objects.filter(holdout=holdout)}
     rows = []
-    for v in ModelVersion.objects.of_species(species).select_related("promoted_by"):
+    for v in versions.select_related("promoted_by"):
         snap = v.training_snapshot or {}
         ev = evaluations.get(v.pk)
         rows.append(
@@ -208,6 +205,12 @@ def registry_rows(species=None) -> list[dict]:
     return rows
 
 
+def registry_rows(species=None) -> list[dict]:
+    """``species``' versions (the humpback's when None), each with its score on the species' holdout."""
+    species = species_or_default(species)
+    return _rows(ModelVersion.objects.of_species(species), current_holdout(species))
+
+
 def registry_species() -> list[Species]:
     """The species the registry and dashboard show: every identifiable one (with a model or not yet) and
     any other that has versions; the humpback first."""
@@ -217,19 +220,20 @@ def registry_species() -> list[Species]:
     return sorted(listed, key=lambda sp: (humpback is None or sp.pk != humpback.pk, sp.common_name))
 
 
+def _group(species, versions, holdout) -> dict:
+    rows = _rows(versions, holdout)
+    active = next((r["version"] for r in rows if r["version"].is_active), None)
+    return {"species": species, "active": active, "holdout": holdout, "rows": rows}
+
+
 def registry_groups() -> list[dict]:
-    """Per species: its active version, its frozen holdout (size) and its versions with their holdout scores."""
-    groups = []
-    for species in registry_species():
-        rows = registry_rows(species)
-        groups.append(
-            {
-                "species": species,
-                "active": next((r["version"] for r in rows if r["version"].is_active), None),
-                "holdout": current_holdout(species),
-                "rows": rows,
-            }
-        )
+    """Per species: its active version, its frozen holdout (size) and its versions with their holdout scores.
+    Versions that record no species (none should: migration 0015 gave the old ones the humpback) are listed
+    last on their own, never hidden and never compared with a species' models."""
+    groups = [_group(sp, ModelVersion.objects.of_species(sp), current_holdout(sp)) for sp in registry_species()]
+    orphans = ModelVersion.objects.filter(species__isnull=True)
+    if orphans.exists():
+        groups.append(_group(None, orphans, None))
     return groups
 
 
