@@ -432,8 +432,8 @@ def execute_run(run_id: int, worker: str = "") -> str:
         species = species_or_default(run.species)
         snapshot = export_dataset(data_dir, species)
         reporter.log(
-            f"Exported {snapshot['photos']} {species or ''} photos of {snapshot['individuals']} individuals "
-            f"({snapshot['boxes']} boxes)."
+            f"Exported {snapshot['photos']} photos of {snapshot['individuals']} individuals "
+            f"({snapshot['boxes']} boxes)" + (f" of the {species}." if species else ".")
         )
         if snapshot["individuals"] < 2:
             raise ValueError("At least two identified individuals are needed to train a model.")
