@@ -111,7 +111,7 @@ class TrainingForm(forms.Form):
     fine_tune = forms.BooleanField(
         required=False,
         initial=True,
-        label="Fine-tune from the active model",
+        label="Fine-tune from the species' active model",
         help_text="Unchecked: train from the backbone's initial weights.",
     )
 
