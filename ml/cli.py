@@ -77,12 +77,17 @@ def _tqdm(iterable=None, **kw):
 # --------------------------------------------------------------------------- synth
 
 
+_SYNTH_PROFILES = ("humpback_fluke", "dolphin_fin")  # the species profiles ml can synthesize
+
+
 def cmd_synth(args) -> int:
     from ml.synth import generate_dataset
+    from ml.synth_fins import generate_fin_dataset
 
     if args.individuals < 1 or args.photos < 1:
         raise CliError("--individuals and --photos must be at least 1")
-    summary = generate_dataset(args.out, individuals=args.individuals, photos=args.photos, seed=args.seed)
+    generate = generate_fin_dataset if args.profile == "dolphin_fin" else generate_dataset
+    summary = generate(args.out, individuals=args.individuals, photos=args.photos, seed=args.seed)
     out = Path(args.out)
     print(f"wrote {out / 'images'}, {out / 'train.csv'} and {out / 'boxes.csv'}")
     if summary is not None:
@@ -389,8 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_synth(sub) -> None:
-    p = sub.add_parser("synth", help="generate a synthetic fluke data set")
+    p = sub.add_parser("synth", help="generate a synthetic data set (humpback flukes or dolphin fins)")
     p.add_argument("--out", required=True)
+    p.add_argument("--profile", choices=_SYNTH_PROFILES, default="humpback_fluke", help="species profile")
     p.add_argument("--individuals", type=int, default=20)
     p.add_argument("--photos", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)

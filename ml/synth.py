@@ -24,7 +24,7 @@ import csv
 import hashlib
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,13 +40,30 @@ CANVAS_W, CANVAS_H = 480, 240  # canonical fluke canvas
 _CX = CANVAS_W / 2
 _HALF_SPAN = 215.0
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "SynthSummary", "Individual", "render_individual", "render_photo", "generate_dataset"]
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "FLUKES",
+    "Individual",
+    "PhotoKind",
+    "SynthSummary",
+    "apply_homography",
+    "camera_effects",
+    "generate_dataset",
+    "jpeg_round_trip",
+    "light_subject",
+    "perspective_coeffs",
+    "render_individual",
+    "render_photo",
+    "render_sea",
+    "smooth_noise",
+    "write_dataset",
+]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
     """Gaussian noise on a ``cells`` grid, bicubically upsampled to ``shape`` (h, w); unit-ish std."""
     small = rng.standard_normal((max(2, cells[0]), max(2, cells[1]))).astype(np.float32)
     img = Image.fromarray(small).resize((shape[1], shape[0]), Image.Resampling.BICUBIC)
@@ -57,7 +74,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
 
 
-def _perspective_coeffs(dst: np.ndarray, src: np.ndarray) -> tuple:
+def perspective_coeffs(dst: np.ndarray, src: np.ndarray) -> tuple:
     """PIL PERSPECTIVE data mapping output points ``dst`` (4x2) to input points ``src`` (4x2)."""
     a = []
     b = []
@@ -68,7 +85,7 @@ def _perspective_coeffs(dst: np.ndarray, src: np.ndarray) -> tuple:
     return tuple(np.linalg.solve(np.asarray(a, float), np.asarray(b, float)).tolist())
 
 
-def _apply_homography(coeffs: tuple, pts: np.ndarray) -> np.ndarray:
+def apply_homography(coeffs: tuple, pts: np.ndarray) -> np.ndarray:
     a, b, c, d, e, f, g, h = coeffs
     x, y = pts[:, 0], pts[:, 1]
     w = g * x + h * y + 1
@@ -131,7 +148,7 @@ def _trailing_edge_detail(rng: np.random.Generator, signed_u: np.ndarray) -> np.
         freq = rng.uniform(3, 12)
         serr += amp * rng.uniform(0.4, 1.0) * np.sin(2 * np.pi * freq * signed_u + rng.uniform(0, 2 * np.pi))
     serr += rng.uniform(0.3, 1.2) * np.sin(2 * np.pi * rng.uniform(20, 45) * signed_u + rng.uniform(0, 2 * np.pi))
-    serr += rng.uniform(0.3, 1.5) * np.abs(_smooth_noise(rng, (1, W), (1, int(rng.uniform(40, 120))))[0])
+    serr += rng.uniform(0.3, 1.5) * np.abs(smooth_noise(rng, (1, W), (1, int(rng.uniform(40, 120))))[0])
     for _ in range(int(rng.integers(0, 4))):  # bites, nicks out of the trailing edge
         c = rng.uniform(-0.9, 0.9)
         serr += rng.uniform(5, 16) * np.exp(-(((signed_u - c) / rng.uniform(0.02, 0.06)) ** 2))
@@ -191,9 +208,9 @@ def _pigmentation(
         rng.uniform(0.05, 0.25) if kind < 0.3 else (rng.uniform(0.25, 0.6) if kind < 0.7 else rng.uniform(0.6, 0.88))
     )
     field = (
-        1.0 * _smooth_noise(rng, (H, W), (2, 4))
-        + 0.8 * _smooth_noise(rng, (H, W), (3, 7))
-        + 0.35 * _smooth_noise(rng, (H, W), (6, 12))
+        1.0 * smooth_noise(rng, (H, W), (2, 4))
+        + 0.8 * smooth_noise(rng, (H, W), (3, 7))
+        + 0.35 * smooth_noise(rng, (H, W), (6, 12))
     )
     sym = rng.uniform(0.0, 0.6)  # left/right lobes partly mirror each other
     field = (1 - sym) * field + sym * 0.5 * (field + field[:, ::-1])
@@ -203,14 +220,14 @@ def _pigmentation(
     field -= rng.uniform(0.0, 0.8) * np.exp(-np.clip(dist_le, 0, None) / rng.uniform(5, 15))  # dark leading edge
     field -= rng.uniform(0.0, 1.2) * np.exp(-((signed_u / rng.uniform(0.06, 0.16)) ** 2))  # dark centre
     field -= rng.uniform(0.0, 0.8) * np.clip(uu - 0.85, 0, None) * 6  # dark tips
-    field += rng.uniform(0.05, 0.15) * _smooth_noise(rng, (H, W), (24, 48))  # ragged patch boundaries
+    field += rng.uniform(0.05, 0.15) * smooth_noise(rng, (H, W), (24, 48))  # ragged patch boundaries
     values = field[mask]
     thr = np.quantile(values, 1 - white_frac) if values.size else 0.0
     white = _sigmoid((field - thr) / (0.04 * (values.std() + 1e-6)))
     black_level = rng.uniform(0.06, 0.14)
     white_level = rng.uniform(0.85, 0.95)
     albedo = black_level + (white_level - black_level) * white
-    albedo *= 1 + 0.04 * _smooth_noise(rng, (H, W), (30, 60))  # skin texture
+    albedo *= 1 + 0.04 * smooth_noise(rng, (H, W), (30, 60))  # skin texture
     return albedo, white, black_level, white_level
 
 
@@ -297,7 +314,7 @@ def render_individual(individual_seed: int) -> Individual:
 # --------------------------------------------------------------------------- photos
 
 
-def _sea(rng: np.random.Generator, W: int, H: int, colour: bool) -> tuple[np.ndarray, int | None]:
+def render_sea(rng: np.random.Generator, W: int, H: int, colour: bool) -> tuple[np.ndarray, int | None]:
     """Sea background (H, W, 3) in 0..1 and the horizon row (or None)."""
     palettes = [(0.16, 0.28, 0.40), (0.30, 0.38, 0.45), (0.18, 0.30, 0.30), (0.42, 0.46, 0.50), (0.10, 0.16, 0.24)]
     base = (np.array(palettes[int(rng.integers(0, len(palettes)))]) * rng.uniform(0.7, 1.5)).astype(np.float32)
@@ -306,11 +323,11 @@ def _sea(rng: np.random.Generator, W: int, H: int, colour: bool) -> tuple[np.nda
     yy = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
     grad = 1 + np.float32(rng.uniform(-0.35, 0.35)) * (yy - 0.5)
     waves = (
-        0.045 * _smooth_noise(rng, (H, W), (max(2, H // 6), max(2, W // 60)))
-        + 0.035 * _smooth_noise(rng, (H, W), (max(2, H // 3), max(2, W // 25)))
+        0.045 * smooth_noise(rng, (H, W), (max(2, H // 6), max(2, W // 60)))
+        + 0.035 * smooth_noise(rng, (H, W), (max(2, H // 3), max(2, W // 25)))
         + 0.02 * rng.standard_normal((H, W), dtype=np.float32)
     )
-    crests = np.clip(_smooth_noise(rng, (H, W), (max(2, H // 4), max(2, W // 30))) - rng.uniform(1.3, 2.2), 0, None)
+    crests = np.clip(smooth_noise(rng, (H, W), (max(2, H // 4), max(2, W // 30))) - rng.uniform(1.3, 2.2), 0, None)
     sea = base[None, None, :] * grad + waves[..., None] * np.float32(rng.uniform(0.6, 1.4)) + 0.35 * crests[..., None]
     horizon = None
     if rng.random() < 0.2:
@@ -334,12 +351,17 @@ def render_photo(
     again at quality 95 keeps its look.
     """
     pil, box, quality = _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality)
+    return jpeg_round_trip(pil, quality), box
+
+
+def jpeg_round_trip(pil: Image.Image, quality: int) -> Image.Image:
+    """``pil`` encoded as a JPEG at ``quality`` and decoded again (what a saved photo looks like)."""
     buf = io.BytesIO()
     pil.save(buf, "JPEG", quality=quality)
     buf.seek(0)
     out = Image.open(buf)
     out.load()
-    return out, box
+    return out
 
 
 def _pose(
@@ -367,8 +389,8 @@ def _pose(
     jitter = rng.normal(0, 0.012, size=(4, 2)) * [W, H]
     for _ in range(6):
         dst = quad(scale) + jitter * scale * (bx1 - bx0) / W
-        fwd = _perspective_coeffs(src, dst)  # canvas -> photo (centred)
-        pts = _apply_homography(fwd, fluke_pts)
+        fwd = perspective_coeffs(src, dst)  # canvas -> photo (centred)
+        pts = apply_homography(fwd, fluke_pts)
         ext = pts.max(axis=0) - pts.min(axis=0)
         if ext[0] <= W * 0.96 and ext[1] <= H * 0.94:
             break
@@ -379,7 +401,7 @@ def _pose(
     tx = rng.uniform(lo[0], max(lo[0], hi[0]))
     ty = rng.uniform(low_y + 0.3 * max(0, hi[1] - low_y), max(low_y, hi[1]))  # flukes sit low in the frame
     dst = dst + [tx, ty]
-    inv = _perspective_coeffs(dst, src)  # photo -> canvas, for PIL
+    inv = perspective_coeffs(dst, src)  # photo -> canvas, for PIL
     return src, dst, inv, cut
 
 
@@ -399,7 +421,7 @@ def _warp(ind: Individual, cut: float, inv: tuple, W: int, H: int) -> tuple[np.n
     return albedo, alpha, box
 
 
-def _light(
+def light_subject(
     rng: np.random.Generator, sea: np.ndarray, albedo: np.ndarray, alpha: np.ndarray, colour: bool
 ) -> np.ndarray:
     """Lighting and contrast of the fluke (back-light flattens the pattern), composited over the sea."""
@@ -411,7 +433,7 @@ def _light(
     ramp = ((xx - W / 2) * np.float32(light_dir[0]) + (yy - H / 2) * np.float32(light_dir[1])) / np.float32(
         np.hypot(*light_dir) * W
     )
-    shade = 1 + np.float32(rng.uniform(0, 0.5)) * ramp + 0.05 * _smooth_noise(rng, (H, W), (6, 9))
+    shade = 1 + np.float32(rng.uniform(0, 0.5)) * ramp + 0.05 * smooth_noise(rng, (H, W), (6, 9))
     mid = np.float32(0.45)
     lum = np.clip((mid + (albedo - mid) * np.float32(contrast)) * np.float32(brightness) * shade, 0, 1)
     if colour:
@@ -436,15 +458,15 @@ def _occluders(
     good_cols = np.nonzero(np.isfinite(te))[0]
     for _ in range(int(rng.integers(0, 5))):  # sheets of water falling from the trailing edge
         c = int(rng.choice(good_cols))
-        p0 = _apply_homography(_perspective_coeffs(src, dst), np.array([[c, te[c]]], float))[0]
+        p0 = apply_homography(perspective_coeffs(src, dst), np.array([[c, te[c]]], float))[0]
         length = rng.uniform(0.1, 0.5) * H
         draw.line(
             [(p0[0], p0[1]), (p0[0] + rng.normal(0, 3), p0[1] + length)],
             fill=int(rng.integers(40, 130)),
             width=int(rng.integers(1, 3)),
         )
-    fwd = _perspective_coeffs(src, dst)
-    base_pt = _apply_homography(fwd, np.array([[_CX, cut]], float))[0]
+    fwd = perspective_coeffs(src, dst)
+    base_pt = apply_homography(fwd, np.array([[_CX, cut]], float))[0]
     n_splash = int(rng.integers(1, 3)) if rng.random() < 0.5 else 0
     for _ in range(n_splash):
         if rng.random() < 0.8:  # at the water line
@@ -468,7 +490,7 @@ def _occluders(
     return img
 
 
-def _camera(
+def camera_effects(
     rng: np.random.Generator, img: np.ndarray, grayscale: bool, jpeg_quality: int | None
 ) -> tuple[Image.Image, int]:
     """Exposure, gamma, noise, blur, grayscale; and the JPEG quality to encode with."""
@@ -492,12 +514,12 @@ def _render_photo(individual_seed, photo_seed, size, grayscale, jpeg_quality) ->
     if grayscale is None:
         grayscale = bool(rng.random() < 0.5)
     colour = not grayscale
-    sea, horizon = _sea(rng, W, H, colour)
+    sea, horizon = render_sea(rng, W, H, colour)
     src, dst, inv, cut = _pose(rng, ind, W, H, horizon)
     albedo, alpha, box = _warp(ind, cut, inv, W, H)
-    img = _light(rng, sea, albedo, alpha, colour)
+    img = light_subject(rng, sea, albedo, alpha, colour)
     img = _occluders(rng, img, ind, src, dst, cut, box)
-    pil, quality = _camera(rng, img, grayscale, jpeg_quality)
+    pil, quality = camera_effects(rng, img, grayscale, jpeg_quality)
     return pil, box, quality
 
 
@@ -515,9 +537,24 @@ class SynthSummary:
     n_new_whale: int = 0
 
 
+@dataclass(frozen=True)
+class PhotoKind:
+    """What a synthetic data set is made of, for :func:`write_dataset`: ``render(individual_seed, photo_seed,
+    size, grayscale, jpeg_quality) -> (picture before JPEG, box, quality)`` (a module-level function, so worker
+    processes can pickle it), the label prefix, the random stream key and the progress bar's label."""
+
+    render: Callable[..., tuple[Image.Image, Box, int]]
+    id_prefix: str
+    stream: tuple[int, ...]
+    desc: str
+
+
+FLUKES = PhotoKind(render=_render_photo, id_prefix="w_", stream=(3,), desc="synthetic flukes")
+
+
 def _write_photo(task) -> Box:
-    images_dir, name, ind_seed, photo_seed, gray, quality, size = task
-    pil, box, _ = _render_photo(ind_seed, photo_seed, size, gray, quality)
+    render, images_dir, name, ind_seed, photo_seed, gray, quality, size = task
+    pil, box, _ = render(ind_seed, photo_seed, size, gray, quality)
     with atomic_path(os.path.join(images_dir, name)) as tmp:
         pil.save(tmp, "JPEG", quality=quality)
     return box
@@ -557,26 +594,57 @@ def generate_dataset(
     original pixels, x1/y1 exclusive). ``workers`` processes render in parallel (default: up to 4
     for 200 images or more); the output does not depend on it.
     """
+    summary = write_dataset(
+        FLUKES,
+        out_dir,
+        individuals,
+        photos,
+        seed,
+        image_size,
+        grayscale_fraction,
+        progress,
+        min_photos,
+        new_whale_fraction,
+        workers,
+    )
+    render_individual.cache_clear()
+    return summary
+
+
+def write_dataset(
+    kind: PhotoKind,
+    out_dir,
+    individuals: int,
+    photos,
+    seed: int,
+    image_size: tuple[int, int],
+    grayscale_fraction: float,
+    progress: bool,
+    min_photos: int | None,
+    new_whale_fraction: float,
+    workers: int | None,
+) -> SynthSummary:
+    """The data set layout of :func:`generate_dataset` for any :class:`PhotoKind` (one home for ids, photo
+    counts, file names, parallel rendering and the CSVs)."""
     from .types import NEW_WHALE
 
     out = Path(out_dir)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([int(seed), 3])
+    rng = np.random.default_rng([int(seed), *kind.stream])
     counts = _photo_counts(rng, int(individuals), photos, min_photos)
     ind_seeds = rng.choice(16**7, size=int(individuals), replace=False)
     is_new = rng.random(int(individuals)) < float(new_whale_fraction)
-    labels = [NEW_WHALE if new else f"w_{int(ind_seed):07x}" for ind_seed, new in zip(ind_seeds, is_new)]
+    labels = [NEW_WHALE if new else f"{kind.id_prefix}{int(ind_seed):07x}" for ind_seed, new in zip(ind_seeds, is_new)]
     jobs = _plan_photos(rng, seed, ind_seeds, counts, labels, grayscale_fraction)
     # rendered individual by individual (the canvas cache stays warm); listed by file name
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if len(jobs) >= 200 else 1
     tasks = [
-        (str(images_dir), name, ind_seed, photo_seed, gray, quality, tuple(image_size))
+        (kind.render, str(images_dir), name, ind_seed, photo_seed, gray, quality, tuple(image_size))
         for name, _label, ind_seed, photo_seed, gray, quality in jobs
     ]
-    rows, boxes = _render_all(jobs, tasks, workers, progress)
-    render_individual.cache_clear()
+    rows, boxes = _render_all(jobs, tasks, workers, progress, kind.desc)
     csv_path, boxes_path = _write_csvs(out, sorted(rows), sorted(boxes, key=lambda nb: nb[0]))
     return SynthSummary(
         out_dir=str(out),
@@ -604,7 +672,7 @@ def _plan_photos(
     return jobs
 
 
-def _render_all(jobs: list, tasks: list, workers: int, progress: bool) -> tuple[list, list]:
+def _render_all(jobs: list, tasks: list, workers: int, progress: bool, desc: str) -> tuple[list, list]:
     """Render and write every photo (in ``workers`` processes when > 1): (name, label) rows and (name, box)."""
     pool = None
     if workers > 1:
@@ -619,7 +687,7 @@ def _render_all(jobs: list, tasks: list, workers: int, progress: bool) -> tuple[
     if progress:
         from tqdm.auto import tqdm
 
-        results = tqdm(results, total=len(tasks), desc="synthetic flukes", unit="img")
+        results = tqdm(results, total=len(tasks), desc=desc, unit="img")
     rows, boxes = [], []
     try:
         for (name, label, *_), box in zip(jobs, results):

@@ -25,4 +25,4 @@ fi
 
 export DJANGO_SETTINGS_MODULE=whalesite.settings.test
 export PYTHONUNBUFFERED=1
-exec "$PY" -m pytest -q -p no:cacheprovider "$@"
+exec "$PY" -m pytest -q -p no:cacheprovider --durations=25 "$@"

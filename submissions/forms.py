@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from identification.models import Species
 
+from . import species_guess
 from .models import Licence, default_licence
 
 ACCEPT_TYPES = "image/jpeg,image/png,image/webp,image/tiff,image/heic,image/heif"
@@ -135,9 +136,10 @@ class SightingForm(forms.Form):
         help_text="How researchers may reuse your photos; CC BY-NC photos stay out of open data sets.",
     )
     photos = MultipleFileField(
-        label="Fluke photos",
+        label="Photos",
         widget=MultipleFileInput(attrs={"accept": ACCEPT_TYPES}),
-        help_text="1–20 photos of the underside of the tail (JPEG, PNG, WebP, TIFF or HEIC).",
+        help_text="1–20 photos of a fluke's underside or a dorsal fin (JPEG, PNG, WebP, TIFF or HEIC); "
+        "each photo's species can be set below it.",
     )
 
     def __init__(self, *args, user=None, **kwargs):
@@ -155,6 +157,7 @@ class SightingForm(forms.Form):
             if getattr(self.fields[name], "stripped", False) and name not in self.errors:
                 label = self.fields[name].label or name.replace("_", " ").capitalize()
                 self.notices.append(f"{label}: invisible control characters (such as NUL) were removed.")
+        cleaned["species_choices"] = self._species_choices()
         day = cleaned.get("observed_date")
         if day:
             when = timezone.make_aware(dt.datetime.combine(day, cleaned.get("observed_time") or dt.time(12, 0)))
@@ -163,6 +166,22 @@ class SightingForm(forms.Form):
             else:
                 cleaned["observed_at"] = when
         return cleaned
+
+    def _species_choices(self) -> list:
+        """Each photo's species select (``photo_species``, in the order of the files; the page's script adds
+        one per photo): a ``Species``, ``SUGGESTED``, ``UNKNOWN`` or None (the sighting's). A value not in
+        our list falls back to the sighting's species with a notice: refusing would lose the photos."""
+        raw = self.data.getlist("photo_species") if hasattr(self.data, "getlist") else []
+        by_pk = {str(s.pk): s for s in Species.objects.all()}
+        choices = []
+        for value in raw:
+            if value in (species_guess.SUGGESTED, species_guess.UNKNOWN) or value in by_pk:
+                choices.append(by_pk.get(value, value))
+                continue
+            if value and not any("species was not in our list" in n for n in self.notices):
+                self.notices.append("A photo's species was not in our list; it was given the sighting's species.")
+            choices.append(None)
+        return choices
 
     def clean_notes(self) -> str:
         """Notes past the limit are cut, not refused: refusing would lose the photos sent with them (a file
@@ -187,8 +206,11 @@ class SightingForm(forms.Form):
             "notes": c.get("notes", ""),
             "files": c["photos"],
             "licence": c.get("licence", ""),
+            "species_choices": c.get("species_choices", []),
         }
 
 
 class ExifForm(forms.Form):
+    """One photo, for the upload form's per-file reads (EXIF prefill, species suggestion)."""
+
     photo = forms.FileField()

@@ -19,6 +19,7 @@ from identification.pipeline.queue import queue_photo
 from ml.errors import ImageRejected, NotAnImage
 from ml.images import load_image, phash, read_exif
 
+from . import species_guess
 from .models import Photo, Sighting
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,35 @@ class Checked:
     sha256: str
     phash: str
     size: tuple[int, int]  # as displayed (EXIF orientation applied)
+    suggestion: species_guess.Suggestion | None = None  # the species classifier's, when asked and there is one
+    choice: object = None  # the watcher's species for this photo (see ``photo_species``)
+
+
+SUGGESTED = species_guess.SUGGESTED
+UNKNOWN = species_guess.UNKNOWN
+
+
+def photo_species(choice, suggestion: species_guess.Suggestion | None, sighting_species):
+    """A photo's species from the watcher's choice: a ``Species``; ``UNKNOWN`` (None: review, never matched);
+    ``SUGGESTED``, the classifier's species — None when it was below its threshold, so an unsure photo goes to
+    review as unknown rather than into the humpback gallery — or the sighting's without a classifier; anything
+    else (no choice: a form sent without JavaScript, the API) is the sighting's species."""
+    if choice == UNKNOWN:
+        return None
+    if choice == SUGGESTED:
+        return suggestion.species if suggestion is not None else sighting_species
+    if choice is not None and not isinstance(choice, str):
+        return choice
+    return sighting_species
+
+
+def _suggest(image) -> species_guess.Suggestion | None:
+    """The classifier's suggestion; a classifier that fails on one photo is logged and the photo kept."""
+    try:
+        return species_guess.suggest(image)
+    except Exception:
+        log.exception("the species classifier failed on a photo")
+        return None
 
 
 def _check_file(f) -> tuple[str, Checked | None, str]:
@@ -96,7 +126,7 @@ def _check_file(f) -> tuple[str, Checked | None, str]:
     if error := extension_error(name):
         return name, None, error
     data = _read_upload(f)
-    good, error = check_photo(name, data, f if isinstance(f, File) else None)
+    good, error = check_photo(name, data, f if isinstance(f, File) else None, classify=True)
     return name, good, error
 
 
@@ -111,10 +141,11 @@ def extension_error(name: str) -> str:
     return _refused_extension(ext[:10]) if ext and ext not in IMAGE_EXTENSIONS else ""
 
 
-def check_photo(name: str, data: bytes, content=None) -> tuple[Checked | None, str]:
+def check_photo(name: str, data: bytes, content=None, classify: bool = False) -> tuple[Checked | None, str]:
     """The checks every photo passes, uploaded or imported: size, then ``ml.images`` (type, truncation,
     pixel cap), then its hashes. (checked, "") or (None, the reason). ``content`` is the file to store
-    (the upload's own); the bytes are stored when it is None."""
+    (the upload's own); the bytes are stored when it is None. ``classify``: also the species classifier's
+    suggestion, from the image already decoded here."""
     if not data:
         return None, EMPTY_FILE
     if error := size_error(len(data)):
@@ -126,7 +157,8 @@ def check_photo(name: str, data: bytes, content=None) -> tuple[Checked | None, s
     except ImageRejected as exc:
         return None, str(exc)
     content = content if content is not None else ContentFile(data)
-    return Checked(name, content, hashlib.sha256(data).hexdigest(), phash(image), image.size), ""
+    suggestion = _suggest(image) if classify else None
+    return Checked(name, content, hashlib.sha256(data).hexdigest(), phash(image), image.size, suggestion), ""
 
 
 def held_original(sha256: str) -> Photo | None:
@@ -146,11 +178,13 @@ def submit_sighting(
     notes: str = "",
     files=(),
     licence: str = "",
+    species_choices=(),
 ) -> UploadOutcome:
     """Create a sighting with its valid photos and queue them for identification.
 
-    Bad files are reported in ``rejected`` and never stop the good ones. When no file is valid,
-    nothing is saved and ``sighting`` is None.
+    ``species_choices``: the watcher's species for each file, in order (see ``photo_species``; missing ones
+    take the sighting's). Bad files are reported in ``rejected`` and never stop the good ones. When no file
+    is valid, nothing is saved and ``sighting`` is None.
     """
     files = list(files or [])
     if not files:
@@ -166,11 +200,13 @@ def submit_sighting(
 
     outcome = UploadOutcome(sighting=None)
     checked = []
-    for f in files:
+    choices = list(species_choices or [])
+    for i, f in enumerate(files):
         name, good, error = _check_file(f)
         if error:
             outcome.rejected.append((name, error))
         else:
+            good.choice = choices[i] if i < len(choices) else None
             checked.append(good)
     if not checked:
         return outcome
@@ -242,13 +278,24 @@ def _save_sighting(
         )
         outcome.sighting = sighting
         for good, original in checked:
-            photo = save_photo(sighting, good, original, written, licence)
+            photo = save_photo(sighting, good, original, written, licence, **_species_fields(good, species))
             if original is not None:
                 outcome.duplicates.append(photo)
             else:
                 outcome.accepted.append(photo)
                 queue_photo(photo.pk)
     return outcome
+
+
+def _species_fields(good: Checked, sighting_species) -> dict:
+    """The photo's species (the watcher's choice) beside what the classifier said (its most probable
+    species and that probability), so review can show both."""
+    suggestion = good.suggestion
+    return {
+        "species": photo_species(good.choice, suggestion, sighting_species),
+        "suggested_species": suggestion.best if suggestion else None,
+        "species_confidence": suggestion.probability if suggestion else None,
+    }
 
 
 def _drop_repeats(checked: list[Checked], outcome: UploadOutcome) -> list[Checked]:
@@ -312,6 +359,16 @@ def save_photo(sighting, good: Checked, original, written: list, licence: str, *
     photo.width, photo.height = good.size
     photo.save()
     return photo
+
+
+def species_suggestion(file) -> species_guess.Suggestion | None:
+    """The classifier's suggestion for one uploaded file (the upload form asks per photo), None without a
+    classifier; a file that is not a photo we can use raises ``ValidationError`` with the upload's message
+    (the same checks as the upload, so the form can say so before sending it)."""
+    _, good, error = _check_file(file)
+    if error:
+        raise ValidationError(error)
+    return good.suggestion
 
 
 def exif_prefill(file) -> dict:

@@ -13,7 +13,7 @@ from accounts import ratelimit
 from identification import maps
 from identification.models import Decision
 
-from . import services
+from . import services, species_guess
 from .filters import SightingFilter
 from .forms import ExifForm, SightingForm
 from .models import Photo, Sighting
@@ -85,7 +85,13 @@ def submit(request):
             form.add_error("photos", "None of the photos could be added; see the message for each file below.")
     # a browser never re-selects files after a round trip: say so instead of dropping them silently
     lost = len(request.FILES.getlist("photos")) if form.errors and outcome is None else 0
-    context = {"form": form, "outcome": outcome, "limits": upload_limits(), "lost_photos": lost}
+    context = {
+        "form": form,
+        "outcome": outcome,
+        "limits": upload_limits(),
+        "lost_photos": lost,
+        "suggests_species": species_guess.classifier() is not None,
+    }
     return render(request, "submissions/submit.html", context)
 
 
@@ -116,6 +122,24 @@ def exif(request):
             "longitude": data.get("longitude"),
         }
     )
+
+
+@login_required
+@require_POST
+def species(request):
+    """The species classifier's suggestion for one photo, for its select on the upload form."""
+    if wait := _over_limit(request, "species", settings.SPECIES_READS_PER_HOUR):
+        return ratelimit.too_many("Too many photos were read for their species.", wait, json=True)
+    form = ExifForm(files=request.FILES)
+    if not form.is_valid():
+        return JsonResponse({"error": "Send one photo as 'photo'."}, status=400)
+    try:
+        suggestion = services.species_suggestion(form.cleaned_data["photo"])
+    except ValidationError as exc:
+        return JsonResponse({"error": " ".join(exc.messages)}, status=400)
+    if suggestion is None:
+        return JsonResponse({"available": False})
+    return JsonResponse({"available": True, **suggestion.as_json()})
 
 
 def _over_limit(request, what: str, per_hour: int) -> int:

@@ -117,6 +117,7 @@ class PhotoFactory(factory.django.DjangoModelFactory):
         model = Photo
 
     sighting = factory.SubFactory(SightingFactory)
+    species = factory.LazyAttribute(lambda o: o.sighting.species)  # as an upload: the sighting's unless told
     image = factory.LazyAttributeSequence(lambda o, n: ContentFile(jpeg_bytes(seed=1000 + n), name="photo.jpg"))
     sha256 = factory.Sequence(lambda n: f"{n:064x}")
     original_filename = "photo.jpg"

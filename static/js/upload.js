@@ -1,4 +1,5 @@
-/* Upload form: drag & drop, previews, per-file remove, size/type hints, EXIF prefill, required fields
+/* Upload form: drag & drop, previews, per-file remove, size/type hints, EXIF prefill, a species select per
+   photo (prefilled with the species classifier's suggestion when the site has one), required fields
    checked before the photos leave the page. */
 (function () {
   "use strict";
@@ -15,6 +16,8 @@
   var okTypes = /^image\/(jpeg|png|webp|tiff|gif|heic|heif)$/;
   var okExt = /\.(jpe?g|jpe|png|webp|tiff?|gif|mpo)$/i;
   var files = [];
+  var speciesTemplate = document.getElementById("photo-species-template");
+  var speciesUrl = form.dataset.speciesUrl;
   var canSync = typeof DataTransfer !== "undefined";
 
   function mb(n) { return (n / 1048576).toFixed(1) + " MB"; }
@@ -57,10 +60,59 @@
       rm.setAttribute("aria-label", "Remove " + item.file.name);
       rm.textContent = "×";
       rm.addEventListener("click", function () { remove(i); });
+      if (speciesTemplate && canSync) meta.appendChild(speciesSelect(item));
       li.append(img, meta, rm);
       list.appendChild(li);
     });
     sync();
+  }
+
+  function pct(p) { return Math.round(p * 100) + "%"; }
+
+  function suggestionText(d) {
+    if (!d) return "Suggested: checking…";
+    if (d.later) return "Suggested when you submit";  // the server classifies every photo it keeps
+    if (d.available === false) return "No suggestion: same as the sighting";  // services.photo_species
+    if (d.error) return "No suggestion: " + d.error;
+    if (d.species) return "Suggested: " + d.label + " (" + pct(d.probability) + ")";
+    return "Suggested: unknown species" + (d.best ? " (best guess " + d.best.label + ", " + pct(d.probability) + ")" : "");
+  }
+
+  // One select per photo, named photo_species in the files' order; its state lives on the item (render
+  // rebuilds the list after a removal).
+  function speciesSelect(item) {
+    var label = speciesTemplate.content.firstElementChild.cloneNode(true);
+    var select = label.querySelector("select");
+    select.setAttribute("aria-label", "Species of " + item.file.name);
+    var suggested = select.querySelector('option[value="suggested"]');
+    if (suggested) suggested.textContent = suggestionText(item.suggestion);
+    select.value = item.choice;
+    if (item.suggestion) select.dataset.suggested = item.suggestion.species || "";
+    select.addEventListener("change", function () { item.choice = select.value; });
+    item.select = select;
+    return label;
+  }
+
+  function suggest(item) {
+    if (!speciesUrl || !window.fetch || item.hint) return;
+    var body = new FormData();
+    body.append("photo", item.file);
+    fetch(speciesUrl, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "X-CSRFToken": form.elements.csrfmiddlewaretoken.value }
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (d) {
+        return r.ok ? d : { error: d.error || "", later: r.status !== 400 };
+      });
+    }).then(function (d) { show(item, d); }).catch(function () { show(item, { later: true }); });
+  }
+
+  function show(item, d) {
+    item.suggestion = d;
+    if (!item.select) return;
+    var opt = item.select.querySelector('option[value="suggested"]');
+    if (opt) opt.textContent = suggestionText(d);
+    item.select.dataset.suggested = d.species || "";
   }
 
   function remove(i) {
@@ -75,7 +127,10 @@
     Array.prototype.forEach.call(fileList, function (file) {
       if (files.length >= maxFiles) { skipped++; return; }
       var dupe = files.some(function (f) { return f.file.name === file.name && f.file.size === file.size; });
-      if (!dupe) files.push({ file: file, url: URL.createObjectURL(file), hint: hintFor(file) });
+      if (dupe) return;
+      var item = { file: file, url: URL.createObjectURL(file), hint: hintFor(file), choice: speciesUrl ? "suggested" : "" };
+      files.push(item);
+      suggest(item);
     });
     render();
     if (skipped) count.textContent += " — " + skipped + " not added: at most " + maxFiles + " photos per sighting.";

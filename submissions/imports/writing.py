@@ -68,7 +68,7 @@ def _import_locked(row: ImportRow, bulk: BulkImport, photos: PhotoArchive, writt
         submitted_by=bulk.created_by,
     )
     individual, created = _individual(v, species, bulk.created_by) if v.get("catalogue_id") else (None, False)
-    fields: dict = {"bulk_import": bulk}
+    fields: dict = {"bulk_import": bulk, "species": species}  # each photo's own species: the row's
     if individual is not None:
         status = Photo.Status.NEW_INDIVIDUAL if created else Photo.Status.CONFIRMED
         fields.update(individual=individual, status=status, decided_at=timezone.now())

@@ -62,6 +62,8 @@ def test_rows_with_ids_create_or_extend_individuals_once_and_the_rest_wait_for_r
     assert known.nickname == "Notch"
     assert Photo.objects.in_gallery().filter(individual=fresh).count() == 3
     assert Photo.objects.in_gallery().filter(individual=known).count() == 1
+    imported = Photo.objects.filter(bulk_import=bulk)
+    assert imported.count() == 5 and all(p.species == p.sighting.species for p in imported)  # each photo's own
     # the audit log names the importer; the photos are training data
     decisions = Decision.objects.filter(details__bulk_import=bulk.pk)
     assert decisions.count() == 4 and set(decisions.values_list("moderator", flat=True)) == {moderator.pk}

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from identification import pipeline
 from identification.management.commands.seed_demo import DEMO_PASSWORD
-from identification.models import Embedding, Individual, ModelVersion, TrainingExample, TrainingRun
+from identification.models import Embedding, Individual, ModelVersion, Species, TrainingExample, TrainingRun
 from identification.pipeline import cache
 from submissions.models import Photo
 
@@ -29,10 +29,11 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     individuals = Individual.objects.filter(species__code="HW")
     assert individuals.count() == 6
     assert sorted(individuals.values_list("catalogue_id", flat=True)) == [f"HW-{n:04d}" for n in range(1, 7)]
-    gallery = Photo.objects.in_gallery()
+    gallery = Photo.objects.in_gallery().filter(species__code="HW")
     assert gallery.count() == 6 * 3
     assert all(default_storage.exists(p.image.name) for p in gallery)
     assert TrainingExample.objects.filter(status=TrainingExample.Status.USED).count() == 18
+    assert set(TrainingExample.objects.filter(status="used").values_list("photo__species__code", flat=True)) == {"HW"}
 
     version = ModelVersion.objects.get(is_active=True)
     assert version.gallery_ready and version.promoted_at is not None
@@ -56,7 +57,22 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     assert moderator.has_perm("submissions.review_photo") and not moderator.has_perm("identification.manage_models")
     assert not User.objects.get(email="watcher@example.org").has_perm("submissions.review_photo")
 
-    files = sorted(uploads.iterdir())
+    dolphins = Individual.objects.filter(species__code="TT")  # the fin catalogue: its own ids and photos
+    assert sorted(dolphins.values_list("catalogue_id", flat=True)) == ["TT-0001", "TT-0002", "TT-0003"]
+    fin_gallery = Photo.objects.in_gallery().filter(species__code="TT", individual__in=dolphins)
+    assert TrainingExample.objects.filter(photo__in=fin_gallery, status="queued").count() == 9  # not trained yet
+    assert fin_gallery.count() == 3 * 3 and Photo.objects.in_gallery().count() == 6 * 3 + 3 * 3
+    assert not Embedding.objects.filter(model_version=version, photo__in=fin_gallery).exists()  # flukes only
+    assert dict(Species.objects.exclude(profile="").values_list("code", "profile")) == {
+        "HW": "humpback_fluke",
+        "TT": "dolphin_fin",
+    }
+    fins = sorted(uploads.glob("demo-fin-*.jpg"))  # held-out fins, to try the per-photo species with
+    assert len(fins) == 3 + 2 * 2 and all(f.stat().st_size > 1000 for f in fins)
+    assert {f.name.split("-", 3)[3].rsplit(".", 1)[0] for f in fins if "-new" not in f.name} == set(
+        dolphins.values_list("catalogue_id", flat=True)
+    )
+    files = sorted(set(uploads.iterdir()) - set(fins))
     assert len(files) == 6 + 2 * 2  # one held-out photo of each known whale, two of each of two new whales
     assert sum("-new" in f.name for f in files) == 4
     assert all(f.stat().st_size > 1000 for f in files)
@@ -67,4 +83,4 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     again = io.StringIO()
     call_command("seed_demo", "--fast", "--uploads-dir", str(uploads), stdout=again)
     assert "already present" in again.getvalue()
-    assert Individual.objects.count() == 6 and ModelVersion.objects.count() == 1
+    assert Individual.objects.count() == 6 + 3 and ModelVersion.objects.count() == 1

@@ -295,16 +295,9 @@ def test_upload_saves_the_chosen_licence(client, watcher):
 def test_demo_catalogue_archive_reads_back_with_every_required_field(tmp_path):
     """The demo's gallery (``seed_demo.build_gallery``, species as seed_demo makes them) exports to an
     archive python-dwca-reader reads, each row with every field OBIS requires."""
-    from identification.management.commands.seed_demo import SPECIES, WORMS_LSIDS, build_gallery
-    from identification.models import Species
+    from identification.management.commands.seed_demo import build_gallery, seed_species
 
-    for common, scientific, code in SPECIES:
-        Species.objects.create(
-            code=code,
-            common_name=common,
-            scientific_name=scientific,
-            scientific_name_id=WORMS_LSIDS.get(scientific, ""),
-        )
+    seed_species()
     build_gallery(tmp_path / "synth", individuals=3, photos=2, seed=0, user=UserFactory(email="demo@example.org"))
     out = tmp_path / "demo-dwca.zip"
     call_command("export_research", "dwca", "--out", str(out), stdout=io.StringIO())

@@ -164,6 +164,7 @@ LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=20)
 LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=900)
 UPLOADS_PER_HOUR = env.int("UPLOADS_PER_HOUR", default=60)
 EXIF_READS_PER_HOUR = env.int("EXIF_READS_PER_HOUR", default=600)
+SPECIES_READS_PER_HOUR = env.int("SPECIES_READS_PER_HOUR", default=600)  # the upload form's per-photo suggestion
 # decimals of a sighting's coordinates on public pages: 1 is about 11 km (4 would be about 11 m)
 PUBLIC_COORDINATE_DECIMALS = env.int("PUBLIC_COORDINATE_DECIMALS", default=1)
 # maps (identification.maps, static/js/maps.js): a tile server for production, e.g.
@@ -211,6 +212,9 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 
 # ML: where model versions and the training export live; an operator can point at a local weights file.
 ML_ROOT = Path(env.str("ML_ROOT", default=str(VAR_DIR / "ml")))
+# the species classifier (an ml.species folder: classifier.pt + classifier.json); "" = ML_ROOT/species.
+# No folder there: the upload form has no suggestion and each photo takes the sighting's species.
+SPECIES_CLASSIFIER_DIR = env.str("SPECIES_CLASSIFIER_DIR", default="")
 ML_INIT_WEIGHTS = env.str("ML_INIT_WEIGHTS", default="")  # optional local backbone weights (.pt)
 ML_DEVICE = env.str("ML_DEVICE", default="")  # "" = CUDA when present, else CPU
 # torch threads per worker process; 0 = the cores divided by the pool size (identification.ops.threads)

@@ -1,8 +1,9 @@
 """``python manage.py seed_demo``: a working demo from nothing.
 
-Species, synthetic flukes (``ml.synth``) stored as confirmed gallery photos, a small trained
-model registered as the active version with its gallery embedded, demo users with their roles,
-and held-out photos in ``var/demo/uploads/`` to try an upload with.
+Species (with their ``ml.profiles`` keys), synthetic flukes (``ml.synth``) stored as confirmed gallery photos,
+a small trained model registered as the active version with its gallery embedded, demo users with their
+roles, a species classifier trained on synthetic flukes and fins (``ml.synth_fins``) for the upload form's
+per-photo suggestion, and held-out photos in ``var/demo/uploads/`` to try an upload with (flukes and fins).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from ml import presets
 from ml.data import read_boxes_csv, read_labels_csv
 from ml.images import compute_hashes, load_image
 from ml.synth import generate_dataset
+from ml.synth_fins import generate_fin_dataset
 from submissions.models import Photo, Sighting
+from submissions.species_guess import classifier_dir
 from whalesite.celery import ensure_broker_folders
 
 DEMO_PASSWORD = "whales-demo"
@@ -40,12 +43,17 @@ DEMO_USERS = [
     ("moderator@example.org", "moderator"),
     ("watcher@example.org", "watcher"),
 ]
-SPECIES = [
-    ("Humpback whale", "Megaptera novaeangliae", "HW"),
-    ("Southern right whale", "Eubalaena australis", "SRW"),
-    ("Sperm whale", "Physeter macrocephalus", "SPW"),
+SPECIES = [  # (common name, scientific name, code = catalogue prefix, ml.profiles key: "" = not identified)
+    ("Humpback whale", "Megaptera novaeangliae", "HW", "humpback_fluke"),
+    ("Common bottlenose dolphin", "Tursiops truncatus", "TT", "dolphin_fin"),
+    ("Southern right whale", "Eubalaena australis", "SRW", ""),
+    ("Sperm whale", "Physeter macrocephalus", "SPW", ""),
 ]
-WORMS_LSIDS = {"Megaptera novaeangliae": "urn:lsid:marinespecies.org:taxname:137092"}  # only those checked
+WORMS_LSIDS = {  # only those checked
+    "Megaptera novaeangliae": "urn:lsid:marinespecies.org:taxname:137092",
+    "Tursiops truncatus": "urn:lsid:marinespecies.org:taxname:137111",
+}
+GENERATORS = {"humpback_fluke": generate_dataset, "dolphin_fin": generate_fin_dataset}  # synthetic photos
 PLACES = [
     ("Hervey Bay", -25.0, 152.9),
     ("Monterey Bay", 36.8, -121.9),
@@ -81,13 +89,18 @@ def build_gallery(
     species=None,
     uploads_dir: Path | None = None,
     image_size: int | None = None,
+    uploads_prefix: str = "demo",
+    example_status: str = TrainingExample.Status.USED,
 ):
-    """Generate synthetic flukes and store them as confirmed gallery photos.
+    """Generate synthetic photos of ``species`` (flukes, or fins for a ``dolphin_fin`` species) and store them
+    as confirmed gallery photos of its catalogue (ids with its code: HW-0001, TT-0001).
 
-    Returns (individual objects, list of held-out (path, catalogue id or "new")).
+    Each photo is a training example (``example_status``: used, as the demo's first model trains on them
+    at once; queued for a catalogue whose model is trained later). Returns (individual objects, list of
+    held-out (path, catalogue id or "new")).
     """
     species = species or Species.objects.get(code="HW")
-    generate_dataset(
+    GENERATORS[species.profile or "humpback_fluke"](
         str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed, progress=False
     )
     labels = read_labels_csv(out_dir / "train.csv")
@@ -118,24 +131,8 @@ def build_gallery(
                 observer_name="Demo data",
                 submitted_by=user,
             )
-            data = (out_dir / "images" / image).read_bytes()
-            hashes = compute_hashes(data)
-            width, height = load_image(data, min_side=1).size
-            photo = Photo(
-                sighting=sighting,
-                original_filename=image,
-                sha256=hashes.sha256,
-                phash=hashes.phash,
-                status=Photo.Status.CONFIRMED,
-                individual=individual,
-                decided_at=now,
-            )
-            photo.image.save(image, ContentFile(data), save=False)
-            photo.width, photo.height = width, height
-            if image in boxes:
-                photo.set_box(boxes[image], Photo.BoxSource.GIVEN, confidence=1.0, flagged=False)
-            photo.save()
-            TrainingExample.objects.create(photo=photo, individual=individual, status=TrainingExample.Status.USED)
+            photo = _gallery_photo(sighting, out_dir / "images" / image, individual, boxes.get(image), now)
+            TrainingExample.objects.create(photo=photo, individual=individual, status=example_status)
         for image in rest:
             held_out.append((out_dir / "images" / image, individual.catalogue_id))
     for label in new:
@@ -144,8 +141,31 @@ def build_gallery(
     if uploads_dir is not None:
         uploads_dir.mkdir(parents=True, exist_ok=True)
         for k, (path, who) in enumerate(held_out):
-            shutil.copyfile(path, uploads_dir / f"demo-{k + 1:02d}-{who}{path.suffix}")
+            shutil.copyfile(path, uploads_dir / f"{uploads_prefix}-{k + 1:02d}-{who}{path.suffix}")
     return created, held_out
+
+
+def _gallery_photo(sighting, path: Path, individual, box, now) -> Photo:
+    """One confirmed gallery photo of ``individual`` (its sighting's species), stored from ``path``."""
+    data = path.read_bytes()
+    hashes = compute_hashes(data)
+    width, height = load_image(data, min_side=1).size
+    photo = Photo(
+        sighting=sighting,
+        species=sighting.species,
+        original_filename=path.name,
+        sha256=hashes.sha256,
+        phash=hashes.phash,
+        status=Photo.Status.CONFIRMED,
+        individual=individual,
+        decided_at=now,
+    )
+    photo.image.save(path.name, ContentFile(data), save=False)
+    photo.width, photo.height = width, height
+    if box is not None:
+        photo.set_box(box, Photo.BoxSource.GIVEN, confidence=1.0, flagged=False)
+    photo.save()
+    return photo
 
 
 def train_and_activate(
@@ -208,6 +228,39 @@ def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer
     return config, train(config, progress=progress), snapshot
 
 
+def train_species_demo(flukes: list[Path], fins: list[Path], stdout) -> None:
+    """The upload form's species classifier (``ml.species``), trained on synthetic flukes and fins only, into
+    the folder the form reads (``submissions.species_guess.classifier_dir``)."""
+    try:
+        from ml.species import train_species_classifier  # loads torch
+    except ImportError:
+        stdout.write("No species classifier (ml.species is not installed): uploads take the sighting's species.")
+        return
+    out = classifier_dir()
+    t0 = time.monotonic()
+    report = train_species_classifier({"humpback_fluke": flukes, "dolphin_fin": fins}, out)
+    stdout.write(f"Species classifier in {out} ({time.monotonic() - t0:.1f}s): {report}")
+
+
+def seed_species() -> dict[str, Species]:
+    """The demo's species by code; an existing species without a profile gets the demo's."""
+    species = {}
+    for common, scientific, code, profile in SPECIES:
+        species[code], _ = Species.objects.get_or_create(
+            code=code,
+            defaults={
+                "common_name": common,
+                "scientific_name": scientific,
+                "scientific_name_id": WORMS_LSIDS.get(scientific, ""),
+                "profile": profile,
+            },
+        )
+        if profile and not species[code].profile:
+            Species.objects.filter(pk=species[code].pk).update(profile=profile)
+            species[code].profile = profile
+    return species
+
+
 class Command(BaseCommand):
     help = "Seed a demo: species, synthetic whales, a trained active model, demo users and photos to upload."
 
@@ -216,6 +269,7 @@ class Command(BaseCommand):
         # the library's default recipe (ml.presets.DEFAULT): a frozen pretrained EfficientNet-Lite0 at 224 px for a
         # few epochs, calibrated on held-out whales, the winner on real photos (bench/real_reid.py)
         parser.add_argument("--photos", type=int, default=8, help="gallery photos per individual")
+        parser.add_argument("--dolphins", type=int, default=10, help="bottlenose dolphins in the fin catalogue")
         parser.add_argument("--image-size", type=int, default=presets.DEFAULT.image_size)
         parser.add_argument("--epochs", type=int, default=presets.DEFAULT.epochs)
         parser.add_argument("--arch", default=presets.DEFAULT.arch, choices=presets.ARCHS)
@@ -235,19 +289,10 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         ensure_broker_folders()  # promotion queues photos that waited for a model
         if o["fast"]:
-            o.update(individuals=6, photos=3, image_size=64, epochs=1, localizer_epochs=2, arch="resnet18")
-        if o["individuals"] < 2 or o["photos"] < 1:
-            raise CommandError("--individuals must be at least 2 and --photos at least 1")
-        species = {}
-        for common, scientific, code in SPECIES:
-            species[code], _ = Species.objects.get_or_create(
-                code=code,
-                defaults={
-                    "common_name": common,
-                    "scientific_name": scientific,
-                    "scientific_name_id": WORMS_LSIDS.get(scientific, ""),
-                },
-            )
+            o.update(individuals=6, dolphins=3, photos=3, image_size=64, epochs=1, localizer_epochs=2, arch="resnet18")
+        if o["individuals"] < 2 or o["dolphins"] < 2 or o["photos"] < 1:
+            raise CommandError("--individuals and --dolphins must be at least 2 and --photos at least 1")
+        species = seed_species()
         self.stdout.write("Demo users:")
         users = create_demo_users(self.stdout)
         if Individual.objects.filter(species=species["HW"]).exists() and ModelVersion.objects.active().exists():
@@ -257,21 +302,38 @@ class Command(BaseCommand):
         uploads = Path(o["uploads_dir"]) if o["uploads_dir"] else Path(settings.VAR_DIR) / "demo" / "uploads"
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="whalesite-synth-") as tmp:
-            with transaction.atomic():
-                individuals, held_out = build_gallery(
-                    Path(tmp),
-                    individuals=o["individuals"],
-                    photos=o["photos"],
-                    seed=o["seed"],
-                    user=users["watcher"],
-                    species=species["HW"],
-                    uploads_dir=uploads,
-                )
-        self.stdout.write(
-            f"Created {len(individuals)} individuals with {o['photos']} photos each "
-            f"({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}"
-        )
+            flukes = self._catalogue(Path(tmp) / "flukes", species["HW"], o, users, uploads, "demo")
+            self._train(o, users, t0)
+            # the fins join the gallery after the humpback model embedded it: its index stays flukes only
+            fins = self._catalogue(Path(tmp) / "fins", species["TT"], o, users, uploads, "demo-fin")
+            train_species_demo(flukes, fins, self.stdout)
 
+    def _catalogue(self, folder: Path, species: Species, o: dict, users: dict, uploads: Path, prefix: str):
+        """``species``' demo catalogue (synthetic photos, ``build_gallery``); returns its gallery photos' files
+        (the species classifier's training photos: the held-out demo uploads stay unseen by it too)."""
+        t0 = time.monotonic()
+        whales = o["individuals"] if species.code == "HW" else o["dolphins"]
+        with transaction.atomic():
+            individuals, held_out = build_gallery(
+                folder,
+                individuals=whales,
+                photos=o["photos"],
+                seed=o["seed"] + (species.code != "HW"),
+                user=users["watcher"],
+                species=species,
+                uploads_dir=uploads,
+                uploads_prefix=prefix,
+                # the fin catalogue's model is not trained here yet (it needs the per-species retrain)
+                example_status=TrainingExample.Status.USED if species.code == "HW" else TrainingExample.Status.QUEUED,
+            )
+        self.stdout.write(
+            f"Created {len(individuals)} {species.common_name.lower()} individuals ({species.code}-) with "
+            f"{o['photos']} photos each ({time.monotonic() - t0:.1f}s); {len(held_out)} demo photos in {uploads}"
+        )
+        unseen = {path for path, _ in held_out}
+        return sorted(p for p in (folder / "images").glob("*.jpg") if p not in unseen)
+
+    def _train(self, o: dict, users: dict, t0: float) -> None:
         last = [0.0]
 
         def progress(p):
