@@ -51,12 +51,9 @@ def species_or_default(species) -> Species | None:
 
 
 def species_gallery(species):
-    """``species``' gallery photos: its whales' photos (a photo filed under another species is not)."""
-    return (
-        Photo.objects.in_gallery()
-        .filter(individual__species=species)
-        .filter(Q(species__isnull=True) | Q(species=species))
-    )
+    """``species``' gallery: the photos its model ranks a new photo against (``Photo.objects.in_catalogue_of``),
+    so the holdout and its evaluation see the gallery the pipeline uses."""
+    return Photo.objects.in_catalogue_of(species)
 
 
 def current_holdout(species=None) -> HoldoutSet | None:
