@@ -50,11 +50,6 @@ class Species(models.Model):
     def __str__(self) -> str:
         return self.common_name
 
-    @property
-    def is_matched(self) -> bool:
-        """Whether photos of this species are matched against the (humpback) catalogue."""
-        return self.code == self.HUMPBACK_CODE
-
 
 class IndividualQuerySet(models.QuerySet):
     def active(self):

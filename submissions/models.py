@@ -97,11 +97,13 @@ class PhotoQuerySet(models.QuerySet):
     def with_rematching(self):
         """Annotate ``rematching``: awaiting review but without an embedding, i.e. a moderator fixed
         the box and the worker is cropping and ranking it again, so the crop and suggestions on file
-        are about to change. Read in the same query as the crop, so the two always agree."""
+        are about to change. A photo no model matched (unknown species, or none for its species yet) has no
+        version and is not being re-matched. Read in the same query as the crop, so the two always agree."""
         embeddings = self.model._meta.get_field("embeddings").related_model.objects.filter(photo=OuterRef("pk"))
         return self.annotate(
             rematching=ExpressionWrapper(
-                Q(status=Photo.Status.AWAITING_REVIEW) & ~Exists(embeddings), output_field=models.BooleanField()
+                Q(status=Photo.Status.AWAITING_REVIEW, model_version__isnull=False) & ~Exists(embeddings),
+                output_field=models.BooleanField(),
             )
         )
 
@@ -133,6 +135,12 @@ class PhotoQuerySet(models.QuerySet):
     def in_gallery(self):
         """Photos assigned to an individual: they are matched against every new upload."""
         return self.filter(status__in=Photo.GALLERY_STATUSES, individual__isnull=False)
+
+    def in_catalogue_of(self, species):
+        """Gallery photos of ``species``' individuals: the only ones its model ranks a photo against (each species
+        has its own gallery). ``species`` None (a model version from before species profiles): all of them."""
+        gallery = self.in_gallery()
+        return gallery if species is None else gallery.filter(individual__species=species)
 
     def failed(self):
         return self.filter(status=Photo.Status.FAILED)

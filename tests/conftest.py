@@ -138,7 +138,9 @@ def register_model(result, **extra):
     from django.conf import settings
 
     from identification.models import ModelVersion
+    from tests.factories import SpeciesFactory
 
+    extra.setdefault("species", SpeciesFactory())  # a humpback model unless told otherwise
     rel = Path(result.model_dir).resolve().relative_to(Path(settings.ML_ROOT).resolve())
     return ModelVersion.objects.create(
         name=f"demo-{time.monotonic_ns()}",

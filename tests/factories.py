@@ -92,6 +92,7 @@ class SpeciesFactory(factory.django.DjangoModelFactory):
     scientific_name = "Megaptera novaeangliae"
     scientific_name_id = "urn:lsid:marinespecies.org:taxname:137092"
     code = "HW"
+    profile = "humpback_fluke"
 
 
 class IndividualFactory(factory.django.DjangoModelFactory):
@@ -116,6 +117,7 @@ class PhotoFactory(factory.django.DjangoModelFactory):
         model = Photo
 
     sighting = factory.SubFactory(SightingFactory)
+    species = factory.LazyAttribute(lambda o: o.sighting.species)  # as an upload: the sighting's unless told
     image = factory.LazyAttributeSequence(lambda o, n: ContentFile(jpeg_bytes(seed=1000 + n), name="photo.jpg"))
     sha256 = factory.Sequence(lambda n: f"{n:064x}")
     original_filename = "photo.jpg"
@@ -127,6 +129,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"test-model-{n}")
     artifact_dir = "models/test"
+    species = factory.SubFactory(SpeciesFactory)  # each species has its own models (the humpback's by default)
 
 
 def write_csv(path: Path, header, rows) -> None:

@@ -1,8 +1,8 @@
 """Per worker process: the ``Identifier`` of each model version, loaded once (at most two kept).
 
 Every pipeline task calls :func:`active_version` first: one cheap query finds the active
-ModelVersion; its identifier is loaded only when that changes (a promotion or rollback is picked up
-without a worker restart). A lock makes it safe for threads; prefork children each have their own
+ModelVersion of the photo's species; its identifier is loaded only when that changes (a promotion or
+rollback is picked up without a worker restart). A lock makes it safe for threads; prefork children each have their own
 copy (the cache is filled lazily, after the fork).
 
 ``ml`` modules that load torch are imported inside functions, here and in the rest of the site:
@@ -32,8 +32,11 @@ def model_dir(version) -> Path:
     return path if path.is_absolute() else Path(settings.ML_ROOT) / path
 
 
-def active_version():
-    return ModelVersion.objects.active().first()
+def active_version(species):
+    """The active version of ``species`` (each species has its own model), or None: no model for it yet."""
+    if species is None or not species.profile:
+        return None
+    return ModelVersion.objects.active_for(species).first()
 
 
 def identifier(version):

@@ -122,7 +122,9 @@ def _full_sync(state, version, now) -> None:
     built = state["index"] is None and not _start_from_snapshot(state, version, now)
     seen = _window_changes(version, now)  # read before the membership: all of these are in it already
     current = dict(
-        Photo.objects.in_gallery().filter(embeddings__model_version=version).values_list("id", "individual_id")
+        Photo.objects.in_catalogue_of(version.species_id)
+        .filter(embeddings__model_version=version)
+        .values_list("id", "individual_id")
     )
     members: dict[int, int] = state["members"]
     gone = [pid for pid, ind in members.items() if current.get(pid) != ind]
@@ -233,7 +235,7 @@ def _delta_sync(state, version, now) -> None:
     if fresh:
         changed = {c[2] for c in fresh}
         current = dict(
-            Photo.objects.in_gallery()
+            Photo.objects.in_catalogue_of(version.species_id)
             .filter(pk__in=changed, embeddings__model_version=version)
             .values_list("id", "individual_id")
         )

@@ -135,7 +135,7 @@ def stored_features(version, labels) -> dict[str, list]:
         model_version=version,
         features__isnull=False,
         photo__individual_id__in=ids,
-        photo__in=Photo.objects.in_gallery(),
+        photo__in=Photo.objects.in_catalogue_of(version.species_id),
     ).values_list("photo_id", "photo__individual_id", "features")
     out: dict[str, list] = {}
     for photo_id, individual_id, blob in rows:
@@ -283,7 +283,7 @@ def rerank_photo(photo_id: int) -> str:
 
 
 def _process(photo_id: int, *, rerank: bool) -> str:
-    photo = Photo.objects.filter(pk=photo_id).select_related("sighting__species").first()
+    photo = Photo.objects.filter(pk=photo_id).select_related("species").first()
     if photo is None:
         return "gone"
     if rerank:
@@ -291,15 +291,12 @@ def _process(photo_id: int, *, rerank: bool) -> str:
             return "not awaiting review"
     elif photo.status not in Photo.PENDING_STATUSES:
         return "done"
-    version = cache.active_version()
+    # each species is matched within its own catalogue, by its own model: an unknown species, one without a
+    # profile or without a model yet waits for review with no suggestions (``review.unmatched`` says why), and
+    # is ranked once a model of its species is promoted
+    version = cache.active_version(photo.species)
     if version is None:
-        if not rerank:
-            fail(
-                photo_id,
-                "no_model",
-                "No identification model is active yet. This photo will be processed "
-                "automatically as soon as an administrator promotes a model.",
-            )
+        _await_review_unmatched(photo_id, rerank)
         return "no model"
 
     if not rerank and not take_lease(photo_id):
@@ -322,10 +319,7 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
         # ml.ood: a k-NN over the training photos, in the backbone features too when the crop is at hand (a
         # stored vector re-ranked is checked in the embedding alone)
         familiar = ident.familiarity(vector, prepared.crop if prepared is not None else None)
-        # another species is never ranked against the humpback catalogue: no suggestions, and the review
-        # page says why (a moderator can correct the species, which re-ranks it)
-        matched = photo.sighting.species.is_matched
-        matches = rank_photo(photo, version, vector, features, ident, familiar) if matched else []
+        matches = rank_photo(photo, version, vector, features, ident, familiar)
         png = crop_png(prepared.crop) if prepared is not None else None
     except TRANSIENT_ERRORS:
         _release_lease(photo_id)  # the task retries with backoff: its next try must find the photo free
@@ -371,6 +365,25 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
         photo.lease_until = None
         photo.save()
     return "ok"
+
+
+def _await_review_unmatched(photo_id: int, rerank: bool) -> None:
+    """No model can match this photo (its species is unknown or has none yet): straight to review, with no
+    suggestions, so a moderator can name or reject it; nothing of an earlier model (its species corrected at
+    review) is left on it."""
+    with transaction.atomic():
+        photo = Photo.objects.select_for_update().filter(pk=photo_id).first()
+        expected = (Photo.Status.AWAITING_REVIEW,) if rerank else Photo.PENDING_STATUSES
+        if photo is None or photo.status not in expected:
+            return
+        Suggestion.objects.filter(photo=photo).delete()
+        photo.model_version = None
+        photo.status = Photo.Status.AWAITING_REVIEW
+        photo.failure_code = ""
+        photo.failure_reason = ""
+        photo.processed_at = timezone.now()
+        photo.lease_until = None
+        photo.save()
 
 
 def _release_lease(photo_id: int) -> None:

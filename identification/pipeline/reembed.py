@@ -27,7 +27,9 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
         return "gone"
     ident = cache.identifier(version)
     failed = []
-    todo = list(Photo.objects.in_gallery().exclude(embeddings__model_version=version).order_by("pk"))
+    todo = list(
+        Photo.objects.in_catalogue_of(version.species_id).exclude(embeddings__model_version=version).order_by("pk")
+    )
     for photo in todo:
         try:
             vector, prepared = embed_photo(photo, version, ident)

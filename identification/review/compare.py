@@ -63,9 +63,9 @@ def explain_png(*, photo, individual, user) -> bytes:
     """``ml.explain.occlusion_map`` of the query crop against the candidate's best photo, with the
     process's cached Identifier of the active model; the PNG is cached in storage."""
     require(user, REVIEW_PERMISSION)
-    version = cache.active_version()
+    version = cache.active_version(individual.species)
     if version is None:
-        raise ValidationError("No identification model is active.")
+        raise ValidationError(f"No identification model of {individual.species} is active.")
     best = (
         Suggestion.objects.filter(photo=photo, individual=individual, best_photo__isnull=False)
         .order_by("-model_version__is_active", "rank")

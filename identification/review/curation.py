@@ -233,29 +233,31 @@ def split_photo(*, photo, moderator) -> Decision:
 
 
 def correct_species(*, photo, moderator, species) -> Decision:
-    """A watcher filed the sighting under the wrong species: correct it for the whole sighting, log it,
-    and rank its photos awaiting review again (a photo of another species was never matched against
-    the humpback catalogue; after the correction it is)."""
+    """The photo shows another species than it was filed under (or its species was unknown): correct this
+    photo, log it, and rank it again within its new species' catalogue (or leave it unmatched when that species
+    has no model yet). The sighting follows once every one of its photos is of the new species."""
     require(moderator, REVIEW_PERMISSION)
     with transaction.atomic():
-        locked = Photo.objects.select_for_update().select_related("sighting__species").get(pk=photo.pk)
+        locked = Photo.objects.select_for_update().select_related("species", "sighting__species").get(pk=photo.pk)
         if locked.status != Photo.Status.AWAITING_REVIEW:
             raise ValidationError("Only a photo awaiting review can have its species corrected here.")
+        old = locked.species
+        if old is not None and old.pk == species.pk:
+            raise ValidationError(f"The photo is already filed as {species}.")
+        locked.species = species
+        locked.save(update_fields=["species", "updated_at"])
         sighting = locked.sighting
-        old = sighting.species
-        if old.pk == species.pk:
-            raise ValidationError(f"The sighting is already filed as {species}.")
-        sighting.species = species
-        sighting.save(update_fields=["species"])
+        if sighting.species_id != species.pk and not sighting.photos.exclude(species=species).exists():
+            sighting.species = species
+            sighting.save(update_fields=["species"])
         decision = Decision.objects.create(
             photo=locked,
             moderator=moderator,
             action=Decision.Action.SPECIES,
             model_version_id=locked.model_version_id,
-            details={"old": old.code, "new": species.code},
+            details={"old": old.code if old else "unknown", "new": species.code},
         )
-        for pk in sighting.photos.filter(status=Photo.Status.AWAITING_REVIEW).values_list("pk", flat=True):
-            Embedding.objects.filter(photo_id=pk).delete()  # "being re-matched": the page polls until ranked
-            jobs.enqueue(jobs.RERANK_PHOTO, pk)
+        Embedding.objects.filter(photo_id=locked.pk).delete()  # "being re-matched": the page polls until ranked
+        jobs.enqueue(jobs.RERANK_PHOTO, locked.pk)
     refresh_caller(photo, locked)
     return decision

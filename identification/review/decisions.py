@@ -160,11 +160,17 @@ def _close_votes(locked: Photo, decision: Decision) -> None:
 
 
 def _same_species(photo, individual) -> None:
-    """A sighting filed as another species cannot join a humpback: correct the species first."""
-    species = photo.sighting.species
+    """A photo joins only an individual of its own species (each species has its own catalogue): correct the
+    photo's species first if it was filed wrongly."""
+    species = photo.species
+    if species is None:
+        raise ValidationError(
+            f"This photo's species is unknown; {individual.catalogue_id} is a {individual.species}. "
+            "Set the photo's species first."
+        )
     if individual.species_id != species.pk:
         raise ValidationError(
-            f"This sighting is filed as {species}; {individual.catalogue_id} is a "
+            f"This photo is filed as {species}; {individual.catalogue_id} is a "
             f"{individual.species}. Correct the species first if the filing is wrong."
         )
 
@@ -195,7 +201,9 @@ def name_new_individual(*, photo, moderator, nickname: str = "") -> Individual:
         if not (nickname or "").strip():
             earlier = Decision.objects.open_votes().filter(photo=locked, action=Decision.Action.NEW_INDIVIDUAL)
             nickname = next((d.details.get("nickname") for d in earlier if d.details.get("nickname")), "")
-        species = locked.sighting.species
+        species = locked.species
+        if species is None:
+            raise ValidationError("This photo's species is unknown: set its species before naming a new individual.")
         for _ in range(CATALOGUE_ID_ATTEMPTS):
             try:
                 with transaction.atomic():

@@ -25,6 +25,7 @@ from ..review.decisions import (
 from ..review.evidence import matched_points_png
 from ..review.queue import claim_next, claim_photo, held_by_other
 from ..review.queue import review_queue as moderator_queue
+from ..review.unmatched import why_unmatched
 from .common import show_errors
 
 REJECT_KEYS = {"not_a_fluke": "F", "poor_quality": "Q", "duplicate": "D", "other_species": "O"}
@@ -128,7 +129,7 @@ def _batch_matches(photo):
 @moderator_required
 def review_photo(request, photo_id):
     photo = get_object_or_404(
-        Photo.objects.select_related("sighting__species", "model_version", "claimed_by")
+        Photo.objects.select_related("sighting__species", "species", "suggested_species", "model_version", "claimed_by")
         .with_rematching()
         .with_familiarity(),
         pk=photo_id,
@@ -152,9 +153,10 @@ def review_photo(request, photo_id):
             "candidates": candidates,
             "has_new_row": any(row["suggestion"].individual_id is None for row in candidates),
             "batch_matches": _batch_matches(photo),
-            "next_catalogue_id": next_catalogue_id(photo.sighting.species) if reviewable else "",
+            "next_catalogue_id": next_catalogue_id(photo.species) if reviewable and photo.species else "",
+            "unmatched": why_unmatched(photo) if reviewable and not photo.rematching else "",
             "reject_reasons": [(v, label, REJECT_KEYS.get(v, "")) for v, label in Decision.RejectReason.choices],
-            "species_form": SpeciesForm(initial={"species": photo.sighting.species}),
+            "species_form": SpeciesForm(initial={"species": photo.species}),
             "queue_count": _filtered_queue(request).count(),
             "votes": Decision.objects.open_votes().filter(photo=photo).select_related("moderator", "individual"),
             "consensus_needed": consensus_needed(),
