@@ -90,6 +90,16 @@ class RejectForm(forms.Form):
 
 
 class TrainingForm(forms.Form):
+    """The retrain form: one species' model at a time, among the species with a profile (the humpback by default)."""
+
+    species = forms.ModelChoiceField(
+        queryset=Species.objects.identifiable(),
+        empty_label=None,
+        required=False,  # not posted: the humpback (runs.start_training_run)
+        label="Species",
+        help_text="Trains this species' model on its own photos; scored on its own holdout.",
+        error_messages={"invalid_choice": "Choose a species with a profile: only those have a model to train."},
+    )
     epochs = forms.IntegerField(min_value=1, max_value=defaults.MAX_EPOCHS, initial=defaults.FORM_EPOCHS)
     arch = forms.ChoiceField(label="Architecture", choices=defaults.ARCH_CHOICES, initial=defaults.FORM_ARCH)
     image_size = forms.TypedChoiceField(
@@ -101,9 +111,17 @@ class TrainingForm(forms.Form):
     fine_tune = forms.BooleanField(
         required=False,
         initial=True,
-        label="Fine-tune from the active model",
+        label="Fine-tune from the species' active model",
         help_text="Unchecked: train from the backbone's initial weights.",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .training.dataset import default_species
+
+        humpback = default_species()
+        if humpback is not None and humpback.profile:
+            self.fields["species"].initial = humpback.pk
 
 
 class TrainingDataFilterForm(forms.Form):

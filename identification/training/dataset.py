@@ -2,6 +2,10 @@
 frozen holdout it never sees, and how a merged whale is followed to the one it was merged into.
 The retrain (``runs.execute_run``) and the administrators' exports (``exports``) both read it.
 
+Each species is trained and benchmarked on its own: its training set is its own whales' photos, minus
+its own frozen holdout. ``species=None`` everywhere means the humpback (``default_species``), the only
+species with a model before profiles.
+
 Layout under ``settings.ML_ROOT`` written by ``export_dataset``::
 
     runs/<run_id>/data/images/<photo_id>.<ext>   copied from storage (works for S3)
@@ -23,7 +27,7 @@ from django.db.models import Q
 
 from submissions.models import Photo
 
-from ..models import HoldoutSet, ModelVersion, TrainingExample
+from ..models import HoldoutSet, ModelVersion, Species, TrainingExample
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +38,37 @@ HOLDOUT_NEW_FRACTION = 0.2  # of the individuals with a single gallery photo (th
 HOLDOUT_MAX = 1000
 
 
-def current_holdout() -> HoldoutSet | None:
-    return HoldoutSet.objects.order_by("created_at", "pk").first()
+def default_species() -> Species | None:
+    """The humpback: the retrain form's default, and the owner of rows written before profiles."""
+    return (
+        Species.objects.filter(code=Species.HUMPBACK_CODE).first()
+        or Species.objects.filter(profile="humpback_fluke").order_by("pk").first()
+    )
 
 
-def holdout_photo_ids() -> set[int]:
-    holdout = current_holdout()
+def species_or_default(species) -> Species | None:
+    return species if species is not None else default_species()
+
+
+def species_gallery(species):
+    """``species``' gallery: the photos its model ranks a new photo against (``Photo.objects.in_catalogue_of``),
+    so the holdout and its evaluation see the gallery the pipeline uses."""
+    return Photo.objects.in_catalogue_of(species)
+
+
+def current_holdout(species=None) -> HoldoutSet | None:
+    """``species``' frozen holdout (the humpback's when None), or None before its first run or evaluation."""
+    return HoldoutSet.objects.filter(species=species_or_default(species)).order_by("created_at", "pk").first()
+
+
+def holdout_photo_ids(species=None) -> set[int]:
+    holdout = current_holdout(species)
     return set(holdout.photo_ids) if holdout else set()
+
+
+def all_holdout_photo_ids() -> set[int]:
+    """Every species' held-out photos (the exports, which span species, leave them all out)."""
+    return {int(item["photo_id"]) for items in HoldoutSet.objects.values_list("items", flat=True) for item in items}
 
 
 def resolve_merged(individual):
@@ -68,17 +96,21 @@ def trusted_box(photo):
     return photo.box if trusted and photo.box is not None else None
 
 
-def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
-    """The frozen holdout set; created (once) from the current gallery when there is none."""
+def get_or_create_holdout(species=None, seed: int = 0) -> HoldoutSet:
+    """``species``' frozen holdout set; created (once) from its current gallery when there is none."""
+    species = species_or_default(species)
     with transaction.atomic():
-        # one creator at a time: lock a fixed row of a table every site has
-        list(ModelVersion.objects.select_for_update().order_by("pk")[:1])
-        existing = current_holdout()
+        # one creator at a time: lock the species' row (or a fixed row of a table every site has)
+        if species is not None:
+            list(Species.objects.select_for_update().filter(pk=species.pk))
+        else:
+            list(ModelVersion.objects.select_for_update().order_by("pk")[:1])
+        existing = current_holdout(species)
         if existing is not None:
             return existing
         by_individual: dict[int, list[tuple[int, str]]] = {}
         for pk, ind_id, cid in (
-            Photo.objects.in_gallery()
+            species_gallery(species)
             .filter(individual__merged_into__isnull=True)
             .order_by("pk")
             .values_list("pk", "individual_id", "individual__catalogue_id")
@@ -100,37 +132,53 @@ def get_or_create_holdout(seed: int = 0) -> HoldoutSet:
             items.append({"photo_id": pk, "individual_id": ind_id, "catalogue_id": cid, "new": True})
         items = sorted(items, key=lambda it: it["photo_id"])[:HOLDOUT_MAX]
         if not items:
-            raise ValidationError("The gallery has no photos to hold out yet.")
-        return HoldoutSet.objects.create(items=items, seed=seed)
+            raise ValidationError(f"The {species or 'humpback'} gallery has no photos to hold out yet.")
+        return HoldoutSet.objects.create(items=items, seed=seed, species=species)
 
 
-def training_queryset():
-    """Photos a run trains on: usable training examples plus every gallery photo, minus the frozen
-    holdout and the examples an administrator excluded."""
+def _trainable(held: set[int]):
+    """Usable training examples plus gallery photos, minus ``held`` and the examples an admin excluded."""
     example_photos = TrainingExample.objects.usable().values_list("photo_id", flat=True)
     return (
         Photo.objects.filter(Q(pk__in=example_photos) | Q(pk__in=Photo.objects.in_gallery().values("pk")))
         .filter(individual__isnull=False)
         .exclude(status=Photo.Status.REJECTED)
-        .exclude(pk__in=holdout_photo_ids())  # the frozen benchmark is never trained on
+        .exclude(pk__in=held)  # the frozen benchmark is never trained on
         .exclude(training_example__status=TrainingExample.Status.EXCLUDED)  # an admin excluded it
         .select_related("individual")
         .order_by("pk")
     )
 
 
-def export_dataset(out_dir: Path) -> dict:
-    """Write images, ``train.csv`` and ``boxes.csv`` for ``ml.train``. Returns a snapshot dict."""
+def training_queryset(species=None):
+    """Photos a run for ``species`` (the humpback when None) trains on: its usable training examples plus
+    its gallery photos, minus its frozen holdout and the examples an administrator excluded."""
+    species = species_or_default(species)
+    return (
+        _trainable(holdout_photo_ids(species))
+        .filter(individual__species=species)
+        .filter(Q(species__isnull=True) | Q(species=species))
+    )
+
+
+def all_training_photos():
+    """Every species' training sets together (the administrators' exports span species)."""
+    return _trainable(all_holdout_photo_ids())
+
+
+def export_dataset(out_dir: Path, species=None) -> dict:
+    """Write ``species``' images, ``train.csv`` and ``boxes.csv`` for ``ml.train``. Returns a snapshot dict."""
+    species = species_or_default(species)
     try:  # freeze the benchmark before the first run trains: photos chosen later were trained on
-        get_or_create_holdout()
+        get_or_create_holdout(species)
     except ValidationError:
-        log.info("training export: no gallery photos to hold out yet")
+        log.info("training export: no %s gallery photos to hold out yet", species)
     images = out_dir / "images"
     if out_dir.exists():
         shutil.rmtree(out_dir)
     images.mkdir(parents=True)
     labels, boxes, photo_ids = [], [], []
-    for photo in training_queryset():
+    for photo in training_queryset(species):
         ext = Path(photo.image.name).suffix.lower() or ".jpg"
         name = f"{photo.pk}{ext}"
         try:
@@ -153,4 +201,5 @@ def export_dataset(out_dir: Path) -> dict:
         "individuals": len({lab for _, lab in labels}),
         "boxes": len(boxes),
         "photo_ids": photo_ids,
+        "species": species.common_name if species else "",
     }

@@ -3,7 +3,7 @@
 A training worker measures ``ml.step_time`` (``ml.train``'s own step on random crops) for the form's
 default architecture at start-up, and for any other on request; each measurement is a ``StepTiming``
 of that worker. The form multiplies the step time by the run's steps: epochs x batches per epoch,
-the batches counted as ``ml.train`` will count them (the training share of ``training_queryset()``,
+the batches counted as ``ml.train`` will count them (the training share of the species' ``training_queryset``,
 each individual oversampled to ``oversample_to`` photos, whole batches only), capped by
 ``ML_TRAIN_MAX_STEPS``. Validation and batch loading are not in the step time: an estimate, not a promise.
 """
@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from ml.presets import DEFAULT
 
-from ..models import StepTiming, WorkerHeartbeat
-from .dataset import training_queryset
+from ..models import Species, StepTiming, WorkerHeartbeat
+from .dataset import species_or_default, training_queryset
 
 CPU_WARNING_S = 3600  # a run longer than this on a CPU worker gets a warning on the form
 TRAIN_SHARE = 1.0 - 0.2 - 0.1  # ml.train's val_fraction and new_individual_fraction go to validation
@@ -45,10 +45,10 @@ def record_step_time(worker: str, step, reason: str) -> StepTiming:
     return timing
 
 
-def batches_per_epoch(batch_size: int | None = None) -> int:
-    """The batches of one epoch of a run started now (see the module doc)."""
+def batches_per_epoch(batch_size: int | None = None, species=None) -> int:
+    """The batches of one epoch of a run for ``species`` (the humpback when None) started now."""
     batch_size = int(batch_size or settings.ML_DEFAULT_BATCH_SIZE)
-    photos = training_queryset()
+    photos = training_queryset(species)
     n_photos = photos.count()
     n_ids = photos.values("individual_id").distinct().count()
     train_photos = max(round(n_photos * TRAIN_SHARE), round(n_ids * TRAIN_SHARE) * OVERSAMPLE_TO)
@@ -114,7 +114,15 @@ def duration_text(seconds: float) -> str:
 def form_estimate(form) -> dict:
     """What the dashboard's form shows: the step times (for the page's script, which recomputes the
     estimate as the fields change), the batches per epoch, and the estimate for the form's values."""
-    timings, batches = step_timings(), batches_per_epoch()
+    by_species = {sp.pk: batches_per_epoch(species=sp) for sp in Species.objects.identifiable()}
+    chosen = form["species"].value() if "species" in form.fields else None
+    default = species_or_default(None)
+    try:
+        chosen = int(chosen) if chosen not in (None, "") else getattr(default, "pk", None)
+    except (TypeError, ValueError):
+        chosen = None
+    timings = step_timings()
+    batches = by_species.get(chosen) or batches_per_epoch(species=default)
     values = {
         "arch": form["arch"].value() or DEFAULT.arch,
         "image_size": form["image_size"].value() or DEFAULT.image_size,
@@ -128,6 +136,7 @@ def form_estimate(form) -> dict:
         "timings": timings,
         "timings_json": json.dumps(timings),
         "batches": batches,
+        "batches_json": json.dumps({str(pk): n for pk, n in by_species.items()}),
         "max_steps": settings.ML_TRAIN_MAX_STEPS or 0,
         "warn_after_s": CPU_WARNING_S,
         "current": current,

@@ -7,7 +7,7 @@ include, and streamed exports for outside tools.
   ``bbox`` = [x, y, w, h] in pixels, clipped to the image), ``categories`` = [fluke].
 
 Both export the *included* (not excluded) examples matching the list's filters that are in the
-training set a run uses (``dataset.training_queryset``), so never the frozen holdout photos. Both
+training set of its species' runs (``dataset.all_training_photos``), so never a frozen holdout photo. Both
 are generated while streaming: the ZIP is written entry by entry into the response (no temporary
 file), the JSON object by object.
 """
@@ -27,7 +27,7 @@ from django.db import transaction
 from ..forms import TrainingDataFilterForm
 from ..models import Individual, TrainingExample
 from ..permissions import MANAGE_MODELS_PERMISSION, require
-from .dataset import holdout_photo_ids, resolve_merged_id, training_queryset, trusted_box
+from .dataset import all_holdout_photo_ids, all_training_photos, resolve_merged_id, trusted_box
 
 CHUNK = 256 * 1024
 
@@ -74,10 +74,10 @@ def include_training_examples(ids, user) -> int:
 
 def export_rows(params=None) -> list[dict]:
     """The examples an export contains: included, filtered, and in the set a run trains on
-    (``dataset.training_queryset``: so never a holdout photo)."""
+    (each species' ``dataset.training_queryset``: so never a photo of any species' holdout)."""
     _, qs = training_examples(params)
-    held = holdout_photo_ids()
-    trained_on = training_queryset().values("pk")
+    held = all_holdout_photo_ids()
+    trained_on = all_training_photos().values("pk")
     merged = dict(Individual.objects.filter(merged_into__isnull=False).values_list("pk", "merged_into_id"))
     names = dict(Individual.objects.values_list("pk", "catalogue_id"))
     rows = []

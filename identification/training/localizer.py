@@ -1,6 +1,8 @@
 """Retraining the localizer from the boxes moderators corrected (and boxes given with photos): a run on
 the training queue that adds the new ``localizer.pt`` to a copy of the active model folder, registered
-as an inactive version with the IoU before and after on the same validation photos."""
+as an inactive version with the IoU before and after on the same validation photos. Per species, and
+only for a species whose profile localizes a fluke (``SpeciesProfile.localizer == "fluke"``): the others
+crop the full frame."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from ml.images import load_image
+from ml.profiles import get_profile
 from submissions.models import Photo
 
 from .. import jobs
@@ -20,6 +24,7 @@ from ..models import ModelVersion, TrainingRun
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
 from ..pipeline.process import read_image_bytes
+from .dataset import species_or_default
 from .runs import claim_run, finish_run, run_lifecycle
 
 LOCALIZER_VAL_FRACTION = 0.2
@@ -27,19 +32,32 @@ LOCALIZER_MIN_PHOTOS = 3
 LOCALIZER_EPOCHS = 30
 
 
-def localizer_training_photos():
-    """Photos with a trusted box: corrected by a moderator, or given with the photo."""
+def localizer_training_photos(species=None):
+    """``species``' photos (the humpback's when None; a photo of unknown species counts by its sighting)
+    with a trusted box: corrected by a moderator, or given with the photo."""
+    species = species_or_default(species)
     corrected = Photo.objects.with_corrected_boxes()
     given = Photo.objects.filter(box_source=Photo.BoxSource.GIVEN, box_x0__isnull=False)
-    return (corrected | given).exclude(status=Photo.Status.REJECTED).distinct().order_by("pk")
+    mine = Q(species=species) | Q(species__isnull=True, sighting__species=species)
+    return (corrected | given).filter(mine).exclude(status=Photo.Status.REJECTED).distinct().order_by("pk")
 
 
-def start_localizer_retrain(*, user, epochs: int = LOCALIZER_EPOCHS) -> TrainingRun:
-    """A training-queue run (``TrainingRun`` with ``options.kind == "localizer"``)."""
+def has_fluke_localizer(species) -> bool:
+    """Whether ``species``' profile localizes (a fluke); full-frame profiles have no localizer to retrain."""
+    return species is not None and bool(species.profile) and get_profile(species.profile).localizer == "fluke"
+
+
+def start_localizer_retrain(*, user, species=None, epochs: int = LOCALIZER_EPOCHS) -> TrainingRun:
+    """A training-queue run (``TrainingRun`` with ``options.kind == "localizer"``) for ``species``."""
     require(user, MANAGE_MODELS_PERMISSION)
-    if ModelVersion.objects.active().first() is None:
-        raise ValidationError("Promote a model first: the new localizer is added to a copy of the active model.")
-    n = localizer_training_photos().count()
+    species = species_or_default(species)
+    if not has_fluke_localizer(species):
+        raise ValidationError(f"{species or 'This species'} is cropped from the full frame: it has no localizer.")
+    if ModelVersion.objects.active_for(species).first() is None:
+        raise ValidationError(
+            f"Promote a {species} model first: the new localizer is added to a copy of its active model."
+        )
+    n = localizer_training_photos(species).count()
     if n < LOCALIZER_MIN_PHOTOS:
         raise ValidationError(
             f"At least {LOCALIZER_MIN_PHOTOS} photos with corrected or given boxes are needed ({n} so far)."
@@ -47,7 +65,9 @@ def start_localizer_retrain(*, user, epochs: int = LOCALIZER_EPOCHS) -> Training
     with transaction.atomic():
         if TrainingRun.objects.select_for_update().in_progress().exists():
             raise ValidationError("A training run is already queued or running; wait for it to finish.")
-        run = TrainingRun.objects.create(options={"kind": "localizer", "epochs": int(epochs)}, started_by=user)
+        run = TrainingRun.objects.create(
+            options={"kind": "localizer", "epochs": int(epochs)}, started_by=user, species=species
+        )
         jobs.enqueue(jobs.RETRAIN_LOCALIZER, run.pk)
     return run
 
@@ -56,10 +76,10 @@ def _load_photo_image(photo):
     return load_image(read_image_bytes(photo))
 
 
-def _trusted_examples(reporter):
-    """(images, boxes, photo ids) of the readable photos with a trusted box."""
+def _trusted_examples(reporter, species):
+    """(images, boxes, photo ids) of ``species``' readable photos with a trusted box."""
     images, boxes, ids = [], [], []
-    for photo in localizer_training_photos():
+    for photo in localizer_training_photos(species):
         try:
             images.append(_load_photo_image(photo))
         except Exception as exc:
@@ -82,10 +102,11 @@ def execute_localizer_retrain(run_id: int) -> str:
     if run is None:
         return why_not
     with run_lifecycle(run, what="localizer retraining") as life:
-        active = ModelVersion.objects.active().first()
+        species = species_or_default(run.species)
+        active = ModelVersion.objects.active_for(species).first()
         if active is None:
-            raise ValueError("No active model version to add the localizer to.")
-        images, boxes, ids = _trusted_examples(life.reporter)
+            raise ValueError(f"No active {species or ''} model version to add the localizer to.")
+        images, boxes, ids = _trusted_examples(life.reporter, species)
         new, metrics = _train_and_compare(run, active, images, boxes, ids, life.reporter)
         version = _register_localizer(run, active, new, metrics, ids)
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
@@ -162,6 +183,7 @@ def _register_localizer(run, active, new, metrics, ids) -> ModelVersion:
                 "base_version": active.name,
             },
             new_threshold=active.new_threshold,
+            species=active.species,
         )
         finish_run(run_id, version, metrics)
     return version

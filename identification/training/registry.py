@@ -1,6 +1,9 @@
 """Model registry: the frozen holdout ("benchmark") set, evaluating any version on it, the
 registry pages' numbers, and promoting or rolling back a model version.
 
+Each species has its own models and its own frozen holdout: a version is scored on its species' holdout,
+compared only with its species' active version, and promotion or rollback touches only its species.
+
 Holdout: created once (``training.dataset.get_or_create_holdout``, before the first training export or
 evaluation) from the gallery with a fixed seed and then never changed; its photos are left out of every
 training export, so every version is compared on photos none of them trained on (versions trained
@@ -21,7 +24,7 @@ import time
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from ml.evaluate import bootstrap_intervals, evaluate_rankings
 from ml.types import NEW_WHALE
@@ -34,6 +37,7 @@ from ..models import (
     HoldoutEvaluation,
     Individual,
     ModelVersion,
+    Species,
     TrainingExample,
     TrainingRun,
 )
@@ -41,7 +45,7 @@ from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
 from ..pipeline.cache import vector_from_bytes
 from ..pipeline.process import embed_photo, embedding_fields, local_features
-from .dataset import current_holdout, get_or_create_holdout, resolve_merged_id
+from .dataset import current_holdout, get_or_create_holdout, resolve_merged_id, species_gallery, species_or_default
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +124,18 @@ def _ranker(version, ident, labels: dict[int, str], query_ids):
 
 
 def evaluate_on_holdout(version: ModelVersion) -> HoldoutEvaluation:
-    """Score ``version`` on the frozen holdout set; the result is stored (one row per version)."""
+    """Score ``version`` on its species' frozen holdout set against that species' gallery; the result is
+    stored (one row per version and holdout)."""
     from ml.gallery import GalleryIndex  # loads torch
 
     started = time.monotonic()
-    holdout = get_or_create_holdout()
+    species = species_or_default(version.species)
+    holdout = get_or_create_holdout(species)
     held = holdout.photo_ids
     merged = dict(Individual.objects.filter(merged_into__isnull=False).values_list("pk", "merged_into_id"))
     ident = cache.identifier(version)
-    gallery_photos = list(Photo.objects.in_gallery().exclude(pk__in=held).select_related("sighting").order_by("pk"))
+    gallery = species_gallery(species).exclude(pk__in=held)
+    gallery_photos = list(gallery.select_related("sighting").order_by("pk"))
     held_photos = list(Photo.objects.filter(pk__in=held).select_related("sighting").order_by("pk"))
     gallery_vectors = _embed_photos(gallery_photos, version, ident)
     query_vectors = _embed_photos(held_photos, version, ident)
@@ -178,13 +185,12 @@ def _evaluation(version, holdout):
     return HoldoutEvaluation.objects.filter(model_version=version, holdout=holdout).first()
 
 
-def registry_rows() -> list[dict]:
-    holdout = current_holdout()
+def _rows(versions, holdout) -> list[dict]:
     evaluations = {}
     if holdout is not None:
         evaluations = {e.model_version_id: e for e in HoldoutEvaluation.objects.filter(holdout=holdout)}
     rows = []
-    for v in ModelVersion.objects.select_related("promoted_by").all():
+    for v in versions.select_related("promoted_by"):
         snap = v.training_snapshot or {}
         ev = evaluations.get(v.pk)
         rows.append(
@@ -199,6 +205,38 @@ def registry_rows() -> list[dict]:
     return rows
 
 
+def registry_rows(species=None) -> list[dict]:
+    """``species``' versions (the humpback's when None), each with its score on the species' holdout."""
+    species = species_or_default(species)
+    return _rows(ModelVersion.objects.of_species(species), current_holdout(species))
+
+
+def registry_species() -> list[Species]:
+    """The species the registry and dashboard show: every identifiable one (with a model or not yet) and
+    any other that has versions; the humpback first."""
+    with_versions = ModelVersion.objects.exclude(species__isnull=True).values("species")
+    listed = list(Species.objects.filter(Q(profile__gt="") | Q(pk__in=with_versions)).order_by("common_name"))
+    humpback = species_or_default(None)
+    return sorted(listed, key=lambda sp: (humpback is None or sp.pk != humpback.pk, sp.common_name))
+
+
+def _group(species, versions, holdout) -> dict:
+    rows = _rows(versions, holdout)
+    active = next((r["version"] for r in rows if r["version"].is_active), None)
+    return {"species": species, "active": active, "holdout": holdout, "rows": rows}
+
+
+def registry_groups() -> list[dict]:
+    """Per species: its active version, its frozen holdout (size) and its versions with their holdout scores.
+    Versions that record no species (none should: migration 0015 gave the old ones the humpback) are listed
+    last on their own, never hidden and never compared with a species' models."""
+    groups = [_group(sp, ModelVersion.objects.of_species(sp), current_holdout(sp)) for sp in registry_species()]
+    orphans = ModelVersion.objects.filter(species__isnull=True)
+    if orphans.exists():
+        groups.append(_group(None, orphans, None))
+    return groups
+
+
 def _interval(evaluation, key):
     return ((evaluation.metrics or {}).get("intervals") or {}).get(key) if evaluation else None
 
@@ -209,10 +247,11 @@ def within_noise(a, b) -> bool:
 
 
 def version_detail(version: ModelVersion) -> dict:
-    """Everything the detail page shows: snapshot, config, holdout metrics beside the active
-    version's with deltas, the training run, who promoted it."""
-    holdout = current_holdout()
-    active = ModelVersion.objects.active().first()
+    """Everything the detail page shows: snapshot, config, holdout metrics beside its species' active
+    version's (like with like: the same species, the same holdout) with deltas, the training run, who
+    promoted it."""
+    holdout = current_holdout(version.species)
+    active = ModelVersion.objects.active_for(version.species).first()
     mine = _evaluation(version, holdout)
     theirs = _evaluation(active, holdout) if active and active.pk != version.pk else None
     comparison = []
@@ -245,6 +284,7 @@ def version_detail(version: ModelVersion) -> dict:
     run = TrainingRun.objects.filter(model_version=version).select_related("started_by").first()
     return {
         "version": version,
+        "species": version.species,
         "active": active,
         "is_active": version.is_active,
         "holdout": holdout,
@@ -275,24 +315,29 @@ def promote_model_version(*, version, user) -> ModelVersion:
     return version
 
 
-def rollback_model(*, user) -> ModelVersion:
-    """Re-activate the version promoted before the active one."""
+def rollback_model(*, user, species=None) -> ModelVersion:
+    """Re-activate ``species``' version (the humpback's when None) promoted before its active one."""
     require(user, MANAGE_MODELS_PERMISSION)
-    active = ModelVersion.objects.active().first()
-    previous = ModelVersion.objects.filter(promoted_at__isnull=False).exclude(pk=getattr(active, "pk", None))
+    species = species_or_default(species)
+    active = ModelVersion.objects.active_for(species).first()
+    previous = (
+        ModelVersion.objects.of_species(species)
+        .filter(promoted_at__isnull=False)
+        .exclude(pk=getattr(active, "pk", None))
+    )
     if active is not None and active.promoted_at is not None:
         previous = previous.filter(promoted_at__lt=active.promoted_at)
     previous = previous.order_by("-promoted_at").first()
     if previous is None:
-        raise ValidationError("There is no earlier model version to roll back to.")
+        of = f" of the {species}" if species else ""
+        raise ValidationError(f"There is no earlier model version{of} to roll back to.")
     return promote_model_version(version=previous, user=user)
 
 
 def dashboard_summary() -> dict:
-    active = ModelVersion.objects.active().first()
     photos = Photo.objects
     return {
-        "active_version": active,
+        "active_version": ModelVersion.objects.active_for(species_or_default(None)).first(),  # the humpback's
         "versions": list(ModelVersion.objects.all()[:20]),
         "queued_examples": TrainingExample.objects.queued().count(),
         "usable_examples": TrainingExample.objects.usable().count(),

@@ -1,6 +1,7 @@
 """Training runs: start and cancel them, the lifecycle every run goes through, and the model run
-(``execute_run``: export the training set, call ``ml.train.train``, register the result as an
-inactive ``ModelVersion``).
+(``execute_run``: export the species' training set, call ``ml.train.train`` with the species' profile,
+register the result as an inactive ``ModelVersion`` of that species). Each species has its own runs,
+holdout and models: a run trains one species and is compared only with that species' active version.
 
 Lifecycle (``claim_run`` then ``run_lifecycle``), shared by the model run, the localizer retrain
 (``training.localizer``) and ``seed_demo``: re-fetch the run and return quietly when it is gone,
@@ -34,7 +35,7 @@ from ..heartbeat import Beating
 from ..models import HoldoutEvaluation, ModelVersion, TrainingExample, TrainingRun
 from ..permissions import MANAGE_MODELS_PERMISSION, require
 from ..pipeline import cache
-from .dataset import current_holdout, export_dataset
+from .dataset import current_holdout, export_dataset, species_or_default
 from .progress import merge_progress
 from .registry import evaluate_on_holdout
 
@@ -50,8 +51,23 @@ def run_dir(run_id: int) -> Path:
 # --------------------------------------------------------------------------- starting and cancelling
 
 
-def start_training_run(*, user, epochs=None, arch=None, image_size=None, fine_tune: bool = True) -> TrainingRun:
+def trainable_species(species):
+    """``species`` (the humpback when None) when it can have a model; a clear error when it has no profile."""
+    species = species_or_default(species)
+    if species is not None and not species.profile:
+        raise ValidationError(
+            f"{species} has no species profile: its photos are kept for review but never identified, "
+            "so there is no model to train. Give it a profile first."
+        )
+    return species
+
+
+def start_training_run(
+    *, user, species=None, epochs=None, arch=None, image_size=None, fine_tune: bool = True
+) -> TrainingRun:
+    """Queue a run that trains ``species``' model (the humpback's when None)."""
     require(user, MANAGE_MODELS_PERMISSION)
+    species = trainable_species(species)
     options = {
         "epochs": int(epochs or settings.ML_DEFAULT_EPOCHS),
         "arch": arch or settings.ML_DEFAULT_ARCH,
@@ -66,7 +82,7 @@ def start_training_run(*, user, epochs=None, arch=None, image_size=None, fine_tu
         end_lost_runs()  # a run whose worker died never blocks the next one
         if TrainingRun.objects.select_for_update().in_progress().exists():
             raise ValidationError("A training run is already queued or running.")
-        run = TrainingRun.objects.create(options=options, started_by=user)
+        run = TrainingRun.objects.create(options=options, started_by=user, species=species)
         send_run(run.pk)
     run.refresh_from_db()
     return run
@@ -350,6 +366,7 @@ def _train_config(run: TrainingRun, data_dir: Path, out_dir: Path):
     from ml.train import TrainConfig  # loads torch
 
     opts = run.options or {}
+    species = species_or_default(run.species)
     values = {
         "csv": str(data_dir / "train.csv"),
         "images_dir": str(data_dir / "images"),
@@ -362,6 +379,8 @@ def _train_config(run: TrainingRun, data_dir: Path, out_dir: Path):
         "device": settings.ML_DEVICE,
         "num_workers": 0,
         "seed": int(opts.get("seed", 0)),
+        # the species' crop, flip policy and augmentation
+        "profile": (species.profile if species is not None else "") or "humpback_fluke",
     }
     if settings.ML_TRAIN_MAX_STEPS:
         values["max_steps"] = settings.ML_TRAIN_MAX_STEPS
@@ -369,16 +388,18 @@ def _train_config(run: TrainingRun, data_dir: Path, out_dir: Path):
         values["max_steps"] = int(opts["max_steps"])
     if settings.ML_INIT_WEIGHTS:
         values["init_weights"] = settings.ML_INIT_WEIGHTS
-    if opts.get("fine_tune", True):
-        active = ModelVersion.objects.active().first()
+    if opts.get("fine_tune", True):  # from the same species' model only: another species' is another task
+        active = ModelVersion.objects.active_for(species).first()
         if active is not None and (cache.model_dir(active) / "model.pt").is_file():
             values["init_from"] = str(cache.model_dir(active))
-    return TrainConfig.from_dict(values)
+    return TrainConfig.for_profile(values.pop("profile"), **values)  # the profile's augmentation ranges too
 
 
 def register_version(
-    result, *, run: TrainingRun | None, config, snapshot: dict, name: str | None = None
+    result, *, run: TrainingRun | None, config, snapshot: dict, name: str | None = None, species=None
 ) -> ModelVersion:
+    """An inactive ``ModelVersion`` of ``species`` (else the run's, else the humpback) for ``result``."""
+    species = species_or_default(species if species is not None else getattr(run, "species", None))
     model_dir = Path(result.model_dir).resolve()
     root = Path(settings.ML_ROOT).resolve()
     artifact = str(model_dir.relative_to(root)) if model_dir.is_relative_to(root) else str(model_dir)
@@ -391,6 +412,7 @@ def register_version(
         history=result.history or [],
         training_snapshot=snapshot,
         new_threshold=float(result.new_threshold),
+        species=species,
     )
 
 
@@ -407,10 +429,11 @@ def execute_run(run_id: int, worker: str = "") -> str:
         if redelivered:
             reporter.log(RESTARTED_LINE)
         data_dir = run_dir(run_id) / "data"
-        snapshot = export_dataset(data_dir)
+        species = species_or_default(run.species)
+        snapshot = export_dataset(data_dir, species)
         reporter.log(
             f"Exported {snapshot['photos']} photos of {snapshot['individuals']} individuals "
-            f"({snapshot['boxes']} boxes)."
+            f"({snapshot['boxes']} boxes)" + (f" of the {species}." if species else ".")
         )
         if snapshot["individuals"] < 2:
             raise ValueError("At least two identified individuals are needed to train a model.")
@@ -430,7 +453,7 @@ def execute_run(run_id: int, worker: str = "") -> str:
         return "cancelled"  # asked for after the last check: no version is registered
 
     with transaction.atomic():
-        version = register_version(result, run=run, config=config, snapshot=snapshot)
+        version = register_version(result, run=run, config=config, snapshot=snapshot, species=species)
         mark_examples_used(snapshot["photo_ids"], run)
         reporter.flush(force=True)
         finish_run(run_id, version, result.metrics.to_dict())
@@ -443,17 +466,19 @@ def execute_run(run_id: int, worker: str = "") -> str:
 
 
 def _queue_holdout_evaluations(version: ModelVersion) -> None:
-    """Score the new version, and the active one when it has no score yet, on the holdout set."""
+    """Score the new version, and its species' active one when it has no score yet, on the species' holdout."""
     jobs.send(jobs.EVALUATE_HOLDOUT, version.pk)
-    active = ModelVersion.objects.active().first()
-    if active is not None and not HoldoutEvaluation.objects.filter(model_version=active).exists():
+    active = ModelVersion.objects.active_for(version.species).first()
+    holdout = current_holdout(version.species)
+    if active is not None and not HoldoutEvaluation.objects.filter(model_version=active, holdout=holdout).exists():
         jobs.send(jobs.EVALUATE_HOLDOUT, active.pk)
 
 
 def _holdout_map5(version: ModelVersion):
-    """``version``'s MAP@5 on the frozen holdout, evaluated here when it has none yet (None when the
+    """``version``'s MAP@5 on its species' frozen holdout, evaluated here when it has none yet (None when the
     holdout cannot be built: too few gallery photos)."""
-    evaluation = HoldoutEvaluation.objects.filter(model_version=version, holdout=current_holdout()).first()
+    holdout = current_holdout(version.species)
+    evaluation = HoldoutEvaluation.objects.filter(model_version=version, holdout=holdout).first() if holdout else None
     try:
         evaluation = evaluation or evaluate_on_holdout(version)
     except ValidationError as exc:
@@ -463,10 +488,10 @@ def _holdout_map5(version: ModelVersion):
 
 
 def _maybe_auto_promote(version: ModelVersion, run: TrainingRun) -> None:
-    """Promote ``version`` when it beats the active one on the same frozen holdout (not on each run's
-    own validation split, which differ). Both are scored in this worker, before the comparison."""
+    """Promote ``version`` when it beats its species' active one on the species' frozen holdout (not on
+    each run's own validation split, which differ). Both are scored in this worker, before the comparison."""
     new = _holdout_map5(version)
-    active = ModelVersion.objects.active().first()
+    active = ModelVersion.objects.active_for(version.species).first()
     old = _holdout_map5(active) if active else None
     if new is None or (old is not None and new <= old):
         return

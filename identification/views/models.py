@@ -15,12 +15,12 @@ from django.views.decorators.http import require_POST
 from ml.types import TrainMetrics
 
 from ..forms import TrainingForm
-from ..models import ModelVersion, TrainingExample, TrainingRun
+from ..models import ModelVersion, Species, TrainingExample, TrainingRun
 from ..permissions import admin_required
 from ..training import registry
-from ..training.dataset import current_holdout
+from ..training.dataset import species_or_default
 from ..training.estimate import form_estimate, request_step_time
-from ..training.localizer import localizer_training_photos, start_localizer_retrain
+from ..training.localizer import has_fluke_localizer, localizer_training_photos, start_localizer_retrain
 from ..training.progress import percent_done, phase_counters
 from ..training.runs import cancel_training_run, resend_training_run, start_training_run
 from .common import back, show_errors
@@ -65,13 +65,21 @@ def run_progress_data(run: TrainingRun) -> dict:
     }
 
 
+def _posted_species(request):
+    """The species a form posted (``species``: a pk), else None (the humpback)."""
+    pk = request.POST.get("species") or ""
+    return get_object_or_404(Species, pk=pk) if pk.isdigit() else None
+
+
 @admin_required
 def dashboard(request, training_form=None):
-    active = ModelVersion.objects.active().first()
-    versions = list(ModelVersion.objects.all()[:DASHBOARD_VERSIONS])
-    for v in versions:
-        v.m = _metrics(v.metrics)
-    runs = list(TrainingRun.objects.select_related("model_version", "started_by")[:DASHBOARD_RUNS])
+    groups = registry.registry_groups()  # per species: its active version, holdout and versions
+    for group in groups:
+        group["rows"] = group["rows"][:DASHBOARD_VERSIONS]
+        for r in group["rows"]:
+            r["version"].m = _metrics(r["version"].metrics)
+        group["active_metrics"] = _metrics(group["active"].metrics) if group["active"] else {}
+    runs = list(TrainingRun.objects.select_related("model_version", "started_by", "species")[:DASHBOARD_RUNS])
     # the panel and the table from one read: a worker finishing in between drew "Running" beside "no run"
     current = next((r for r in runs if r.in_progress), None)
     summary = registry.dashboard_summary()
@@ -81,9 +89,7 @@ def dashboard(request, training_form=None):
         request,
         "identification/dashboard.html",
         {
-            "active": active,
-            "active_metrics": _metrics(active.metrics) if active else {},
-            "versions": versions,
+            "groups": groups,
             "runs": runs,
             "current": current,
             "current_progress": run_progress_data(current) if current else None,
@@ -181,7 +187,7 @@ def promote(request, version_id):
 @require_POST
 def rollback(request):
     try:
-        version = registry.rollback_model(user=request.user)
+        version = registry.rollback_model(user=request.user, species=_posted_species(request))
         messages.success(request, f"Rolling back to {version}: it becomes active once the gallery is re-embedded.")
     except ValidationError as exc:
         show_errors(request, exc)
@@ -202,15 +208,18 @@ def model_plot(request, version_id, name):
 
 @admin_required
 def model_list(request):
+    groups = registry.registry_groups()
+    for group in groups:  # the localizer retrain: only species whose profile localizes a fluke
+        fluke = has_fluke_localizer(group["species"])
+        group["localizer_photos"] = localizer_training_photos(group["species"]).count() if fluke else None
     return render(
         request,
         "identification/registry/models.html",
         {
-            "rows": registry.registry_rows(),
-            "holdout": current_holdout(),
-            "active": ModelVersion.objects.active().first(),
-            "localizer_photos": localizer_training_photos().count(),
-            "localizer_runs": TrainingRun.objects.filter(options__kind="localizer").select_related("model_version")[:5],
+            "groups": groups,
+            "localizer_runs": TrainingRun.objects.filter(options__kind="localizer").select_related(
+                "model_version", "species"
+            )[:5],
         },
     )
 
@@ -234,7 +243,7 @@ def evaluate_model(request, version_id):
 
 @admin_required
 def run_detail(request, run_id):
-    run = get_object_or_404(TrainingRun.objects.select_related("model_version", "started_by"), pk=run_id)
+    run = get_object_or_404(TrainingRun.objects.select_related("model_version", "started_by", "species"), pk=run_id)
     return render(
         request,
         "identification/registry/run_detail.html",
@@ -244,7 +253,8 @@ def run_detail(request, run_id):
             "in_progress": run.in_progress,
             "kind": (run.options or {}).get("kind", "identifier"),
             "options": sorted((k, v) for k, v in (run.options or {}).items() if k != "kind"),
-            "active": ModelVersion.objects.active().first(),
+            "species": species_or_default(run.species),
+            "active": ModelVersion.objects.active_for(species_or_default(run.species)).first(),
         },
     )
 
@@ -253,7 +263,7 @@ def run_detail(request, run_id):
 @require_POST
 def retrain_localizer(request):
     try:
-        run = start_localizer_retrain(user=request.user)
+        run = start_localizer_retrain(user=request.user, species=_posted_species(request))
     except ValidationError as exc:
         show_errors(request, exc)
         return redirect("identification:model_list")

@@ -9,6 +9,7 @@
   if (!form) return;
   var timings = JSON.parse(box.dataset.timings || "[]");
   var batches = Number(box.dataset.batches) || 1, maxSteps = Number(box.dataset.maxSteps) || 0;
+  var batchesBySpecies = JSON.parse(box.dataset.batchesBySpecies || "{}");  // each species trains on its own photos
   var warnAfter = Number(box.dataset.warnAfter) || 3600;
   function part(name) { return box.querySelector('[data-estimate="' + name + '"]'); }
   function duration(s) {
@@ -17,6 +18,9 @@
     return s >= 60 ? Math.floor(s / 60) + " min" : s + " s";
   }
   function update() {
+    if (form.elements.species && batchesBySpecies[form.elements.species.value]) {
+      batches = Number(batchesBySpecies[form.elements.species.value]) || 1;
+    }
     var arch = form.elements.arch.value, size = Number(form.elements.image_size.value);
     var epochs = Math.max(0, parseInt(form.elements.epochs.value, 10) || 0);
     var t = timings.filter(function (x) { return x.arch === arch && x.image_size === size; })[0];
@@ -35,7 +39,8 @@
       ", " + t.reason + ". Validation adds a little per epoch.";
     part("warning").hidden = !(t.device.indexOf("cpu") === 0 && seconds > warnAfter);
   }
-  ["arch", "image_size", "epochs"].forEach(function (name) {
+  ["species", "arch", "image_size", "epochs"].forEach(function (name) {
+    if (!form.elements[name]) return;
     form.elements[name].addEventListener("input", update);
     form.elements[name].addEventListener("change", update);
   });

@@ -159,6 +159,7 @@ def test_promote_reembeds_gallery_then_new_uploads_use_it_and_rollback(active_mo
         metrics=old.metrics,
         history=old.history,
         new_threshold=old.new_threshold,
+        species=old.species,  # the same species: promoting it retires the old one
     )
 
     promote_model_version(version=new, user=admin)

@@ -64,9 +64,10 @@ def test_registry_detail_snapshot_config_metrics_deltas(client, admin):
         config={"arch": "resnet34", "epochs": 7},
         metrics={"map5": 0.9},
         training_snapshot={"photos": 3, "individuals": 2, "boxes": 1, "photo_ids": [41, 42, 43]},
+        species=active.species,  # compared with its own species' active version
     )
     holdout = HoldoutSet.objects.create(
-        items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}]
+        items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}], species=active.species
     )
     HoldoutEvaluation.objects.create(
         holdout=holdout,
@@ -104,7 +105,7 @@ def test_registry_detail_snapshot_config_metrics_deltas(client, admin):
     page = client.get(reverse("identification:model_detail", args=[active.pk])).content.decode()
     assert f"by {admin}" in page and reverse("identification:rollback") in page
     listing = client.get(reverse("identification:model_list")).content.decode()
-    assert "cand-v2" in listing and "0.625" in listing and "3 photos, 2 whales" in listing
+    assert "cand-v2" in listing and "0.625" in listing and "3 photos, 2 individuals" in listing
 
 
 def test_a_difference_smaller_than_the_noise_is_labelled(client, admin):
@@ -112,7 +113,7 @@ def test_a_difference_smaller_than_the_noise_is_labelled(client, admin):
     active = model_with_plots(is_active=True, name="active-v1")
     candidate = model_with_plots(name="cand-v2")
     holdout = HoldoutSet.objects.create(
-        items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}]
+        items=[{"photo_id": 42, "individual_id": 1, "catalogue_id": "HW-1", "new": False}], species=active.species
     )
     HoldoutEvaluation.objects.create(
         holdout=holdout,
