@@ -61,7 +61,7 @@ class SpeciesClassifierReport:
 
 # --------------------------------------------------------------------------- features
 def _gray(image) -> Image.Image:
-    img = image if isinstance(image, Image.Image) else load_image(image)
+    img = image if isinstance(image, Image.Image) else load_image(image, min_side=1)  # seal chips are small
     return img.convert("L")
 
 

@@ -137,7 +137,7 @@ def test_a_photo_left_on_an_unsure_suggestion_is_unknown_species(two_species):
 
 @pytest.fixture
 def classifier(tmp_path, settings, two_species):
-    ml_species = pytest.importorskip("ml.species", reason="ml.species (branch species) not merged yet")
+    from ml import species as ml_species
     from ml.synth import generate_dataset
     from ml.synth_fins import generate_fin_dataset
 
