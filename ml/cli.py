@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.presets import ARCHS, DEFAULT, HEADS, LR_BY_OPTIMIZER, OPTIMIZERS, POOLINGS, PRECISIONS, RECIPES, default_lr
+from ml.profiles import PROFILES
 from ml.types import PHASE_COUNTERS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp"}
@@ -147,7 +148,8 @@ def _train_config(args):
 
     _apply_recipe(args)
     lr = args.lr if args.lr is not None else default_lr(args.optimizer)
-    return TrainConfig(
+    return TrainConfig.for_profile(
+        args.profile,
         csv=args.csv,
         images_dir=args.images,
         out_dir=args.out,
@@ -452,6 +454,12 @@ def _add_train(sub) -> None:
     p.add_argument("--init-weights", default=None, help="local state-dict file to start from")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default="humpback_fluke",
+        help="species profile (ml/profiles.py): crop, allowed mirrors, augmentation ranges, localizer",
+    )
     p.add_argument("--hflip", action="store_true")
     p.add_argument("--flip-as-new-id", action="store_true")
     p.add_argument("--oversample-to", type=int, default=4)

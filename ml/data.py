@@ -457,21 +457,23 @@ def _file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def preprocess_file(path: str, box: Box | None, size: int) -> np.ndarray:
+def preprocess_file(path: str, box: Box | None, size: int, crop=None) -> np.ndarray:
+    """One training crop; ``crop``: the species profile's margins and aspect (``ml.profiles.Crop``)."""
     from ml.images import load_image
     from ml.preprocess import preprocess
 
     image = load_image(path)
-    return np.asarray(preprocess(image, box, size=size), dtype=np.float32)
+    return np.asarray(preprocess(image, box, size=size, crop=crop), dtype=np.float32)
 
 
 class CropCache:
     """Preprocessed crops (float32, size x size), one ``.npy`` per (file sha256, size, box)."""
 
-    def __init__(self, cache_dir: str | Path, size: int, keep_in_memory_bytes: int = 1 << 30):
+    def __init__(self, cache_dir: str | Path, size: int, keep_in_memory_bytes: int = 1 << 30, profile=None):
         self.dir = Path(cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.size = int(size)
+        self.profile = profile  # an ml.profiles.SpeciesProfile: its crop geometry; None = the humpback fluke
         self.keep_in_memory_bytes = keep_in_memory_bytes
         self.hits = 0
         self.misses = 0
@@ -479,7 +481,9 @@ class CropCache:
     def key(self, sample: Sample) -> str:
         sha = sample.sha256 or _file_sha256(sample.path)
         sample.sha256 = sha
-        return f"{sha[:24]}_{self.size}_{_box_key(sample.box)}"
+        # another profile crops the same file differently: its key names it (the humpback's keys are unchanged)
+        prefix = "" if self.profile is None or self.profile.key == "humpback_fluke" else f"{self.profile.key}_"
+        return f"{prefix}{sha[:24]}_{self.size}_{_box_key(sample.box)}"
 
     def path_for(self, sample: Sample) -> Path:
         return self.dir / f"{self.key(sample)}.npy"
@@ -500,7 +504,7 @@ class CropCache:
         def work(item):
             s, p = item
             try:
-                arr = preprocess_file(s.path, s.box, self.size)
+                arr = preprocess_file(s.path, s.box, self.size, self.profile.crop if self.profile else None)
             except Exception as exc:
                 raise DatasetError(f"{s.path}: cannot preprocess ({exc})") from None
             with atomic_path(p, suffix=".npy") as tmp:

@@ -20,6 +20,7 @@ from ml.model_folder import (  # noqa: F401 (ModelFolderError re-exported)
     load_ood,
 )
 from ml.models import embed_crops
+from ml.profiles import get_profile
 from ml.types import Box, Localization
 
 
@@ -81,6 +82,8 @@ class Identifier:
         self.device = device
         self.localizer = localizer
         self.config = dict(config or {})
+        # the species profile the folder was trained for (ml.profiles; older folders: the humpback fluke)
+        self.profile = get_profile(self.config.get("profile"))
         self.model_dir = model_dir
         self.batch_size = batch_size
         self.embedding_dim = int(model.embedding_dim)
@@ -156,7 +159,12 @@ class Identifier:
         return _to_photo_pixels(self._localize(img), img)
 
     def _localize(self, img) -> Localization:
-        """:meth:`localize` in the pixels of ``img`` as decoded."""
+        """:meth:`localize` in the pixels of ``img`` as decoded. A "full_frame" profile (right whale heads,
+        seal faces: the photo is already the crop) takes the whole photo, not flagged."""
+        if self.profile.localizer == "full_frame":
+            width, height = img.size
+            whole = Box(0.0, 0.0, float(width), float(height))
+            return Localization(box=whole, confidence=1.0, source="full_frame", flagged=False, upside_down=False)
         if self.localizer is not None:
             with self._lock:
                 return self.localizer.predict([img])[0]
@@ -182,7 +190,10 @@ class Identifier:
             loc, decoded_box = _to_photo_pixels(decoded, img), decoded.box
         flip = bool(loc.upside_down if upside_down is None else upside_down)
         crop_box = None if loc.source == "default" else decoded_box
-        crop = np.asarray(preprocess(img, crop_box, size=self.image_size, upside_down=flip), dtype=np.float32)
+        crop = np.asarray(
+            preprocess(img, crop_box, size=self.image_size, upside_down=flip, crop=self.profile.crop),
+            dtype=np.float32,
+        )
         return PreparedImage(crop=crop, localization=loc, upside_down=flip)
 
     # ----------------------------------------------------------------- embeddings

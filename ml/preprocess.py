@@ -27,9 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .profiles import HUMPBACK_FLUKE, Crop
 from .types import Box
 
-ASPECT = 2.09
+FLUKE_CROP = HUMPBACK_FLUKE.crop  # seed 000: margins 10 % left, 15 % right, 10 % top and bottom; 2.09 aspect
+
+ASPECT = 2.09  # the humpback fluke profile's (ml.profiles.HUMPBACK_FLUKE.crop)
 DEFAULT_SIZE = 224
 
 __all__ = [
@@ -47,14 +50,16 @@ __all__ = [
 ]
 
 
-def expand_box(box: Box, width: int, height: int) -> Box:
-    """Seed-000 error margins (+1 makes the right/bottom edge exclusive), clipped to the image."""
+def expand_box(box: Box, width: int, height: int, crop: Crop | None = None) -> Box:
+    """Seed-000 error margins (+1 makes the right/bottom edge exclusive), clipped to the image; ``crop``
+    (an ``ml.profiles.Crop``) gives another species profile's margins."""
+    m = crop or FLUKE_CROP
     dx = box.x1 - box.x0
     dy = box.y1 - box.y0
-    x0 = box.x0 - 0.10 * dx
-    x1 = box.x1 + 0.15 * dx + 1
-    y0 = box.y0 - 0.10 * dy
-    y1 = box.y1 + 0.10 * dy + 1
+    x0 = box.x0 - m.margin_left * dx
+    x1 = box.x1 + m.margin_right * dx + 1
+    y0 = box.y0 - m.margin_top * dy
+    y1 = box.y1 + m.margin_bottom * dy + 1
     return Box(max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
 
 
@@ -71,9 +76,12 @@ def widen_to_aspect(box: Box, aspect: float = ASPECT) -> Box:
     return Box(x0, y0, x1, y1)
 
 
-def crop_box(box: Box, width: int, height: int, aspect: float = ASPECT) -> Box:
-    """:func:`expand_box` then :func:`widen_to_aspect`: the region that becomes the network input."""
-    return widen_to_aspect(expand_box(box, width, height), aspect)
+def crop_box(box: Box, width: int, height: int, aspect: float = ASPECT, crop: Crop | None = None) -> Box:
+    """:func:`expand_box` then :func:`widen_to_aspect`: the region that becomes the network input (a species
+    profile's ``crop`` sets both the margins and the aspect)."""
+    if crop is not None:
+        aspect = crop.aspect
+    return widen_to_aspect(expand_box(box, width, height, crop), aspect)
 
 
 def flip_box_180(box: Box, width: int, height: int) -> Box:
@@ -168,9 +176,12 @@ def standardize(a: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return ((a - a.mean()) / (a.std() + eps)).astype(np.float32)
 
 
-def preprocess(image, box: Box | None = None, size: int = DEFAULT_SIZE, upside_down: bool = False) -> np.ndarray:
+def preprocess(
+    image, box: Box | None = None, size: int = DEFAULT_SIZE, upside_down: bool = False, crop: Crop | None = None
+) -> np.ndarray:
     """Photo (+ fluke box in its pixels, or ``None`` for the whole picture) → standardized float32
-    ``(size, size)`` crop. ``upside_down`` rotates the picture by 180 degrees first (the box with it)."""
+    ``(size, size)`` crop. ``upside_down`` rotates the picture by 180 degrees first (the box with it).
+    ``crop``: a species profile's margins and aspect (``ml.profiles``; default: the humpback fluke's)."""
     pil = _to_pil(image)
     width, height = pil.size
     if box is None:
@@ -178,7 +189,7 @@ def preprocess(image, box: Box | None = None, size: int = DEFAULT_SIZE, upside_d
     if upside_down:
         pil = pil.rotate(180)
         box = flip_box_180(box, width, height)
-    return standardize(affine_crop(pil, crop_box(box, width, height), size))
+    return standardize(affine_crop(pil, crop_box(box, width, height, crop=crop), size))
 
 
 # --------------------------------------------------------------------------- tensor presets

@@ -9,7 +9,8 @@ Whalesite identifies individuals *within* a profile: each has its own gallery an
 dorsal fin is never cropped at a fluke's 2.09 aspect nor ranked against humpbacks.
 
 - ``humpback_fluke`` is seed 000 (the ResNet50 humpback study) unchanged: the margins and 2.09 aspect of
-  ``ml.preprocess``, no flip, rotation 20 degrees, zoom and shift 20 %, the fluke localizer (seed 003).
+  ``ml.preprocess``, rotation 20 degrees, zoom and shift 20 %, the fluke localizer (seed 003); a flip is
+  allowed (seed 000 used it, Kaggle 2019's 2nd place trained flips as new ids) and off by default.
 - ``dolphin_fin``: dorsal fins are not symmetric, so a mirror is never the same fin (seed 002: no horizontal
   flip for fins, small rotations only, no random crops).
 - ``right_whale_head``: aerial photos of the callosity pattern, already cut and turned to a square by a head
@@ -37,8 +38,8 @@ __all__ = [
 class Mirror(StrEnum):
     """What a horizontally mirrored photo is."""
 
-    NEVER = "never"  # never mirror: neither augmentation nor an extra identity (today's humpback recipe)
-    SAME = "same"  # the same animal: a random flip is a valid augmentation
+    NEVER = "never"  # never mirror: neither augmentation nor an extra identity (dorsal fins, seal faces)
+    SAME = "same"  # a random flip is an allowed augmentation (and mirrored copies as new ids)
     NEW_ID = "new_id"  # another identity: mirrored copies may train as extra individuals (``<id>_flip``)
 
 
@@ -85,7 +86,7 @@ HUMPBACK_FLUKE = SpeciesProfile(
     catalogue_prefix="HW",
     body_part="fluke (ventral side)",
     crop=Crop(aspect=2.09),
-    mirror=Mirror.NEVER,
+    mirror=Mirror.SAME,  # seed 000 flipped flukes as augmentation; today's recipe leaves it off (hflip False)
     augmentation=Augmentation(),
     localizer="fluke",
     matchers=("embedding", "local_features"),

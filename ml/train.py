@@ -50,6 +50,7 @@ from ml.io import atomic_path, atomic_torch_save, atomic_write_json
 from ml.model_folder import LOCALIZER_FILE, MODEL_FILE, SavedModel, read_model, write_model_folder
 from ml.models import create_model, embed_crops, pooled_crops
 from ml.presets import DEFAULT
+from ml.profiles import Mirror, get_profile
 from ml.types import DEFAULT_NEW_THRESHOLD, NEW_WHALE, TrainMetrics, TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class TrainConfig:
     lr_decay: float = 0.9  # Adam's per-epoch lr factor (seed 000: 0.9)
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    # the species profile (ml.profiles): crop geometry, which mirrors are allowed, localizer; recorded in the folder
+    profile: str = "humpback_fluke"
     hflip: bool = False
     flip_as_new_id: bool = False
     rotation: float = 20.0
@@ -131,6 +134,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_profile(cls, profile: str, **kwargs) -> TrainConfig:
+        """A config for a species profile: its augmentation ranges unless given (the humpback's are today's)."""
+        aug = get_profile(profile).augmentation
+        ranges = {"rotation": aug.rotation, "zoom": aug.zoom, "shift": aug.shift}
+        return cls(profile=profile, **{**ranges, **kwargs})
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -397,6 +407,17 @@ def _usable_samples(
     return samples, dup_report
 
 
+def checked_profile(config: TrainConfig):
+    """The config's species profile, refusing mirrors it says are never the same animal (seed 002: no
+    horizontal flip for dorsal fins; a mirrored copy trains as another identity only where that is allowed)."""
+    profile = get_profile(config.profile)
+    if config.hflip and profile.mirror is not Mirror.SAME:
+        raise ValueError(f"{profile.label}: a mirrored photo is not the same animal, so hflip is not allowed")
+    if config.flip_as_new_id and profile.mirror is Mirror.NEVER:
+        raise ValueError(f"{profile.label}: mirrored copies may not train as new identities (flip_as_new_id)")
+    return profile
+
+
 def prepare_data(config: TrainConfig, out: Path, check_stop: Callable[[], None]) -> TrainingData:
     """Load, de-duplicate and split the photos, preprocess their crops once, and write ``split.json``."""
     from ml.preprocess import EvalTransform, PhotometricTransform, TrainTransform
@@ -407,10 +428,11 @@ def prepare_data(config: TrainConfig, out: Path, check_stop: Callable[[], None])
     split = split_dataset(samples, config.val_fraction, config.new_individual_fraction, config.seed)
     if not split.train:
         raise DatasetError(f"{config.csv}: no training photos left after the split")
+    profile = checked_profile(config)
     train_samples = add_flipped_ids(split.train) if config.flip_as_new_id else list(split.train)
     classes = sorted({s.label for s in train_samples})
     class_index = {c: i for i, c in enumerate(classes)}
-    cache = CropCache(cache_dir, config.image_size)
+    cache = CropCache(cache_dir, config.image_size, profile=profile)
     train_tf = TrainTransform(
         config.image_size,
         hflip=config.hflip,

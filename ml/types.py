@@ -34,7 +34,7 @@ class Box:
         return asdict(self)
 
 
-BoxSource = Literal["given", "localizer", "default"]
+BoxSource = Literal["given", "localizer", "default", "full_frame"]
 
 
 @dataclass(frozen=True)

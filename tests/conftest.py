@@ -183,6 +183,7 @@ def active_model(demo_data, demo_model, demo_identifier, db):
                 original_filename=img,
                 status=Photo.Status.CONFIRMED,
                 individual=ind,
+                species=species,
             )
             photo.image.save(img, ContentFile(data), save=False)
             if img in boxes:

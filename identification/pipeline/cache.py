@@ -1,4 +1,4 @@
-"""Per worker process: the ``Identifier`` of each model version, loaded once (at most two kept).
+"""Per worker process: the ``Identifier`` of each model version, loaded once (at most ``IDENTIFIERS_KEPT``).
 
 Every pipeline task calls :func:`active_version` first: one cheap query finds the active
 ModelVersion of the photo's species; its identifier is loaded only when that changes (a promotion or
@@ -24,7 +24,10 @@ from ..models import ModelVersion
 log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
-_identifiers: OrderedDict[int, object] = OrderedDict()  # version id -> Identifier (at most 2)
+# each species has its own active version (and one being promoted): two species' photos taken in turn must
+# not reload each other's model
+IDENTIFIERS_KEPT = 4
+_identifiers: OrderedDict[int, object] = OrderedDict()  # version id -> Identifier, least recently used first
 
 
 def model_dir(version) -> Path:
@@ -56,7 +59,7 @@ def identifier(version):
         log.info("Loading model version %s from %s", version.name, model_dir(version))
         ident = Identifier.load(str(model_dir(version)), device=device)
         _identifiers[version.pk] = ident
-        while len(_identifiers) > 2:
+        while len(_identifiers) > IDENTIFIERS_KEPT:
             _identifiers.popitem(last=False)
         return ident
 

@@ -1,5 +1,6 @@
-"""Per worker process: a ``GalleryIndex`` of the active model version, kept in step with the
-database incrementally.
+"""Per worker process: a ``GalleryIndex`` of each species' active model version, kept in step with the
+database incrementally (one state per version, so photos of two species taken in turn never rebuild each
+other's index; each holds only its own species' gallery photos, ``Photo.objects.in_catalogue_of``).
 
 After finding the active version (``pipeline.cache``), every pipeline task calls :func:`gallery`,
 which syncs the index: on a worker's first task (and hourly) it
@@ -19,6 +20,7 @@ import logging
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,7 +54,18 @@ def _empty_gallery_state() -> dict:
     }
 
 
-_gallery_state: dict = _empty_gallery_state()
+GALLERY_STATES_KEPT = 8  # versions whose index a process keeps (one active per species; a promotion adds one)
+_gallery_states: OrderedDict[int, dict] = OrderedDict()  # version id -> its state, least recently used first
+
+
+def _state_of(version) -> dict:
+    state = _gallery_states.get(version.pk)
+    if state is None:
+        state = _gallery_states[version.pk] = _empty_gallery_state()
+    _gallery_states.move_to_end(version.pk)
+    while len(_gallery_states) > GALLERY_STATES_KEPT:
+        _gallery_states.popitem(last=False)
+    return state
 
 
 def gallery(version):
@@ -66,7 +79,7 @@ def gallery(version):
     that bypass triggers (a restored backup, ``TRUNCATE``).
     """
     with _lock:
-        state = _gallery_state
+        state = _state_of(version)
         now = _database_now()
         stale = state["synced_at"] is None or (now - state["synced_at"]).total_seconds() > GALLERY_FULL_SYNC_S
         if state["version_id"] != version.pk or stale:
@@ -279,11 +292,12 @@ def expire_sync() -> None:
     """Age the last sync by ``GALLERY_FULL_SYNC_S``, so the next :func:`gallery` call reads the whole
     membership as an hour without a sync would (tests)."""
     with _lock:
-        if _gallery_state["synced_at"] is not None:
-            _gallery_state["synced_at"] -= timedelta(seconds=GALLERY_FULL_SYNC_S + 1)
+        for state in _gallery_states.values():
+            if state["synced_at"] is not None:
+                state["synced_at"] -= timedelta(seconds=GALLERY_FULL_SYNC_S + 1)
 
 
 def reset() -> None:
-    """Forget the gallery index (tests, or after a fork)."""
+    """Forget the gallery indexes (tests, or after a fork)."""
     with _lock:
-        _gallery_state.update(_empty_gallery_state())
+        _gallery_states.clear()

@@ -56,21 +56,22 @@ def reembed_gallery(version_id: int, promote: bool = True) -> str:
         return "embedded"
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
-        if not version.is_active:
-            # only its own species' active version steps down: each species keeps its own model
-            ModelVersion.objects.active_for(version.species).exclude(pk=version.pk).update(is_active=False)
+        if not version.is_active:  # each species has its own active model: only this species' one steps down
+            ModelVersion.objects.active_for(version.species_id).exclude(pk=version.pk).update(is_active=False)
             version.is_active = True
             version.promoted_at = timezone.now()
         version.gallery_ready = True
         if failed:
             version.training_snapshot = {**(version.training_snapshot or {}), "gallery_embed_failures": failed}
         version.save()
-        # photos that waited for a model, and photos awaiting review (re-ranked with the new model)
-        waiting = list(Photo.objects.failed().filter(failure_code="no_model").values_list("pk", flat=True))
+        # this species' photos that waited for a model, and those awaiting review (re-ranked with the new model,
+        # or ranked at last: they went to review unmatched); other species' photos keep their own model's ranks
+        of_species = Photo.objects.filter(species_id=version.species_id)
+        waiting = list(of_species.failed().filter(failure_code="no_model").values_list("pk", flat=True))
         Photo.objects.filter(pk__in=waiting).update(
             status=Photo.Status.UPLOADED, failure_code="", failure_reason="", updated_at=timezone.now()
         )
-        review = list(Photo.objects.awaiting_review().values_list("pk", flat=True))
+        review = list(of_species.awaiting_review().values_list("pk", flat=True))
         for pk in waiting:
             jobs.enqueue(jobs.PROCESS_PHOTO, pk)
         for pk in review:

@@ -67,9 +67,9 @@ def photos_with_whale(options: ExportOptions, base=None):
     whale counts as the one it was merged into) and who confirmed them, when."""
     qs = (Photo.objects.all() if base is None else base).observed_between(options.start, options.end)
     if options.species is not None:
-        qs = qs.filter(sighting__species=options.species)
+        qs = qs.filter(species=options.species)  # each photo's own species: one sighting can hold a fluke and a fin
     decisions = confirming_decisions()
-    return qs.select_related("sighting__species", "sighting__submitted_by").annotate(
+    return qs.select_related("species", "sighting__species", "sighting__submitted_by").annotate(
         whale_id=Coalesce(F("individual__merged_into_id"), F("individual_id")),
         whale_catalogue_id=Coalesce(F("individual__merged_into__catalogue_id"), F("individual__catalogue_id")),
         whale_nickname=Coalesce(F("individual__merged_into__nickname"), F("individual__nickname")),

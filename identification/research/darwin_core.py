@@ -2,7 +2,9 @@
 
 * ``occurrence.txt`` (core): one row per photographed individual per sighting, from the confirmed
   photos whose licence allows export (CC0 and CC BY; CC BY-NC only with
-  ``EXPORT_NONCOMMERCIAL_PHOTOS``). A sighting's photos of one whale make one occurrence.
+  ``EXPORT_NONCOMMERCIAL_PHOTOS``). A sighting's photos of one whale make one occurrence, of that whale's
+  species (a confirmed photo's species is its individual's): a sighting with a humpback fluke and a dolphin
+  fin gives two occurrences, each with its own ``scientificName``.
 * ``multimedia.txt`` (GBIF Simple Multimedia extension): one row per exported photo.
 * ``meta.xml`` (the archive's layout) and ``eml.xml`` (dataset metadata from the ``DWCA_*`` settings).
 
@@ -119,7 +121,9 @@ def occurrences(options: ExportOptions):
 
 def occurrence_row(photos, options: ExportOptions, people: People) -> dict:
     first, sighting = photos[0], photos[0].sighting
-    species, located = sighting.species, sighting.latitude is not None
+    # the photos' own species (one whale's photos share its species), never the sighting's: a sighting can
+    # hold a fluke and a fin
+    species, located = first.species or sighting.species, sighting.latitude is not None
     by = photographer(sighting)
     confirmed = [p for p in photos if p.confirmed_at] or photos
     latest = max(confirmed, key=lambda p: p.confirmed_at or p.decided_at or sighting.observed_at)

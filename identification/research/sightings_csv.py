@@ -65,9 +65,10 @@ def row(photo, options: ExportOptions, people: People) -> dict:
     return {
         "sighting_id": s.pk,
         "observed_at": iso(timezone.localtime(s.observed_at)),
-        "species": s.species.common_name,
-        "scientific_name": s.species.scientific_name,
-        "scientific_name_id": s.species.scientific_name_id,
+        # the photo's own species (blank: unknown); a sighting can hold a fluke and a fin
+        "species": photo.species.common_name if photo.species else "",
+        "scientific_name": photo.species.scientific_name if photo.species else "",
+        "scientific_name_id": photo.species.scientific_name_id if photo.species else "",
         "latitude": round_coordinate(s.latitude, options.decimals),
         "longitude": round_coordinate(s.longitude, options.decimals),
         "coordinate_uncertainty_m": rounding_uncertainty_m(options.decimals) if located else "",

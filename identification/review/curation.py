@@ -238,7 +238,7 @@ def correct_species(*, photo, moderator, species) -> Decision:
     has no model yet). The sighting follows once every one of its photos is of the new species."""
     require(moderator, REVIEW_PERMISSION)
     with transaction.atomic():
-        locked = Photo.objects.select_for_update().select_related("species", "sighting__species").get(pk=photo.pk)
+        locked = Photo.objects.select_for_update(of=("self",)).select_related("species", "sighting").get(pk=photo.pk)
         if locked.status != Photo.Status.AWAITING_REVIEW:
             raise ValidationError("Only a photo awaiting review can have its species corrected here.")
         old = locked.species

@@ -379,7 +379,7 @@ def _train_config(run: TrainingRun, data_dir: Path, out_dir: Path):
         "device": settings.ML_DEVICE,
         "num_workers": 0,
         "seed": int(opts.get("seed", 0)),
-        # the species' crop, flip policy and augmentation (TrainConfig.from_dict drops it on an older ml.train)
+        # the species' crop, flip policy and augmentation
         "profile": (species.profile if species is not None else "") or "humpback_fluke",
     }
     if settings.ML_TRAIN_MAX_STEPS:
@@ -392,7 +392,7 @@ def _train_config(run: TrainingRun, data_dir: Path, out_dir: Path):
         active = ModelVersion.objects.active_for(species).first()
         if active is not None and (cache.model_dir(active) / "model.pt").is_file():
             values["init_from"] = str(cache.model_dir(active))
-    return TrainConfig.from_dict(values)
+    return TrainConfig.for_profile(values.pop("profile"), **values)  # the profile's augmentation ranges too
 
 
 def register_version(

@@ -15,7 +15,7 @@ from identification.models import Embedding, GalleryChange
 from identification.pipeline import gallery_sync
 from identification.tasks import prune_gallery_changes
 from submissions.models import Photo
-from tests.factories import IndividualFactory, ModelVersionFactory, SightingFactory
+from tests.factories import IndividualFactory, ModelVersionFactory, SightingFactory, SpeciesFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DIM = 16
@@ -154,6 +154,26 @@ def test_a_new_version_and_an_hour_without_sync_read_the_whole_gallery(gallery_d
     Embedding.objects.create(photo=photos[2], model_version=other, vector=unit(2).tobytes())
     index = gallery_sync.gallery(other)
     assert len(index) == 1 and best(index, 2) == (photos[2].pk, whales[2].pk)
+
+
+def test_each_species_has_its_own_index_and_taking_turns_never_rebuilds_them(gallery_db):
+    """Issue 16: a dolphin's model ranks only dolphins, a humpback's only humpbacks, even where one photo's
+    vector would match the other species; photos of the two taken in turn keep both indexes (no full read)."""
+    humpback_version, whales, sighting, photos = gallery_db
+    dolphin = SpeciesFactory(code="TT", common_name="Bottlenose dolphin", profile="dolphin_fin")
+    dolphin_version = ModelVersionFactory(is_active=True, species=dolphin)
+    fin_whale = IndividualFactory(species=dolphin, catalogue_id="TT-0001")
+    fin = add_photo(sighting, dolphin_version, fin_whale, seed=2)  # the very vector of a humpback photo
+    Embedding.objects.create(photo=photos[0], model_version=dolphin_version, vector=unit(0).tobytes())  # stray
+
+    humpbacks = gallery_sync.gallery(humpback_version)
+    dolphins = gallery_sync.gallery(dolphin_version)
+    assert set(humpbacks.labels) == {str(w.pk) for w in whales} and len(humpbacks) == 6
+    assert list(dolphins.item_ids) == [str(fin.pk)] and best(dolphins, 0) == (fin.pk, fin_whale.pk)
+    with CaptureQueriesContext(connection) as turns:
+        assert gallery_sync.gallery(humpback_version) is humpbacks
+        assert gallery_sync.gallery(dolphin_version) is dolphins
+    assert not any("submissions_photo" in q["sql"] for q in turns.captured_queries)  # no membership read
 
 
 def test_prune_drops_log_rows_older_than_a_day(gallery_db):

@@ -12,6 +12,7 @@ from identification import pipeline
 from identification.management.commands.seed_demo import DEMO_PASSWORD
 from identification.models import Embedding, Individual, ModelVersion, Species, TrainingExample, TrainingRun
 from identification.pipeline import cache
+from identification.training.dataset import holdout_photo_ids
 from submissions.models import Photo
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -32,19 +33,25 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     gallery = Photo.objects.in_gallery().filter(species__code="HW")
     assert gallery.count() == 6 * 3
     assert all(default_storage.exists(p.image.name) for p in gallery)
-    assert TrainingExample.objects.filter(status=TrainingExample.Status.USED).count() == 18
-    assert set(TrainingExample.objects.filter(status="used").values_list("photo__species__code", flat=True)) == {"HW"}
+    for code in ("HW", "TT"):  # each species' run trained on its own photos, all but its frozen holdout
+        species = Species.objects.get(code=code)
+        examples = TrainingExample.objects.filter(photo__species=species)
+        used = examples.filter(status=TrainingExample.Status.USED, used_by=TrainingRun.objects.get(species=species))
+        assert used.exists() and not set(used.values_list("photo_id", flat=True)) & holdout_photo_ids(species)
+        assert set(used.values_list("photo_id", flat=True)) | holdout_photo_ids(species) == set(
+            examples.values_list("photo_id", flat=True)
+        )
 
-    version = ModelVersion.objects.get(is_active=True)
+    version = ModelVersion.objects.get(is_active=True, species__code="HW")
     assert version.gallery_ready and version.promoted_at is not None
     assert "map5" in version.metrics and version.history
     assert (cache.model_dir(version) / "model.pt").is_file()
-    assert TrainingRun.objects.get().model_version_id == version.pk
+    assert TrainingRun.objects.get(species__code="HW").model_version_id == version.pk
     vectors = Embedding.objects.filter(model_version=version)
     assert set(vectors.values_list("photo_id", flat=True)) == set(gallery.values_list("pk", flat=True))
     v = np.frombuffer(bytes(vectors.first().vector), dtype=np.float32)
     assert v.size == version.metrics.get("embedding_dim", v.size) and abs(float(np.linalg.norm(v)) - 1) < 1e-3
-    assert f"Active model {version.name}" in text
+    assert f"Active HW model {version.name}" in text
 
     User = get_user_model()
     roles = {"admin@example.org": "Admins", "moderator@example.org": "Moderators", "watcher@example.org": "Watchers"}
@@ -60,7 +67,11 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     dolphins = Individual.objects.filter(species__code="TT")  # the fin catalogue: its own ids and photos
     assert sorted(dolphins.values_list("catalogue_id", flat=True)) == ["TT-0001", "TT-0002", "TT-0003"]
     fin_gallery = Photo.objects.in_gallery().filter(species__code="TT", individual__in=dolphins)
-    assert TrainingExample.objects.filter(photo__in=fin_gallery, status="queued").count() == 9  # not trained yet
+    fin_version = ModelVersion.objects.get(is_active=True, species__code="TT")  # its own model, beside the HW one
+    assert fin_version.gallery_ready and f"Active TT model {fin_version.name}" in text
+    assert (cache.model_dir(fin_version) / "model.pt").is_file()
+    fin_vectors = Embedding.objects.filter(model_version=fin_version)
+    assert set(fin_vectors.values_list("photo_id", flat=True)) == set(fin_gallery.values_list("pk", flat=True))
     assert fin_gallery.count() == 3 * 3 and Photo.objects.in_gallery().count() == 6 * 3 + 3 * 3
     assert not Embedding.objects.filter(model_version=version, photo__in=fin_gallery).exists()  # flukes only
     assert dict(Species.objects.exclude(profile="").values_list("code", "profile")) == {
@@ -83,4 +94,4 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     again = io.StringIO()
     call_command("seed_demo", "--fast", "--uploads-dir", str(uploads), stdout=again)
     assert "already present" in again.getvalue()
-    assert Individual.objects.count() == 6 + 3 and ModelVersion.objects.count() == 1
+    assert Individual.objects.count() == 6 + 3 and ModelVersion.objects.count() == 2

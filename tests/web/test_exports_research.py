@@ -13,7 +13,7 @@ from django.urls import reverse
 from dwca.read import DwCAReader
 
 from identification.models import Decision
-from identification.research import capture_history
+from identification.research import capture_history, darwin_core
 from identification.research.common import ExportOptions
 from submissions.models import Photo
 from tests.factories import IndividualFactory, PhotoFactory, SightingFactory, SpeciesFactory, UserFactory
@@ -343,3 +343,51 @@ def test_nav_links_the_research_page(client, admin):
     page = reverse("identification:research_exports")
     assert page in client.get(reverse("identification:review_queue")).content.decode()
     assert page in client.get(reverse("identification:training_data")).content.decode()
+
+
+def test_a_sighting_with_a_fluke_and_a_fin_gives_two_occurrences_each_with_its_own_species(client, moderator, tmp_path):
+    """Issue 16: each occurrence carries its own whale's species, never the sighting's: one sighting filed as a
+    humpback holds a humpback fluke and a dolphin's fin, and the archive says so (the sightings CSV too, and the
+    species filter keeps only that species' photos)."""
+    humpback = SpeciesFactory()
+    dolphin = SpeciesFactory(
+        code="TT",
+        common_name="Bottlenose dolphin",
+        scientific_name="Tursiops truncatus",
+        scientific_name_id="urn:lsid:marinespecies.org:taxname:137111",
+        profile="dolphin_fin",
+    )
+    sighting = SightingFactory(species=humpback, observed_at=_when(2026, 3, 1), latitude=-25.1, longitude=152.9)
+    whale = IndividualFactory(species=humpback, catalogue_id="HW-0001")
+    fin = IndividualFactory(species=dolphin, catalogue_id="TT-0001")
+    fluke_photo = PhotoFactory(sighting=sighting, individual=whale, status=Photo.Status.CONFIRMED, licence="CC0")
+    fin_photo = PhotoFactory(
+        sighting=sighting, species=dolphin, individual=fin, status=Photo.Status.CONFIRMED, licence="CC0"
+    )
+    for photo, individual in ((fluke_photo, whale), (fin_photo, fin)):
+        Decision.objects.create(photo=photo, moderator=moderator, action=Decision.Action.CONFIRM, individual=individual)
+
+    rows, _ = _read_archive(tmp_path, _content(client.get(reverse("identification:export_dwca"))))
+    occ = _by_id(rows)
+    names = {
+        core[DWC + "organismID"]: (
+            core[DWC + "scientificName"],
+            core[DWC + "scientificNameID"],
+            core[DWC + "vernacularName"],
+        )
+        for core, _ in occ.values()
+    }
+    assert names == {
+        "HW-0001": ("Megaptera novaeangliae", LSID, "Humpback whale"),
+        "TT-0001": ("Tursiops truncatus", "urn:lsid:marinespecies.org:taxname:137111", "Bottlenose dolphin"),
+    }
+
+    csv_rows = list(
+        csv.DictReader(io.StringIO(_content(client.get(reverse("identification:export_sightings"))).decode()))
+    )
+    assert {int(r["photo_id"]): r["scientific_name"] for r in csv_rows} == {
+        fluke_photo.pk: "Megaptera novaeangliae",
+        fin_photo.pk: "Tursiops truncatus",
+    }
+    only_dolphins = list(darwin_core.occurrences(ExportOptions(start=None, end=None, species=dolphin, decimals=None)))
+    assert [row["organismID"] for row, _ in only_dolphins] == ["TT-0001"]

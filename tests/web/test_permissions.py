@@ -66,6 +66,7 @@ MATRIX = [
     ("submissions:sightings", "get", None, None, PUBLIC),
     ("submissions:submit", "get", None, None, LOGGED_IN),
     ("submissions:exif", "post", None, "photo", {"anonymous": 302, "watcher": 200, "moderator": 200, "admin": 200}),
+    ("submissions:species", "post", None, "photo", {"anonymous": 302, "watcher": 200, "moderator": 200, "admin": 200}),
     ("submissions:my_sightings", "get", None, None, LOGGED_IN),
     ("submissions:my_sightings_status", "get", None, None, LOGGED_IN),
     ("identification:review_queue", "get", None, None, MODERATOR),

@@ -177,10 +177,14 @@ def train_and_activate(
     max_steps=None,
     user=None,
     localizer_epochs: int | None = None,
+    species=None,
 ):
-    """Train on the current gallery with ml.train, register the version, embed the gallery and activate it."""
+    """Train on ``species``' gallery (the humpback's when None) with ml.train and its profile, register the
+    version, embed its gallery and activate it (each species has its own active model)."""
+    species = species or Species.objects.get(code=Species.HUMPBACK_CODE)
     run = TrainingRun.objects.create(
         started_by=user,
+        species=species,
         options={"epochs": epochs, "arch": arch, "image_size": image_size, "fine_tune": False, "seed_demo": True},
     )
     with run_lifecycle(run, what="demo training run", reraise=True):
@@ -192,9 +196,12 @@ def train_and_activate(
             progress=progress,
             max_steps=max_steps,
             localizer_epochs=localizer_epochs,
+            species=species,
         )
     with transaction.atomic():
-        version = register_version(result, run=run, config=config, snapshot=snapshot, name=f"demo-{run.pk}")
+        version = register_version(
+            result, run=run, config=config, snapshot=snapshot, name=f"demo-{run.pk}", species=species
+        )
         mark_examples_used(snapshot["photo_ids"], run)
         finish_run(run.pk, version, result.metrics.to_dict())
     ModelVersion.objects.filter(pk=version.pk).update(promoted_by=user)
@@ -203,14 +210,15 @@ def train_and_activate(
     return version
 
 
-def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer_epochs):
-    """Export the gallery and train on it with ml.train. Returns (config, result, snapshot)."""
+def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer_epochs, species):
+    """Export ``species``' gallery and train on it with ml.train. Returns (config, result, snapshot)."""
     from ml.train import TrainConfig, train  # loads torch
 
     data_dir = run_dir(run.pk) / "data"
-    snapshot = export_dataset(data_dir)
+    snapshot = export_dataset(data_dir, species)
     out_dir = Path(settings.ML_ROOT) / "models" / f"demo-{run.pk}"
-    config = TrainConfig(
+    config = TrainConfig.for_profile(
+        species.profile,
         csv=str(data_dir / "train.csv"),
         images_dir=str(data_dir / "images"),
         boxes_csv=str(data_dir / "boxes.csv"),
@@ -303,9 +311,9 @@ class Command(BaseCommand):
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="whalesite-synth-") as tmp:
             flukes = self._catalogue(Path(tmp) / "flukes", species["HW"], o, users, uploads, "demo")
-            self._train(o, users, t0)
-            # the fins join the gallery after the humpback model embedded it: its index stays flukes only
+            self._train(o, users, t0, species["HW"])  # the humpbacks first: the demo can be tried sooner
             fins = self._catalogue(Path(tmp) / "fins", species["TT"], o, users, uploads, "demo-fin")
+            self._train(o, users, t0, species["TT"])
             train_species_demo(flukes, fins, self.stdout)
 
     def _catalogue(self, folder: Path, species: Species, o: dict, users: dict, uploads: Path, prefix: str):
@@ -323,8 +331,7 @@ class Command(BaseCommand):
                 species=species,
                 uploads_dir=uploads,
                 uploads_prefix=prefix,
-                # the fin catalogue's model is not trained here yet (it needs the per-species retrain)
-                example_status=TrainingExample.Status.USED if species.code == "HW" else TrainingExample.Status.QUEUED,
+                example_status=TrainingExample.Status.QUEUED,  # until its species' demo run trains on them
             )
         self.stdout.write(
             f"Created {len(individuals)} {species.common_name.lower()} individuals ({species.code}-) with "
@@ -333,7 +340,7 @@ class Command(BaseCommand):
         unseen = {path for path, _ in held_out}
         return sorted(p for p in (folder / "images").glob("*.jpg") if p not in unseen)
 
-    def _train(self, o: dict, users: dict, t0: float) -> None:
+    def _train(self, o: dict, users: dict, t0: float, species: Species) -> None:
         last = [0.0]
 
         def progress(p):
@@ -342,7 +349,10 @@ class Command(BaseCommand):
                 last[0] = now
                 self.stdout.write(f"  {p.describe()}")  # each phase its own counter
 
-        self.stdout.write(f"Training {o['arch']} at {o['image_size']}px for {o['epochs']} epoch(s)...")
+        self.stdout.write(
+            f"Training the {species.common_name.lower()} model: {o['arch']} at {o['image_size']}px "
+            f"for {o['epochs']} epoch(s)..."
+        )
         version = train_and_activate(
             epochs=o["epochs"],
             arch=o["arch"],
@@ -350,10 +360,11 @@ class Command(BaseCommand):
             progress=progress,
             user=users["admin"],
             localizer_epochs=o["localizer_epochs"],
+            species=species,
         )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Active model {version.name}: MAP@5 {version.metrics.get('map5')}, gallery embedded "
+                f"Active {species.code} model {version.name}: MAP@5 {version.metrics.get('map5')}, gallery embedded "
                 f"({time.monotonic() - t0:.0f}s in all)."
             )
         )
