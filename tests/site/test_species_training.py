@@ -121,7 +121,7 @@ def test_a_dolphin_run_registers_a_dolphin_version_whose_promotion_leaves_the_hu
     labels = {row["Id"] for row in csv.DictReader(open(run_dir(run.pk) / "data" / "train.csv"))}
     assert labels and all(label.startswith("TT-") for label in labels)
     assert "fine-tuning from" not in run.log  # never from the humpback's model
-    assert version.config.get("profile", "dolphin_fin") == "dolphin_fin"  # where ml.train has TrainConfig.profile
+    assert version.config["profile"] == "dolphin_fin"  # the dolphin profile's crop, mirrors and augmentation
     # compared like with like: no dolphin model is active, so nothing to compare with (not the humpback's)
     detail = registry.version_detail(version)
     assert detail["active"] is None and detail["active_evaluation"] is None
