@@ -1,12 +1,9 @@
 """Issue 16 items 2 and 5, the acceptance tests: a watcher uploads a fluke and a dolphin fin in ONE sighting,
 and the real worker ranks each photo against its own species' catalogue only (HW- whales for the fluke, TT-
 dolphins for the fin): with the species chosen by hand, and with each select prefilled by the species
-classifier. The second is expected to fail until ``ml.species`` (branch species) is merged; its xfail is
-strict, so the day it passes the marker must go. The fin model is trained with the ``dolphin_fin`` profile
-once ``TrainConfig`` has one (branch mlprof); before that with the default crop (these tests check where a
-photo is ranked, not how well)."""
+classifier (``ml.species``). Each species' tiny model is trained with its own profile (these tests check
+where a photo is ranked, not how well)."""
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -53,7 +50,7 @@ def _train(folder, by_id, out, profile):
         max_steps=3,
         device="cpu",
         train_localizer=False,
-        **({"profile": profile} if "profile" in {f.name for f in dataclasses.fields(TrainConfig)} else {}),
+        profile=profile,
     )
     return train(config)
 
@@ -132,7 +129,6 @@ def test_fluke_and_fin_chosen_by_hand_are_ranked_in_their_own_catalogues(new_pag
     _ranked_in_own_catalogues(fluke, fin)
 
 
-@pytest.mark.xfail(strict=True, reason="needs ml.species (branch species)")
 def test_fluke_and_fin_get_suggestions_from_their_own_catalogues(new_page, shots, settings, tmp_path, celery_worker):
     from ml.species import train_species_classifier
 
@@ -141,6 +137,7 @@ def test_fluke_and_fin_get_suggestions_from_their_own_catalogues(new_page, shots
     train_species_classifier(
         {"humpback_fluke": sorted(flukes.glob("images/*.jpg")), "dolphin_fin": sorted(fins.glob("images/*.jpg"))},
         tmp_path / "species",
+        features="thumbnail",  # weight-free and fast; the demo's uses EfficientNet-Lite0 features
     )
 
     page = new_page()
