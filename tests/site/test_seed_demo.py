@@ -90,6 +90,15 @@ def test_seed_demo_fast_builds_a_working_demo(tmp_path):
     known = {f.name.split("-", 2)[2].rsplit(".", 1)[0] for f in files if "-new" not in f.name}
     assert known == set(individuals.values_list("catalogue_id", flat=True))
 
+    from ml.species import SpeciesClassifier
+    from submissions.species_guess import classifier_dir
+
+    classifier = SpeciesClassifier.load(classifier_dir())  # the upload form's suggestion: flukes and fins
+    assert (
+        set(classifier.profiles) == {"humpback_fluke", "dolphin_fin"}
+        and f"Species classifier in {classifier_dir()}" in text
+    )
+
     # running it again is a no-op
     again = io.StringIO()
     call_command("seed_demo", "--fast", "--uploads-dir", str(uploads), stdout=again)

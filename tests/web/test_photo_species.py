@@ -137,7 +137,7 @@ def test_a_photo_left_on_an_unsure_suggestion_is_unknown_species(two_species):
 
 @pytest.fixture
 def classifier(tmp_path, settings, two_species):
-    from ml import species as ml_species
+    import ml.species as ml_species
     from ml.synth import generate_dataset
     from ml.synth_fins import generate_fin_dataset
 
@@ -147,7 +147,7 @@ def classifier(tmp_path, settings, two_species):
         "humpback_fluke": sorted((tmp_path / "flukes" / "images").glob("*.jpg")),
         "dolphin_fin": sorted((tmp_path / "fins" / "images").glob("*.jpg")),
     }
-    ml_species.train_species_classifier(data, tmp_path / "species")
+    ml_species.train_species_classifier(data, tmp_path / "species", features="thumbnail")  # weight-free, fast
     settings.SPECIES_CLASSIFIER_DIR = str(tmp_path / "species")
     return ml_species.SpeciesClassifier.load(tmp_path / "species"), data
 

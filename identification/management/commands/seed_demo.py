@@ -236,7 +236,7 @@ def _train_demo(run, *, epochs, arch, image_size, progress, max_steps, localizer
     return config, train(config, progress=progress), snapshot
 
 
-def train_species_demo(flukes: list[Path], fins: list[Path], stdout) -> None:
+def train_species_demo(flukes: list[Path], fins: list[Path], stdout, features: str = "efficientnet_lite0") -> None:
     """The upload form's species classifier (``ml.species``), trained on synthetic flukes and fins only, into
     the folder the form reads (``submissions.species_guess.classifier_dir``)."""
     try:
@@ -246,7 +246,7 @@ def train_species_demo(flukes: list[Path], fins: list[Path], stdout) -> None:
         return
     out = classifier_dir()
     t0 = time.monotonic()
-    report = train_species_classifier({"humpback_fluke": flukes, "dolphin_fin": fins}, out)
+    report = train_species_classifier({"humpback_fluke": flukes, "dolphin_fin": fins}, out, features=features)
     stdout.write(f"Species classifier in {out} ({time.monotonic() - t0:.1f}s): {report}")
 
 
@@ -314,7 +314,7 @@ class Command(BaseCommand):
             self._train(o, users, t0, species["HW"])  # the humpbacks first: the demo can be tried sooner
             fins = self._catalogue(Path(tmp) / "fins", species["TT"], o, users, uploads, "demo-fin")
             self._train(o, users, t0, species["TT"])
-            train_species_demo(flukes, fins, self.stdout)
+            train_species_demo(flukes, fins, self.stdout, "thumbnail" if o["fast"] else "efficientnet_lite0")
 
     def _catalogue(self, folder: Path, species: Species, o: dict, users: dict, uploads: Path, prefix: str):
         """``species``' demo catalogue (synthetic photos, ``build_gallery``); returns its gallery photos' files
