@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml", description="Humpback fluke identification tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_train, _add_predict, _add_evaluate, _add_localize):
+    for add in (_add_synth, _add_train, _add_predict, _add_evaluate, _add_localize, _add_species):
         add(sub)
     return parser
 
@@ -503,6 +503,66 @@ def _add_localize(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="")
     p.set_defaults(func=cmd_localize)
+
+
+# --------------------------------------------------------------------------- species classifier (ml.species)
+
+
+def _species_data(values: Sequence[str]) -> dict[str, list[Path]]:
+    """``--data PROFILE=DIR`` values -> {profile: photos of DIR/images (or DIR itself when it has no images/)}."""
+    data: dict[str, list[Path]] = {}
+    for value in values:
+        key, sep, folder = value.partition("=")
+        if not sep or not key or not folder:
+            raise CliError(f"--data {value!r}: expected PROFILE=DIR")
+        root = _existing_dir(folder, f"--data {key}: folder")
+        images = root / "images" if (root / "images").is_dir() else root
+        data.setdefault(key, []).extend(list_images(images))
+    return data
+
+
+def cmd_species_train(args) -> int:
+    from ml.species import train_species_classifier
+
+    try:
+        report = train_species_classifier(_species_data(args.data), args.out, features=args.features, seed=args.seed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    counts = ", ".join(f"{k} {n}" for k, n in report.photos.items())
+    print(f"species classifier: {counts} photos; training accuracy {report.train_accuracy:.3f}; wrote {args.out}")
+    return 0
+
+
+def cmd_species_predict(args) -> int:
+    from ml.errors import ImageRejected
+    from ml.species import SpeciesClassifier
+
+    classifier = SpeciesClassifier.load(_existing_dir(args.model, "model folder"))
+    failed = 0
+    for photo in args.photos:
+        try:
+            guess = classifier.predict(_existing_file(photo, "photo"))
+        except (CliError, ImageRejected) as exc:  # one bad file never blocks the rest
+            print(f"{photo}\terror: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{photo}\t{guess.profile or 'unknown'}\t{guess.probability:.3f}")
+    return 2 if failed else 0
+
+
+def _add_species(sub) -> None:
+    from ml.species import FEATURES
+
+    p = sub.add_parser("species-train", help="train the species classifier (which profile a photo shows)")
+    p.add_argument("--data", action="append", required=True, metavar="PROFILE=DIR", help="repeat per profile")
+    p.add_argument("--out", required=True, help="folder to write (classifier.pt + classifier.json)")
+    p.add_argument("--features", choices=FEATURES, default=FEATURES[0])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_species_train)
+    p = sub.add_parser("species-predict", help="print each photo's species profile (or unknown) and probability")
+    p.add_argument("--model", required=True)
+    p.add_argument("photos", nargs="+")
+    p.set_defaults(func=cmd_species_predict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
