@@ -83,7 +83,7 @@ def setup_site() -> str:
     species = Species.objects.create(code="HW", common_name="Humpback whale")
     sighting = Sighting.objects.create(species=species, observed_at=timezone.now(), submitted_by=user)
     for n in range(40):  # the review queue the page lists
-        photo = Photo(sighting=sighting, sha256=f"{n:064x}", status=Photo.Status.AWAITING_REVIEW)
+        photo = Photo(sighting=sighting, species=species, sha256=f"{n:064x}", status=Photo.Status.AWAITING_REVIEW)
         photo.image.save(f"queue-{n}.jpg", ContentFile(jpeg(90_000 + n, 40)), save=False)
         photo.save()
     return email

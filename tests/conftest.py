@@ -42,6 +42,19 @@ def wait_for(predicate, timeout=120.0, interval=0.25, message="condition"):
         time.sleep(interval)
 
 
+@pytest.fixture(autouse=True)
+def no_species_classifier(request, tmp_path):
+    """Each site test starts with no species classifier (an empty ``SPECIES_CLASSIFIER_DIR`` of its own): one that
+    a test trains (``seed_demo`` writes one) must not prefill every later upload's species. Tests that want one
+    point the setting at their own folder."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        yield
+        return
+    settings = request.getfixturevalue("settings")
+    settings.SPECIES_CLASSIFIER_DIR = str(tmp_path / "no-species-classifier")
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def media_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")

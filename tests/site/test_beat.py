@@ -26,7 +26,13 @@ def lost_photo(demo, path, status, age, attempts=0):
         species=demo.species, observed_at=timezone.now(), submitted_by=demo.users["watcher"]
     )
     photo = Photo(
-        sighting=sighting, sha256=h.sha256, phash=h.phash, original_filename=path.name, status=status, attempts=attempts
+        sighting=sighting,
+        species=demo.species,
+        sha256=h.sha256,
+        phash=h.phash,
+        original_filename=path.name,
+        status=status,
+        attempts=attempts,
     )
     photo.image.save(path.name, ContentFile(data), save=False)
     photo.save()
