@@ -195,7 +195,7 @@ def test_whole_loop_upload_review_notify_retrain_promote(new_page, shots, active
 
     # ... and rolls back, in the browser too: the previous version is active again once re-embedded
     admin.once("dialog", lambda dialog: dialog.accept())
-    admin.get_by_role("button", name="Roll back model").click()
+    admin.get_by_role("button", name="Roll back").click()  # the humpback group's (the only species with a model)
     expect(admin.locator(".messages")).to_contain_text("Rolling back")  # the POST has answered
 
     def old_version_active():
