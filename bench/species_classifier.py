@@ -36,9 +36,10 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 UNKNOWN = "unknown"
 
 
-def _by_individual(folder: Path) -> dict[str, list[Path]]:
+def _by_individual(folder: Path, labels: str = "labels.csv") -> dict[str, list[Path]]:
+    """``{individual: photos}`` of a Kaggle-style folder (``images/`` + an ``Image,Id`` CSV)."""
     groups: dict[str, list[Path]] = defaultdict(list)
-    with open(folder / "labels.csv") as fh:
+    with open(folder / labels) as fh:
         for row in csv.DictReader(fh):
             groups[row["Id"]].append(folder / "images" / row["Image"])
     return groups
@@ -58,15 +59,7 @@ def _synthetic(kind: str, root: Path, per_class: int, seed: int) -> dict[str, li
     make = generate_dataset if kind == "fluke" else generate_fin_dataset
     individuals = max(per_class // 3, 4)
     make(root / kind, individuals=int(individuals * 1.5), photos=3, seed=seed, image_size=(640, 400), progress=False)
-    return _by_individual_csv(root / kind)
-
-
-def _by_individual_csv(folder: Path) -> dict[str, list[Path]]:
-    groups: dict[str, list[Path]] = defaultdict(list)
-    with open(folder / "train.csv") as fh:
-        for row in csv.DictReader(fh):
-            groups[row["Id"]].append(folder / "images" / row["Image"])
-    return groups
+    return _by_individual(root / kind, "train.csv")
 
 
 def _real_flukes(kind: str) -> list[Path]:
