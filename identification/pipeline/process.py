@@ -357,14 +357,19 @@ def _process_leased(photo, photo_id: int, version, rerank: bool) -> str:
             Embedding.objects.filter(pk=existing.pk).update(**ood_fields(familiar))  # embedded before the flag
         _write_suggestions(photo, version, matches)
         photo.batch_matches = _batch_matches(photo, version, vector)
-        photo.model_version = version
-        photo.status = Photo.Status.AWAITING_REVIEW
-        photo.failure_code = ""
-        photo.failure_reason = ""
-        photo.processed_at = timezone.now()
-        photo.lease_until = None
-        photo.save()
+        _save_awaiting_review(photo, version)
     return "ok"
+
+
+def _save_awaiting_review(photo, version) -> None:
+    """The pipeline is done with ``photo`` (ranked by ``version``, or by none): it waits for a moderator."""
+    photo.model_version = version
+    photo.status = Photo.Status.AWAITING_REVIEW
+    photo.failure_code = ""
+    photo.failure_reason = ""
+    photo.processed_at = timezone.now()
+    photo.lease_until = None
+    photo.save()
 
 
 def _await_review_unmatched(photo_id: int, rerank: bool) -> None:
@@ -377,13 +382,7 @@ def _await_review_unmatched(photo_id: int, rerank: bool) -> None:
         if photo is None or photo.status not in expected:
             return
         Suggestion.objects.filter(photo=photo).delete()
-        photo.model_version = None
-        photo.status = Photo.Status.AWAITING_REVIEW
-        photo.failure_code = ""
-        photo.failure_reason = ""
-        photo.processed_at = timezone.now()
-        photo.lease_until = None
-        photo.save()
+        _save_awaiting_review(photo, None)
 
 
 def _release_lease(photo_id: int) -> None:
