@@ -8,7 +8,7 @@ that species' catalogue), or reject it.
 
 from __future__ import annotations
 
-from ..models import ModelVersion
+from ..pipeline.cache import active_version
 
 
 def why_unmatched(photo) -> str:
@@ -24,7 +24,7 @@ def why_unmatched(photo) -> str:
             f"{species} has no identification profile, so its photos are kept for review but never matched. "
             "If this photo shows another species, correct it; otherwise reject it as another species."
         )
-    if not ModelVersion.objects.active_for(species).exists():
+    if active_version(species) is None:  # the pipeline's own rule for which model matches a species
         return (
             f"There is no identification model for {species} yet, so this photo has no suggestions. Name it a new "
             f"individual (its catalogue id starts {species.code}-) or correct its species; it is ranked as soon "
