@@ -29,8 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.species import SpeciesClassifier, train_species_classifier  # noqa: E402
-from ml.synth import generate_dataset  # noqa: E402
-from ml.synth_fins import generate_fin_dataset  # noqa: E402
+from ml.synth_fins import SYNTHESIZERS  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 UNKNOWN = "unknown"
@@ -56,7 +55,7 @@ def _split(groups: dict[str, list[Path]], per_class: int, seed: int) -> tuple[li
 
 
 def _synthetic(kind: str, root: Path, per_class: int, seed: int) -> dict[str, list[Path]]:
-    make = generate_dataset if kind == "fluke" else generate_fin_dataset
+    make = SYNTHESIZERS["humpback_fluke" if kind == "fluke" else "dolphin_fin"]
     individuals = max(per_class // 3, 4)
     make(root / kind, individuals=int(individuals * 1.5), photos=3, seed=seed, image_size=(640, 400), progress=False)
     return _by_individual(root / kind, "train.csv")

@@ -82,12 +82,11 @@ _SYNTH_PROFILES = ("humpback_fluke", "dolphin_fin")  # the species profiles ml c
 
 
 def cmd_synth(args) -> int:
-    from ml.synth import generate_dataset
-    from ml.synth_fins import generate_fin_dataset
+    from ml.synth_fins import SYNTHESIZERS
 
     if args.individuals < 1 or args.photos < 1:
         raise CliError("--individuals and --photos must be at least 1")
-    generate = generate_fin_dataset if args.profile == "dolphin_fin" else generate_dataset
+    generate = SYNTHESIZERS[args.profile]
     summary = generate(args.out, individuals=args.individuals, photos=args.photos, seed=args.seed)
     out = Path(args.out)
     print(f"wrote {out / 'images'}, {out / 'train.csv'} and {out / 'boxes.csv'}")

@@ -28,6 +28,7 @@ from .synth import (
     PhotoKind,
     SynthSummary,
     camera_effects,
+    generate_dataset,
     jpeg_round_trip,
     light_subject,
     perspective_coeffs,
@@ -43,6 +44,7 @@ _SS = 2  # supersampling of the outline masks (anti-aliased edges)
 
 __all__ = [
     "FINS",
+    "SYNTHESIZERS",
     "FIN_CANVAS_H",
     "FIN_CANVAS_W",
     "SIDES",
@@ -524,3 +526,7 @@ def generate_fin_dataset(
     )
     render_fin.cache_clear()
     return summary
+
+
+# the species profiles ml can synthesize, and their data set writers (the CLI, seed_demo and bench/ dispatch here)
+SYNTHESIZERS = {"humpback_fluke": generate_dataset, "dolphin_fin": generate_fin_dataset}

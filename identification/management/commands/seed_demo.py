@@ -31,8 +31,7 @@ from identification.training.runs import finish_run, mark_examples_used, registe
 from ml import presets
 from ml.data import read_boxes_csv, read_labels_csv
 from ml.images import compute_hashes, load_image
-from ml.synth import generate_dataset
-from ml.synth_fins import generate_fin_dataset
+from ml.synth_fins import SYNTHESIZERS
 from submissions.models import Photo, Sighting
 from submissions.species_guess import classifier_dir
 from whalesite.celery import ensure_broker_folders
@@ -53,7 +52,6 @@ WORMS_LSIDS = {  # only those checked
     "Megaptera novaeangliae": "urn:lsid:marinespecies.org:taxname:137092",
     "Tursiops truncatus": "urn:lsid:marinespecies.org:taxname:137111",
 }
-GENERATORS = {"humpback_fluke": generate_dataset, "dolphin_fin": generate_fin_dataset}  # synthetic photos
 PLACES = [
     ("Hervey Bay", -25.0, 152.9),
     ("Monterey Bay", 36.8, -121.9),
@@ -100,7 +98,7 @@ def build_gallery(
     held-out (path, catalogue id or "new")).
     """
     species = species or Species.objects.get(code="HW")
-    GENERATORS[species.profile or "humpback_fluke"](
+    SYNTHESIZERS[species.profile or "humpback_fluke"](
         str(out_dir), individuals=individuals + NEW_INDIVIDUALS_HELD_OUT, photos=photos + 1, seed=seed, progress=False
     )
     labels = read_labels_csv(out_dir / "train.csv")
