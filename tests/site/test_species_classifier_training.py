@@ -8,6 +8,7 @@ import csv
 import pytest
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from identification.training.species_classifier import catalogue_photos
 from ml.images import load_image
@@ -88,3 +89,33 @@ def test_one_species_is_not_enough(catalogue, settings, tmp_path):
     ):
         call_command("train_species_classifier", "--features", "thumbnail", "--min-photos", "50")
     assert not (tmp_path / "species").exists()
+
+
+def test_the_dashboard_retrains_it_on_the_training_worker(
+    client, catalogue, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """The admin's button queues the task after the commit; the task body writes the folder the form reads and
+    the dashboard then shows what it learned. Too few photos: refused in words, nothing queued."""
+    from identification.training.species_classifier import retrain_species_classifier
+    from tests.factories import UserFactory
+
+    settings.SPECIES_CLASSIFIER_DIR = str(tmp_path / "species")
+    settings.SPECIES_CLASSIFIER_FEATURES = "thumbnail"
+    settings.SPECIES_CLASSIFIER_MIN_PHOTOS = 8
+    client.force_login(UserFactory(role="admin"))
+    page = client.get(reverse("identification:dashboard")).content.decode()
+    assert "No species classifier yet" in page and "Humpback whale fluke 16" in page
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(reverse("identification:retrain_species_classifier"))
+    assert response.status_code == 302 and len(callbacks) == 1
+    assert retrain_species_classifier() == "trained on {'dolphin_fin': 16, 'humpback_fluke': 16}"
+    page = client.get(reverse("identification:dashboard")).content.decode()
+    assert "thumbnail features" in page and "Bottlenose dolphin dorsal fin</dt><dd>16 photos" in page
+
+    Photo.objects.filter(individual__species__profile="dolphin_fin").delete()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post(reverse("identification:retrain_species_classifier"))
+    assert not callbacks
+    page = client.get(reverse("identification:dashboard")).content.decode()
+    assert "needs 8 confirmed photos of two species or more (have humpback_fluke: 16)" in page
+    assert retrain_species_classifier().startswith("skipped: ")  # a message queued before the photos went

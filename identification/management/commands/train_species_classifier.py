@@ -5,7 +5,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from identification.training.species_classifier import MIN_PHOTOS, PER_PROFILE, NotEnoughPhotos, train_from_catalogue
+from identification.training.species_classifier import PER_PROFILE, NotEnoughPhotos, train_from_catalogue
 
 
 class Command(BaseCommand):
@@ -14,7 +14,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--features", choices=["efficientnet_lite0", "thumbnail"], default="efficientnet_lite0")
         parser.add_argument("--per-profile", type=int, default=PER_PROFILE, help="photos per species at most")
-        parser.add_argument("--min-photos", type=int, default=MIN_PHOTOS, help="leave out species with fewer")
+        parser.add_argument(
+            "--min-photos", type=int, default=None, help="leave out species with fewer (SPECIES_CLASSIFIER_MIN_PHOTOS)"
+        )
 
     def handle(self, *args, features, per_profile, min_photos, **options):
         t0 = time.monotonic()
