@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F
 
+from ml.profiles import get_profile
 from submissions.models import Photo
 from submissions.species_guess import classifier_dir
 
@@ -120,7 +121,7 @@ def request_retrain(user) -> None:
     counts = confirmed_counts()
     need = required_photos()
     if sum(n >= need for n in counts.values()) < 2:
-        have = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "none"
+        have = ", ".join(f"{get_profile(k).label} {n}" for k, n in sorted(counts.items())) or "none"
         raise ValidationError(
             f"The species classifier needs {need} confirmed photos of two species or more (have {have})."
         )
@@ -141,8 +142,6 @@ def retrain_species_classifier() -> str:
 def dashboard_panel() -> dict:
     """What the dashboard's species-classifier card shows: the current classifier (or None) and the confirmed
     photos each profile has now, labelled for people."""
-    from ml.profiles import get_profile
-
     def labelled(counts: dict) -> list[tuple[str, int]]:
         return [(get_profile(k).label, n) for k, n in sorted(counts.items())]
 

@@ -59,6 +59,11 @@ def test_each_species_shows_its_model_and_the_form_trains_the_one_chosen(new_pag
     expect(text).to_have_text("about 5 s")  # the humpback has no photos: 1 batch x 10 epochs x 0.5 s
     form.locator("[name=species]").select_option(str(dolphin.pk))
     expect(text).to_have_text("about 20 s")  # 4 dolphin batches x 10 x 0.5 s
+    card = page.locator("#species-classifier")
+    expect(card).to_contain_text("No species classifier yet")
+    expect(card).to_contain_text("Confirmed photos now: Bottlenose dolphin dorsal fin 18")
+    card.get_by_role("button", name="Retrain from the catalogue").click()  # one species only: refused in words
+    expect(page.locator("ul.messages")).to_contain_text("confirmed photos of two species or more")
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
         shots(page, f"dashboard-{width}")

@@ -117,5 +117,5 @@ def test_the_dashboard_retrains_it_on_the_training_worker(
         client.post(reverse("identification:retrain_species_classifier"))
     assert not callbacks
     page = client.get(reverse("identification:dashboard")).content.decode()
-    assert "needs 8 confirmed photos of two species or more (have humpback_fluke: 16)" in page
+    assert "needs 8 confirmed photos of two species or more (have Humpback whale fluke 16)" in page
     assert retrain_species_classifier().startswith("skipped: ")  # a message queued before the photos went
