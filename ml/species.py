@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,7 +140,7 @@ def _nearest(a: np.ndarray, ref: np.ndarray, exclude_self: bool = False) -> np.n
 
 
 def train_species_classifier(
-    data: dict[str, Sequence],
+    data: Mapping[str, Sequence],
     out_dir,
     *,
     features: str = "efficientnet_lite0",
