@@ -142,6 +142,7 @@ def retrain_species_classifier() -> str:
 def dashboard_panel() -> dict:
     """What the dashboard's species-classifier card shows: the current classifier (or None) and the confirmed
     photos each profile has now, labelled for people."""
+
     def labelled(counts: dict) -> list[tuple[str, int]]:
         return [(get_profile(k).label, n) for k, n in sorted(counts.items())]
 
