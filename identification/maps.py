@@ -75,13 +75,15 @@ def sightings_geojson(sightings, limit: int | None = None) -> dict:
     whole map of 100k sightings is a few thousand cells instead of 16 MB. Either way a position is the public
     one (0.1°), never a sighting's own. ``cells`` and ``total`` (sightings) tell the map which it got."""
     limit = int(settings.MAP_POINT_LIMIT) if limit is None else limit
-    cells = list(sighting_cells(sightings))
-    total = sum(c["n"] for c in cells)
-    if total > limit:
-        features = [_cell_feature(c) for c in cells]
-    else:
-        features = sighting_points(sightings)
-    return {"type": "FeatureCollection", "cells": total > limit, "total": total, "features": features}
+    # at most ``limit`` photos means at most ``limit`` sightings: a LIMIT query, no need to group them all
+    if _positioned(sightings).values("pk")[: limit + 1].count() > limit:
+        cells = list(sighting_cells(sightings))
+        total = sum(c["n"] for c in cells)
+        if total > limit:
+            features = [_cell_feature(c) for c in cells]
+            return {"type": "FeatureCollection", "cells": True, "total": total, "features": features}
+    features = sighting_points(sightings)
+    return {"type": "FeatureCollection", "cells": False, "total": len(features), "features": features}
 
 
 def _cell_feature(cell: dict) -> dict:

@@ -200,4 +200,4 @@ def sightings_map(request):
     filters = SightingFilter(request.GET, queryset=Sighting.objects.all(), request=request)
     if not filters.is_valid():
         return JsonResponse({"errors": {k: [str(e) for e in v] for k, v in filters.errors.items()}}, status=400)
-    return JsonResponse(maps.sightings_geojson(filters.qs))
+    return JsonResponse(maps.sightings_geojson(filters.qs), json_dumps_params={"separators": (",", ":")})
