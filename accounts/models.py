@@ -1,12 +1,29 @@
-"""What the site keeps about a person besides ``auth.User``: the name shown on their pages and the
-credit line printed beside their photos. A one-to-one profile, not a custom user model: swapping
-``AUTH_USER_MODEL`` under a live database is unsupported by Django (every app's applied migrations
-point at ``auth.User``), and a profile keeps the existing users and their foreign keys untouched."""
+"""The site's people: ``User`` (``AUTH_USER_MODEL``), and the ``Profile`` it keeps besides the sign-in
+fields (the name shown on their pages and the credit line printed beside their photos).
+
+``User`` is Django's user on Django's own table (``auth_user``), so that databases made when the site
+used ``auth.User`` keep every user, password, group and permission without a copy: migration
+accounts 0001 creates the table only on a fresh database (on an older one it is recorded as applied),
+and 0003 moves the user content type from ``auth`` to ``accounts``. Having our own model from the
+start means a field can later be added by an ordinary migration."""
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import models
 
 FORMER_CONTRIBUTOR = "former contributor"
+
+
+class User(AbstractUser):
+    """Django's user, kept on its ``auth_user`` table (and ``auth_user_groups``,
+    ``auth_user_user_permissions`` for its many-to-many fields) so that existing rows are ours as they are.
+    Its key stays the integer ``auth.User`` had (the app's default is a big integer): every foreign key
+    to a user, in every app, has that column type on older databases."""
+
+    id = models.AutoField(primary_key=True, verbose_name="ID")
+
+    class Meta(AbstractUser.Meta):
+        db_table = "auth_user"
 
 
 class Profile(models.Model):

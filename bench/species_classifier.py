@@ -7,7 +7,9 @@ Train and test are split by individual (test individuals are never trained on):
 - dolphin_fin: synthetic fins (``ml.synth_fins``) to train and test, plus the 8 real fins as test photos only;
 - right_whale_head, seal_face: the real re-sightings of ``../shared/real-data`` (split by individual).
 
-Out-of-profile photos (noise, gradients, checkerboards) should come out "unknown". The real photos are only read
+Out-of-profile photos (noise, gradients, checkerboards) should come out "unknown". The last row is the site's
+case once it has a catalogue (``manage.py train_species_classifier``): real flukes classified by a classifier that
+also learned other real flukes, cross-validated by individual (``--catalogue-folds``). The real photos are only read
 from ``../shared``: nothing here is copied into the project or a shipped model (the site's classifier is trained
 by ``seed_demo`` on synthetic photos only).
 
@@ -64,6 +66,30 @@ def _synthetic(kind: str, root: Path, per_class: int, seed: int) -> dict[str, li
 def _real_flukes(kind: str) -> list[Path]:
     folder = SHARED / "real-flukes" / kind
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def _real_fluke_folds(k: int) -> list[list[Path]]:
+    """The real flukes in ``k`` folds by individual (a whale's photos stay in one fold)."""
+    folder = SHARED / "real-flukes"
+    with open(folder / "labels.csv") as fh:
+        rows = [(folder / r["image"], r["individual_id"]) for r in csv.DictReader(fh) if r["kind"] == "humpback_fluke"]
+    ids = sorted({i for _, i in rows})
+    return [[p for p, i in rows if ids.index(i) % k == f] for f in range(k)]
+
+
+def catalogue_trained(train: dict, root: Path, folds: int, features: str, seed: int) -> dict[str, int]:
+    """What a site's catalogue-trained classifier (``manage.py train_species_classifier``) gets right on real
+    flukes: each fold of real flukes is classified by a classifier that also learned the other folds' real
+    flukes (never the fold's own whales). ``{predicted: count}`` over all folds."""
+    counts: dict[str, int] = defaultdict(int)
+    parts = _real_fluke_folds(folds)
+    for f, test in enumerate(parts):
+        seen = [p for g, part in enumerate(parts) if g != f for p in part]
+        data = {**train, "humpback_fluke": train["humpback_fluke"] + seen}
+        train_species_classifier(data, root / f"fold{f}", features=features, seed=seed)
+        for guess in SpeciesClassifier.load(root / f"fold{f}").predict_many(test):
+            counts[guess.profile or UNKNOWN] += 1
+    return dict(counts)
 
 
 def _off_profile(root: Path, n: int, seed: int) -> list[Path]:
@@ -155,6 +181,12 @@ def main(argv=None) -> None:
     ap.add_argument("--features", default="efficientnet_lite0", choices=("efficientnet_lite0", "thumbnail"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", default="bench/out/species_confusion.png")
+    ap.add_argument(
+        "--catalogue-folds",
+        type=int,
+        default=3,
+        help="also train with the real flukes of the other folds, as a site's catalogue would (0: skip)",
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -164,6 +196,9 @@ def main(argv=None) -> None:
         train_species_classifier(train, root / "model", features=args.features, seed=args.seed)
         print(f"trained in {time.perf_counter() - t0:.0f} s ({args.features})\n")
         rows, ms = confusion(SpeciesClassifier.load(root / "model"), test)
+        if args.catalogue_folds:
+            name = f"humpback_fluke (real, {args.catalogue_folds}-fold catalogue-trained)"
+            rows[name] = catalogue_trained(train, root, args.catalogue_folds, args.features, args.seed)
     columns = sorted(train) + [UNKNOWN]
     report(rows, columns, ms)
     if args.plot:

@@ -24,6 +24,7 @@ from .training.estimate import measure_and_record
 from .training.localizer import execute_localizer_retrain
 from .training.registry import evaluate_on_holdout
 from .training.runs import check_training_runs, execute_run
+from .training.species_classifier import retrain_species_classifier
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,15 @@ def measure_step_time(self, arch: str, image_size: int, reason: str = "requested
     """Time a few training steps of ``arch`` at ``image_size`` on this worker's device, for the retrain
     form's estimate (``training.estimate``). Idempotent: it replaces this worker's last measurement."""
     return measure_and_record(arch, image_size, self.request.hostname or "", reason).seconds_per_step
+
+
+@shared_task(
+    name=jobs.TRAIN_SPECIES_CLASSIFIER, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300, **LONG_TASK_OPTIONS
+)
+def train_species_classifier() -> str:
+    """Retrain the upload form's species classifier from the confirmed photos (the same catalogue gives the
+    same folder, so a redelivered message only repeats the work)."""
+    return retrain_species_classifier()
 
 
 @shared_task(name=jobs.NOTIFY_WATCHERS, **HOUSEKEEPING_LIMITS, **RETRY_OPTIONS)

@@ -31,6 +31,7 @@ urlpatterns = [
     path("dashboard/", models.dashboard, name="dashboard"),
     path("dashboard/train/", models.start_training, name="start_training"),
     path("dashboard/train/measure/", models.measure_step_time, name="measure_step_time"),
+    path("dashboard/species-classifier/", models.retrain_species_classifier, name="retrain_species_classifier"),
     path("dashboard/runs/<int:run_id>/progress.json", models.run_progress, name="run_progress"),
     path("dashboard/runs/<int:run_id>/cancel/", models.cancel_run, name="cancel_run"),
     path("dashboard/runs/<int:run_id>/send/", models.resend_run, name="resend_run"),

@@ -235,10 +235,17 @@ class Identifier:
         return self.ood.check(vector, pooled)
 
     # ----------------------------------------------------------------- local features
-    @staticmethod
-    def local_features(crop):
+    @property
+    def uses_local_features(self) -> bool:
+        """Whether this folder's profile lists RootSIFT re-ranking among its matchers (``ml.profiles``)."""
+        return "local_features" in self.profile.matchers
+
+    def local_features(self, crop):
         """RootSIFT features (``ml.local_features.LocalFeatures``) of a prepared crop, in crop pixels: what a
-        gallery photo stores once and a query is verified with against the embedding's shortlist."""
+        gallery photo stores once and a query is verified with against the embedding's shortlist. ``None``
+        when the profile's matchers leave local features out: the ranking is then the embedding's alone."""
         from ml.local_features import extract
 
+        if not self.uses_local_features:
+            return None
         return extract(crop.crop if isinstance(crop, PreparedImage) else np.asarray(crop))

@@ -20,6 +20,7 @@ Folder: ``classifier.pt`` (head, feature scaling, a reference sample of training
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,10 @@ class SpeciesClassifierReport:
 
 # --------------------------------------------------------------------------- features
 def _gray(image) -> Image.Image:
+    """A photo in grayscale from a PIL image, a path, bytes, or a zero-argument callable returning one of those
+    (read only when its batch comes: a catalogue is never held in memory whole)."""
+    if callable(image):
+        image = image()
     img = image if isinstance(image, Image.Image) else load_image(image, min_side=1)  # seal chips are small
     return img.convert("L")
 
@@ -89,23 +94,23 @@ class _Featurizer:
         self._encoder: torch.nn.Module | None = None
 
     def __call__(self, images: Sequence, batch: int = 16) -> np.ndarray:
-        grays = [_gray(i) for i in images]
+        """Features of ``images``, decoded ``batch`` at a time (at most one batch of photos in memory)."""
+        out = [self._features([_gray(i) for i in images[s : s + batch]]) for s in range(0, len(images), batch)]
+        return np.concatenate(out).astype(np.float32)
+
+    def _features(self, grays: list[Image.Image]) -> np.ndarray:
         if self.kind == "thumbnail":
             return np.stack([_thumbnail(g) for g in grays])
         if self._encoder is None:
             from .backbones import create_encoder
 
             self._encoder = create_encoder("efficientnet_lite0").eval()
-        out = []
-        for start in range(0, len(grays), batch):
-            arrays = []
-            for g in grays[start : start + batch]:
-                a = np.asarray(g.resize((224, 224), Image.Resampling.BILINEAR), dtype=np.float32)
-                arrays.append((a - a.mean()) / (a.std() + 1e-6))
-            x = torch.from_numpy(np.stack(arrays)[:, None])
-            with torch.inference_mode():
-                out.append(self._encoder(x).numpy())
-        return np.concatenate(out).astype(np.float32)
+        arrays = []
+        for g in grays:
+            a = np.asarray(g.resize((224, 224), Image.Resampling.BILINEAR), dtype=np.float32)
+            arrays.append((a - a.mean()) / (a.std() + 1e-6))
+        with torch.inference_mode():
+            return self._encoder(torch.from_numpy(np.stack(arrays)[:, None])).numpy()
 
 
 # --------------------------------------------------------------------------- training
@@ -135,14 +140,17 @@ def _nearest(a: np.ndarray, ref: np.ndarray, exclude_self: bool = False) -> np.n
 
 
 def train_species_classifier(
-    data: dict[str, list[Path]],
+    data: dict[str, Sequence],
     out_dir,
     *,
     features: str = "efficientnet_lite0",
     threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
 ) -> SpeciesClassifierReport:
-    """Train on ``{profile key: photo paths}`` (two profiles or more) and write the folder ``out_dir``."""
+    """Train on ``{profile key: photos}`` (two profiles or more) and write the folder ``out_dir``. A photo is a
+    path, bytes, a PIL image or a zero-argument callable returning one (the site reads its catalogue lazily).
+    ``classifier.pt`` is written beside and moved into place before ``classifier.json``, whose change tells a
+    running site to reload."""
     unknown = [k for k in data if k not in PROFILES]
     if unknown:
         raise ValueError(f"unknown species profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}")
@@ -153,7 +161,7 @@ def train_species_classifier(
     featurize = _Featurizer(features)
     xs, ys = [], []
     for i, key in enumerate(profiles):
-        xs.append(featurize([Path(p) for p in data[key]]))
+        xs.append(featurize([Path(p) if isinstance(p, str) else p for p in data[key]]))
         ys.append(np.full(len(data[key]), i, dtype=np.int64))
     x, y = np.concatenate(xs), np.concatenate(ys)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
@@ -175,7 +183,8 @@ def train_species_classifier(
         "std": torch.from_numpy(std),
         "reference": torch.from_numpy(reference),
     }
-    torch.save(state, out / MODEL_FILE)
+    torch.save(state, out / f"{MODEL_FILE}.tmp")
+    os.replace(out / f"{MODEL_FILE}.tmp", out / MODEL_FILE)
     photos = {k: len(data[k]) for k in profiles}
     meta = {
         "profiles": list(profiles),
@@ -186,7 +195,8 @@ def train_species_classifier(
         "train_accuracy": accuracy,
         "sha256": sha256_of(out / MODEL_FILE),
     }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    (out / f"{META_FILE}.tmp").write_text(json.dumps(meta, indent=2))
+    os.replace(out / f"{META_FILE}.tmp", out / META_FILE)
     return SpeciesClassifierReport(profiles, photos, accuracy, out)
 
 

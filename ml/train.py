@@ -937,6 +937,7 @@ def _calibrate(run: _Run, epochs_done: int):
         data.split.val_truth,
         data.split.new_individuals,
         shortlist=config.calibration_shortlist,
+        local_features="local_features" in get_profile(config.profile).matchers,
     )
     run.calibration_info = info
     if calibration is None:

@@ -78,19 +78,22 @@ def calibration_set(val_labels: Sequence[str], val_truth: Sequence[str], held_ou
 
 def query_scores(
     q_vec: np.ndarray,
-    q_feats: LocalFeatures,
+    q_feats: LocalFeatures | None,
     g_vecs: np.ndarray,
     g_labels: Sequence[str],
-    g_feats: Sequence[LocalFeatures],
+    g_feats: Sequence[LocalFeatures] | None,
     shortlist: int = DEFAULT_SHORTLIST,
 ) -> dict[str, dict[str, float]]:
-    """``{"cos": {label: max cosine}, "inl": {label: most inliers}}`` for one query, as at query time."""
+    """``{"cos": {label: max cosine}, "inl": {label: most inliers}}`` for one query, as at query time
+    (``"cos"`` alone without local features: a profile whose matchers leave RootSIFT out)."""
     sims = g_vecs @ q_vec
     cos: dict[str, float] = {}
     members: dict[str, list[int]] = defaultdict(list)
     for j, label in enumerate(g_labels):
         members[label].append(j)
         cos[label] = max(cos.get(label, -1.0), float(sims[j]))
+    if q_feats is None or g_feats is None:
+        return {"cos": cos}
     inl = {label: 0.0 for label in cos}
     for label in sorted(cos, key=lambda lab: -cos[lab])[:shortlist]:
         inl[label] = float(best_inliers(q_feats, [g_feats[j] for j in members[label]])[0])
@@ -106,8 +109,10 @@ def fit_open_set_calibration(
     val_truth: Sequence[str],
     held_out: Sequence[str],
     shortlist: int = DEFAULT_SHORTLIST,
+    local_features: bool = True,
 ) -> tuple[MatchCalibration | None, dict[str, Any]]:
-    """The calibration (or None) and what it was fitted on. ``embed(crops) -> (N, D)`` L2-normalised."""
+    """The calibration (or None) and what it was fitted on. ``embed(crops) -> (N, D)`` L2-normalised.
+    ``local_features`` False (the profile's matchers leave RootSIFT out): the cosine's calibration alone."""
     cset = calibration_set(val_labels, val_truth, held_out)
     info: dict[str, Any] = {
         "open_set": True,
@@ -125,9 +130,9 @@ def fit_open_set_calibration(
     g_labels = list(train_labels) + [val_labels[i] for i in cset.gallery]
     g_vecs = np.asarray(embed(g_crops), dtype=np.float32)
     q_vecs = np.asarray(embed([val_crops[i] for i in cset.queries]), dtype=np.float32)
-    g_feats = [extract(c) for c in g_crops]
+    g_feats = [extract(c) for c in g_crops] if local_features else None
     per_query = [
-        query_scores(q_vecs[n], extract(val_crops[i]), g_vecs, g_labels, g_feats, shortlist)
+        query_scores(q_vecs[n], extract(val_crops[i]) if local_features else None, g_vecs, g_labels, g_feats, shortlist)
         for n, i in enumerate(cset.queries)
     ]
     calibration = fit_match_calibration(per_query, cset.truth)

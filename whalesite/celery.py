@@ -23,6 +23,7 @@ app.conf.task_routes = {
     "identification.tasks.run_training": {"queue": TRAINING_QUEUE},
     "identification.tasks.retrain_localizer": {"queue": TRAINING_QUEUE},
     "identification.tasks.measure_step_time": {"queue": TRAINING_QUEUE},
+    "identification.tasks.train_species_classifier": {"queue": TRAINING_QUEUE},
     "identification.tasks.evaluate_holdout": {"queue": PIPELINE_QUEUE},
     "identification.tasks.notify_watchers": {"queue": DEFAULT_QUEUE},
     "identification.tasks.requeue_stuck_photos": {"queue": DEFAULT_QUEUE},

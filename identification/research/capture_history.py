@@ -8,6 +8,10 @@ outside the season months belong to no occasion. The occasions are those with at
 confirmed photo in the export's range (the site records no survey effort, so an occasion with
 nobody photographed is not known to have happened).
 
+A capture history is of one population, so it is of one species: with "all species" chosen and the
+catalogue holding confirmed whales of more than one, :func:`population` refuses (``MixedSpecies``) and says
+which to choose, rather than putting humpbacks and dolphins in one table.
+
 Two passes, neither held whole: the distinct dates (to fix the columns), then the photos in
 catalogue-id order, grouped by whale.
 """
@@ -25,6 +29,23 @@ from django.utils import timezone
 from .common import CHUNK_ROWS, ExportOptions, confirmed_photos
 
 OCCASIONS = ("day", "month", "season")
+
+
+class MixedSpecies(ValueError):
+    """The options would mix the capture histories of more than one species."""
+
+
+def population(options: ExportOptions) -> ExportOptions:
+    """``options`` narrowed to the one species its confirmed photos hold; ``MixedSpecies`` naming them when
+    no species is chosen and they hold several."""
+    if options.species is not None:
+        return options
+    codes = sorted(set(confirmed_photos(options).order_by().values_list("species__code", flat=True).distinct()))
+    if len(codes) > 1:
+        raise MixedSpecies(
+            f"A capture history follows one population: choose a species ({', '.join(codes)} have confirmed whales)."
+        )
+    return options
 
 
 def season_label(day: date, months: list[int]) -> str | None:
@@ -61,7 +82,8 @@ def occasions(options: ExportOptions, occasion: str, months=None) -> list[str]:
 
 
 def histories(options: ExportOptions, occasion: str, months=None):
-    """Yield (catalogue id, nickname, history string) per whale, in catalogue-id order."""
+    """Yield (catalogue id, nickname, history string) per whale, in catalogue-id order (one species:
+    check the options with :func:`population` first)."""
     columns = occasions(options, occasion, months)
     index = {label: i for i, label in enumerate(columns)}
     rows = (

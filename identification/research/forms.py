@@ -16,7 +16,7 @@ class ResearchExportForm(forms.Form):
         required=False,
         initial="month",
         label="Capture occasion",
-        help_text="Capture histories only; a season is RESEARCH_SEASON_MONTHS.",
+        help_text="Capture histories only, of one species; a season is RESEARCH_SEASON_MONTHS.",
     )
     format = forms.ChoiceField(
         choices=[("inp", "MARK .inp"), ("csv", "CSV")], required=False, initial="inp", label="Capture history format"

@@ -4,7 +4,9 @@ include, and streamed exports for outside tools.
 * Kaggle ZIP: ``train.csv`` (``Image,Id``; Id = catalogue id, merges resolved) + ``images/<photo id>.<ext>``.
 * COCO JSON: ``images`` (id = photo id, file_name as in the ZIP, width, height), ``annotations``
   (one per photo with a trusted box: given, moderator-corrected or a confident localizer box;
-  ``bbox`` = [x, y, w, h] in pixels, clipped to the image), ``categories`` = [fluke].
+  ``bbox`` = [x, y, w, h] in pixels, clipped to the image), ``categories``: one per species profile
+  (``ml.profiles``: ``humpback_fluke``, ``dolphin_fin``, ...), ids fixed by the profiles' order so that two
+  exports agree; each annotation's category is its whale's species' profile.
 
 Both export the *included* (not excluded) examples matching the list's filters that are in the
 training set of its species' runs (``dataset.all_training_photos``), so never a frozen holdout photo. Both
@@ -23,6 +25,8 @@ from pathlib import Path
 
 from django.core.files.storage import default_storage
 from django.db import transaction
+
+from ml.profiles import PROFILES
 
 from ..forms import TrainingDataFilterForm
 from ..models import Individual, TrainingExample
@@ -87,7 +91,14 @@ def export_rows(params=None) -> list[dict]:
         ind = resolve_merged_id(ex.individual_id, merged)
         photo = ex.photo
         ext = Path(photo.image.name).suffix.lower() or ".jpg"
-        rows.append({"photo": photo, "file_name": f"{photo.pk}{ext}", "label": names.get(ind, str(ind))})
+        rows.append(
+            {
+                "photo": photo,
+                "file_name": f"{photo.pk}{ext}",
+                "label": names.get(ind, str(ind)),
+                "profile": ex.individual.species.profile,
+            }
+        )
     return rows
 
 
@@ -139,14 +150,21 @@ def kaggle_zip_stream(rows):
     yield sink.take()
 
 
+COCO_CATEGORIES = [
+    {"id": k, "name": p.key, "supercategory": p.common_name, "body_part": p.body_part}
+    for k, p in enumerate(PROFILES.values(), start=1)
+]
+COCO_CATEGORY_IDS = {c["name"]: c["id"] for c in COCO_CATEGORIES}
+
+
 def coco_document_stream(rows):
     """Yield a COCO detection JSON document (images, annotations, categories) piece by piece."""
     info = {
-        "description": "Whalesite fluke boxes",
+        "description": "Whalesite boxes: flukes, fins, heads and faces, one category per species profile",
         "version": "1.0",
         "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    yield '{"info": ' + json.dumps(info) + ', "categories": [{"id": 1, "name": "fluke", "supercategory": "whale"}]'
+    yield '{"info": ' + json.dumps(info) + ', "categories": ' + json.dumps(COCO_CATEGORIES)
     yield ', "images": ['
     for n, row in enumerate(rows):
         p = row["photo"]
@@ -163,7 +181,8 @@ def coco_document_stream(rows):
     for row in rows:
         p = row["photo"]
         box = trusted_box(p)
-        if box is None or not p.width or not p.height:
+        category = COCO_CATEGORY_IDS.get(row.get("profile") or "")
+        if box is None or category is None or not p.width or not p.height:
             continue
         x0, y0 = max(0.0, min(box.x0, p.width)), max(0.0, min(box.y0, p.height))
         x1, y1 = max(0.0, min(box.x1, p.width)), max(0.0, min(box.y1, p.height))
@@ -174,7 +193,7 @@ def coco_document_stream(rows):
         ann = {
             "id": n,
             "image_id": p.pk,
-            "category_id": 1,
+            "category_id": category,
             "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
             "area": round(w * h, 2),
             "iscrowd": 0,

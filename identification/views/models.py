@@ -17,7 +17,7 @@ from ml.types import TrainMetrics
 from ..forms import TrainingForm
 from ..models import ModelVersion, Species, TrainingExample, TrainingRun
 from ..permissions import admin_required
-from ..training import registry
+from ..training import registry, species_classifier
 from ..training.dataset import species_or_default
 from ..training.estimate import form_estimate, request_step_time
 from ..training.localizer import has_fluke_localizer, localizer_training_photos, start_localizer_retrain
@@ -98,6 +98,7 @@ def dashboard(request, training_form=None):
             "form": form,
             "estimate": form_estimate(form),
             "plots": PLOTS,
+            "species_classifier": species_classifier.dashboard_panel(),
         },
     )
 
@@ -137,6 +138,17 @@ def measure_step_time(request):
     except ValidationError as exc:
         show_errors(request, exc)
     return redirect(reverse("identification:dashboard") + "#training")
+
+
+@admin_required
+@require_POST
+def retrain_species_classifier(request):
+    try:
+        species_classifier.request_retrain(request.user)
+        messages.success(request, "The training worker will retrain the species classifier from the catalogue.")
+    except ValidationError as exc:
+        show_errors(request, exc)
+    return redirect(reverse("identification:dashboard") + "#species-classifier")
 
 
 @admin_required

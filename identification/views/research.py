@@ -50,6 +50,10 @@ def export_capture(request):
     if options is None:
         return HttpResponseBadRequest("Invalid export options.")
     occasion = form.cleaned_data["occasion"] or "month"
+    try:
+        options = capture_history.population(options)
+    except capture_history.MixedSpecies as exc:
+        return HttpResponseBadRequest(str(exc))
     if form.cleaned_data["format"] == "csv":
         return _download(capture_history.csv_stream(options, occasion), "text/csv", f"capture-{occasion}.csv")
     return _download(capture_history.mark_inp_stream(options, occasion), "text/plain", f"capture-{occasion}.inp")

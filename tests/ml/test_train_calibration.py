@@ -118,3 +118,24 @@ def test_trainable_blocks_round_trip_through_the_model_folder(synth_small, tmp_p
     assert any(isinstance(m, FrozenBatchNorm2d) for m in ident.model.backbone.modules())
     vec = ident.embed([np.zeros((64, 64), np.float32)])
     assert vec.shape == (1, 32) and np.isfinite(vec).all()
+
+
+def test_a_profile_without_local_features_calibrates_the_cosine_alone():
+    """``local_features=False`` (a profile whose matchers are the embedding's only): no RootSIFT pairs are
+    fitted, so the folder's calibration has the cosine alone, and the same data with them has both."""
+    from ml.train_calibration import fit_open_set_calibration
+
+    rng = np.random.default_rng(0)
+    bases = {f"h{k}": rng.normal(size=(16, 16)).astype(np.float32) for k in range(6)}
+    labels = [lab for lab in bases for _ in range(4)]
+    crops = [bases[lab] + 0.3 * rng.normal(size=(16, 16)).astype(np.float32) for lab in labels]
+
+    def embed(batch):
+        v = np.stack([np.asarray(c).ravel() for c in batch])
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    args = ([], [], crops, labels, [NEW_WHALE] * len(labels), sorted(bases))
+    alone, info = fit_open_set_calibration(embed, *args, local_features=False)
+    assert alone is not None and set(alone.calibrators) == {"cos"} and info["resighted_queries"] >= 2
+    both, _ = fit_open_set_calibration(embed, *args)
+    assert set(both.calibrators) == {"cos", "inl"}

@@ -69,3 +69,23 @@ def test_training_example_admin_actions(client, data):
     client.post(url, {"action": "exclude_examples", "_selected_action": [example.pk]})
     example.refresh_from_db()
     assert example.status == TrainingExample.Status.EXCLUDED
+
+
+def test_the_user_admin_lists_changes_and_adds_users_with_hashed_passwords(client, data):
+    """``accounts.User`` with Django's ``UserAdmin``: the list finds by address, the change page shows the
+    groups, and a user added there gets a hashed password."""
+    from django.contrib.auth import get_user_model
+
+    superuser = data[0]
+    watcher = UserFactory(email="salt.watcher@example.org", role="watcher")
+    client.force_login(superuser)
+    found = client.get(reverse("admin:accounts_user_changelist"), {"q": "salt.watcher"}).content.decode()
+    assert reverse("admin:accounts_user_change", args=[watcher.pk]) in found
+    assert reverse("admin:accounts_user_change", args=[superuser.pk]) not in found
+    change = client.get(reverse("admin:accounts_user_change", args=[watcher.pk])).content.decode()
+    assert 'name="groups"' in change and "Watchers" in change
+    new = {"username": "ops@example.org", "password1": "fluke-notch-7731", "password2": "fluke-notch-7731"}
+    response = client.post(reverse("admin:accounts_user_add"), {**new, "usable_password": "true"})
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    added = get_user_model().objects.get(username="ops@example.org")
+    assert added.password != "fluke-notch-7731" and added.check_password("fluke-notch-7731")

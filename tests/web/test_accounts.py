@@ -1,5 +1,6 @@
 """Issue 14, item 5: profiles, the data download, account deletion (photos kept as "former contributor"
-or removed), the licence and credit beside every photo, and the accounts made before allauth."""
+or removed), the licence and credit beside every photo (the accounts made before allauth and before
+``accounts.User``: test_accounts_migrations)."""
 
 import json
 
@@ -99,36 +100,6 @@ def test_unconfirmed_sign_up_cannot_sign_in_until_it_confirms(client, mailoutbox
     assert response.status_code == 302 and response["Location"] == reverse("account_email_verification_sent")
     assert "_auth_user_id" not in client.session
     assert len(mailoutbox) == 1  # the sign-up's confirmation; another waits out allauth's 3-minute cooldown
-
-
-@pytest.mark.django_db(transaction=True)
-def test_users_from_before_allauth_survive_the_migration_and_sign_in(client):
-    """A database at the old state (no allauth, no profiles) with users, migrated forward."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    executor = MigrationExecutor(connection)
-    executor.migrate([("accounts", None), ("account", None)])
-    old = MigrationExecutor(connection).loader.project_state([("auth", "0012_alter_user_first_name_max_length")]).apps
-    OldUser = old.get_model("auth", "User")
-    from django.contrib.auth.hashers import make_password
-
-    pks = [
-        OldUser.objects.create(username=email.lower(), email=email, password=make_password(PASSWORD)).pk
-        for email in ("first@example.org", "Second@Example.org")
-    ]
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-    survivors = get_user_model().objects.filter(pk__in=pks).order_by("pk")
-    assert [u.email for u in survivors] == ["first@example.org", "second@example.org"]  # allauth lower-cases
-    assert set(EmailAddress.objects.filter(verified=True).values_list("email", flat=True)) >= {
-        "first@example.org",
-        "second@example.org",
-    }
-    response = client.post(reverse("login"), {"login": "second@example.org", "password": PASSWORD})
-    assert response.status_code == 302 and response["Location"] == "/"
-    assert client.session["_auth_user_id"]
 
 
 def test_photo_credits_cost_no_query_per_photo(client):

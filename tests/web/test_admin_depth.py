@@ -14,6 +14,7 @@ from django.urls import reverse
 from identification.models import (
     HoldoutEvaluation,
     HoldoutSet,
+    Individual,
     ModelVersion,
     TrainingExample,
     TrainingRun,
@@ -24,6 +25,7 @@ from submissions.models import Photo
 from tests.web.helpers import (
     IndividualFactory,
     PhotoFactory,
+    SpeciesFactory,
     UserFactory,
     gallery_photo,
     model_with_plots,
@@ -234,10 +236,25 @@ def test_coco_json_structure(client, admin):
     p.save()
     no_box = _examples(1)[0].photo
     Photo.objects.filter(pk=no_box.pk).update(box_x0=None, box_source="")
+    dolphin = SpeciesFactory(code="TT", common_name="Bottlenose dolphin", profile="dolphin_fin")
+    fin = TrainingExample.objects.get(pk=examples[2].pk)
+    Individual.objects.filter(pk=fin.individual_id).update(species=dolphin)
+    Photo.objects.filter(pk=fin.photo_id).update(species=dolphin)
     response = client.get(reverse("identification:export_coco"))
     assert response.status_code == 200 and response.streaming
     doc = json.loads(b"".join(response.streaming_content))
-    assert doc["categories"] == [{"id": 1, "name": "fluke", "supercategory": "whale"}]
+    # one category per species profile, ids in ml.profiles' order; each box under its whale's species' profile
+    assert [(c["id"], c["name"]) for c in doc["categories"]] == [
+        (1, "humpback_fluke"),
+        (2, "dolphin_fin"),
+        (3, "right_whale_head"),
+        (4, "seal_face"),
+    ]
+    assert {a["image_id"]: a["category_id"] for a in doc["annotations"]} == {
+        examples[0].photo_id: 1,
+        examples[1].photo_id: 1,
+        fin.photo_id: 2,
+    }
     images = {im["id"]: im for im in doc["images"]}
     assert set(images) == {ex.photo_id for ex in examples} | {no_box.pk}
     ann_ids = [a["id"] for a in doc["annotations"]]
@@ -245,7 +262,7 @@ def test_coco_json_structure(client, admin):
     for ann in doc["annotations"]:
         im = images[ann["image_id"]]
         x, y, w, h = ann["bbox"]
-        assert ann["category_id"] == 1 and w > 0 and h > 0
+        assert w > 0 and h > 0
         assert 0 <= x and 0 <= y and x + w <= im["width"] + 1e-6 and y + h <= im["height"] + 1e-6
         assert ann["area"] == pytest.approx(w * h, rel=1e-3)
     clipped = next(a for a in doc["annotations"] if a["image_id"] == p.pk)

@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.urls import reverse
 from dwca.read import DwCAReader
@@ -345,10 +345,9 @@ def test_nav_links_the_research_page(client, admin):
     assert page in client.get(reverse("identification:training_data")).content.decode()
 
 
-def test_a_sighting_with_a_fluke_and_a_fin_gives_two_occurrences_each_with_its_own_species(client, moderator, tmp_path):
-    """Issue 16: each occurrence carries its own whale's species, never the sighting's: one sighting filed as a
-    humpback holds a humpback fluke and a dolphin's fin, and the archive says so (the sightings CSV too, and the
-    species filter keeps only that species' photos)."""
+def _fluke_and_fin(moderator):
+    """One sighting filed as a humpback holding a confirmed humpback fluke (HW-0001) and a confirmed dolphin's
+    fin (TT-0001). Returns (dolphin species, fluke photo, fin photo)."""
     humpback = SpeciesFactory()
     dolphin = SpeciesFactory(
         code="TT",
@@ -367,6 +366,14 @@ def test_a_sighting_with_a_fluke_and_a_fin_gives_two_occurrences_each_with_its_o
     for photo, individual in ((fluke_photo, whale), (fin_photo, fin)):
         Decision.objects.create(photo=photo, moderator=moderator, action=Decision.Action.CONFIRM, individual=individual)
 
+    return dolphin, fluke_photo, fin_photo
+
+
+def test_a_sighting_with_a_fluke_and_a_fin_gives_two_occurrences_each_with_its_own_species(client, moderator, tmp_path):
+    """Issue 16: each occurrence carries its own whale's species, never the sighting's: one sighting filed as a
+    humpback holds a humpback fluke and a dolphin's fin, and the archive says so (the sightings CSV too, and the
+    species filter keeps only that species' photos)."""
+    dolphin, fluke_photo, fin_photo = _fluke_and_fin(moderator)
     rows, _ = _read_archive(tmp_path, _content(client.get(reverse("identification:export_dwca"))))
     occ = _by_id(rows)
     names = {
@@ -391,3 +398,18 @@ def test_a_sighting_with_a_fluke_and_a_fin_gives_two_occurrences_each_with_its_o
     }
     only_dolphins = list(darwin_core.occurrences(ExportOptions(start=None, end=None, species=dolphin, decimals=None)))
     assert [row["organismID"] for row, _ in only_dolphins] == ["TT-0001"]
+
+
+def test_a_capture_history_is_of_one_species(client, moderator, tmp_path):
+    """Issue 16: humpbacks and dolphins are two populations. "All species" over a catalogue of both is a clear
+    400 naming them (and a command error); choosing a species gives that species' whales only."""
+    dolphin, _, _ = _fluke_and_fin(moderator)
+    url = reverse("identification:export_capture")
+    refused = client.get(url, {"occasion": "month"})
+    assert refused.status_code == 400 and "choose a species (HW, TT" in refused.content.decode()
+    dolphins = _content(client.get(url, {"occasion": "month", "species": dolphin.pk})).decode()
+    assert dolphins == "/* TT-0001 */ 1 1;\n"
+    with pytest.raises(CommandError, match="Use --species"):
+        call_command("export_research", "capture", "--out", str(tmp_path / "c.inp"))
+    call_command("export_research", "capture", "--species", "TT", "--out", str(tmp_path / "c.inp"))
+    assert (tmp_path / "c.inp").read_text() == dolphins

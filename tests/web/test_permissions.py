@@ -90,6 +90,7 @@ MATRIX = [
     ("identification:model_detail", "get", "version", None, ADMIN),
     ("identification:evaluate_model", "post", "version", None, ADMIN_REDIRECT),
     ("identification:retrain_localizer", "post", None, None, ADMIN_REDIRECT),
+    ("identification:retrain_species_classifier", "post", None, None, ADMIN_REDIRECT),
     ("identification:run_detail", "get", "run", None, ADMIN),
     ("identification:training_data", "get", None, None, ADMIN),
     ("identification:training_data_update", "post", None, None, ADMIN_REDIRECT),

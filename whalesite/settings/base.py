@@ -96,6 +96,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Our own user model on Django's auth_user table (accounts.models: existing users, passwords, groups and
+# permissions are kept as they are; accounts migrations 0001 and 0003 say how)
+AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["accounts.backends.EmailBackend", "allauth.account.auth_backends.AuthenticationBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -218,6 +221,10 @@ ML_ROOT = Path(env.str("ML_ROOT", default=str(VAR_DIR / "ml")))
 # the species classifier (an ml.species folder: classifier.pt + classifier.json); "" = ML_ROOT/species.
 # No folder there: the upload form has no suggestion and each photo takes the sighting's species.
 SPECIES_CLASSIFIER_DIR = env.str("SPECIES_CLASSIFIER_DIR", default="")
+# the features the dashboard's "Retrain from the catalogue" uses (ml.species.FEATURES; "thumbnail" needs no weights)
+SPECIES_CLASSIFIER_FEATURES = env.str("SPECIES_CLASSIFIER_FEATURES", default="efficientnet_lite0")
+# confirmed photos a species needs before the classifier learns it (fewer: it would be a guess from a handful)
+SPECIES_CLASSIFIER_MIN_PHOTOS = env.int("SPECIES_CLASSIFIER_MIN_PHOTOS", default=20)
 ML_INIT_WEIGHTS = env.str("ML_INIT_WEIGHTS", default="")  # optional local backbone weights (.pt)
 ML_DEVICE = env.str("ML_DEVICE", default="")  # "" = CUDA when present, else CPU
 # torch threads per worker process; 0 = the cores divided by the pool size (identification.ops.threads)

@@ -35,9 +35,12 @@ class Command(BaseCommand):
             chunks = darwin_core.archive_stream(options)
         elif kind == "sightings":
             chunks = sightings_csv.csv_stream(options)
-        elif o["format"] == "csv":
-            chunks = capture_history.csv_stream(options, o["occasion"])
         else:
-            chunks = capture_history.mark_inp_stream(options, o["occasion"])
+            try:
+                options = capture_history.population(options)
+            except capture_history.MixedSpecies as exc:
+                raise CommandError(f"{exc} Use --species.") from exc
+            stream = capture_history.csv_stream if o["format"] == "csv" else capture_history.mark_inp_stream
+            chunks = stream(options, o["occasion"])
         size = write_to_file(chunks, out)
         self.stdout.write(self.style.SUCCESS(f"Wrote {out} ({size} bytes)."))
