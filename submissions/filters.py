@@ -8,8 +8,6 @@ queries would find a sighting's exact spot that the page itself only shows to 1 
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import django_filters
 from django import forms
 from django.conf import settings
@@ -74,7 +72,7 @@ class CoordinateBoxMixin(django_filters.FilterSet):
             return queryset.filter(**{f"{path}__{lookup}": float(value)})
         seen = seen_coordinate(path, decimals)  # the map's cells group by the same expression
         alias = f"seen_{field}"
-        return queryset.alias(**{alias: seen}).filter(**{f"{alias}__{lookup}": Decimal(value)})
+        return queryset.alias(**{alias: seen}).filter(**{f"{alias}__{lookup}": float(value)})
 
 
 class SightingFilterForm(forms.Form):
