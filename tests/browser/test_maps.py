@@ -199,3 +199,41 @@ def test_sightings_map_of_many_draws_cells_with_their_counts(new_page, shots, se
     assert node.get_attribute("data-points") == "6" and node.get_attribute("data-cells") == ""
     expect(page.locator("table.table tbody tr")).to_have_count(6)
     shots(page, "sightings-one-cell-1280")
+
+
+def test_whale_page_timeline_pages_keep_the_whole_track(new_page, shots):
+    """A whale seen 45 times: its track has every sighting, its timeline 20 a page with links between them."""
+    whale = IndividualFactory(catalogue_id="HW-0045")
+    now = timezone.now()
+    for i in range(45):
+        PhotoFactory(
+            status=Photo.Status.CONFIRMED,
+            individual=whale,
+            sighting__species=whale.species,
+            sighting__latitude=60 + i / 5,
+            sighting__longitude=-20 + i / 5,
+            sighting__place_name=f"Bay {i:02d}",
+            sighting__observed_at=now - timedelta(days=i + 1),
+        )
+    page = new_page()
+    page.goto(f"/individuals/{whale.catalogue_id}/")
+    map_ready(page, "#track-map")
+    assert page.locator("#track-map").get_attribute("data-track-points") == "45"
+    expect(page.locator(".timeline-entry")).to_have_count(20)
+    expect(page.locator("#timeline-range")).to_have_text("Sightings 1–20 of 45, newest first.")
+    nav = page.get_by_role("navigation", name="Timeline pages")
+    nav.get_by_role("link", name="Oldest sightings, page 3").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".timeline-entry")).to_have_count(5)
+    assert page.url.endswith("?page=3#timeline")
+    expect(page.locator(".timeline-entry").last).to_contain_text("Bay 44")
+    nav.get_by_role("link", name="← Newer").click()
+    expect(page.locator("#timeline-range")).to_have_text("Sightings 21–40 of 45, newest first.")
+    map_ready(page, "#track-map")
+    page.wait_for_timeout(500)  # the map's fit-to-track zoom animation
+    shots(page, "whale-timeline-page-2-1280")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    nav.scroll_into_view_if_needed()
+    shots(page, "whale-timeline-page-2-390")
