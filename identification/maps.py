@@ -6,6 +6,10 @@ confirmed yet (its photos still in the pipeline or awaiting review) is on the si
 unconfirmed, with neither its place name nor its photos: a watcher's exact spot is never public before a
 moderator has looked, and not after either. Moderators and administrators get finer positions only in the
 research exports (``research.common.coordinate_decimals``).
+
+Past ``MAP_POINT_LIMIT`` sightings the sightings map is one feature per cell of that same precision with its
+counts (``sighting_cells``, grouped in SQL): 100k sightings are a few thousand cells, and a cell's position is
+the public one of every sighting in it, so grouping reveals nothing the points would not.
 """
 
 from __future__ import annotations
