@@ -6,18 +6,24 @@ confirmed yet (its photos still in the pipeline or awaiting review) is on the si
 unconfirmed, with neither its place name nor its photos: a watcher's exact spot is never public before a
 moderator has looked, and not after either. Moderators and administrators get finer positions only in the
 research exports (``research.common.coordinate_decimals``).
+
+Past ``MAP_POINT_LIMIT`` sightings the sightings map is one feature per cell of that same precision with its
+counts (``sighting_cells``, grouped in SQL): 100k sightings are a few thousand cells, and a cell's position is
+the public one of every sighting in it, so grouping reveals nothing the points would not.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Floor
 
 from submissions.models import Photo
 
 from .models import Individual
 
 UNCONFIRMED_STATUSES = (*Photo.PENDING_STATUSES, Photo.Status.AWAITING_REVIEW)
+CONFIRMED = Q(status__in=Photo.GALLERY_STATUSES, individual__isnull=False)
 
 
 def public_coordinate(value) -> float | None:
@@ -31,20 +37,75 @@ def public_photos(sightings):
     """The public photos of ``sightings`` (a Sighting QuerySet, already narrowed by the sightings page's
     filter): in the gallery, or still on their way to review."""
     return Photo.objects.filter(
-        Q(status__in=Photo.GALLERY_STATUSES, individual__isnull=False) | Q(status__in=UNCONFIRMED_STATUSES),
+        CONFIRMED | Q(status__in=UNCONFIRMED_STATUSES),
         sighting__in=sightings.values("pk"),
     )
 
 
-def sightings_geojson(sightings) -> dict:
+def seen_coordinate(path: str, decimals: int):
+    """The coordinate at ``path`` rounded in SQL to ``decimals`` (half up: ``floor(x * 10^d + 0.5) / 10^d``, in
+    floating point on PostgreSQL and SQLite alike; a numeric cast and round costs three times as much over 100k
+    rows). The sightings filter's box compares with it and the map's cells group by it, so a cell holds exactly
+    the sightings that a box around its centre finds."""
+    factor = Value(float(10**decimals))
+    return Floor(F(path) * factor + Value(0.5)) / factor
+
+
+def _positioned(sightings):
+    return public_photos(sightings).filter(sighting__latitude__isnull=False, sighting__longitude__isnull=False)
+
+
+def sighting_cells(sightings):
+    """``sightings`` with a position and a public photo, grouped in SQL by their public position (a cell of
+    ``PUBLIC_COORDINATE_DECIMALS``, 0.1°): ``lat``, ``lon``, ``n`` sightings, ``confirmed`` of them with a whale
+    named, ``whales`` distinct whales. One row per cell, whatever the number of sightings."""
+    decimals = int(settings.PUBLIC_COORDINATE_DECIMALS)
+    return (
+        _positioned(sightings)
+        .annotate(
+            lat=seen_coordinate("sighting__latitude", decimals), lon=seen_coordinate("sighting__longitude", decimals)
+        )
+        .values("lat", "lon")
+        .annotate(
+            n=Count("sighting_id", distinct=True),
+            confirmed=Count("sighting_id", distinct=True, filter=CONFIRMED),
+            whales=Count("individual_id", distinct=True, filter=CONFIRMED),
+        )
+        .order_by("lat", "lon")
+    )
+
+
+def sightings_geojson(sightings, limit: int | None = None) -> dict:
+    """The sightings map of ``sightings``: one point per sighting (``sighting_points``) when there are at most
+    ``limit`` (``MAP_POINT_LIMIT``) of them, else one point per cell with its counts (``sighting_cells``): the
+    whole map of 100k sightings is a few thousand cells instead of 16 MB. Either way a position is the public
+    one (0.1°), never a sighting's own. ``cells`` and ``total`` (sightings) tell the map which it got."""
+    limit = int(settings.MAP_POINT_LIMIT) if limit is None else limit
+    # at most ``limit`` photos means at most ``limit`` sightings: a LIMIT query, no need to group them all
+    if _positioned(sightings).values("pk")[: limit + 1].count() > limit:
+        cells = list(sighting_cells(sightings))
+        total = sum(c["n"] for c in cells)
+        if total > limit:
+            features = [_cell_feature(c) for c in cells]
+            return {"type": "FeatureCollection", "cells": True, "total": total, "features": features}
+    features = sighting_points(sightings)
+    return {"type": "FeatureCollection", "cells": False, "total": len(features), "features": features}
+
+
+def _cell_feature(cell: dict) -> dict:
+    point = [public_coordinate(cell["lon"]), public_coordinate(cell["lat"])]
+    props = {"n": cell["n"], "nc": cell["confirmed"], "nw": cell["whales"]}
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": point}, "properties": props}
+
+
+def sighting_points(sightings) -> list[dict]:
     """One GeoJSON point per sighting of ``sightings`` with a position and a public photo, confirmed (with
     its whales) or not, in one query.
 
-    Properties are short on purpose (the map of 100k sightings is one response): ``d`` the date,
-    ``c`` confirmed, ``w`` the catalogue ids, ``p`` the place name (confirmed sightings only)."""
+    Properties are short on purpose: ``d`` the date, ``c`` confirmed, ``w`` the catalogue ids, ``p`` the place
+    name (confirmed sightings only)."""
     rows = (
-        public_photos(sightings)
-        .filter(sighting__latitude__isnull=False, sighting__longitude__isnull=False)
+        _positioned(sightings)
         .order_by("sighting_id")
         .values_list(
             "sighting_id",
@@ -56,14 +117,14 @@ def sightings_geojson(sightings) -> dict:
             "individual__catalogue_id",
         )
     )
-    sightings: dict[int, dict] = {}
+    points: dict[int, dict] = {}
     for sid, lat, lon, when, place, status, whale in rows.iterator(chunk_size=5000):
-        s = sightings.get(sid)
+        s = points.get(sid)
         if s is None:
-            s = sightings[sid] = {"lat": lat, "lon": lon, "d": when.date().isoformat(), "w": [], "p": place}
+            s = points[sid] = {"lat": lat, "lon": lon, "d": when.date().isoformat(), "w": [], "p": place}
         if status in Photo.GALLERY_STATUSES and whale and whale not in s["w"]:
             s["w"].append(whale)
-    return {"type": "FeatureCollection", "features": [_sighting_feature(s) for s in sightings.values()]}
+    return [_sighting_feature(s) for s in points.values()]
 
 
 def _sighting_feature(s: dict) -> dict:

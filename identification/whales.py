@@ -11,13 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import F
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, F, Max, Min
 from django.http import Http404
 
 from submissions.models import Photo, Sighting
 
 from .models import Individual
 from .research.common import photographer
+
+TIMELINE_PAGE = 20  # sightings per page of a whale's timeline: a whale seen 500 times is 25 short pages
 
 
 @dataclass
@@ -36,7 +39,8 @@ class WhaleProfile:
     sightings: int
     photos: int
     contributors: int
-    timeline: list[TimelineEntry]
+    timeline: list[TimelineEntry]  # one page of it
+    page: Page | None = None
 
 
 def gallery_photos(individual: Individual):
@@ -60,36 +64,61 @@ def best_photo(individual: Individual) -> Photo | None:
     )
 
 
-def whale_profile(individual: Individual) -> WhaleProfile:
-    """Everything the whale page shows, in a fixed number of queries (the timeline is one query)."""
-    photos = list(
-        gallery_photos(individual)
-        .select_related("sighting__submitted_by__profile")
-        .order_by("-sighting__observed_at", "-sighting_id", "pk")
-    )
-    timeline: dict[int, TimelineEntry] = {}
-    contributors: set = set()
-    for photo in photos:
-        s = photo.sighting
-        entry = timeline.get(s.pk)
-        if entry is None:
-            entry = timeline[s.pk] = TimelineEntry(sighting=s, photographer=photographer(s))
-            contributors.add(s.submitted_by_id or ("name", entry.photographer))
-        entry.photos.append(photo)
-    seen = [e.sighting.observed_at for e in timeline.values()]
+def whale_sightings(individual: Individual):
+    """The sightings with a gallery photo of ``individual``."""
+    return Sighting.objects.filter(pk__in=gallery_photos(individual).values("sighting_id"))
+
+
+def contributors(sightings) -> int:
+    """How many people photographed ``sightings``: each uploader once, and for a sighting with no uploader (an
+    import) the observer it names, as ``photographer`` credits them."""
+    uploaders = sightings.exclude(submitted_by=None).values("submitted_by_id").distinct().count()
+    named = {photographer(s) for s in sightings.filter(submitted_by=None).only("observer_name", "submitted_by")}
+    return uploaders + len(named)
+
+
+def whale_profile(individual: Individual, page=None) -> WhaleProfile:
+    """Everything the whale page shows, in a fixed number of queries whatever the number of its sightings: the
+    facts are aggregates, and the timeline is one page (``TIMELINE_PAGE`` sightings, newest first; ``page`` as
+    ``Paginator.get_page`` reads it: a bad or out-of-range number gives the first or the last page)."""
+    sightings = whale_sightings(individual)
+    facts = sightings.aggregate(n=Count("pk"), first=Min("observed_at"), last=Max("observed_at"))
+    paginator = Paginator(sightings.order_by("-observed_at", "-pk"), TIMELINE_PAGE)
+    paginator.count = facts["n"]  # known already: no second COUNT
+    timeline_page = paginator.get_page(page)
     best = best_photo(individual)
     if best is not None:
         best.credit = photographer(best.sighting)
     return WhaleProfile(
         individual=individual,
         best_photo=best,
-        first_seen=min(seen, default=None),
-        last_seen=max(seen, default=None),
-        sightings=len(timeline),
-        photos=len(photos),
-        contributors=len(contributors),
-        timeline=list(timeline.values()),
+        first_seen=facts["first"],
+        last_seen=facts["last"],
+        sightings=facts["n"],
+        photos=gallery_photos(individual).count(),
+        contributors=contributors(sightings),
+        timeline=timeline(individual, [s.pk for s in timeline_page]),
+        page=timeline_page,
     )
+
+
+def timeline(individual: Individual, sighting_ids: list[int]) -> list[TimelineEntry]:
+    """The timeline entries of these sightings (newest first), each with its gallery photos of the whale, in one
+    query."""
+    photos = (
+        gallery_photos(individual)
+        .filter(sighting_id__in=sighting_ids)
+        .select_related("sighting__submitted_by__profile")
+        .order_by("-sighting__observed_at", "-sighting_id", "pk")
+    )
+    entries: dict[int, TimelineEntry] = {}
+    for photo in photos:
+        s = photo.sighting
+        entry = entries.get(s.pk)
+        if entry is None:
+            entry = entries[s.pk] = TimelineEntry(sighting=s, photographer=photographer(s))
+        entry.photos.append(photo)
+    return list(entries.values())
 
 
 def share_text(profile: WhaleProfile) -> str:

@@ -8,14 +8,12 @@ queries would find a sighting's exact spot that the page itself only shows to 1 
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import django_filters
 from django import forms
 from django.conf import settings
-from django.db.models import DecimalField, Q
-from django.db.models.functions import Cast, Round
+from django.db.models import Q
 
+from identification.maps import seen_coordinate
 from identification.models import Individual, Species
 from identification.permissions import is_model_admin, is_moderator
 
@@ -72,10 +70,9 @@ class CoordinateBoxMixin(django_filters.FilterSet):
         decimals = viewer_decimals(getattr(self.request, "user", None))
         if decimals is None:
             return queryset.filter(**{f"{path}__{lookup}": float(value)})
-        # numeric, not float: PostgreSQL rounds only numeric to a number of decimals
-        seen = Round(Cast(path, DecimalField(max_digits=14, decimal_places=9)), decimals)
+        seen = seen_coordinate(path, decimals)  # the map's cells group by the same expression
         alias = f"seen_{field}"
-        return queryset.alias(**{alias: seen}).filter(**{f"{alias}__{lookup}": Decimal(value)})
+        return queryset.alias(**{alias: seen}).filter(**{f"{alias}__{lookup}": float(value)})
 
 
 class SightingFilterForm(forms.Form):

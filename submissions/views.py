@@ -196,8 +196,9 @@ def sightings(request):
 
 def sightings_map(request):
     """The sightings page's map as GeoJSON: the sightings ``SightingFilter`` picks (a box at the viewer's
-    precision), each with its public photos (``maps.sightings_geojson``); a bad filter is a 400 naming it."""
+    precision), each with its public photos, or past ``MAP_POINT_LIMIT`` of them one point per 0.1° cell with
+    its counts (``maps.sightings_geojson``); a bad filter is a 400 naming it."""
     filters = SightingFilter(request.GET, queryset=Sighting.objects.all(), request=request)
     if not filters.is_valid():
         return JsonResponse({"errors": {k: [str(e) for e in v] for k, v in filters.errors.items()}}, status=400)
-    return JsonResponse(maps.sightings_geojson(filters.qs))
+    return JsonResponse(maps.sightings_geojson(filters.qs), json_dumps_params={"separators": (",", ":")})

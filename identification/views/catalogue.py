@@ -46,7 +46,7 @@ def individual_detail(request, catalogue_id):
         messages.info(request, f"{individual.catalogue_id} was merged into {individual.merged_into.catalogue_id}.")
         return redirect("identification:individual_detail", catalogue_id=individual.merged_into.catalogue_id)
     moderator = is_moderator(request.user)
-    profile = whales.whale_profile(individual)
+    profile = whales.whale_profile(individual, request.GET.get("page"))
     preview = whales.preview_image(profile)
     return render(
         request,

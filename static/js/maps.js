@@ -1,5 +1,7 @@
 /* Maps that work with no internet (Leaflet, vendored under static/vendor/). Every element with data-map gets one:
- * - data-map="sightings": the public sightings (data-geojson-url), clustered; unconfirmed ones greyed;
+ * - data-map="sightings": the public sightings (data-geojson-url), clustered with their counts; unconfirmed ones
+ *   greyed; past MAP_POINT_LIMIT the server sends one feature per 0.1° cell (data-cell-size) with its count, drawn
+ *   as a cluster whose popup links to the list narrowed to that cell;
  * - data-map="track": one whale's sightings in time order joined by a line (data-geojson-url);
  * - data-map="picker": the upload form's map: a click fills the latitude / longitude fields (data-lat, data-lon
  *   name the inputs), typing moves the marker, and the photo's EXIF GPS (the "exif-position" event that
@@ -71,20 +73,78 @@
     return box;
   }
 
+  /* A cell of the server's grid (many sightings: one feature per 0.1° cell with its count n) or a cluster of
+   * markers shows how many sightings it holds: a cell counts n, a single sighting 1. */
+  function countOf(marker) { return marker.options.count || 1; }
+
+  function countIcon(n) {
+    var size = n < 10 ? "small" : n < 100 ? "medium" : "large";  // markercluster's own looks
+    var label = n < 10000 ? String(n) : Math.round(n / 1000) + "k";
+    var html = "<div><span>" + label + "</span></div>";  // a number: nothing from the server is set as HTML
+    return L.divIcon({ html: html, className: "marker-cluster marker-cluster-" + size, iconSize: L.point(40, 40) });
+  }
+
+  function clusterIcon(cluster) {
+    var n = 0;
+    cluster.getAllChildMarkers().forEach(function (m) { n += countOf(m); });
+    return countIcon(n);
+  }
+
+  /* The sightings page's own address narrowed to one cell: its box at half a cell either side of the centre. */
+  function cellListUrl(lat, lon, half) {
+    var url = new URL(window.location.href);
+    url.searchParams.delete("page");
+    url.searchParams.set("lat_min", (lat - half).toFixed(3));
+    url.searchParams.set("lat_max", (lat + half).toFixed(3));
+    url.searchParams.set("lon_min", (lon - half).toFixed(3));
+    url.searchParams.set("lon_max", (lon + half).toFixed(3));
+    return url.pathname + url.search;
+  }
+
+  function cellPopup(p, lat, lon, half) {
+    var box = el("div", "", "map-popup");
+    box.appendChild(el("strong", p.n + " sighting" + (p.n === 1 ? "" : "s") + " around here"));
+    var waiting = p.n - p.nc;
+    box.appendChild(el("div", p.nc + " confirmed (" + p.nw + " whale" + (p.nw === 1 ? "" : "s") + ")" + (waiting ? ", " + waiting + " awaiting review" : "")));
+    var a = el("a", "Show these sightings");
+    a.href = cellListUrl(lat, lon, half);
+    box.appendChild(a);
+    return box;
+  }
+
+  function cellMarker(f, half) {
+    var c = f.geometry.coordinates, p = f.properties;
+    var marker = L.marker([c[1], c[0]], { icon: countIcon(p.n), count: p.n, title: p.n + " sightings around here", alt: p.n + " sightings" });
+    marker.bindPopup(function () { return cellPopup(p, c[1], c[0], half); });
+    return marker;
+  }
+
+  function pointMarker(f, whaleUrl) {
+    var c = f.geometry.coordinates;
+    var marker = L.circleMarker([c[1], c[0]], f.properties.c ? CONFIRMED : UNCONFIRMED);
+    marker.bindPopup(function () { return sightingPopup(f.properties, whaleUrl); });
+    return marker;
+  }
+
   function sightingsMap(node) {
     var map = baseMap(node);
-    var group = L.markerClusterGroup ? L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 50 }) : L.featureGroup();
+    var group = L.markerClusterGroup
+      ? L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 50, iconCreateFunction: clusterIcon })
+      : L.featureGroup();
+    var half = parseFloat(node.dataset.cellSize || "0.1") / 2;
     fetch(node.dataset.geojsonUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
       var features = data.features || [];
-      features.forEach(function (f) {
-        var c = f.geometry.coordinates;
-        var marker = L.circleMarker([c[1], c[0]], f.properties.c ? CONFIRMED : UNCONFIRMED);
-        marker.bindPopup(function () { return sightingPopup(f.properties, node.dataset.whaleUrl); });
-        group.addLayer(marker);
-      });
+      var markers = features.map(function (f) { return data.cells ? cellMarker(f, half) : pointMarker(f, node.dataset.whaleUrl); });
+      if (group.addLayers) group.addLayers(markers); else markers.forEach(function (m) { group.addLayer(m); });
       group.addTo(map);
-      node.dataset.points = String(features.length);
-      say(node, features.length ? features.length + " sighting" + (features.length === 1 ? "" : "s") + " on the map." : "No sightings with a position match these filters.");
+      var total = data.cells ? data.total : features.length;
+      node.dataset.points = String(total);
+      node.dataset.cells = data.cells ? String(features.length) : "";
+      var text = total + " sighting" + (total === 1 ? "" : "s") + " on the map";
+      if (!total) text = "No sightings with a position match these filters.";
+      else if (data.cells) text += ", counted by area of about 11 km: zoom in, pick one, or narrow the filters to see each sighting.";
+      else text += ".";
+      say(node, text);
       fitTo(map, group, node);
     }).catch(function () { say(node, "The map could not load its sightings; the list below is complete."); });
   }

@@ -4,6 +4,7 @@ longitude on a click, says so when a typed position is off the map, and shows th
 sightings map clusters. Screenshots at 1280 and 390 px (``BROWSER_SHOTS`` keeps them)."""
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -155,3 +156,84 @@ def test_sightings_map_clusters_and_filters(new_page, shots):
     map_ready(page, "#sightings-map")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shots(page, "sightings-390")
+
+
+def test_sightings_map_of_many_draws_cells_with_their_counts(new_page, shots, settings):
+    """Past ``MAP_POINT_LIMIT`` the map gets one feature per 0.1° cell: the clusters' numbers still add up to
+    every sighting, zooming in splits them down to the cells, and a cell's popup links to the list narrowed to
+    that cell, whose map has points again."""
+    settings.MAP_POINT_LIMIT = 10  # 17 sightings: cells; one cell's 6: points
+    whale_with_track()
+    other = IndividualFactory(catalogue_id="HW-0032")
+    for i in range(12):  # six in the cell 65.0 -18.0, six in 65.3 -18.0
+        lat = 65.02 if i < 6 else 65.32
+        gallery_photo(other, sighting__latitude=lat, sighting__longitude=-18.0, sighting__place_name="Bay")
+    PhotoFactory(status=Photo.Status.AWAITING_REVIEW, sighting__latitude=-33.86, sighting__longitude=151.2)
+    page = new_page()
+    page.goto("/sightings/")
+    map_ready(page, "#sightings-map")
+    node = page.locator("#sightings-map")
+    assert node.get_attribute("data-points") == str(len(TRACK) + 13)
+    assert node.get_attribute("data-cells") == str(len(TRACK) + 2 + 1)  # the track's 4, the bay's 2, Sydney
+    expect(page.locator("#map-status")).to_contain_text("17 sightings on the map, counted by area")
+    node.scroll_into_view_if_needed()
+    labels = node.locator(".marker-cluster span").all_inner_texts()
+    assert sum(int(t) for t in labels) == 17, labels
+    shots(page, "sightings-cells-1280")
+
+    for _ in range(6):  # a cluster's click zooms to it: down to the bay's two cells of six
+        labels = node.locator(".marker-cluster span").all_inner_texts()
+        if labels.count("6") == 2:
+            break
+        biggest = max(labels, key=int)
+        node.locator(".marker-cluster", has_text=re.compile(rf"^{biggest}$")).first.click()
+        page.wait_for_timeout(800)  # the zoom animation
+    assert labels.count("6") == 2, labels
+    node.locator(".marker-cluster", has_text=re.compile(r"^6$")).first.click()
+    popup = page.locator(".leaflet-popup-content")
+    expect(popup).to_contain_text("6 sightings around here")
+    expect(popup).to_contain_text("6 confirmed (1 whale)")
+    popup.get_by_role("link", name="Show these sightings").click()
+    page.wait_for_url(re.compile(r"lat_min=.*lon_max="))
+    map_ready(page, "#sightings-map")
+    assert node.get_attribute("data-points") == "6" and node.get_attribute("data-cells") == ""
+    expect(page.locator("table.table tbody tr")).to_have_count(6)
+    shots(page, "sightings-one-cell-1280")
+
+
+def test_whale_page_timeline_pages_keep_the_whole_track(new_page, shots):
+    """A whale seen 45 times: its track has every sighting, its timeline 20 a page with links between them."""
+    whale = IndividualFactory(catalogue_id="HW-0045")
+    now = timezone.now()
+    for i in range(45):
+        PhotoFactory(
+            status=Photo.Status.CONFIRMED,
+            individual=whale,
+            sighting__species=whale.species,
+            sighting__latitude=60 + i / 5,
+            sighting__longitude=-20 + i / 5,
+            sighting__place_name=f"Bay {i:02d}",
+            sighting__observed_at=now - timedelta(days=i + 1),
+        )
+    page = new_page()
+    page.goto(f"/individuals/{whale.catalogue_id}/")
+    map_ready(page, "#track-map")
+    assert page.locator("#track-map").get_attribute("data-track-points") == "45"
+    expect(page.locator(".timeline-entry")).to_have_count(20)
+    expect(page.locator("#timeline-range")).to_have_text("Sightings 1–20 of 45, newest first.")
+    nav = page.get_by_role("navigation", name="Timeline pages")
+    nav.get_by_role("link", name="Oldest sightings, page 3").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".timeline-entry")).to_have_count(5)
+    assert page.url.endswith("?page=3#timeline")
+    expect(page.locator(".timeline-entry").last).to_contain_text("Bay 44")
+    nav.get_by_role("link", name="← Newer").click()
+    expect(page.locator("#timeline-range")).to_have_text("Sightings 21–40 of 45, newest first.")
+    map_ready(page, "#track-map")
+    page.wait_for_timeout(500)  # the map's fit-to-track zoom animation
+    shots(page, "whale-timeline-page-2-1280")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    nav.scroll_into_view_if_needed()
+    shots(page, "whale-timeline-page-2-390")

@@ -105,6 +105,72 @@ def test_sightings_page_keeps_valid_filters_and_reports_the_bad_one(client):
     assert 'data-map="sightings"' in page and "map.geojson?individual=nope" in page  # the map reads the same filters
 
 
+def many_sightings():
+    """Eleven sightings in three 0.1° cells: six confirmed of two whales near 64.1 -21.9 (one sighting with two
+    photos of both), two confirmed near 66.0 -17.3, and three awaiting review, one at the exact spot ``EXACT``
+    (seen as 47.1 -52.7) and two in the first cell. A rejected one is on no map."""
+    a, b = IndividualFactory(catalogue_id="HW-0101"), IndividualFactory(catalogue_id="HW-0102")
+    for i in range(5):
+        gallery_photo(a if i % 2 else b, sighting__latitude=64.1 + i / 100 - 0.02, sighting__longitude=-21.93)
+    both = gallery_photo(a, sighting__latitude=64.14, sighting__longitude=-21.88, sighting__place_name="Faxaflói")
+    gallery_photo(b, sighting=both.sighting)
+    for lat in (65.96, 66.04):
+        gallery_photo(b, sighting__latitude=lat, sighting__longitude=-17.3, sighting__place_name="Skjálfandi")
+    for lat, lon in (EXACT, (64.06, -21.94), (64.13, -21.91)):
+        PhotoFactory(status=Photo.Status.AWAITING_REVIEW, sighting__latitude=lat, sighting__longitude=lon)
+    PhotoFactory(status=Photo.Status.REJECTED, sighting__latitude=10.0, sighting__longitude=10.0)
+    return a, b
+
+
+def test_many_sightings_come_as_cells_whose_counts_add_up(client, settings):
+    settings.MAP_POINT_LIMIT = 10
+    many_sightings()
+    data = client.get(reverse("submissions:sightings_map")).json()
+    assert data["cells"] is True and data["total"] == 11
+    cells = {tuple(f["geometry"]["coordinates"]): f["properties"] for f in data["features"]}
+    assert cells == {
+        (-21.9, 64.1): {"n": 8, "nc": 6, "nw": 2},
+        (-17.3, 66.0): {"n": 2, "nc": 2, "nw": 1},
+        (-52.7, 47.1): {"n": 1, "nc": 0, "nw": 0},
+    }
+    assert sum(c["n"] for c in cells.values()) == 11  # every public sighting with a position, each once
+
+
+def test_a_cell_holds_the_sightings_its_box_finds(client, settings):
+    """The map's cells group by the filter box's own rounding: the box half a cell around a cell's centre (the
+    popup's "Show these sightings" link) finds exactly its sightings, and few enough come back as points."""
+    settings.MAP_POINT_LIMIT = 10
+    many_sightings()
+    box = {"lat_min": "64.05", "lat_max": "64.15", "lon_min": "-21.95", "lon_max": "-21.85"}
+    data = client.get(reverse("submissions:sightings_map"), box).json()
+    assert data["cells"] is False and data["total"] == 8 and len(data["features"]) == 8
+    assert {tuple(f["geometry"]["coordinates"]) for f in data["features"]} == {(-21.9, 64.1)}
+    assert sum(1 for f in data["features"] if f["properties"]["c"]) == 6
+
+
+def test_few_sightings_stay_points_with_popups(client, settings):
+    settings.MAP_POINT_LIMIT = 11  # as many as there are: still points
+    a, _ = many_sightings()
+    data = client.get(reverse("submissions:sightings_map")).json()
+    assert data["cells"] is False and data["total"] == 11 and len(data["features"]) == 11
+    assert {"d", "c", "w"} <= set(data["features"][0]["properties"])
+    settings.MAP_POINT_LIMIT = 10  # narrowed to one whale, a larger set is points again
+    data = client.get(reverse("submissions:sightings_map"), {"individual": a.catalogue_id}).json()
+    assert data["cells"] is False and data["total"] == 3
+    places = sorted(f["properties"].get("p", "") for f in data["features"])
+    assert places == ["", "", "Faxaflói"] and all(a.catalogue_id in f["properties"]["w"] for f in data["features"])
+
+
+def test_cells_carry_no_place_names_photos_or_exact_positions(client, settings):
+    settings.MAP_POINT_LIMIT = 0
+    many_sightings()
+    body = client.get(reverse("submissions:sightings_map")).content.decode()
+    assert '"cells":true' in body
+    assert "Faxaflói" not in body and "Skjálfandi" not in body and "HW-01" not in body and ".jpg" not in body
+    for exact in exact_forms(*EXACT):
+        assert not re.search(rf"(?<![\d.]){re.escape(exact)}", body), exact
+
+
 def test_track_is_in_time_order_with_a_line_and_popups(client):
     whale = IndividualFactory()
     late = gallery_photo(whale, sighting__latitude=20.0, sighting__longitude=-150.0, sighting__observed_at=days_ago(1))
@@ -155,8 +221,10 @@ def exact_forms(lat: float, lon: float) -> list[str]:
     return forms
 
 
+@pytest.mark.parametrize("limit", [2000, 0], ids=["points", "cells"])
 @pytest.mark.parametrize("role", ["anonymous", "watcher", "moderator"])
-def test_no_public_page_or_endpoint_reveals_an_unconfirmed_position(client, role):
+def test_no_public_page_or_endpoint_reveals_an_unconfirmed_position(client, settings, role, limit):
+    settings.MAP_POINT_LIMIT = limit  # the map as points, and as cells
     whale = IndividualFactory()
     gallery_photo(whale, sighting__latitude=47.2, sighting__longitude=-52.6)
     pending = PhotoFactory(

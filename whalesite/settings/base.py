@@ -174,6 +174,9 @@ PUBLIC_COORDINATE_DECIMALS = env.int("PUBLIC_COORDINATE_DECIMALS", default=1)
 # https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty = the offline Natural Earth outline served from static/
 MAP_TILE_URL = env.str("MAP_TILE_URL", default="")
 MAP_TILE_ATTRIBUTION = env.str("MAP_TILE_ATTRIBUTION", default="© OpenStreetMap contributors")
+# above this many sightings the sightings map gets one feature per public-precision cell with its count
+# (identification.maps.sightings_geojson) instead of one point per sighting
+MAP_POINT_LIMIT = env.int("MAP_POINT_LIMIT", default=2000)
 # the earliest sighting date accepted (never earlier than FIRST_PHOTOGRAPH_DATE, the first photograph)
 SIGHTING_DATE_FLOOR = datetime.date.fromisoformat(env.str("SIGHTING_DATE_FLOOR", default="1950-01-01"))
 # one request (all its photos and fields), refused from Content-Length before the body is read
