@@ -304,7 +304,11 @@ def celery_worker(django_db_setup, django_db_blocker, media_root, tmp_path_facto
     redis.Redis.from_url(TEST_BROKER).flushdb()
     db = connection.settings_dict
     env = dict(os.environ)
+    mail_dir = tmp_path_factory.mktemp("worker-mail")
     env.update(
+        # the worker's e-mail goes to files a test can read (``worker.mail_dir``), whichever test started it
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mail_dir),
         DJANGO_SETTINGS_MODULE="whalesite.settings.test",
         DATABASE_URL=(
             f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
@@ -319,6 +323,7 @@ def celery_worker(django_db_setup, django_db_blocker, media_root, tmp_path_facto
         PYTHONPATH=str(REPO),
     )
     worker = Worker(env, tmp_path_factory.mktemp("worker") / "worker.log")
+    worker.mail_dir = mail_dir
     worker.start()
     yield worker
     worker.stop()

@@ -28,13 +28,10 @@ FAN, MODERATOR = "fan@example.org", "mod@example.org"
 
 
 @pytest.fixture
-def mail_dir(request, monkeypatch, tmp_path):
-    """The real worker, started with the file e-mail backend so that this test can read what it sends."""
-    folder = tmp_path / "mail"
-    monkeypatch.setenv("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
-    monkeypatch.setenv("EMAIL_FILE_PATH", str(folder))
-    request.getfixturevalue("celery_worker")  # after the environment above: the worker inherits it
-    return folder
+def mail_dir(celery_worker):
+    """Where the real worker writes the e-mail it sends (the file backend, set when it started): tests tell
+    their messages apart by recipient."""
+    return celery_worker.mail_dir
 
 
 def mails_to(folder: Path, address: str) -> list:
@@ -126,3 +123,84 @@ def test_the_header_search_finds_whales_by_place(new_page, shots):
     expect(page.locator(".search-result").first).to_contain_text("Matched: nickname")
     shots(page, "search")
     docs_shots(page, "search")
+
+
+def test_a_watcher_uploads_from_the_map_follows_the_matched_whale_and_hears_it_seen_again(
+    new_page, shots, mail_dir, active_model
+):
+    """Issue 14's journey in one piece: a watcher places a sighting by clicking the upload form's map and sends a
+    photo; the real worker ranks it; a moderator confirms it as a whale, so the watcher follows that whale
+    automatically (their /following/ page lists it); when another watcher's photo of the same whale is confirmed,
+    the first watcher gets the "seen again" e-mail and the notification."""
+    from django.core.files.base import ContentFile
+
+    from identification.models import Suggestion
+    from submissions.models import Photo
+    from tests.browser.conftest import upload_ready
+    from tests.browser.test_maps import map_ready
+    from tests.factories import PhotoFactory, SightingFactory
+
+    path = active_model.held_out[sorted(active_model.held_out)[0]]
+    watcher_email, moderator_email = "map.watcher@example.org", active_model.users["moderator"].email
+    UserFactory(email=watcher_email, role="watcher")  # not the gallery's photographer: follows nothing yet
+    watcher = new_page()
+    login(watcher, watcher_email)
+    watcher.goto("/submit/")
+    upload_ready(watcher)
+    map_ready(watcher, "#picker-map")
+    picker = watcher.locator("#picker-map")
+    picker.scroll_into_view_if_needed()
+    box = picker.bounding_box()
+    picker.click(position={"x": box["width"] / 2 + 40, "y": box["height"] / 2 - 30})  # north-east of 20°N 0°E
+    expect(watcher.locator("#picker-status")).to_contain_text("Position set to")
+    lat, lon = (float(watcher.locator(f"[name={f}]").input_value()) for f in ("latitude", "longitude"))
+    watcher.locator("input[type=file][name=photos]").set_input_files(path)
+    watcher.locator("[name=species]").select_option(label=str(active_model.species))
+    watcher.locator("[name=observed_date]").fill("2026-07-14")
+    watcher.get_by_role("button", name="Submit sighting").click()
+    expect(watcher.locator(".messages")).to_contain_text("1 photo received")
+    photo = Photo.objects.get(sighting__submitted_by__email=watcher_email, original_filename=path.name)
+    assert (photo.sighting.latitude, photo.sighting.longitude) == (pytest.approx(lat), pytest.approx(lon))
+    assert lat > 20 and lon > 0  # where the click was, not a default
+    wait_for(lambda: Photo.objects.get(pk=photo.pk).status == Photo.Status.AWAITING_REVIEW, timeout=180)
+
+    moderator = new_page()
+    login(moderator, moderator_email)
+    moderator.goto(f"/review/{photo.pk}/")
+    shortcuts_ready(moderator)
+    first = moderator.locator("li.cand[data-candidate]").first
+    whale_id = first.locator(".cand-info a").inner_text().strip()
+    first.locator(".confirm-form button").click()
+    expect(moderator.locator(".messages")).to_contain_text(f"Photo {photo.pk} confirmed as {whale_id}")
+    # after the undo window the worker tells the watcher, and they follow the whale their photo was matched to
+    matched = Follow.objects.filter(user__email=watcher_email, individual__catalogue_id=whale_id, automatic=True)
+    wait_for(matched.exists, timeout=60, message="the automatic follow")
+    watcher.goto("/following/")
+    expect(watcher.locator(".follow-table")).to_contain_text(whale_id)
+
+    whale = Photo.objects.get(pk=photo.pk).individual
+    other = PhotoFactory(
+        sighting=SightingFactory(species=active_model.species, place_name="Husavik"),
+        status=Photo.Status.AWAITING_REVIEW,
+        model_version=active_model.version,
+    )
+    other.crop.save("q.png", ContentFile(path.read_bytes()), save=True)
+    Suggestion.objects.create(photo=other, model_version=active_model.version, rank=1, individual=whale, score=0.9)
+    Suggestion.objects.create(photo=other, model_version=active_model.version, rank=2, individual=None, score=0.5)
+    moderator.goto(f"/review/{other.pk}/")
+    shortcuts_ready(moderator)
+    moderator.locator(f"li.cand[data-candidate='{whale.pk}'] .confirm-form button").click()
+    expect(moderator.locator(".messages")).to_contain_text(f"Photo {other.pk} confirmed as {whale_id}")
+
+    def seen_again():
+        return [m for m in mails_to(mail_dir, watcher_email) if m["Subject"].endswith("was seen again")]
+
+    (mail,) = wait_for(seen_again, timeout=60, message="the seen-again e-mail")
+    assert mail["Subject"].startswith(f"{whale_id} ")
+    assert f"/individuals/{whale_id}/" in mail.get_content() and "Husavik" in mail.get_content()
+    watcher.goto("/notifications/")
+    unread = watcher.locator(".notice-item.is-unread")
+    expect(unread).to_have_count(2)  # their photo identified, then the whale seen again by someone else
+    expect(unread.filter(has_text="Your photo was identified")).to_have_count(1)
+    expect(unread.filter(has_text="was seen again")).to_contain_text(whale_id)
+    shots(watcher, "watcher hears their whale was seen again")
