@@ -126,7 +126,7 @@ def load_sets(args) -> list[RawSet]:
 def crops_of(raw: RawSet, settings: SpeciesProfile, cache: R.Cache) -> R.ImageSet:
     """The set's photos cropped with ``settings``' margins and aspect (whole photo as the box)."""
     name = f"{raw.title} / {settings.key} settings"
-    key = R._cache_key("profile-crops", raw.profile, settings.key, raw.groups)
+    key = R._cache_key("profile-crops", raw.profile, settings.key, settings.crop, raw.groups)
     crops, _ = cache.get(key, lambda: (np.stack([preprocess(p, None, crop=settings.crop) for p in raw.photos]), 0.0))
     return R.ImageSet(name, crops.astype(np.float32), raw.labels, raw.groups)
 
