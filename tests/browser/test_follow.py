@@ -136,8 +136,7 @@ def test_a_watcher_uploads_from_the_map_follows_the_matched_whale_and_hears_it_s
 
     from identification.models import Suggestion
     from submissions.models import Photo
-    from tests.browser.conftest import upload_ready
-    from tests.browser.test_maps import map_ready
+    from tests.browser.test_maps import open_upload_map
     from tests.factories import PhotoFactory, SightingFactory
 
     path = active_model.held_out[sorted(active_model.held_out)[0]]
@@ -145,13 +144,7 @@ def test_a_watcher_uploads_from_the_map_follows_the_matched_whale_and_hears_it_s
     UserFactory(email=watcher_email, role="watcher")  # not the gallery's photographer: follows nothing yet
     watcher = new_page()
     login(watcher, watcher_email)
-    watcher.goto("/submit/")
-    upload_ready(watcher)
-    map_ready(watcher, "#picker-map")
-    picker = watcher.locator("#picker-map")
-    picker.scroll_into_view_if_needed()
-    box = picker.bounding_box()
-    picker.click(position={"x": box["width"] / 2 + 40, "y": box["height"] / 2 - 30})  # north-east of 20°N 0°E
+    open_upload_map(watcher)(40, -30)  # north-east of the map's 20°N 0°E centre
     expect(watcher.locator("#picker-status")).to_contain_text("Position set to")
     lat, lon = (float(watcher.locator(f"[name={f}]").input_value()) for f in ("latitude", "longitude"))
     watcher.locator("input[type=file][name=photos]").set_input_files(path)

@@ -43,6 +43,18 @@ def map_ready(page, selector):
     expect(page.locator(f"{selector}[data-base-layer=offline]")).to_have_count(1, timeout=20_000)
 
 
+def open_upload_map(page):
+    """Open /submit/ once its scripts and map are ready; returns ``click(dx, dy)``, a click ``dx``/``dy`` pixels
+    from the picker's centre (the map opens centred on 20°N 0°E)."""
+    page.goto("/submit/")
+    upload_ready(page)
+    map_ready(page, "#picker-map")
+    picker = page.locator("#picker-map")
+    picker.scroll_into_view_if_needed()
+    box = picker.bounding_box()
+    return lambda dx=0, dy=0: picker.click(position={"x": box["width"] / 2 + dx, "y": box["height"] / 2 + dy})
+
+
 def test_individual_page_map_shows_its_track(new_page, shots):
     whale = whale_with_track()
     page = new_page()
@@ -93,20 +105,15 @@ def test_upload_map_click_fills_the_fields_and_shows_exif_gps(new_page, shots):
     UserFactory(email="watcher@example.org", role="watcher")
     page = new_page()
     login(page, "watcher@example.org")
-    page.goto("/submit/")
-    upload_ready(page)
-    map_ready(page, "#picker-map")
+    click = open_upload_map(page)
     picker = page.locator("#picker-map")
-    picker.scroll_into_view_if_needed()
-    box = picker.bounding_box()
-    # the map opens centred on 20°N 0°E: a click at its centre is there
-    picker.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    click()  # the map opens centred on 20°N 0°E: a click at its centre is there
     lat = float(page.locator("[name=latitude]").input_value())
     lon = float(page.locator("[name=longitude]").input_value())
     assert abs(lat - 20) < 2 and abs(lon) < 2, (lat, lon)
     expect(page.locator("#picker-status")).to_contain_text("Position set to")
     # a click further east gives a larger longitude
-    picker.click(position={"x": box["width"] / 2 + 60, "y": box["height"] / 2})
+    click(60)
     assert float(page.locator("[name=longitude]").input_value()) > lon + 10
 
     page.locator("[name=latitude]").fill("95")
