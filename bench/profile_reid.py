@@ -248,7 +248,8 @@ def main(argv=None) -> int:
             ds = crops_of(raw, settings, cache)
             embedders = embedders_for(ds, raw, settings, enc, cache, args)
             notes += [f"{ds.name}: {e.note}" for e in embedders if e.note]
-            for _set, model, matcher, res, _ms in R.score_set(args, ds.name, ds, raw.split, cache, embedders, {}):
+            rows = R.score_set(args, ds.name, ds, raw.split, cache, embedders, {}, settings.local_matching)
+            for _set, model, matcher, res, _ms in rows:
                 table.append((raw.title, settings.key, model, matcher, res))
                 print(f"{raw.title:<28}{settings.key:<18}{model:<28}{matcher:<26}MAP@5 {res.map5:.3f}", flush=True)
     text = render(table, notes, sizes, args, time.perf_counter() - t0)

@@ -60,6 +60,7 @@ from ml import calibration as C  # noqa: E402
 from ml import local_features as L  # noqa: E402
 from ml.metrics import NEW_WHALE, map_at_k, new_whale_precision_recall, top_k_accuracy  # noqa: E402
 from ml.preprocess import preprocess, standardize  # noqa: E402
+from ml.profiles import DEFAULT_MATCHING, LocalMatching  # noqa: E402
 from ml.types import Box  # noqa: E402
 
 SIZE = 224
@@ -534,22 +535,25 @@ def backbone_rows(
 
 # =========================================================================== local features
 class LocalScores:
-    """RootSIFT features per image and a lazily filled inlier matrix per image pair (cached)."""
+    """RootSIFT features per image and a lazily filled inlier matrix per image pair (cached), verified the
+    way ``matching`` (a profile's ``ml.profiles.LocalMatching``) says."""
 
-    def __init__(self, ds: ImageSet, cache: Cache):
+    def __init__(self, ds: ImageSet, cache: Cache, matching: LocalMatching = DEFAULT_MATCHING):
         self.ds = ds
         self.cache = cache
+        self.matching = matching
         self.feats: dict[int, L.LocalFeatures] = {}
         self.sift_s: list[float] = []
         self.match_s: list[float] = []
-        self.path = cache.folder / f"inliers-{_cache_key(ds.name, len(ds.crops), float(ds.crops[:4].sum()))}.json"
+        tag = () if matching == DEFAULT_MATCHING else (repr(matching),)  # the default keeps older caches
+        self.path = cache.folder / f"inliers-{_cache_key(ds.name, len(ds.crops), float(ds.crops[:4].sum()), *tag)}.json"
         self.inliers: dict[str, int] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.extract_time = None
 
     def features(self, i: int) -> L.LocalFeatures:
         if i not in self.feats:
             t = time.perf_counter()
-            self.feats[i] = L.extract(self.ds.crops[i])
+            self.feats[i] = L.extract(self.ds.crops[i], max_keypoints=self.matching.max_keypoints)
             self.sift_s.append(time.perf_counter() - t)
         return self.feats[i]
 
@@ -558,7 +562,7 @@ class LocalScores:
         if k not in self.inliers:
             fq, fg = self.features(q), self.features(g)
             t = time.perf_counter()
-            self.inliers[k] = L.match(fq, fg).inliers
+            self.inliers[k] = L.match(fq, fg, **self.matching.match_options()).inliers
             self.match_s.append(time.perf_counter() - t)
         return self.inliers[k]
 
@@ -576,7 +580,7 @@ class LocalScores:
             for q, g in list((int(a), int(b)) for a, b in (k.split(",") for k in list(self.inliers)[:200])):
                 fq, fg = self.features(q), self.features(g)
                 t = time.perf_counter()
-                L.match(fq, fg)
+                L.match(fq, fg, **self.matching.match_options())
                 self.match_s.append(time.perf_counter() - t)
         return float(np.mean(self.sift_s or [0.0])), float(np.mean(self.match_s or [0.0]))
 
@@ -829,9 +833,10 @@ def build_embedders(args, sets, splits, cache) -> list[Embedder]:
     return embedders
 
 
-def score_set(args, name, ds, split, cache, embedders, curves) -> list[tuple]:
-    """Table rows for one image set: local features alone, then each embedder alone and fused with them."""
-    local = LocalScores(ds, cache)
+def score_set(args, name, ds, split, cache, embedders, curves, matching=DEFAULT_MATCHING) -> list[tuple]:
+    """Table rows for one image set: local features alone, then each embedder alone and fused with them
+    (``matching``: how the local features verify a pair, a profile's ``ml.profiles.LocalMatching``)."""
+    local = LocalScores(ds, cache, matching)
     folds = split.folds or [(split.calib, split.eval)]
     mats = [
         (local.matrix(fit_part, f"{name} fit"), local.matrix(ev_part, f"{name} eval")) for fit_part, ev_part in folds

@@ -15,6 +15,7 @@ import numpy as np
 
 from ml.calibration import MatchCalibration, percent_same
 from ml.local_features import DEFAULT_SHORTLIST, LocalFeatures, match
+from ml.profiles import DEFAULT_MATCHING, LocalMatching
 from ml.types import NEW_WHALE
 
 
@@ -37,10 +38,12 @@ class Suggestion:
         return percent_same(self.probability) if not self.is_new else f"{round(100 * self.probability)}% new individual"
 
 
-def _verify(query: LocalFeatures, photos: Sequence[tuple[str, LocalFeatures]]) -> tuple[int, str | None]:
+def _verify(
+    query: LocalFeatures, photos: Sequence[tuple[str, LocalFeatures]], matching: LocalMatching
+) -> tuple[int, str | None]:
     best, item = 0, None
     for item_id, feats in photos:
-        n = match(query, feats).inliers
+        n = match(query, feats, **matching.match_options()).inliers
         if n > best:
             best, item = n, item_id
     return best, item
@@ -62,6 +65,7 @@ def suggest(
     features_for: FeaturesFor | None = None,
     exclude_items: Iterable[str] = (),
     trust_embedding: bool = True,
+    matching: LocalMatching = DEFAULT_MATCHING,
 ) -> list[Suggestion]:
     """Top ``k`` suggestions (``new_whale`` included where the fused P says so) for one query.
 
@@ -72,6 +76,7 @@ def suggest(
     out (the query itself, when it is in the gallery). ``trust_embedding`` False (an out-of-distribution
     query, ``ml.ood``): the cosine still picks the shortlist but adds no probability, so only verified
     keypoints can carry a match and, without them, every candidate gets the calibration's prior.
+    ``matching``: how the profile verifies a pair (its ratio and geometry; ``ml.profiles.LocalMatching``).
     """
     matches = gallery.rank(vector, k=shortlist, exclude_items=set(exclude_items))
     if features_for is not None and query_features is not None and matches:
@@ -84,7 +89,7 @@ def suggest(
     inliers, items = [], []
     for m in matches:
         verified = use_local and query_features is not None and features_of is not None
-        n, item = _verify(query_features, features_of(m.label)) if verified else (0, None)  # type: ignore[arg-type,misc]
+        n, item = _verify(query_features, features_of(m.label), matching) if verified else (0, None)  # type: ignore[arg-type,misc]
         inliers.append(n)
         items.append(item if n > 0 else m.best_item)
     scores = {"cos": cos, "inl": np.asarray(inliers, dtype=np.float64)} if use_local else {"cos": cos}

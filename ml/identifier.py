@@ -248,4 +248,5 @@ class Identifier:
 
         if not self.uses_local_features:
             return None
-        return extract(crop.crop if isinstance(crop, PreparedImage) else np.asarray(crop))
+        picture = crop.crop if isinstance(crop, PreparedImage) else np.asarray(crop)
+        return extract(picture, max_keypoints=self.profile.local_matching.max_keypoints)

@@ -126,14 +126,25 @@ def extract(picture: np.ndarray, max_keypoints: int = DEFAULT_MAX_KEYPOINTS) -> 
     return LocalFeatures(xy, rs, (w, h))
 
 
-def _ratio_matches(q: LocalFeatures, c: LocalFeatures, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (query, candidate) of matches that pass Lowe's ratio test."""
+def nearest_two(q: LocalFeatures, c: LocalFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each query descriptor with two candidate neighbours: (query index, nearest candidate index,
+    nearest / second-nearest distance). Lowe's ratio test keeps those below the ratio."""
     cv2 = _cv2()
     if len(q) < 2 or len(c) < 2:
-        return np.zeros(0, int), np.zeros(0, int)
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, np.float32)
     knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(q.float_descriptors(), c.float_descriptors(), k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
-    return np.array([m.queryIdx for m in good], int), np.array([m.trainIdx for m in good], int)
+    knn = [m for m in knn if len(m) == 2]
+    qi = np.array([m[0].queryIdx for m in knn], int)
+    ci = np.array([m[0].trainIdx for m in knn], int)
+    r = np.array([m[0].distance / m[1].distance if m[1].distance > 0 else np.inf for m in knn], np.float32)
+    return qi, ci, r
+
+
+def _ratio_matches(q: LocalFeatures, c: LocalFeatures, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (query, candidate) of matches that pass Lowe's ratio test."""
+    qi, ci, r = nearest_two(q, c)
+    keep = r < ratio
+    return qi[keep], ci[keep]
 
 
 def match(
@@ -143,25 +154,35 @@ def match(
     ransac_px: float = DEFAULT_RANSAC_PX,
     model: str = "similarity",
 ) -> MatchResult:
-    """Ratio test then RANSAC: ``model="similarity"`` (rotation, scale, shift: robust with few
-    matches) or ``"homography"`` (also perspective). The inlier count is the score."""
-    cv2 = _cv2()
+    """Ratio test then RANSAC (:func:`verify`). The inlier count is the score."""
     qi, ci = _ratio_matches(query, candidate, ratio)
-    empty = MatchResult(0, int(len(qi)), np.zeros((0, 4), np.float32))
-    if len(qi) < MIN_MATCHES:
+    return verify(query.keypoints[qi], candidate.keypoints[ci], ransac_px, model)
+
+
+GEOMETRIC_MODELS = ("similarity", "affine", "homography")
+
+
+def verify(src: np.ndarray, dst: np.ndarray, ransac_px: float = DEFAULT_RANSAC_PX, model: str = "similarity"):
+    """RANSAC over matched points ``src`` -> ``dst``: ``model="similarity"`` (rotation, scale, shift: robust
+    with few matches), ``"affine"`` (also shear and unequal scales: a head turned away foreshortens one
+    direction) or ``"homography"`` (also perspective)."""
+    cv2 = _cv2()
+    if model not in GEOMETRIC_MODELS:
+        raise ValueError(f"unknown model {model!r}: one of {', '.join(GEOMETRIC_MODELS)}")
+    empty = MatchResult(0, int(len(src)), np.zeros((0, 4), np.float32))
+    if len(src) < MIN_MATCHES:
         return empty
-    src, dst = query.keypoints[qi], candidate.keypoints[ci]
     if model == "homography":
         _, mask = cv2.findHomography(src, dst, cv2.RANSAC, ransac_px)
-    elif model == "similarity":
-        _, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=ransac_px)
+    elif model == "affine":
+        _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=ransac_px)
     else:
-        raise ValueError(f"unknown model {model!r}: 'similarity' or 'homography'")
+        _, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=ransac_px)
     if mask is None:
         return empty
     keep = mask.ravel().astype(bool)
     pairs = np.concatenate([src[keep], dst[keep]], axis=1).astype(np.float32)
-    return MatchResult(int(keep.sum()), int(len(qi)), pairs)
+    return MatchResult(int(keep.sum()), int(len(src)), pairs)
 
 
 def matched_pairs(
@@ -216,6 +237,9 @@ __all__ = [
     "root_sift",
     "extract",
     "match",
+    "nearest_two",
+    "verify",
+    "GEOMETRIC_MODELS",
     "matched_pairs",
     "best_inliers",
     "rerank",

@@ -23,11 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ml import local_features as _lf
+
 __all__ = [
+    "DEFAULT_MATCHING",
     "DEFAULT_PROFILE",
     "PROFILES",
     "Augmentation",
     "Crop",
+    "LocalMatching",
     "Mirror",
     "SpeciesProfile",
     "get_profile",
@@ -64,6 +68,25 @@ class Augmentation:
 
 
 @dataclass(frozen=True)
+class LocalMatching:
+    """How the ``local_features`` matcher verifies a pair (``ml.local_features``): keypoints kept per photo,
+    Lowe's ratio, and the geometry RANSAC fits. The fluke's are the library defaults (a flat, rigid edge: a
+    similarity); a profile whose body part turns in depth may fit an affine map instead."""
+
+    max_keypoints: int = _lf.DEFAULT_MAX_KEYPOINTS
+    ratio: float = _lf.DEFAULT_RATIO
+    geometry: str = "similarity"  # one of ml.local_features.GEOMETRIC_MODELS
+    ransac_px: float = _lf.DEFAULT_RANSAC_PX
+
+    def match_options(self) -> dict:
+        """Keyword arguments of ``ml.local_features.match`` (and ``best_inliers``, ``rerank``, ``matched_pairs``)."""
+        return {"ratio": self.ratio, "ransac_px": self.ransac_px, "model": self.geometry}
+
+
+DEFAULT_MATCHING = LocalMatching()  # the library defaults: the humpback fluke's
+
+
+@dataclass(frozen=True)
 class SpeciesProfile:
     key: str  # stable id stored in model folders and the site's database
     label: str  # what people read: "Humpback whale fluke"
@@ -76,6 +99,7 @@ class SpeciesProfile:
     augmentation: Augmentation
     localizer: str  # "fluke": the trained box localizer (seed 003); "full_frame": the photo is the crop
     matchers: tuple[str, ...]  # "embedding" and/or "local_features" (RootSIFT re-ranking)
+    local_matching: LocalMatching = DEFAULT_MATCHING  # how "local_features" verifies a pair
 
 
 HUMPBACK_FLUKE = SpeciesProfile(

@@ -938,6 +938,7 @@ def _calibrate(run: _Run, epochs_done: int):
         data.split.new_individuals,
         shortlist=config.calibration_shortlist,
         local_features="local_features" in get_profile(config.profile).matchers,
+        matching=get_profile(config.profile).local_matching,
     )
     run.calibration_info = info
     if calibration is None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ml.calibration import MatchCalibration, fit_match_calibration
 from ml.local_features import DEFAULT_SHORTLIST, LocalFeatures, best_inliers, extract
+from ml.profiles import DEFAULT_MATCHING, LocalMatching
 from ml.types import NEW_WHALE
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,11 @@ def query_scores(
     g_labels: Sequence[str],
     g_feats: Sequence[LocalFeatures] | None,
     shortlist: int = DEFAULT_SHORTLIST,
+    matching: LocalMatching = DEFAULT_MATCHING,
 ) -> dict[str, dict[str, float]]:
     """``{"cos": {label: max cosine}, "inl": {label: most inliers}}`` for one query, as at query time
-    (``"cos"`` alone without local features: a profile whose matchers leave RootSIFT out)."""
+    (``"cos"`` alone without local features: a profile whose matchers leave RootSIFT out; ``matching``: the
+    profile's way of verifying a pair)."""
     sims = g_vecs @ q_vec
     cos: dict[str, float] = {}
     members: dict[str, list[int]] = defaultdict(list)
@@ -96,7 +99,7 @@ def query_scores(
         return {"cos": cos}
     inl = {label: 0.0 for label in cos}
     for label in sorted(cos, key=lambda lab: -cos[lab])[:shortlist]:
-        inl[label] = float(best_inliers(q_feats, [g_feats[j] for j in members[label]])[0])
+        inl[label] = float(best_inliers(q_feats, [g_feats[j] for j in members[label]], **matching.match_options())[0])
     return {"cos": cos, "inl": inl}
 
 
@@ -110,9 +113,11 @@ def fit_open_set_calibration(
     held_out: Sequence[str],
     shortlist: int = DEFAULT_SHORTLIST,
     local_features: bool = True,
+    matching: LocalMatching = DEFAULT_MATCHING,
 ) -> tuple[MatchCalibration | None, dict[str, Any]]:
     """The calibration (or None) and what it was fitted on. ``embed(crops) -> (N, D)`` L2-normalised.
-    ``local_features`` False (the profile's matchers leave RootSIFT out): the cosine's calibration alone."""
+    ``local_features`` False (the profile's matchers leave RootSIFT out): the cosine's calibration alone.
+    ``matching``: the profile's keypoints, ratio and geometry, as its queries will be verified."""
     cset = calibration_set(val_labels, val_truth, held_out)
     info: dict[str, Any] = {
         "open_set": True,
@@ -130,9 +135,10 @@ def fit_open_set_calibration(
     g_labels = list(train_labels) + [val_labels[i] for i in cset.gallery]
     g_vecs = np.asarray(embed(g_crops), dtype=np.float32)
     q_vecs = np.asarray(embed([val_crops[i] for i in cset.queries]), dtype=np.float32)
-    g_feats = [extract(c) for c in g_crops] if local_features else None
+    features = lambda crop: extract(crop, max_keypoints=matching.max_keypoints) if local_features else None  # noqa: E731
+    g_feats = [features(c) for c in g_crops] if local_features else None
     per_query = [
-        query_scores(q_vecs[n], extract(val_crops[i]) if local_features else None, g_vecs, g_labels, g_feats, shortlist)
+        query_scores(q_vecs[n], features(val_crops[i]), g_vecs, g_labels, g_feats, shortlist, matching)
         for n, i in enumerate(cset.queries)
     ]
     calibration = fit_match_calibration(per_query, cset.truth)

@@ -154,3 +154,18 @@ def sighting_form(species, /, **overrides) -> dict:
     }
     data.update(overrides)
     return data
+
+
+def photo_the_classifier_disputes() -> tuple[Photo, Species, Species]:
+    """(photo, humpback, dolphin): a humpback photo awaiting review under the active humpback model, which the
+    species classifier took for a bottlenose dolphin at 91% (the review page's "Wrong species?" case)."""
+    humpback = SpeciesFactory()
+    dolphin = SpeciesFactory(code="TT", common_name="Bottlenose dolphin", profile="dolphin_fin")
+    photo = PhotoFactory(
+        sighting=SightingFactory(species=humpback),
+        status=Photo.Status.AWAITING_REVIEW,
+        model_version=ModelVersionFactory(is_active=True, species=humpback),
+        suggested_species=dolphin,
+        species_confidence=0.91,
+    )
+    return photo, humpback, dolphin

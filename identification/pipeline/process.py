@@ -178,6 +178,7 @@ def rank_photo(photo, version, vector: np.ndarray, query_features=None, ident=No
             features_for=lambda labels: stored_features(version, labels),
             exclude_items={str(photo.pk)},
             trust_embedding=not (familiar is not None and familiar.flagged),
+            matching=ident.profile.local_matching,
         )
         return top_with_new(ranked, NEW_INDIVIDUAL_RANKS - 1)
     matches = []

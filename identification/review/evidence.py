@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 
 from ml.local_features import LocalFeatures, matched_pairs
+from ml.profiles import get_profile
 
 from ..models import Embedding, Suggestion
 from ..permissions import REVIEW_PERMISSION, require
@@ -69,6 +70,12 @@ def draw_pairs(left, right, pairs, size: tuple[int, int]):
     return canvas
 
 
+def _matching(version):
+    """The profile's way of verifying a pair, as the worker ranked with it (``ml.profiles.LocalMatching``)."""
+    species = version.species if version is not None else None
+    return get_profile(species.profile if species is not None else None).local_matching
+
+
 def matched_points_png(*, photo, individual, user) -> bytes:
     """PNG of the RootSIFT-verified keypoint pairs between ``photo`` and ``individual``'s best photo, from
     the features stored with both embeddings by the photo's model version."""
@@ -79,7 +86,8 @@ def matched_points_png(*, photo, individual, user) -> bytes:
     if photo.pk not in feats or reference.pk not in feats:
         raise ValidationError("These photos were embedded before local features were stored.")
     query, candidate = feats[photo.pk], feats[reference.pk]
-    picture = draw_pairs(_crop_image(photo), _crop_image(reference), matched_pairs(query, candidate), query.size)
+    pairs = matched_pairs(query, candidate, **_matching(photo.model_version).match_options())
+    picture = draw_pairs(_crop_image(photo), _crop_image(reference), pairs, query.size)
     buf = io.BytesIO()
     picture.save(buf, "PNG")
     return buf.getvalue()

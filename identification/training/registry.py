@@ -117,6 +117,7 @@ def _ranker(version, ident, labels: dict[int, str], query_ids):
                 feats.get(pid),
                 k=5,
                 features_for=lambda ls: {lab: by_label.get(lab, []) for lab in ls},
+                matching=ident.profile.local_matching,
             )
         ]
 

@@ -3,9 +3,8 @@ probability, and the "Wrong species?" correction that opens to a species form (1
 
 import pytest
 
-from submissions.models import Photo
 from tests.browser.conftest import login
-from tests.factories import ModelVersionFactory, PhotoFactory, SightingFactory, SpeciesFactory, UserFactory
+from tests.factories import UserFactory, photo_the_classifier_disputes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -13,17 +12,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_the_species_line_shows_the_classifier_and_opens_the_correction(new_page, shots):
     from playwright.sync_api import expect
 
-    humpback = SpeciesFactory()
-    dolphin = SpeciesFactory(code="TT", common_name="Bottlenose dolphin", profile="dolphin_fin")
-    version = ModelVersionFactory(is_active=True, species=humpback)
+    photo, humpback, _ = photo_the_classifier_disputes()
     UserFactory(email="moderator@example.org", role="moderator")
-    photo = PhotoFactory(
-        sighting=SightingFactory(species=humpback),
-        status=Photo.Status.AWAITING_REVIEW,
-        model_version=version,
-        suggested_species=dolphin,
-        species_confidence=0.91,
-    )
     page = new_page()
     login(page, "moderator@example.org")
     for width in (1280, 390):

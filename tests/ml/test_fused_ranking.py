@@ -13,7 +13,7 @@ from ml import local_features as L  # noqa: E402
 from ml.fused_ranking import suggest  # noqa: E402
 from ml.gallery import GalleryIndex  # noqa: E402
 from ml.types import NEW_WHALE  # noqa: E402
-from tests.ml.test_local_features import blobs, moved  # noqa: E402
+from tests.ml.test_local_features import blobs, moved, squeezed  # noqa: E402
 
 
 @pytest.fixture
@@ -92,3 +92,18 @@ def test_out_of_distribution_without_local_features_gets_the_prior(setup, trusti
     out = suggest(g, vecs[1], trusting_cal, k=3, shortlist=3, trust_embedding=False)
     assert out[0].label == NEW_WHALE and out[0].probability == pytest.approx(0.7)
     assert all(s.probability == pytest.approx(0.3) for s in out[1:])
+
+
+def test_the_profiles_matching_verifies_the_shortlist(setup):
+    """A profile's ``LocalMatching`` reaches the verification: a foreshortened re-sighting of ``a`` carries its
+    match under an affine geometry, and a similarity finds too few inliers for it."""
+    from ml.profiles import DEFAULT_MATCHING, LocalMatching
+
+    g, vecs, pictures, stored, cal = setup
+    query = L.extract(squeezed(pictures["a"]))
+    args = (g, vecs[0] * 0.3 + vecs[1], cal, query, lambda lab: stored[lab])
+    affine = suggest(*args, k=3, shortlist=3, matching=LocalMatching(geometry="affine", ransac_px=3.0))
+    similarity = suggest(*args, k=3, shortlist=3, matching=DEFAULT_MATCHING)
+    assert affine[0].label == "a" and affine[0].inliers >= 20
+    by_label = {s.label: s for s in similarity}
+    assert by_label["a"].inliers < affine[0].inliers / 1.5

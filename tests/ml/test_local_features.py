@@ -33,6 +33,14 @@ def moved(img: np.ndarray, angle: float = 8.0, shift=(6.0, -4.0)) -> tuple[np.nd
     return cv2.warpAffine(img, m, (w, h), borderValue=90), m
 
 
+SQUEEZE = np.float32([[0.7, 0.0, 24.0], [0.0, 1.0, 0.0]])  # 30% narrower, as a head turned ~45 degrees
+
+
+def squeezed(img: np.ndarray) -> np.ndarray:
+    """``img`` foreshortened horizontally (:data:`SQUEEZE`): what no similarity maps back."""
+    return cv2.warpAffine(img, SQUEEZE, img.shape[::-1], borderValue=90)
+
+
 def test_same_picture_moved_verifies_and_a_stranger_does_not():
     a = blobs(1)
     b, m = moved(a)
@@ -94,3 +102,25 @@ def test_rerank_keeps_the_shortlist_and_finds_the_true_individual():
 def test_crop_to_photo_maps_through_the_box():
     pts = L.crop_to_photo(np.array([[0, 0], [224, 112]]), Box(100, 50, 518, 250), 224)
     assert np.allclose(pts, [[100, 50], [518, 150]])
+
+
+def test_a_foreshortened_view_verifies_better_under_an_affine_map_than_a_similarity():
+    """A face turned away is squeezed in one direction: no rotation-scale-shift maps it, an affine map does."""
+    a = blobs(3)
+    fa, fb = L.extract(a), L.extract(squeezed(a))
+    similarity = L.match(fa, fb, model="similarity", ransac_px=3.0)
+    affine = L.match(fa, fb, model="affine", ransac_px=3.0)
+    assert affine.tentative == similarity.tentative  # the same ratio-test matches, verified two ways
+    assert affine.inliers >= 12 and affine.inliers > 1.5 * similarity.inliers
+    q, c = affine.pairs[:, :2], affine.pairs[:, 2:]
+    assert np.allclose(c[:, 0], 0.7 * q[:, 0] + 24.0, atol=3.0) and np.allclose(c[:, 1], q[:, 1], atol=3.0)
+
+
+def test_the_ratio_test_is_nearest_two_below_the_ratio_and_an_unknown_geometry_is_refused():
+    fa, fb = L.extract(blobs(1)), L.extract(moved(blobs(1))[0])
+    qi, ci, r = L.nearest_two(fa, fb)
+    assert len(qi) == len(fa) and np.all((r >= 0) & (r <= 1))
+    assert L.match(fa, fb, ratio=0.8).tentative == int((r < 0.8).sum())
+    assert L.match(fa, fb, ratio=0.0).inliers == 0  # nothing passes a ratio of 0
+    with pytest.raises(ValueError, match="similarity, affine, homography"):
+        L.match(fa, fb, model="perspective")

@@ -139,3 +139,25 @@ def test_a_profile_without_local_features_calibrates_the_cosine_alone():
     assert alone is not None and set(alone.calibrators) == {"cos"} and info["resighted_queries"] >= 2
     both, _ = fit_open_set_calibration(embed, *args)
     assert set(both.calibrators) == {"cos", "inl"}
+
+
+def test_calibration_pairs_are_verified_the_profiles_way():
+    """``query_scores`` verifies the shortlist with the profile's ``LocalMatching``, as the worker will: a
+    foreshortened re-sighting gets its inliers under an affine geometry and few under a similarity."""
+    from ml.local_features import extract
+    from ml.profiles import LocalMatching
+    from ml.train_calibration import query_scores
+    from tests.ml.test_local_features import blobs, squeezed
+
+    pictures = [blobs(21), blobs(22)]
+    g_vecs = np.eye(2, dtype=np.float32)
+    g_feats = [extract(p) for p in pictures]
+    query = extract(squeezed(pictures[0]))
+    scores = {
+        geometry: query_scores(
+            g_vecs[0], query, g_vecs, ["a", "b"], g_feats, 2, LocalMatching(geometry=geometry, ransac_px=3.0)
+        )["inl"]
+        for geometry in ("similarity", "affine")
+    }
+    assert scores["affine"]["a"] >= 20 and scores["affine"]["a"] > 1.5 * scores["similarity"]["a"]
+    assert scores["affine"]["b"] < 10

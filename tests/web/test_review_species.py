@@ -5,28 +5,19 @@ import pytest
 from django.urls import reverse
 
 from submissions.models import Photo
-from tests.factories import ModelVersionFactory, PhotoFactory, SightingFactory, SpeciesFactory
+from tests.factories import (
+    ModelVersionFactory,
+    PhotoFactory,
+    SightingFactory,
+    SpeciesFactory,
+    photo_the_classifier_disputes,
+)
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def two_species():
-    humpback = SpeciesFactory()
-    dolphin = SpeciesFactory(code="TT", common_name="Bottlenose dolphin", profile="dolphin_fin")
-    version = ModelVersionFactory(is_active=True, species=humpback)
-    return humpback, dolphin, version
-
-
-def test_the_page_shows_the_photos_species_and_the_classifiers_other_guess(client, moderator, two_species):
-    humpback, dolphin, version = two_species
-    photo = PhotoFactory(
-        sighting=SightingFactory(species=humpback),
-        status=Photo.Status.AWAITING_REVIEW,
-        model_version=version,
-        suggested_species=dolphin,
-        species_confidence=0.91,
-    )
+def test_the_page_shows_the_photos_species_and_the_classifiers_other_guess(client, moderator):
+    photo, humpback, _ = photo_the_classifier_disputes()
     page = client.get(reverse("identification:review_photo", args=[photo.pk])).content.decode()
     assert "<dt>Species</dt><dd>Humpback whale" in page
     assert "(classifier: Bottlenose dolphin, 91%)" in page
@@ -35,15 +26,16 @@ def test_the_page_shows_the_photos_species_and_the_classifiers_other_guess(clien
     agreed = PhotoFactory(
         sighting=photo.sighting,
         status=Photo.Status.AWAITING_REVIEW,
-        model_version=version,
+        model_version=photo.model_version,
         suggested_species=humpback,
         species_confidence=0.97,
     )
     assert "classifier:" not in client.get(reverse("identification:review_photo", args=[agreed.pk])).content.decode()
 
 
-def test_the_queue_lists_and_filters_each_photos_own_species(client, moderator, two_species):
-    humpback, dolphin, _ = two_species
+def test_the_queue_lists_and_filters_each_photos_own_species(client, moderator):
+    humpback = SpeciesFactory()
+    dolphin = SpeciesFactory(code="TT", common_name="Bottlenose dolphin", profile="dolphin_fin")
     sighting = SightingFactory(species=humpback)  # one sighting, a fluke, a fin and a photo of unknown species
     fluke = PhotoFactory(sighting=sighting, status=Photo.Status.AWAITING_REVIEW)
     fin = PhotoFactory(sighting=sighting, species=dolphin, status=Photo.Status.AWAITING_REVIEW)
@@ -53,3 +45,14 @@ def test_the_queue_lists_and_filters_each_photos_own_species(client, moderator, 
     filtered = client.get(reverse("identification:review_queue"), {"species": dolphin.pk}).content.decode()
     ids = {p.pk: reverse("identification:review_photo", args=[p.pk]) for p in (fluke, fin, unknown)}
     assert ids[fin.pk] in filtered and ids[fluke.pk] not in filtered and ids[unknown.pk] not in filtered
+
+
+def test_the_matched_points_are_drawn_the_way_the_photos_profile_verifies():
+    """The review page's keypoint lines use the version's species profile's matching, as the worker ranked."""
+    from identification.review.evidence import _matching
+    from ml.profiles import DEFAULT_MATCHING, SEAL_FACE
+
+    seal = ModelVersionFactory(species=SpeciesFactory(code="PV", common_name="Harbour seal", profile="seal_face"))
+    assert _matching(seal) == SEAL_FACE.local_matching != DEFAULT_MATCHING
+    assert _matching(ModelVersionFactory(species=SpeciesFactory())) == DEFAULT_MATCHING
+    assert _matching(None) == DEFAULT_MATCHING
