@@ -17,7 +17,6 @@ pair and keypoint count, and every ratio and geometry is verified on it.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import time
@@ -53,11 +52,7 @@ def inlier_tables(feats, gallery, queries, ratios, models, ransac_px) -> dict[tu
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", default="seal_face", choices=("seal_face", "right_whale_head"))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train-fraction", type=float, default=0.5)
-    ap.add_argument("--calib-fraction", type=float, default=0.15)
+    ap = S.selection_parser(__doc__)
     ap.add_argument("--keypoints", default="500,1000")
     ap.add_argument("--ratios", default="0.75,0.8,0.85,0.9")
     ap.add_argument("--models", default=",".join(L.GEOMETRIC_MODELS))

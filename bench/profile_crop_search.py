@@ -73,13 +73,18 @@ def score(raw: P.RawSet, crop: Crop, enc, gallery, queries) -> tuple[float, floa
     return map5(cos, raw, gallery, queries), map5(inl, raw, gallery, queries)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def selection_parser(doc: str) -> argparse.ArgumentParser:
+    """The set and ``bench/profile_reid.py``'s split: what every search on train individuals takes."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", default="seal_face", choices=("seal_face", "right_whale_head"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-fraction", type=float, default=0.5)
     ap.add_argument("--calib-fraction", type=float, default=0.15)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = selection_parser(__doc__).parse_args(argv)
     args.sets = args.set
     torch.set_num_threads(2)
     from ml.backbones import create_encoder
