@@ -10,6 +10,10 @@ else cosine and the folder's threshold), and prints where "new individual" lands
     python bench/demo_new_individual.py --model var/ml/models/demo-1 --gallery var/ml/runs/1/data
     python bench/demo_new_individual.py --model DIR --gallery DIR --real ../shared/real-flukes/flukes
 
+Controls: synthetic whales not in the catalogue (in distribution), synthetic re-sightings, and the real flukes
+themselves joined to the catalogue and re-sighted by a re-photographed copy: out of distribution too, so they
+show that a flagged photo's true match is still found (``--no-real-resightings`` skips it).
+
 ``--gallery``: a folder with ``train.csv`` (Image,Id) and ``images/`` (what seed_demo exports and trains on;
 or ``ml.synth.generate_dataset``'s output).
 """
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/real_reid.py's rephotograph
 
 import numpy as np  # noqa: E402
 
@@ -124,6 +129,41 @@ def resightings(ident: Identifier, index, by_label, photos: list[tuple[Path, str
     return found
 
 
+def real_resightings(ident: Identifier, index, by_label, real: list[Path], seed: int, high: float) -> int:
+    """Real flukes re-sighted (out of distribution like the strangers, but these must still be found): each
+    original joins the catalogue as a whale of its own, and a re-photographed copy (another crop, tilt,
+    perspective, light, blur, JPEG: ``bench/real_reid.py``'s ``rephotograph``) is the query. Run last: it adds
+    the originals to the gallery. Returns how many ranked first."""
+    import tempfile
+
+    from PIL import Image, ImageOps
+    from real_reid import rephotograph
+
+    crops = [ident.prepare(str(path)).crop for path in real]
+    ids, labels = [f"real-{k}" for k in range(len(real))], [f"real-{path.stem}" for path in real]
+    index.add(ids, labels, ident.embed(crops))
+    for item, label, crop in zip(ids, labels, crops):
+        by_label.setdefault(label, []).append((item, ident.local_features(crop)))
+    rng = np.random.default_rng(seed)
+    found, above_new, tops, flags = 0, 0, [], 0
+    with tempfile.TemporaryDirectory(prefix="demo-resighted-") as tmp:
+        for path, label in zip(real, labels):
+            copy = Path(tmp) / path.name
+            rephotograph(ImageOps.exif_transpose(Image.open(path)), rng).convert("RGB").save(copy, quality=90)
+            ranked, what, flagged = rank(ident, index, by_label, copy)
+            candidates = [(lab, p) for lab, p in ranked if lab != NEW_WHALE]
+            found += bool(candidates) and candidates[0][0] == label
+            above_new += ranked[0][0] == label
+            tops.append(candidates[0][1] if candidates and candidates[0][0] == label else 0.0)
+            flags += bool(flagged)
+    print(
+        f"{len(tops)} real re-sightings (the original in the catalogue, a re-photographed copy queried): true whale "
+        f"the top candidate for {found}, ranked above new individual for {above_new}, at {what} >= {high} for "
+        f"{sum(t >= high for t in tops)} (median {np.median(tops):.3f}); out of distribution: flagged {flags}"
+    )
+    return found
+
+
 def synthetic_strangers(n: int, seed: int) -> list[Path]:
     """``n`` synthetic whales the catalogue does not hold (one photo each, a seed of their own), in a temporary
     folder: the in-distribution control. They should rarely be flagged."""
@@ -145,6 +185,8 @@ def main(argv=None):
     ap.add_argument("--strangers", type=int, default=20, help="synthetic whales not in the catalogue (0: none)")
     ap.add_argument("--strangers-seed", type=int, default=991)
     ap.add_argument("--resightings", type=int, default=10, help="catalogued whales re-queried (0: none)")
+    ap.add_argument("--no-real-resightings", dest="real_resightings", action="store_false",
+                    help="skip the last control (the real flukes joined to the catalogue and re-sighted)")  # fmt: skip
     args = ap.parse_args(argv)
     ident = Identifier.load(args.model, device="cpu")
     t = time.perf_counter()
@@ -162,6 +204,9 @@ def main(argv=None):
     if args.resightings:
         print("control: synthetic whales in the catalogue, re-sighted (must still be found)")
         resightings(ident, index, by_label, gallery, args.resightings, args.high)
+    if args.real_resightings:
+        print("control: the real flukes added to the catalogue, each re-sighted (out of distribution; must be found)")
+        real_resightings(ident, index, by_label, sorted(Path(args.real).glob("*.jpg")), args.strangers_seed, args.high)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,24 @@ def _verify(
     return best, item
 
 
+def above_chance(inliers: np.ndarray) -> np.ndarray:
+    """Each candidate's inliers above this query's chance level: the most any *other* verified candidate got
+    (0 with none), so only a candidate that stands out keeps evidence, by its margin over the runner-up.
+
+    Why: an out-of-distribution photo (a real fluke against a synthetic catalogue) finds 15-18 RANSAC inliers
+    with almost every individual by chance, a count the in-distribution calibration reads as "72% same"; the
+    median of the others still leaves the luckiest of 40 whales 5-10 inliers ahead. A true re-sighting stands
+    far above everything else the same photo matches; chance matches do not.
+    """
+    inl = np.asarray(inliers, dtype=np.float64)
+    if inl.size < 2:
+        return inl.copy()
+    order = np.argsort(-inl, kind="mergesort")
+    best_other = np.full(inl.size, inl[order[0]])
+    best_other[order[0]] = inl[order[1]]
+    return np.maximum(0.0, inl - best_other)
+
+
 FeaturesOf = Callable[[str], Sequence[tuple[str, LocalFeatures]]]
 FeaturesFor = Callable[[Sequence[str]], Mapping[str, Sequence[tuple[str, LocalFeatures]]]]
 
@@ -75,7 +93,8 @@ def suggest(
     matcher) the ranking is the calibrated cosine alone. ``exclude_items``: gallery photos to leave
     out (the query itself, when it is in the gallery). ``trust_embedding`` False (an out-of-distribution
     query, ``ml.ood``): the cosine still picks the shortlist but adds no probability, so only verified
-    keypoints can carry a match and, without them, every candidate gets the calibration's prior.
+    keypoints can carry a match, and only as far as they stand above the query's own chance level (the
+    runner-up's, :func:`above_chance`); without query features every candidate gets the calibration's prior.
     ``matching``: how the profile verifies a pair (its ratio and geometry; ``ml.profiles.LocalMatching``).
     """
     matches = gallery.rank(vector, k=shortlist, exclude_items=set(exclude_items))
@@ -92,7 +111,10 @@ def suggest(
         n, item = _verify(query_features, features_of(m.label), matching) if verified else (0, None)  # type: ignore[arg-type,misc]
         inliers.append(n)
         items.append(item if n > 0 else m.best_item)
-    scores = {"cos": cos, "inl": np.asarray(inliers, dtype=np.float64)} if use_local else {"cos": cos}
+    inl = np.asarray(inliers, dtype=np.float64)
+    if not trust_embedding:  # the inlier calibration was fitted in distribution too: judge against this photo's luck
+        inl = above_chance(inl)
+    scores = {"cos": cos, "inl": inl} if use_local else {"cos": cos}
     p = calibration.fused(scores, untrusted=() if trust_embedding else ("cos",))
     order = np.argsort(-p, kind="mergesort")
     ranked = [Suggestion(matches[i].label, float(p[i]), float(cos[i]), int(inliers[i]), items[i]) for i in order]
@@ -102,4 +124,4 @@ def suggest(
     return (ranked[:pos] + [new] + ranked[pos:])[:k]
 
 
-__all__ = ["Suggestion", "suggest"]
+__all__ = ["Suggestion", "above_chance", "suggest"]

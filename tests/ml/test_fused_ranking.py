@@ -107,3 +107,38 @@ def test_the_profiles_matching_verifies_the_shortlist(setup):
     assert affine[0].label == "a" and affine[0].inliers >= 20
     by_label = {s.label: s for s in similarity}
     assert by_label["a"].inliers < affine[0].inliers / 1.5
+
+
+def test_chance_level_is_the_best_of_the_other_candidates():
+    from ml.fused_ranking import above_chance
+
+    assert above_chance(np.array([80.0, 12.0, 10.0, 14.0])).tolist() == [66.0, 0.0, 0.0, 0.0]
+    assert above_chance(np.array([17.0, 16.0, 18.0, 15.0])).tolist() == [0.0, 0.0, 1.0, 0.0]  # luck, not a match
+    assert above_chance(np.array([20.0, 20.0, 3.0])).tolist() == [0.0, 0.0, 0.0]  # a tie stands out from nothing
+    assert above_chance(np.array([30.0])).tolist() == [30.0]  # nothing to compare with: kept
+
+
+def test_a_flagged_photo_needs_inliers_above_its_own_chance_level(setup, trusting_cal):
+    """Out of distribution, the in-distribution inlier calibration reads keypoints a photo shares with every
+    candidate alike (a real photo's chance matches with every synthetic whale; here a shared background) as
+    evidence. Against the photo's own chance level they are none; a true re-sighting, far above it, still counts."""
+    import cv2
+
+    g, vecs, pictures, _, _ = setup
+    base = blobs(50)
+    alike = {}
+    for k, label in enumerate("abc"):
+        own = base.copy()
+        cv2.circle(own, (30 + 40 * k, 130), 12, 255, -1)  # each its own mark on the shared scene
+        alike[label] = [(f"p_{label}", L.extract(own))]
+    query = L.extract(moved(base)[0])
+    flat = suggest(g, vecs[1], trusting_cal, query, lambda lab: alike[lab], k=4, shortlist=3, trust_embedding=False)
+    inliers = [s.inliers for s in flat if not s.is_new]
+    assert min(inliers) >= 15 and max(inliers) - min(inliers) <= 0.5 * min(inliers)  # all alike, all "strong"
+    assert flat[0].label == NEW_WHALE and max(s.probability for s in flat[1:]) < 0.1
+    trusted = suggest(g, vecs[1], trusting_cal, query, lambda lab: alike[lab], k=4, shortlist=3)
+    assert trusted[0].label != NEW_WHALE and trusted[0].probability > 0.9  # in distribution they count
+    stored = {lab: [(f"p_{lab}", L.extract(pic))] for lab, pic in pictures.items()}
+    resighting = L.extract(moved(pictures["a"])[0])  # a true re-sighting of a, flagged all the same
+    out = suggest(g, vecs[1], trusting_cal, resighting, stored.get, k=3, shortlist=3, trust_embedding=False)
+    assert out[0].label == "a" and out[0].probability > 0.9
