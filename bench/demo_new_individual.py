@@ -106,27 +106,41 @@ def report(ident: Identifier, index, by_label, photos: list[Path], what_photos: 
     return outranked_high
 
 
+class Resightings:
+    """The tally of re-sighted whales' rankings: top candidate, above "new individual", the true whale's P."""
+
+    def __init__(self):
+        self.found, self.above_new, self.tops, self.flags, self.what = 0, 0, [], 0, "score"
+
+    def add(self, ranked: list[tuple[str, float]], what: str, flagged: bool | None, label: str) -> None:
+        candidates = [(lab, p) for lab, p in ranked if lab != NEW_WHALE]
+        hit = bool(candidates) and candidates[0][0] == label
+        self.found += hit
+        self.above_new += ranked[0][0] == label
+        self.tops.append(candidates[0][1] if hit else 0.0)
+        self.flags += bool(flagged)
+        self.what = what
+
+    def print(self, kind: str, high: float) -> int:
+        print(
+            f"{len(self.tops)} {kind}: true whale the top candidate for {self.found}, ranked above new individual for "
+            f"{self.above_new}, at {self.what} >= {high} for {sum(t >= high for t in self.tops)} (median "
+            f"{np.median(self.tops):.3f}); out of distribution: flagged {self.flags}"
+        )
+        return self.found
+
+
 def resightings(ident: Identifier, index, by_label, photos: list[tuple[Path, str]], n: int, high: float) -> int:
     """Re-sighted whales (in distribution, must still be found): the first photo of ``n`` catalogued whales,
     queried with that photo held out of the gallery (its other photos stay). Returns how many ranked first."""
     first: dict[str, int] = {}
     for i, (_, label) in enumerate(photos):
         first.setdefault(label, i)
-    found, above_new, tops, flags = 0, 0, [], 0
+    tally = Resightings()
     for label, i in sorted(first.items())[:n]:
         ranked, what, flagged = rank(ident, index, by_label, photos[i][0], exclude=str(i))
-        labels = [lab for lab, _ in ranked]
-        candidates = [(lab, p) for lab, p in ranked if lab != NEW_WHALE]
-        found += bool(candidates) and candidates[0][0] == label
-        above_new += labels[0] == label
-        tops.append(candidates[0][1] if candidates and candidates[0][0] == label else 0.0)
-        flags += bool(flagged)
-    print(
-        f"{len(tops)} synthetic re-sightings (another photo of the whale in the catalogue): true whale the top "
-        f"candidate for {found}, ranked above new individual for {above_new}, at {what} >= {high} for "
-        f"{sum(t >= high for t in tops)} (median {np.median(tops):.3f}); out of distribution: flagged {flags}"
-    )
-    return found
+        tally.add(ranked, what, flagged, label)
+    return tally.print("synthetic re-sightings (another photo of the whale in the catalogue)", high)
 
 
 def real_resightings(ident: Identifier, index, by_label, real: list[Path], seed: int, high: float) -> int:
@@ -145,23 +159,14 @@ def real_resightings(ident: Identifier, index, by_label, real: list[Path], seed:
     for item, label, crop in zip(ids, labels, crops):
         by_label.setdefault(label, []).append((item, ident.local_features(crop)))
     rng = np.random.default_rng(seed)
-    found, above_new, tops, flags = 0, 0, [], 0
+    tally = Resightings()
     with tempfile.TemporaryDirectory(prefix="demo-resighted-") as tmp:
         for path, label in zip(real, labels):
             copy = Path(tmp) / path.name
             rephotograph(ImageOps.exif_transpose(Image.open(path)), rng).convert("RGB").save(copy, quality=90)
             ranked, what, flagged = rank(ident, index, by_label, copy)
-            candidates = [(lab, p) for lab, p in ranked if lab != NEW_WHALE]
-            found += bool(candidates) and candidates[0][0] == label
-            above_new += ranked[0][0] == label
-            tops.append(candidates[0][1] if candidates and candidates[0][0] == label else 0.0)
-            flags += bool(flagged)
-    print(
-        f"{len(tops)} real re-sightings (the original in the catalogue, a re-photographed copy queried): true whale "
-        f"the top candidate for {found}, ranked above new individual for {above_new}, at {what} >= {high} for "
-        f"{sum(t >= high for t in tops)} (median {np.median(tops):.3f}); out of distribution: flagged {flags}"
-    )
-    return found
+            tally.add(ranked, what, flagged, label)
+    return tally.print("real re-sightings (the original in the catalogue, a re-photographed copy queried)", high)
 
 
 def synthetic_strangers(n: int, seed: int) -> list[Path]:

@@ -135,11 +135,14 @@ def fit_open_set_calibration(
     g_labels = list(train_labels) + [val_labels[i] for i in cset.gallery]
     g_vecs = np.asarray(embed(g_crops), dtype=np.float32)
     q_vecs = np.asarray(embed([val_crops[i] for i in cset.queries]), dtype=np.float32)
-    features = lambda crop: extract(crop, max_keypoints=matching.max_keypoints) if local_features else None  # noqa: E731
+
+    def features(crop) -> LocalFeatures:
+        return extract(crop, max_keypoints=matching.max_keypoints)
+
     g_feats = [features(c) for c in g_crops] if local_features else None
     per_query = [
-        query_scores(q_vecs[n], features(val_crops[i]), g_vecs, g_labels, g_feats, shortlist, matching)
-        for n, i in enumerate(cset.queries)
+        query_scores(q_vecs[n], q_feats, g_vecs, g_labels, g_feats, shortlist, matching)
+        for n, q_feats in enumerate([features(val_crops[i]) if local_features else None for i in cset.queries])
     ]
     calibration = fit_match_calibration(per_query, cset.truth)
     calibration.info.update(info)
