@@ -158,6 +158,17 @@ def write_metrics(out_dir: str | Path, metrics: TrainMetrics) -> None:
     atomic_write_json(Path(out_dir) / METRICS_FILE, metrics.to_dict(), indent=2, sort_keys=True, default=str)
 
 
+def read_profile(model_dir: str | Path):
+    """The species profile (``ml.profiles``) a folder was trained for, from its ``config.json`` without loading
+    the model: what a page that shows the worker's evidence must read to draw it the way it was computed. A folder
+    from before profiles (no config, no profile) is a humpback fluke model, as ``ml.identifier`` loads it."""
+    from ml.profiles import get_profile
+
+    path = Path(model_dir) / CONFIG_FILE
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    return get_profile(config.get("profile"))
+
+
 def read_model(model_dir: str | Path, *, trusted: bool = False) -> SavedModel:
     """Read ``model_dir/model.pt``. ``trusted``: allow pickled objects beyond tensors (fine-tuning
     from one's own folders); the site's loader reads tensors only."""

@@ -75,8 +75,12 @@ class LocalMatching:
 
     max_keypoints: int = _lf.DEFAULT_MAX_KEYPOINTS
     ratio: float = _lf.DEFAULT_RATIO
-    geometry: str = "similarity"  # one of ml.local_features.GEOMETRIC_MODELS
+    geometry: str = "similarity"  # one of ml.local_features.GEOMETRIC_MODELS (checked)
     ransac_px: float = _lf.DEFAULT_RANSAC_PX
+
+    def __post_init__(self):
+        if self.geometry not in _lf.GEOMETRIC_MODELS:  # a misspelt profile fails when defined, not at a query
+            raise ValueError(f"unknown geometry {self.geometry!r}: one of {', '.join(_lf.GEOMETRIC_MODELS)}")
 
     def match_options(self) -> dict:
         """Keyword arguments of ``ml.local_features.match`` (and ``best_inliers``, ``rerank``, ``matched_pairs``)."""

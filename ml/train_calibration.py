@@ -134,15 +134,12 @@ def fit_open_set_calibration(
     g_crops = list(train_crops) + [val_crops[i] for i in cset.gallery]
     g_labels = list(train_labels) + [val_labels[i] for i in cset.gallery]
     g_vecs = np.asarray(embed(g_crops), dtype=np.float32)
-    q_vecs = np.asarray(embed([val_crops[i] for i in cset.queries]), dtype=np.float32)
-
-    def features(crop) -> LocalFeatures:
-        return extract(crop, max_keypoints=matching.max_keypoints)
-
-    g_feats = [features(c) for c in g_crops] if local_features else None
+    q_crops = [val_crops[i] for i in cset.queries]
+    q_vecs = np.asarray(embed(q_crops), dtype=np.float32)
+    g_feats = [extract(c, max_keypoints=matching.max_keypoints) for c in g_crops] if local_features else None
+    q_feats = [extract(c, max_keypoints=matching.max_keypoints) if local_features else None for c in q_crops]
     per_query = [
-        query_scores(q_vecs[n], q_feats, g_vecs, g_labels, g_feats, shortlist, matching)
-        for n, q_feats in enumerate([features(val_crops[i]) if local_features else None for i in cset.queries])
+        query_scores(v, f, g_vecs, g_labels, g_feats, shortlist, matching) for v, f in zip(q_vecs, q_feats, strict=True)
     ]
     calibration = fit_match_calibration(per_query, cset.truth)
     calibration.info.update(info)

@@ -15,10 +15,11 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 
 from ml.local_features import LocalFeatures, matched_pairs
-from ml.profiles import get_profile
+from ml.model_folder import read_profile
 
 from ..models import Embedding, Suggestion
 from ..permissions import REVIEW_PERMISSION, require
+from ..pipeline.cache import model_dir
 
 GAP_PX = 8  # between the two crops
 LINE_COLOURS = ((0, 200, 255), (255, 170, 0), (120, 255, 120), (255, 90, 200))
@@ -71,9 +72,9 @@ def draw_pairs(left, right, pairs, size: tuple[int, int]):
 
 
 def _matching(version):
-    """The profile's way of verifying a pair, as the worker ranked with it (``ml.profiles.LocalMatching``)."""
-    species = version.species if version is not None else None
-    return get_profile(species.profile if species is not None else None).local_matching
+    """How the version's folder verifies a pair (its profile's ``ml.profiles.LocalMatching``): the pairs drawn
+    are the ones the worker counted, whatever the species' profile says today."""
+    return read_profile(model_dir(version)).local_matching
 
 
 def matched_points_png(*, photo, individual, user) -> bytes:

@@ -75,3 +75,10 @@ def test_a_folder_crops_with_its_profile(tiny_trained):
     assert loc.source == "full_frame" and not loc.flagged
     assert (loc.box.x0, loc.box.y0, loc.box.x1, loc.box.y1) == (0.0, 0.0, 224.0, 224.0)
     assert head.prepare(photo).crop.shape == (fluke.image_size, fluke.image_size)
+
+
+def test_a_misspelt_matching_geometry_fails_when_the_profile_is_defined():
+    from ml.profiles import LocalMatching
+
+    with pytest.raises(ValueError, match="similarity, affine, homography"):
+        LocalMatching(geometry="afine")

@@ -47,12 +47,21 @@ def test_the_queue_lists_and_filters_each_photos_own_species(client, moderator):
     assert ids[fin.pk] in filtered and ids[fluke.pk] not in filtered and ids[unknown.pk] not in filtered
 
 
-def test_the_matched_points_are_drawn_the_way_the_photos_profile_verifies():
-    """The review page's keypoint lines use the version's species profile's matching, as the worker ranked."""
+def test_the_matched_points_are_drawn_the_way_the_versions_folder_verifies(tmp_path, settings):
+    """The review page's keypoint lines use the matching of the profile the version's folder was trained for (its
+    config.json), as the worker ranked with it; a folder from before profiles is a humpback fluke's."""
+    import json
+
     from identification.review.evidence import _matching
     from ml.profiles import DEFAULT_MATCHING, SEAL_FACE
 
-    seal = ModelVersionFactory(species=SpeciesFactory(code="PV", common_name="Harbour seal", profile="seal_face"))
-    assert _matching(seal) == SEAL_FACE.local_matching != DEFAULT_MATCHING
-    assert _matching(ModelVersionFactory(species=SpeciesFactory())) == DEFAULT_MATCHING
-    assert _matching(None) == DEFAULT_MATCHING
+    settings.ML_ROOT = str(tmp_path)
+    for name, config in {"seal": {"profile": "seal_face"}, "fluke": {"profile": "humpback_fluke"}, "old": None}.items():
+        (tmp_path / name).mkdir()
+        if config is not None:
+            (tmp_path / name / "config.json").write_text(json.dumps(config))
+    humpback = SpeciesFactory()  # the species row says humpback; the seal folder still decides for its version
+    assert _matching(ModelVersionFactory(species=humpback, artifact_dir="seal")) == SEAL_FACE.local_matching
+    assert SEAL_FACE.local_matching != DEFAULT_MATCHING
+    assert _matching(ModelVersionFactory(species=humpback, artifact_dir="fluke")) == DEFAULT_MATCHING
+    assert _matching(ModelVersionFactory(species=humpback, artifact_dir="old")) == DEFAULT_MATCHING
