@@ -16,7 +16,9 @@ and once with the humpback fluke's, on the same split:
 Rows per set and settings: RootSIFT + RANSAC alone; frozen EfficientNet-Lite0, alone and fused with RootSIFT;
 EfficientNet-Lite0 fine-tuned (last blocks + ArcFace, ``bench/real_reid.py``'s tail tuning) on the set's train
 individuals with the settings' augmentation ranges (``--views`` augmented copies per photo) and mirror policy
-(``NEW_ID``: mirrored copies train as extra individuals), alone and fused. No localizer runs: the photos are
+(``NEW_ID``: mirrored copies train as extra individuals), alone and fused. Both settings fine-tune for the same
+``--epochs`` (each train photo seen equally often), not for the same time: a settings that mirrors has twice
+the crops, and a time budget would give it half the epochs. No localizer runs: the photos are
 head crops and face chips already, and the fins are roughly framed, so the whole photo is the box.
 
     python bench/profile_reid.py [--sets right_whale_head,seal_face,dolphin_fin] [--out /tmp/profile_reid]
@@ -170,7 +172,10 @@ def embedders_for(ds: R.ImageSet, raw: RawSet, settings: SpeciesProfile, enc, ca
         prefixes, lambda h: F.normalize(tuning.features(model, h[:, 0].float()), dim=1), f"tuned-{key}", ARCH,
         blocks, cache,
     )  # fmt: skip
-    note = f"{info['epochs']} epochs / {info['seconds']:.0f} s on {info['classes']} classes ({len(labels)} crops)"
+    note = (
+        f"{info['epochs']} epochs, {info['steps']} steps / {info['seconds']:.0f} s on {info['classes']} classes "
+        f"({len(labels)} crops)"
+    )
     rows.append(R.Embedder(f"{ARCH} fine-tuned", tuned, prefix_dt + t_tuned, note))
     return rows
 
@@ -183,8 +188,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--train-fraction", type=float, default=0.5)
     ap.add_argument("--calib-fraction", type=float, default=0.15)
     ap.add_argument("--views", type=int, default=2, help="augmented copies of each train photo")
-    ap.add_argument("--finetune-budget-s", type=float, default=150)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument(
+        "--epochs", type=int, default=3, help="fine-tuning epochs, the same for both settings (like for like)"
+    )
+    ap.add_argument(
+        "--finetune-budget-s", type=float, default=float("inf"),
+        help="optional time cap; off by default, since a cap gives the settings with more crops fewer epochs",
+    )  # fmt: skip
     ap.add_argument("--lite-suffix-blocks", type=int, default=5)
     ap.add_argument("--shortlist", type=int, default=R.L.DEFAULT_SHORTLIST)
     ap.add_argument("--fusion", choices=("logistic", "noisy_or"), default="logistic")
