@@ -77,8 +77,8 @@ def _read_upload(f) -> bytes:
 @dataclass
 class Checked:
     """A valid upload, reduced to what saving it needs: its bytes and decoded image are dropped once checked,
-    so a request of many photos holds one photo in memory at a time; ``content`` is saved from the upload's
-    own (temporary) file, in chunks."""
+    so a request of many photos holds one photo in memory at a time (and each one's 224-px classifier view until
+    the sighting is classified); ``content`` is saved from the upload's own (temporary) file, in chunks."""
 
     name: str
     content: object  # a django File
@@ -86,6 +86,7 @@ class Checked:
     phash: str
     size: tuple[int, int]  # as displayed (EXIF orientation applied)
     suggestion: species_guess.Suggestion | None = None  # the species classifier's, when asked and there is one
+    view: object = None  # the classifier's small view of the photo, until its sighting is classified (``_classify``)
     choice: object = None  # the watcher's species for this photo (see ``photo_species``)
 
 
@@ -107,13 +108,32 @@ def photo_species(choice, suggestion: species_guess.Suggestion | None, sighting_
     return sighting_species
 
 
-def _suggest(image) -> species_guess.Suggestion | None:
-    """The classifier's suggestion; a classifier that fails on one photo is logged and the photo kept."""
+def _view(image):
+    """The classifier's view of a decoded photo; one it cannot make is logged and the photo kept, unsuggested."""
     try:
-        return species_guess.suggest(image)
+        return species_guess.view(image)
     except Exception:
-        log.exception("the species classifier failed on a photo")
+        log.exception("the species classifier could not read a photo")
         return None
+
+
+def _classify(checked: list[Checked]) -> None:
+    """Each photo's suggestion, the whole batch in one pass of the classifier, and the views dropped. Should the
+    batch fail, each photo is tried alone, so one photo the classifier chokes on never costs the others theirs."""
+    views = [(good, good.view) for good in checked if good.view is not None]
+    for good, _ in views:
+        good.view = None
+    try:
+        for (good, _), suggestion in zip(views, species_guess.suggest_many([v for _, v in views])):
+            good.suggestion = suggestion
+        return
+    except Exception:
+        log.exception("the species classifier failed on a batch of %d photos; trying each alone", len(views))
+    for good, view in views:
+        try:
+            good.suggestion = species_guess.suggest(view)
+        except Exception:
+            log.exception("the species classifier failed on %s", good.name)
 
 
 def _check_file(f) -> tuple[str, Checked | None, str]:
@@ -144,8 +164,8 @@ def extension_error(name: str) -> str:
 def check_photo(name: str, data: bytes, content=None, classify: bool = False) -> tuple[Checked | None, str]:
     """The checks every photo passes, uploaded or imported: size, then ``ml.images`` (type, truncation,
     pixel cap), then its hashes. (checked, "") or (None, the reason). ``content`` is the file to store
-    (the upload's own); the bytes are stored when it is None. ``classify``: also the species classifier's
-    suggestion, from the image already decoded here."""
+    (the upload's own); the bytes are stored when it is None. ``classify``: also keep the species classifier's
+    view of the image already decoded here (``_classify`` turns a sighting's views into suggestions)."""
     if not data:
         return None, EMPTY_FILE
     if error := size_error(len(data)):
@@ -157,8 +177,8 @@ def check_photo(name: str, data: bytes, content=None, classify: bool = False) ->
     except ImageRejected as exc:
         return None, str(exc)
     content = content if content is not None else ContentFile(data)
-    suggestion = _suggest(image) if classify else None
-    return Checked(name, content, hashlib.sha256(data).hexdigest(), phash(image), image.size, suggestion), ""
+    view = _view(image) if classify else None
+    return Checked(name, content, hashlib.sha256(data).hexdigest(), phash(image), image.size, view=view), ""
 
 
 def held_original(sha256: str) -> Photo | None:
@@ -210,6 +230,7 @@ def submit_sighting(
             checked.append(good)
     if not checked:
         return outcome
+    _classify(checked)
 
     checked = _sort_out_known(user, _drop_repeats(checked, outcome), outcome)
     if not any(original is None for _, original in checked):
@@ -368,6 +389,7 @@ def species_suggestion(file) -> species_guess.Suggestion | None:
     _, good, error = _check_file(file)
     if error:
         raise ValidationError(error)
+    _classify([good])
     return good.suggestion
 
 

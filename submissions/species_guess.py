@@ -1,4 +1,5 @@
-"""The species classifier's suggestion for one photo (``ml.species``), for the upload form and ``submit_sighting``.
+"""The species classifier's suggestions (``ml.species``): for one photo (the upload form asks as each is chosen)
+and for a sighting's photos in one batch (``submit_sighting``).
 
 Computed in the upload request, not by the worker at process time: the classifier is a small network on a
 downscaled photo (milliseconds on a CPU beside the checks every upload already decodes the photo for), and
@@ -81,13 +82,36 @@ def _species_of(profile: str | None) -> Species | None:
     return Species.objects.filter(profile=profile).order_by("pk").first() if profile else None
 
 
-def suggest(image) -> Suggestion | None:
-    """The suggestion for a PIL image, or None without a classifier."""
-    model = classifier()
-    if model is None:
+def view(image):
+    """The small grayscale view the classifier reads (``ml.species.classifier_view``), or None without a
+    classifier: what an upload keeps of each photo until its sighting is classified in one batch."""
+    if classifier() is None:
         return None
-    guess = model.predict(image)
-    best_key = max(guess.probabilities, key=guess.probabilities.get) if guess.probabilities else guess.profile
-    best = _species_of(best_key)
-    probability = guess.probabilities.get(best_key, guess.probability) if best_key else guess.probability
-    return Suggestion(species=_species_of(guess.profile), best=best, probability=float(probability))
+    from ml.species import classifier_view
+
+    return classifier_view(image)
+
+
+def suggest(image) -> Suggestion | None:
+    """The suggestion for a PIL image (or its ``view``), or None without a classifier."""
+    return suggest_many([image])[0]
+
+
+def suggest_many(images) -> list[Suggestion | None]:
+    """The suggestions for a sighting's photos (PIL images or views) in one batch: the classifier's network runs
+    once per sighting, not once per photo. All None without a classifier."""
+    model = classifier()
+    if model is None or not images:
+        return [None] * len(images)
+    species: dict = {}  # profile -> Species, looked up once per batch
+
+    def of(profile):
+        return species[profile] if profile in species else species.setdefault(profile, _species_of(profile))
+
+    out = []
+    for guess in model.predict_many(list(images)):
+        probs = guess.probabilities
+        best_key = max(probs, key=probs.get) if probs else guess.profile
+        probability = probs.get(best_key, guess.probability) if best_key else guess.probability
+        out.append(Suggestion(species=of(guess.profile), best=of(best_key), probability=float(probability)))
+    return out

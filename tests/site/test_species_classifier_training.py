@@ -9,12 +9,13 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from identification.training.species_classifier import catalogue_photos
 from ml.images import load_image
-from submissions import species_guess
+from submissions import services, species_guess
 from submissions.models import Photo
-from tests.factories import IndividualFactory, PhotoFactory, SightingFactory, SpeciesFactory
+from tests.factories import IndividualFactory, PhotoFactory, SightingFactory, SpeciesFactory, UserFactory, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -72,6 +73,40 @@ def test_the_classifier_learns_the_confirmed_photos_and_the_form_suggests_from_i
         guess = model.predict(load_image(path.read_bytes()))
         best = max(guess.probabilities, key=guess.probabilities.get)
         assert species_guess.suggest(load_image(path.read_bytes())).best.profile == best
+
+
+def test_a_sighting_is_classified_in_one_batch_as_each_photo_alone(catalogue, settings, tmp_path, monkeypatch):
+    """``submit_sighting`` runs the classifier once for all of a sighting's photos, and each photo keeps what the
+    form's per-photo endpoint says of it: batching changes the cost, never a suggestion."""
+    from ml.species import SpeciesClassifier
+
+    humpback, _, new_fluke, new_fin = catalogue
+    settings.SPECIES_CLASSIFIER_DIR = str(tmp_path / "species")
+    call_command("train_species_classifier", "--features", "thumbnail", "--min-photos", "8")
+    paths = [new_fluke, new_fin, *sorted((tmp_path / "fins" / "images").glob("*"))[:2]]
+    alone = {p.name: services.species_suggestion(upload(p.name, p.read_bytes())) for p in paths}
+    batches: list[int] = []
+    predict_many = SpeciesClassifier.predict_many
+
+    def counted(self, images):  # the real classifier, counted: how many photos each call classifies
+        batches.append(len(images))
+        return predict_many(self, images)
+
+    monkeypatch.setattr(SpeciesClassifier, "predict_many", counted)
+    outcome = services.submit_sighting(
+        user=UserFactory(role="watcher"),
+        species=humpback,
+        observed_at=timezone.now(),
+        files=[upload(p.name, p.read_bytes()) for p in paths],
+        species_choices=[services.SUGGESTED] * len(paths),
+    )
+    assert batches == [len(paths)]
+    assert len(outcome.accepted) == len(paths)
+    for photo in Photo.objects.filter(pk__in=[p.pk for p in outcome.accepted]):
+        expected = alone[photo.original_filename]
+        assert photo.suggested_species == expected.best
+        assert photo.species_confidence == pytest.approx(expected.probability, abs=1e-6)
+        assert photo.species == expected.species  # left on the suggestion (None: unknown species)
 
 
 def test_each_species_is_taken_evenly_over_its_whales(catalogue):
