@@ -1,6 +1,7 @@
 """Choose a species profile's local-feature matching on individuals that are never evaluated (issue 16).
 
-RootSIFT + RANSAC has three knobs: how many keypoints a photo keeps, Lowe's ratio, and the geometry RANSAC
+RootSIFT + RANSAC has four knobs: what SIFT reads (the standardized crop, or CLAHE-equalised:
+``ml.local_features.CONTRASTS``), how many keypoints a photo keeps, Lowe's ratio, and the geometry RANSAC
 fits (``ml.local_features.GEOMETRIC_MODELS``: a similarity, an affine map, a homography). The humpback
 fluke's settings (500 keypoints, ratio 0.8, similarity) were set on flukes: a flat, rigid trailing edge. A
 seal's face turns in three dimensions, and a right whale's head is seen through moving water. This bench
@@ -9,7 +10,7 @@ same selection as ``bench/profile_crop_search.py``: one source photo of each ind
 of another as the query), at the profile's own crop, so that the matching a profile ships is picked here and
 measured on the eval individuals there.
 
-    python bench/local_matcher_search.py [--set seal_face] [--keypoints 500,1000]
+    python bench/local_matcher_search.py [--set seal_face] [--keypoints 500,1000] [--contrasts standardized,clahe]
 
 Each row prints RootSIFT-alone MAP@5 on those train individuals; the descriptor matching is done once per
 pair and keypoint count, and every ratio and geometry is verified on it.
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ratios", default="0.75,0.8,0.85,0.9")
     ap.add_argument("--models", default=",".join(L.GEOMETRIC_MODELS))
     ap.add_argument("--ransac-px", default="6")
+    ap.add_argument("--contrasts", default="standardized", help=f"of {', '.join(L.CONTRASTS)}")
     args = ap.parse_args(argv)
     args.sets = args.set
     profile = PROFILES[args.set]
@@ -69,14 +71,15 @@ def main(argv=None) -> int:
     ratios = [float(r) for r in args.ratios.split(",")]
     models = args.models.split(",")
     pxs = [float(p) for p in args.ransac_px.split(",")]
-    print(f"{'keypoints':>9}{'ratio':>7}{'model':>12}{'px':>5}{'RootSIFT MAP@5':>16}")
-    for n in [int(k) for k in args.keypoints.split(",")]:
+    print(f"{'contrast':>13}{'keypoints':>10}{'ratio':>7}{'model':>12}{'px':>5}{'RootSIFT MAP@5':>16}")
+    for contrast, n in itertools.product(args.contrasts.split(","), [int(k) for k in args.keypoints.split(",")]):
         t0 = time.perf_counter()
-        feats = {p: L.extract(c, max_keypoints=n) for p, c in crops.items()}
+        feats = {p: L.extract(c, max_keypoints=n, contrast=contrast) for p, c in crops.items()}
         tables = inlier_tables(feats, gallery, queries, ratios, models, pxs)
         for (ratio, model, px), inl in tables.items():
-            print(f"{n:>9}{ratio:>7.2f}{model:>12}{px:>5.0f}{S.map5(inl, raw, gallery, queries):>16.3f}")
-        print(f"  ({time.perf_counter() - t0:.0f} s for {n} keypoints)", flush=True)
+            score = S.map5(inl, raw, gallery, queries)
+            print(f"{contrast:>13}{n:>10}{ratio:>7.2f}{model:>12}{px:>5.0f}{score:>16.3f}")
+        print(f"  ({time.perf_counter() - t0:.0f} s for {contrast}, {n} keypoints)", flush=True)
     return 0
 
 

@@ -21,7 +21,8 @@ Data, read in place at run time and never copied (``--real-data``, ``--real-fluk
   the calibration fitted on the other.
 
 Matchers: each embedding model alone (max cosine per individual), RootSIFT + RANSAC alone
-(most inliers per individual over the whole gallery), and the fusion (embedding shortlist of the
+(most inliers per individual over the whole gallery, extracted and verified as the set's species profile
+says: ``set_matching``), and the fusion (embedding shortlist of the
 top ``--shortlist`` individuals re-ranked by the logistic fusion of both calibrated P). Rows:
 the from-scratch ResNet ArcFace recipe trained on the right-whale train individuals within
 ``--scratch-budget-s``, each pretrained backbone frozen (pooled features, no training), and
@@ -60,7 +61,7 @@ from ml import calibration as C  # noqa: E402
 from ml import local_features as L  # noqa: E402
 from ml.metrics import NEW_WHALE, map_at_k, new_whale_precision_recall, top_k_accuracy  # noqa: E402
 from ml.preprocess import preprocess, standardize  # noqa: E402
-from ml.profiles import DEFAULT_MATCHING, LocalMatching  # noqa: E402
+from ml.profiles import DEFAULT_MATCHING, PROFILES, LocalMatching  # noqa: E402
 from ml.types import Box  # noqa: E402
 
 SIZE = 224
@@ -553,7 +554,7 @@ class LocalScores:
     def features(self, i: int) -> L.LocalFeatures:
         if i not in self.feats:
             t = time.perf_counter()
-            self.feats[i] = L.extract(self.ds.crops[i], max_keypoints=self.matching.max_keypoints)
+            self.feats[i] = L.extract(self.ds.crops[i], **self.matching.extract_options())
             self.sift_s.append(time.perf_counter() - t)
         return self.feats[i]
 
@@ -867,6 +868,14 @@ def score_set(args, name, ds, split, cache, embedders, curves, matching=DEFAULT_
     return rows
 
 
+SET_PROFILES = {"right-whales": "right_whale_head", "harbour-seals": "seal_face"}  # the rest: humpback flukes
+
+
+def set_matching(name: str) -> LocalMatching:
+    """How the site's RootSIFT verifies this set's photos: its species profile's ``LocalMatching``."""
+    return PROFILES[SET_PROFILES[name]].local_matching if name in SET_PROFILES else DEFAULT_MATCHING
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -880,7 +889,7 @@ def main(argv=None) -> int:
     embedders = build_embedders(args, sets, splits, cache)
     table, curves = [], {}
     for name, ds in sets.items():
-        table += score_set(args, name, ds, splits[name], cache, embedders, curves)
+        table += score_set(args, name, ds, splits[name], cache, embedders, curves, set_matching(name))
     text = render(table, embedders, sizes, args, time.perf_counter() - t_start)
     print(text)
     (out / "real_reid.md").write_text(text)

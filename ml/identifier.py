@@ -20,7 +20,7 @@ from ml.model_folder import (  # noqa: F401 (ModelFolderError re-exported)
     load_ood,
 )
 from ml.models import embed_crops
-from ml.profiles import get_profile
+from ml.profiles import folder_profile
 from ml.types import Box, Localization
 
 
@@ -83,7 +83,7 @@ class Identifier:
         self.localizer = localizer
         self.config = dict(config or {})
         # the species profile the folder was trained for (ml.profiles; older folders: the humpback fluke)
-        self.profile = get_profile(self.config.get("profile"))
+        self.profile = folder_profile(self.config)  # with the local matching it recorded
         self.model_dir = model_dir
         self.batch_size = batch_size
         self.embedding_dim = int(model.embedding_dim)
@@ -249,4 +249,4 @@ class Identifier:
         if not self.uses_local_features:
             return None
         picture = crop.crop if isinstance(crop, PreparedImage) else np.asarray(crop)
-        return extract(picture, max_keypoints=self.profile.local_matching.max_keypoints)
+        return extract(picture, **self.profile.local_matching.extract_options())

@@ -112,10 +112,22 @@ def root_sift(descriptors: np.ndarray, eps: float = 1e-7) -> np.ndarray:
     return np.sqrt(d)
 
 
-def extract(picture: np.ndarray, max_keypoints: int = DEFAULT_MAX_KEYPOINTS) -> LocalFeatures:
-    """RootSIFT features of a grey picture (standardized crop, [0, 1] or uint8)."""
+CONTRASTS = ("standardized", "clahe")  # what SIFT reads: the crop as given, or locally equalised (``extract``)
+CLAHE_CLIP, CLAHE_TILES = 2.0, 8
+
+
+def extract(
+    picture: np.ndarray, max_keypoints: int = DEFAULT_MAX_KEYPOINTS, contrast: str = "standardized"
+) -> LocalFeatures:
+    """RootSIFT features of a grey picture (standardized crop, [0, 1] or uint8). ``contrast="clahe"`` equalises
+    it locally first (CLAHE, 8 x 8 tiles): a right whale's callosities seen through glare and murky water give
+    SIFT steadier corners so (``bench/local_matcher_search.py``)."""
     cv2 = _cv2()
+    if contrast not in CONTRASTS:
+        raise ValueError(f"unknown contrast {contrast!r}: one of {', '.join(CONTRASTS)}")
     gray = to_uint8(picture)
+    if contrast == "clahe":
+        gray = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILES, CLAHE_TILES)).apply(gray)
     sift = cv2.SIFT_create(nfeatures=int(max_keypoints))
     kps, desc = sift.detectAndCompute(gray, None)
     h, w = gray.shape[:2]

@@ -159,14 +159,15 @@ def write_metrics(out_dir: str | Path, metrics: TrainMetrics) -> None:
 
 
 def read_profile(model_dir: str | Path):
-    """The species profile (``ml.profiles``) a folder was trained for, from its ``config.json`` without loading
-    the model: what a page that shows the worker's evidence must read to draw it the way it was computed. A folder
-    from before profiles (no config, no profile) is a humpback fluke model, as ``ml.identifier`` loads it."""
-    from ml.profiles import get_profile
+    """The species profile (``ml.profiles``) a folder was trained for, from its ``config.json``, with the local
+    matching it recorded (``ml.profiles.folder_profile``), without loading the model: what a page that shows the
+    worker's evidence must read to draw it the way it was computed. A folder from before profiles (no config, no
+    profile) is a humpback fluke model, as ``ml.identifier`` loads it."""
+    from ml.profiles import folder_profile
 
     path = Path(model_dir) / CONFIG_FILE
     config = json.loads(path.read_text()) if path.is_file() else {}
-    return get_profile(config.get("profile"))
+    return folder_profile(config)
 
 
 def read_model(model_dir: str | Path, *, trusted: bool = False) -> SavedModel:

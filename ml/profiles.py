@@ -20,7 +20,8 @@ dorsal fin is never cropped at a fluke's 2.09 aspect nor ranked against humpback
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 
 from ml import local_features as _lf
@@ -34,6 +35,7 @@ __all__ = [
     "LocalMatching",
     "Mirror",
     "SpeciesProfile",
+    "folder_profile",
     "get_profile",
     "profile_for_species",
 ]
@@ -77,14 +79,32 @@ class LocalMatching:
     ratio: float = _lf.DEFAULT_RATIO
     geometry: str = "similarity"  # one of ml.local_features.GEOMETRIC_MODELS (checked)
     ransac_px: float = _lf.DEFAULT_RANSAC_PX
+    contrast: str = "standardized"  # one of ml.local_features.CONTRASTS: what SIFT reads (checked)
 
     def __post_init__(self):
-        if self.geometry not in _lf.GEOMETRIC_MODELS:  # a misspelt profile fails when defined, not at a query
+        # a misspelt profile fails when defined, not at a query
+        if self.geometry not in _lf.GEOMETRIC_MODELS:
             raise ValueError(f"unknown geometry {self.geometry!r}: one of {', '.join(_lf.GEOMETRIC_MODELS)}")
+        if self.contrast not in _lf.CONTRASTS:
+            raise ValueError(f"unknown contrast {self.contrast!r}: one of {', '.join(_lf.CONTRASTS)}")
 
     def match_options(self) -> dict:
         """Keyword arguments of ``ml.local_features.match`` (and ``best_inliers``, ``rerank``, ``matched_pairs``)."""
         return {"ratio": self.ratio, "ransac_px": self.ransac_px, "model": self.geometry}
+
+    def extract_options(self) -> dict:
+        """Keyword arguments of ``ml.local_features.extract``: what a stored gallery feature depends on."""
+        return {"max_keypoints": self.max_keypoints, "contrast": self.contrast}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def recorded(cls, raw: Mapping | None) -> LocalMatching:
+        """The matching a model folder recorded at training (``folder_profile``); a folder from before the record
+        extracted from the standardized crop with the default keypoints, and verified as its profile does now."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (raw or {}).items() if k in names})
 
 
 DEFAULT_MATCHING = LocalMatching()  # the library defaults: the humpback fluke's
@@ -144,6 +164,11 @@ RIGHT_WHALE_HEAD = SpeciesProfile(
     augmentation=Augmentation(rotation=15.0, zoom=0.15, shift=0.1),
     localizer="full_frame",
     matchers=("embedding", "local_features"),
+    # callosities seen through glare and murky water: SIFT reads the crop CLAHE-equalised. Chosen on the train
+    # individuals of bench/profile_reid.py's split (bench/local_matcher_search.py, RootSIFT alone, 122 queries,
+    # 500 keypoints, ratio 0.8): 0.233 against 0.225 standardized with a similarity, 0.226 / 0.209 with an affine
+    # map; 1,000 keypoints 0.229. Seals lose with it (0.745 / 0.755, affine), so they read the standardized crop.
+    local_matching=LocalMatching(contrast="clahe"),
 )
 SEAL_FACE = SpeciesProfile(
     key="seal_face",
@@ -180,6 +205,22 @@ def get_profile(key: str | None) -> SpeciesProfile:
         return PROFILES[key]
     except KeyError:
         raise ValueError(f"unknown species profile {key!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+def folder_profile(config: Mapping | None) -> SpeciesProfile:
+    """The profile of a model folder, from its ``config.json``: its key's profile, matching as the folder recorded
+    at training (``local_matching``). Its gallery's stored RootSIFT features and its calibration were made that
+    way, so a query must be too: a later change to a profile's matching applies to the models trained after it.
+    A folder without the record keeps today's verification (it changes no stored feature) on the extraction of
+    its time (standardized crop, default keypoints)."""
+    config = config or {}
+    profile = get_profile(config.get("profile"))
+    raw = config.get("local_matching")
+    if raw is None:
+        m = profile.local_matching
+        raw = {"ratio": m.ratio, "geometry": m.geometry, "ransac_px": m.ransac_px}
+    matching = LocalMatching.recorded(raw)
+    return profile if matching == profile.local_matching else replace(profile, local_matching=matching)
 
 
 def profile_for_species(scientific_name: str) -> SpeciesProfile | None:

@@ -887,7 +887,8 @@ def finalize(run: _Run, state: _LoopState) -> TrainResult:
         pooling=config.pooling,
         new_threshold=new_threshold,
         version=version,
-        config=config.to_dict(),
+        # how its gallery's RootSIFT features are extracted and verified (ml.profiles.folder_profile)
+        config=config.to_dict() | {"local_matching": get_profile(config.profile).local_matching.to_dict()},
     )
     write_model_folder(run.out, saved, metrics, state.history, calibration, ood)
     _write_report(metrics.to_dict(), state.history, run.out, final_val, new_threshold)

@@ -136,8 +136,9 @@ def fit_open_set_calibration(
     g_vecs = np.asarray(embed(g_crops), dtype=np.float32)
     q_crops = [val_crops[i] for i in cset.queries]
     q_vecs = np.asarray(embed(q_crops), dtype=np.float32)
-    g_feats = [extract(c, max_keypoints=matching.max_keypoints) for c in g_crops] if local_features else None
-    q_feats = [extract(c, max_keypoints=matching.max_keypoints) if local_features else None for c in q_crops]
+    options = matching.extract_options()
+    g_feats = [extract(c, **options) for c in g_crops] if local_features else None
+    q_feats = [extract(c, **options) if local_features else None for c in q_crops]
     per_query = [
         query_scores(v, f, g_vecs, g_labels, g_feats, shortlist, matching) for v, f in zip(q_vecs, q_feats, strict=True)
     ]

@@ -1,6 +1,9 @@
 """Species profiles (ml/profiles.py) drive the crop, the allowed mirrors, the augmentation ranges and the
 localizer; the humpback fluke profile is seed 000's geometry unchanged, and older model folders load as it."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -82,3 +85,40 @@ def test_a_misspelt_matching_geometry_fails_when_the_profile_is_defined():
 
     with pytest.raises(ValueError, match="similarity, affine, homography"):
         LocalMatching(geometry="afine")
+
+
+def test_a_misspelt_contrast_fails_when_the_profile_is_defined():
+    from ml.local_features import extract
+    from ml.profiles import LocalMatching
+
+    with pytest.raises(ValueError, match="standardized, clahe"):
+        LocalMatching(contrast="equalised")
+    with pytest.raises(ValueError, match="standardized, clahe"):
+        extract(np.zeros((64, 64), np.float32), contrast="equalised")
+
+
+def test_a_folder_extracts_local_features_as_it_recorded_at_training(tiny_trained):
+    """The gallery's stored RootSIFT features were extracted the way the folder's profile said at training; a
+    query must be extracted the same way, whatever the profile says today."""
+    from ml.local_features import extract
+    from ml.profiles import folder_profile
+
+    result, _ = tiny_trained
+    config = json.loads((Path(result.model_dir) / "config.json").read_text())
+    assert config["local_matching"] == HUMPBACK_FLUKE.local_matching.to_dict()  # training records it
+    clahe = {**config, "local_matching": {**config["local_matching"], "contrast": "clahe"}}
+    assert folder_profile(clahe).local_matching.contrast == "clahe"
+    assert folder_profile(clahe).crop == HUMPBACK_FLUKE.crop  # the rest is the key's profile
+    older = {k: v for k, v in config.items() if k != "local_matching"} | {"profile": "right_whale_head"}
+    assert folder_profile(older).local_matching.contrast == "standardized"  # as extracted before the record
+    assert folder_profile(older).local_matching.geometry == RIGHT_WHALE_HEAD.local_matching.geometry
+
+    fluke = Identifier.load(result.model_dir)
+    equalised = Identifier(
+        fluke.model, fluke.classes, fluke.new_threshold, fluke.image_size, "x", fluke.device,
+        localizer=fluke.localizer, config=clahe,
+    )  # fmt: skip
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 255, (200, 420), dtype=np.uint8))
+    crop = fluke.prepare(photo)
+    assert equalised.local_features(crop).to_bytes() == extract(crop.crop, contrast="clahe").to_bytes()
+    assert equalised.local_features(crop).to_bytes() != fluke.local_features(crop).to_bytes()
