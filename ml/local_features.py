@@ -120,8 +120,8 @@ def extract(
     picture: np.ndarray, max_keypoints: int = DEFAULT_MAX_KEYPOINTS, contrast: str = "standardized"
 ) -> LocalFeatures:
     """RootSIFT features of a grey picture (standardized crop, [0, 1] or uint8). ``contrast="clahe"`` equalises
-    it locally first (CLAHE, 8 x 8 tiles): a right whale's callosities seen through glare and murky water give
-    SIFT steadier corners so (``bench/local_matcher_search.py``)."""
+    it locally first (CLAHE, 8 x 8 tiles), for a profile whose photos are lit unevenly (glare, murky water); a
+    profile picks it with ``bench/local_matcher_search.py`` (none does today: ``ml.profiles``)."""
     cv2 = _cv2()
     if contrast not in CONTRASTS:
         raise ValueError(f"unknown contrast {contrast!r}: one of {', '.join(CONTRASTS)}")

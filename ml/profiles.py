@@ -164,11 +164,10 @@ RIGHT_WHALE_HEAD = SpeciesProfile(
     augmentation=Augmentation(rotation=15.0, zoom=0.15, shift=0.1),
     localizer="full_frame",
     matchers=("embedding", "local_features"),
-    # callosities seen through glare and murky water: SIFT reads the crop CLAHE-equalised. Chosen on the train
-    # individuals of bench/profile_reid.py's split (bench/local_matcher_search.py, RootSIFT alone, 122 queries,
-    # 500 keypoints, ratio 0.8): 0.233 against 0.225 standardized with a similarity, 0.226 / 0.209 with an affine
-    # map; 1,000 keypoints 0.229. Seals lose with it (0.745 / 0.755, affine), so they read the standardized crop.
-    local_matching=LocalMatching(contrast="clahe"),
+    # the library's matching. CLAHE contrast was tried: on the train individuals of bench/profile_reid.py's split
+    # (bench/local_matcher_search.py, RootSIFT alone, 122 queries) 0.233 against 0.225 standardized, but on the
+    # eval individuals of bench/real_reid.py it lowered the site's ranking (frozen Lite0 + RootSIFT, MAP@5 0.341
+    # against 0.359) for a gain of RootSIFT alone within noise (0.361 / 0.357); seals lose with it outright
 )
 SEAL_FACE = SpeciesProfile(
     key="seal_face",
