@@ -215,6 +215,9 @@ def active_model(demo_data, demo_model, demo_identifier, db):
 # --------------------------------------------------------------------------- worker
 
 
+WORKER_QUEUES = ("pipeline", "training", "default", "imports")
+
+
 class Worker:
     """A real ``celery worker`` subprocess on the test database and test broker."""
 
@@ -240,7 +243,7 @@ class Worker:
                 "whalesite",
                 "worker",
                 "-Q",
-                "pipeline,training,default,imports",
+                ",".join(WORKER_QUEUES),
                 "-c",
                 "1",
                 "--pool=solo",
@@ -269,6 +272,26 @@ class Worker:
             return app.control.ping(timeout=0.5)
 
         wait_for(answered, timeout=timeout, interval=0.5, message="the Celery worker to answer ping")
+
+    def wait_idle(self, timeout=180.0) -> None:
+        """Until the broker holds no message for the worker and it runs and holds none, twice a second apart. A
+        transactional test's flush (TRUNCATE) that meets a task's transaction deadlocks, and PostgreSQL may break
+        the deadlock by failing the flush."""
+        import redis
+
+        from whalesite.celery import app
+
+        broker = redis.Redis.from_url(TEST_BROKER)
+
+        def quiet() -> bool:
+            keys = [k for q in WORKER_QUEUES for k in broker.scan_iter(f"{q}*") if broker.type(k) == b"list"]
+            if any(broker.llen(k) for k in keys):
+                return False
+            inspect = app.control.inspect(timeout=1.0)
+            active, reserved = inspect.active(), inspect.reserved()  # None: a solo worker busy with a task
+            return bool(active) and not any(active.values()) and not any((reserved or {}).values())
+
+        wait_for(lambda: quiet() and (time.sleep(1) or quiet()), timeout=timeout, message="the worker's tasks")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -327,6 +350,14 @@ def celery_worker(django_db_setup, django_db_blocker, media_root, tmp_path_facto
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def settled_worker(transactional_db, celery_worker):
+    """The worker, for a test that leaves it work (re-ranking after decisions): at the test's end it is waited for
+    until idle, and only then is the database flushed (this fixture's teardown runs before ``transactional_db``'s)."""
+    yield celery_worker
+    celery_worker.wait_idle()
 
 
 # --------------------------------------------------------------------------- broker outages
