@@ -100,11 +100,10 @@ class LocalMatching:
         return asdict(self)
 
     @classmethod
-    def recorded(cls, raw: Mapping | None) -> LocalMatching:
-        """The matching a model folder recorded at training (``folder_profile``); a folder from before the record
-        extracted from the standardized crop with the default keypoints, and verified as its profile does now."""
+    def from_dict(cls, raw: Mapping) -> LocalMatching:
+        """The matching a model folder recorded (``to_dict``); keys this version does not know are left out."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (raw or {}).items() if k in names})
+        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 DEFAULT_MATCHING = LocalMatching()  # the library defaults: the humpback fluke's
@@ -215,10 +214,11 @@ def folder_profile(config: Mapping | None) -> SpeciesProfile:
     config = config or {}
     profile = get_profile(config.get("profile"))
     raw = config.get("local_matching")
-    if raw is None:
-        m = profile.local_matching
-        raw = {"ratio": m.ratio, "geometry": m.geometry, "ransac_px": m.ransac_px}
-    matching = LocalMatching.recorded(raw)
+    if raw is not None:
+        matching = LocalMatching.from_dict(raw)
+    else:
+        # before the record every folder extracted from the standardized crop with the default keypoints
+        matching = replace(profile.local_matching, max_keypoints=_lf.DEFAULT_MAX_KEYPOINTS, contrast="standardized")
     return profile if matching == profile.local_matching else replace(profile, local_matching=matching)
 
 

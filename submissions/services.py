@@ -120,16 +120,17 @@ def _view(image):
 def _classify(checked: list[Checked]) -> None:
     """Each photo's suggestion, the whole batch in one pass of the classifier, and the views dropped. Should the
     batch fail, each photo is tried alone, so one photo the classifier chokes on never costs the others theirs."""
-    views = [(good, good.view) for good in checked if good.view is not None]
-    for good, _ in views:
+    photos = [good for good in checked if good.view is not None]
+    views = [good.view for good in photos]
+    for good in photos:
         good.view = None
     try:
-        for (good, _), suggestion in zip(views, species_guess.suggest_many([v for _, v in views])):
+        for good, suggestion in zip(photos, species_guess.suggest_many(views)):
             good.suggestion = suggestion
         return
     except Exception:
         log.exception("the species classifier failed on a batch of %d photos; trying each alone", len(views))
-    for good, view in views:
+    for good, view in zip(photos, views):
         try:
             good.suggestion = species_guess.suggest(view)
         except Exception:

@@ -78,8 +78,12 @@ def classifier():
         return loaded
 
 
-def _species_of(profile: str | None) -> Species | None:
-    return Species.objects.filter(profile=profile).order_by("pk").first() if profile else None
+def _species_by_profile(keys) -> dict[str, Species]:
+    """{profile key: its species} in one query; the first species (lowest pk) of a profile wins."""
+    by_profile: dict[str, Species] = {}
+    for species in Species.objects.filter(profile__in=[k for k in keys if k]).order_by("pk"):
+        by_profile.setdefault(species.profile, species)
+    return by_profile
 
 
 def view(image):
@@ -103,15 +107,14 @@ def suggest_many(images) -> list[Suggestion | None]:
     model = classifier()
     if model is None or not images:
         return [None] * len(images)
-    species: dict = {}  # profile -> Species, looked up once per batch
-
-    def of(profile):
-        return species[profile] if profile in species else species.setdefault(profile, _species_of(profile))
-
-    out = []
-    for guess in model.predict_many(list(images)):
-        probs = guess.probabilities
-        best_key = max(probs, key=probs.get) if probs else guess.profile
-        probability = probs.get(best_key, guess.probability) if best_key else guess.probability
-        out.append(Suggestion(species=of(guess.profile), best=of(best_key), probability=float(probability)))
-    return out
+    guesses = model.predict_many(list(images))
+    best_keys = [max(g.probabilities, key=g.probabilities.get) if g.probabilities else g.profile for g in guesses]
+    species = _species_by_profile({g.profile for g in guesses} | set(best_keys))
+    return [
+        Suggestion(
+            species=species.get(g.profile) if g.profile else None,
+            best=species.get(best) if best else None,
+            probability=float(g.probabilities.get(best, g.probability) if best else g.probability),
+        )
+        for g, best in zip(guesses, best_keys)
+    ]

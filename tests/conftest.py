@@ -273,25 +273,35 @@ class Worker:
 
         wait_for(answered, timeout=timeout, interval=0.5, message="the Celery worker to answer ping")
 
-    def wait_idle(self, timeout=180.0) -> None:
-        """Until the broker holds no message for the worker and it runs and holds none, twice a second apart. A
-        transactional test's flush (TRUNCATE) that meets a task's transaction deadlocks, and PostgreSQL may break
-        the deadlock by failing the flush."""
+    def wait_idle(self, timeout=60.0) -> bool:
+        """Whether the worker went idle within ``timeout``: the broker holds no message for it and it runs and
+        holds none, seen twice 0.2 s apart. False at once when it is not running (a test killed it) or the broker
+        cannot be asked (a test took it away)."""
         import redis
 
         from whalesite.celery import app
 
+        if self.proc is None or self.proc.poll() is not None:
+            return False
         broker = redis.Redis.from_url(TEST_BROKER)
 
         def quiet() -> bool:
             keys = [k for q in WORKER_QUEUES for k in broker.scan_iter(f"{q}*") if broker.type(k) == b"list"]
             if any(broker.llen(k) for k in keys):
                 return False
-            inspect = app.control.inspect(timeout=1.0)
-            active, reserved = inspect.active(), inspect.reserved()  # None: a solo worker busy with a task
-            return bool(active) and not any(active.values()) and not any((reserved or {}).values())
+            inspect = app.control.inspect(timeout=1.0, limit=1)  # one worker: its answer ends the wait
+            active = inspect.active()  # None: a solo worker busy with a task does not answer
+            return bool(active) and not any(active.values()) and not any((inspect.reserved() or {}).values())
 
-        wait_for(lambda: quiet() and (time.sleep(1) or quiet()), timeout=timeout, message="the worker's tasks")
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if quiet() and (time.sleep(0.2) or quiet()):
+                    return True
+                time.sleep(0.25)
+        except Exception:  # the broker or its connection is down: nothing to wait for
+            return False
+        return False
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -352,12 +362,24 @@ def celery_worker(django_db_setup, django_db_blocker, media_root, tmp_path_facto
     worker.stop()
 
 
-@pytest.fixture
-def settled_worker(transactional_db, celery_worker):
-    """The worker, for a test that leaves it work (re-ranking after decisions): at the test's end it is waited for
-    until idle, and only then is the database flushed (this fixture's teardown runs before ``transactional_db``'s)."""
-    yield celery_worker
-    celery_worker.wait_idle()
+def _transactional(request) -> bool:
+    marker = request.node.get_closest_marker("django_db")
+    wanted = {"transactional_db", "live_server"} & set(request.fixturenames)
+    return bool(wanted) or bool(marker and marker.kwargs.get("transaction"))
+
+
+@pytest.fixture(autouse=True)
+def worker_idle_before_flush(request):
+    """A transactional test that used the worker ends only once the worker is idle: the database flush (TRUNCATE)
+    that meets a task it left (re-ranking after decisions, say) deadlocks, and PostgreSQL may fail the flush.
+    The database fixture is requested here so that it is torn down, and flushed, after this waits."""
+    if "celery_worker" not in request.fixturenames or not _transactional(request):
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    worker = request.getfixturevalue("celery_worker")
+    yield
+    worker.wait_idle()
 
 
 # --------------------------------------------------------------------------- broker outages

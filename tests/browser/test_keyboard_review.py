@@ -85,7 +85,7 @@ def focus_by_tab(page, accessible_text: str, limit: int = 60) -> None:
     raise AssertionError(f"could not reach {accessible_text!r} with Tab")
 
 
-def test_moderator_clears_the_queue_with_the_keyboard_only(new_page, shots, active_model, settled_worker):
+def test_moderator_clears_the_queue_with_the_keyboard_only(new_page, shots, active_model, celery_worker):
     photos = demo_queue(active_model, QUEUE_SIZE)
     page = new_page()
 

@@ -154,6 +154,9 @@ def test_fluke_and_fin_get_suggestions_from_their_own_catalogues(new_page, shots
     expect(fin_select.locator("option[value=suggested]")).to_contain_text("Suggested: Common bottlenose dolphin")
     page.locator("[name=observed_date]").fill("2024-08-02")
     shots(page, "fluke and fin with suggestions")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(fin_select.locator("option[value=suggested]")).to_contain_text("Suggested: Common bottlenose dolphin")
+    shots(page, "fluke and fin with suggestions at 390 px")
     page.get_by_role("button", name="Submit sighting").click()
     expect(page).to_have_url(re.compile(r"/me/sightings/$"))
 
