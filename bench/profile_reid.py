@@ -219,7 +219,7 @@ def render(table: list[tuple], notes: list[str], sizes: str, args, seconds: floa
             f"| {title} | {settings} | {model} | {matcher} | {r.map5:.3f} | {r.top1:.3f} | {r.top5:.3f} | "
             f"{r.new_precision:.2f} | {r.new_recall:.2f} | {r.ece:.3f} |"
         )
-    lines += ["", "Profile / humpback settings, MAP@5 of the same model and matcher:", ""]
+    lines += ["", "Profile minus humpback settings, same model and matcher, paired over the same queries:", ""]
     lines += ratios(table)
     lines += ["", "Fine-tuning:"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -231,9 +231,8 @@ def ratios(table: list[tuple]) -> list[str]:
     for (title, settings, model, matcher), r in by.items():
         hump = by.get((title, HUMPBACK_FLUKE.key, model, matcher))
         if settings != HUMPBACK_FLUKE.key and hump is not None:
-            out.append(
-                f"- {title}, {model}, {matcher}: {r.map5:.3f} / {hump.map5:.3f} = {r.map5 / max(hump.map5, 1e-9):.2f}x"
-            )
+            ratio = f"{r.map5 / max(hump.map5, 1e-9):.2f}x"
+            out.append(R.difference_line(f"{title}, {model}, {matcher} ({ratio})", r, hump))
     return out
 
 

@@ -159,6 +159,10 @@ RIGHT_WHALE_HEAD = SpeciesProfile(
     catalogue_prefix="EG",
     body_part="head, callosity pattern from above",
     crop=Crop(aspect=1.0, margin_left=0.0, margin_right=0.0, margin_top=0.0, margin_bottom=0.0),
+    # a mirrored head is another callosity pattern. Whether its copies should train as extra ids, and which
+    # ranges, was tried on the train individuals only (bench/profile_finetune_search.py, two halves, 523
+    # queries, fine-tuned Lite0 tail): every pairing of {new_id, never} x {these, seed 000's} ranges scored
+    # MAP@5 0.099-0.117, each within a paired 95% interval of these (frozen: 0.117), so these stay
     mirror=Mirror.NEW_ID,
     augmentation=Augmentation(rotation=15.0, zoom=0.15, shift=0.1),
     localizer="full_frame",
