@@ -132,10 +132,13 @@ def main(argv=None) -> int:
         q = per_query(lambda k, train: fine_tuned_vectors(ds, prefixes, train, settings, enc, cache, args))
         own = (settings.mirror, settings.augmentation) == (profile.mirror, profile.augmentation)
         current = q if own else current
-        diff = "" if current is None or own else "  {:+.3f} ({:+.3f} .. {:+.3f})".format(
-            *R.paired_difference(q[:, 0], current[:, 0])
+        diff = (
+            ""
+            if current is None or own
+            else "  {:+.3f} ({:+.3f} .. {:+.3f})".format(*R.paired_difference(q[:, 0], current[:, 0]))
         )
-        print(f"{name:<46}{q[:, 0].mean():>8.3f}{q[:, 1].mean():>8.3f}{time.perf_counter() - t0:>6.0f}{diff}", flush=True)
+        took = time.perf_counter() - t0
+        print(f"{name:<46}{q[:, 0].mean():>8.3f}{q[:, 1].mean():>8.3f}{took:>6.0f}{diff}", flush=True)
     return 0
 
 
