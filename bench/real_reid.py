@@ -540,6 +540,32 @@ def backbone_rows(
     return rows
 
 
+def gem(h: torch.Tensor, p: float) -> torch.Tensor:
+    """Generalized-mean pooling of (B, C, H, W): p = 1 is the average, large p tends to the maximum."""
+    return h.clamp(min=1e-6).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+
+
+def lite0_gem_row(sets, cache: Cache, suffix_blocks: int, cut: int) -> Embedder:
+    """Frozen Lite0 read at the input of its last ``cut`` blocks, GeM-pooled (p = 3): the reading
+    ``bench/frozen_layer_search.py`` picked on train individuals, measured here on eval ones."""
+    from ml.backbones import create_encoder
+
+    arch = "efficientnet_lite0"
+    enc = create_encoder(arch).eval()
+    prefixes, prefix_dt = _prefix_outputs(enc, arch, sets, cache, suffix_blocks)
+    first = len(enc.net._blocks) - suffix_blocks
+
+    def read(h):
+        h = h[:, 0].float()
+        for i in range(first, len(enc.net._blocks) - cut):
+            h = enc._block(i, h)
+        return gem(h, 3.0)
+
+    vectors, dt = _suffix_all(prefixes, read, f"gem-cut{cut}", arch, suffix_blocks, cache)
+    note = f"no training: the input of the last {cut} blocks, GeM-pooled (p = 3)"
+    return Embedder(f"{arch} block GeM frozen", {k: _normalize(v) for k, v in vectors.items()}, prefix_dt + dt, note)
+
+
 # =========================================================================== local features
 class LocalScores:
     """RootSIFT features per image and a lazily filled inlier matrix per image pair (cached), verified the
@@ -794,6 +820,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--finetune-epochs", type=int, default=8)
     ap.add_argument("--lite-suffix-blocks", type=int, default=5)
     ap.add_argument("--dino-suffix-blocks", type=int, default=1)
+    ap.add_argument("--gem-cut", type=int, default=2, help="lite0_gem: read the input of the last N blocks")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--plot-models",
@@ -851,6 +878,8 @@ def build_embedders(args, sets, splits, cache) -> list[Embedder]:
     rows = args.rows.split(",")
     if "scratch" in rows:
         embedders.append(scratch_resnet(sets, splits, cache, args.scratch_budget_s, args.scratch_size, args.seed))
+    if "lite0_gem" in rows:
+        embedders.append(lite0_gem_row(sets, cache, args.lite_suffix_blocks, args.gem_cut))
     suffix_blocks = {"efficientnet_lite0": args.lite_suffix_blocks, "dinov2_s": args.dino_suffix_blocks}
     for arch, blocks in suffix_blocks.items():
         if arch in rows:
