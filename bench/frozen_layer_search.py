@@ -28,10 +28,11 @@ import profile_crop_search as S  # noqa: E402
 import profile_reid as P  # noqa: E402
 import real_reid as R  # noqa: E402
 
+from ml.models import GeM  # noqa: E402
 from ml.preprocess import preprocess  # noqa: E402
 from ml.profiles import PROFILES  # noqa: E402
 
-POOLS = {"avg": lambda h: h.mean(dim=(2, 3)), "gem3": lambda h: R.gem(h, 3.0)}
+POOLS = {"avg": lambda h: h.mean(dim=(2, 3)), "gem3": GeM(p=3.0)}
 
 
 def main(argv=None) -> int:

@@ -53,10 +53,14 @@ def selection_part(raw: P.RawSet) -> tuple[list[int], list[int]]:
     return gallery, queries
 
 
-def map5(scores: np.ndarray, raw: P.RawSet, gallery: list[int], queries: list[int]) -> float:
+def top5(scores: np.ndarray, raw: P.RawSet, gallery: list[int], queries: list[int]) -> tuple[list[str], list]:
+    """(each query's truth, its five best individuals by the best photo's score)."""
     inds, best = R.per_individual(scores, [raw.labels[i] for i in gallery])
-    ranked = [[inds[j] for j in np.argsort(-row)[:5]] for row in best]
-    return map_at_k([raw.labels[q] for q in queries], ranked, 5)
+    return [raw.labels[q] for q in queries], [[inds[j] for j in np.argsort(-row)[:5]] for row in best]
+
+
+def map5(scores: np.ndarray, raw: P.RawSet, gallery: list[int], queries: list[int]) -> float:
+    return map_at_k(*top5(scores, raw, gallery, queries), 5)
 
 
 def score(raw: P.RawSet, crop: Crop, enc, gallery, queries) -> tuple[float, float]:

@@ -59,6 +59,7 @@ from tqdm import tqdm  # noqa: E402
 
 from ml import calibration as C  # noqa: E402
 from ml import local_features as L  # noqa: E402
+from ml.evaluate import paired_difference  # noqa: E402
 from ml.metrics import (  # noqa: E402
     NEW_WHALE,
     average_precision_at_k,
@@ -540,26 +541,24 @@ def backbone_rows(
     return rows
 
 
-def gem(h: torch.Tensor, p: float) -> torch.Tensor:
-    """Generalized-mean pooling of (B, C, H, W): p = 1 is the average, large p tends to the maximum."""
-    return h.clamp(min=1e-6).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
-
-
 def lite0_gem_row(sets, cache: Cache, suffix_blocks: int, cut: int) -> Embedder:
     """Frozen Lite0 read at the input of its last ``cut`` blocks, GeM-pooled (p = 3): the reading
     ``bench/frozen_layer_search.py`` picked on train individuals, measured here on eval ones."""
     from ml.backbones import create_encoder
+    from ml.models import GeM
 
     arch = "efficientnet_lite0"
     enc = create_encoder(arch).eval()
     prefixes, prefix_dt = _prefix_outputs(enc, arch, sets, cache, suffix_blocks)
     first = len(enc.net._blocks) - suffix_blocks
 
+    pool = GeM(p=3.0)
+
     def read(h):
         h = h[:, 0].float()
         for i in range(first, len(enc.net._blocks) - cut):
             h = enc._block(i, h)
-        return gem(h, 3.0)
+        return pool(h)
 
     vectors, dt = _suffix_all(prefixes, read, f"gem-cut{cut}", arch, suffix_blocks, cache)
     note = f"no training: the input of the last {cut} blocks, GeM-pooled (p = 3)"
@@ -767,20 +766,8 @@ def evaluate(fits_and_parts: list[tuple[Fitted, PartScores]], k: int) -> Result:
     )
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """MAP@5 of ``a`` minus ``b`` (per-query AP@5 of two rankings of the same queries) and its 95 % paired
-    bootstrap interval. Two MAP@5 figures 0.01 apart on ~170 queries may be noise; a win is claimed only when
-    the interval excludes 0."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if len(d) == 0:
-        return 0.0, 0.0, 0.0
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(rounds, len(d)))
-    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
-    return float(d.mean()), float(lo), float(hi)
-
-
 def difference_line(label: str, a: Result, b: Result) -> str:
-    diff, lo, hi = paired_difference(a.per_query_ap, b.per_query_ap)
+    diff, lo, hi = paired_difference(a.per_query_ap, b.per_query_ap, resamples=2000)
     verdict = "wins" if lo > 0 else "loses" if hi < 0 else "within noise"
     return f"- {label}: {a.map5:.3f} - {b.map5:.3f} = {diff:+.3f} (95% CI {lo:+.3f} .. {hi:+.3f}, {verdict})"
 
@@ -987,10 +974,10 @@ def default_differences(table) -> list[str]:
     out = []
     for name in dict.fromkeys(row[0] for row in table):
         rows = [(model, matcher, r) for n, model, matcher, r, _ in table if n == name]
-        default = [r for model, matcher, r in rows if model == DEFAULT_ROW and matcher.startswith("fused")]
-        for model, matcher, r in rows if default else []:
-            if r is not default[0]:
-                out.append(difference_line(f"{name}, vs {model} ({matcher})", default[0], r))
+        default = next((r for model, matcher, r in rows if model == DEFAULT_ROW and matcher.startswith("fused")), None)
+        if default is None:
+            continue
+        out += [difference_line(f"{name}, vs {m} ({k})", default, r) for m, k, r in rows if r is not default]
     return out
 
 

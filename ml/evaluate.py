@@ -50,15 +50,35 @@ def bootstrap_intervals(
     n = len(truth)
     if n == 0:
         return {}
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n, size=(resamples, n))
-    tail = (1.0 - level) / 2.0
+    picks = _resamples(n, resamples, seed)
     out = {}
     for name, metric in BOOTSTRAP_METRICS.items():
         per_query = np.array([metric([t], [p]) for t, p in zip(truth, predictions)], dtype=np.float64)
-        means = per_query[picks].mean(axis=1)
-        out[name] = [float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))]
+        out[name] = _interval(per_query[picks].mean(axis=1), level)
     return out
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over the same queries (per-query scores of two rankings, e.g. AP@5) and its paired
+    percentile bootstrap interval: ``(difference, low, high)``. Two MAP@5 figures 0.01 apart on ~170 queries
+    may be noise; a win is a difference whose interval excludes 0. Zeros for no queries."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(d) == 0:
+        return 0.0, 0.0, 0.0
+    low, high = _interval(d[_resamples(len(d), resamples, seed)].mean(axis=1), level)
+    return float(d.mean()), low, high
+
+
+def _resamples(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) query indices drawn with replacement."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _interval(means: np.ndarray, level: float) -> list[float]:
+    tail = (1.0 - level) / 2.0
+    return [float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))]
 
 
 def _jsonable(value):

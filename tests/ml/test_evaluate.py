@@ -108,3 +108,17 @@ def test_loss_plot_has_a_panel_per_phase_so_the_localizer_never_shares_the_model
     write_report({}, history, tmp_path / "one")
     two, one = (Image.open(tmp_path / d / "loss.png").size for d in ("two", "one"))
     assert two[0] == 2 * one[0] and two[1] == one[1]
+
+
+def test_paired_difference_separates_a_consistent_gain_from_noise():
+    """Paired over the same queries: a small gain on every query is a win, zero-mean noise is not."""
+    from ml.evaluate import paired_difference
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 1, 200)
+    diff, low, high = paired_difference(base + 0.02, base)
+    assert abs(diff - 0.02) < 1e-9 and low > 0 and high > 0
+    noisy = base + rng.normal(0, 0.3, 200)
+    _, low, high = paired_difference(noisy, base)
+    assert low < 0 < high
+    assert paired_difference([], []) == (0.0, 0.0, 0.0)
